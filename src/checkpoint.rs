@@ -1,0 +1,207 @@
+//! Durable per-source state: one JSON file per source under `[state] dir`.
+//!
+//! Owns the on-disk format and the atomic write: temp file in the same directory → write →
+//! fsync → rename over the old file → fsync the directory. A reader therefore sees either
+//! the old or the new checkpoint, never a torn one, even after `kill -9` or power loss.
+//! A file that exists but does not parse is an error naming the file: we never silently
+//! reset progress (that would re-send or skip history).
+//!
+//! The state itself is opaque JSON owned by the source (`sources::*`); this module only
+//! wraps it with the source id and type so a checkpoint can't be loaded by the wrong source.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Format version written in every file.
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(
+        "cannot use state directory {dir}: {source}; check `[state] dir` exists and is writable by this user"
+    )]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read checkpoint {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "checkpoint {path} is corrupt ({problem}); refusing to start from scratch. Fix or move the file away (the source then starts from its `start_time`)"
+    )]
+    Corrupt { path: PathBuf, problem: String },
+    #[error("cannot write checkpoint {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    format: u32,
+    source_id: String,
+    source_type: String,
+    updated: chrono::DateTime<chrono::Utc>,
+    state: serde_json::Value,
+}
+
+/// The checkpoint file of one source.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    path: PathBuf,
+    source_id: String,
+    source_type: String,
+}
+
+impl CheckpointStore {
+    /// Create the store (and the state directory if needed).
+    pub fn open(dir: &Path, source_id: &str, source_type: &str) -> Result<Self, CheckpointError> {
+        fs::create_dir_all(dir).map_err(|source| CheckpointError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(CheckpointStore {
+            dir: dir.to_path_buf(),
+            path: dir.join(format!("{source_id}.checkpoint.json")),
+            source_id: source_id.to_string(),
+            source_type: source_type.to_string(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored state, `None` when there is no checkpoint yet.
+    pub fn load(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CheckpointError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let corrupt = |problem: String| CheckpointError::Corrupt {
+            path: self.path.clone(),
+            problem,
+        };
+        let env: Envelope =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+        if env.format != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format {} is not supported by this version (expects {FORMAT_VERSION})",
+                env.format
+            )));
+        }
+        if env.source_id != self.source_id || env.source_type != self.source_type {
+            return Err(corrupt(format!(
+                "it belongs to source `{}` of type `{}`, not `{}` of type `{}`",
+                env.source_id, env.source_type, self.source_id, self.source_type
+            )));
+        }
+        Ok(Some(env.state))
+    }
+
+    /// Atomically replace the checkpoint with `state`.
+    pub fn save(&self, state: &serde_json::Value) -> Result<(), CheckpointError> {
+        let env = Envelope {
+            format: FORMAT_VERSION,
+            source_id: self.source_id.clone(),
+            source_type: self.source_type.clone(),
+            updated: chrono::Utc::now(),
+            state: state.clone(),
+        };
+        let write_err = |source| CheckpointError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(&env).map_err(|e| write_err(e.into()))?;
+        let tmp = self
+            .dir
+            .join(format!(".{}.checkpoint.json.tmp", self.source_id));
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(write_err)?;
+            f.write_all(&bytes).map_err(write_err)?;
+            f.sync_all().map_err(write_err)?;
+        }
+        fs::rename(&tmp, &self.path).map_err(write_err)?;
+        // Make the rename itself durable.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trip_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path(), "vbo_main", "vbo").unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        store
+            .save(&json!({"horizon": "2025-01-01T00:00:00Z"}))
+            .unwrap();
+        store
+            .save(&json!({"horizon": "2025-01-02T00:00:00Z"}))
+            .unwrap();
+        assert_eq!(
+            store.load().unwrap(),
+            Some(json!({"horizon": "2025-01-02T00:00:00Z"}))
+        );
+        // No temp file left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path(), "vbo_main", "vbo").unwrap();
+        fs::write(store.path(), b"{ not json").unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(
+            e.contains("vbo_main.checkpoint.json") && e.contains("corrupt"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_sources_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = CheckpointStore::open(dir.path(), "a", "vbo").unwrap();
+        a.save(&json!({})).unwrap();
+        fs::copy(a.path(), dir.path().join("b.checkpoint.json")).unwrap();
+        let b = CheckpointStore::open(dir.path(), "b", "vbo").unwrap();
+        assert!(
+            b.load()
+                .unwrap_err()
+                .to_string()
+                .contains("belongs to source `a`")
+        );
+    }
+}

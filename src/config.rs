@@ -1,0 +1,708 @@
+//! The configuration model (TOML, components keyed by id, Vector-like) and its validation.
+//!
+//! Owns: parsing, `${ENV}` interpolation, `*_file` secret resolution, defaults, and every
+//! check that can be made without the network. Every error names the key path and says
+//! what to do; secret values never appear in errors or `Debug` output.
+//!
+//! Loading happens in three steps: TOML text → `toml::Value` → interpolate `${VAR}` in
+//! string values (so an env value can never break TOML syntax) → typed structs with
+//! `deny_unknown_fields` (via `serde_path_to_error`, so the failing key's path is known) →
+//! [`Config::validate`] for cross-references and ranges.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::secret::Secret;
+
+/// A configuration problem. `Display` is the whole user-facing message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config error at `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub ops: Option<OpsConfig>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory for checkpoints (one file per source) and any spool.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("/var/lib/veeam-siem"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    pub listen: std::net::SocketAddr,
+}
+
+/// A source, tagged by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    Vbo(VboSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::Vbo(_) => "vbo",
+        }
+    }
+}
+
+/// VB365 REST API version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    V6,
+    V7,
+    V8,
+}
+
+impl ApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V6 => "v6",
+            ApiVersion::V7 => "v7",
+            ApiVersion::V8 => "v8",
+        }
+    }
+}
+
+/// TLS settings for an HTTPS peer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the CA (or the self-signed certificate) to trust, in addition to the
+    /// system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate. Insecure; logged as a warning at startup.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `type = "vbo"`: a Veeam Backup for Microsoft 365 REST server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VboSourceConfig {
+    pub url: String,
+    #[serde(default = "default_api_version")]
+    pub api_version: ApiVersion,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_vbo_poll", deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Horizon of the first run; default: 7 days before the first start.
+    #[serde(default)]
+    pub start_time: Option<DateTime<Utc>>,
+    /// Sessions are re-listed from `horizon - lookback` to catch sessions that appear late
+    /// and to be safe whether the server's `startTimeFrom` is inclusive or not.
+    #[serde(default = "default_lookback", deserialize_with = "de_duration")]
+    pub lookback: Duration,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Attempts per request for retryable failures (5xx, 429, timeouts, resets).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Keep the raw record JSON in `event.original`.
+    #[serde(default)]
+    pub keep_original: bool,
+}
+
+/// A sink, tagged by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    Stdout(StdoutSinkConfig),
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            SinkConfig::Stdout(c) => &c.inputs,
+            SinkConfig::File(c) => &c.inputs,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkConfig::Stdout(_) => "stdout",
+            SinkConfig::File(_) => "file",
+        }
+    }
+}
+
+/// `type = "stdout"`: NDJSON on standard output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    pub inputs: Vec<String>,
+    /// Indented JSON for humans (not NDJSON any more).
+    #[serde(default)]
+    pub pretty: bool,
+}
+
+/// `type = "file"`: NDJSON appended to a file; acknowledged after fsync.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub inputs: Vec<String>,
+    /// Path; `strftime` patterns (`%Y-%m-%d`) are expanded with the UTC write time.
+    pub path: String,
+}
+
+fn default_api_version() -> ApiVersion {
+    ApiVersion::V8
+}
+fn default_vbo_poll() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_lookback() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_retries() -> u32 {
+    8
+}
+
+/// humantime durations: "30s", "5m", "1h 30m".
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\""
+        ))
+    })
+}
+
+/// A VB365 source with its secret resolved and URL checked.
+#[derive(Debug, Clone)]
+pub struct VboSource {
+    pub id: String,
+    pub url: Url,
+    pub password: Secret,
+    pub settings: VboSourceConfig,
+}
+
+impl Config {
+    /// Read, interpolate, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parse from text with a custom environment (tests).
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        interpolate(&mut value, &mut Vec::new(), env)?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(
+                if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                e.into_inner().to_string(),
+            )
+        })?;
+        config.validate(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(config)
+    }
+
+    /// Cross-reference and range checks. `base` resolves relative `*_file` paths.
+    fn validate(&self, _base: &Path) -> Result<(), ConfigError> {
+        if self.sources.is_empty() {
+            return Err(invalid(
+                "sources",
+                "no source is configured; add e.g. [sources.vbo_main] with type = \"vbo\"",
+            ));
+        }
+        if self.sinks.is_empty() {
+            return Err(invalid(
+                "sinks",
+                "no sink is configured; add e.g. [sinks.console] with type = \"stdout\" and inputs = [...]",
+            ));
+        }
+        for id in self.sources.keys() {
+            check_id("sources", id)?;
+            if self.sinks.contains_key(id) {
+                return Err(invalid(
+                    format!("sinks.{id}"),
+                    format!(
+                        "id `{id}` is used by a source and a sink; component ids must be unique"
+                    ),
+                ));
+            }
+        }
+        for (id, sink) in &self.sinks {
+            check_id("sinks", id)?;
+            let key = format!("sinks.{id}.inputs");
+            if sink.inputs().is_empty() {
+                return Err(invalid(
+                    key,
+                    "is empty; list the source ids this sink reads",
+                ));
+            }
+            for input in sink.inputs() {
+                if !self.sources.contains_key(input) {
+                    let known: Vec<&str> = self.sources.keys().map(String::as_str).collect();
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "unknown source `{input}`; known sources: {}",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let SinkConfig::File(f) = sink {
+                if f.path.trim().is_empty() {
+                    return Err(invalid(format!("sinks.{id}.path"), "must not be empty"));
+                }
+                if let Err(e) = crate::sinks::file::expand_path(&f.path, Utc::now()) {
+                    return Err(invalid(format!("sinks.{id}.path"), e));
+                }
+            }
+        }
+        for (id, source) in &self.sources {
+            if !self
+                .sinks
+                .values()
+                .any(|s| s.inputs().iter().any(|i| i == id))
+            {
+                return Err(invalid(
+                    format!("sources.{id}"),
+                    "no sink reads this source; add it to a sink's `inputs` or remove it",
+                ));
+            }
+            match source {
+                SourceConfig::Vbo(c) => {
+                    parse_url(&format!("sources.{id}.url"), &c.url)?;
+                    if !(1..=10_000).contains(&c.page_size) {
+                        return Err(invalid(
+                            format!("sources.{id}.page_size"),
+                            format!("must be between 1 and 10000 (got {})", c.page_size),
+                        ));
+                    }
+                    if c.poll_interval.is_zero() {
+                        return Err(invalid(
+                            format!("sources.{id}.poll_interval"),
+                            "must be greater than zero",
+                        ));
+                    }
+                    if c.username.trim().is_empty() {
+                        return Err(invalid(
+                            format!("sources.{id}.username"),
+                            "must not be empty",
+                        ));
+                    }
+                    match (&c.password, &c.password_file) {
+                        (Some(_), Some(_)) => {
+                            return Err(invalid(
+                                format!("sources.{id}.password"),
+                                "set either `password` or `password_file`, not both",
+                            ));
+                        }
+                        (None, None) => {
+                            return Err(invalid(
+                                format!("sources.{id}.password"),
+                                "missing; set `password = \"${VBO_PASSWORD}\"` or `password_file = \"/run/secrets/vbo\"`",
+                            ));
+                        }
+                        _ => {}
+                    }
+                    check_tls(&format!("sources.{id}.tls"), &c.tls)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The VB365 sources with secrets read from files where configured.
+    pub fn vbo_source(&self, id: &str) -> Result<VboSource, ConfigError> {
+        let Some(SourceConfig::Vbo(c)) = self.sources.get(id) else {
+            return Err(invalid(format!("sources.{id}"), "is not a vbo source"));
+        };
+        let url = parse_url(&format!("sources.{id}.url"), &c.url)?;
+        let password = resolve_secret(
+            &format!("sources.{id}.password"),
+            c.password.as_ref(),
+            c.password_file.as_deref(),
+        )?;
+        Ok(VboSource {
+            id: id.to_string(),
+            url,
+            password,
+            settings: c.clone(),
+        })
+    }
+
+    /// Source ids read by a sink, in config order.
+    pub fn sinks_of(&self, source_id: &str) -> Vec<String> {
+        self.sinks
+            .iter()
+            .filter(|(_, s)| s.inputs().iter().any(|i| i == source_id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// Component ids become file names (checkpoints) and metric labels: keep them simple.
+fn check_id(table: &str, id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            format!("{table}.{id}"),
+            "ids may only contain letters, digits, `_` and `-` (at most 64)",
+        ))
+    }
+}
+
+fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
+    if let Some(ca) = &tls.ca_file
+        && !ca.is_file()
+    {
+        return Err(invalid(
+            format!("{key}.ca_file"),
+            format!("{} does not exist or is not a file", ca.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Parse an http(s) URL; credentials in URLs are refused so they can't leak into logs.
+pub fn parse_url(key: &str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text.trim()).map_err(|e| {
+        invalid(
+            key,
+            format!("`{text}` is not a URL ({e}); write e.g. \"https://vbo.example.net:4443\""),
+        )
+    })?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(invalid(key, "must start with https:// (or http://)"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            key,
+            "must not contain credentials; use the username/password keys",
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid(key, "has no host"));
+    }
+    Ok(url)
+}
+
+/// Resolve a secret given inline or as a file (trailing newline trimmed).
+pub fn resolve_secret(
+    key: &str,
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+) -> Result<Secret, ConfigError> {
+    let secret = match (inline, file) {
+        (Some(s), None) => s.clone(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Secret::new(text.trim_end_matches(['\r', '\n']))
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                key,
+                format!("set either `{key}` or `{key}_file`, not both"),
+            ));
+        }
+        (None, None) => return Err(invalid(key, "missing")),
+    };
+    if secret.is_empty() {
+        return Err(invalid(key, "is empty"));
+    }
+    Ok(secret)
+}
+
+/// Replace `${VAR}` / `${VAR:-default}` in every string value; `$$` is a literal `$`.
+fn interpolate(
+    value: &mut toml::Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) if s.contains('$') => {
+            *s = interpolate_str(s, env).map_err(|problem| invalid(path.join("."), problem))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                interpolate(item, path, env)?;
+                path.pop();
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                path.push(k.clone());
+                interpolate(v, path, env)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn interpolate_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| {
+                "unterminated `${`; write ${NAME} (or $$ for a literal $)".to_string()
+            })?;
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!("`${{{expr}}}` is not a valid variable reference"));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable `{name}` is not set; export it or use `${{{name}:-default}}`"
+                    ));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"), &|name| match name {
+            "VBO_PASSWORD" => Some("s3cret-value".into()),
+            _ => None,
+        })
+    }
+
+    const GOOD: &str = r#"
+        [state]
+        dir = "/tmp/x"
+        [sources.vbo_main]
+        type = "vbo"
+        url = "https://vbo.example.net:4443"
+        username = "svc"
+        password = "${VBO_PASSWORD}"
+        poll_interval = "45s"
+        [sinks.console]
+        type = "stdout"
+        inputs = ["vbo_main"]
+    "#;
+
+    fn err_text(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        let src = c.vbo_source("vbo_main").unwrap();
+        assert_eq!(src.password.expose(), "s3cret-value");
+        assert_eq!(src.settings.poll_interval, Duration::from_secs(45));
+        assert_eq!(src.settings.page_size, 500);
+        assert_eq!(src.settings.api_version, ApiVersion::V8);
+        assert!(!format!("{c:?}").contains("s3cret-value"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err_text(&GOOD.replace("poll_interval", "pollinterval"));
+        assert!(e.contains("sources.vbo_main"), "{e}");
+        assert!(e.contains("pollinterval"), "{e}");
+    }
+
+    #[test]
+    fn missing_env_is_named() {
+        let e = err_text(&GOOD.replace("VBO_PASSWORD", "NOPE_NOT_SET"));
+        assert!(e.contains("sources.vbo_main.password"), "{e}");
+        assert!(e.contains("NOPE_NOT_SET"), "{e}");
+    }
+
+    #[test]
+    fn env_default_and_escape() {
+        let env = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(interpolate_str("a${A}b", &env).unwrap(), "axb");
+        assert_eq!(interpolate_str("${B:-dflt}", &env).unwrap(), "dflt");
+        assert_eq!(interpolate_str("$${A}", &env).unwrap(), "${A}");
+        assert_eq!(interpolate_str("cost $5", &env).unwrap(), "cost $5");
+        assert!(interpolate_str("${A", &env).is_err());
+    }
+
+    #[test]
+    fn bad_duration_names_key() {
+        let e = err_text(&GOOD.replace("\"45s\"", "\"soon\""));
+        assert!(
+            e.contains("poll_interval") || e.contains("sources.vbo_main"),
+            "{e}"
+        );
+        assert!(e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn unknown_input_is_an_error() {
+        let e = err_text(&GOOD.replace("inputs = [\"vbo_main\"]", "inputs = [\"vbo_x\"]"));
+        assert!(
+            e.contains("sinks.console.inputs") && e.contains("vbo_x"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unread_source_is_an_error() {
+        let text = format!(
+            "{GOOD}\n[sources.other]\ntype = \"vbo\"\nurl = \"https://h\"\nusername = \"u\"\npassword = \"p\"\n"
+        );
+        let e = err_text(&text);
+        assert!(e.contains("sources.other") && e.contains("no sink"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_id_is_an_error() {
+        let text =
+            format!("{GOOD}\n[sinks.vbo_main]\ntype = \"stdout\"\ninputs = [\"vbo_main\"]\n");
+        let e = err_text(&text);
+        assert!(e.contains("unique"), "{e}");
+    }
+
+    #[test]
+    fn page_size_range() {
+        let e = err_text(&GOOD.replace("poll_interval = \"45s\"", "page_size = 20000"));
+        assert!(e.contains("sources.vbo_main.page_size"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_url_refused_without_echo() {
+        let e = err_text(&GOOD.replace("https://vbo", "https://admin:pw@vbo"));
+        assert!(
+            e.contains("sources.vbo_main.url") && !e.contains("pw@"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let text = GOOD.replace(
+            "password = \"${VBO_PASSWORD}\"",
+            &format!("password_file = {:?}", f.display().to_string()),
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.vbo_source("vbo_main").unwrap().password.expose(),
+            "from-file"
+        );
+    }
+
+    #[test]
+    fn unknown_type_is_named() {
+        let e = err_text(&GOOD.replace("type = \"stdout\"", "type = \"carrier_pigeon\""));
+        assert!(
+            e.contains("sinks.console") && e.contains("carrier_pigeon"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The output event: the one ECS-aligned shape every source is mapped into.
+//!
+//! This module owns the *contract* (ARCHITECTURE §6 of the design doc, `schemas/event.schema.json`
+//! formally). Field names here are what SIEM content depends on: add fields freely, rename
+//! only with a CHANGELOG entry. It holds no logic beyond construction helpers; mapping lives
+//! in `map/`, serialization for each wire format in `sinks/`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// ECS version the event shape follows.
+pub const ECS_VERSION: &str = "9.4.0";
+/// `event.module` for everything we emit.
+pub const MODULE: &str = "veeam";
+/// `observer.vendor`.
+pub const VENDOR: &str = "Veeam";
+
+/// `event.dataset` values.
+pub mod dataset {
+    pub const VBO_RESTORE: &str = "veeam.vbo_restore";
+    pub const VDC_JOB_LOG: &str = "veeam.vdc_job_log";
+}
+
+/// `event.outcome` values (ECS allows exactly these three).
+pub mod outcome {
+    pub const SUCCESS: &str = "success";
+    pub const FAILURE: &str = "failure";
+    pub const UNKNOWN: &str = "unknown";
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One output event. Serializes to the JSON documented in `schemas/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    pub ecs: Ecs,
+    pub message: String,
+    pub event: EventMeta,
+    pub observer: Observer,
+    pub labels: Labels,
+    #[serde(default, skip_serializing_if = "Related::is_empty")]
+    pub related: Related,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceEndpoint>,
+    pub veeam: Veeam,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ecs {
+    pub version: String,
+}
+
+impl Default for Ecs {
+    fn default() -> Self {
+        Ecs {
+            version: ECS_VERSION.to_string(),
+        }
+    }
+}
+
+/// The ECS `event.*` field set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventMeta {
+    /// Always "event".
+    pub kind: String,
+    pub category: Vec<String>,
+    #[serde(rename = "type")]
+    pub kind_type: Vec<String>,
+    pub action: String,
+    /// success | failure | unknown
+    pub outcome: String,
+    /// Stable id: Veeam's own id of the record, so SIEMs can de-duplicate.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<i64>,
+    /// When veeam-siem fetched the record.
+    pub created: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
+    /// Nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    pub dataset: String,
+    pub module: String,
+    /// "vbo" | "vdc"
+    pub provider: String,
+    /// The raw record as received, when the source has `keep_original = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observer {
+    pub vendor: String,
+    pub product: String,
+    /// Host part of the source URL.
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    /// The config id of the source that produced the event.
+    pub source_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Related {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip: Vec<String>,
+}
+
+impl Related {
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty() && self.hosts.is_empty() && self.ip.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organization {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// ECS `client.*`: the machine the restore was driven from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// ECS `source.*` (network source of the connection: the Cloud Connect gateway).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEndpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// Vendor-specific fields under `veeam.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Veeam {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_session: Option<RestoreSession>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_event: Option<RestoreEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Gateway>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Job>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_session: Option<JobSession>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Log>,
+}
+
+/// `veeam.restore_session.*` (VB365).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSession {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Vex | Veod | Vesp | Vet
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub session_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    /// The raw `clientHost` string, unparsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_host: Option<String>,
+    /// The raw `initiatedBy` string, unparsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiated_by: Option<String>,
+    /// True when `initiatedBy` names the organization (Cloud Connect gateway restores).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub initiated_by_is_organization: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<DateTime<Utc>>,
+    /// v8 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<i64>,
+}
+
+/// `veeam.restore_event.*` (VB365).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreEvent {
+    /// None | Save | Export | Send | Restore | View
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Running | Success | Warning | Failed | Cancelled | Skipped
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub order: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_size_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// v8 only: the ids Veeam attaches to item events (the *owner* of the restored data,
+    /// not the person restoring it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backed_up_organization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+}
+
+/// `veeam.gateway.*`: the Cloud Connect gateway a restore came through.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    pub ip: String,
+}
+
+/// `veeam.job.*` (VDC).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_type: Option<String>,
+}
+
+/// `veeam.job_session.*` (VDC).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSession {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_objects: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<DateTime<Utc>>,
+    /// Nanoseconds between creation and end, when ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+}
+
+/// `veeam.log.*` (VDC job-session log lines, parsed from the title).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferred_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_bytes_per_sec: Option<u64>,
+}

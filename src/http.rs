@@ -1,0 +1,353 @@
+//! The one HTTP layer shared by sources and sinks: client construction and retry policy.
+//!
+//! Owns: TLS setup (system roots + an optional CA file, or an explicit, warned-about
+//! "insecure" mode), timeouts, and [`send_with_retry`]: exponential backoff with jitter
+//! (backon), `Retry-After` honoured, a cap on attempts, and the classification of what is
+//! worth retrying (5xx, 408, 429, timeouts, connection errors) and what is not (other 4xx,
+//! which the caller turns into an actionable error). 401 is returned to the caller, which
+//! knows how to re-authenticate.
+//!
+//! Must not: log request bodies or headers (they carry secrets).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use reqwest::{Response, StatusCode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::config::TlsConfig;
+
+/// An HTTP failure, with the URL (never credentials) and what went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{url} answered HTTP {status}{}", fmt_body(body))]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("request to {url} failed: {message}")]
+    Transport { url: String, message: String },
+    #[error("unexpected response from {url}: {message}")]
+    Decode { url: String, message: String },
+    #[error("TLS setup for {key} failed: {message}")]
+    Tls { key: String, message: String },
+}
+
+fn fmt_body(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+impl HttpError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same request again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HttpError::Status { status, .. } => is_retryable_status(*status),
+            HttpError::Transport { .. } => true,
+            HttpError::Decode { .. } | HttpError::Tls { .. } => false,
+        }
+    }
+}
+
+pub fn is_retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || (500..=599).contains(&status)
+}
+
+/// How a component retries.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// A `Retry-After` longer than this is capped (a server asking for an hour should not
+    /// freeze a poller that long; the next attempt will just be told again).
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 8,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delays(&self) -> impl Iterator<Item = Duration> {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries as usize)
+            .with_jitter()
+            .build()
+    }
+}
+
+/// Build a reqwest client with our TLS rules. `key` names the config table for errors.
+pub fn build_client(
+    key: &str,
+    tls: &TlsConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, HttpError> {
+    let tls_err = |message: String| HttpError::Tls {
+        key: key.to_string(),
+        message,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(e.to_string()))?;
+    let config = if tls.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            // Individual broken system certs are not our problem; skip them.
+            let _ = roots.add(cert);
+        }
+        if let Some(ca) = &tls.ca_file {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| tls_err(format!("cannot read ca_file {}: {e}", ca.display())))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| tls_err(format!("ca_file {} is not PEM: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(tls_err(format!(
+                    "ca_file {} holds no certificate (expected PEM \"BEGIN CERTIFICATE\")",
+                    ca.display()
+                )));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_err(format!("ca_file {}: {e}", ca.display())))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("veeam-siem/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| tls_err(e.to_string()))
+}
+
+/// `insecure_skip_verify`: trust any certificate, but still check handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Parse `Retry-After` (delta-seconds; HTTP dates are treated as "1 s" rather than parsed).
+pub fn retry_after(resp: &Response) -> Option<Duration> {
+    let value = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    match value.trim().parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => Some(Duration::from_secs(1)),
+    }
+}
+
+/// Turn a non-success response into an [`HttpError::Status`], reading a short body excerpt.
+pub async fn status_error(url: &str, resp: Response) -> HttpError {
+    let status = resp.status().as_u16();
+    let retry_after = retry_after(&resp);
+    let body = resp.text().await.unwrap_or_default();
+    HttpError::Status {
+        url: url.to_string(),
+        status,
+        body: excerpt(&body, 300),
+        retry_after,
+    }
+}
+
+/// First `max` chars of a body, on one line.
+pub fn excerpt(body: &str, max: usize) -> String {
+    let one_line: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if body.chars().count() > max {
+        format!("{}…", one_line.trim_end())
+    } else {
+        one_line.trim().to_string()
+    }
+}
+
+pub fn transport_error(url: &str, err: reqwest::Error) -> HttpError {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    // The root cause (e.g. TLS "invalid peer certificate") is deep in the source chain.
+    let mut chain = String::new();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    let message = format!("{kind}: {}{chain}", err.without_url());
+    HttpError::Transport {
+        url: url.to_string(),
+        message,
+    }
+}
+
+/// Send a request built by `make` until it succeeds, fails for good, or retries run out.
+///
+/// `make` is called once per attempt (a request can't be re-sent). Successful (2xx)
+/// responses are returned; every other outcome is an [`HttpError`]. Retryable failures
+/// are retried with backoff, waiting at least `Retry-After` when the server sends one.
+pub async fn send_with_retry<F, Fut>(
+    policy: &RetryPolicy,
+    url: &str,
+    mut make: F,
+) -> Result<Response, HttpError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Response, reqwest::Error>>,
+{
+    let mut delays = policy.delays();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let err = match make().await {
+            Ok(resp) if resp.status().is_success() => return Ok(resp),
+            Ok(resp) => status_error(url, resp).await,
+            Err(e) => transport_error(url, e),
+        };
+        if !err.is_retryable() {
+            return Err(err);
+        }
+        let Some(mut delay) = delays.next() else {
+            return Err(err);
+        };
+        if let HttpError::Status {
+            retry_after: Some(ra),
+            ..
+        } = &err
+        {
+            delay = delay.max((*ra).min(policy.max_retry_after));
+        }
+        tracing::warn!(
+            url,
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = %err,
+            "request failed, retrying"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// True for 401 Unauthorized.
+pub fn is_unauthorized(err: &HttpError) -> bool {
+    err.status() == Some(StatusCode::UNAUTHORIZED.as_u16())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 422] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn excerpt_is_bounded_and_single_line() {
+        assert_eq!(excerpt("a\nb", 10), "a b");
+        assert_eq!(excerpt(&"x".repeat(500), 5), "xxxxx…");
+    }
+
+    #[test]
+    fn delays_are_capped() {
+        let p = RetryPolicy {
+            max_retries: 3,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.delays().count(), 3);
+    }
+}

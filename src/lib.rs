@@ -1,0 +1,26 @@
+//! veeam-siem: ships Veeam Backup for Microsoft 365 restore activity (and Veeam Data Cloud
+//! job logs) into SIEMs, with durable checkpoints and at-least-once delivery.
+//!
+//! Module map (see ARCHITECTURE.md for invariants):
+//! - [`config`]: the TOML config model, secret resolution and validation.
+//! - [`event`]: the output event contract.
+//! - [`map`]: pure mapping from Veeam records to events.
+//! - [`sources`]: API pollers producing batches of records with checkpoint snapshots.
+//! - [`sinks`]: delivery targets, each acknowledging durable batches.
+//! - [`pipeline`]: wiring, fan-out, ack tracking, shutdown.
+//! - [`checkpoint`]: durable per-source state.
+//! - [`http`]: the shared HTTP client builder and retry policy.
+//! - [`simulator`]: an embedded VB365 API simulator for demo and tests.
+
+pub mod checkpoint;
+pub mod config;
+pub mod demo;
+pub mod event;
+pub mod http;
+pub mod map;
+pub mod pipeline;
+pub mod schema;
+pub mod secret;
+pub mod simulator;
+pub mod sinks;
+pub mod sources;

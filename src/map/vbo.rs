@@ -1,0 +1,1118 @@
+//! VB365 restore sessions and their events → [`Event`].
+//!
+//! Owns: the wire types of `RESTRestoreSession` / `RESTRestoreSessionEvent` as Veeam sends
+//! them (v6/v7/v8, lenient: every field not required by the spec is optional) and the pure
+//! mapping to the output schema. Must not: do I/O, read the clock, log.
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+
+use super::client_host::{parse_client_host, parse_initiated_by};
+use super::{MapContext, nanos_between, non_empty, parse_dotnet_timespan, push_unique, to_utc};
+use crate::event::{
+    Client, Ecs, Event, EventMeta, Gateway, Labels, MODULE, Observer, Organization, Related,
+    RestoreEvent, RestoreSession, SourceEndpoint, User, VENDOR, Veeam, dataset, outcome,
+};
+
+/// `RESTRestoreSession` (spec required: id, type, creationTime, state, result).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRestoreSession {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Vex | Veod | Vesp | Vet
+    #[serde(rename = "type")]
+    pub session_type: String,
+    pub creation_time: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub end_time: Option<DateTime<FixedOffset>>,
+    /// Working | Stopped
+    pub state: String,
+    /// Success | Warning | Failed
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub initiated_by: Option<String>,
+    #[serde(default)]
+    pub details: Option<String>,
+    #[serde(default)]
+    pub scope_name: Option<String>,
+    #[serde(default)]
+    pub client_host: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// v8 only.
+    #[serde(default, rename = "eTag")]
+    pub etag: Option<i64>,
+}
+
+impl RawRestoreSession {
+    /// True while the session is still running (more events may come).
+    pub fn is_working(&self) -> bool {
+        !self.state.eq_ignore_ascii_case("Stopped")
+    }
+}
+
+/// `RESTRestoreSessionEvent` (spec required: id, status, message, startTime, order).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRestoreEvent {
+    pub id: String,
+    /// None | Save | Export | Send | Restore | View
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    pub status: String,
+    pub start_time: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub end_time: Option<DateTime<FixedOffset>>,
+    /// .NET TimeSpan `[d.]hh:mm:ss[.fffffff]`.
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    pub order: i64,
+    #[serde(default)]
+    pub item_name: Option<String>,
+    #[serde(default)]
+    pub item_type: Option<String>,
+    #[serde(default)]
+    pub item_size_bytes: Option<i64>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    /// v8 only.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub backed_up_organization_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub site_id: Option<String>,
+    #[serde(default)]
+    pub team_id: Option<String>,
+}
+
+/// `observer.product` for every VB365 event.
+pub const PRODUCT: &str = "Veeam Backup for Microsoft 365";
+/// `event.provider` for every VB365 event.
+pub const PROVIDER: &str = "vbo";
+
+/// `event.action` values this mapping emits (besides `item-<type>` for event types Veeam
+/// may add later).
+pub mod action {
+    pub const SESSION_STARTED: &str = "restore-session-started";
+    pub const SESSION_STOPPED: &str = "restore-session-stopped";
+    pub const SESSION_EVENT: &str = "restore-session-event";
+    pub const ITEM_VIEWED: &str = "item-viewed";
+    pub const ITEM_RESTORED: &str = "item-restored";
+    pub const ITEM_EXPORTED: &str = "item-exported";
+    pub const ITEM_SAVED: &str = "item-saved";
+    pub const ITEM_SENT: &str = "item-sent";
+}
+
+/// Map one restore-session event (with its session) to the output event.
+///
+/// `original` is the raw JSON of the event record, kept in `event.original` when the
+/// source has `keep_original = true`.
+pub fn map_restore_event(
+    ctx: &MapContext<'_>,
+    session: &RawRestoreSession,
+    event: &RawRestoreEvent,
+    original: Option<&str>,
+) -> Event {
+    let start = to_utc(event.start_time);
+    let end = event.end_time.map(to_utc);
+    let item_type = item_event_type(event.event_type.as_deref());
+    let action = event_action(
+        event.event_type.as_deref(),
+        event.title.as_deref(),
+        event.message.as_deref(),
+        event.order,
+    );
+    let (category, kind_type) = categorize(&session.session_type, item_type, &action);
+
+    let mut related = Related::default();
+
+    // initiatedBy → user.*
+    let organization_name = non_empty(session.organization.as_deref());
+    let initiated_by_raw = non_empty(session.initiated_by.as_deref());
+    let initiated = parse_initiated_by(
+        initiated_by_raw.as_deref().unwrap_or(""),
+        organization_name.as_deref(),
+    );
+    let user = initiated.name.as_ref().map(|name| User {
+        name: Some(name.clone()),
+        domain: initiated.domain.clone(),
+        email: initiated.email.clone(),
+        id: None,
+    });
+    if let Some(name) = &initiated.name {
+        push_unique(&mut related.user, name);
+        if let Some(raw) = &initiated_by_raw {
+            push_unique(&mut related.user, raw.trim());
+        }
+    }
+
+    // clientHost → client.*, source.ip, veeam.gateway.ip
+    let client_host_raw = non_empty(session.client_host.as_deref());
+    let host = parse_client_host(client_host_raw.as_deref().unwrap_or(""));
+    let client =
+        (host.address.is_some() || host.domain.is_some() || host.ip.is_some()).then(|| Client {
+            address: host.address.clone(),
+            domain: host.domain.clone(),
+            ip: host.ip.map(|ip| ip.to_string()),
+        });
+    if let Some(domain) = &host.domain {
+        push_unique(&mut related.hosts, domain);
+    }
+    if let Some(ip) = host.ip {
+        push_unique(&mut related.ip, &ip.to_string());
+    }
+    let gateway_ip = host.gateway_ip.map(|ip| ip.to_string());
+    if let Some(ip) = &gateway_ip {
+        push_unique(&mut related.ip, ip);
+    }
+
+    let organization_id = non_empty(event.organization_id.as_deref());
+    let organization =
+        (organization_name.is_some() || organization_id.is_some()).then(|| Organization {
+            name: organization_name.clone(),
+            id: organization_id,
+        });
+
+    let duration = event
+        .duration
+        .as_deref()
+        .and_then(parse_dotnet_timespan)
+        .filter(|ns| *ns >= 0)
+        .or_else(|| end.and_then(|end| nanos_between(start, end)));
+
+    let message = non_empty(event.message.as_deref())
+        .or_else(|| non_empty(event.title.as_deref()))
+        .unwrap_or_else(|| match non_empty(event.item_name.as_deref()) {
+            Some(item) => format!("{action} {item}"),
+            None => action.clone(),
+        });
+
+    Event {
+        timestamp: start,
+        ecs: Ecs::default(),
+        message,
+        event: EventMeta {
+            kind: "event".to_string(),
+            category,
+            kind_type,
+            action,
+            outcome: outcome_for(&event.status).to_string(),
+            id: event.id.clone(),
+            sequence: Some(event.order),
+            created: ctx.fetched_at,
+            start: Some(start),
+            end,
+            duration,
+            dataset: dataset::VBO_RESTORE.to_string(),
+            module: MODULE.to_string(),
+            provider: PROVIDER.to_string(),
+            original: original.map(str::to_string),
+        },
+        observer: Observer {
+            vendor: VENDOR.to_string(),
+            product: PRODUCT.to_string(),
+            hostname: ctx.observer_hostname.to_string(),
+        },
+        labels: Labels {
+            source_id: ctx.source_id.to_string(),
+        },
+        related,
+        organization,
+        user,
+        client,
+        source: gateway_ip.clone().map(|ip| SourceEndpoint { ip: Some(ip) }),
+        veeam: Veeam {
+            restore_session: Some(RestoreSession {
+                id: session.id.clone(),
+                name: non_empty(session.name.as_deref()),
+                session_type: non_empty(Some(&session.session_type)),
+                state: non_empty(Some(&session.state)),
+                result: non_empty(session.result.as_deref()),
+                reason: non_empty(session.reason.as_deref()),
+                scope_name: non_empty(session.scope_name.as_deref()),
+                details: non_empty(session.details.as_deref()),
+                client_host: client_host_raw,
+                initiated_by: initiated_by_raw,
+                initiated_by_is_organization: initiated.is_organization,
+                creation_time: Some(to_utc(session.creation_time)),
+                end_time: session.end_time.map(to_utc),
+                etag: session.etag,
+            }),
+            restore_event: Some(RestoreEvent {
+                event_type: non_empty(event.event_type.as_deref()),
+                status: non_empty(Some(&event.status)),
+                title: non_empty(event.title.as_deref()),
+                order: event.order,
+                item_name: non_empty(event.item_name.as_deref()),
+                item_type: non_empty(event.item_type.as_deref()),
+                item_size_bytes: event.item_size_bytes.filter(|n| *n >= 0),
+                source: non_empty(event.source.as_deref()),
+                target: non_empty(event.target.as_deref()),
+                user_id: non_empty(event.user_id.as_deref()),
+                backed_up_organization_id: non_empty(event.backed_up_organization_id.as_deref()),
+                group_id: non_empty(event.group_id.as_deref()),
+                site_id: non_empty(event.site_id.as_deref()),
+                team_id: non_empty(event.team_id.as_deref()),
+            }),
+            gateway: gateway_ip.map(|ip| Gateway { ip }),
+            ..Veeam::default()
+        },
+    }
+}
+
+/// The event `type` of an *item* event, trimmed; `None` for the session markers (`None`,
+/// absent or empty type).
+fn item_event_type(event_type: Option<&str>) -> Option<&str> {
+    event_type
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("None"))
+}
+
+/// `event.action` for an event with Veeam's `type` as sent (`None`, absent or empty for the
+/// session markers, whose action then comes from their wording and order).
+pub fn event_action(
+    event_type: Option<&str>,
+    title: Option<&str>,
+    message: Option<&str>,
+    order: i64,
+) -> String {
+    let Some(item_type) = item_event_type(event_type) else {
+        return marker_action(title, message, order).to_string();
+    };
+    let known = [
+        ("View", action::ITEM_VIEWED),
+        ("Restore", action::ITEM_RESTORED),
+        ("Export", action::ITEM_EXPORTED),
+        ("Save", action::ITEM_SAVED),
+        ("Send", action::ITEM_SENT),
+    ];
+    if let Some((_, action)) = known
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(item_type))
+    {
+        return (*action).to_string();
+    }
+    // A type Veeam adds later: "item-<type>", lower-cased, every run of characters other
+    // than [a-z0-9] as one '-', so the action stays a clean keyword.
+    let mut slug = String::with_capacity(item_type.len());
+    for c in item_type.chars().map(|c| c.to_ascii_lowercase()) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        "item-unknown".to_string()
+    } else {
+        format!("item-{slug}")
+    }
+}
+
+/// Start/stop/other for a `None` (marker) event, from its wording.
+///
+/// The title is consulted before the message; within one text, stop wording wins (a stop
+/// message may well mention when the session started, the reverse is unlikely). With no
+/// wording either way, the first event of a session (order 0) is its start.
+fn marker_action(title: Option<&str>, message: Option<&str>, order: i64) -> &'static str {
+    const STOP_WORDS: [&str; 4] = ["stopped", "ended", "finished", "completed"];
+    const START_WORDS: [&str; 3] = ["started", "starting", "start"];
+    for text in [title, message].into_iter().flatten() {
+        let lower = text.to_lowercase();
+        let words: Vec<&str> = lower
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.iter().any(|w| STOP_WORDS.contains(w)) {
+            return action::SESSION_STOPPED;
+        }
+        if words.iter().any(|w| START_WORDS.contains(w)) {
+            return action::SESSION_STARTED;
+        }
+    }
+    if order == 0 {
+        action::SESSION_STARTED
+    } else {
+        action::SESSION_EVENT
+    }
+}
+
+/// `event.category` and `event.type`, kept within ECS's expected pairs:
+/// session → start | end | info; email → info; file → creation | access | info.
+fn categorize(
+    session_type: &str,
+    item_type: Option<&str>,
+    action: &str,
+) -> (Vec<String>, Vec<String>) {
+    let (category, kind) = match item_type {
+        None => (
+            "session",
+            match action {
+                action::SESSION_STARTED => "start",
+                action::SESSION_STOPPED => "end",
+                _ => "info",
+            },
+        ),
+        Some(_) if session_type.trim().eq_ignore_ascii_case("Vex") => ("email", "info"),
+        // Veod / Vesp / Vet, and any explorer type Veeam adds: documents, not mail.
+        Some(_) => (
+            "file",
+            match action {
+                action::ITEM_RESTORED | action::ITEM_SAVED => "creation",
+                action::ITEM_VIEWED | action::ITEM_EXPORTED | action::ITEM_SENT => "access",
+                _ => "info",
+            },
+        ),
+    };
+    (vec![category.to_string()], vec![kind.to_string()])
+}
+
+/// `event.outcome` from the event status (case-insensitive).
+pub fn outcome_for(status: &str) -> &'static str {
+    let status = status.trim();
+    if ["Success", "Warning"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(status))
+    {
+        outcome::SUCCESS
+    } else if ["Failed", "Cancelled"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(status))
+    {
+        outcome::FAILURE
+    } else {
+        outcome::UNKNOWN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use serde_json::Value;
+
+    const SESSIONS_PAGE: &str =
+        include_str!("../../tests/fixtures/vbo/spec-v8-restoresessions-page.json");
+    const EVENTS_PAGE: &str =
+        include_str!("../../tests/fixtures/vbo/spec-v8-restoresession-events-page.json");
+
+    fn ctx() -> MapContext<'static> {
+        MapContext {
+            source_id: "vbo_main",
+            observer_hostname: "vbo.example.com",
+            fetched_at: Utc.with_ymd_and_hms(2025, 3, 10, 12, 0, 0).unwrap(),
+        }
+    }
+
+    fn utc(s: &str) -> DateTime<chrono::Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
+    fn spec_sessions() -> Vec<RawRestoreSession> {
+        let page: Value = serde_json::from_str(SESSIONS_PAGE).unwrap();
+        serde_json::from_value(page["results"].clone()).unwrap()
+    }
+
+    fn spec_events() -> Vec<(RawRestoreEvent, String)> {
+        let page: Value = serde_json::from_str(EVENTS_PAGE).unwrap();
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (serde_json::from_value(v.clone()).unwrap(), v.to_string()))
+            .collect()
+    }
+
+    /// A session of the given explorer type, with one event of the given type/status.
+    fn pair(
+        session_type: &str,
+        event_type: Option<&str>,
+        status: &str,
+        title: &str,
+        order: i64,
+    ) -> (RawRestoreSession, RawRestoreEvent) {
+        let mut session = spec_sessions().remove(0);
+        session.session_type = session_type.to_string();
+        let (mut event, _) = spec_events().remove(1);
+        event.event_type = event_type.map(str::to_string);
+        event.status = status.to_string();
+        event.title = Some(title.to_string());
+        event.message = Some(title.to_string());
+        event.order = order;
+        (session, event)
+    }
+
+    #[test]
+    fn spec_example_session_start_marker() {
+        let session = &spec_sessions()[0];
+        let (event, original) = &spec_events()[0];
+        let e = map_restore_event(&ctx(), session, event, Some(original));
+
+        assert_eq!(e.timestamp, utc("2025-03-04T08:01:12.4410021Z"));
+        assert_eq!(e.ecs.version, "9.4.0");
+        assert_eq!(e.message, "Restore session started");
+        assert_eq!(e.event.kind, "event");
+        assert_eq!(e.event.category, ["session"]);
+        assert_eq!(e.event.kind_type, ["start"]);
+        assert_eq!(e.event.action, "restore-session-started");
+        assert_eq!(e.event.outcome, "success");
+        assert_eq!(e.event.id, "a1b2c3d4-0000-4000-8000-000000000001");
+        assert_eq!(e.event.sequence, Some(0));
+        assert_eq!(e.event.created, ctx().fetched_at);
+        assert_eq!(e.event.start, Some(utc("2025-03-04T08:01:12.4410021Z")));
+        assert_eq!(e.event.end, Some(utc("2025-03-04T08:01:12.4410021Z")));
+        assert_eq!(e.event.duration, Some(0));
+        assert_eq!(e.event.dataset, "veeam.vbo_restore");
+        assert_eq!(e.event.module, "veeam");
+        assert_eq!(e.event.provider, "vbo");
+        assert_eq!(e.event.original.as_deref(), Some(original.as_str()));
+        assert_eq!(e.observer.vendor, "Veeam");
+        assert_eq!(e.observer.product, "Veeam Backup for Microsoft 365");
+        assert_eq!(e.observer.hostname, "vbo.example.com");
+        assert_eq!(e.labels.source_id, "vbo_main");
+
+        // Session-level fields are the same on every event of the session.
+        assert_eq!(
+            e.organization,
+            Some(Organization {
+                name: Some("contoso.onmicrosoft.com".into()),
+                id: None,
+            })
+        );
+        assert_eq!(
+            e.user,
+            Some(User {
+                name: Some("alice".into()),
+                domain: Some("LAB".into()),
+                id: None,
+                email: None,
+            })
+        );
+        assert_eq!(
+            e.client,
+            Some(Client {
+                address: Some("WS-ALICE01".into()),
+                domain: Some("WS-ALICE01".into()),
+                ip: None,
+            })
+        );
+        assert_eq!(
+            e.source,
+            Some(SourceEndpoint {
+                ip: Some("10.20.30.40".into())
+            })
+        );
+        assert_eq!(e.related.user, ["alice", "LAB\\alice"]);
+        assert_eq!(e.related.hosts, ["WS-ALICE01"]);
+        assert_eq!(e.related.ip, ["10.20.30.40"]);
+        assert_eq!(
+            e.veeam.gateway,
+            Some(Gateway {
+                ip: "10.20.30.40".into()
+            })
+        );
+        assert_eq!(
+            e.veeam.restore_session,
+            Some(RestoreSession {
+                id: "3f2c8a10-6d4e-4b1a-9c55-0e7a2b9d1f01".into(),
+                name: Some("Exchange restore (manual)".into()),
+                session_type: Some("Vex".into()),
+                state: Some("Stopped".into()),
+                result: Some("Success".into()),
+                reason: None,
+                scope_name: None,
+                details: None,
+                client_host: Some("WS-ALICE01 (via: 10.20.30.40)".into()),
+                initiated_by: Some("LAB\\alice".into()),
+                initiated_by_is_organization: false,
+                creation_time: Some(utc("2025-03-04T08:01:12.4410021Z")),
+                end_time: Some(utc("2025-03-04T08:20:47.1180375Z")),
+                etag: Some(7),
+            })
+        );
+        assert_eq!(
+            e.veeam.restore_event,
+            Some(RestoreEvent {
+                event_type: Some("None".into()),
+                status: Some("Success".into()),
+                title: Some("Restore session started".into()),
+                order: 0,
+                item_size_bytes: Some(0),
+                ..RestoreEvent::default()
+            })
+        );
+        assert_eq!(e.veeam.job, None);
+        assert_eq!(e.veeam.job_session, None);
+        assert_eq!(e.veeam.log, None);
+    }
+
+    #[test]
+    fn spec_example_item_save() {
+        let session = &spec_sessions()[0];
+        let (event, _) = &spec_events()[1];
+        let e = map_restore_event(&ctx(), session, event, None);
+
+        assert_eq!(e.timestamp, utc("2025-03-04T08:05:40.1Z"));
+        assert_eq!(
+            e.message,
+            "Item Quarterly report.msg was saved successfully (type: Item; source: \
+             alice@contoso.onmicrosoft.com/Inbox/Finance; target: C:\\Users\\alice\\Desktop)"
+        );
+        assert_eq!(e.event.category, ["email"]);
+        assert_eq!(e.event.kind_type, ["info"]);
+        assert_eq!(e.event.action, "item-saved");
+        assert_eq!(e.event.outcome, "success");
+        assert_eq!(e.event.id, "a1b2c3d4-0000-4000-8000-000000000002");
+        assert_eq!(e.event.sequence, Some(1));
+        assert_eq!(e.event.end, Some(utc("2025-03-04T08:05:40.145Z")));
+        assert_eq!(e.event.duration, Some(45_000_000));
+        assert_eq!(e.event.original, None);
+        assert_eq!(
+            e.organization,
+            Some(Organization {
+                name: Some("contoso.onmicrosoft.com".into()),
+                id: Some("5e0d6c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6".into()),
+            })
+        );
+        assert_eq!(
+            e.veeam.restore_event,
+            Some(RestoreEvent {
+                event_type: Some("Save".into()),
+                status: Some("Success".into()),
+                title: Some("Item is successfully restored.".into()),
+                order: 1,
+                item_name: Some("Quarterly report.msg".into()),
+                item_type: Some("Item".into()),
+                item_size_bytes: Some(48213),
+                source: Some("alice@contoso.onmicrosoft.com/Inbox/Finance".into()),
+                target: Some("C:\\Users\\alice\\Desktop".into()),
+                user_id: Some("c0ffee00-1111-2222-3333-444455556666".into()),
+                backed_up_organization_id: Some("contoso.onmicrosoft.com".into()),
+                group_id: None,
+                site_id: None,
+                team_id: None,
+            })
+        );
+    }
+
+    #[test]
+    fn spec_example_session_stop_marker() {
+        let session = &spec_sessions()[0];
+        let (event, _) = &spec_events()[2];
+        let e = map_restore_event(&ctx(), session, event, None);
+        assert_eq!(e.event.action, "restore-session-stopped");
+        assert_eq!(e.event.category, ["session"]);
+        assert_eq!(e.event.kind_type, ["end"]);
+        assert_eq!(e.event.sequence, Some(2));
+        assert_eq!(e.timestamp, utc("2025-03-04T08:20:47.1180375Z"));
+    }
+
+    #[test]
+    fn spec_example_portal_session_upn_and_bare_ip() {
+        let session = &spec_sessions()[1];
+        let (event, _) = &spec_events()[1];
+        let e = map_restore_event(&ctx(), session, event, None);
+        assert_eq!(
+            e.user,
+            Some(User {
+                name: Some("bob".into()),
+                domain: Some("contoso.onmicrosoft.com".into()),
+                id: None,
+                email: Some("bob@contoso.onmicrosoft.com".into()),
+            })
+        );
+        assert_eq!(e.related.user, ["bob", "bob@contoso.onmicrosoft.com"]);
+        assert_eq!(
+            e.client,
+            Some(Client {
+                address: Some("203.0.113.7".into()),
+                domain: None,
+                ip: Some("203.0.113.7".into()),
+            })
+        );
+        assert_eq!(e.source, None);
+        assert_eq!(e.veeam.gateway, None);
+        assert_eq!(e.related.ip, ["203.0.113.7"]);
+        assert!(e.related.hosts.is_empty());
+        // A Veod item is a file; Save creates one.
+        assert_eq!(e.event.category, ["file"]);
+        assert_eq!(e.event.kind_type, ["creation"]);
+        let rs = e.veeam.restore_session.unwrap();
+        assert_eq!(rs.state.as_deref(), Some("Working"));
+        assert_eq!(rs.end_time, None);
+        assert_eq!(
+            rs.scope_name.as_deref(),
+            Some("bob@contoso.onmicrosoft.com")
+        );
+        assert_eq!(rs.reason.as_deref(), Some("User requested file recovery"));
+    }
+
+    /// (session type, event type, title, order, action, category, type)
+    type CategoryCase = (
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+        i64,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+
+    #[test]
+    fn action_category_type_per_event_type() {
+        let cases: &[CategoryCase] = &[
+            (
+                "Vex",
+                Some("None"),
+                "Restore session started",
+                0,
+                "restore-session-started",
+                "session",
+                "start",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Restore session stopped",
+                9,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Veod",
+                Some("none"),
+                "Session ended",
+                9,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Vesp",
+                None,
+                "Restore finished",
+                9,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Vet",
+                Some(""),
+                "Restore completed with warnings",
+                9,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Vex",
+                Some(" None "),
+                "Initializing",
+                0,
+                "restore-session-started",
+                "session",
+                "start",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Initializing",
+                3,
+                "restore-session-event",
+                "session",
+                "info",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Session STARTED by operator",
+                4,
+                "restore-session-started",
+                "session",
+                "start",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Completed; had started at 08:00",
+                4,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Restarted the mount",
+                0,
+                "restore-session-started",
+                "session",
+                "start",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Restarted the mount",
+                1,
+                "restore-session-event",
+                "session",
+                "info",
+            ),
+            ("Vex", Some("View"), "x", 1, "item-viewed", "email", "info"),
+            (
+                "Vex",
+                Some("Restore"),
+                "x",
+                1,
+                "item-restored",
+                "email",
+                "info",
+            ),
+            (
+                "Vex",
+                Some("Export"),
+                "x",
+                1,
+                "item-exported",
+                "email",
+                "info",
+            ),
+            ("Vex", Some("Save"), "x", 1, "item-saved", "email", "info"),
+            ("Vex", Some("Send"), "x", 1, "item-sent", "email", "info"),
+            (
+                "Veod",
+                Some("View"),
+                "x",
+                1,
+                "item-viewed",
+                "file",
+                "access",
+            ),
+            (
+                "Veod",
+                Some("Restore"),
+                "x",
+                1,
+                "item-restored",
+                "file",
+                "creation",
+            ),
+            (
+                "Vesp",
+                Some("Export"),
+                "x",
+                1,
+                "item-exported",
+                "file",
+                "access",
+            ),
+            (
+                "Vesp",
+                Some("Save"),
+                "x",
+                1,
+                "item-saved",
+                "file",
+                "creation",
+            ),
+            ("Vet", Some("Send"), "x", 1, "item-sent", "file", "access"),
+            (
+                "Vet",
+                Some("restore"),
+                "x",
+                1,
+                "item-restored",
+                "file",
+                "creation",
+            ),
+            ("Vet", Some("Copy"), "x", 1, "item-copy", "file", "info"),
+            ("Vex", Some("Copy"), "x", 1, "item-copy", "email", "info"),
+            (
+                "Veod",
+                Some("Move To  Folder!"),
+                "x",
+                1,
+                "item-move-to-folder",
+                "file",
+                "info",
+            ),
+            (
+                "Veod",
+                Some("Ünïcode"),
+                "x",
+                1,
+                "item-n-code",
+                "file",
+                "info",
+            ),
+            ("Veod", Some("???"), "x", 1, "item-unknown", "file", "info"),
+            (
+                "vex",
+                Some("Restore"),
+                "x",
+                1,
+                "item-restored",
+                "email",
+                "info",
+            ),
+            (
+                "NewExplorer",
+                Some("Restore"),
+                "x",
+                1,
+                "item-restored",
+                "file",
+                "creation",
+            ),
+        ];
+        for (session_type, event_type, title, order, action, category, kind) in cases {
+            let (session, event) = pair(session_type, *event_type, "Success", title, *order);
+            let e = map_restore_event(&ctx(), &session, &event, None);
+            let what = format!("{session_type} / {event_type:?} / {title:?} / {order}");
+            assert_eq!(e.event.action, *action, "{what}");
+            assert_eq!(e.event.category, [*category], "{what}");
+            assert_eq!(e.event.kind_type, [*kind], "{what}");
+        }
+    }
+
+    #[test]
+    fn event_action_takes_the_raw_type() {
+        let started = Some("Restore session started");
+        assert_eq!(
+            event_action(Some("None"), started, None, 5),
+            "restore-session-started"
+        );
+        assert_eq!(
+            event_action(None, None, Some("Session stopped"), 5),
+            "restore-session-stopped"
+        );
+        assert_eq!(
+            event_action(Some(" "), None, None, 5),
+            "restore-session-event"
+        );
+        assert_eq!(event_action(Some(" Save "), started, None, 0), "item-saved");
+    }
+
+    #[test]
+    fn outcome_per_status() {
+        for (status, want) in [
+            ("Success", "success"),
+            ("Warning", "success"),
+            ("success", "success"),
+            (" WARNING ", "success"),
+            ("Failed", "failure"),
+            ("Cancelled", "failure"),
+            ("cancelled", "failure"),
+            ("Running", "unknown"),
+            ("Skipped", "unknown"),
+            ("", "unknown"),
+            ("Canceled", "unknown"),
+            ("🦀", "unknown"),
+        ] {
+            assert_eq!(outcome_for(status), want, "status {status:?}");
+            let (session, event) = pair("Vex", Some("Restore"), status, "x", 1);
+            assert_eq!(
+                map_restore_event(&ctx(), &session, &event, None)
+                    .event
+                    .outcome,
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn organization_initiated_restore_has_no_user() {
+        let (mut session, event) = pair("Vex", Some("Restore"), "Success", "x", 1);
+        session.initiated_by = Some(" CONTOSO.onmicrosoft.com ".into());
+        session.client_host = Some("BXYDEV01 (via: 203.0.113.10)".into());
+        let e = map_restore_event(&ctx(), &session, &event, None);
+        assert_eq!(e.user, None);
+        assert!(e.related.user.is_empty());
+        let rs = e.veeam.restore_session.unwrap();
+        assert!(rs.initiated_by_is_organization);
+        assert_eq!(
+            rs.initiated_by.as_deref(),
+            Some(" CONTOSO.onmicrosoft.com ")
+        );
+        assert_eq!(e.source.unwrap().ip.as_deref(), Some("203.0.113.10"));
+        assert_eq!(e.veeam.gateway.unwrap().ip, "203.0.113.10");
+        assert_eq!(e.client.unwrap().domain.as_deref(), Some("BXYDEV01"));
+    }
+
+    #[test]
+    fn client_ip_and_gateway_ip_are_both_related_and_deduplicated() {
+        let (mut session, event) = pair("Vex", Some("Restore"), "Success", "x", 1);
+        session.client_host = Some("192.0.2.5 (via: [2001:DB8::10])".into());
+        let e = map_restore_event(&ctx(), &session, &event, None);
+        assert_eq!(e.related.ip, ["192.0.2.5", "2001:db8::10"]);
+        assert_eq!(e.veeam.gateway.unwrap().ip, "2001:db8::10");
+
+        session.client_host = Some("192.0.2.5 (via: 192.0.2.5)".into());
+        let e = map_restore_event(&ctx(), &session, &event, None);
+        assert_eq!(e.related.ip, ["192.0.2.5"]);
+    }
+
+    #[test]
+    fn blank_session_strings_are_absent() {
+        let (mut session, mut event) = pair("Vex", Some("Restore"), "Success", "x", 1);
+        session.client_host = Some("   ".into());
+        session.initiated_by = Some(String::new());
+        session.organization = Some(String::new());
+        session.name = Some(" ".into());
+        session.result = None;
+        event.organization_id = Some(String::new());
+        event.item_name = Some(String::new());
+        event.source = Some(String::new());
+        let e = map_restore_event(&ctx(), &session, &event, None);
+        assert_eq!(e.client, None);
+        assert_eq!(e.source, None);
+        assert_eq!(e.user, None);
+        assert_eq!(e.organization, None);
+        assert!(e.related.is_empty());
+        let rs = e.veeam.restore_session.unwrap();
+        assert_eq!(rs.client_host, None);
+        assert_eq!(rs.initiated_by, None);
+        assert_eq!(rs.name, None);
+        assert_eq!(rs.result, None);
+        assert!(!rs.initiated_by_is_organization);
+        let re = e.veeam.restore_event.unwrap();
+        assert_eq!(re.item_name, None);
+        assert_eq!(re.source, None);
+    }
+
+    #[test]
+    fn message_falls_back_to_title_then_synthesized() {
+        let (session, mut event) = pair("Vex", Some("Restore"), "Success", "x", 1);
+        event.message = Some("  ".into());
+        event.title = Some("The title".into());
+        assert_eq!(
+            map_restore_event(&ctx(), &session, &event, None).message,
+            "The title"
+        );
+        event.title = None;
+        assert_eq!(
+            map_restore_event(&ctx(), &session, &event, None).message,
+            "item-restored Quarterly report.msg"
+        );
+        event.item_name = None;
+        assert_eq!(
+            map_restore_event(&ctx(), &session, &event, None).message,
+            "item-restored"
+        );
+    }
+
+    #[test]
+    fn duration_from_timespan_else_from_start_and_end() {
+        let (session, mut event) = pair("Vex", Some("Restore"), "Success", "x", 1);
+        event.start_time = DateTime::parse_from_rfc3339("2025-03-04T08:00:00Z").unwrap();
+        event.end_time = Some(DateTime::parse_from_rfc3339("2025-03-04T10:00:01+02:00").unwrap());
+        event.duration = Some("1.02:03:04.5".into());
+        let d = |e: &RawRestoreEvent| map_restore_event(&ctx(), &session, e, None).event.duration;
+        assert_eq!(d(&event), Some(93_784_500_000_000));
+        event.duration = Some("garbage".into());
+        assert_eq!(d(&event), Some(1_000_000_000));
+        event.duration = Some("-00:00:05".into());
+        assert_eq!(d(&event), Some(1_000_000_000));
+        event.duration = None;
+        assert_eq!(d(&event), Some(1_000_000_000));
+        event.end_time = None;
+        assert_eq!(d(&event), None);
+        // End before start: no duration, but event.end is still reported.
+        event.end_time = Some(DateTime::parse_from_rfc3339("2025-03-04T07:00:00Z").unwrap());
+        let e = map_restore_event(&ctx(), &session, &event, None);
+        assert_eq!(e.event.duration, None);
+        assert_eq!(e.event.end, Some(utc("2025-03-04T07:00:00Z")));
+    }
+
+    #[test]
+    fn timestamps_are_converted_to_utc() {
+        let (mut session, mut event) = pair("Vex", Some("Restore"), "Success", "x", 1);
+        session.creation_time = DateTime::parse_from_rfc3339("2025-03-04T11:00:00+03:00").unwrap();
+        event.start_time =
+            DateTime::parse_from_rfc3339("2025-03-04T11:05:00.1234567+03:00").unwrap();
+        let e = map_restore_event(&ctx(), &session, &event, None);
+        assert_eq!(e.timestamp, utc("2025-03-04T08:05:00.1234567Z"));
+        assert_eq!(
+            e.veeam.restore_session.unwrap().creation_time,
+            Some(utc("2025-03-04T08:00:00Z"))
+        );
+        let json = serde_json::to_value(map_restore_event(
+            &ctx(),
+            &pair("Vex", None, "Success", "x", 0).0,
+            &event,
+            None,
+        ))
+        .unwrap();
+        assert!(json["@timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn negative_item_size_is_dropped() {
+        let (session, mut event) = pair("Vex", Some("Restore"), "Success", "x", 1);
+        event.item_size_bytes = Some(-1);
+        let e = map_restore_event(&ctx(), &session, &event, None);
+        assert_eq!(e.veeam.restore_event.unwrap().item_size_bytes, None);
+    }
+
+    #[test]
+    fn weird_strings_never_panic() {
+        let weird = [
+            "",
+            " ",
+            "(",
+            ")",
+            "\\",
+            "@",
+            "(via:",
+            "🦀",
+            "é\\é",
+            "a@b@c",
+            "\u{0}",
+            "None",
+            "STOPPED",
+            "x (via: [::1]:99999)",
+            "ＨＯＳＴ",
+            "İ",
+            "-",
+            "--",
+            "00:00:00.",
+            "1.",
+        ];
+        for a in weird {
+            for b in weird {
+                let (mut session, mut event) = pair(a, Some(b), a, b, 0);
+                session.organization = Some(b.to_string());
+                session.initiated_by = Some(a.to_string());
+                session.client_host = Some(format!("{a} (via: {b}"));
+                session.state = b.to_string();
+                event.duration = Some(a.to_string());
+                event.item_name = Some(b.to_string());
+                event.event_type = Some(a.to_string());
+                let e = map_restore_event(&ctx(), &session, &event, Some(b));
+                assert!(!e.message.is_empty());
+                assert!(!e.event.action.is_empty());
+            }
+        }
+    }
+}

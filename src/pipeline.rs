@@ -1,0 +1,543 @@
+//! Wiring: sources → mapping → bounded fan-out → sinks → ack tracker → checkpoints.
+//!
+//! Owns the tasks and channels and the one invariant that matters most: **a source's
+//! checkpoint only ever moves to the state snapshot of a batch that every sink reading
+//! that source has acknowledged, together with every batch of that source before it.**
+//!
+//! ```text
+//! source task ──SourceBatch──► router task (map + encode, assigns seq) ──Arc<Batch>──► sink task(s)
+//!                                   │ Register{seq, sinks, snapshot}                     │ Ack{seq}
+//!                                   └──────────────────────► tracker task ◄──────────────┘
+//!                                                              │ lowest fully-acked prefix
+//!                                                              ▼
+//!                                                        checkpoint file
+//! ```
+//! Every channel between stages is bounded, so a slow sink slows the router, which slows
+//! the source: memory stays flat (backpressure). Acknowledgements are unbounded but their
+//! number is bounded by the batches in flight.
+//!
+//! Shutdown (SIGTERM/SIGINT → the `shutdown` token): sources stop polling; whatever they
+//! already emitted drains through the sinks; sinks that keep failing get `drain_timeout`
+//! before they are abandoned; the tracker writes the last acknowledged snapshot; `run`
+//! returns. `--once` is the same path, started by the sources finishing their cycle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::config::{Config, ConfigError, SourceConfig};
+use crate::map::{self, MapContext};
+use crate::sinks::{self, Batch, EncodedEvent, SinkError};
+use crate::sources::vbo::VboPoller;
+use crate::sources::{Emitter, Record, RunMode, SourceBatch, SourceError};
+
+/// Batches buffered between a source and its router.
+const SOURCE_QUEUE: usize = 2;
+/// Batches buffered in front of each sink.
+const SINK_QUEUE: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: RunMode,
+    /// How long sinks may keep retrying after shutdown before they are abandoned
+    /// (their unacknowledged batches are re-sent after restart).
+    pub drain_timeout: Duration,
+    /// In `--once` mode, how many times a sink retries a batch before the run fails.
+    pub once_sink_attempts: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            mode: RunMode::Follow,
+            drain_timeout: Duration::from_secs(30),
+            once_sink_attempts: 6,
+        }
+    }
+}
+
+/// Counts per source at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceReport {
+    pub id: String,
+    /// Events mapped and handed to sinks.
+    pub events_sent: u64,
+    /// Events acknowledged by every sink of the source.
+    pub events_acked: u64,
+    pub checkpoints_written: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub sources: Vec<SourceReport>,
+}
+
+impl RunReport {
+    pub fn events_acked(&self) -> u64 {
+        self.sources.iter().map(|s| s.events_acked).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("sink `{sink_id}`: {message}")]
+    Sink { sink_id: String, message: String },
+    /// A sink's reader went away (e.g. `demo | head`): not a failure of ours.
+    #[error("sink `{sink_id}`: its output was closed by the reader")]
+    OutputClosed { sink_id: String },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+enum TrackerMsg {
+    /// A batch entered the fan-out; `sinks` acknowledgements will follow.
+    Register {
+        source: usize,
+        seq: u64,
+        sinks: usize,
+        events: u64,
+        checkpoint: Option<serde_json::Value>,
+    },
+    Ack {
+        source: usize,
+        seq: u64,
+        /// Fired once any checkpoint this ack made possible is on disk.
+        persisted: oneshot::Sender<()>,
+    },
+}
+
+struct Pending {
+    remaining: usize,
+    events: u64,
+    checkpoint: Option<serde_json::Value>,
+}
+
+/// A source ready to run, with its checkpoint store.
+struct PreparedSource {
+    id: Arc<str>,
+    observer_hostname: Arc<str>,
+    store: CheckpointStore,
+    poller: VboPoller,
+    sinks: Vec<usize>,
+}
+
+/// Run the configured pipeline until the sources finish (`--once`) or `shutdown` fires.
+pub async fn run(
+    config: &Config,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<RunReport, PipelineError> {
+    let sink_ids: Vec<String> = config.sinks.keys().cloned().collect();
+    let sources = prepare_sources(config, &sink_ids)?;
+    log_topology(config);
+
+    // Stops the sources: on shutdown, or when a sink or the tracker fails.
+    let stop_sources = shutdown.child_token();
+    // Abandons sinks still retrying after the drain timeout.
+    let abandon = CancellationToken::new();
+
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let stores: Vec<CheckpointStore> = sources.iter().map(|s| s.store.clone()).collect();
+    let ids: Vec<Arc<str>> = sources.iter().map(|s| s.id.clone()).collect();
+    let tracker = tokio::spawn(track(ack_rx, stores, ids, stop_sources.clone()));
+
+    let mut sink_txs = Vec::new();
+    let mut sink_tasks = Vec::new();
+    for (id, sink_cfg) in &config.sinks {
+        let sink = sinks::build(id, sink_cfg).map_err(|e| PipelineError::Sink {
+            sink_id: id.clone(),
+            message: e.to_string(),
+        })?;
+        let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
+        sink_txs.push(tx);
+        sink_tasks.push(tokio::spawn(sink_task(
+            id.clone(),
+            sink,
+            rx,
+            ack_tx.clone(),
+            opts.clone(),
+            stop_sources.clone(),
+            abandon.clone(),
+        )));
+    }
+
+    let mut routers = Vec::new();
+    let mut source_tasks: Vec<JoinHandle<Result<(), SourceError>>> = Vec::new();
+    for (index, src) in sources.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
+        let outputs: Vec<mpsc::Sender<Arc<Batch>>> =
+            src.sinks.iter().map(|&i| sink_txs[i].clone()).collect();
+        routers.push(tokio::spawn(route(
+            index,
+            src.id.clone(),
+            src.observer_hostname.clone(),
+            rx,
+            outputs,
+            ack_tx.clone(),
+        )));
+        let stop = stop_sources.clone();
+        let mode = opts.mode;
+        let poller = src.poller;
+        source_tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                r = poller.run(mode, Emitter::new(tx)) => r,
+                _ = stop.cancelled() => Ok(()),
+            }
+        }));
+    }
+    // Only tasks hold senders now, so channels close as stages finish.
+    drop(sink_txs);
+    drop(ack_tx);
+
+    let mut first_error: Option<PipelineError> = None;
+    for task in source_tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "source failed");
+                first_error.get_or_insert(e.into());
+            }
+            Err(e) => {
+                first_error.get_or_insert(PipelineError::Internal(format!("source task: {e}")));
+            }
+        }
+    }
+    for r in routers {
+        if let Err(e) = r.await {
+            first_error.get_or_insert(PipelineError::Internal(format!("router task: {e}")));
+        }
+    }
+    // Sources are done and routers have flushed; give sinks the drain timeout.
+    let drain = async {
+        let mut results = Vec::new();
+        for t in sink_tasks.iter_mut() {
+            results.push(t.await);
+        }
+        results
+    };
+    let results = match tokio::time::timeout(opts.drain_timeout, drain).await {
+        Ok(results) => results,
+        Err(_) => {
+            tracing::warn!(
+                timeout_s = opts.drain_timeout.as_secs(),
+                "sinks did not drain in time; abandoning unacknowledged batches (they are re-sent after restart)"
+            );
+            abandon.cancel();
+            let mut results = Vec::new();
+            for t in sink_tasks {
+                results.push(t.await);
+            }
+            results
+        }
+    };
+    for r in results {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(PipelineError::Internal(format!("sink task: {e}")));
+            }
+        }
+    }
+    let report = match tracker.await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => return Err(first_error.unwrap_or(e)),
+        Err(e) => return Err(PipelineError::Internal(format!("tracker task: {e}"))),
+    };
+    for s in &report.sources {
+        tracing::info!(
+            source_id = %s.id,
+            events_sent = s.events_sent,
+            events_acked = s.events_acked,
+            checkpoints_written = s.checkpoints_written,
+            "source finished"
+        );
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+fn prepare_sources(
+    config: &Config,
+    sink_ids: &[String],
+) -> Result<Vec<PreparedSource>, PipelineError> {
+    let mut out = Vec::new();
+    for (id, source) in &config.sources {
+        let store = CheckpointStore::open(&config.state.dir, id, source.type_name())?;
+        let stored = store.load()?;
+        let sinks: Vec<usize> = config
+            .sinks_of(id)
+            .iter()
+            .filter_map(|s| sink_ids.iter().position(|x| x == s))
+            .collect();
+        match source {
+            SourceConfig::Vbo(_) => {
+                let src = config.vbo_source(id)?;
+                let observer = src.url.host_str().unwrap_or_default().to_string();
+                let poller = VboPoller::new(&src, stored).map_err(|e| match e {
+                    SourceError::State { source_id, problem } => {
+                        PipelineError::Checkpoint(CheckpointError::Corrupt {
+                            path: store.path().to_path_buf(),
+                            problem: format!("source `{source_id}`: {problem}"),
+                        })
+                    }
+                    other => other.into(),
+                })?;
+                out.push(PreparedSource {
+                    id: Arc::from(id.as_str()),
+                    observer_hostname: Arc::from(observer.as_str()),
+                    store,
+                    poller,
+                    sinks,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn log_topology(config: &Config) {
+    for (id, sink) in &config.sinks {
+        tracing::info!(
+            sink_id = %id,
+            sink_type = sink.type_name(),
+            inputs = %sink.inputs().join(","),
+            "pipeline"
+        );
+    }
+}
+
+/// Map one source batch's records to encoded events (pure apart from logging).
+fn map_batch(source_id: &str, observer: &str, batch: &SourceBatch) -> Vec<EncodedEvent> {
+    let ctx = MapContext {
+        source_id,
+        observer_hostname: observer,
+        fetched_at: batch.fetched_at,
+    };
+    let mut out = Vec::with_capacity(batch.records.len());
+    for record in &batch.records {
+        let event = match record {
+            Record::VboEvent {
+                session,
+                event,
+                original,
+            } => map::vbo::map_restore_event(&ctx, session, event, original.as_deref()),
+        };
+        match serde_json::to_string(&event) {
+            Ok(json) => out.push(EncodedEvent { event, json }),
+            Err(e) => {
+                tracing::error!(source_id, event_id = %event.event.id, error = %e, "cannot encode event; skipped")
+            }
+        }
+    }
+    out
+}
+
+/// Router: maps a source's batches and fans them out to the source's sinks.
+async fn route(
+    index: usize,
+    source_id: Arc<str>,
+    observer: Arc<str>,
+    mut rx: mpsc::Receiver<SourceBatch>,
+    outputs: Vec<mpsc::Sender<Arc<Batch>>>,
+    acks: mpsc::UnboundedSender<TrackerMsg>,
+) {
+    let mut seq = 0u64;
+    while let Some(source_batch) = rx.recv().await {
+        seq += 1;
+        let events = map_batch(&source_id, &observer, &source_batch);
+        let sinks = if events.is_empty() { 0 } else { outputs.len() };
+        // Register before fanning out, so the tracker knows the batch before any ack.
+        let _ = acks.send(TrackerMsg::Register {
+            source: index,
+            seq,
+            sinks,
+            events: events.len() as u64,
+            checkpoint: source_batch.checkpoint,
+        });
+        if sinks == 0 {
+            continue;
+        }
+        let batch = Arc::new(Batch {
+            source_id: source_id.clone(),
+            source_index: index,
+            seq,
+            events,
+        });
+        for out in &outputs {
+            // A closed channel means that sink failed; the pipeline is stopping and the
+            // missing ack keeps the checkpoint where it is.
+            let _ = out.send(batch.clone()).await;
+        }
+    }
+}
+
+/// Sink task: deliver each batch (retrying), then acknowledge it.
+async fn sink_task(
+    id: String,
+    mut sink: Box<dyn sinks::Sink>,
+    mut rx: mpsc::Receiver<Arc<Batch>>,
+    acks: mpsc::UnboundedSender<TrackerMsg>,
+    opts: RunOptions,
+    stop_sources: CancellationToken,
+    abandon: CancellationToken,
+) -> Result<(), PipelineError> {
+    let fail = |message: String| {
+        stop_sources.cancel();
+        PipelineError::Sink {
+            sink_id: id.clone(),
+            message,
+        }
+    };
+    while let Some(batch) = rx.recv().await {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match sink.deliver(&batch).await {
+                Ok(()) => {
+                    let (persisted, on_disk) = oneshot::channel();
+                    let _ = acks.send(TrackerMsg::Ack {
+                        source: batch.source_index,
+                        seq: batch.seq,
+                        persisted,
+                    });
+                    // Wait for the checkpoint before taking the next batch: then at most
+                    // one delivered-but-not-checkpointed batch exists at any time, which
+                    // bounds the duplicates a crash can cause.
+                    let _ = on_disk.await;
+                    break;
+                }
+                Err(SinkError::Closed) => {
+                    tracing::info!(sink_id = %id, "output closed by the reader; stopping");
+                    stop_sources.cancel();
+                    return Err(PipelineError::OutputClosed {
+                        sink_id: id.clone(),
+                    });
+                }
+                Err(SinkError::Fatal(message)) => {
+                    tracing::error!(sink_id = %id, error = %message, "sink failed; stopping without acknowledging");
+                    return Err(fail(message));
+                }
+                Err(SinkError::Retryable(message)) => {
+                    if opts.mode == RunMode::Once && attempt >= opts.once_sink_attempts {
+                        return Err(fail(format!(
+                            "{message} (gave up after {attempt} attempts)"
+                        )));
+                    }
+                    let delay = Duration::from_millis(200u64 << attempt.min(8))
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(sink_id = %id, attempt, delay_ms = delay.as_millis() as u64, error = %message, "delivery failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = abandon.cancelled() => {
+                            return Err(fail(format!("{message} (abandoned at shutdown)")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tracker: per source, persist the snapshot of the highest batch below which every batch
+/// is fully acknowledged. Writes are coalesced: all queued messages are applied first.
+async fn track(
+    mut rx: mpsc::UnboundedReceiver<TrackerMsg>,
+    stores: Vec<CheckpointStore>,
+    ids: Vec<Arc<str>>,
+    stop_sources: CancellationToken,
+) -> Result<RunReport, PipelineError> {
+    let n = stores.len();
+    let mut pending: Vec<BTreeMap<u64, Pending>> = (0..n).map(|_| BTreeMap::new()).collect();
+    let mut reports: Vec<SourceReport> = ids
+        .iter()
+        .map(|id| SourceReport {
+            id: id.to_string(),
+            ..SourceReport::default()
+        })
+        .collect();
+    let mut to_save: Vec<Option<serde_json::Value>> = vec![None; n];
+    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut msg = Some(first);
+        while let Some(m) = msg.take() {
+            match m {
+                TrackerMsg::Register {
+                    source,
+                    seq,
+                    sinks,
+                    events,
+                    checkpoint,
+                } => {
+                    reports[source].events_sent += events;
+                    pending[source].insert(
+                        seq,
+                        Pending {
+                            remaining: sinks,
+                            events,
+                            checkpoint,
+                        },
+                    );
+                }
+                TrackerMsg::Ack {
+                    source,
+                    seq,
+                    persisted,
+                } => {
+                    waiters.push(persisted);
+                    if let Some(p) = pending[source].get_mut(&seq) {
+                        p.remaining = p.remaining.saturating_sub(1);
+                    }
+                }
+            }
+            // Pop the fully acknowledged prefix.
+            for s in 0..n {
+                while let Some(entry) = pending[s].first_entry() {
+                    if entry.get().remaining > 0 {
+                        break;
+                    }
+                    let done = entry.remove();
+                    reports[s].events_acked += done.events;
+                    if done.checkpoint.is_some() {
+                        to_save[s] = done.checkpoint;
+                    }
+                }
+            }
+            msg = rx.try_recv().ok();
+        }
+        for s in 0..n {
+            if let Some(state) = to_save[s].take() {
+                let store = stores[s].clone();
+                let result = tokio::task::spawn_blocking(move || store.save(&state))
+                    .await
+                    .map_err(|e| PipelineError::Internal(format!("checkpoint task: {e}")))?;
+                if let Err(e) = result {
+                    tracing::error!(source_id = %ids[s], error = %e, "cannot write checkpoint; stopping");
+                    stop_sources.cancel();
+                    return Err(e.into());
+                }
+                reports[s].checkpoints_written += 1;
+            }
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+    Ok(RunReport { sources: reports })
+}

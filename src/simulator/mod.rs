@@ -1,0 +1,294 @@
+//! Embedded VB365 (Veeam Backup for Microsoft 365) REST API simulator, serving v6, v7 and v8
+//! at once, used by `demo`, `simulate` and the integration tests.
+//!
+//! It is a test peer written from Veeam's OpenAPI specs: token grants (password, refresh)
+//! with expiry, token-endpoint throttling, the restore-session audit trail with paging,
+//! filters and HAL links, fault injection and latency. Protocol misuse the real server would
+//! reject gets an HTTP error *and* is recorded in [`SimStats::violations`], so tests fail
+//! loudly. The data set is a pure function of the seed (see [`data`]); [`SimHandle::tick`]
+//! makes it grow like a live server.
+//!
+//! Module map: [`vb365`] HTTP endpoints and protocol checks, [`wire`] JSON payloads per
+//! version, [`data`] sessions and on-demand events, [`catalog`] names and items, [`rng`]
+//! deterministic randomness, [`auth`] tokens and throttle, [`state`] shared state, [`tls`]
+//! self-signed certificate. It must not depend on the rest of the crate.
+
+mod auth;
+mod catalog;
+mod data;
+mod rng;
+mod state;
+mod tls;
+mod vb365;
+mod wire;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use chrono::Utc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use state::Shared;
+
+/// How long `shutdown` lets in-flight requests finish.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Token-endpoint throttle (WebApiThrottle-like fixed windows, per client IP).
+/// A limit of 0 disables that window.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    pub per_second: u32,
+    pub per_minute: u32,
+    pub per_hour: u32,
+    /// Exempt 127.0.0.0/8 and ::1 from the limit.
+    pub exempt_loopback: bool,
+}
+
+impl Default for Throttle {
+    /// VB365's defaults: 1 per second, 5 per minute, 1500 per hour, loopback not exempt.
+    fn default() -> Self {
+        Throttle {
+            per_second: 1,
+            per_minute: 5,
+            per_hour: 1500,
+            exempt_loopback: false,
+        }
+    }
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    /// Serve HTTPS with a generated self-signed certificate (else plain HTTP).
+    pub tls: bool,
+    pub seed: u64,
+    /// Number of restore sessions at start.
+    pub sessions: usize,
+    /// Average number of item events per session (markers come on top).
+    pub events_per_session: usize,
+    pub username: String,
+    pub password: String,
+    pub token_ttl: Duration,
+    pub throttle: Option<Throttle>,
+    /// Probability (0..1) of answering a data request with 503.
+    pub error_rate: f64,
+    /// Added to every response.
+    pub latency: Duration,
+    /// When set, a background task calls `tick()` at this interval.
+    pub live_interval: Option<Duration>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: true,
+            seed: 42,
+            sessions: 20,
+            events_per_session: 10,
+            username: "svc-siem".to_string(),
+            password: "sim-password".to_string(),
+            token_ttl: Duration::from_secs(3600),
+            throttle: None,
+            error_rate: 0.0,
+            latency: Duration::ZERO,
+            live_interval: None,
+        }
+    }
+}
+
+/// What the simulator has seen so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Successful `grant_type=password` logins.
+    pub password_logins: u64,
+    /// Successful `grant_type=refresh_token` grants.
+    pub refreshes: u64,
+    /// `/token` requests answered 400 (bad credentials, bad refresh token, missing fields).
+    pub token_failures: u64,
+    /// `/token` requests answered 429.
+    pub throttled: u64,
+    /// Requests routed to a data endpoint (anything but `/token`, `/token/logout` and
+    /// `/Health`), whatever their outcome.
+    pub data_requests: u64,
+    /// Data requests answered 401 (no, unknown or expired bearer token).
+    pub unauthorized: u64,
+    /// Data requests answered with an injected 503.
+    pub injected_errors: u64,
+    /// Protocol violations by clients, one line each (`METHOD URI: problem`).
+    pub violations: Vec<String>,
+}
+
+/// A running simulator. Clones share the same server.
+#[derive(Clone)]
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    base_url: String,
+    ca_pem: Option<String>,
+    stop: CancellationToken,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl SimHandle {
+    /// Binds `cfg.listen`, spawns the server (and the live ticker when `live_interval` is
+    /// set) and returns once it accepts connections.
+    pub async fn start(cfg: SimConfig) -> io::Result<SimHandle> {
+        let shared = Arc::new(Shared::new(cfg.clone(), Utc::now()));
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let (server, ca_pem) = if cfg.tls {
+            let identity = tls::self_signed()?;
+            let task = serve_tls(
+                listener,
+                identity.server_config,
+                shared.clone(),
+                stop.clone(),
+            )?;
+            (task, Some(identity.cert_pem))
+        } else {
+            (serve_plain(listener, shared.clone(), stop.clone()), None)
+        };
+        let mut tasks = vec![server];
+        if let Some(every) = cfg.live_interval {
+            tasks.push(spawn_ticker(shared.clone(), every, stop.clone()));
+        }
+        let scheme = if cfg.tls { "https" } else { "http" };
+        tracing::info!(%addr, scheme, seed = cfg.seed, "VB365 simulator listening");
+        Ok(SimHandle {
+            shared,
+            base_url: format!("{scheme}://{addr}"),
+            ca_pem,
+            stop,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// e.g. `https://127.0.0.1:43123` (no version, no trailing slash).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The self-signed certificate (PEM) clients should trust, when serving TLS.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca_pem.clone()
+    }
+
+    /// One live step: working sessions gain events and may stop; a new session starts.
+    /// Ids and counts are deterministic given the seed and the number of ticks.
+    pub fn tick(&self) {
+        self.shared.data_mut().tick(Utc::now());
+    }
+
+    /// Ids of every restore-session event that currently exists.
+    pub fn event_ids(&self) -> Vec<String> {
+        self.shared.data().event_ids()
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.shared.data().event_count()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.shared.data().sessions().len()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.shared.stats()
+    }
+
+    /// Changes the probability of injected 503s on data requests.
+    pub fn set_error_rate(&self, rate: f64) {
+        self.shared.set_error_rate(rate);
+    }
+
+    /// Stops the server and the ticker, letting in-flight requests finish.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(GRACE * 2, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+fn serve_plain(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let app = vb365::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "VB365 simulator stopped");
+        }
+    })
+}
+
+fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> io::Result<JoinHandle<()>> {
+    let app = vb365::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let server =
+        axum_server::from_tcp_rustls(listener.into_std()?, RustlsConfig::from_config(config))?
+            .handle(handle.clone());
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        handle.graceful_shutdown(Some(GRACE));
+    });
+    Ok(tokio::spawn(async move {
+        if let Err(error) = server.serve(app).await {
+            tracing::error!(%error, "VB365 simulator stopped");
+        }
+    }))
+}
+
+fn spawn_ticker(shared: Arc<Shared>, every: Duration, stop: CancellationToken) -> JoinHandle<()> {
+    let every = every.max(Duration::from_millis(1));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = interval.tick() => shared.data_mut().tick(Utc::now()),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_send_sync_and_defaults_match_the_contract() {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        send_sync::<SimHandle>();
+        let cfg = SimConfig::default();
+        assert_eq!(
+            (cfg.listen.port(), cfg.tls, cfg.seed, cfg.sessions),
+            (0, true, 42, 20)
+        );
+        let t = Throttle::default();
+        assert_eq!(
+            (t.per_second, t.per_minute, t.per_hour, t.exempt_loopback),
+            (1, 5, 1500, false)
+        );
+    }
+}

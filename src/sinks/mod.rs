@@ -1,0 +1,61 @@
+//! Sinks: where events go. Each sink owns its wire format and its durability rule.
+//!
+//! The contract: [`Sink::deliver`] returns `Ok` only when the batch is durable by the
+//! sink's strongest available means (stdout: written and flushed; file: fsynced). The
+//! pipeline then acknowledges the batch; nothing else advances checkpoints. A sink reports
+//! [`SinkError::Retryable`] for failures that may pass (the pipeline retries the same batch
+//! with backoff) and [`SinkError::Fatal`] for ones that need a human (bad credentials,
+//! unwritable path): the pipeline stops without acknowledging.
+
+pub mod file;
+pub mod stdout;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::config::SinkConfig;
+use crate::event::Event;
+
+/// An event plus its JSON serialization (done once, shared by every sink).
+#[derive(Debug, Clone)]
+pub struct EncodedEvent {
+    pub event: Event,
+    pub json: String,
+}
+
+/// What travels from the pipeline to the sinks: the mapped events of one source batch.
+#[derive(Debug)]
+pub struct Batch {
+    pub source_id: Arc<str>,
+    /// Index of the source in the pipeline (for acknowledgements).
+    pub source_index: usize,
+    /// Per-source sequence number.
+    pub seq: u64,
+    pub events: Vec<EncodedEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Fatal(String),
+    /// The consumer went away (stdout closed): stop, without acknowledging.
+    #[error("output closed by the reader")]
+    Closed,
+}
+
+/// A delivery target.
+pub trait Sink: Send {
+    /// Deliver every event of `batch`; return once they are durable.
+    fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// Build a sink from its config. Errors name the sink and the key.
+pub fn build(id: &str, config: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
+    match config {
+        SinkConfig::Stdout(c) => Ok(Box::new(stdout::StdoutSink::new(c.pretty))),
+        SinkConfig::File(c) => Ok(Box::new(file::FileSink::new(id, &c.path)?)),
+    }
+}

@@ -1,0 +1,52 @@
+//! `type = "stdout"`: one JSON event per line (NDJSON), or indented JSON with `pretty`.
+//!
+//! A batch is acknowledged after it is written and stdout is flushed. Logs go to stderr,
+//! so stdout carries nothing but events.
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncWriteExt, Stdout};
+
+use super::{Batch, Sink, SinkError};
+
+pub struct StdoutSink {
+    out: Stdout,
+    pretty: bool,
+    buf: Vec<u8>,
+}
+
+impl StdoutSink {
+    pub fn new(pretty: bool) -> Self {
+        StdoutSink {
+            out: tokio::io::stdout(),
+            pretty,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Sink for StdoutSink {
+    fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            self.buf.clear();
+            for e in &batch.events {
+                if self.pretty {
+                    serde_json::to_writer_pretty(&mut self.buf, &e.event)
+                        .map_err(|e| SinkError::Fatal(format!("cannot encode event: {e}")))?;
+                } else {
+                    self.buf.extend_from_slice(e.json.as_bytes());
+                }
+                self.buf.push(b'\n');
+            }
+            let io = |e: std::io::Error| {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    SinkError::Closed
+                } else {
+                    SinkError::Retryable(format!("cannot write to stdout: {e}"))
+                }
+            };
+            self.out.write_all(&self.buf).await.map_err(io)?;
+            self.out.flush().await.map_err(io)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,516 @@
+//! VB365 poller: restore sessions and their events, paged, with resumable state.
+//!
+//! Owns the polling algorithm and the source's checkpoint state ([`VboState`]). Must not
+//! map records (that is `map::vbo`) or write checkpoints (the pipeline does, after delivery).
+//!
+//! ## Algorithm (one poll cycle)
+//! 1. List `GET /vN/RestoreSessions?startTimeFrom=<horizon - lookback>` page by page
+//!    (`limit`/`offset`, until a short page). On v8 ask for `orderBy=CreationTime&orderAsc=true`
+//!    so sessions created while we page are appended, not inserted; v6/v7 have no ordering
+//!    parameters and we don't rely on any order.
+//! 2. For each session not yet finished, page through `/RestoreSessions/{id}/Events`
+//!    starting at the session's `next_order` and emit every event with `order >= next_order`
+//!    (one batch per page, each with a state snapshot). The session's state was read
+//!    *before* its events, so when it said `Stopped`, the events we got are complete and
+//!    the session is marked done.
+//! 3. Sessions still open in our state but not in this listing (they started before the
+//!    listing window) are re-read by id and shipped the same way; a 404 means the server
+//!    dropped the session and we forget it (logged).
+//! 4. The horizon moves to the newest `creationTime` seen; finished sessions older than
+//!    `horizon - lookback` are pruned (the next listing can't return them).
+//!
+//! Duplicates are avoided by the per-session cursor, not by time bounds, so it doesn't
+//! matter whether the server's `startTimeFrom` is inclusive or not. A bad record is logged
+//! with its session id and skipped; the rest of its page still flows.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::vbo_token::{Credentials, TokenManager};
+use super::{Emitter, Record, RunMode, SourceBatch, SourceError};
+use crate::config::{ApiVersion, VboSource};
+use crate::http::{self, HttpError, RetryPolicy};
+use crate::map::vbo::{RawRestoreEvent, RawRestoreSession};
+
+/// Default horizon of the first run.
+const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
+
+/// The checkpointed state of a VB365 source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VboState {
+    /// Newest session `creationTime` seen by a complete listing.
+    pub horizon: DateTime<Utc>,
+    /// Sessions inside the listing window, and every session still open.
+    #[serde(default)]
+    pub sessions: BTreeMap<String, SessionCursor>,
+}
+
+/// Progress inside one restore session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionCursor {
+    pub creation_time: DateTime<Utc>,
+    /// Events with `order` below this have been emitted.
+    pub next_order: i64,
+    /// The session is `Stopped` and all its events were emitted.
+    #[serde(default)]
+    pub done: bool,
+}
+
+/// Only the id of a record, to name it in a log line when the rest doesn't parse.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: serde_json::Value,
+}
+
+fn record_id(raw: &str) -> String {
+    serde_json::from_str::<IdOnly>(raw)
+        .map(|r| r.id.to_string().trim_matches('"').to_string())
+        .unwrap_or_else(|_| "<unknown>".to_string())
+}
+
+pub struct VboPoller {
+    id: String,
+    /// `https://host:4443/v8` (no trailing slash).
+    api_base: String,
+    version: ApiVersion,
+    client: reqwest::Client,
+    tokens: Arc<TokenManager>,
+    policy: RetryPolicy,
+    page_size: u32,
+    lookback: chrono::Duration,
+    poll_interval: Duration,
+    keep_original: bool,
+    state: VboState,
+    /// Failed requests in the current cycle.
+    problems: usize,
+}
+
+impl VboPoller {
+    /// Build the poller from its config and the stored checkpoint (if any).
+    pub fn new(src: &VboSource, stored: Option<serde_json::Value>) -> Result<Self, SourceError> {
+        let s = &src.settings;
+        let key = format!("sources.{}.tls", src.id);
+        let client = http::build_client(&key, &s.tls, s.request_timeout).map_err(|error| {
+            SourceError::Http {
+                source_id: src.id.clone(),
+                error,
+            }
+        })?;
+        if s.tls.insecure_skip_verify {
+            tracing::warn!(source_id = %src.id, "TLS certificate verification is OFF (insecure_skip_verify = true); prefer tls.ca_file");
+        }
+        let root = src.url.as_str().trim_end_matches('/').to_string();
+        let api_base = format!("{root}/{}", s.api_version.as_str());
+        let policy = RetryPolicy {
+            max_retries: s.max_retries,
+            ..RetryPolicy::default()
+        };
+        let tokens = TokenManager::new(
+            &src.id,
+            client.clone(),
+            format!("{api_base}/token"),
+            s.api_version,
+            Credentials {
+                username: s.username.clone(),
+                password: src.password.clone(),
+            },
+            policy.clone(),
+        );
+        let state = match stored {
+            Some(value) => serde_json::from_value(value).map_err(|e| SourceError::State {
+                source_id: src.id.clone(),
+                problem: format!("not a vbo checkpoint: {e}"),
+            })?,
+            None => VboState {
+                horizon: s.start_time.unwrap_or_else(|| Utc::now() - DEFAULT_HISTORY),
+                sessions: BTreeMap::new(),
+            },
+        };
+        Ok(VboPoller {
+            id: src.id.clone(),
+            api_base,
+            version: s.api_version,
+            client,
+            tokens: Arc::new(tokens),
+            policy,
+            page_size: s.page_size,
+            lookback: chrono::Duration::from_std(s.lookback).unwrap_or(chrono::Duration::zero()),
+            poll_interval: s.poll_interval,
+            keep_original: s.keep_original,
+            state,
+            problems: 0,
+        })
+    }
+
+    pub fn state(&self) -> &VboState {
+        &self.state
+    }
+
+    /// (password logins, token refreshes) so far.
+    pub fn token_counters(&self) -> (u64, u64) {
+        self.tokens.counters()
+    }
+
+    /// Poll once (`RunMode::Once`) or forever. Cancellation is by dropping the future:
+    /// every emitted batch carries a consistent snapshot, so stopping anywhere is safe.
+    pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
+        loop {
+            let result = self.cycle(&emitter).await;
+            match result {
+                Err(SourceError::Closed) => return Ok(()),
+                other if mode == RunMode::Once => return other,
+                Err(e) => {
+                    tracing::error!(source_id = %self.id, error = %e, "poll cycle failed; retrying at the next poll interval")
+                }
+                Ok(()) => {}
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    /// One complete poll cycle.
+    pub async fn cycle(&mut self, emitter: &Emitter) -> Result<(), SourceError> {
+        self.problems = 0;
+        let fetched_at = Utc::now();
+        let from = self.state.horizon - self.lookback;
+        let mut newest = self.state.horizon;
+        let mut listed = HashSet::new();
+        let mut offset: u64 = 0;
+        loop {
+            let mut query = vec![
+                ("limit", self.page_size.to_string()),
+                ("offset", offset.to_string()),
+                (
+                    "startTimeFrom",
+                    from.to_rfc3339_opts(SecondsFormat::Micros, true),
+                ),
+            ];
+            if self.version == ApiVersion::V8 {
+                query.push(("orderBy", "CreationTime".to_string()));
+                query.push(("orderAsc", "true".to_string()));
+            }
+            let (url, body) = self.get("RestoreSessions", &query).await?;
+            let raws = parse_page(&body).map_err(|message| SourceError::Http {
+                source_id: self.id.clone(),
+                error: HttpError::Decode { url, message },
+            })?;
+            let mut sessions: Vec<RawRestoreSession> = raws
+                .iter()
+                .filter_map(|raw| match serde_json::from_str(raw.get()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(source_id = %self.id, session_id = %record_id(raw.get()), error = %e, "skipping malformed restore session");
+                        None
+                    }
+                })
+                .collect();
+            sessions.sort_by_key(|s| s.creation_time);
+            for session in sessions {
+                listed.insert(session.id.clone());
+                newest = newest.max(session.creation_time.with_timezone(&Utc));
+                self.ship_session(Arc::new(session), emitter, fetched_at)
+                    .await?;
+            }
+            if raws.len() < self.page_size as usize || raws.is_empty() {
+                break;
+            }
+            offset += raws.len() as u64;
+        }
+
+        // Sessions still open that started before the listing window.
+        let open: Vec<String> = self
+            .state
+            .sessions
+            .iter()
+            .filter(|(id, c)| !c.done && !listed.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for session_id in open {
+            match self
+                .get(&format!("RestoreSessions/{session_id}"), &[])
+                .await
+            {
+                Ok((_, body)) => match serde_json::from_slice::<RawRestoreSession>(&body) {
+                    Ok(session) => {
+                        self.ship_session(Arc::new(session), emitter, fetched_at)
+                            .await?
+                    }
+                    Err(e) => {
+                        self.problems += 1;
+                        tracing::warn!(source_id = %self.id, session_id, error = %e, "malformed restore session; will retry next cycle");
+                    }
+                },
+                Err(SourceError::Http { error, .. }) if error.status() == Some(404) => {
+                    tracing::warn!(source_id = %self.id, session_id, "open restore session no longer exists on the server; forgetting it");
+                    self.state.sessions.remove(&session_id);
+                }
+                Err(SourceError::Http { error, .. }) => {
+                    self.problems += 1;
+                    tracing::warn!(source_id = %self.id, session_id, error = %error, "cannot re-read open restore session; will retry next cycle");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+
+        self.state.horizon = newest;
+        let keep_from = self.state.horizon - self.lookback;
+        self.state
+            .sessions
+            .retain(|_, c| !c.done || c.creation_time >= keep_from);
+        emitter
+            .emit(SourceBatch {
+                records: Vec::new(),
+                checkpoint: Some(self.snapshot()),
+                fetched_at,
+            })
+            .await?;
+        if self.problems > 0 {
+            return Err(SourceError::Incomplete {
+                source_id: self.id.clone(),
+                problems: self.problems,
+            });
+        }
+        Ok(())
+    }
+
+    /// Emit the events of one session that we haven't emitted yet.
+    async fn ship_session(
+        &mut self,
+        session: Arc<RawRestoreSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        let sid = session.id.clone();
+        let cursor = self
+            .state
+            .sessions
+            .entry(sid.clone())
+            .or_insert_with(|| SessionCursor {
+                creation_time: session.creation_time.with_timezone(&Utc),
+                next_order: 0,
+                done: false,
+            });
+        if cursor.done {
+            return Ok(());
+        }
+        let mut next_order = cursor.next_order;
+        // Event offsets normally equal `order`; if they don't, rescan from 0 once.
+        let mut offset = next_order.max(0) as u64;
+        let mut rescanned = offset == 0;
+        loop {
+            let query = [
+                ("limit", self.page_size.to_string()),
+                ("offset", offset.to_string()),
+            ];
+            let (url, body) = match self
+                .get(&format!("RestoreSessions/{sid}/Events"), &query)
+                .await
+            {
+                Ok(ok) => ok,
+                Err(SourceError::Http { error, .. }) if error.status() == Some(404) => {
+                    tracing::warn!(source_id = %self.id, session_id = %sid, "restore session disappeared while reading its events; forgetting it");
+                    self.state.sessions.remove(&sid);
+                    return Ok(());
+                }
+                Err(SourceError::Http { error, .. }) => {
+                    self.problems += 1;
+                    tracing::warn!(source_id = %self.id, session_id = %sid, error = %error, "cannot read restore session events; will retry next cycle");
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+            };
+            let raws = match parse_page(&body) {
+                Ok(r) => r,
+                Err(message) => {
+                    self.problems += 1;
+                    tracing::warn!(source_id = %self.id, session_id = %sid, url, error = %message, "unreadable events page; will retry next cycle");
+                    return Ok(());
+                }
+            };
+            let mut events: Vec<(RawRestoreEvent, &RawValue)> = raws
+                .iter()
+                .filter_map(|raw| match serde_json::from_str::<RawRestoreEvent>(raw.get()) {
+                    Ok(e) => Some((e, raw.as_ref())),
+                    Err(e) => {
+                        tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %record_id(raw.get()), error = %e, "skipping malformed restore event");
+                        None
+                    }
+                })
+                .collect();
+            let lowest = events.iter().map(|(e, _)| e.order).min();
+            if !rescanned && lowest.is_some_and(|o| o > next_order) {
+                tracing::debug!(source_id = %self.id, session_id = %sid, "event offsets don't follow `order`; rescanning from offset 0");
+                rescanned = true;
+                offset = 0;
+                continue;
+            }
+            events.retain(|(e, _)| e.order >= next_order);
+            events.sort_by_key(|(e, _)| e.order);
+            events.dedup_by_key(|(e, _)| e.order);
+            if let Some((last, _)) = events.last() {
+                next_order = last.order + 1;
+                if let Some(c) = self.state.sessions.get_mut(&sid) {
+                    c.next_order = next_order;
+                }
+                let records = events
+                    .into_iter()
+                    .map(|(event, raw)| Record::VboEvent {
+                        session: session.clone(),
+                        event,
+                        original: self.keep_original.then(|| raw.get().into()),
+                    })
+                    .collect();
+                emitter
+                    .emit(SourceBatch {
+                        records,
+                        checkpoint: Some(self.snapshot()),
+                        fetched_at,
+                    })
+                    .await?;
+            }
+            if raws.len() < self.page_size as usize || raws.is_empty() {
+                break;
+            }
+            offset += raws.len() as u64;
+        }
+        if !session.is_working()
+            && let Some(c) = self.state.sessions.get_mut(&sid)
+        {
+            c.done = true;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(&self.state).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// GET `{api_base}/{path}` with the source's token; returns (url, body).
+    ///
+    /// 401: the first time the token is refreshed, the second time we log in with the
+    /// password, then the request is repeated (same page, so nothing is skipped).
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(String, bytes::Bytes), SourceError> {
+        let url = reqwest::Url::parse_with_params(&format!("{}/{path}", self.api_base), query)
+            .map_err(|e| SourceError::Http {
+                source_id: self.id.clone(),
+                error: HttpError::Decode {
+                    url: self.api_base.clone(),
+                    message: format!("cannot build request URL: {e}"),
+                },
+            })?;
+        let shown = url.to_string();
+        let mut rejected = 0;
+        let mut body_failures = 0;
+        loop {
+            let bearer = self.tokens.bearer().await?;
+            let result = http::send_with_retry(&self.policy, &shown, || {
+                self.client
+                    .get(url.clone())
+                    .bearer_auth(bearer.token.expose())
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .send()
+            })
+            .await;
+            match result {
+                Ok(resp) => match resp.bytes().await {
+                    Ok(body) => return Ok((shown, body)),
+                    // The connection broke mid-body: the request is safe to repeat.
+                    Err(e) if body_failures < self.policy.max_retries => {
+                        body_failures += 1;
+                        tracing::warn!(source_id = %self.id, url = %shown, error = %e, "response body interrupted; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * body_failures as u64)).await;
+                    }
+                    Err(e) => {
+                        return Err(SourceError::Http {
+                            source_id: self.id.clone(),
+                            error: http::transport_error(&shown, e),
+                        });
+                    }
+                },
+                Err(e) if http::is_unauthorized(&e) && rejected < 2 => {
+                    rejected += 1;
+                    tracing::debug!(source_id = %self.id, url = %shown, rejected, "401 from data endpoint; renewing token");
+                    self.tokens
+                        .invalidate(bearer.generation, rejected >= 2)
+                        .await;
+                }
+                Err(error) => {
+                    return Err(SourceError::Http {
+                        source_id: self.id.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The records of a page envelope `{"results": [...]}`, or of a bare array (some
+/// collections answer that way). Records stay raw so one bad record can be skipped alone.
+pub fn parse_page(body: &[u8]) -> Result<Vec<Box<RawValue>>, String> {
+    #[derive(Deserialize)]
+    struct Page {
+        results: Option<Vec<Box<RawValue>>>,
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'[') => serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}")),
+        Some(b'{') => serde_json::from_slice::<Page>(body)
+            .map_err(|e| format!("invalid page JSON: {e}"))
+            .map(|p| p.results.unwrap_or_default()),
+        _ => Err(format!(
+            "expected a JSON page, got: {}",
+            http::excerpt(&String::from_utf8_lossy(body), 120)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_envelope_and_bare_array() {
+        let p = parse_page(br#"{"offset":0,"limit":2,"results":[{"id":1},{"id":2}],"_links":{}}"#)
+            .unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(parse_page(b" [ {\"id\":1} ]").unwrap().len(), 1);
+        assert!(parse_page(b"<html>").unwrap_err().contains("<html>"));
+        assert!(parse_page(b"{\"results\": [1,").is_err());
+    }
+
+    #[test]
+    fn record_id_survives_garbage() {
+        assert_eq!(record_id(r#"{"id":"abc","order":"x"}"#), "abc");
+        assert_eq!(record_id("nope"), "<unknown>");
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut st = VboState {
+            horizon: Utc::now(),
+            sessions: BTreeMap::new(),
+        };
+        st.sessions.insert(
+            "s1".into(),
+            SessionCursor {
+                creation_time: Utc::now(),
+                next_order: 4,
+                done: false,
+            },
+        );
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(serde_json::from_value::<VboState>(v).unwrap(), st);
+    }
+}
