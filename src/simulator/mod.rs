@@ -5,13 +5,13 @@
 //! with expiry, token-endpoint throttling, the restore-session audit trail with paging,
 //! filters and HAL links, fault injection and latency. Protocol misuse the real server would
 //! reject gets an HTTP error *and* is recorded in [`SimStats::violations`], so tests fail
-//! loudly. The data set is a pure function of the seed (see [`data`]); [`SimHandle::tick`]
+//! loudly. The data set is a pure function of the seed (see `data.rs`); [`SimHandle::tick`]
 //! makes it grow like a live server.
 //!
-//! Module map: [`vb365`] HTTP endpoints and protocol checks, [`wire`] JSON payloads per
-//! version, [`data`] sessions and on-demand events, [`catalog`] names and items, [`rng`]
-//! deterministic randomness, [`auth`] tokens and throttle, [`state`] shared state, [`tls`]
-//! self-signed certificate. It must not depend on the rest of the crate.
+//! Module map: `vb365` HTTP endpoints and protocol checks (and the documented assumptions),
+//! `wire` JSON payloads per version, `data` sessions and on-demand events, `catalog` names
+//! and items, `rng` deterministic randomness, `auth` tokens and throttle, `state` shared
+//! state, `tls` self-signed certificate. It must not depend on the rest of the crate.
 
 mod auth;
 mod catalog;
