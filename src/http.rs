@@ -35,6 +35,11 @@ pub enum HttpError {
     },
     #[error("request to {url} failed: {message}")]
     Transport { url: String, message: String },
+    /// The server's certificate was rejected: retrying can't help, configuration can.
+    #[error(
+        "the TLS certificate of {url} is not trusted ({message}); set tls.ca_file to the server's CA or self-signed certificate (or, for testing only, tls.insecure_skip_verify = true)"
+    )]
+    Certificate { url: String, message: String },
     #[error("unexpected response from {url}: {message}")]
     Decode { url: String, message: String },
     #[error("TLS setup for {key} failed: {message}")]
@@ -62,7 +67,9 @@ impl HttpError {
         match self {
             HttpError::Status { status, .. } => is_retryable_status(*status),
             HttpError::Transport { .. } => true,
-            HttpError::Decode { .. } | HttpError::Tls { .. } => false,
+            HttpError::Decode { .. } | HttpError::Tls { .. } | HttpError::Certificate { .. } => {
+                false
+            }
         }
     }
 }
@@ -262,6 +269,12 @@ pub fn transport_error(url: &str, err: reqwest::Error) -> HttpError {
     while let Some(c) = cause {
         chain.push_str(&format!(": {c}"));
         cause = c.source();
+    }
+    if chain.to_ascii_lowercase().contains("certificate") {
+        return HttpError::Certificate {
+            url: url.to_string(),
+            message: chain.trim_start_matches(": ").to_string(),
+        };
     }
     let message = format!("{kind}: {}{chain}", err.without_url());
     HttpError::Transport {

@@ -221,3 +221,154 @@ async fn debug_logs_never_contain_secrets() {
     assert!(!all.to_lowercase().contains("bearer "), "token in output");
     assert!(!all.contains("access_token"), "token response in output");
 }
+
+/// Tokens revoked mid-run (server restart): 401 → refresh (or re-login when the refresh
+/// token is gone too) → the same page again; nothing skipped, nothing repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_mid_run_are_renewed_and_the_page_resumed() {
+    for revoke_refresh in [false, true] {
+        let env = Env::start(SimConfig {
+            seed: 21,
+            sessions: 12,
+            events_per_session: 20,
+            latency: Duration::from_millis(40),
+            ..SimConfig::default()
+        })
+        .await;
+        let cfg = env.write_config("v8", "page_size = 10");
+        let sim = env.sim.clone();
+        let revoker = tokio::spawn(async move {
+            // Bounded: at most 40 revocations, 150 ms apart.
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                sim.revoke_tokens(revoke_refresh);
+            }
+        });
+        let out = run_bin_async(
+            s(&["run", "--config", &cfg.display().to_string(), "--once"]),
+            vec![],
+        )
+        .await;
+        revoker.abort();
+        assert!(out.status.success(), "{}", text(&out));
+        let events = env.events();
+        let expected: HashSet<String> = env.sim.event_ids().into_iter().collect();
+        assert_eq!(events.len(), expected.len(), "exactly once");
+        assert_eq!(id_counts(&events).len(), expected.len());
+        let stats = env.sim.stats();
+        assert!(stats.unauthorized > 0, "tokens were rejected: {stats:?}");
+        if revoke_refresh {
+            assert!(
+                stats.password_logins >= 2,
+                "re-login after refresh failed: {stats:?}"
+            );
+        } else {
+            assert!(stats.refreshes >= 1, "refresh grant used: {stats:?}");
+        }
+        assert!(stats.violations.is_empty(), "{:?}", stats.violations);
+    }
+}
+
+/// Two sources on one server log in at the same moment: VB365 throttles `/token`
+/// (1/s here), the second login gets 429 + Retry-After, waits, and both sources deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_throttle_429_is_waited_out() {
+    use veeam_siem::simulator::Throttle;
+    let env = Env::start(SimConfig {
+        seed: 5,
+        sessions: 4,
+        events_per_session: 5,
+        throttle: Some(Throttle {
+            per_second: 1,
+            per_minute: 100,
+            per_hour: 1500,
+            exempt_loopback: false,
+        }),
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = env.write_config("v8", "");
+    // Add a second source on the same server, read by the same sink.
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let second = text_cfg
+        .split("[sinks.archive]")
+        .next()
+        .unwrap()
+        .split("[sources.vbo_test]")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let text_cfg = text_cfg.replace(
+        "[sinks.archive]",
+        &format!("[sources.vbo_second]{second}\n[sinks.archive]"),
+    );
+    let text_cfg = text_cfg.replace(
+        "inputs = [\"vbo_test\"]",
+        "inputs = [\"vbo_test\", \"vbo_second\"]",
+    );
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = run_bin_async(
+        s(&["run", "--config", &cfg.display().to_string(), "--once"]),
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stats = env.sim.stats();
+    assert!(stats.throttled >= 1, "a login was throttled: {stats:?}");
+    let events = env.events();
+    let n = env.sim.event_count();
+    for source in ["vbo_test", "vbo_second"] {
+        let ids: HashSet<String> = events
+            .iter()
+            .filter(|e| e["labels"]["source_id"] == source)
+            .map(harness::event_id)
+            .collect();
+        assert_eq!(ids.len(), n, "{source} delivered everything");
+    }
+    assert_eq!(events.len(), 2 * n, "no duplicates");
+}
+
+/// The simulator's certificate is self-signed: without `tls.ca_file` the run must fail
+/// with a message about the certificate; with `insecure_skip_verify` it works (and warns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_trust_is_enforced_unless_explicitly_disabled() {
+    let env = Env::start(SimConfig {
+        sessions: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = env.write_config("v8", "");
+    let with_ca = std::fs::read_to_string(&cfg).unwrap();
+    let ca_line = with_ca
+        .lines()
+        .find(|l| l.starts_with("tls = "))
+        .unwrap()
+        .to_string();
+
+    std::fs::write(&cfg, with_ca.replace(&ca_line, "")).unwrap();
+    let out = run_bin_async(
+        s(&["run", "--config", &cfg.display().to_string(), "--once"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("vbo_test") && err.contains("certificate"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &cfg,
+        with_ca.replace(&ca_line, "tls = { insecure_skip_verify = true }"),
+    )
+    .unwrap();
+    let out = run_bin_async(
+        s(&["run", "--config", &cfg.display().to_string(), "--once"]),
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("insecure_skip_verify"));
+    assert_eq!(env.events().len(), env.sim.event_count());
+}

@@ -66,6 +66,15 @@ impl TokenStore {
         }
     }
 
+    /// Forgets every access token (and, with `refresh`, every refresh token), as a server
+    /// restart or an administrator revoking sessions would.
+    pub(crate) fn revoke_all(&mut self, refresh: bool) {
+        self.access.clear();
+        if refresh {
+            self.refresh.clear();
+        }
+    }
+
     /// Consumes a refresh token; returns its user if it was live.
     pub(crate) fn redeem(&mut self, refresh_token: &str, now: Instant) -> Option<String> {
         let grant = self.refresh.remove(refresh_token)?;

@@ -202,6 +202,12 @@ impl SimHandle {
         self.shared.stats()
     }
 
+    /// Invalidates all access tokens (and refresh tokens too when `refresh`): clients get
+    /// 401 on their next data request and must refresh or log in again.
+    pub fn revoke_tokens(&self, refresh: bool) {
+        self.shared.tokens().revoke_all(refresh);
+    }
+
     /// Changes the probability of injected 503s on data requests.
     pub fn set_error_rate(&self, rate: f64) {
         self.shared.set_error_rate(rate);
