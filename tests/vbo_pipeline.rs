@@ -372,3 +372,99 @@ async fn tls_trust_is_enforced_unless_explicitly_disabled() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("insecure_skip_verify"));
     assert_eq!(env.events().len(), env.sim.event_count());
 }
+
+/// SIGTERM during a live run: exit 0 after draining; the checkpoint covers exactly what was
+/// delivered, so a later `--once` delivers the rest without repeating anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_checkpoints_and_exits_zero() {
+    let env = Env::start(SimConfig {
+        seed: 9,
+        sessions: 30,
+        events_per_session: 40,
+        latency: Duration::from_millis(30),
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = env.write_config("v8", "page_size = 20");
+    let cfg_s = cfg.display().to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = harness::bin()
+            .args(["run", "--config", &cfg_s])
+            .env("TEST_VBO_PASSWORD", harness::PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        let pid = child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        // Bounded wait: the drain timeout is 30 s; the run must end well before 60 s.
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap();
+    let status = status.expect("the daemon exited after SIGTERM");
+    assert_eq!(status.code(), Some(0), "graceful exit");
+    assert!(
+        env.state_dir().join("vbo_test.checkpoint.json").exists(),
+        "checkpoint written"
+    );
+    let first = env.events().len();
+    let expected = env.sim.event_count();
+    assert!(first > 0, "something was delivered before SIGTERM");
+
+    let out = run_bin_async(
+        s(&["run", "--config", &cfg.display().to_string(), "--once"]),
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let events = env.events();
+    assert_eq!(events.len(), expected, "rest delivered, nothing repeated");
+    assert_eq!(id_counts(&events).len(), expected);
+}
+
+/// A corrupt checkpoint stops the run with exit 1 and names the file; it is not reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_checkpoint_is_a_clear_error() {
+    let env = Env::start(SimConfig {
+        sessions: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = env.write_config("v8", "");
+    std::fs::create_dir_all(env.state_dir()).unwrap();
+    let cp = env.state_dir().join("vbo_test.checkpoint.json");
+    std::fs::write(&cp, "{ this is not json").unwrap();
+    let out = run_bin_async(
+        s(&["run", "--config", &cfg.display().to_string(), "--once"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vbo_test.checkpoint.json") && err.contains("corrupt"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        "{ this is not json",
+        "left untouched"
+    );
+    assert!(
+        env.events().is_empty(),
+        "nothing shipped from a guessed position"
+    );
+}
