@@ -33,7 +33,8 @@ pub enum ConfigError {
     Invalid { key: String, problem: String },
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+/// A [`ConfigError::Invalid`] for `key` (components use this for their own checks).
+pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -80,12 +81,14 @@ pub struct OpsConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
     Vbo(VboSourceConfig),
+    Vdc(crate::sources::vdc::VdcSourceConfig),
 }
 
 impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::Vbo(_) => "vbo",
+            SourceConfig::Vdc(_) => "vdc",
         }
     }
 }
@@ -163,6 +166,9 @@ pub struct VboSourceConfig {
 pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     File(FileSinkConfig),
+    Syslog(crate::sinks::syslog::SyslogSinkConfig),
+    SplunkHec(crate::sinks::splunk_hec::HecSinkConfig),
+    Kafka(crate::sinks::kafka::KafkaSinkConfig),
 }
 
 impl SinkConfig {
@@ -170,6 +176,9 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(c) => &c.inputs,
             SinkConfig::File(c) => &c.inputs,
+            SinkConfig::Syslog(c) => &c.inputs,
+            SinkConfig::SplunkHec(c) => &c.inputs,
+            SinkConfig::Kafka(c) => &c.inputs,
         }
     }
 
@@ -177,6 +186,9 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::File(_) => "file",
+            SinkConfig::Syslog(_) => "syslog",
+            SinkConfig::SplunkHec(_) => "splunk_hec",
+            SinkConfig::Kafka(_) => "kafka",
         }
     }
 }
@@ -219,8 +231,8 @@ fn default_max_retries() -> u32 {
     8
 }
 
-/// humantime durations: "30s", "5m", "1h 30m".
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// humantime durations: "30s", "5m", "1h 30m". Use with `deserialize_with`.
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(
@@ -320,13 +332,20 @@ impl Config {
                     ));
                 }
             }
-            if let SinkConfig::File(f) = sink {
-                if f.path.trim().is_empty() {
-                    return Err(invalid(format!("sinks.{id}.path"), "must not be empty"));
+            match sink {
+                SinkConfig::File(f) => {
+                    if f.path.trim().is_empty() {
+                        return Err(invalid(format!("sinks.{id}.path"), "must not be empty"));
+                    }
+                    if let Err(e) = crate::sinks::file::expand_path(&f.path, Utc::now()) {
+                        return Err(invalid(format!("sinks.{id}.path"), e));
+                    }
                 }
-                if let Err(e) = crate::sinks::file::expand_path(&f.path, Utc::now()) {
-                    return Err(invalid(format!("sinks.{id}.path"), e));
-                }
+                SinkConfig::Stdout(_) => {}
+                // Each component validates itself; `key` is e.g. "sinks.siem".
+                SinkConfig::Syslog(c) => c.validate(&format!("sinks.{id}"))?,
+                SinkConfig::SplunkHec(c) => c.validate(&format!("sinks.{id}"))?,
+                SinkConfig::Kafka(c) => c.validate(&format!("sinks.{id}"))?,
             }
         }
         for (id, source) in &self.sources {
@@ -378,6 +397,7 @@ impl Config {
                     }
                     check_tls(&format!("sources.{id}.tls"), &c.tls)?;
                 }
+                SourceConfig::Vdc(c) => c.validate(&format!("sources.{id}"))?,
             }
         }
         Ok(())
@@ -429,7 +449,8 @@ fn check_id(table: &str, id: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
+/// Checks shared by every `tls` table (`key` is e.g. "sources.vbo_main.tls").
+pub fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
     if let Some(ca) = &tls.ca_file
         && !ca.is_file()
     {

@@ -2,8 +2,9 @@
 //!
 //! Starts the embedded simulator on an ephemeral loopback port (HTTPS with a generated
 //! certificate, which the demo trusts through `tls.ca_file` like a real deployment would),
-//! writes a throwaway config and state directory, and runs the ordinary pipeline with a
-//! stdout sink. Nothing here is demo-only logic beyond that setup.
+//! writes a throwaway config and state directory, and runs the ordinary pipeline with both
+//! sources (VB365 restore events and Veeam Data Cloud job logs) into a stdout sink.
+//! Nothing here is demo-only logic beyond that setup.
 
 use std::path::Path;
 use std::time::Duration;
@@ -37,7 +38,8 @@ impl Default for DemoOptions {
     }
 }
 
-/// The config the demo runs: one VB365 source on the simulator, one stdout sink.
+/// The config the demo runs: a VB365 and a VDC source on the simulator, one stdout sink.
+/// The VDC key is the simulator's default (not a secret).
 pub fn demo_config_toml(url: &str, ca_file: &Path, state_dir: &Path, pretty: bool) -> String {
     format!(
         r#"[state]
@@ -53,14 +55,23 @@ poll_interval = "2s"
 page_size = 100
 tls = {{ ca_file = {ca:?} }}
 
+[sources.vdc_demo]
+type = "vdc"
+url = {url:?}
+api_key = {key:?}
+api_key_header = "x-api-key"
+poll_interval = "2s"
+tls = {{ ca_file = {ca:?} }}
+
 [sinks.console]
 type = "stdout"
-inputs = ["vbo_demo"]
+inputs = ["vbo_demo", "vdc_demo"]
 pretty = {pretty}
 "#,
         state = state_dir.display().to_string(),
         url = url,
         ca = ca_file.display().to_string(),
+        key = SimConfig::default().vdc_api_key,
         pretty = pretty,
     )
 }
@@ -94,7 +105,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<RunRe
     let text = demo_config_toml(&sim.base_url(), &ca_file, &state_dir, opts.pretty);
     let config = Config::from_toml(&text, &dir.path().join("demo.toml"), &|_| None)
         .map_err(|e| DemoError::Config(e.to_string()))?;
-    tracing::info!(url = %sim.base_url(), events = sim.event_count(), follow = opts.follow, "demo: simulator started; shipping its restore events to stdout");
+    tracing::info!(url = %sim.base_url(), events = sim.event_count(), vdc_log_lines = sim.vdc_log_count(), follow = opts.follow, "demo: simulator started; shipping its restore events and VDC job logs to stdout");
     let mode = if opts.follow {
         RunMode::Follow
     } else {

@@ -1,8 +1,9 @@
 //! The one HTTP layer shared by sources and sinks: client construction and retry policy.
 //!
 //! Owns: TLS setup (system roots + an optional CA file, or an explicit, warned-about
-//! "insecure" mode), timeouts, and [`send_with_retry`]: exponential backoff with jitter
-//! (backon), `Retry-After` honoured, a cap on attempts, and the classification of what is
+//! "insecure" mode; [`rustls_client_config`] also serves the syslog sink's TLS mode, with
+//! an optional client certificate), timeouts, and [`send_with_retry`]: exponential backoff
+//! with jitter (backon), `Retry-After` honoured, a cap on attempts, and the classification of what is
 //! worth retrying (5xx, 408, 429, timeouts, connection errors) and what is not (other 4xx,
 //! which the caller turns into an actionable error). 401 is returned to the caller, which
 //! knows how to re-authenticate.
@@ -10,6 +11,7 @@
 //! Must not: log request bodies or headers (they carry secrets).
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use reqwest::{Response, StatusCode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::config::TlsConfig;
@@ -118,6 +120,35 @@ pub fn build_client(
     tls: &TlsConfig,
     timeout: Duration,
 ) -> Result<reqwest::Client, HttpError> {
+    let config = rustls_client_config(key, tls, None)?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("veeam-siem/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| HttpError::Tls {
+            key: key.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// A client certificate chain and its private key, both PEM files (mutual TLS).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertFiles<'a> {
+    pub cert_file: &'a Path,
+    pub key_file: &'a Path,
+}
+
+/// The rustls client configuration every TLS client of ours uses (HTTPS and syslog/TLS):
+/// ring provider, safe protocol versions, system roots plus `tls.ca_file`, or any
+/// certificate when `tls.insecure_skip_verify`; optionally a client certificate.
+/// `key` names the config table (e.g. "sinks.siem.tls") in errors.
+pub fn rustls_client_config(
+    key: &str,
+    tls: &TlsConfig,
+    client_cert: Option<ClientCertFiles<'_>>,
+) -> Result<rustls::ClientConfig, HttpError> {
     let tls_err = |message: String| HttpError::Tls {
         key: key.to_string(),
         message,
@@ -126,11 +157,10 @@ pub fn build_client(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(e.to_string()))?;
-    let config = if tls.insecure_skip_verify {
+    let builder = if tls.insecure_skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-            .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -139,31 +169,51 @@ pub fn build_client(
             let _ = roots.add(cert);
         }
         if let Some(ca) = &tls.ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-                .map_err(|e| tls_err(format!("cannot read ca_file {}: {e}", ca.display())))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| tls_err(format!("ca_file {} is not PEM: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(tls_err(format!(
-                    "ca_file {} holds no certificate (expected PEM \"BEGIN CERTIFICATE\")",
-                    ca.display()
-                )));
-            }
-            for cert in certs {
+            for cert in read_certs(ca).map_err(|m| tls_err(format!("ca_file {m}")))? {
                 roots
                     .add(cert)
                     .map_err(|e| tls_err(format!("ca_file {}: {e}", ca.display())))?;
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     };
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("veeam-siem/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| tls_err(e.to_string()))
+    match client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some(files) => {
+            let chain = read_certs(files.cert_file)
+                .map_err(|m| tls_err(format!("client_cert_file {m}")))?;
+            let private_key = PrivateKeyDer::from_pem_file(files.key_file).map_err(|e| {
+                tls_err(format!(
+                    "client_key_file {}: no usable PEM private key ({e}); expected \"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\"",
+                    files.key_file.display()
+                ))
+            })?;
+            builder
+                .with_client_auth_cert(chain, private_key)
+                .map_err(|e| {
+                    tls_err(format!(
+                        "client_cert_file {} / client_key_file {}: {e}; check that the key belongs to the certificate",
+                        files.cert_file.display(),
+                        files.key_file.display()
+                    ))
+                })
+        }
+    }
+}
+
+/// Every certificate of a PEM file; at least one. Errors start with the path.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (expected PEM \"BEGIN CERTIFICATE\")",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// `insecure_skip_verify`: trust any certificate, but still check handshake signatures.
@@ -353,6 +403,36 @@ mod tests {
     fn excerpt_is_bounded_and_single_line() {
         assert_eq!(excerpt("a\nb", 10), "a b");
         assert_eq!(excerpt(&"x".repeat(500), 5), "xxxxx…");
+    }
+
+    #[test]
+    fn client_certificates_are_loaded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let cert = write("cert.pem", ours.cert.pem());
+        let key = write("key.pem", ours.signing_key.serialize_pem());
+        let wrong_key = write("other.pem", other.serialize_pem());
+        let tls = TlsConfig::default();
+        let files = |key_file| ClientCertFiles {
+            cert_file: &cert,
+            key_file,
+        };
+        let config = rustls_client_config("sinks.s.tls", &tls, Some(files(&key))).unwrap();
+        assert!(config.client_auth_cert_resolver.has_certs());
+        let e = rustls_client_config("sinks.s.tls", &tls, Some(files(&wrong_key)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sinks.s.tls") && e.contains("belongs"), "{e}");
+        let e = rustls_client_config("sinks.s.tls", &tls, Some(files(&cert)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("client_key_file"), "{e}");
     }
 
     #[test]

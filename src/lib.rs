@@ -12,6 +12,7 @@
 //! - [`http`]: the shared HTTP client builder and retry policy.
 //! - [`simulator`]: an embedded VB365 API simulator for demo and tests.
 
+pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod demo;

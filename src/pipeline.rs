@@ -34,7 +34,8 @@ use crate::config::{Config, ConfigError, SourceConfig};
 use crate::map::{self, MapContext};
 use crate::sinks::{self, Batch, EncodedEvent, SinkError};
 use crate::sources::vbo::VboPoller;
-use crate::sources::{Emitter, Record, RunMode, SourceBatch, SourceError};
+use crate::sources::vdc::{VdcPoller, VdcSource};
+use crate::sources::{Emitter, RunMode, SourceBatch, SourceError};
 
 /// Batches buffered between a source and its router.
 const SOURCE_QUEUE: usize = 2;
@@ -89,7 +90,8 @@ pub enum PipelineError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("sink `{sink_id}`: {message}")]
+    /// Sink messages name their sink themselves (`sink \`id\`: ...`), so they are shown as is.
+    #[error("{message}")]
     Sink { sink_id: String, message: String },
     /// A sink's reader went away (e.g. `demo | head`): not a failure of ours.
     #[error("sink `{sink_id}`: its output was closed by the reader")]
@@ -128,8 +130,36 @@ struct PreparedSource {
     id: Arc<str>,
     observer_hostname: Arc<str>,
     store: CheckpointStore,
-    poller: VboPoller,
+    poller: Poller,
     sinks: Vec<usize>,
+}
+
+/// The poller of any source type; the pipeline only starts it.
+enum Poller {
+    Vbo(VboPoller),
+    Vdc(VdcPoller),
+}
+
+impl Poller {
+    async fn run(self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
+        match self {
+            Poller::Vbo(p) => p.run(mode, emitter).await,
+            Poller::Vdc(p) => p.run(mode, emitter).await,
+        }
+    }
+}
+
+/// A poller that can't use its stored state is a corrupt checkpoint (named by its file).
+fn state_error(store: &CheckpointStore, e: SourceError) -> PipelineError {
+    match e {
+        SourceError::State { source_id, problem } => {
+            PipelineError::Checkpoint(CheckpointError::Corrupt {
+                path: store.path().to_path_buf(),
+                problem: format!("source `{source_id}`: {problem}"),
+            })
+        }
+        other => other.into(),
+    }
 }
 
 /// Run the configured pipeline until the sources finish (`--once`) or `shutdown` fires.
@@ -155,7 +185,10 @@ pub async fn run(
     let mut sink_txs = Vec::new();
     let mut sink_tasks = Vec::new();
     for (id, sink_cfg) in &config.sinks {
-        let sink = sinks::build(id, sink_cfg).map_err(|e| PipelineError::Sink {
+        let ctx = sinks::SinkContext {
+            state_dir: config.state.dir.clone(),
+        };
+        let sink = sinks::build(id, sink_cfg, &ctx).map_err(|e| PipelineError::Sink {
             sink_id: id.clone(),
             message: e.to_string(),
         })?;
@@ -285,28 +318,27 @@ fn prepare_sources(
             .iter()
             .filter_map(|s| sink_ids.iter().position(|x| x == s))
             .collect();
-        match source {
+        let (observer, poller) = match source {
             SourceConfig::Vbo(_) => {
                 let src = config.vbo_source(id)?;
                 let observer = src.url.host_str().unwrap_or_default().to_string();
-                let poller = VboPoller::new(&src, stored).map_err(|e| match e {
-                    SourceError::State { source_id, problem } => {
-                        PipelineError::Checkpoint(CheckpointError::Corrupt {
-                            path: store.path().to_path_buf(),
-                            problem: format!("source `{source_id}`: {problem}"),
-                        })
-                    }
-                    other => other.into(),
-                })?;
-                out.push(PreparedSource {
-                    id: Arc::from(id.as_str()),
-                    observer_hostname: Arc::from(observer.as_str()),
-                    store,
-                    poller,
-                    sinks,
-                });
+                let poller = VboPoller::new(&src, stored).map_err(|e| state_error(&store, e))?;
+                (observer, Poller::Vbo(poller))
             }
-        }
+            SourceConfig::Vdc(settings) => {
+                let src = VdcSource::resolve(id, settings)?;
+                let observer = src.url.host_str().unwrap_or_default().to_string();
+                let poller = VdcPoller::new(&src, stored).map_err(|e| state_error(&store, e))?;
+                (observer, Poller::Vdc(poller))
+            }
+        };
+        out.push(PreparedSource {
+            id: Arc::from(id.as_str()),
+            observer_hostname: Arc::from(observer.as_str()),
+            store,
+            poller,
+            sinks,
+        });
     }
     Ok(out)
 }
@@ -331,13 +363,7 @@ fn map_batch(source_id: &str, observer: &str, batch: &SourceBatch) -> Vec<Encode
     };
     let mut out = Vec::with_capacity(batch.records.len());
     for record in &batch.records {
-        let event = match record {
-            Record::VboEvent {
-                session,
-                event,
-                original,
-            } => map::vbo::map_restore_event(&ctx, session, event, original.as_deref()),
-        };
+        let event = map::map_record(&ctx, record);
         match serde_json::to_string(&event) {
             Ok(json) => out.push(EncodedEvent { event, json }),
             Err(e) => {
@@ -404,11 +430,30 @@ async fn sink_task(
             message,
         }
     };
+    match sink.healthcheck().await {
+        Ok(()) => {}
+        Err(SinkError::Retryable(message)) => {
+            tracing::warn!(sink_id = %id, error = %message, "sink is not healthy yet; delivery will retry");
+        }
+        Err(SinkError::Fatal(message)) => {
+            tracing::error!(sink_id = %id, error = %message, "sink failed its health check");
+            return Err(fail(message));
+        }
+        Err(SinkError::Closed) => {
+            return Err(PipelineError::OutputClosed { sink_id: id });
+        }
+    }
     while let Some(batch) = rx.recv().await {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match sink.deliver(&batch).await {
+            let delivered = tokio::select! {
+                r = sink.deliver(&batch) => r,
+                _ = abandon.cancelled() => {
+                    return Err(fail("delivery abandoned at shutdown (the batch is re-sent after restart)".to_string()));
+                }
+            };
+            match delivered {
                 Ok(()) => {
                     let (persisted, on_disk) = oneshot::channel();
                     let _ = acks.send(TrackerMsg::Ack {

@@ -12,6 +12,7 @@
 
 pub mod client_host;
 pub mod vbo;
+pub mod vdc;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
@@ -133,6 +134,25 @@ fn digits(s: &str, min: usize, max: usize) -> Option<i64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// Map any fetched record to its output event (the one dispatch point for every source).
+pub fn map_record(ctx: &MapContext<'_>, record: &crate::sources::Record) -> crate::event::Event {
+    use crate::sources::Record;
+    match record {
+        Record::VboEvent {
+            session,
+            event,
+            original,
+        } => vbo::map_restore_event(ctx, session, event, original.as_deref()),
+        Record::VdcLog {
+            job,
+            session,
+            entry,
+            index,
+            original,
+        } => vdc::map_log_entry(ctx, job, session, entry, *index, original.as_deref()),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Embedded VB365 (Veeam Backup for Microsoft 365) REST API simulator, serving v6, v7 and v8
-//! at once, used by `demo`, `simulate` and the integration tests.
+//! at once, plus the Veeam Data Cloud (VDC) public API under `/v1` (`vdc`, `vdc_data`), used
+//! by `demo`, `simulate` and the integration tests.
 //!
 //! It is a test peer written from Veeam's OpenAPI specs: token grants (password, refresh)
 //! with expiry, token-endpoint throttling, the restore-session audit trail with paging,
@@ -20,7 +21,11 @@ mod rng;
 mod state;
 mod tls;
 mod vb365;
+mod vdc;
+mod vdc_data;
 mod wire;
+
+pub use vdc::VdcGzip;
 
 use std::io;
 use std::net::SocketAddr;
@@ -81,6 +86,19 @@ pub struct SimConfig {
     pub latency: Duration,
     /// When set, a background task calls `tick()` at this interval.
     pub live_interval: Option<Duration>,
+    /// VDC: the API key accepted in `x-api-key` or `Authorization: Bearer`.
+    pub vdc_api_key: String,
+    /// VDC: number of backup jobs.
+    pub vdc_jobs: usize,
+    /// VDC: sessions per job at start (one a day; every other job's newest is running).
+    pub vdc_sessions_per_job: usize,
+    /// VDC: average objects processed per session (log lines: that plus 3).
+    pub vdc_logs_per_session: usize,
+    /// VDC: how `/logs/download` is gzipped when the client accepts gzip.
+    pub vdc_gzip: VdcGzip,
+    /// VDC: answer collections as pages of this size (with `offset`/`limit`) instead of
+    /// bare arrays.
+    pub vdc_page_limit: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -98,6 +116,12 @@ impl Default for SimConfig {
             error_rate: 0.0,
             latency: Duration::ZERO,
             live_interval: None,
+            vdc_api_key: "sim-vdc-key".to_string(),
+            vdc_jobs: 3,
+            vdc_sessions_per_job: 4,
+            vdc_logs_per_session: 8,
+            vdc_gzip: VdcGzip::ContentEncoding,
+            vdc_page_limit: None,
         }
     }
 }
@@ -122,6 +146,26 @@ pub struct SimStats {
     pub injected_errors: u64,
     /// Protocol violations by clients, one line each (`METHOD URI: problem`).
     pub violations: Vec<String>,
+    /// Requests under `/v1` (VDC), whatever their outcome.
+    pub vdc_requests: u64,
+    /// VDC requests answered 401 (missing or wrong API key).
+    pub vdc_unauthorized: u64,
+    /// VDC `/logs/download` responses.
+    pub vdc_downloads: u64,
+    /// VDC downloads sent gzipped.
+    pub vdc_gzipped: u64,
+}
+
+/// One line of a simulated VDC job-session log (for exactly-once assertions).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VdcLogKey {
+    pub job_id: String,
+    pub session_id: String,
+    /// 0-based position in the session log, oldest first.
+    pub index: u64,
+    /// The log entry id (`/logs`); the download has none.
+    pub id: String,
+    pub title: String,
 }
 
 /// A running simulator. Clones share the same server.
@@ -182,7 +226,44 @@ impl SimHandle {
     /// One live step: working sessions gain events and may stop; a new session starts.
     /// Ids and counts are deterministic given the seed and the number of ticks.
     pub fn tick(&self) {
-        self.shared.data_mut().tick(Utc::now());
+        let now = Utc::now();
+        self.shared.data_mut().tick(now);
+        self.shared.vdc_mut().tick(now);
+    }
+
+    /// Lines of every VDC job-session log that currently exist.
+    pub fn vdc_log_count(&self) -> usize {
+        self.shared.vdc().log_count()
+    }
+
+    /// Every VDC log line that currently exists.
+    pub fn vdc_log_keys(&self) -> Vec<VdcLogKey> {
+        let data = self.shared.vdc();
+        let mut keys = Vec::new();
+        for job in data.jobs() {
+            for (s, session) in job.sessions.iter().enumerate() {
+                for (index, line) in data.lines(job, s).enumerate() {
+                    keys.push(VdcLogKey {
+                        job_id: job.id.to_string(),
+                        session_id: session.id.to_string(),
+                        index: index as u64,
+                        id: line.id.to_string(),
+                        title: line.title,
+                    });
+                }
+            }
+        }
+        keys
+    }
+
+    /// VDC job sessions (all jobs).
+    pub fn vdc_session_count(&self) -> usize {
+        self.shared.vdc().session_count()
+    }
+
+    /// The VDC API key the simulator accepts.
+    pub fn vdc_api_key(&self) -> String {
+        self.shared.cfg.vdc_api_key.clone()
     }
 
     /// Ids of every restore-session event that currently exists.
@@ -272,7 +353,11 @@ fn spawn_ticker(shared: Arc<Shared>, every: Duration, stop: CancellationToken) -
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = interval.tick() => shared.data_mut().tick(Utc::now()),
+                _ = interval.tick() => {
+                    let now = Utc::now();
+                    shared.data_mut().tick(now);
+                    shared.vdc_mut().tick(now);
+                }
             }
         }
     })

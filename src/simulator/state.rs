@@ -1,6 +1,6 @@
 //! The state shared by the HTTP handlers, the live ticker and [`SimHandle`](super::SimHandle):
-//! dataset, tokens, throttle counters, statistics and fault injection, each behind its own
-//! short-lived lock (never held across an `.await`).
+//! datasets (VB365 and VDC), tokens, throttle counters, statistics and fault injection, each
+//! behind its own short-lived lock (never held across an `.await`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -11,12 +11,14 @@ use uuid::Uuid;
 use super::auth::{Throttler, TokenStore};
 use super::data::Dataset;
 use super::rng::{Rng, Tag};
+use super::vdc_data::VdcData;
 use super::{SimConfig, SimStats};
 
 pub(crate) struct Shared {
     pub(crate) cfg: SimConfig,
     pub(crate) installation_id: Uuid,
     data: RwLock<Dataset>,
+    vdc: RwLock<VdcData>,
     tokens: Mutex<TokenStore>,
     throttler: Mutex<Throttler>,
     stats: Mutex<SimStats>,
@@ -37,6 +39,13 @@ impl Shared {
                 cfg.events_per_session,
                 started,
             )),
+            vdc: RwLock::new(VdcData::new(
+                cfg.seed,
+                cfg.vdc_jobs,
+                cfg.vdc_sessions_per_job,
+                cfg.vdc_logs_per_session,
+                started,
+            )),
             tokens: Mutex::default(),
             throttler: Mutex::default(),
             stats: Mutex::default(),
@@ -52,6 +61,14 @@ impl Shared {
 
     pub(crate) fn data_mut(&self) -> RwLockWriteGuard<'_, Dataset> {
         self.data.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn vdc(&self) -> RwLockReadGuard<'_, VdcData> {
+        self.vdc.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn vdc_mut(&self) -> RwLockWriteGuard<'_, VdcData> {
+        self.vdc.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn tokens(&self) -> MutexGuard<'_, TokenStore> {

@@ -199,6 +199,16 @@ async fn dispatch(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_ascii_lowercase();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.first() == Some(&"v1") {
+        return super::vdc::handle(
+            &sim,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &segments[1..],
+        )
+        .await;
+    }
     let Some(version) = segments.first().and_then(|s| Version::parse(s)) else {
         // Unknown versions are a legitimate probe (404 means "not served"), not a violation.
         let message = no_resource(&parts.uri);

@@ -135,6 +135,19 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
+    /// The file for now can be created/opened for appending (directories are created).
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let path = expand_path(&self.pattern, Utc::now()).map_err(SinkError::Fatal)?;
+            self.file_for(path).await.map(|_| ()).map_err(|e| match e {
+                SinkError::Retryable(m) => SinkError::Fatal(format!(
+                    "{m}; check the directory exists or can be created and is writable by this user"
+                )),
+                other => other,
+            })
+        })
+    }
+
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             if batch.events.is_empty() {

@@ -8,7 +8,12 @@
 //! unwritable path): the pipeline stops without acknowledging.
 
 pub mod file;
+pub mod kafka;
+pub mod splunk_hec;
 pub mod stdout;
+pub mod syslog;
+pub mod syslog_conn;
+pub mod syslog_format;
 
 use std::sync::Arc;
 
@@ -50,12 +55,28 @@ pub enum SinkError {
 pub trait Sink: Send {
     /// Deliver every event of `batch`; return once they are durable.
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Probe the destination before the first batch. `Fatal` stops the pipeline at
+    /// startup (e.g. a rejected token); `Retryable` is logged and delivery retries later.
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// What sinks may need besides their own config.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// `[state] dir`: for sink-owned durable files (channel ids, dead letters).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Build a sink from its config. Errors name the sink and the key.
-pub fn build(id: &str, config: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
+pub fn build(id: &str, config: &SinkConfig, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
     match config {
         SinkConfig::Stdout(c) => Ok(Box::new(stdout::StdoutSink::new(c.pretty))),
         SinkConfig::File(c) => Ok(Box::new(file::FileSink::new(id, &c.path)?)),
+        SinkConfig::Syslog(c) => Ok(Box::new(syslog::SyslogSink::new(id, c)?)),
+        SinkConfig::SplunkHec(c) => Ok(Box::new(splunk_hec::HecSink::new(id, c, ctx)?)),
+        SinkConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSink::new(id, c)?)),
     }
 }

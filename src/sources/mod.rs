@@ -9,6 +9,9 @@
 
 pub mod vbo;
 pub mod vbo_token;
+pub mod vdc;
+pub mod vdc_api;
+pub mod vdc_download;
 
 use std::sync::Arc;
 
@@ -17,8 +20,14 @@ use tokio::sync::mpsc;
 
 use crate::http::HttpError;
 use crate::map::vbo::{RawRestoreEvent, RawRestoreSession};
+use crate::map::vdc::{RawJob, RawJobSession, RawLogEntry};
 
 /// One record as fetched, before mapping.
+///
+/// The VB365 variant is the large one (its event inline); records only live in a batch's
+/// `Vec` until mapped, so the padding of smaller variants is bounded by the batch size and
+/// cheaper than an allocation per VB365 event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Record {
     /// A VB365 restore-session event with its session.
@@ -26,6 +35,16 @@ pub enum Record {
         session: Arc<RawRestoreSession>,
         event: RawRestoreEvent,
         /// Raw JSON text of the event, when the source keeps originals.
+        original: Option<Box<str>>,
+    },
+    /// A Veeam Data Cloud job-session log entry with its job and job session.
+    VdcLog {
+        job: Arc<RawJob>,
+        session: Arc<RawJobSession>,
+        entry: RawLogEntry,
+        /// 0-based position of the entry in the session log, oldest first.
+        index: u64,
+        /// The raw record (JSON text, or the download line), when the source keeps originals.
         original: Option<Box<str>>,
     },
 }
@@ -73,6 +92,16 @@ pub enum SourceError {
         url: String,
         username: String,
         reason: String,
+    },
+    #[error(
+        "source `{source_id}`: {url} refused the API key (HTTP {status}) sent in the `{header}` header. Check sources.{source_id}.api_key (or api_key_file) and sources.{source_id}.api_key_header (\"x-api-key\", or \"authorization\" to send `Bearer <key>`)"
+    )]
+    ApiKey {
+        source_id: String,
+        url: String,
+        /// The header name as configured (never its value).
+        header: String,
+        status: u16,
     },
     #[error("source `{source_id}`: {error}")]
     Http {

@@ -388,6 +388,65 @@ impl VboPoller {
         Ok(())
     }
 
+    /// `check`: log in, read the newest restore session and a few of its events.
+    /// Returns a one-line summary and, when the server has any, one sample record.
+    pub async fn probe(&self) -> Result<(String, Option<Record>), SourceError> {
+        self.tokens.bearer().await?;
+        let mut query = vec![("limit", "1".to_string()), ("offset", "0".to_string())];
+        if self.version == ApiVersion::V8 {
+            query.push(("orderBy", "CreationTime".to_string()));
+            query.push(("orderAsc", "false".to_string()));
+        }
+        let (url, body) = self.get("RestoreSessions", &query).await?;
+        let raws = parse_page(&body).map_err(|message| SourceError::Http {
+            source_id: self.id.clone(),
+            error: HttpError::Decode {
+                url: url.clone(),
+                message,
+            },
+        })?;
+        let Some(raw) = raws.first() else {
+            return Ok((
+                format!(
+                    "logged in to {}; no restore sessions visible",
+                    self.api_base
+                ),
+                None,
+            ));
+        };
+        let session: RawRestoreSession =
+            serde_json::from_str(raw.get()).map_err(|e| SourceError::Http {
+                source_id: self.id.clone(),
+                error: HttpError::Decode {
+                    url,
+                    message: format!("restore session does not parse: {e}"),
+                },
+            })?;
+        let (_, body) = self
+            .get(
+                &format!("RestoreSessions/{}/Events", session.id),
+                &[("limit", "5".to_string()), ("offset", "0".to_string())],
+            )
+            .await?;
+        let sample = parse_page(&body)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<RawRestoreEvent>(r.get()).ok())
+            .max_by_key(|e| e.order)
+            .map(|event| Record::VboEvent {
+                session: Arc::new(session.clone()),
+                event,
+                original: None,
+            });
+        Ok((
+            format!(
+                "logged in to {}; newest restore session {} ({})",
+                self.api_base, session.id, session.creation_time
+            ),
+            sample,
+        ))
+    }
+
     fn snapshot(&self) -> serde_json::Value {
         serde_json::to_value(&self.state).unwrap_or(serde_json::Value::Null)
     }

@@ -1,0 +1,1072 @@
+//! `type = "vdc"`: the Veeam Data Cloud (VDC) public API poller (backup jobs → job sessions
+//! → session logs), its config keys and its resumable state.
+//!
+//! Owns the polling algorithm and the checkpoint state ([`VdcState`]). Must not: map records
+//! (that is `map::vdc`), write checkpoints (the pipeline does, after delivery), build HTTP
+//! requests itself (`vdc_api`) or parse download bodies (`vdc_download`).
+//!
+//! ## Algorithm (one poll cycle)
+//! 1. `GET /v1/reports/backup-jobs`. For each job (by id):
+//! 2. `GET /v1/Reports/backup-jobs/{id}/job-sessions` (newest first). Sessions the job's
+//!    cursor marks done, or created before `floor - lookback` (or before the first-run
+//!    horizon `start`), are skipped; the rest are shipped oldest first.
+//! 3. A session's log (`/logs` JSON, or the `/logs/download` stream) is read from entry 0,
+//!    and entries from the session's cursor `next` on are emitted, [`BATCH`] per batch, each
+//!    batch carrying a snapshot with the cursor after it. The session's state was read
+//!    *before* its log, so a session that had ended (an `endTime` and a non-running
+//!    status) is complete once its log is read: it is marked done. A running one is read
+//!    again next cycle, and only its new entries are shipped.
+//! 4. The job's `floor` moves up to the creation time of its oldest open session (or of its
+//!    newest done one); done sessions older than `floor - lookback` and sessions the server
+//!    no longer lists are forgotten. The state stays a handful of entries per job.
+//!
+//! Log entries are identified by their position in the session log (oldest first), so
+//! de-duplication is by cursor, not by time or id: this assumes a session log only grows at
+//! its end, which is how job logs work. A record that doesn't parse is logged with its
+//! session id and skipped alone (it still counts as a position). Failures of one job or
+//! session don't stop the others; the cycle then ends with [`SourceError::Incomplete`] and
+//! the failed part is read again next time. A rejected API key (401/403) stops the source
+//! with one clear [`SourceError::ApiKey`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::vdc_api::{Endpoint, KeyHeader, VdcApi};
+use super::vdc_download::DownloadReader;
+use super::{Emitter, Record, RunMode, SourceBatch, SourceError};
+use crate::config::{
+    ConfigError, TlsConfig, check_tls, de_duration, invalid, parse_url, resolve_secret,
+};
+use crate::http::{self, HttpError, RetryPolicy};
+use crate::map::vdc::{RawJob, RawJobSession, RawLogEntry};
+use crate::secret::Secret;
+
+/// Log entries per emitted batch.
+pub const BATCH: usize = 500;
+/// Default horizon of the first run.
+const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
+/// What a download request accepts: our assumed text format first, JSON too.
+const ACCEPT_DOWNLOAD: &str =
+    "text/plain, application/x-ndjson;q=0.9, application/json;q=0.8, */*;q=0.5";
+
+/// How session logs are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogMode {
+    /// `GET …/logs`: a JSON array of `{id, title, creationTime, endTime}`.
+    #[default]
+    Json,
+    /// `GET …/logs/download`: a stream, read as it arrives (gzip or not).
+    Download,
+}
+
+/// `[sources.<id>]` with `type = "vdc"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VdcSourceConfig {
+    /// The regional base URL shown in the VDC portal under the key (without `/v1`).
+    pub url: String,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Header carrying the key; `authorization` sends `Authorization: Bearer <key>`.
+    #[serde(default = "default_header")]
+    pub api_key_header: String,
+    #[serde(default = "default_poll", deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    #[serde(default)]
+    pub log_mode: LogMode,
+    /// Horizon of the first run: sessions created before it are not shipped.
+    #[serde(default)]
+    pub start_time: Option<DateTime<Utc>>,
+    /// Safety margin below each job's floor for sessions that are listed late.
+    #[serde(default = "default_lookback", deserialize_with = "de_duration")]
+    pub lookback: Duration,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Per HTTP request; for `log_mode = "download"` it covers the whole download.
+    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Retries per request for 5xx, 408, 429, timeouts and resets.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Keep the raw record in `event.original`.
+    #[serde(default)]
+    pub keep_original: bool,
+}
+
+fn default_header() -> String {
+    "x-api-key".to_string()
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_lookback() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_retries() -> u32 {
+    8
+}
+
+impl VdcSourceConfig {
+    /// Checks that need no network and no secret file. `key` is e.g. "sources.vdc_emea".
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        parse_url(&format!("{key}.url"), &self.url)?;
+        match (&self.api_key, &self.api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    format!("{key}.api_key"),
+                    "set either `api_key` or `api_key_file`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    format!("{key}.api_key"),
+                    "missing; set `api_key = \"${VDC_API_KEY}\"` or `api_key_file = \"/run/secrets/vdc\"` (the key is created in the VDC portal under Settings → System → VDC Public API)",
+                ));
+            }
+            (Some(k), None) if k.expose().trim().is_empty() => {
+                return Err(invalid(format!("{key}.api_key"), "is empty"));
+            }
+            _ => {}
+        }
+        if KeyHeader::parse(&self.api_key_header).is_none() {
+            return Err(invalid(
+                format!("{key}.api_key_header"),
+                format!(
+                    "`{}` is not a valid HTTP header name; use e.g. \"x-api-key\" or \"authorization\"",
+                    self.api_key_header
+                ),
+            ));
+        }
+        for (name, value) in [
+            ("poll_interval", self.poll_interval),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+        check_tls(&format!("{key}.tls"), &self.tls)
+    }
+}
+
+/// A VDC source with its key resolved (inline or from `api_key_file`) and URL checked.
+#[derive(Debug, Clone)]
+pub struct VdcSource {
+    pub id: String,
+    pub url: Url,
+    pub api_key: Secret,
+    pub settings: VdcSourceConfig,
+}
+
+impl VdcSource {
+    pub fn resolve(id: &str, settings: &VdcSourceConfig) -> Result<VdcSource, ConfigError> {
+        settings.validate(&format!("sources.{id}"))?;
+        let url = parse_url(&format!("sources.{id}.url"), &settings.url)?;
+        let api_key = resolve_secret(
+            &format!("sources.{id}.api_key"),
+            settings.api_key.as_ref(),
+            settings.api_key_file.as_deref(),
+        )?;
+        Ok(VdcSource {
+            id: id.to_string(),
+            url,
+            api_key,
+            settings: settings.clone(),
+        })
+    }
+}
+
+/// The checkpointed state of a VDC source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VdcState {
+    /// First-run horizon: the floor of every job seen for the first time.
+    pub start: DateTime<Utc>,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobCursor>,
+}
+
+/// Progress inside one backup job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobCursor {
+    /// Sessions created before `floor - lookback` are complete (or older than the horizon).
+    pub floor: DateTime<Utc>,
+    /// Open sessions, and done ones not yet below the floor.
+    #[serde(default)]
+    pub sessions: BTreeMap<String, SessionCursor>,
+}
+
+/// Progress inside one job session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionCursor {
+    #[serde(default)]
+    pub creation_time: Option<DateTime<Utc>>,
+    /// Log entries at positions below this have been emitted.
+    pub next: u64,
+    /// The session had ended and its whole log was emitted.
+    #[serde(default)]
+    pub done: bool,
+}
+
+/// Why a download attempt stopped.
+enum DownloadFailure {
+    /// The request failed (already classified; ApiKey/Closed stop the source).
+    Request(SourceError),
+    /// The body broke or can't be read; `retry` when repeating may help.
+    Body { error: std::io::Error, retry: bool },
+}
+
+pub struct VdcPoller {
+    id: String,
+    api: VdcApi,
+    log_mode: LogMode,
+    poll_interval: Duration,
+    lookback: chrono::Duration,
+    keep_original: bool,
+    max_retries: u32,
+    state: VdcState,
+    /// Failed requests in the current cycle.
+    problems: usize,
+}
+
+impl VdcPoller {
+    /// Build the poller from its config and the stored checkpoint (if any).
+    pub fn new(src: &VdcSource, stored: Option<serde_json::Value>) -> Result<Self, SourceError> {
+        let s = &src.settings;
+        let http_error = |error| SourceError::Http {
+            source_id: src.id.clone(),
+            error,
+        };
+        let key = format!("sources.{}.tls", src.id);
+        let client = http::build_client(&key, &s.tls, s.request_timeout).map_err(http_error)?;
+        if s.tls.insecure_skip_verify {
+            tracing::warn!(source_id = %src.id, "TLS certificate verification is OFF (insecure_skip_verify = true); prefer tls.ca_file");
+        }
+        let header = KeyHeader::parse(&s.api_key_header).ok_or_else(|| {
+            http_error(HttpError::Decode {
+                url: src.url.to_string(),
+                message: format!(
+                    "sources.{}.api_key_header `{}` is not a valid header name",
+                    src.id, s.api_key_header
+                ),
+            })
+        })?;
+        let policy = RetryPolicy {
+            max_retries: s.max_retries,
+            ..RetryPolicy::default()
+        };
+        let api = VdcApi::new(&src.id, &src.url, client, policy, header, &src.api_key).map_err(
+            |message| {
+                http_error(HttpError::Decode {
+                    url: src.url.to_string(),
+                    message: format!("sources.{}.api_key: {message}", src.id),
+                })
+            },
+        )?;
+        let state = match stored {
+            Some(value) => serde_json::from_value(value).map_err(|e| SourceError::State {
+                source_id: src.id.clone(),
+                problem: format!("not a vdc checkpoint: {e}"),
+            })?,
+            None => VdcState {
+                start: s.start_time.unwrap_or_else(|| Utc::now() - DEFAULT_HISTORY),
+                jobs: BTreeMap::new(),
+            },
+        };
+        Ok(VdcPoller {
+            id: src.id.clone(),
+            api,
+            log_mode: s.log_mode,
+            poll_interval: s.poll_interval,
+            lookback: chrono::Duration::from_std(s.lookback).unwrap_or(chrono::Duration::zero()),
+            keep_original: s.keep_original,
+            max_retries: s.max_retries,
+            state,
+            problems: 0,
+        })
+    }
+
+    pub fn state(&self) -> &VdcState {
+        &self.state
+    }
+
+    /// Poll once (`RunMode::Once`) or forever. Cancellation is by dropping the future:
+    /// every emitted batch carries a consistent snapshot, so stopping anywhere is safe.
+    pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
+        loop {
+            let result = self.cycle(&emitter).await;
+            match result {
+                Err(SourceError::Closed) => return Ok(()),
+                other if mode == RunMode::Once => return other,
+                Err(e) => {
+                    tracing::error!(source_id = %self.id, error = %e, "poll cycle failed; retrying at the next poll interval")
+                }
+                Ok(()) => {}
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    /// One complete poll cycle.
+    pub async fn cycle(&mut self, emitter: &Emitter) -> Result<(), SourceError> {
+        self.problems = 0;
+        let fetched_at = Utc::now();
+        let (url, raws) = self
+            .api
+            .collection(Endpoint::Jobs)
+            .await
+            .map_err(|e| self.explain_404(e))?;
+        let mut jobs: Vec<RawJob> = raws
+            .iter()
+            .filter_map(|raw| match serde_json::from_str::<RawJob>(raw.get()) {
+                Ok(job) => Some(job),
+                Err(e) => {
+                    tracing::warn!(source_id = %self.id, url, record = %http::excerpt(raw.get(), 200), error = %e, "skipping malformed backup job");
+                    None
+                }
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        jobs.dedup_by(|a, b| a.id == b.id);
+        tracing::debug!(source_id = %self.id, jobs = jobs.len(), "listed backup jobs");
+        for job in jobs {
+            self.ship_job(Arc::new(job), emitter, fetched_at).await?;
+        }
+        emitter
+            .emit(SourceBatch {
+                records: Vec::new(),
+                checkpoint: Some(self.snapshot()),
+                fetched_at,
+            })
+            .await?;
+        if self.problems > 0 {
+            return Err(SourceError::Incomplete {
+                source_id: self.id.clone(),
+                problems: self.problems,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ship the not-yet-shipped sessions of one job, then move its floor.
+    async fn ship_job(
+        &mut self,
+        job: Arc<RawJob>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        let endpoint = Endpoint::Sessions { job: &job.id };
+        let (url, raws) = match self.api.collection(endpoint).await {
+            Ok(ok) => ok,
+            Err(SourceError::Http { error, .. }) if error.status() == Some(404) => {
+                tracing::warn!(source_id = %self.id, job_id = %job.id, "backup job disappeared while listing its sessions; skipping it");
+                return Ok(());
+            }
+            Err(SourceError::Http { error, .. }) => {
+                self.problems += 1;
+                tracing::warn!(source_id = %self.id, job_id = %job.id, error = %error, "cannot list job sessions; will retry next cycle");
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+        // Ids of every listed session, malformed ones included (their cursors must survive).
+        let mut listed: HashSet<String> = HashSet::new();
+        let sessions: Vec<RawJobSession> = raws
+            .iter()
+            .filter_map(|raw| match serde_json::from_str::<RawJobSession>(raw.get()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(source_id = %self.id, job_id = %job.id, url, record = %http::excerpt(raw.get(), 200), error = %e, "skipping malformed job session");
+                    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(raw.get())
+                        && let Some(id) = map.get("id")
+                    {
+                        listed.insert(id.as_str().map_or_else(|| id.to_string(), str::to_string));
+                    }
+                    None
+                }
+            })
+            .collect();
+        listed.extend(sessions.iter().map(|s| s.id.clone()));
+        let start = self.state.start;
+        let cursor = self
+            .state
+            .jobs
+            .entry(job.id.clone())
+            .or_insert_with(|| JobCursor {
+                floor: start,
+                sessions: BTreeMap::new(),
+            });
+        // New sessions count from `floor - lookback`, but never before the first-run horizon.
+        let threshold = (cursor.floor - self.lookback).max(start);
+        let mut todo: Vec<RawJobSession> = sessions
+            .into_iter()
+            .filter(|s| match cursor.sessions.get(&s.id) {
+                Some(c) => !c.done,
+                None => s.creation_time.is_none_or(|t| t >= threshold),
+            })
+            .collect();
+        todo.sort_by(|a, b| (a.creation_time, &a.id).cmp(&(b.creation_time, &b.id)));
+        todo.dedup_by(|a, b| a.id == b.id);
+        for session in todo {
+            self.ship_session(&job, Arc::new(session), emitter, fetched_at)
+                .await?;
+        }
+        if let Some(cursor) = self.state.jobs.get_mut(&job.id) {
+            advance_floor(cursor, &listed, self.lookback, &self.id, &job.id);
+        }
+        Ok(())
+    }
+
+    /// Emit the log entries of one session that haven't been emitted yet.
+    async fn ship_session(
+        &mut self,
+        job: &Arc<RawJob>,
+        session: Arc<RawJobSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        // Read before the log: if it had ended then, the log we read next is complete.
+        let running = session.is_running();
+        if let Some(cursor) = self.state.jobs.get_mut(&job.id) {
+            cursor
+                .sessions
+                .entry(session.id.clone())
+                .or_insert_with(|| SessionCursor {
+                    creation_time: session.creation_time,
+                    next: 0,
+                    done: false,
+                });
+        }
+        let complete = match self.log_mode {
+            LogMode::Json => {
+                self.ship_json_log(job, &session, emitter, fetched_at)
+                    .await?
+            }
+            LogMode::Download => {
+                self.ship_download(job, &session, emitter, fetched_at)
+                    .await?
+            }
+        };
+        if complete
+            && !running
+            && let Some(c) = self.session_cursor(&job.id, &session.id)
+        {
+            c.done = true;
+        }
+        Ok(())
+    }
+
+    fn session_cursor(&mut self, job_id: &str, session_id: &str) -> Option<&mut SessionCursor> {
+        self.state
+            .jobs
+            .get_mut(job_id)?
+            .sessions
+            .get_mut(session_id)
+    }
+
+    fn next_of(&self, job_id: &str, session_id: &str) -> u64 {
+        self.state
+            .jobs
+            .get(job_id)
+            .and_then(|j| j.sessions.get(session_id))
+            .map_or(0, |c| c.next)
+    }
+
+    /// `/logs` (JSON). Returns whether the whole log was read.
+    async fn ship_json_log(
+        &mut self,
+        job: &Arc<RawJob>,
+        session: &Arc<RawJobSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<bool, SourceError> {
+        let endpoint = Endpoint::Logs {
+            job: &job.id,
+            session: &session.id,
+        };
+        let raws = match self.api.collection(endpoint).await {
+            Ok((_, raws)) => raws,
+            Err(SourceError::Http { error, .. }) => {
+                self.problems += 1;
+                tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, "cannot read the job session log; will retry next cycle");
+                return Ok(false);
+            }
+            Err(other) => return Err(other),
+        };
+        let mut entries: Vec<(
+            Result<RawLogEntry, String>,
+            Box<serde_json::value::RawValue>,
+        )> = raws
+            .into_iter()
+            .map(|raw| {
+                let entry = serde_json::from_str(raw.get()).map_err(|e| e.to_string());
+                (entry, raw)
+            })
+            .collect();
+        // Positions count oldest first (as the samples are); turn a newest-first list round.
+        let times: Vec<DateTime<Utc>> = entries
+            .iter()
+            .filter_map(|(e, _)| e.as_ref().ok().and_then(|e| e.creation_time))
+            .collect();
+        if let (Some(first), Some(last)) = (times.first(), times.last())
+            && first > last
+        {
+            entries.reverse();
+        }
+        let mut out = Progress::new(self.next_of(&job.id, &session.id));
+        for (index, (entry, raw)) in entries.into_iter().enumerate() {
+            let index = index as u64;
+            if index < out.from {
+                continue;
+            }
+            let original = self.keep_original.then(|| raw.get().into());
+            self.collect(&mut out, job, session, index, entry, original);
+            if out.pending >= BATCH {
+                self.flush(&mut out, job, session, emitter, fetched_at)
+                    .await?;
+            }
+        }
+        self.flush(&mut out, job, session, emitter, fetched_at)
+            .await?;
+        Ok(true)
+    }
+
+    /// `/logs/download`, streamed; an interrupted body is requested again and resumed
+    /// after what was emitted. Returns whether the whole log was read.
+    async fn ship_download(
+        &mut self,
+        job: &Arc<RawJob>,
+        session: &Arc<RawJobSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<bool, SourceError> {
+        let mut attempts = 0u32;
+        loop {
+            match self.download_once(job, session, emitter, fetched_at).await {
+                Ok(()) => return Ok(true),
+                Err(DownloadFailure::Request(SourceError::Http { error, .. })) => {
+                    self.problems += 1;
+                    tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, "cannot download the job session log; will retry next cycle");
+                    return Ok(false);
+                }
+                Err(DownloadFailure::Request(other)) => return Err(other),
+                Err(DownloadFailure::Body { error, retry }) => {
+                    attempts += 1;
+                    if !retry || attempts > self.max_retries {
+                        self.problems += 1;
+                        tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, "cannot read the job session log download; will retry next cycle");
+                        return Ok(false);
+                    }
+                    tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, attempts, "log download interrupted; downloading again and resuming after the last emitted entry");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts))).await;
+                }
+            }
+        }
+    }
+
+    async fn download_once(
+        &mut self,
+        job: &Arc<RawJob>,
+        session: &Arc<RawJobSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), DownloadFailure> {
+        let endpoint = Endpoint::Download {
+            job: &job.id,
+            session: &session.id,
+        };
+        let (url, response) = self
+            .api
+            .send(endpoint, &[], ACCEPT_DOWNLOAD, true)
+            .await
+            .map_err(DownloadFailure::Request)?;
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let encoding = header(reqwest::header::CONTENT_ENCODING);
+        // A proxy's or portal's HTML page is not a log: shipping its lines would be wrong.
+        if let Some(kind) = header(reqwest::header::CONTENT_TYPE)
+            .filter(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"))
+        {
+            return Err(DownloadFailure::Body {
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{url} answered `{kind}`, not a log download; check sources.{}.url",
+                        self.id
+                    ),
+                ),
+                retry: false,
+            });
+        }
+        let body_error = |error: std::io::Error| DownloadFailure::Body {
+            retry: error.kind() != std::io::ErrorKind::InvalidData,
+            error,
+        };
+        let mut reader =
+            DownloadReader::open(Box::pin(response.bytes_stream()), encoding.as_deref())
+                .await
+                .map_err(body_error)?;
+        tracing::debug!(source_id = %self.id, url, encoding = ?reader.encoding(), "reading log download");
+        let mut out = Progress::new(self.next_of(&job.id, &session.id));
+        let mut index = 0u64;
+        while let Some(item) = reader.next().await.map_err(body_error)? {
+            let position = index;
+            index += 1;
+            if position < out.from {
+                continue;
+            }
+            let original = self.keep_original.then(|| item.raw.as_str().into());
+            self.collect(&mut out, job, session, position, item.entry, original);
+            if out.pending >= BATCH {
+                self.flush(&mut out, job, session, emitter, fetched_at)
+                    .await
+                    .map_err(DownloadFailure::Request)?;
+            }
+        }
+        self.flush(&mut out, job, session, emitter, fetched_at)
+            .await
+            .map_err(DownloadFailure::Request)?;
+        if reader.truncated_lines > 0 {
+            tracing::warn!(source_id = %self.id, session_id = %session.id, lines = reader.truncated_lines, "log lines longer than the limit were cut");
+        }
+        if index < out.from {
+            tracing::warn!(source_id = %self.id, session_id = %session.id, entries = index, shipped = out.from, "the session log is shorter than what was already shipped; nothing new");
+        }
+        Ok(())
+    }
+
+    /// Add one entry (at `index`) to the pending batch; a bad one is logged and skipped.
+    fn collect(
+        &self,
+        out: &mut Progress,
+        job: &Arc<RawJob>,
+        session: &Arc<RawJobSession>,
+        index: u64,
+        entry: Result<RawLogEntry, String>,
+        original: Option<Box<str>>,
+    ) {
+        match entry {
+            Ok(entry) => out.records.push(Record::VdcLog {
+                job: job.clone(),
+                session: session.clone(),
+                entry,
+                index,
+                original,
+            }),
+            Err(problem) => {
+                tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, index, error = %problem, "skipping malformed log entry");
+            }
+        }
+        out.pending += 1;
+        out.next = index + 1;
+    }
+
+    /// Emit what is pending, with a snapshot whose session cursor is after it.
+    async fn flush(
+        &mut self,
+        out: &mut Progress,
+        job: &Arc<RawJob>,
+        session: &Arc<RawJobSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        if out.pending == 0 {
+            return Ok(());
+        }
+        if let Some(c) = self.session_cursor(&job.id, &session.id) {
+            c.next = c.next.max(out.next);
+        }
+        out.pending = 0;
+        emitter
+            .emit(SourceBatch {
+                records: std::mem::take(&mut out.records),
+                checkpoint: Some(self.snapshot()),
+                fetched_at,
+            })
+            .await
+    }
+
+    /// `check`: list the jobs, the newest session of the first one and a few of its log
+    /// entries. Returns a one-line summary and, when the server has any, one sample record.
+    pub async fn probe(&self) -> Result<(String, Option<Record>), SourceError> {
+        let (url, raws) = self.api.collection(Endpoint::Jobs).await?;
+        let jobs: Vec<RawJob> = raws
+            .iter()
+            .filter_map(|r| serde_json::from_str(r.get()).ok())
+            .collect();
+        let Some(job) = jobs.first() else {
+            return Ok((
+                format!("API key accepted by {url}; no backup jobs visible"),
+                None,
+            ));
+        };
+        let (_, raws) = self
+            .api
+            .collection(Endpoint::Sessions { job: &job.id })
+            .await?;
+        let newest = raws
+            .iter()
+            .filter_map(|r| serde_json::from_str::<RawJobSession>(r.get()).ok())
+            .max_by_key(|s| s.creation_time);
+        let Some(session) = newest else {
+            return Ok((
+                format!(
+                    "API key accepted by {url}; {} backup job(s), no sessions of job {}",
+                    jobs.len(),
+                    job.id
+                ),
+                None,
+            ));
+        };
+        let (_, raws) = self
+            .api
+            .collection(Endpoint::Logs {
+                job: &job.id,
+                session: &session.id,
+            })
+            .await?;
+        let sample = raws
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| Some((i, serde_json::from_str::<RawLogEntry>(r.get()).ok()?)))
+            .map(|(index, entry)| Record::VdcLog {
+                job: Arc::new(job.clone()),
+                session: Arc::new(session.clone()),
+                entry,
+                index: index as u64,
+                original: None,
+            });
+        Ok((
+            format!(
+                "API key accepted by {url}; {} backup job(s); newest session {} of job {}",
+                jobs.len(),
+                session.id,
+                job.id
+            ),
+            sample,
+        ))
+    }
+
+    /// A 404 on the job list means the base URL is wrong: say so.
+    fn explain_404(&self, e: SourceError) -> SourceError {
+        match e {
+            SourceError::Http { source_id, error } if error.status() == Some(404) => {
+                let message = format!(
+                    "{error}; check sources.{source_id}.url: it must be the regional base URL of the VDC public API shown in the VDC portal next to the key (without /v1)"
+                );
+                SourceError::Http {
+                    error: HttpError::Decode {
+                        url: self.api.base().to_string(),
+                        message,
+                    },
+                    source_id,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(&self.state).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Entries read from one session log and not yet emitted.
+struct Progress {
+    /// The cursor when reading started: positions below it are skipped.
+    from: u64,
+    /// The position after the last collected entry.
+    next: u64,
+    records: Vec<Record>,
+    /// Entries collected since the last flush, bad ones included.
+    pending: usize,
+}
+
+impl Progress {
+    fn new(from: u64) -> Progress {
+        Progress {
+            from,
+            next: from,
+            records: Vec::new(),
+            pending: 0,
+        }
+    }
+}
+
+/// After a complete listing of a job's sessions: raise the floor to the oldest open session
+/// (or the newest done one) and forget what can't matter any more.
+fn advance_floor(
+    cursor: &mut JobCursor,
+    listed: &HashSet<String>,
+    lookback: chrono::Duration,
+    source_id: &str,
+    job_id: &str,
+) {
+    cursor.sessions.retain(|id, c| {
+        let keep = listed.contains(id);
+        if !keep && !c.done {
+            tracing::warn!(source_id, job_id, session_id = %id, "an unfinished job session is no longer listed by the server; forgetting it");
+        }
+        keep
+    });
+    let open = cursor
+        .sessions
+        .values()
+        .filter(|c| !c.done)
+        .filter_map(|c| c.creation_time)
+        .min();
+    let done = cursor
+        .sessions
+        .values()
+        .filter(|c| c.done)
+        .filter_map(|c| c.creation_time)
+        .max();
+    if let Some(candidate) = open.or(done)
+        && candidate > cursor.floor
+    {
+        cursor.floor = candidate;
+    }
+    let keep_from = cursor.floor - lookback;
+    cursor
+        .sessions
+        .retain(|_, c| !c.done || c.creation_time.is_none_or(|t| t >= keep_from));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn cursor(created: &str, next: u64, done: bool) -> SessionCursor {
+        SessionCursor {
+            creation_time: Some(t(created)),
+            next,
+            done,
+        }
+    }
+
+    #[test]
+    fn floor_stays_below_open_sessions_and_prunes_the_rest() {
+        let mut job = JobCursor {
+            floor: t("2025-03-01T00:00:00Z"),
+            sessions: BTreeMap::new(),
+        };
+        job.sessions
+            .insert("old".into(), cursor("2025-03-01T02:00:00Z", 5, true));
+        job.sessions
+            .insert("mid".into(), cursor("2025-03-02T02:00:00Z", 9, true));
+        job.sessions
+            .insert("open".into(), cursor("2025-03-03T02:00:00Z", 3, false));
+        job.sessions
+            .insert("gone".into(), cursor("2025-03-03T03:00:00Z", 1, false));
+        let listed: HashSet<String> = ["old", "mid", "open"].map(String::from).into();
+        advance_floor(&mut job, &listed, chrono::Duration::hours(1), "s", "j");
+        assert_eq!(job.floor, t("2025-03-03T02:00:00Z"));
+        assert_eq!(
+            job.sessions.keys().collect::<Vec<_>>(),
+            ["open"],
+            "done sessions below the floor and unlisted ones are forgotten"
+        );
+        // The open session ends: the floor moves to it, it stays (equal to the floor).
+        job.sessions.get_mut("open").unwrap().done = true;
+        advance_floor(&mut job, &listed, chrono::Duration::hours(1), "s", "j");
+        assert_eq!(job.floor, t("2025-03-03T02:00:00Z"));
+        assert!(job.sessions.contains_key("open"));
+        // The floor never goes down.
+        job.sessions.clear();
+        advance_floor(&mut job, &listed, chrono::Duration::hours(1), "s", "j");
+        assert_eq!(job.floor, t("2025-03-03T02:00:00Z"));
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut st = VdcState {
+            start: t("2025-03-01T00:00:00Z"),
+            jobs: BTreeMap::new(),
+        };
+        let mut job = JobCursor {
+            floor: st.start,
+            sessions: BTreeMap::new(),
+        };
+        job.sessions
+            .insert("s".into(), cursor("2025-03-02T00:00:00Z", 7, false));
+        st.jobs.insert("j".into(), job);
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(serde_json::from_value::<VdcState>(v).unwrap(), st);
+        assert!(serde_json::from_value::<VdcState>(serde_json::json!({"horizon": 1})).is_err());
+    }
+
+    /// A VDC that differs from the samples everywhere it may: only `Reports` paths, a
+    /// page envelope, a log listed newest first with a record that doesn't parse.
+    #[tokio::test]
+    async fn odd_server_shapes_are_tolerated_and_bad_records_skipped_alone() {
+        use axum::{Json, Router, routing::get};
+        use serde_json::json;
+        let app = Router::new()
+            .route(
+                "/v1/Reports/backup-jobs",
+                get(|| async { Json(json!([{"id": "j1", "name": "J"}, {"name": "no id"}])) }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions",
+                get(|| async {
+                    Json(json!({"totalCount": 2, "items": [
+                        {"id": "s2", "creationTime": "2025-03-03T05:00:00Z", "status": "Running"},
+                        {"id": "s1", "creationTime": "2025-03-03T02:00:00Z",
+                         "endTime": "2025-03-03T03:00:00Z", "status": "Warning"},
+                    ]}))
+                }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs",
+                get(|| async {
+                    Json(json!([
+                        {"id": "l3", "title": "[Success] Job finished", "creationTime": "2025-03-03T02:59:00Z"},
+                        42,
+                        {"id": "l1", "title": "[Success] Job started", "creationTime": "2025-03-03T02:00:01Z"},
+                    ]))
+                }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions/s2/logs",
+                get(|| async { Json(json!({"results": [{"id": "m1", "title": "x"}]})) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0")
+            .unwrap();
+        let src = VdcSource {
+            url: Url::parse(&format!("http://{addr}")).unwrap(),
+            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
+        };
+        let mut poller = VdcPoller::new(&src, None).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let emitter = Emitter::new(tx);
+        poller.cycle(&emitter).await.unwrap();
+        let mut shipped = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            for r in batch.records {
+                if let Record::VdcLog {
+                    session,
+                    entry,
+                    index,
+                    ..
+                } = r
+                {
+                    shipped.push((session.id.clone(), index, entry.id.unwrap_or_default()));
+                }
+            }
+        }
+        assert_eq!(
+            shipped,
+            [
+                ("s1".to_string(), 0, "l1".to_string()),
+                ("s1".to_string(), 2, "l3".to_string()),
+                ("s2".to_string(), 0, "m1".to_string()),
+            ],
+            "oldest first; the bad record is skipped but keeps its position"
+        );
+        let job = &poller.state().jobs["j1"];
+        assert_eq!(
+            job.floor,
+            t("2025-03-03T05:00:00Z"),
+            "floor at the open session"
+        );
+        assert!(
+            !job.sessions.contains_key("s1"),
+            "done and more than `lookback` below the floor: forgotten"
+        );
+        let open = &job.sessions["s2"];
+        assert!(!open.done && open.next == 1, "a running session stays open");
+        // Next cycle: nothing new.
+        poller.cycle(&emitter).await.unwrap();
+        while let Ok(batch) = rx.try_recv() {
+            assert!(batch.records.is_empty());
+        }
+        server.abort();
+    }
+
+    fn parse(extra: &str) -> Result<VdcSourceConfig, String> {
+        let text = format!("url = \"https://vdc.example.net\"\n{extra}");
+        let cfg: VdcSourceConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        cfg.validate("sources.vdc_t").map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let c = parse("api_key = \"k-SECRET\"").unwrap();
+        assert_eq!(c.api_key_header, "x-api-key");
+        assert_eq!(c.log_mode, LogMode::Json);
+        assert_eq!(c.poll_interval, Duration::from_secs(300));
+        assert!(!format!("{c:?}").contains("k-SECRET"));
+        let c =
+            parse("api_key = \"k\"\nlog_mode = \"download\"\napi_key_header = \"Authorization\"")
+                .unwrap();
+        assert_eq!(c.log_mode, LogMode::Download);
+        let cases = [
+            ("", "sources.vdc_t.api_key"),
+            ("api_key = \"k\"\napi_key_file = \"/x\"", "not both"),
+            ("api_key = \"  \"", "is empty"),
+            (
+                "api_key = \"k\"\napi_key_header = \"x api key\"",
+                "api_key_header",
+            ),
+            ("api_key = \"k\"\npoll_interval = \"0s\"", "poll_interval"),
+            ("api_key = \"k\"\nlog_mode = \"csv\"", "csv"),
+        ];
+        for (extra, want) in cases {
+            let e = parse(extra).unwrap_err();
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        let e = parse("api_key = \"k\"\ntls = { ca_file = \"/nonexistent/ca.pem\" }").unwrap_err();
+        assert!(e.contains("sources.vdc_t.tls.ca_file"), "{e}");
+    }
+
+    #[test]
+    fn key_file_is_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let cfg = parse(&format!("api_key_file = {:?}", f.display().to_string())).unwrap();
+        let src = VdcSource::resolve("vdc_t", &cfg).unwrap();
+        assert_eq!(src.api_key.expose(), "from-file");
+        let missing = VdcSourceConfig {
+            api_key_file: Some(Path::new("/nonexistent/key").to_path_buf()),
+            ..cfg
+        };
+        let e = VdcSource::resolve("vdc_t", &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.vdc_t.api_key_file"), "{e}");
+    }
+}

@@ -1,0 +1,498 @@
+//! The HTTP side of the Veeam Data Cloud source: API-key authentication, the endpoint paths,
+//! collections (bare arrays or page envelopes, paged with `offset`/`limit` when the server
+//! pages) and opening the `/logs/download` stream.
+//!
+//! Owns: how a request is built and how its failure becomes a [`SourceError`]. Every request
+//! goes through [`http::send_with_retry`] (429/5xx/timeouts retried with backoff and
+//! `Retry-After`); 401/403 become one [`SourceError::ApiKey`] naming the source and the
+//! header, never the key. Must not: keep polling state, map, or log the key (the header value
+//! is marked sensitive and lives only in [`VdcApi`]).
+//!
+//! Defensive about what VDC doesn't document (see README "Assumptions"):
+//! - Paths are published with mixed case (`/v1/reports/backup-jobs` but
+//!   `/v1/Reports/backup-jobs/{id}/job-sessions`); a 404 is retried once with the other case
+//!   of `reports`, and the case that worked is used from then on.
+//! - A collection may be a bare array (what the samples show) or an envelope
+//!   `{"results"|"items"|"data"|"value": [...], "offset", "limit", "totalCount"}`; an
+//!   envelope is followed page by page with `offset`/`limit` until a short or empty page,
+//!   `totalCount`, or a page that repeats the previous one (a server ignoring `offset`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderName, HeaderValue};
+use serde_json::value::RawValue;
+use url::Url;
+
+use super::SourceError;
+use super::vdc_download::ENVELOPE_KEYS;
+use crate::http::{self, HttpError, RetryPolicy};
+use crate::secret::Secret;
+
+/// Safety stop for paging (a server that never ends a collection).
+const MAX_PAGES: usize = 10_000;
+
+/// Where the API key goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>` (configured as `api_key_header = "authorization"`).
+    Bearer,
+    /// `<name>: <key>`, e.g. `x-api-key`.
+    Named(HeaderName),
+}
+
+impl KeyHeader {
+    /// From the configured header name; `None` when it is not a valid header name.
+    pub fn parse(name: &str) -> Option<KeyHeader> {
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("authorization") {
+            return Some(KeyHeader::Bearer);
+        }
+        HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .map(KeyHeader::Named)
+    }
+
+    /// How errors name it (`x-api-key`, `Authorization: Bearer`).
+    pub fn describe(&self) -> String {
+        match self {
+            KeyHeader::Bearer => "Authorization: Bearer".to_string(),
+            KeyHeader::Named(name) => name.as_str().to_string(),
+        }
+    }
+}
+
+/// A VDC endpoint (paths relative to the configured base URL).
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint<'a> {
+    Jobs,
+    Sessions { job: &'a str },
+    Logs { job: &'a str, session: &'a str },
+    Download { job: &'a str, session: &'a str },
+}
+
+impl Endpoint<'_> {
+    /// Path segments as published; `flip` swaps the case of the `reports` segment.
+    fn segments(&self, flip: bool) -> Vec<&str> {
+        // As published: lower-case for the job list, capitalised below it.
+        let capital = !matches!(self, Endpoint::Jobs) ^ flip;
+        let reports = if capital { "Reports" } else { "reports" };
+        let mut out = vec!["v1", reports, "backup-jobs"];
+        match *self {
+            Endpoint::Jobs => {}
+            Endpoint::Sessions { job } => out.extend([job, "job-sessions"]),
+            Endpoint::Logs { job, session } => {
+                out.extend([job, "job-sessions", session, "logs"]);
+            }
+            Endpoint::Download { job, session } => {
+                out.extend([job, "job-sessions", session, "logs", "download"]);
+            }
+        }
+        out
+    }
+}
+
+/// One page of a collection, records kept raw so a bad one can be skipped alone.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub items: Vec<Box<RawValue>>,
+    /// The body was an envelope (so the server may page).
+    pub enveloped: bool,
+    pub limit: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// A bare JSON array, or an envelope holding one under a known key (case-insensitive).
+pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
+    let first = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| body[i]);
+    match first {
+        Some(b'[') => serde_json::from_slice(body)
+            .map(|items| Page {
+                items,
+                ..Page::default()
+            })
+            .map_err(|e| format!("invalid JSON array: {e}")),
+        Some(b'{') => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(body).map_err(|e| format!("invalid JSON object: {e}"))?;
+            let field = |names: &[&str]| {
+                map.iter()
+                    .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+                    .map(|(_, v)| v)
+            };
+            let number = |names: &[&str]| field(names).and_then(serde_json::Value::as_u64);
+            let Some(serde_json::Value::Array(values)) = field(&ENVELOPE_KEYS) else {
+                return Err(format!(
+                    "expected a JSON array or a page with one of {ENVELOPE_KEYS:?}, got an object with keys {:?}",
+                    map.keys().take(8).collect::<Vec<_>>()
+                ));
+            };
+            let items = values
+                .iter()
+                .map(|v| serde_json::value::to_raw_value(v).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page {
+                items,
+                enveloped: true,
+                limit: number(&["limit", "pageSize"]),
+                total: number(&["totalCount", "total", "count"]),
+            })
+        }
+        _ => Err(format!(
+            "expected JSON, got: {}",
+            http::excerpt(&String::from_utf8_lossy(body), 120)
+        )),
+    }
+}
+
+/// The VDC API of one source.
+pub struct VdcApi {
+    source_id: String,
+    /// Base URL with its path ending in `/` (a trailing `/v1` the user included is removed).
+    base: Url,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    header: KeyHeader,
+    /// The header value, marked sensitive (hidden from `Debug`).
+    value: HeaderValue,
+    /// Use the other case of `reports` (learned from a 404): for the job list, and for the
+    /// paths below it (the published case differs between the two).
+    flip: [AtomicBool; 2],
+}
+
+impl std::fmt::Debug for VdcApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VdcApi")
+            .field("source_id", &self.source_id)
+            .field("base", &self.base.as_str())
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VdcApi {
+    /// `key_error` is returned when the key can't be sent in a header (it never contains
+    /// the key).
+    pub fn new(
+        source_id: &str,
+        base: &Url,
+        client: reqwest::Client,
+        policy: RetryPolicy,
+        header: KeyHeader,
+        key: &Secret,
+    ) -> Result<VdcApi, String> {
+        let text = match header {
+            KeyHeader::Bearer => format!("Bearer {}", key.expose()),
+            KeyHeader::Named(_) => key.expose().to_string(),
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+            "the API key contains characters that cannot be sent in an HTTP header (control characters or non-ASCII); check for a stray newline or quote".to_string()
+        })?;
+        value.set_sensitive(true);
+        let mut base = base.clone();
+        let path = base.path().trim_end_matches('/').to_string();
+        let path = path
+            .strip_suffix("/v1")
+            .or_else(|| path.strip_suffix("/V1"))
+            .unwrap_or(&path);
+        base.set_path(&format!("{path}/"));
+        base.set_query(None);
+        base.set_fragment(None);
+        Ok(VdcApi {
+            source_id: source_id.to_string(),
+            base,
+            client,
+            policy,
+            header,
+            value,
+            flip: [AtomicBool::new(false), AtomicBool::new(false)],
+        })
+    }
+
+    /// The base URL requests are made against (no secrets in it).
+    pub fn base(&self) -> &str {
+        self.base.as_str()
+    }
+
+    fn url(&self, endpoint: Endpoint<'_>, flip: bool, query: &[(&str, String)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(endpoint.segments(flip));
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    fn http_error(&self, error: HttpError) -> SourceError {
+        match error.status() {
+            Some(status @ (401 | 403)) => SourceError::ApiKey {
+                source_id: self.source_id.clone(),
+                url: self.base.as_str().trim_end_matches('/').to_string(),
+                header: self.header.describe(),
+                status,
+            },
+            _ => SourceError::Http {
+                source_id: self.source_id.clone(),
+                error,
+            },
+        }
+    }
+
+    /// GET with the key, retried by the shared layer; on 404 the other case of `reports` is
+    /// tried once. Returns the URL as shown in messages and the response.
+    pub async fn send(
+        &self,
+        endpoint: Endpoint<'_>,
+        query: &[(&str, String)],
+        accept: &'static str,
+        gzip: bool,
+    ) -> Result<(String, reqwest::Response), SourceError> {
+        let learned = &self.flip[usize::from(!matches!(endpoint, Endpoint::Jobs))];
+        let preferred = learned.load(Ordering::Relaxed);
+        let mut first_404 = None;
+        for flip in [preferred, !preferred] {
+            let url = self.url(endpoint, flip, query);
+            let shown = url.to_string();
+            let result = http::send_with_retry(&self.policy, &shown, || {
+                let (name, value) = match &self.header {
+                    KeyHeader::Bearer => (header::AUTHORIZATION, self.value.clone()),
+                    KeyHeader::Named(name) => (name.clone(), self.value.clone()),
+                };
+                let mut request = self
+                    .client
+                    .get(url.clone())
+                    .header(name, value)
+                    .header(header::ACCEPT, accept);
+                if gzip {
+                    request = request.header(header::ACCEPT_ENCODING, "gzip");
+                }
+                request.send()
+            })
+            .await;
+            match result {
+                Ok(response) => {
+                    if flip != preferred {
+                        tracing::info!(source_id = %self.source_id, url = %shown, "the server wants the other letter case of `reports` in paths; using it from now on");
+                        learned.store(flip, Ordering::Relaxed);
+                    }
+                    return Ok((shown, response));
+                }
+                // Report the 404 of the path as we first tried it.
+                Err(error) if error.status() == Some(404) => match first_404.take() {
+                    None => first_404 = Some(error),
+                    Some(first) => return Err(self.http_error(first)),
+                },
+                Err(error) => return Err(self.http_error(error)),
+            }
+        }
+        Err(
+            self.http_error(first_404.unwrap_or_else(|| HttpError::Decode {
+                url: self.base.to_string(),
+                message: "no request was made".to_string(),
+            })),
+        )
+    }
+
+    /// GET a JSON body whole (collections are small; downloads use [`Self::send`]).
+    async fn get_json(
+        &self,
+        endpoint: Endpoint<'_>,
+        query: &[(&str, String)],
+    ) -> Result<(String, bytes::Bytes), SourceError> {
+        let mut body_failures = 0;
+        loop {
+            let (shown, response) = self
+                .send(endpoint, query, "application/json", false)
+                .await?;
+            match response.bytes().await {
+                Ok(body) => return Ok((shown, body)),
+                // The connection broke mid-body: the request is safe to repeat.
+                Err(e) if body_failures < self.policy.max_retries => {
+                    body_failures += 1;
+                    tracing::warn!(source_id = %self.source_id, url = %shown, error = %e, "response body interrupted; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(body_failures))).await;
+                }
+                Err(e) => {
+                    return Err(SourceError::Http {
+                        source_id: self.source_id.clone(),
+                        error: http::transport_error(&shown, e),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every record of a collection, following an envelope's pages. Returns the first URL.
+    pub async fn collection(
+        &self,
+        endpoint: Endpoint<'_>,
+    ) -> Result<(String, Vec<Box<RawValue>>), SourceError> {
+        let mut all: Vec<Box<RawValue>> = Vec::new();
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let mut first_url = None;
+        let mut previous_first: Option<String> = None;
+        for page_number in 0..MAX_PAGES {
+            let (url, body) = self.get_json(endpoint, &query).await?;
+            let page = parse_collection(&body).map_err(|message| SourceError::Http {
+                source_id: self.source_id.clone(),
+                error: HttpError::Decode {
+                    url: url.clone(),
+                    message,
+                },
+            })?;
+            first_url.get_or_insert(url.clone());
+            let count = page.items.len();
+            let head = page.items.first().map(|r| r.get().to_string());
+            if page_number > 0 && head.is_some() && head == previous_first {
+                tracing::warn!(source_id = %self.source_id, url, "the server answered the same page for a new offset (it ignores `offset`); using what was read");
+                break;
+            }
+            all.extend(page.items);
+            let limit = page.limit.filter(|l| *l > 0);
+            let finished = !page.enveloped
+                || count == 0
+                || page.total.is_some_and(|t| all.len() as u64 >= t)
+                || limit.is_some_and(|l| (count as u64) < l)
+                || (limit.is_none() && page.total.is_none());
+            if finished {
+                break;
+            }
+            previous_first = head;
+            query = vec![
+                ("offset", all.len().to_string()),
+                ("limit", limit.unwrap_or(count as u64).to_string()),
+            ];
+        }
+        Ok((first_url.unwrap_or_default(), all))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_as_published_and_flipped() {
+        let seg = |e: Endpoint, flip| e.segments(flip).join("/");
+        assert_eq!(seg(Endpoint::Jobs, false), "v1/reports/backup-jobs");
+        assert_eq!(seg(Endpoint::Jobs, true), "v1/Reports/backup-jobs");
+        assert_eq!(
+            seg(Endpoint::Sessions { job: "j" }, false),
+            "v1/Reports/backup-jobs/j/job-sessions"
+        );
+        assert_eq!(
+            seg(
+                Endpoint::Logs {
+                    job: "j",
+                    session: "s"
+                },
+                true
+            ),
+            "v1/reports/backup-jobs/j/job-sessions/s/logs"
+        );
+        assert_eq!(
+            seg(
+                Endpoint::Download {
+                    job: "j",
+                    session: "s"
+                },
+                false
+            ),
+            "v1/Reports/backup-jobs/j/job-sessions/s/logs/download"
+        );
+    }
+
+    fn client() -> reqwest::Client {
+        http::build_client(
+            "sources.vdc_t.tls",
+            &crate::config::TlsConfig::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    }
+
+    fn api(base: &str, header: &str) -> VdcApi {
+        VdcApi::new(
+            "vdc_t",
+            &Url::parse(base).unwrap(),
+            client(),
+            RetryPolicy::default(),
+            KeyHeader::parse(header).unwrap(),
+            &Secret::new("k3y-VALUE"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_keep_a_base_path_drop_v1_and_encode_ids() {
+        let a = api("https://vdc.example.net/emea/v1/", "x-api-key");
+        assert_eq!(a.base(), "https://vdc.example.net/emea/");
+        let u = a.url(
+            Endpoint::Sessions { job: "a b/c" },
+            false,
+            &[("offset", "5".into())],
+        );
+        assert_eq!(
+            u.as_str(),
+            "https://vdc.example.net/emea/v1/Reports/backup-jobs/a%20b%2Fc/job-sessions?offset=5"
+        );
+        let b = api("https://vdc.example.net", "x-api-key");
+        assert_eq!(
+            b.url(Endpoint::Jobs, false, &[]).as_str(),
+            "https://vdc.example.net/v1/reports/backup-jobs"
+        );
+    }
+
+    #[test]
+    fn key_never_in_debug_and_headers_parse() {
+        let a = api("https://h", "Authorization");
+        assert_eq!(a.header, KeyHeader::Bearer);
+        assert!(!format!("{a:?}").contains("k3y-VALUE"));
+        assert!(!format!("{:?}", a.value).contains("k3y-VALUE"));
+        assert_eq!(
+            KeyHeader::parse("X-Api-Key").unwrap().describe(),
+            "x-api-key"
+        );
+        assert!(KeyHeader::parse("bad header").is_none());
+        assert!(KeyHeader::parse("").is_none());
+        let bad = VdcApi::new(
+            "vdc_t",
+            &Url::parse("https://h").unwrap(),
+            client(),
+            RetryPolicy::default(),
+            KeyHeader::Bearer,
+            &Secret::new("line\nbreak-SECRET"),
+        )
+        .unwrap_err();
+        assert!(!bad.contains("SECRET"), "{bad}");
+    }
+
+    #[test]
+    fn collections_bare_and_enveloped() {
+        let p = parse_collection(b" [ {\"id\":1}, {\"id\":2} ]").unwrap();
+        assert_eq!((p.items.len(), p.enveloped), (2, false));
+        let p = parse_collection(
+            br#"{"Offset":0,"Limit":2,"TotalCount":5,"Results":[{"id":1},{"id":2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.items.len(), p.enveloped, p.limit, p.total),
+            (2, true, Some(2), Some(5))
+        );
+        let p = parse_collection(br#"{"items":[]}"#).unwrap();
+        assert!(p.items.is_empty() && p.enveloped);
+        assert!(
+            parse_collection(br#"{"message":"nope"}"#)
+                .unwrap_err()
+                .contains("message")
+        );
+        assert!(parse_collection(b"<html>").unwrap_err().contains("<html>"));
+        assert!(parse_collection(b"[1,").is_err());
+    }
+}

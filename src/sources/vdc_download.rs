@@ -1,0 +1,714 @@
+//! Reading a VDC `/logs/download` response as it arrives: decompression, format detection
+//! and one log entry at a time.
+//!
+//! Owns: turning a byte stream into [`DownloadItem`]s without ever holding the whole body.
+//! The body is read through a bounded buffer; gzip is decompressed on the fly (detected by
+//! its magic bytes `1f 8b`, whether or not the server says `Content-Encoding: gzip`); each
+//! entry is capped at [`MAX_ENTRY_BYTES`]. Must not: do HTTP, map, log secrets, or decide
+//! which entries were already shipped (the poller counts them).
+//!
+//! Formats (the real one is undocumented; see README "Assumptions"):
+//! - **Text (our assumption, what the simulator serves)**: one entry per line,
+//!   `creationTime<TAB>endTime<TAB>title`; `endTime` may be empty. A line that doesn't have
+//!   that shape is shipped whole as the title. Blank lines and a `creationTime…` header
+//!   line are skipped (not counted).
+//! - **JSON**: a body starting with `[` is read as an array of log entries, element by
+//!   element; one starting with `{` as a sequence of objects (NDJSON, or pretty-printed), an
+//!   object holding a `results`/`items`/`data`/`value`/`logs` array being a page of entries.
+
+use std::collections::VecDeque;
+use std::io;
+
+use async_compression::tokio::bufread::GzipDecoder;
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio_util::io::StreamReader;
+
+use crate::map::vdc::{RawLogEntry, parse_time};
+
+/// Longest entry kept (a line or a JSON element); longer ones are cut (text) or skipped
+/// (JSON), so a broken or hostile body can't exhaust memory.
+pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// Keys of a JSON page envelope that hold the entries.
+pub const ENVELOPE_KEYS: [&str; 6] = ["results", "items", "data", "value", "logs", "records"];
+
+/// One entry of the download: parsed, or why not, plus its raw text (`event.original`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadItem {
+    pub entry: Result<RawLogEntry, String>,
+    pub raw: String,
+}
+
+/// How the body was encoded (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+type Reader = Box<dyn AsyncBufRead + Unpin + Send>;
+
+/// Entries of a download body, one at a time.
+pub struct DownloadReader {
+    reader: Reader,
+    encoding: Encoding,
+    format: Option<Format>,
+    json: JsonSplitter,
+    queue: VecDeque<DownloadItem>,
+    line: Vec<u8>,
+    /// A text line was read (only the first may be a header).
+    seen_text: bool,
+    eof: bool,
+    /// Text lines cut at [`MAX_ENTRY_BYTES`] so far.
+    pub truncated_lines: u64,
+}
+
+impl DownloadReader {
+    /// Start reading `body`. `content_encoding` is the response header, if any: `gzip` and
+    /// `identity` are accepted (the bytes decide), anything else is refused with a clear error.
+    pub async fn open<S>(body: S, content_encoding: Option<&str>) -> io::Result<DownloadReader>
+    where
+        S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+    {
+        let declared = content_encoding
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty());
+        if let Some(other) = declared
+            .as_deref()
+            .filter(|v| !matches!(*v, "gzip" | "x-gzip" | "identity"))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the server sent Content-Encoding `{other}`; only gzip is supported"),
+            ));
+        }
+        let mut raw = StreamReader::new(body.map_err(io::Error::other));
+        let mut prefix = Vec::with_capacity(2);
+        while prefix.len() < 2 {
+            let taken = {
+                let available = raw.fill_buf().await?;
+                let take = (2 - prefix.len()).min(available.len());
+                prefix.extend_from_slice(&available[..take]);
+                take
+            };
+            if taken == 0 {
+                break;
+            }
+            raw.consume(taken);
+        }
+        if prefix == b"PK" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the download is a ZIP archive, which is not supported; set log_mode = \"json\"",
+            ));
+        }
+        let gzip = prefix == GZIP_MAGIC;
+        if !gzip && declared.as_deref().is_some_and(|v| v.contains("gzip")) && !prefix.is_empty() {
+            tracing::debug!(
+                "Content-Encoding says gzip but the body has no gzip header; reading it as is"
+            );
+        }
+        let whole = io::Cursor::new(prefix).chain(raw);
+        let (reader, encoding): (Reader, Encoding) = if gzip {
+            let mut decoder = GzipDecoder::new(whole);
+            decoder.multiple_members(true);
+            (Box::new(BufReader::new(decoder)), Encoding::Gzip)
+        } else {
+            (Box::new(whole), Encoding::Identity)
+        };
+        Ok(DownloadReader::from_reader(reader, encoding))
+    }
+
+    fn from_reader(reader: Reader, encoding: Encoding) -> DownloadReader {
+        DownloadReader {
+            reader,
+            encoding,
+            format: None,
+            json: JsonSplitter::default(),
+            queue: VecDeque::new(),
+            line: Vec::new(),
+            seen_text: false,
+            eof: false,
+            truncated_lines: 0,
+        }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The next entry, `None` at the end of the body. An `Err` is a broken stream (transport,
+    /// bad gzip): entries already returned stay valid.
+    pub async fn next(&mut self) -> io::Result<Option<DownloadItem>> {
+        loop {
+            if let Some(item) = self.queue.pop_front() {
+                return Ok(Some(item));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            match self.format {
+                None => self.detect().await?,
+                Some(Format::Text) => self.read_text_line().await?,
+                Some(Format::Json) => self.read_json_chunk().await?,
+            }
+        }
+    }
+
+    /// Skips a UTF-8 BOM and leading whitespace; the first significant byte decides the
+    /// format. Nothing significant is consumed, so no entry is lost to detection.
+    async fn detect(&mut self) -> io::Result<()> {
+        let mut bom = 0;
+        loop {
+            let (skip, decided) = {
+                let available = self.reader.fill_buf().await?;
+                if available.is_empty() {
+                    self.eof = true;
+                    return Ok(());
+                }
+                let mut skip = 0;
+                let mut decided = None;
+                for &b in available {
+                    if bom < BOM.len() && b == BOM[bom] {
+                        bom += 1;
+                    } else if b.is_ascii_whitespace() {
+                        bom = BOM.len();
+                    } else {
+                        decided = Some(if b == b'[' || b == b'{' {
+                            Format::Json
+                        } else {
+                            Format::Text
+                        });
+                        break;
+                    }
+                    skip += 1;
+                }
+                (skip, decided)
+            };
+            self.reader.consume(skip);
+            if decided.is_some() {
+                self.format = decided;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn read_text_line(&mut self) -> io::Result<()> {
+        match read_line_capped(&mut self.reader, &mut self.line).await? {
+            None => self.eof = true,
+            Some(truncated) => {
+                let text = String::from_utf8_lossy(&self.line).into_owned();
+                let first = !std::mem::replace(&mut self.seen_text, true);
+                let is_header = first
+                    && text
+                        .split('\t')
+                        .next()
+                        .is_some_and(|f| f.trim().eq_ignore_ascii_case("creationTime"));
+                if !is_header {
+                    self.push_text(&text, truncated);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push_text(&mut self, line: &str, truncated: bool) {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            return;
+        }
+        if truncated {
+            self.truncated_lines += 1;
+        }
+        self.queue.push_back(DownloadItem {
+            entry: Ok(parse_text_line(line)),
+            raw: line.to_string(),
+        });
+    }
+
+    async fn read_json_chunk(&mut self) -> io::Result<()> {
+        let mut out = Vec::new();
+        let read = {
+            let available = self.reader.fill_buf().await?;
+            self.json.feed(available, &mut out);
+            available.len()
+        };
+        if read == 0 {
+            self.eof = true;
+            self.json.finish(&mut out);
+        } else {
+            self.reader.consume(read);
+        }
+        self.queue_json(out);
+        Ok(())
+    }
+
+    fn queue_json(&mut self, values: Vec<Result<Vec<u8>, String>>) {
+        for value in values {
+            match value {
+                Ok(bytes) => self.queue.extend(json_items(&bytes)),
+                Err(problem) => self.queue.push_back(DownloadItem {
+                    entry: Err(problem),
+                    raw: String::new(),
+                }),
+            }
+        }
+    }
+}
+
+/// `creationTime<TAB>endTime<TAB>title`; anything else is all title.
+pub fn parse_text_line(line: &str) -> RawLogEntry {
+    let whole = || RawLogEntry {
+        title: Some(line.trim().to_string()),
+        ..RawLogEntry::default()
+    };
+    let mut fields = line.splitn(3, '\t');
+    let (Some(created), Some(second)) = (fields.next(), fields.next()) else {
+        return whole();
+    };
+    let time = |f: &str| -> Option<Option<chrono::DateTime<chrono::Utc>>> {
+        if f.trim().is_empty() {
+            Some(None)
+        } else {
+            parse_time(f).map(Some)
+        }
+    };
+    let Some(creation_time) = time(created) else {
+        return whole();
+    };
+    match fields.next() {
+        Some(title) => match time(second) {
+            Some(end_time) => RawLogEntry {
+                id: None,
+                title: Some(title.trim().to_string()),
+                creation_time,
+                end_time,
+            },
+            None => whole(),
+        },
+        // Two fields: creationTime<TAB>title.
+        None => RawLogEntry {
+            id: None,
+            title: Some(second.trim().to_string()),
+            creation_time,
+            end_time: None,
+        },
+    }
+}
+
+/// One complete top-level JSON value → its entries (a page envelope expands to many).
+fn json_items(bytes: &[u8]) -> Vec<DownloadItem> {
+    let raw = String::from_utf8_lossy(bytes).trim().to_string();
+    let value: serde_json::Value = match serde_json::from_str(&raw) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![DownloadItem {
+                entry: Err(format!("invalid JSON: {e}")),
+                raw,
+            }];
+        }
+    };
+    if let serde_json::Value::Object(map) = &value
+        && let Some(items) = map.iter().find_map(|(k, v)| {
+            let key = k.to_ascii_lowercase();
+            ENVELOPE_KEYS
+                .contains(&key.as_str())
+                .then(|| v.as_array())
+                .flatten()
+        })
+    {
+        return items
+            .iter()
+            .map(|item| DownloadItem {
+                entry: entry_from_value(item.clone()),
+                raw: item.to_string(),
+            })
+            .collect();
+    }
+    vec![DownloadItem {
+        entry: entry_from_value(value),
+        raw,
+    }]
+}
+
+fn entry_from_value(value: serde_json::Value) -> Result<RawLogEntry, String> {
+    if !value.is_object() {
+        return Err("a log entry must be a JSON object".to_string());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// Reads one line (without the `\n`) into `buf`, keeping at most [`MAX_ENTRY_BYTES`].
+/// `None` at the end of the input; `Some(true)` when the line was cut.
+async fn read_line_capped(reader: &mut Reader, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
+    buf.clear();
+    let mut truncated = false;
+    let mut any = false;
+    loop {
+        let (used, done) = {
+            let available = reader.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(any.then_some(truncated));
+            }
+            any = true;
+            let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (&available[..i], true),
+                None => (available, false),
+            };
+            let room = MAX_ENTRY_BYTES.saturating_sub(buf.len());
+            if chunk.len() > room {
+                truncated = true;
+                buf.extend_from_slice(&chunk[..room]);
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+            (chunk.len() + usize::from(done), done)
+        };
+        reader.consume(used);
+        if done {
+            return Ok(Some(truncated));
+        }
+    }
+}
+
+/// Splits a byte stream into complete top-level JSON values: the elements of a top-level
+/// array, or a sequence of values (NDJSON, concatenated or pretty-printed objects).
+/// Tracks only strings and nesting, so it never buffers more than one value.
+#[derive(Debug, Default)]
+struct JsonSplitter {
+    /// `None` until the first byte decides; `Some(true)` inside a top-level array.
+    array: Option<bool>,
+    /// The top-level array was closed: ignore the rest.
+    closed: bool,
+    depth: usize,
+    in_value: bool,
+    in_string: bool,
+    escaped: bool,
+    buf: Vec<u8>,
+    /// The current value outgrew [`MAX_ENTRY_BYTES`]; it is reported, not kept.
+    overflow: bool,
+}
+
+impl JsonSplitter {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Result<Vec<u8>, String>>) {
+        for &b in bytes {
+            self.byte(b, out);
+        }
+    }
+
+    fn byte(&mut self, b: u8, out: &mut Vec<Result<Vec<u8>, String>>) {
+        if self.closed {
+            return;
+        }
+        if !self.in_value {
+            if b.is_ascii_whitespace() || b == b',' {
+                return;
+            }
+            match self.array {
+                None if b == b'[' => {
+                    self.array = Some(true);
+                    return;
+                }
+                None => self.array = Some(false),
+                Some(true) if b == b']' => {
+                    self.closed = true;
+                    return;
+                }
+                _ => {}
+            }
+            self.in_value = true;
+            self.buf.clear();
+            self.depth = 0;
+        } else if self.depth == 0
+            && !self.in_string
+            && (b.is_ascii_whitespace() || b == b',' || b == b']')
+        {
+            // The end of a top-level scalar.
+            self.emit(out);
+            self.byte(b, out);
+            return;
+        }
+        self.push(b);
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+                if self.depth == 0 {
+                    self.emit(out);
+                }
+            }
+            return;
+        }
+        match b {
+            b'"' => self.in_string = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth == 0 {
+                    self.emit(out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.buf.len() < MAX_ENTRY_BYTES {
+            self.buf.push(b);
+        } else {
+            self.overflow = true;
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<Result<Vec<u8>, String>>) {
+        self.in_value = false;
+        self.in_string = false;
+        self.escaped = false;
+        self.depth = 0;
+        if std::mem::take(&mut self.overflow) {
+            self.buf.clear();
+            out.push(Err(format!(
+                "JSON log entry larger than {MAX_ENTRY_BYTES} bytes; skipped"
+            )));
+        } else {
+            out.push(Ok(std::mem::take(&mut self.buf)));
+        }
+    }
+
+    /// End of input: a value still open is truncated.
+    fn finish(&mut self, out: &mut Vec<Result<Vec<u8>, String>>) {
+        if self.in_value {
+            if self.depth == 0 && !self.in_string {
+                self.emit(out);
+            } else {
+                self.in_value = false;
+                self.buf.clear();
+                out.push(Err("the download ends inside a JSON value".to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_compression::tokio::bufread::GzipEncoder;
+
+    fn stream_of(
+        chunks: Vec<Vec<u8>>,
+    ) -> impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static {
+        futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))))
+    }
+
+    /// Split into chunks of `size` bytes, to cut lines, UTF-8 and gzip headers anywhere.
+    fn chunked(bytes: &[u8], size: usize) -> Vec<Vec<u8>> {
+        bytes.chunks(size.max(1)).map(<[u8]>::to_vec).collect()
+    }
+
+    async fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        GzipEncoder::new(bytes)
+            .read_to_end(&mut out)
+            .await
+            .expect("gzip");
+        out
+    }
+
+    async fn read_all(body: Vec<Vec<u8>>, encoding: Option<&str>) -> (Vec<DownloadItem>, Encoding) {
+        let mut r = DownloadReader::open(stream_of(body), encoding)
+            .await
+            .expect("opens");
+        let mut items = Vec::new();
+        while let Some(item) = r.next().await.expect("reads") {
+            items.push(item);
+        }
+        (items, r.encoding())
+    }
+
+    fn titles(items: &[DownloadItem]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| {
+                i.entry
+                    .as_ref()
+                    .ok()
+                    .and_then(|e| e.title.clone())
+                    .unwrap_or_else(|| "<bad>".into())
+            })
+            .collect()
+    }
+
+    const TEXT: &str = "creationTime\tendTime\ttitle\r\n\
+        2025-03-03T02:00:01.0100000Z\t2025-03-03T02:00:01.0100000Z\t[Success] Job started at 3/3/2025 2:00:00 AM\r\n\
+        \n\
+        2025-03-03T02:01:10.2000000Z\t\t[Success] Processing mailbox: üser@contoso.com\n\
+        garbage without tabs\n\
+        not-a-time\tx\ty\n\
+        2025-03-03T02:10:44.4000000Z\t[Success] Job finished";
+
+    #[tokio::test]
+    async fn text_lines_plain_and_gzip_in_any_chunking() {
+        let want = vec![
+            "[Success] Job started at 3/3/2025 2:00:00 AM",
+            "[Success] Processing mailbox: üser@contoso.com",
+            "garbage without tabs",
+            "not-a-time\tx\ty",
+            "[Success] Job finished",
+        ];
+        let gz = gzip(TEXT.as_bytes()).await;
+        for size in [1, 2, 3, 7, 64, 100_000] {
+            let (items, enc) = read_all(chunked(TEXT.as_bytes(), size), None).await;
+            assert_eq!(titles(&items), want, "plain, chunks of {size}");
+            assert_eq!(enc, Encoding::Identity);
+            // By header, and by magic bytes alone.
+            for header in [Some("gzip"), None] {
+                let (items, enc) = read_all(chunked(&gz, size), header).await;
+                assert_eq!(titles(&items), want, "gzip {header:?}, chunks of {size}");
+                assert_eq!(enc, Encoding::Gzip);
+            }
+        }
+        let with_bom = format!("\u{feff}{TEXT}");
+        for size in [1, 2, 4] {
+            let (items, _) = read_all(chunked(with_bom.as_bytes(), size), None).await;
+            assert_eq!(titles(&items), want, "BOM, chunks of {size}");
+        }
+        let (items, _) = read_all(vec![TEXT.as_bytes().to_vec()], None).await;
+        let first = items[0].entry.as_ref().unwrap();
+        assert_eq!(
+            first.creation_time,
+            parse_time("2025-03-03T02:00:01.01Z"),
+            "times parsed"
+        );
+        let second = items[1].entry.as_ref().unwrap();
+        assert_eq!(second.end_time, None, "empty endTime");
+        let last = items[4].entry.as_ref().unwrap();
+        assert_eq!(last.creation_time, parse_time("2025-03-03T02:10:44.4Z"));
+        assert_eq!(items[2].raw, "garbage without tabs");
+    }
+
+    #[tokio::test]
+    async fn multi_member_gzip_and_empty_bodies() {
+        let mut gz = gzip(b"a\tb\n").await;
+        gz.extend(gzip(b"line two\n").await);
+        let (items, _) = read_all(vec![gz], Some("gzip")).await;
+        assert_eq!(titles(&items), ["a\tb", "line two"]);
+        let (items, _) = read_all(vec![], None).await;
+        assert!(items.is_empty());
+        let (items, _) = read_all(vec![gzip(b"").await], None).await;
+        assert!(items.is_empty());
+        let (items, _) = read_all(vec![b"\n\n  \n".to_vec()], None).await;
+        assert!(items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn json_array_ndjson_and_envelope() {
+        let array = r#"[ {"id":"1","title":"[Success] a, \"quoted\" ]}","creationTime":"2025-03-03T02:00:01Z"},
+            {"id":"2","title":"b"} , 42, {"id":"3","title":"c"} ]  trailing"#;
+        for size in [1, 5, 1000] {
+            let (items, _) = read_all(chunked(array.as_bytes(), size), None).await;
+            assert_eq!(
+                titles(&items),
+                ["[Success] a, \"quoted\" ]}", "b", "<bad>", "c"],
+                "chunks of {size}"
+            );
+            assert_eq!(items[0].entry.as_ref().unwrap().id.as_deref(), Some("1"));
+        }
+        let ndjson = "{\"id\":\"1\",\"title\":\"x\"}\n{broken\n{\"id\":\"2\",\n \"title\":\"y\"}\n";
+        let (items, _) = read_all(chunked(ndjson.as_bytes(), 3), None).await;
+        assert_eq!(
+            titles(&items),
+            ["x", "<bad>"],
+            "an unclosed object swallows the rest"
+        );
+        let envelope = r#"{"offset":0,"Results":[{"id":"1","title":"x"},{"id":"2","title":"y"}]}"#;
+        let gz = gzip(envelope.as_bytes()).await;
+        let (items, _) = read_all(vec![gz], None).await;
+        assert_eq!(titles(&items), ["x", "y"]);
+        assert_eq!(items[1].raw, r#"{"id":"2","title":"y"}"#);
+    }
+
+    #[tokio::test]
+    async fn oversized_entries_are_cut_or_skipped() {
+        let long = "x".repeat(MAX_ENTRY_BYTES + 10);
+        let text = format!("first\n{long}\nlast\n");
+        let mut r = DownloadReader::open(stream_of(chunked(text.as_bytes(), 4096)), None)
+            .await
+            .unwrap();
+        let mut items = Vec::new();
+        while let Some(i) = r.next().await.unwrap() {
+            items.push(i);
+        }
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[1].raw.len(), MAX_ENTRY_BYTES);
+        assert_eq!(r.truncated_lines, 1);
+        let json = format!(r#"[{{"title":"{long}"}},{{"title":"ok"}}]"#);
+        let (items, _) = read_all(chunked(json.as_bytes(), 4096), None).await;
+        assert_eq!(titles(&items), ["<bad>", "ok"]);
+        let truncated = r#"[{"title":"a"},{"title":"b"#;
+        let (items, _) = read_all(vec![truncated.as_bytes().to_vec()], None).await;
+        assert_eq!(titles(&items), ["a", "<bad>"]);
+    }
+
+    #[tokio::test]
+    async fn refuses_zip_and_unknown_encodings() {
+        let zip = DownloadReader::open(stream_of(vec![b"PK\x03\x04rest".to_vec()]), None).await;
+        assert!(zip.err().unwrap().to_string().contains("log_mode"));
+        let br = DownloadReader::open(stream_of(vec![b"x".to_vec()]), Some("br")).await;
+        assert!(br.err().unwrap().to_string().contains("`br`"));
+        // Content-Encoding: gzip on a body that isn't: read as is.
+        let (items, enc) = read_all(vec![b"plain line\n".to_vec()], Some("gzip")).await;
+        assert_eq!(
+            (titles(&items), enc),
+            (vec!["plain line".to_string()], Encoding::Identity)
+        );
+    }
+
+    #[tokio::test]
+    async fn corrupt_gzip_is_an_error_after_the_good_entries() {
+        let mut gz = gzip(b"one\ntwo\n").await;
+        let len = gz.len();
+        gz.truncate(len - 6); // cut the trailer
+        let mut r = DownloadReader::open(stream_of(vec![gz]), None)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let err = loop {
+            match r.next().await {
+                Ok(Some(i)) => seen.push(i),
+                Ok(None) => panic!("a truncated gzip stream must fail"),
+                Err(e) => break e,
+            }
+        };
+        assert!(seen.len() <= 2);
+        assert!(!err.to_string().is_empty());
+    }
+
+    #[test]
+    fn text_line_shapes() {
+        let e = parse_text_line("2025-03-03T02:00:01Z\t2025-03-03T02:00:02Z\t[Success] a\tb");
+        assert_eq!(e.title.as_deref(), Some("[Success] a\tb"));
+        assert!(e.creation_time.is_some() && e.end_time.is_some());
+        let e = parse_text_line("2025-03-03T02:00:01Z\t[Success] two fields");
+        assert_eq!(e.title.as_deref(), Some("[Success] two fields"));
+        let e = parse_text_line("2025-03-03T02:00:01Z\tnot a time\ttitle");
+        assert_eq!(
+            e.title.as_deref(),
+            Some("2025-03-03T02:00:01Z\tnot a time\ttitle")
+        );
+        assert_eq!(e.creation_time, None);
+        let e = parse_text_line("\t\tno times");
+        assert_eq!(e.title.as_deref(), Some("no times"));
+    }
+}
