@@ -1,0 +1,947 @@
+//! `type = "splunk_hec"`: Splunk HTTP Event Collector, with indexer acknowledgement,
+//! HEC-code-aware retries, dead letters and a restart-stable data channel.
+//!
+//! Owns: the sink's config and its validation, the delivery algorithm and the health
+//! probe. A pipeline batch (one source page) is delivered like this:
+//!
+//! 1. the events not yet delivered are wrapped in HEC envelopes and packed into requests
+//!    (`max_events`, `max_bytes`), gzipped when `compression = "gzip"`;
+//! 2. each request is POSTed to `/services/collector/event`; busy/unhealthy answers (codes
+//!    9, 18–20, 5xx), timeouts and connection errors are retried with backoff honouring
+//!    `Retry-After` (`http::send_with_retry`);
+//! 3. a request rejected for one malformed event (codes 6, 12, 13, 15 with
+//!    `invalid-event-number`) sends that event to the dead-letter file and the others again;
+//! 4. with `indexer_ack`, the ackIds are polled on `/services/collector/ack` until each
+//!    reports `true`; requests still unconfirmed after `ack_timeout` are sent again;
+//! 5. only then is the batch acknowledged to the pipeline, which may move the checkpoint.
+//!
+//! Progress inside a batch is kept across the pipeline's retries of that batch, so a
+//! retry re-sends only what was not confirmed. Token, index and channel errors are
+//! [`SinkError::Fatal`]: the pipeline stops, the checkpoint stays where it was.
+//!
+//! There is no buffering across pipeline batches (no `linger`): the pipeline hands a
+//! sink its next batch only after the previous one is acknowledged and checkpointed
+//! (invariant 3 of ARCHITECTURE.md), so a source page is the unit of batching.
+//!
+//! Must not: acknowledge before HEC accepted every event (code 0) and, with
+//! `indexer_ack`, before every ackId reported `true`; print the token (it is a [`Secret`]
+//! and travels only in the `Authorization` header, marked sensitive); silently downgrade
+//! from indexer acknowledgement when the token has it disabled.
+
+#[path = "splunk_hec_files.rs"]
+mod files;
+#[path = "splunk_hec_wire.rs"]
+mod wire;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::{Batch, Sink, SinkContext, SinkError};
+use crate::config::{ConfigError, TlsConfig, check_tls, de_duration, invalid, parse_url};
+use crate::http::{self, HttpError, RetryPolicy};
+use crate::secret::Secret;
+
+pub use wire::default_sourcetype;
+use wire::{CHANNEL_HEADER, ErrCtx, Verdict};
+
+/// At most this many ackIds per query to the ack endpoint.
+const ACK_QUERY_MAX: usize = 1000;
+
+/// `compression`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
+/// `type = "splunk_hec"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HecSinkConfig {
+    pub inputs: Vec<String>,
+    /// Base URL of HEC, e.g. `https://splunk.example.net:8088` (a trailing
+    /// `/services/collector[/event]` is accepted and ignored).
+    pub endpoint: String,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Index to write to; default: the token's default index.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Default: per dataset (`veeam:vbo:restore`, `veeam:vdc:joblog`).
+    #[serde(default)]
+    pub sourcetype: Option<String>,
+    /// Default: `veeam-siem:<source id>`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Default: the Veeam server's host name (`observer.hostname`).
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Events per HEC request.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Uncompressed bytes per HEC request (Splunk Cloud refuses bodies over ~1 MB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Wait for indexer acknowledgement (the token must have it enabled).
+    #[serde(default)]
+    pub indexer_ack: bool,
+    /// Requests not acknowledged within this time are sent again.
+    #[serde(default = "default_ack_timeout", deserialize_with = "de_duration")]
+    pub ack_timeout: Duration,
+    /// Time between queries of the ack endpoint.
+    #[serde(
+        default = "default_ack_poll_interval",
+        deserialize_with = "de_duration"
+    )]
+    pub ack_poll_interval: Duration,
+    #[serde(default = "default_request_timeout", deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Retries per request for busy/unhealthy answers, 5xx, timeouts and connection
+    /// errors, before the batch goes back to the pipeline (which retries it again).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Upper bound of the exponential backoff between retries.
+    #[serde(default = "default_retry_max_delay", deserialize_with = "de_duration")]
+    pub retry_max_delay: Duration,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+fn default_max_events() -> usize {
+    500
+}
+fn default_max_bytes() -> usize {
+    1_000_000
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_ack_poll_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_retries() -> u32 {
+    8
+}
+fn default_retry_max_delay() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl HecSinkConfig {
+    /// Checks that need no network. `key` is e.g. "sinks.splunk".
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        base_url(key, &self.endpoint)?;
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    format!("{key}.token"),
+                    "set either `token` or `token_file`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    format!("{key}.token"),
+                    "missing; set `token = \"${HEC_TOKEN}\"` or `token_file = \"/run/secrets/hec\"`",
+                ));
+            }
+            (Some(t), None) if t.is_empty() => {
+                return Err(invalid(format!("{key}.token"), "is empty"));
+            }
+            _ => {}
+        }
+        for (name, value) in [
+            ("index", &self.index),
+            ("sourcetype", &self.sourcetype),
+            ("source", &self.source),
+            ("host", &self.host),
+        ] {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    "must not be empty; remove the key to use the default",
+                ));
+            }
+        }
+        if !(1..=100_000).contains(&self.max_events) {
+            return Err(invalid(
+                format!("{key}.max_events"),
+                format!("must be between 1 and 100000 (got {})", self.max_events),
+            ));
+        }
+        if !(1_024..=100_000_000).contains(&self.max_bytes) {
+            return Err(invalid(
+                format!("{key}.max_bytes"),
+                format!(
+                    "must be between 1024 and 100000000 (got {}); Splunk Cloud accepts about 1 MB per request",
+                    self.max_bytes
+                ),
+            ));
+        }
+        for (name, value) in [
+            ("ack_timeout", self.ack_timeout),
+            ("ack_poll_interval", self.ack_poll_interval),
+            ("request_timeout", self.request_timeout),
+            ("retry_max_delay", self.retry_max_delay),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+        if self.ack_poll_interval >= self.ack_timeout {
+            return Err(invalid(
+                format!("{key}.ack_poll_interval"),
+                "must be shorter than ack_timeout",
+            ));
+        }
+        check_tls(&format!("{key}.tls"), &self.tls)
+    }
+}
+
+/// The HEC base URL: http(s), no credentials, no query; a trailing
+/// `/services/collector...` (pasted from Splunk's docs) is dropped.
+fn base_url(key: &str, text: &str) -> Result<String, ConfigError> {
+    let key = format!("{key}.endpoint");
+    let url = parse_url(&key, text)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            key,
+            "must not have a query or fragment; write the base URL, e.g. \"https://splunk.example.net:8088\"",
+        ));
+    }
+    let mut base = url.as_str().trim_end_matches('/').to_string();
+    for suffix in [
+        "/services/collector/event/1.0",
+        "/services/collector/event",
+        "/services/collector",
+    ] {
+        if let Some(stripped) = base.strip_suffix(suffix) {
+            base = stripped.to_string();
+            break;
+        }
+    }
+    Ok(base)
+}
+
+/// Which events of the batch in progress are done (delivered and, with ack, confirmed;
+/// or quarantined). Kept across the pipeline's retries of the same batch.
+struct Progress {
+    key: (usize, u64),
+    done: Vec<bool>,
+    /// Events to send in a request of their own (to find a bad event HEC didn't name).
+    alone: HashSet<usize>,
+}
+
+/// What HEC did with one request.
+enum Posted {
+    Accepted { ack_id: Option<u64> },
+    Rejected { status: u16, verdict: Verdict },
+}
+
+/// An ack-endpoint failure that polling may outlive, or one that stops the sink.
+enum AckError {
+    Transient(String),
+    Fatal(String),
+}
+
+struct AckSettings {
+    timeout: Duration,
+    poll_interval: Duration,
+}
+
+pub struct HecSink {
+    id: String,
+    /// Base URL for messages (no credentials: they are refused by validation).
+    endpoint: String,
+    event_url: String,
+    ack_url: String,
+    health_url: String,
+    client: reqwest::Client,
+    /// `Splunk <token>`, marked sensitive (its `Debug` prints "Sensitive").
+    auth: HeaderValue,
+    channel: String,
+    channel_file: PathBuf,
+    meta: wire::Meta,
+    compression: Compression,
+    max_events: usize,
+    max_bytes: usize,
+    ack: Option<AckSettings>,
+    policy: RetryPolicy,
+    /// One attempt only (probes and ack polls: their callers decide about retrying).
+    once: RetryPolicy,
+    dead_letters: files::DeadLetters,
+    progress: Option<Progress>,
+    ack_failing: bool,
+}
+
+impl HecSink {
+    /// Build the sink: resolve the token, set up the HTTPS client, load (or create) the
+    /// data channel. No network I/O.
+    pub fn new(id: &str, cfg: &HecSinkConfig, ctx: &SinkContext) -> Result<HecSink, SinkError> {
+        let key = format!("sinks.{id}");
+        let fatal = |e: ConfigError| SinkError::Fatal(e.to_string());
+        cfg.validate(&key).map_err(fatal)?;
+        let endpoint = base_url(&key, &cfg.endpoint).map_err(fatal)?;
+        let token = crate::config::resolve_secret(
+            &format!("{key}.token"),
+            cfg.token.as_ref(),
+            cfg.token_file.as_deref(),
+        )
+        .map_err(fatal)?;
+        let mut auth = HeaderValue::from_str(&format!("Splunk {}", token.expose().trim()))
+            .map_err(|_| {
+                SinkError::Fatal(format!(
+                    "{key}.token contains characters that cannot travel in an HTTP header; check the value (it is not shown)"
+                ))
+            })?;
+        auth.set_sensitive(true);
+        if cfg.tls.insecure_skip_verify {
+            tracing::warn!(sink_id = %id, "TLS certificate verification is OFF (insecure_skip_verify = true); prefer tls.ca_file");
+        }
+        let client = http::build_client(&format!("{key}.tls"), &cfg.tls, cfg.request_timeout)
+            .map_err(|e| SinkError::Fatal(e.to_string()))?;
+        let channel_file = ctx.state_dir.join(format!("{id}.hec-channel"));
+        let channel = files::load_or_create_channel(&channel_file)
+            .map_err(|e| SinkError::Fatal(format!("{key}: {e}")))?;
+        let dead_letters =
+            files::DeadLetters::new(id, ctx.state_dir.join(format!("{id}.deadletter.ndjson")));
+        let policy = RetryPolicy {
+            max_retries: cfg.max_retries,
+            max_delay: cfg.retry_max_delay,
+            ..RetryPolicy::default()
+        };
+        Ok(HecSink {
+            id: id.to_string(),
+            event_url: format!("{endpoint}/services/collector/event"),
+            ack_url: format!("{endpoint}/services/collector/ack?channel={channel}"),
+            health_url: format!("{endpoint}/services/collector/health"),
+            endpoint,
+            client,
+            auth,
+            channel,
+            channel_file,
+            meta: wire::Meta {
+                index: cfg.index.clone(),
+                sourcetype: cfg.sourcetype.clone(),
+                source: cfg.source.clone(),
+                host: cfg.host.clone(),
+            },
+            compression: cfg.compression,
+            max_events: cfg.max_events,
+            max_bytes: cfg.max_bytes,
+            ack: cfg.indexer_ack.then_some(AckSettings {
+                timeout: cfg.ack_timeout,
+                poll_interval: cfg.ack_poll_interval,
+            }),
+            policy,
+            once: RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            },
+            dead_letters,
+            progress: None,
+            ack_failing: false,
+        })
+    }
+
+    /// The data channel GUID (stable across restarts).
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Events sent to the dead-letter file by this process.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_letters.count()
+    }
+
+    pub fn dead_letter_path(&self) -> &Path {
+        self.dead_letters.path()
+    }
+
+    fn err_ctx(&self) -> ErrCtx<'_> {
+        ErrCtx {
+            sink_id: &self.id,
+            endpoint: &self.endpoint,
+            index: self.meta.index.as_deref(),
+            channel: &self.channel,
+            channel_file: &self.channel_file,
+        }
+    }
+
+    fn post_event_request(&self, body: Bytes, gzip: bool) -> reqwest::RequestBuilder {
+        let req = self
+            .client
+            .post(&self.event_url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(CHANNEL_HEADER, &self.channel)
+            .header(CONTENT_TYPE, "application/json");
+        let req = if gzip {
+            req.header(CONTENT_ENCODING, "gzip")
+        } else {
+            req
+        };
+        req.body(body)
+    }
+
+    /// An [`HttpError`] that is not a status answer (transport, TLS...) as a sink error.
+    fn transport_failure(&self, what: &str, e: HttpError) -> SinkError {
+        if e.is_retryable() {
+            SinkError::Retryable(format!("{what}: {e}"))
+        } else {
+            SinkError::Fatal(format!(
+                "{what}: {e}; check sinks.{}.endpoint and sinks.{}.tls",
+                self.id, self.id
+            ))
+        }
+    }
+
+    /// POST one request (retrying what may pass) and say what HEC did with it.
+    async fn post(&self, body: Vec<u8>) -> Result<Posted, SinkError> {
+        let gzip = self.compression == Compression::Gzip;
+        let body = if gzip {
+            Bytes::from(wire::gzip(&body).await.map_err(|e| {
+                SinkError::Retryable(format!("sink `{}`: gzip failed: {e}", self.id))
+            })?)
+        } else {
+            Bytes::from(body)
+        };
+        let result = http::send_with_retry(&self.policy, &self.event_url, || {
+            self.post_event_request(body.clone(), gzip).send()
+        })
+        .await;
+        let ctx = self.err_ctx();
+        match result {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.text().await.map_err(|e| {
+                    SinkError::Retryable(format!(
+                        "reading the answer of HEC at {}: {e}",
+                        self.endpoint
+                    ))
+                })?;
+                match wire::parse_reply(&text) {
+                    Some(reply) if reply.code == Some(0) => {
+                        if self.ack.is_some() && reply.ack_id.is_none() {
+                            // Code 0 without an ackId: the token has acknowledgement off.
+                            let off = wire::Reply {
+                                code: Some(14),
+                                text: "success, but no ackId: ACK is disabled".into(),
+                                ..wire::Reply::default()
+                            };
+                            return Ok(Posted::Rejected {
+                                status,
+                                verdict: wire::classify(400, Some(&off), &ctx),
+                            });
+                        }
+                        Ok(Posted::Accepted {
+                            ack_id: if self.ack.is_some() {
+                                reply.ack_id
+                            } else {
+                                None
+                            },
+                        })
+                    }
+                    Some(reply) => Ok(Posted::Rejected {
+                        status,
+                        verdict: wire::classify(status, Some(&reply), &ctx),
+                    }),
+                    None => Err(SinkError::Fatal(format!(
+                        "HEC at {} answered HTTP {status} without a HEC reply ({}); check sinks.{}.endpoint points at the HEC port (8088 by default), not Splunk Web",
+                        self.endpoint,
+                        http::excerpt(&text, 120),
+                        self.id
+                    ))),
+                }
+            }
+            Err(HttpError::Status { status, body, .. }) => {
+                let reply = wire::parse_reply(&body);
+                Ok(Posted::Rejected {
+                    status,
+                    verdict: wire::classify(status, reply.as_ref(), &ctx),
+                })
+            }
+            Err(e) => Err(self.transport_failure(&format!("HEC at {}", self.endpoint), e)),
+        }
+    }
+
+    /// Query the ack endpoint once for `ids`; returns those reported `true`.
+    async fn query_acks(&self, ids: &[u64]) -> Result<HashSet<u64>, AckError> {
+        let body = Bytes::from(serde_json::json!({ "acks": ids }).to_string());
+        let result = http::send_with_retry(&self.once, &self.ack_url, || {
+            self.client
+                .post(&self.ack_url)
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(CHANNEL_HEADER, &self.channel)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+        })
+        .await;
+        match result {
+            Ok(resp) => {
+                let text = resp.text().await.map_err(|e| {
+                    AckError::Transient(format!("reading the ack answer of {}: {e}", self.endpoint))
+                })?;
+                wire::parse_ack_reply(&text).ok_or_else(|| {
+                    AckError::Fatal(format!(
+                        "HEC at {} answered the ack query with something else than {{\"acks\":{{...}}}} ({}); check sinks.{}.endpoint",
+                        self.endpoint,
+                        http::excerpt(&text, 120),
+                        self.id
+                    ))
+                })
+            }
+            Err(HttpError::Status { status, body, .. }) => {
+                let reply = wire::parse_reply(&body);
+                match wire::classify(status, reply.as_ref(), &self.err_ctx()) {
+                    Verdict::Retry(m) => Err(AckError::Transient(m)),
+                    Verdict::Fatal(m) => Err(AckError::Fatal(m)),
+                    Verdict::Poison { code, text, .. } => Err(AckError::Fatal(format!(
+                        "HEC at {} rejected our ack query (HTTP {status}, code {}: {text}); this is a bug in veeam-siem, please report it",
+                        self.endpoint,
+                        code.unwrap_or(-1)
+                    ))),
+                }
+            }
+            Err(e) if e.is_retryable() => Err(AckError::Transient(e.to_string())),
+            Err(e) => Err(AckError::Fatal(format!(
+                "{e}; check sinks.{}.endpoint and sinks.{}.tls",
+                self.id, self.id
+            ))),
+        }
+    }
+
+    /// Poll until every ackId of `waiting` reports true (marking its events done), or the
+    /// ack timeout passes (→ `Retryable`: the pipeline retries and the rest is re-sent).
+    async fn await_acks(
+        &mut self,
+        mut waiting: Vec<(u64, Vec<usize>)>,
+        progress: &mut Progress,
+    ) -> Result<(), SinkError> {
+        let Some(ack) = &self.ack else {
+            return Ok(());
+        };
+        let (timeout, poll) = (ack.timeout, ack.poll_interval);
+        let deadline = Instant::now() + timeout;
+        while !waiting.is_empty() {
+            tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+            let ids: Vec<u64> = waiting.iter().map(|(id, _)| *id).collect();
+            for chunk in ids.chunks(ACK_QUERY_MAX) {
+                match self.query_acks(chunk).await {
+                    Ok(acked) => {
+                        if self.ack_failing {
+                            self.ack_failing = false;
+                            tracing::info!(sink_id = %self.id, "ack queries work again");
+                        }
+                        waiting.retain(|(id, events)| {
+                            if acked.contains(id) {
+                                for &i in events {
+                                    progress.done[i] = true;
+                                }
+                                false
+                            } else {
+                                true
+                            }
+                        });
+                    }
+                    Err(AckError::Fatal(m)) => return Err(SinkError::Fatal(m)),
+                    Err(AckError::Transient(m)) => {
+                        if !self.ack_failing {
+                            self.ack_failing = true;
+                            tracing::warn!(sink_id = %self.id, error = %m, "ack query failed; polling on until ack_timeout");
+                        }
+                    }
+                }
+            }
+            if !waiting.is_empty() && Instant::now() >= deadline {
+                let events: usize = waiting.iter().map(|(_, e)| e.len()).sum();
+                return Err(SinkError::Retryable(format!(
+                    "HEC at {}: {} request(s) ({events} events) not acknowledged by the indexers within ack_timeout ({}); sending them again (a duplicate is possible: event.id identifies it)",
+                    self.endpoint,
+                    waiting.len(),
+                    humantime::format_duration(timeout)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn quarantine(
+        &mut self,
+        batch: &Batch,
+        index: usize,
+        status: u16,
+        code: Option<i64>,
+        text: &str,
+    ) -> Result<(), SinkError> {
+        let Some(event) = batch.events.get(index) else {
+            return Err(SinkError::Fatal(format!(
+                "internal error: no event {index} in the batch"
+            )));
+        };
+        self.dead_letters
+            .quarantine(status, code, text, &event.json)
+            .await
+            .map_err(|e| {
+                SinkError::Retryable(format!(
+                    "sink `{}`: cannot write the dead-letter file {}: {e}",
+                    self.id,
+                    self.dead_letters.path().display()
+                ))
+            })?;
+        tracing::warn!(
+            sink_id = %self.id,
+            event_id = %event.event.event.id,
+            http_status = status,
+            code = code.unwrap_or(-1),
+            text,
+            path = %self.dead_letters.path().display(),
+            quarantined_total = self.dead_letters.count(),
+            "HEC rejected a malformed event; it went to the dead-letter file, the rest is sent again"
+        );
+        Ok(())
+    }
+
+    /// Deliver what `progress` says is not done yet; see the module docs.
+    async fn deliver_pending(
+        &mut self,
+        batch: &Batch,
+        progress: &mut Progress,
+    ) -> Result<(), SinkError> {
+        let mut scratch = Vec::new();
+        loop {
+            let mut envelopes = Vec::new();
+            for (i, e) in batch.events.iter().enumerate() {
+                if progress.done[i] {
+                    continue;
+                }
+                let mut env = Vec::with_capacity(e.json.len() + 256);
+                wire::encode_envelope(&self.meta, e, &mut env, &mut scratch).map_err(|err| {
+                    SinkError::Fatal(format!(
+                        "sink `{}`: cannot encode event {}: {err}",
+                        self.id, e.event.event.id
+                    ))
+                })?;
+                envelopes.push((i, env));
+            }
+            if envelopes.is_empty() {
+                return Ok(());
+            }
+            let chunks = wire::pack(envelopes, self.max_events, self.max_bytes, &progress.alone);
+            let mut waiting: Vec<(u64, Vec<usize>)> = Vec::new();
+            let mut stop: Option<SinkError> = None;
+            for chunk in chunks {
+                let posted = match self.post(chunk.body).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        stop = Some(e);
+                        break;
+                    }
+                };
+                match posted {
+                    Posted::Accepted { ack_id: Some(id) } => waiting.push((id, chunk.events)),
+                    Posted::Accepted { ack_id: None } => {
+                        for &i in &chunk.events {
+                            progress.done[i] = true;
+                        }
+                    }
+                    Posted::Rejected {
+                        verdict: Verdict::Retry(m),
+                        ..
+                    } => {
+                        stop = Some(SinkError::Retryable(format!(
+                            "{m} (gave up after {} retries; the batch will be retried)",
+                            self.policy.max_retries
+                        )));
+                        break;
+                    }
+                    Posted::Rejected {
+                        verdict: Verdict::Fatal(m),
+                        ..
+                    } => return Err(SinkError::Fatal(m)),
+                    Posted::Rejected {
+                        status,
+                        verdict: Verdict::Poison { index, code, text },
+                    } => match (index, chunk.events.as_slice()) {
+                        (_, [only]) => {
+                            self.quarantine(batch, *only, status, code, &text).await?;
+                            progress.done[*only] = true;
+                        }
+                        (Some(n), events) => {
+                            let Some(&i) = usize::try_from(n).ok().and_then(|n| events.get(n))
+                            else {
+                                return Err(SinkError::Fatal(format!(
+                                    "HEC at {} named invalid event number {n} in a request of {} events; cannot tell which event is bad",
+                                    self.endpoint,
+                                    events.len()
+                                )));
+                            };
+                            self.quarantine(batch, i, status, code, &text).await?;
+                            progress.done[i] = true;
+                        }
+                        (None, events) => {
+                            // HEC didn't say which event is bad: send each alone.
+                            tracing::warn!(sink_id = %self.id, http_status = status, code = code.unwrap_or(-1), text, events = events.len(), "HEC rejected a request without naming the bad event; sending its events one by one");
+                            progress.alone.extend(events.iter().copied());
+                        }
+                    },
+                }
+            }
+            // Wait for the acknowledgements of what was accepted, even when something
+            // must be sent again: confirmed requests are then never re-sent.
+            self.await_acks(waiting, progress).await?;
+            if let Some(e) = stop {
+                return Err(e);
+            }
+            // Loop: anything still not done (neighbours of a poison event) goes again.
+        }
+    }
+
+    async fn healthcheck_inner(&mut self) -> Result<(), SinkError> {
+        let mut retryable: Vec<String> = Vec::new();
+        let ctx = self.err_ctx();
+
+        // 1. Health endpoint (no token needed): reachable, TLS trusted, queues not full.
+        match http::send_with_retry(&self.once, &self.health_url, || {
+            self.client.get(&self.health_url).send()
+        })
+        .await
+        {
+            Ok(_) => {}
+            Err(HttpError::Status { status: 404, .. }) => {
+                tracing::warn!(sink_id = %self.id, url = %self.health_url, "HEC has no health endpoint (Splunk before 6.6?); skipping that probe");
+            }
+            Err(HttpError::Status { status, body, .. }) => {
+                let reply = wire::parse_reply(&body);
+                match wire::classify(status, reply.as_ref(), &ctx) {
+                    Verdict::Retry(m) => retryable.push(m),
+                    Verdict::Fatal(m) => return Err(SinkError::Fatal(m)),
+                    Verdict::Poison { .. } => retryable.push(format!(
+                        "HEC health at {} answered HTTP {status}",
+                        self.endpoint
+                    )),
+                }
+            }
+            Err(e) => match self.transport_failure(
+                &format!(
+                    "cannot reach HEC at {} (check sinks.{}.endpoint and that HEC is enabled)",
+                    self.endpoint, self.id
+                ),
+                e,
+            ) {
+                SinkError::Retryable(m) => retryable.push(m),
+                other => return Err(other),
+            },
+        }
+
+        // 2. Token and channel: an empty POST is answered "No data" (code 5) only when
+        //    the token (and, with ack on, the channel) is accepted.
+        match http::send_with_retry(&self.once, &self.event_url, || {
+            self.post_event_request(Bytes::new(), false).send()
+        })
+        .await
+        {
+            Ok(_) => {}
+            Err(HttpError::Status { status, body, .. }) => {
+                let reply = wire::parse_reply(&body);
+                if reply.as_ref().and_then(|r| r.code) != Some(5) {
+                    match wire::classify(status, reply.as_ref(), &ctx) {
+                        Verdict::Retry(m) => retryable.push(m),
+                        Verdict::Fatal(m) => return Err(SinkError::Fatal(m)),
+                        Verdict::Poison { .. } => {}
+                    }
+                }
+            }
+            Err(e) => match self.transport_failure(&format!("HEC at {}", self.endpoint), e) {
+                SinkError::Retryable(m) => retryable.push(m),
+                other => return Err(other),
+            },
+        }
+
+        // 3. Indexer acknowledgement must really be on (code 14 otherwise): fail loudly
+        //    rather than deliver without it. Asking about ackId 0 changes nothing we rely
+        //    on: nothing of this process is waiting for it.
+        if self.ack.is_some() {
+            match self.query_acks(&[0]).await {
+                Ok(_) => {}
+                Err(AckError::Transient(m)) => retryable.push(m),
+                Err(AckError::Fatal(m)) => return Err(SinkError::Fatal(m)),
+            }
+        }
+
+        if retryable.is_empty() {
+            tracing::info!(sink_id = %self.id, endpoint = %self.endpoint, channel = %self.channel, indexer_ack = self.ack.is_some(), "Splunk HEC is healthy and accepts the token");
+            Ok(())
+        } else {
+            Err(SinkError::Retryable(retryable.join("; ")))
+        }
+    }
+}
+
+impl Sink for HecSink {
+    fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            if batch.events.is_empty() {
+                return Ok(());
+            }
+            let key = (batch.source_index, batch.seq);
+            let mut progress = match self.progress.take() {
+                Some(p) if p.key == key && p.done.len() == batch.events.len() => p,
+                _ => Progress {
+                    key,
+                    done: vec![false; batch.events.len()],
+                    alone: HashSet::new(),
+                },
+            };
+            let result = self.deliver_pending(batch, &mut progress).await;
+            if result.is_err() {
+                // The pipeline retries this batch: only what is not done goes again.
+                self.progress = Some(progress);
+            }
+            result
+        })
+    }
+
+    /// Health endpoint, then the token (and channel), then indexer acknowledgement.
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(self.healthcheck_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(sink: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            r#"
+            [state]
+            dir = "/tmp/x"
+            [sources.vbo_main]
+            type = "vbo"
+            url = "https://vbo.example.net:4443"
+            username = "svc"
+            password = "pw"
+            [sinks.splunk]
+            type = "splunk_hec"
+            inputs = ["vbo_main"]
+            {sink}
+            "#
+        );
+        Config::from_toml(&text, Path::new("t.toml"), &|n| {
+            (n == "HEC_TOKEN").then(|| "tok-Secret-123".to_string())
+        })
+    }
+
+    fn hec(config: &Config) -> &HecSinkConfig {
+        match config.sinks.get("splunk") {
+            Some(crate::config::SinkConfig::SplunkHec(c)) => c,
+            _ => panic!("not a hec sink"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_secret() {
+        let c = parse(
+            r#"endpoint = "https://splunk.example.net:8088/services/collector/event"
+            token = "${HEC_TOKEN}""#,
+        )
+        .unwrap();
+        let h = hec(&c);
+        assert_eq!(h.compression, Compression::None);
+        assert!(!h.indexer_ack);
+        assert_eq!(h.ack_timeout, Duration::from_secs(300));
+        assert_eq!((h.max_events, h.max_bytes), (500, 1_000_000));
+        assert_eq!(
+            base_url("sinks.splunk", &h.endpoint).unwrap(),
+            "https://splunk.example.net:8088"
+        );
+        assert!(!format!("{c:?}").contains("tok-Secret-123"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (sink, key) in [
+            (r#"endpoint = "ftp://x""#, "sinks.splunk.endpoint"),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                token_file = "/f""#,
+                "sinks.splunk.token",
+            ),
+            (r#"endpoint = "https://x:8088""#, "sinks.splunk.token"),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                compression = "zstd""#,
+                "zstd",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                max_events = 0"#,
+                "sinks.splunk.max_events",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                ack_timeout = "1s"
+                ack_poll_interval = "2s""#,
+                "sinks.splunk.ack_poll_interval",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                index = """#,
+                "sinks.splunk.index",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                linger = "1s""#,
+                "linger",
+            ),
+        ] {
+            let e = parse(sink).unwrap_err().to_string();
+            assert!(e.contains(key), "{sink}: {e}");
+        }
+    }
+
+    #[test]
+    fn channel_persists_and_token_never_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = parse(
+            r#"endpoint = "http://127.0.0.1:1"
+            token = "${HEC_TOKEN}"
+            indexer_ack = true"#,
+        )
+        .unwrap();
+        let ctx = SinkContext {
+            state_dir: dir.path().to_path_buf(),
+        };
+        let a = HecSink::new("splunk", hec(&c), &ctx).unwrap();
+        let b = HecSink::new("splunk", hec(&c), &ctx).unwrap();
+        assert_eq!(a.channel(), b.channel());
+        assert!(dir.path().join("splunk.hec-channel").exists());
+        assert!(!format!("{:?}", a.auth).contains("tok-Secret-123"));
+        assert!(a.ack_url.ends_with(&format!("channel={}", a.channel())));
+    }
+}

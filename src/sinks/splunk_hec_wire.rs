@@ -1,0 +1,559 @@
+//! The Splunk HEC wire format, as pure functions: the event envelope, how a batch is cut
+//! into requests, gzip, and what an answer from HEC means (by its HEC `code`, not only by
+//! the HTTP status).
+//!
+//! Owns: the envelope (`time`, `host`, `source`, `sourcetype`, `index`, `event`, flat
+//! `fields`), the request splitting rule (`max_events`, `max_bytes`), the parsing of HEC
+//! replies and the code table with the fix to print for each failure.
+//! Must not: do network or file I/O (that is `splunk_hec.rs` and `splunk_hec_files.rs`),
+//! or ever see the token (messages are built without it).
+//!
+//! HEC code table (Splunk "Troubleshoot HTTP Event Collector"; see the README for what we
+//! assumed where Splunk's documentation is silent):
+//!
+//! | code | HTTP | meaning | we |
+//! |---|---|---|---|
+//! | 0 | 200 | Success | accept (then wait for the ack when `indexer_ack`) |
+//! | 1 | 403 | Token disabled | stop |
+//! | 2, 3 | 401 | Token is required / Invalid authorization | stop |
+//! | 4 | 403 | Invalid token | stop |
+//! | 5 | 400 | No data | stop (a bug on our side) |
+//! | 6 | 400 | Invalid data format | quarantine `invalid-event-number`, re-send the rest |
+//! | 7 | 400 | Incorrect index | stop |
+//! | 8 | 500 | Internal server error | retry |
+//! | 9 | 503 | Server is busy | retry (backoff, `Retry-After`) |
+//! | 10, 11 | 400 | Data channel is missing / Invalid data channel | stop |
+//! | 12, 13 | 400 | Event field is required / cannot be blank | quarantine, re-send the rest |
+//! | 14 | 400 | ACK is disabled | stop (never silently downgrade) |
+//! | 15 | 400 | Error in handling indexed fields | quarantine, re-send the rest |
+//! | 16 | 400 | Query string authorization is not enabled | stop |
+//! | 17 | 200 | HEC is healthy | (health endpoint only) |
+//! | 18–20 | 503 | HEC is unhealthy (queues full and/or ack service unavailable) | retry |
+//! | 21, 22 | 4xx | token errors in some Splunk versions | stop |
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::event::dataset;
+use crate::sinks::EncodedEvent;
+
+/// Header carrying the data channel (a GUID), required by HEC when indexer ack is on.
+pub const CHANNEL_HEADER: &str = "X-Splunk-Request-Channel";
+
+/// Envelope metadata from the config; `None` means "derive it from the event".
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub index: Option<String>,
+    pub sourcetype: Option<String>,
+    pub source: Option<String>,
+    pub host: Option<String>,
+}
+
+/// `sourcetype` when the config doesn't set one: one per dataset.
+pub fn default_sourcetype(event_dataset: &str) -> Cow<'static, str> {
+    match event_dataset {
+        dataset::VBO_RESTORE => Cow::Borrowed("veeam:vbo:restore"),
+        dataset::VDC_JOB_LOG => Cow::Borrowed("veeam:vdc:joblog"),
+        other => Cow::Owned(format!(
+            "veeam:{}",
+            other.trim_start_matches("veeam.").replace(['.', '_'], ":")
+        )),
+    }
+}
+
+/// Indexed fields: flat, string values only (HEC rejects nested values).
+#[derive(Serialize)]
+struct Fields<'a> {
+    event_id: &'a str,
+    dataset: &'a str,
+    action: &'a str,
+    outcome: &'a str,
+    source_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization: Option<&'a str>,
+}
+
+/// Everything of the envelope except `time` (written by hand, to keep exactly ms
+/// precision) and `event` (the pre-encoded JSON, appended as is).
+#[derive(Serialize)]
+struct Head<'a> {
+    host: &'a str,
+    source: &'a str,
+    sourcetype: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<&'a str>,
+    fields: Fields<'a>,
+}
+
+/// Append the HEC envelope of `e` to `out`. `scratch` is reused between calls.
+pub fn encode_envelope(
+    meta: &Meta,
+    e: &EncodedEvent,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let ev = &e.event;
+    let source = match &meta.source {
+        Some(s) => Cow::Borrowed(s.as_str()),
+        None => Cow::Owned(format!("veeam-siem:{}", ev.labels.source_id)),
+    };
+    let sourcetype = match &meta.sourcetype {
+        Some(s) => Cow::Borrowed(s.as_str()),
+        None => default_sourcetype(&ev.event.dataset),
+    };
+    let head = Head {
+        host: meta.host.as_deref().unwrap_or(&ev.observer.hostname),
+        source: &source,
+        sourcetype: &sourcetype,
+        index: meta.index.as_deref(),
+        fields: Fields {
+            event_id: &ev.event.id,
+            dataset: &ev.event.dataset,
+            action: &ev.event.action,
+            outcome: &ev.event.outcome,
+            source_id: &ev.labels.source_id,
+            organization: ev.organization.as_ref().and_then(|o| o.name.as_deref()),
+        },
+    };
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, &head)?;
+    // `scratch` is `{...}`: splice its members between our `time` and `event`.
+    let members = scratch
+        .get(1..scratch.len().saturating_sub(1))
+        .unwrap_or_default();
+    let ms = ev.timestamp.timestamp_millis();
+    out.extend_from_slice(
+        format!(
+            "{{\"time\":{}.{:03},",
+            ms.div_euclid(1000),
+            ms.rem_euclid(1000)
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(members);
+    out.extend_from_slice(b",\"event\":");
+    out.extend_from_slice(e.json.as_bytes());
+    out.push(b'}');
+    Ok(())
+}
+
+/// One HEC request: which events of the batch it carries, and its (uncompressed) body.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Indexes into the batch, in body order (`invalid-event-number` indexes this).
+    pub events: Vec<usize>,
+    pub body: Vec<u8>,
+}
+
+/// Pack encoded envelopes into requests of at most `max_events` events and `max_bytes`
+/// bytes (an envelope larger than `max_bytes` travels alone). Events in `alone` get a
+/// request of their own (used to find a bad event when HEC doesn't say which it is).
+pub fn pack(
+    envelopes: Vec<(usize, Vec<u8>)>,
+    max_events: usize,
+    max_bytes: usize,
+    alone: &HashSet<usize>,
+) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut current = Chunk {
+        events: Vec::new(),
+        body: Vec::new(),
+    };
+    let flush = |current: &mut Chunk, chunks: &mut Vec<Chunk>| {
+        if !current.events.is_empty() {
+            chunks.push(std::mem::replace(
+                current,
+                Chunk {
+                    events: Vec::new(),
+                    body: Vec::new(),
+                },
+            ));
+        }
+    };
+    for (index, envelope) in envelopes {
+        if alone.contains(&index) {
+            flush(&mut current, &mut chunks);
+            chunks.push(Chunk {
+                events: vec![index],
+                body: envelope,
+            });
+            continue;
+        }
+        if !current.events.is_empty()
+            && (current.events.len() >= max_events.max(1)
+                || current.body.len() + envelope.len() > max_bytes)
+        {
+            flush(&mut current, &mut chunks);
+        }
+        current.events.push(index);
+        current.body.extend_from_slice(&envelope);
+    }
+    flush(&mut current, &mut chunks);
+    chunks
+}
+
+/// gzip a request body (async-compression, default level).
+pub async fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder =
+        async_compression::tokio::write::GzipEncoder::new(Vec::with_capacity(raw.len() / 4 + 64));
+    encoder.write_all(raw).await?;
+    encoder.shutdown().await?;
+    Ok(encoder.into_inner())
+}
+
+/// A HEC reply: `{"text":"Success","code":0,"ackId":7}` or an error with
+/// `invalid-event-number`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Reply {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub code: Option<i64>,
+    #[serde(default, rename = "ackId")]
+    pub ack_id: Option<u64>,
+    #[serde(default, rename = "invalid-event-number")]
+    pub invalid_event_number: Option<i64>,
+}
+
+/// Parse a HEC reply; `None` when the body is not one (a proxy's HTML page, a truncated
+/// excerpt...).
+pub fn parse_reply(body: &str) -> Option<Reply> {
+    let reply: Reply = serde_json::from_str(body.trim()).ok()?;
+    reply.code.is_some().then_some(reply)
+}
+
+/// `{"acks":{"0":true,"1":false}}` → the ids reported `true`.
+pub fn parse_ack_reply(body: &str) -> Option<HashSet<u64>> {
+    #[derive(Deserialize)]
+    struct AckReply {
+        acks: BTreeMap<String, bool>,
+    }
+    let reply: AckReply = serde_json::from_str(body.trim()).ok()?;
+    Some(
+        reply
+            .acks
+            .into_iter()
+            .filter(|(_, done)| *done)
+            .filter_map(|(id, _)| id.trim().parse().ok())
+            .collect(),
+    )
+}
+
+/// What the context of a failure is, to write a message that says what to fix.
+pub struct ErrCtx<'a> {
+    pub sink_id: &'a str,
+    /// Base URL, never with credentials (the token travels in a header only).
+    pub endpoint: &'a str,
+    pub index: Option<&'a str>,
+    pub channel: &'a str,
+    pub channel_file: &'a std::path::Path,
+}
+
+/// What to do about a failed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The server may accept it later: back off and send the same request again.
+    Retry(String),
+    /// The data is the problem: quarantine the event at `index` of the request (when HEC
+    /// says which) and send the others again.
+    Poison {
+        index: Option<i64>,
+        code: Option<i64>,
+        text: String,
+    },
+    /// Configuration or credentials: stop delivering and tell the operator.
+    Fatal(String),
+}
+
+fn describe(status: u16, reply: Option<&Reply>) -> String {
+    match reply {
+        Some(r) => format!(
+            "HTTP {status}, HEC code {} ({})",
+            r.code.unwrap_or(-1),
+            if r.text.is_empty() {
+                "no text"
+            } else {
+                &r.text
+            }
+        ),
+        None => format!("HTTP {status} without a HEC reply"),
+    }
+}
+
+/// Classify a non-success answer (any HTTP status with a HEC error code, or a non-2xx
+/// status without one) from the event or ack endpoint.
+pub fn classify(status: u16, reply: Option<&Reply>, ctx: &ErrCtx<'_>) -> Verdict {
+    let what = describe(status, reply);
+    let id = ctx.sink_id;
+    let at = ctx.endpoint;
+    let fatal = |fix: String| Verdict::Fatal(format!("HEC at {at} answered {what}; {fix}"));
+    let code = reply.and_then(|r| r.code);
+    match code {
+        Some(8 | 9 | 18..=20) => Verdict::Retry(format!(
+            "HEC at {at} is busy or unhealthy ({what}); retrying with backoff"
+        )),
+        Some(6 | 12 | 13 | 15) => Verdict::Poison {
+            index: reply.and_then(|r| r.invalid_event_number),
+            code,
+            text: reply.map(|r| r.text.clone()).unwrap_or_default(),
+        },
+        Some(1) => fatal(format!(
+            "the token is disabled in Splunk: enable it (Settings > Data inputs > HTTP Event Collector) or put a valid one in sinks.{id}.token / token_file"
+        )),
+        Some(2 | 3) => fatal(
+            "the `Authorization: Splunk <token>` header did not arrive intact: check that no proxy between veeam-siem and Splunk strips or rewrites it".to_string(),
+        ),
+        Some(4 | 21 | 22) => fatal(format!(
+            "Splunk does not accept this token: check sinks.{id}.token / token_file (the value is never printed) against Settings > Data inputs > HTTP Event Collector"
+        )),
+        Some(7) => fatal(match ctx.index {
+            Some(index) => format!(
+                "the token may not write to index `{index}`: add `{index}` to the token's allowed indexes in Splunk, or change sinks.{id}.index"
+            ),
+            None => format!(
+                "the token has no usable default index: give it one in Splunk, or set sinks.{id}.index"
+            ),
+        }),
+        Some(10 | 11) => fatal(format!(
+            "Splunk rejected data channel {}: check that no proxy strips the {CHANNEL_HEADER} header; to start a new channel, stop veeam-siem and delete {}",
+            ctx.channel,
+            ctx.channel_file.display()
+        )),
+        Some(14) => fatal(format!(
+            "indexer acknowledgement is disabled on this token: enable it on the token in Splunk (Edit token > Enable indexer acknowledgement), or set sinks.{id}.indexer_ack = false (Splunk Cloud offers it only for Kinesis Firehose)"
+        )),
+        Some(16) => fatal(
+            "Splunk refused query-string authorization, which veeam-siem never uses: check that no proxy moves the token into the URL".to_string(),
+        ),
+        Some(5) => fatal(
+            "HEC received an empty request: this is a bug in veeam-siem, please report it"
+                .to_string(),
+        ),
+        _ => match status {
+            408 | 429 | 500..=599 => Verdict::Retry(format!(
+                "HEC at {at} is unavailable ({what}); retrying with backoff"
+            )),
+            401 | 403 => fatal(format!(
+                "the request was not authorized: check sinks.{id}.token / token_file and any proxy in front of Splunk"
+            )),
+            404 => fatal(format!(
+                "there is no HEC at this address: set sinks.{id}.endpoint to the HEC base URL (e.g. https://splunk.example.net:8088), not Splunk Web or the management port"
+            )),
+            413 => Verdict::Poison {
+                index: None,
+                code,
+                text: "request too large".to_string(),
+            },
+            _ => fatal(format!(
+                "unexpected answer: check sinks.{id}.endpoint points at Splunk's HTTP Event Collector"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn ctx() -> ErrCtx<'static> {
+        ErrCtx {
+            sink_id: "splunk",
+            endpoint: "https://splunk.example.net:8088",
+            index: Some("veeam"),
+            channel: "0b0e9ec6-5cc3-4a3c-a0b7-6c6c5f1a2b3c",
+            channel_file: std::path::Path::new("/var/lib/veeam-siem/splunk.hec-channel"),
+        }
+    }
+
+    fn sample_event() -> EncodedEvent {
+        let json = serde_json::json!({
+            "@timestamp": "2025-03-04T08:00:01.234Z",
+            "ecs": {"version": "9.4.0"},
+            "message": "restored",
+            "event": {
+                "kind": "event", "category": ["file"], "type": ["access"],
+                "action": "item-restored", "outcome": "success", "id": "ev-1",
+                "created": "2025-03-04T08:00:02Z", "dataset": "veeam.vbo_restore",
+                "module": "veeam", "provider": "vbo"
+            },
+            "observer": {"vendor": "Veeam", "product": "VB365", "hostname": "vbo.example.net"},
+            "labels": {"source_id": "vbo_main"},
+            "organization": {"name": "contoso.onmicrosoft.com"},
+            "veeam": {}
+        });
+        let event: Event = serde_json::from_value(json).unwrap();
+        let json = serde_json::to_string(&event).unwrap();
+        EncodedEvent { event, json }
+    }
+
+    #[test]
+    fn envelope_has_time_metadata_event_and_flat_fields() {
+        let e = sample_event();
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        encode_envelope(&Meta::default(), &e, &mut out, &mut scratch).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("{\"time\":1741075201.234,"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["host"], "vbo.example.net");
+        assert_eq!(v["source"], "veeam-siem:vbo_main");
+        assert_eq!(v["sourcetype"], "veeam:vbo:restore");
+        assert!(v.get("index").is_none());
+        assert_eq!(v["event"]["event"]["id"], "ev-1");
+        let fields = v["fields"].as_object().unwrap();
+        assert!(fields.values().all(|f| f.is_string()), "{fields:?}");
+        assert_eq!(fields["organization"], "contoso.onmicrosoft.com");
+        assert_eq!(fields["event_id"], "ev-1");
+        assert_eq!(fields["dataset"], "veeam.vbo_restore");
+
+        let meta = Meta {
+            index: Some("veeam".into()),
+            sourcetype: Some("custom".into()),
+            source: Some("src".into()),
+            host: Some("h".into()),
+        };
+        let mut out = Vec::new();
+        encode_envelope(&meta, &e, &mut out, &mut scratch).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (&v["index"], &v["sourcetype"], &v["source"], &v["host"]),
+            (
+                &serde_json::json!("veeam"),
+                &serde_json::json!("custom"),
+                &serde_json::json!("src"),
+                &serde_json::json!("h")
+            )
+        );
+    }
+
+    #[test]
+    fn sourcetypes_per_dataset() {
+        assert_eq!(default_sourcetype("veeam.vbo_restore"), "veeam:vbo:restore");
+        assert_eq!(default_sourcetype("veeam.vdc_job_log"), "veeam:vdc:joblog");
+        assert_eq!(default_sourcetype("veeam.new_thing"), "veeam:new:thing");
+    }
+
+    #[test]
+    fn packing_respects_limits() {
+        let envs: Vec<(usize, Vec<u8>)> = (0..10).map(|i| (i, vec![b'x'; 100])).collect();
+        let none = HashSet::new();
+        let chunks = pack(envs.clone(), 4, 1_000_000, &none);
+        assert_eq!(
+            chunks.iter().map(|c| c.events.len()).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
+        let chunks = pack(envs.clone(), 100, 250, &none);
+        assert!(chunks.iter().all(|c| c.body.len() <= 250));
+        assert_eq!(chunks.len(), 5);
+        // An envelope bigger than max_bytes travels alone.
+        let chunks = pack(
+            vec![(0, vec![b'x'; 10]), (1, vec![b'y'; 500])],
+            100,
+            100,
+            &none,
+        );
+        assert_eq!(chunks.len(), 2);
+        let alone: HashSet<usize> = [3].into();
+        let chunks = pack(envs, 100, 1_000_000, &alone);
+        assert_eq!(
+            chunks.iter().map(|c| c.events.clone()).collect::<Vec<_>>(),
+            vec![vec![0, 1, 2], vec![3], vec![4, 5, 6, 7, 8, 9]]
+        );
+    }
+
+    #[tokio::test]
+    async fn gzip_roundtrip() {
+        use tokio::io::AsyncReadExt;
+        let raw = b"{\"event\":1}{\"event\":2}".repeat(100);
+        let packed = gzip(&raw).await.unwrap();
+        assert!(packed.len() < raw.len());
+        let mut dec = async_compression::tokio::bufread::GzipDecoder::new(&packed[..]);
+        let mut back = Vec::new();
+        dec.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, raw);
+    }
+
+    #[test]
+    fn replies_parse() {
+        let r = parse_reply(r#"{"text":"Success","code":0,"ackId":7}"#).unwrap();
+        assert_eq!((r.code, r.ack_id), (Some(0), Some(7)));
+        let r = parse_reply(r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#)
+            .unwrap();
+        assert_eq!(r.invalid_event_number, Some(3));
+        assert!(parse_reply("<html>bad gateway</html>").is_none());
+        assert!(parse_reply(r#"{"text":"x"}"#).is_none());
+        let acks = parse_ack_reply(r#"{"acks":{"1":true,"2":false,"3":true}}"#).unwrap();
+        assert_eq!(acks, [1, 3].into());
+        assert!(parse_ack_reply("{}").is_none());
+    }
+
+    #[test]
+    fn codes_are_classified() {
+        let c = ctx();
+        let r = |code: i64| Reply {
+            text: "t".into(),
+            code: Some(code),
+            ..Reply::default()
+        };
+        for code in [8, 9, 18, 19, 20] {
+            assert!(
+                matches!(classify(503, Some(&r(code)), &c), Verdict::Retry(_)),
+                "{code}"
+            );
+        }
+        for code in [1, 2, 3, 4, 5, 7, 10, 11, 14, 16, 21, 22] {
+            let v = classify(400, Some(&r(code)), &c);
+            let Verdict::Fatal(m) = v else {
+                panic!("{code}: {v:?}")
+            };
+            assert!(m.contains("https://splunk.example.net:8088"), "{m}");
+        }
+        let poison = Reply {
+            invalid_event_number: Some(2),
+            ..r(6)
+        };
+        assert_eq!(
+            classify(400, Some(&poison), &c),
+            Verdict::Poison {
+                index: Some(2),
+                code: Some(6),
+                text: "t".into()
+            }
+        );
+        for code in [12, 13, 15] {
+            assert!(matches!(
+                classify(400, Some(&r(code)), &c),
+                Verdict::Poison { .. }
+            ));
+        }
+        // Without a HEC reply the HTTP status decides.
+        assert!(matches!(classify(502, None, &c), Verdict::Retry(_)));
+        assert!(matches!(classify(429, None, &c), Verdict::Retry(_)));
+        assert!(matches!(classify(404, None, &c), Verdict::Fatal(_)));
+        assert!(matches!(classify(413, None, &c), Verdict::Poison { .. }));
+        // The fixes name the keys to change.
+        let Verdict::Fatal(m) = classify(403, Some(&r(4)), &c) else {
+            panic!()
+        };
+        assert!(m.contains("sinks.splunk.token"), "{m}");
+        let Verdict::Fatal(m) = classify(400, Some(&r(7)), &c) else {
+            panic!()
+        };
+        assert!(
+            m.contains("`veeam`") && m.contains("sinks.splunk.index"),
+            "{m}"
+        );
+        let Verdict::Fatal(m) = classify(400, Some(&r(14)), &c) else {
+            panic!()
+        };
+        assert!(m.contains("sinks.splunk.indexer_ack"), "{m}");
+        let Verdict::Fatal(m) = classify(400, Some(&r(11)), &c) else {
+            panic!()
+        };
+        assert!(m.contains("splunk.hec-channel"), "{m}");
+    }
+}
