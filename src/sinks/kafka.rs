@@ -1,0 +1,1171 @@
+//! `type = "kafka"`: one Kafka record per event, through librdkafka's idempotent producer.
+//!
+//! Owns the sink's config (`KafkaSinkConfig`, validated without the network), the
+//! translation into librdkafka properties (safety defaults first, then the user's
+//! `options`), and delivery. It must not acknowledge anything librdkafka has not confirmed:
+//! [`KafkaSink::deliver`] returns `Ok` only once **every** event of the batch has a
+//! successful delivery report (`acks=all`, so every in-sync replica has it). Enqueueing is
+//! never taken as delivery.
+//!
+//! Failure handling, from the inside out:
+//! - librdkafka retries produce requests itself; the idempotent producer
+//!   (`enable.idempotence=true`) makes those internal retries duplicate-free and keeps
+//!   per-partition order for one producer session.
+//! - A delivery report with an error (broker down longer than `message_timeout`, topic
+//!   missing, ...) makes the batch [`SinkError::Retryable`]; the pipeline calls `deliver`
+//!   again with the same batch, and this sink re-sends only the events that had no
+//!   successful report (so a retry adds duplicates only for events whose report was lost
+//!   in flight, never loses one). Authorization and "record too large" errors are
+//!   [`SinkError::Fatal`]: they need a human.
+//! - A full producer queue is backpressure: we wait for the oldest outstanding delivery
+//!   report and enqueue again, bounded by `message_timeout`.
+//! - A fatal idempotence error (librdkafka's `_FATAL`) ends the producer session; the sink
+//!   builds a fresh producer and the batch is retried.
+//!
+//! Record layout: value = the event's JSON; key = `event.id` (default; `key = "none"` for
+//! none); headers `source_id`, `dataset`, `schema_version` (the event's `ecs.version`); the
+//! timestamp is the produce time (not `@timestamp`: backfilled history would otherwise be
+//! deleted at once by the topic's retention). The topic may be a template:
+//! `{dataset}` (`event.dataset`) and `{source_id}` (`labels.source_id`).
+//!
+//! Secrets: the SASL password is a [`Secret`]; it goes into librdkafka's config and nowhere
+//! else. Errors name the sink id and the brokers, never credentials.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::{Batch, Sink, SinkError};
+use crate::config::{ConfigError, de_duration, invalid, resolve_secret};
+use crate::secret::Secret;
+
+// ---------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------
+
+/// `type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub inputs: Vec<String>,
+    /// Bootstrap brokers, `host:port` separated by commas.
+    pub brokers: String,
+    /// Topic name or template with `{dataset}` / `{source_id}`.
+    pub topic: String,
+    /// What becomes the record key.
+    #[serde(default)]
+    pub key: KeyField,
+    /// Send the `source_id`, `dataset` and `schema_version` headers.
+    #[serde(default = "default_true")]
+    pub headers: bool,
+    #[serde(default)]
+    pub compression: Compression,
+    /// librdkafka `message.timeout.ms`: how long a record may wait for its delivery report
+    /// (retries included) before the batch fails and is retried by the pipeline.
+    #[serde(default = "default_message_timeout", deserialize_with = "de_duration")]
+    pub message_timeout: Duration,
+    /// Bound of the startup metadata request.
+    #[serde(
+        default = "default_healthcheck_timeout",
+        deserialize_with = "de_duration"
+    )]
+    pub healthcheck_timeout: Duration,
+    /// How long shutdown waits for records still in librdkafka's queue.
+    #[serde(default = "default_flush_timeout", deserialize_with = "de_duration")]
+    pub flush_timeout: Duration,
+    #[serde(default)]
+    pub tls: Option<KafkaTlsConfig>,
+    #[serde(default)]
+    pub sasl: Option<KafkaSaslConfig>,
+    /// librdkafka properties passed through (they win over ours; overriding a safety
+    /// setting is logged as a warning at startup).
+    #[serde(default)]
+    pub options: BTreeMap<String, OptionValue>,
+}
+
+/// The record key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum KeyField {
+    /// `event.id`: Veeam's stable id (compaction and consumers can de-duplicate by it).
+    #[default]
+    #[serde(rename = "event.id")]
+    EventId,
+    /// No key: librdkafka spreads records over partitions.
+    #[serde(rename = "none")]
+    None,
+}
+
+/// `compression.type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `tls = { ... }`: present means the connection uses TLS (unless `enabled = false`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTlsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// PEM CA bundle to trust (default: the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client private key (PEM, unencrypted) for mutual TLS; needs `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accept any certificate and host name. Insecure; logged as a warning.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `sasl = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSaslConfig {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// A librdkafka property value as written in TOML (`"zstd"`, `5`, `true`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl OptionValue {
+    fn to_property(&self) -> String {
+        match self {
+            OptionValue::Text(s) => s.clone(),
+            OptionValue::Integer(i) => i.to_string(),
+            OptionValue::Float(f) => f.to_string(),
+            OptionValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_message_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_healthcheck_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_flush_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// librdkafka properties that carry the no-loss guarantee, with our value. A user
+/// override in `options` is honoured and logged as a warning.
+const SAFETY: &[(&str, &str, &str)] = &[
+    (
+        "acks",
+        "all",
+        "a record acknowledged by fewer than all in-sync replicas is lost if its leader fails",
+    ),
+    (
+        "request.required.acks",
+        "all",
+        "a record acknowledged by fewer than all in-sync replicas is lost if its leader fails",
+    ),
+    (
+        "enable.idempotence",
+        "true",
+        "internal retries may then duplicate or reorder records",
+    ),
+    (
+        "message.timeout.ms",
+        "",
+        "use the `message_timeout` key instead; 0 means a batch can wait forever",
+    ),
+    (
+        "delivery.timeout.ms",
+        "",
+        "use the `message_timeout` key instead; 0 means a batch can wait forever",
+    ),
+    (
+        "max.in.flight.requests.per.connection",
+        "",
+        "the idempotent producer needs at most 5",
+    ),
+    (
+        "max.in.flight",
+        "",
+        "the idempotent producer needs at most 5",
+    ),
+    (
+        "retries",
+        "",
+        "fewer retries turn short outages into batch retries (more duplicates)",
+    ),
+    (
+        "message.send.max.retries",
+        "",
+        "fewer retries turn short outages into batch retries (more duplicates)",
+    ),
+];
+
+/// `options` keys that are refused, with the reason and the fix.
+fn forbidden_option(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    if lower == "bootstrap.servers" || lower == "metadata.broker.list" {
+        return Some("set the `brokers` key instead");
+    }
+    if lower.contains("password") || lower.contains("secret") || lower.contains("jaas") {
+        return Some(
+            "secrets don't belong in `options` (they would be printed like any option); use `sasl.password` or `sasl.password_file`",
+        );
+    }
+    if lower == "delivery.report.only.error" || lower == "dr_msg_cb" || lower == "dr_cb" {
+        return Some("acknowledgements are built from every delivery report; it can't be changed");
+    }
+    if lower == "transactional.id" {
+        return Some("transactions are not supported by this sink (the idempotent producer is)");
+    }
+    None
+}
+
+impl KafkaSinkConfig {
+    /// Checks that need no network. `key` is e.g. "sinks.bus".
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        parse_brokers(&self.brokers).map_err(|p| invalid(format!("{key}.brokers"), p))?;
+        TopicTemplate::parse(&self.topic).map_err(|p| invalid(format!("{key}.topic"), p))?;
+        if self.message_timeout < Duration::from_secs(1)
+            || self.message_timeout > Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                format!("{key}.message_timeout"),
+                "must be between 1s and 1h (librdkafka's message.timeout.ms)",
+            ));
+        }
+        if self.healthcheck_timeout.is_zero() {
+            return Err(invalid(
+                format!("{key}.healthcheck_timeout"),
+                "must be greater than zero",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            for (name, file) in [
+                ("ca_file", &tls.ca_file),
+                ("cert_file", &tls.cert_file),
+                ("key_file", &tls.key_file),
+            ] {
+                if let Some(f) = file
+                    && !f.is_file()
+                {
+                    return Err(invalid(
+                        format!("{key}.tls.{name}"),
+                        format!("{} does not exist or is not a file", f.display()),
+                    ));
+                }
+            }
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(invalid(
+                    format!("{key}.tls"),
+                    "set both `cert_file` and `key_file` for mutual TLS, or neither",
+                ));
+            }
+        }
+        if let Some(sasl) = &self.sasl {
+            if sasl.username.trim().is_empty() {
+                return Err(invalid(format!("{key}.sasl.username"), "must not be empty"));
+            }
+            match (&sasl.password, &sasl.password_file) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        format!("{key}.sasl.password"),
+                        "set either `password` or `password_file`, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        format!("{key}.sasl.password"),
+                        "missing; set `password = \"${KAFKA_PASSWORD}\"` or `password_file = \"/run/secrets/kafka\"`",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (name, value) in &self.options {
+            if let Some(why) = forbidden_option(name) {
+                return Err(invalid(format!("{key}.options.\"{name}\""), why));
+            }
+            if matches!(value, OptionValue::Text(s) if s.is_empty()) {
+                return Err(invalid(
+                    format!("{key}.options.\"{name}\""),
+                    "is empty; remove it to keep librdkafka's default",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn security_protocol(&self) -> &'static str {
+        let tls = self.tls.as_ref().is_some_and(|t| t.enabled);
+        match (tls, self.sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        }
+    }
+}
+
+/// `host:port[,host:port...]`.
+fn parse_brokers(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        if part.contains("://") {
+            return Err(format!(
+                "`{part}`: write brokers as host:port without a scheme (TLS and SASL have their own keys)"
+            ));
+        }
+        let ok = part
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            return Err(format!(
+                "`{part}` is not host:port; write e.g. \"kafka-1:9092,kafka-2:9092\""
+            ));
+        }
+        out.push(part.to_string());
+    }
+    if out.is_empty() {
+        return Err(
+            "is empty; list the bootstrap brokers, e.g. \"kafka-1:9092,kafka-2:9092\"".into(),
+        );
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Topic template
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TopicPart {
+    Literal(String),
+    Dataset,
+    SourceId,
+}
+
+/// A topic name with optional `{dataset}` / `{source_id}` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTemplate {
+    parts: Vec<TopicPart>,
+}
+
+fn topic_char_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Kafka's own rule for topic names.
+fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("`{name}` is not a valid topic name"));
+    }
+    if name.len() > 249 {
+        return Err(format!("topic name `{name}` is longer than 249 characters"));
+    }
+    if let Some(c) = name.chars().find(|&c| !topic_char_ok(c)) {
+        return Err(format!(
+            "topic name `{name}` contains `{c}`; Kafka allows letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+impl TopicTemplate {
+    pub fn parse(text: &str) -> Result<TopicTemplate, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(TopicPart::Literal(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or_else(|| {
+                format!("`{text}`: unterminated `{{`; write e.g. \"veeam.{{dataset}}\"")
+            })?;
+            parts.push(match &after[..close] {
+                "dataset" => TopicPart::Dataset,
+                "source_id" => TopicPart::SourceId,
+                other => {
+                    return Err(format!(
+                        "`{text}`: unknown placeholder `{{{other}}}`; use {{dataset}} or {{source_id}}"
+                    ));
+                }
+            });
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(TopicPart::Literal(rest.to_string()));
+        }
+        let template = TopicTemplate { parts };
+        match template.fixed() {
+            Some(name) => check_topic_name(&name)?,
+            None => {
+                for p in &template.parts {
+                    if let TopicPart::Literal(l) = p
+                        && let Some(c) = l.chars().find(|&c| !topic_char_ok(c))
+                    {
+                        return Err(format!(
+                            "`{text}` contains `{c}`; Kafka allows letters, digits, `.`, `_` and `-`"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(template)
+    }
+
+    /// The name, if the template has no placeholders.
+    pub fn fixed(&self) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                TopicPart::Literal(l) => out.push_str(l),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// Expand for one event; the result is checked against Kafka's naming rule.
+    pub fn render(&self, source_id: &str, dataset: &str) -> Result<String, String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                TopicPart::Literal(l) => out.push_str(l),
+                TopicPart::Dataset => out.push_str(dataset),
+                TopicPart::SourceId => out.push_str(source_id),
+            }
+        }
+        check_topic_name(&out)?;
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// librdkafka client context: logs with the sink id, remembers authentication failures
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct ClientState {
+    /// An authentication or TLS handshake failure was reported (needs a human).
+    auth_failed: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+struct KafkaContext {
+    sink_id: Arc<str>,
+    state: Arc<ClientState>,
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let sink_id = &*self.sink_id;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                tracing::warn!(sink_id, facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Notice => {
+                tracing::info!(sink_id, facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug => {
+                tracing::debug!(sink_id, facility = fac, "librdkafka: {message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::SSL
+            )
+        ) {
+            self.state.auth_failed.store(true, Ordering::Relaxed);
+        }
+        if let Ok(mut last) = self.state.last_error.lock() {
+            *last = Some(reason.to_string());
+        }
+        tracing::warn!(sink_id = &*self.sink_id, error = %error, "kafka client: {reason}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The sink
+// ---------------------------------------------------------------------------------------
+
+type Kproducer = FutureProducer<KafkaContext>;
+
+/// Retry bookkeeping: which events of the batch being retried already have a successful
+/// delivery report (they are not sent again).
+struct RetryState {
+    source_index: usize,
+    seq: u64,
+    delivered: Vec<bool>,
+}
+
+pub struct KafkaSink {
+    id: Arc<str>,
+    /// For messages: the bootstrap list as configured (no credentials in it).
+    brokers: String,
+    /// Holds the SASL password: never printed (no `Debug` on this struct).
+    client_config: ClientConfig,
+    producer: Kproducer,
+    state: Arc<ClientState>,
+    topic: TopicTemplate,
+    /// `(source_id, dataset)` → expanded topic.
+    topics: HashMap<(Arc<str>, String), Arc<str>>,
+    key: KeyField,
+    headers: bool,
+    /// Longest a delivery report may take (message timeout + a margin); `None` when the
+    /// user set an infinite `message.timeout.ms`.
+    report_bound: Option<Duration>,
+    healthcheck_timeout: Duration,
+    flush_timeout: Duration,
+    retry: Option<RetryState>,
+}
+
+impl KafkaSink {
+    /// Build the producer. Errors are `Fatal` (configuration problems librdkafka found).
+    pub fn new(id: &str, config: &KafkaSinkConfig) -> Result<KafkaSink, SinkError> {
+        let key = format!("sinks.{id}");
+        config
+            .validate(&key)
+            .map_err(|e| SinkError::Fatal(e.to_string()))?;
+        let brokers = parse_brokers(&config.brokers)
+            .map_err(|p| SinkError::Fatal(format!("{key}.brokers: {p}")))?
+            .join(",");
+        let topic = TopicTemplate::parse(&config.topic)
+            .map_err(|p| SinkError::Fatal(format!("{key}.topic: {p}")))?;
+
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &brokers)
+            .set("client.id", format!("veeam-siem-{id}"))
+            // Safety: no acknowledgement before every in-sync replica has the record;
+            // librdkafka's retries can't duplicate or reorder.
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set(
+                "message.timeout.ms",
+                config.message_timeout.as_millis().to_string(),
+            )
+            .set("compression.type", config.compression.as_str())
+            // The Java client's partitioner: the same key lands on the same partition as
+            // records written by Java/Kafka Streams producers.
+            .set("partitioner", "murmur2_random")
+            .set("log.connection.close", "false")
+            .set("security.protocol", config.security_protocol())
+            .set_log_level(RDKafkaLogLevel::Info);
+        if let Some(tls) = config.tls.as_ref().filter(|t| t.enabled) {
+            if let Some(ca) = &tls.ca_file {
+                cc.set("ssl.ca.location", ca.display().to_string());
+            }
+            if let (Some(cert), Some(k)) = (&tls.cert_file, &tls.key_file) {
+                cc.set("ssl.certificate.location", cert.display().to_string())
+                    .set("ssl.key.location", k.display().to_string());
+            }
+            if tls.insecure_skip_verify {
+                tracing::warn!(sink_id = id, brokers = %brokers, "tls.insecure_skip_verify = true: the brokers' certificates are not checked");
+                cc.set("enable.ssl.certificate.verification", "false")
+                    .set("ssl.endpoint.identification.algorithm", "none");
+            }
+        }
+        if let Some(sasl) = &config.sasl {
+            let password = resolve_secret(
+                &format!("{key}.sasl.password"),
+                sasl.password.as_ref(),
+                sasl.password_file.as_deref(),
+            )
+            .map_err(|e| SinkError::Fatal(e.to_string()))?;
+            if sasl.mechanism == SaslMechanism::Plain
+                && config.security_protocol() == "sasl_plaintext"
+            {
+                tracing::warn!(sink_id = id, brokers = %brokers, "SASL PLAIN without TLS sends the password in clear text; add `tls = {{}}`");
+            }
+            cc.set("sasl.mechanisms", sasl.mechanism.as_str())
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", password.expose());
+        }
+        for (name, value) in &config.options {
+            let value = value.to_property();
+            if let Some((_, ours, risk)) = SAFETY.iter().find(|(k, _, _)| k == name) {
+                let ours = if ours.is_empty() {
+                    cc.get(name).unwrap_or("librdkafka's default")
+                } else {
+                    ours
+                };
+                if *ours != value {
+                    tracing::warn!(
+                        sink_id = id,
+                        option = %name,
+                        value = %value,
+                        default = %ours,
+                        "options overrides a delivery-safety setting: {risk}"
+                    );
+                }
+            }
+            cc.set(name.as_str(), value);
+        }
+
+        let effective_timeout_ms = ["delivery.timeout.ms", "message.timeout.ms"]
+            .iter()
+            .find_map(|k| config.options.get(*k))
+            .map(|v| v.to_property().parse::<u64>().ok())
+            .unwrap_or(Some(config.message_timeout.as_millis() as u64));
+        let report_bound = match effective_timeout_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms) + Duration::from_secs(10)),
+            None => Some(config.message_timeout + Duration::from_secs(10)),
+        };
+
+        let sink_id: Arc<str> = Arc::from(id);
+        let state = Arc::new(ClientState::default());
+        let producer = create_producer(&cc, &sink_id, &brokers, &state)?;
+        tracing::info!(
+            sink_id = id,
+            brokers = %brokers,
+            topic = %config.topic,
+            security_protocol = config.security_protocol(),
+            compression = config.compression.as_str(),
+            "kafka producer ready (acks=all, idempotent)"
+        );
+        Ok(KafkaSink {
+            id: sink_id,
+            brokers,
+            client_config: cc,
+            producer,
+            state,
+            topic,
+            topics: HashMap::new(),
+            key: config.key,
+            headers: config.headers,
+            report_bound,
+            healthcheck_timeout: config.healthcheck_timeout,
+            flush_timeout: config.flush_timeout,
+            retry: None,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("sink `{}` (brokers {})", self.id, self.brokers)
+    }
+
+    fn topic_for(&mut self, source_id: &Arc<str>, dataset: &str) -> Result<Arc<str>, SinkError> {
+        if let Some(t) = self.topics.get(&(source_id.clone(), dataset.to_string())) {
+            return Ok(t.clone());
+        }
+        let name = self.topic.render(source_id, dataset).map_err(|p| {
+            SinkError::Fatal(format!(
+                "sinks.{}.topic: {p} (expanded for source `{source_id}`, dataset `{dataset}`); change the template",
+                self.id
+            ))
+        })?;
+        let name: Arc<str> = Arc::from(name.as_str());
+        self.topics
+            .insert((source_id.clone(), dataset.to_string()), name.clone());
+        Ok(name)
+    }
+
+    /// A new producer session (after librdkafka declared the old one fatally broken).
+    fn rebuild(&mut self, why: &str) -> Result<(), SinkError> {
+        tracing::warn!(
+            sink_id = &*self.id,
+            reason = why,
+            "starting a new kafka producer session"
+        );
+        self.state = Arc::new(ClientState::default());
+        self.producer = create_producer(&self.client_config, &self.id, &self.brokers, &self.state)?;
+        Ok(())
+    }
+
+    async fn deliver_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if batch.events.is_empty() {
+            return Ok(());
+        }
+        if let Some((_, reason)) = self.producer.client().fatal_error() {
+            self.rebuild(&reason)?;
+        }
+        let n = batch.events.len();
+        // A retry of the batch that failed last time sends only what is still missing.
+        let mut delivered = match self.retry.take() {
+            Some(r)
+                if r.source_index == batch.source_index
+                    && r.seq == batch.seq
+                    && r.delivered.len() == n =>
+            {
+                r.delivered
+            }
+            _ => vec![false; n],
+        };
+        let topics = batch
+            .events
+            .iter()
+            .map(|e| self.topic_for(&batch.source_id, &e.event.event.dataset))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut failures = Failures::default();
+        let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
+        let mut enqueue_error: Option<KafkaError> = None;
+        'events: for (i, e) in batch.events.iter().enumerate() {
+            if delivered[i] {
+                continue;
+            }
+            let mut queue_full_since: Option<Instant> = None;
+            loop {
+                let mut record: FutureRecord<'_, str, str> =
+                    FutureRecord::to(&topics[i]).payload(e.json.as_str());
+                if self.key == KeyField::EventId {
+                    record = record.key(e.event.event.id.as_str());
+                }
+                if self.headers {
+                    record = record.headers(
+                        OwnedHeaders::new_with_capacity(3)
+                            .insert(Header {
+                                key: "source_id",
+                                value: Some(&*batch.source_id),
+                            })
+                            .insert(Header {
+                                key: "dataset",
+                                value: Some(e.event.event.dataset.as_str()),
+                            })
+                            .insert(Header {
+                                key: "schema_version",
+                                value: Some(e.event.ecs.version.as_str()),
+                            }),
+                    );
+                }
+                match self.producer.send_result(record) {
+                    Ok(future) => {
+                        pending.push_back((i, future));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // Backpressure: librdkafka's queue is full. Wait for the oldest
+                        // outstanding report (which frees room), or briefly if none is ours.
+                        let since = *queue_full_since.get_or_insert_with(Instant::now);
+                        if self.report_bound.is_some_and(|b| since.elapsed() > b) {
+                            enqueue_error =
+                                Some(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+                            break 'events;
+                        }
+                        match pending.pop_front() {
+                            Some((j, future)) => {
+                                let outcome = await_report(future, self.report_bound).await;
+                                failures.record(j, outcome, &mut delivered);
+                            }
+                            None => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                    Err((error, _)) => {
+                        enqueue_error = Some(error);
+                        break 'events;
+                    }
+                }
+            }
+        }
+        // Every enqueued record gets its report (bounded by message.timeout.ms), also
+        // when enqueueing stopped early: what was delivered is remembered for the retry.
+        while let Some((j, future)) = pending.pop_front() {
+            let outcome = await_report(future, self.report_bound).await;
+            failures.record(j, outcome, &mut delivered);
+        }
+
+        let missing = delivered.iter().filter(|d| !**d).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        self.retry = Some(RetryState {
+            source_index: batch.source_index,
+            seq: batch.seq,
+            delivered,
+        });
+        let fatal_session = self.producer.client().fatal_error();
+        let reported_fatal = failures.first.as_ref().is_some_and(|(_, f)| *f);
+        let (first, fatal) = match (enqueue_error, failures.first) {
+            (Some(e), _) => (
+                format!("cannot enqueue: {e}"),
+                is_fatal(&e) || reported_fatal,
+            ),
+            (None, Some((e, fatal))) => (e, fatal),
+            (None, None) => ("no delivery report".to_string(), false),
+        };
+        let what = format!(
+            "{}: {missing} of {n} events of the batch were not acknowledged by Kafka (first error: {first})",
+            self.describe()
+        );
+        if fatal {
+            return Err(SinkError::Fatal(format!(
+                "{what}; this needs a change on the broker or in the config (ACLs, credentials, message.max.bytes, topic name)"
+            )));
+        }
+        let mut restarted = String::new();
+        if let Some((_, reason)) = fatal_session {
+            self.rebuild(&reason)?;
+            restarted = format!(
+                " (librdkafka ended the producer session: {reason}; a new session was started)"
+            );
+        }
+        Err(SinkError::Retryable(format!(
+            "{what}{restarted}; they will be sent again. Check that the brokers are reachable and the topic exists and accepts writes, or raise `message_timeout`"
+        )))
+    }
+
+    async fn check_health(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.fixed();
+        let timeout = self.healthcheck_timeout;
+        let result = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(topic.as_deref(), Timeout::After(timeout))
+                .map(|m| {
+                    let topic_error = m
+                        .topics()
+                        .first()
+                        .and_then(|t| t.error())
+                        .map(RDKafkaErrorCode::from);
+                    (m.brokers().len(), topic_error)
+                })
+        })
+        .await
+        .map_err(|e| {
+            SinkError::Retryable(format!("{}: health check task: {e}", self.describe()))
+        })?;
+        let auth_failed = self.state.auth_failed.load(Ordering::Relaxed);
+        let last = self
+            .state
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .unwrap_or_default();
+        match result {
+            Ok((brokers, None)) => {
+                tracing::info!(sink_id = &*self.id, brokers, "kafka cluster reachable");
+                Ok(())
+            }
+            Ok((_, Some(code))) => {
+                let topic = self.topic.fixed().unwrap_or_default();
+                match code {
+                    RDKafkaErrorCode::TopicAuthorizationFailed => Err(SinkError::Fatal(format!(
+                        "{}: not authorized to write topic `{topic}`; grant WRITE (and DESCRIBE) on it to this client's principal",
+                        self.describe()
+                    ))),
+                    RDKafkaErrorCode::UnknownTopicOrPartition => {
+                        tracing::warn!(sink_id = &*self.id, topic = %topic, "topic does not exist (yet); deliveries fail unless the brokers auto-create topics: create it (see README for a recommended config)");
+                        Ok(())
+                    }
+                    other => Err(SinkError::Retryable(format!(
+                        "{}: metadata for topic `{topic}` reports {other}",
+                        self.describe()
+                    ))),
+                }
+            }
+            Err(e) if auth_failed => Err(SinkError::Fatal(format!(
+                "{}: authentication or TLS handshake failed ({e}: {last}); check `sasl` (mechanism, username, password) and `tls` (ca_file, certificates)",
+                self.describe()
+            ))),
+            Err(e) => Err(SinkError::Retryable(format!(
+                "{}: no metadata within {} ({e}{}{last}); check that the brokers are reachable from here and `brokers` lists them as host:port",
+                self.describe(),
+                humantime::format_duration(self.healthcheck_timeout),
+                if last.is_empty() { "" } else { ": " },
+            ))),
+        }
+    }
+}
+
+fn create_producer(
+    cc: &ClientConfig,
+    id: &Arc<str>,
+    brokers: &str,
+    state: &Arc<ClientState>,
+) -> Result<Kproducer, SinkError> {
+    cc.create_with_context(KafkaContext {
+        sink_id: id.clone(),
+        state: state.clone(),
+    })
+    .map_err(|e| {
+        SinkError::Fatal(format!(
+            "sink `{id}` (brokers {brokers}): librdkafka refused the configuration: {e}; fix the named property (typed keys or `sinks.{id}.options`)"
+        ))
+    })
+}
+
+/// Errors that retrying will not fix.
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidTopic
+        )
+    )
+}
+
+/// The result of waiting for one delivery report.
+enum Report {
+    Delivered,
+    Failed(String, bool),
+}
+
+async fn await_report(future: DeliveryFuture, bound: Option<Duration>) -> Report {
+    let outcome = match bound {
+        Some(b) => match tokio::time::timeout(b, future).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Report::Failed(
+                    format!(
+                        "no delivery report within {}",
+                        humantime::format_duration(b)
+                    ),
+                    false,
+                );
+            }
+        },
+        None => future.await,
+    };
+    match outcome {
+        Ok(Ok(_)) => Report::Delivered,
+        Ok(Err((e, _message))) => {
+            let fatal = is_fatal(&e);
+            Report::Failed(e.to_string(), fatal)
+        }
+        Err(_) => Report::Failed("the producer was closed".into(), false),
+    }
+}
+
+#[derive(Default)]
+struct Failures {
+    /// First error text and whether it is fatal.
+    first: Option<(String, bool)>,
+}
+
+impl Failures {
+    fn record(&mut self, index: usize, report: Report, delivered: &mut [bool]) {
+        match report {
+            Report::Delivered => delivered[index] = true,
+            Report::Failed(text, fatal) => {
+                match &mut self.first {
+                    None => self.first = Some((text, fatal)),
+                    // A fatal error anywhere makes the batch fatal.
+                    Some((_, f)) => *f |= fatal,
+                }
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.deliver_batch(batch))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(self.check_health())
+    }
+}
+
+impl Drop for KafkaSink {
+    /// Shutdown: give records still queued (only possible if a batch was abandoned
+    /// mid-delivery) `flush_timeout` to reach the brokers. They were never acknowledged,
+    /// so they are re-sent after a restart either way.
+    fn drop(&mut self) {
+        if self.producer.in_flight_count() > 0 {
+            tracing::info!(
+                sink_id = &*self.id,
+                in_flight = self.producer.in_flight_count(),
+                "flushing the kafka producer"
+            );
+            if let Err(e) = self.producer.flush(Timeout::After(self.flush_timeout)) {
+                tracing::warn!(sink_id = &*self.id, error = %e, "kafka producer did not flush in time; unacknowledged records are re-sent after restart");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Result<KafkaSinkConfig, String> {
+        let text = format!(
+            "inputs = [\"a\"]\nbrokers = \"k1:9092, k2:9092\"\ntopic = \"veeam.audit\"\n{extra}"
+        );
+        let c: KafkaSinkConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        c.validate("sinks.bus").map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = config("").unwrap();
+        assert_eq!(c.key, KeyField::EventId);
+        assert!(c.headers);
+        assert_eq!(c.message_timeout, Duration::from_secs(30));
+        assert_eq!(c.security_protocol(), "plaintext");
+    }
+
+    #[test]
+    fn options_accept_scalars_and_refuse_secrets() {
+        let c = config("options = { \"linger.ms\" = 5, \"compression.type\" = \"zstd\", \"socket.keepalive.enable\" = true }").unwrap();
+        assert_eq!(c.options["linger.ms"].to_property(), "5");
+        assert_eq!(c.options["socket.keepalive.enable"].to_property(), "true");
+        for bad in [
+            "bootstrap.servers",
+            "sasl.password",
+            "ssl.key.password",
+            "delivery.report.only.error",
+            "transactional.id",
+        ] {
+            let e = config(&format!("options = {{ \"{bad}\" = \"x\" }}")).unwrap_err();
+            assert!(e.contains(bad) && !e.contains("\"x\""), "{e}");
+        }
+    }
+
+    #[test]
+    fn brokers_must_be_host_port() {
+        for bad in ["", " , ", "k1", "kafka://k1:9092", "k1:port", ":9092"] {
+            let text = format!("inputs = [\"a\"]\nbrokers = \"{bad}\"\ntopic = \"t\"\n");
+            let c: KafkaSinkConfig = toml::from_str(&text).unwrap();
+            let e = c.validate("sinks.bus").unwrap_err().to_string();
+            assert!(e.contains("sinks.bus.brokers"), "{bad}: {e}");
+        }
+        assert_eq!(
+            parse_brokers("[::1]:9092,k:1").unwrap(),
+            vec!["[::1]:9092", "k:1"]
+        );
+    }
+
+    #[test]
+    fn topic_templates() {
+        let t = TopicTemplate::parse("veeam.{dataset}").unwrap();
+        assert_eq!(t.fixed(), None);
+        assert_eq!(
+            t.render("vbo_main", "veeam.vbo_restore").unwrap(),
+            "veeam.veeam.vbo_restore"
+        );
+        let t = TopicTemplate::parse("{source_id}-audit").unwrap();
+        assert_eq!(t.render("vbo-1", "x").unwrap(), "vbo-1-audit");
+        assert_eq!(
+            TopicTemplate::parse("plain").unwrap().fixed().as_deref(),
+            Some("plain")
+        );
+        assert!(TopicTemplate::parse("a/{dataset}").is_err());
+        assert!(TopicTemplate::parse("{nope}").is_err());
+        assert!(TopicTemplate::parse("{dataset").is_err());
+        assert!(TopicTemplate::parse("..").is_err());
+        assert!(TopicTemplate::parse("").is_err());
+    }
+
+    #[test]
+    fn sasl_needs_one_password_and_never_prints_it() {
+        let e = config("sasl = { mechanism = \"PLAIN\", username = \"u\" }").unwrap_err();
+        assert!(e.contains("sinks.bus.sasl.password"), "{e}");
+        let c = config(
+            "sasl = { mechanism = \"SCRAM-SHA-512\", username = \"u\", password = \"hunter2\" }\ntls = {}",
+        )
+        .unwrap();
+        assert_eq!(c.security_protocol(), "sasl_ssl");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = config("sasl = { mechanism = \"GSSAPI\", username = \"u\", password = \"p\" }")
+            .unwrap_err();
+        assert!(e.contains("GSSAPI"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_must_exist_and_pair() {
+        let e = config("tls = { ca_file = \"/nonexistent/ca.pem\" }").unwrap_err();
+        assert!(e.contains("sinks.bus.tls.ca_file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.pem");
+        std::fs::write(&f, "x").unwrap();
+        let e = config(&format!(
+            "tls = {{ cert_file = {:?} }}",
+            f.display().to_string()
+        ))
+        .unwrap_err();
+        assert!(e.contains("key_file"), "{e}");
+    }
+}
