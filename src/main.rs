@@ -60,6 +60,11 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Validate the config, log in to every source, probe every sink; non-zero on failure.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run only the VB365 API simulator (for trying SIEM pipelines without a Veeam server).
     Simulate {
         #[arg(long, default_value = "127.0.0.1:4443")]
@@ -169,6 +174,22 @@ async fn dispatch(command: Command) -> ExitCode {
             println!("{}", veeam_siem::schema::EVENT_SCHEMA.trim_end());
             ExitCode::SUCCESS
         }
+        Command::Check { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = veeam_siem::check::run(&config).await;
+            print!("{}", report.render());
+            if report.failures() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Command::Run { config, once } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
@@ -251,6 +272,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 error_rate,
                 latency,
                 live_interval,
+                ..SimConfig::default()
             };
             let sim = match SimHandle::start(cfg).await {
                 Ok(s) => s,
@@ -282,6 +304,12 @@ async fn dispatch(command: Command) -> ExitCode {
                 "  events: {} in {} sessions; Ctrl-C to stop",
                 sim.event_count(),
                 sim.session_count()
+            );
+            println!(
+                "  VDC public API under /v1: api_key {} (x-api-key or Authorization: Bearer; simulator key, not a secret); {} log lines in {} job sessions",
+                sim.vdc_api_key(),
+                sim.vdc_log_count(),
+                sim.vdc_session_count()
             );
             shutdown_on_signals().cancelled().await;
             sim.shutdown().await;
