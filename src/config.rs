@@ -182,6 +182,18 @@ impl SinkConfig {
         }
     }
 
+    /// Keep only the inputs `keep` accepts (backfill narrows a sink to chosen sources).
+    pub fn retain_inputs(&mut self, keep: impl Fn(&str) -> bool) {
+        let inputs = match self {
+            SinkConfig::Stdout(c) => &mut c.inputs,
+            SinkConfig::File(c) => &mut c.inputs,
+            SinkConfig::Syslog(c) => &mut c.inputs,
+            SinkConfig::SplunkHec(c) => &mut c.inputs,
+            SinkConfig::Kafka(c) => &mut c.inputs,
+        };
+        inputs.retain(|id| keep(id));
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Stdout(_) => "stdout",

@@ -351,7 +351,10 @@ where
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let err = match make().await {
+        let sent = make().await;
+        crate::metrics::global()
+            .http_response(url, sent.as_ref().ok().map(|r| r.status().as_u16()));
+        let err = match sent {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
             Ok(resp) => status_error(url, resp).await,
             Err(e) => transport_error(url, e),

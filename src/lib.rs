@@ -8,17 +8,23 @@
 //! - [`sources`]: API pollers producing batches of records with checkpoint snapshots.
 //! - [`sinks`]: delivery targets, each acknowledging durable batches.
 //! - [`pipeline`]: wiring, fan-out, ack tracking, shutdown.
+//! - [`daemon`]: `run` around the pipeline (ops endpoint, SIGHUP reload); [`backfill`]: history re-reads.
 //! - [`checkpoint`]: durable per-source state.
 //! - [`http`]: the shared HTTP client builder and retry policy.
+//! - [`metrics`], [`ops`]: operational metrics and the `/metrics` `/health` `/ready` endpoint.
 //! - [`simulator`]: an embedded VB365 API simulator for demo and tests.
 
+pub mod backfill;
 pub mod check;
 pub mod checkpoint;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod event;
 pub mod http;
 pub mod map;
+pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod schema;
 pub mod secret;

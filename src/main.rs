@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use veeam_siem::config::Config;
-use veeam_siem::pipeline::{self, RunOptions};
+use veeam_siem::pipeline::RunOptions;
 use veeam_siem::simulator::{SimConfig, SimHandle, Throttle};
 use veeam_siem::sources::RunMode;
 
@@ -59,6 +60,21 @@ enum Command {
         /// Poll every source to completion once, deliver, checkpoint, exit.
         #[arg(long)]
         once: bool,
+    },
+    /// Re-read history from --since into the configured sinks; live checkpoints are untouched.
+    Backfill {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Start of the window: RFC 3339 (2026-01-01T00:00:00Z), a date (2026-01-01, UTC),
+        /// or an age ("30d", "12h" ago).
+        #[arg(long, value_parser = parse_time)]
+        since: DateTime<Utc>,
+        /// End of the window (same forms); default: now, open-ended.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<DateTime<Utc>>,
+        /// Comma-separated source ids (default: every source).
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<String>,
     },
     /// Validate the config, log in to every source, probe every sink; non-zero on failure.
     Check {
@@ -117,6 +133,23 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// `--since`/`--until`: RFC 3339, a UTC date, or an age before now.
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    if let Ok(age) = humantime::parse_duration(text) {
+        let age = chrono::Duration::from_std(age).map_err(|e| e.to_string())?;
+        return Ok(Utc::now() - age);
+    }
+    Err(format!(
+        "`{text}` is not a time: use RFC 3339 (2026-01-01T00:00:00Z), a date (2026-01-01) or an age (30d)"
+    ))
 }
 
 /// Cancelled on the first SIGINT/SIGTERM.
@@ -190,8 +223,51 @@ async fn dispatch(command: Command) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Run { config, once } => {
-            let config = match Config::load(&config) {
+        Command::Backfill {
+            config,
+            since,
+            until,
+            sources,
+        } => {
+            let live = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = veeam_siem::backfill::BackfillOptions {
+                since,
+                until,
+                sources,
+            };
+            let plan = match veeam_siem::backfill::plan(&live, &opts, Utc::now()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match veeam_siem::backfill::run(plan, shutdown_on_signals()).await {
+                Ok(outcome) if outcome.interrupted => {
+                    eprintln!(
+                        "backfill interrupted after {} events; run the same command again to resume",
+                        outcome.report.events_acked()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(outcome) => {
+                    tracing::info!(events = outcome.report.events_acked(), "backfill complete");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Run { config: path, once } => {
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -203,7 +279,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 mode,
                 ..RunOptions::default()
             };
-            match pipeline::run(&config, opts, shutdown_on_signals()).await {
+            match veeam_siem::daemon::run(path, config, opts, shutdown_on_signals()).await {
                 Ok(report) => {
                     tracing::info!(events = report.events_acked(), "done");
                     ExitCode::SUCCESS

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::map::{self, MapContext};
+use crate::metrics;
 use crate::sinks::{self, Batch, EncodedEvent, SinkError};
 use crate::sources::vbo::VboPoller;
 use crate::sources::vdc::{VdcPoller, VdcSource};
@@ -50,6 +52,22 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// In `--once` mode, how many times a sink retries a batch before the run fails.
     pub once_sink_attempts: u32,
+    /// Only events whose `@timestamp` lies in this window are sent (backfill); the others
+    /// are counted in `veeam_siem_events_filtered_total` and skipped.
+    pub window: Option<TimeWindow>,
+}
+
+/// An inclusive `@timestamp` window; `until = None` is open-ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl TimeWindow {
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        t >= self.since && self.until.is_none_or(|u| t <= u)
+    }
 }
 
 impl Default for RunOptions {
@@ -58,6 +76,7 @@ impl Default for RunOptions {
             mode: RunMode::Follow,
             drain_timeout: Duration::from_secs(30),
             once_sink_attempts: 6,
+            window: None,
         }
     }
 }
@@ -98,6 +117,9 @@ pub enum PipelineError {
     OutputClosed { sink_id: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The ops endpoint could not start (the message names `ops.listen`).
+    #[error("{0}")]
+    Ops(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -109,6 +131,8 @@ enum TrackerMsg {
         seq: u64,
         sinks: usize,
         events: u64,
+        /// Newest `@timestamp` in the batch.
+        newest: Option<DateTime<Utc>>,
         checkpoint: Option<serde_json::Value>,
     },
     Ack {
@@ -122,6 +146,7 @@ enum TrackerMsg {
 struct Pending {
     remaining: usize,
     events: u64,
+    newest: Option<DateTime<Utc>>,
     checkpoint: Option<serde_json::Value>,
 }
 
@@ -171,6 +196,8 @@ pub async fn run(
     let sink_ids: Vec<String> = config.sinks.keys().cloned().collect();
     let sources = prepare_sources(config, &sink_ids)?;
     log_topology(config);
+    let source_ids: Vec<String> = config.sources.keys().cloned().collect();
+    metrics::global().expect_components(&source_ids, &sink_ids);
 
     // Stops the sources: on shutdown, or when a sink or the tracker fails.
     let stop_sources = shutdown.child_token();
@@ -218,6 +245,7 @@ pub async fn run(
             rx,
             outputs,
             ack_tx.clone(),
+            opts.window,
         )));
         let stop = stop_sources.clone();
         let mode = opts.mode;
@@ -343,15 +371,32 @@ fn prepare_sources(
     Ok(out)
 }
 
+/// The startup line: every source and the sinks it feeds (ids and types only, no secrets).
+pub fn topology(config: &Config) -> String {
+    config
+        .sources
+        .iter()
+        .map(|(id, source)| {
+            let sinks: Vec<String> = config
+                .sinks_of(id)
+                .iter()
+                .map(|s| {
+                    let kind = config.sinks.get(s).map_or("?", |c| c.type_name());
+                    format!("{s} ({kind})")
+                })
+                .collect();
+            format!("{id} ({}) -> {}", source.type_name(), sinks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn log_topology(config: &Config) {
-    for (id, sink) in &config.sinks {
-        tracing::info!(
-            sink_id = %id,
-            sink_type = sink.type_name(),
-            inputs = %sink.inputs().join(","),
-            "pipeline"
-        );
-    }
+    tracing::info!(
+        pipeline = %topology(config),
+        state_dir = %config.state.dir.display(),
+        "starting pipeline"
+    );
 }
 
 /// Map one source batch's records to encoded events (pure apart from logging).
@@ -382,11 +427,32 @@ async fn route(
     mut rx: mpsc::Receiver<SourceBatch>,
     outputs: Vec<mpsc::Sender<Arc<Batch>>>,
     acks: mpsc::UnboundedSender<TrackerMsg>,
+    window: Option<TimeWindow>,
 ) {
+    let m = metrics::global();
     let mut seq = 0u64;
     while let Some(source_batch) = rx.recv().await {
         seq += 1;
-        let events = map_batch(&source_id, &observer, &source_batch);
+        m.records_read(&source_id, source_batch.records.len() as u64);
+        let mut events = map_batch(&source_id, &observer, &source_batch);
+        if let Some(w) = window {
+            let before = events.len();
+            events.retain(|e| w.contains(e.event.timestamp));
+            let filtered = (before - events.len()) as u64;
+            if filtered > 0 {
+                m.events_filtered
+                    .get_or_create(&metrics::SourceLabel {
+                        source: source_id.to_string(),
+                    })
+                    .inc_by(filtered);
+            }
+        }
+        m.events_mapped
+            .get_or_create(&metrics::SourceLabel {
+                source: source_id.to_string(),
+            })
+            .inc_by(events.len() as u64);
+        let newest = events.iter().map(|e| e.event.timestamp).max();
         let sinks = if events.is_empty() { 0 } else { outputs.len() };
         // Register before fanning out, so the tracker knows the batch before any ack.
         let _ = acks.send(TrackerMsg::Register {
@@ -394,6 +460,7 @@ async fn route(
             seq,
             sinks,
             events: events.len() as u64,
+            newest,
             checkpoint: source_batch.checkpoint,
         });
         if sinks == 0 {
@@ -430,8 +497,9 @@ async fn sink_task(
             message,
         }
     };
+    let m = metrics::global();
     match sink.healthcheck().await {
-        Ok(()) => {}
+        Ok(()) => m.sink_health(&id, true),
         Err(SinkError::Retryable(message)) => {
             tracing::warn!(sink_id = %id, error = %message, "sink is not healthy yet; delivery will retry");
         }
@@ -444,6 +512,9 @@ async fn sink_task(
         }
     }
     while let Some(batch) = rx.recv().await {
+        m.queue_depth(&id, rx.len());
+        let started = std::time::Instant::now();
+        let events = batch.events.len() as u64;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -455,6 +526,8 @@ async fn sink_task(
             };
             match delivered {
                 Ok(()) => {
+                    m.batch_delivered(&id, &batch.source_id, events, started.elapsed());
+                    m.sink_health(&id, true);
                     let (persisted, on_disk) = oneshot::channel();
                     let _ = acks.send(TrackerMsg::Ack {
                         source: batch.source_index,
@@ -475,10 +548,14 @@ async fn sink_task(
                     });
                 }
                 Err(SinkError::Fatal(message)) => {
+                    m.batch_failed(&id, events);
+                    m.sink_health(&id, false);
                     tracing::error!(sink_id = %id, error = %message, "sink failed; stopping without acknowledging");
                     return Err(fail(message));
                 }
                 Err(SinkError::Retryable(message)) => {
+                    m.batch_failed(&id, events);
+                    m.sink_health(&id, false);
                     if opts.mode == RunMode::Once && attempt >= opts.once_sink_attempts {
                         return Err(fail(format!(
                             "{message} (gave up after {attempt} attempts)"
@@ -518,6 +595,8 @@ async fn track(
         })
         .collect();
     let mut to_save: Vec<Option<serde_json::Value>> = vec![None; n];
+    let mut newest: Vec<Option<DateTime<Utc>>> = vec![None; n];
+    let metric = metrics::global();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut msg = Some(first);
@@ -528,6 +607,7 @@ async fn track(
                     seq,
                     sinks,
                     events,
+                    newest: batch_newest,
                     checkpoint,
                 } => {
                     reports[source].events_sent += events;
@@ -536,6 +616,7 @@ async fn track(
                         Pending {
                             remaining: sinks,
                             events,
+                            newest: batch_newest,
                             checkpoint,
                         },
                     );
@@ -559,6 +640,13 @@ async fn track(
                     }
                     let done = entry.remove();
                     reports[s].events_acked += done.events;
+                    metric
+                        .events_acknowledged
+                        .get_or_create(&metrics::SourceLabel {
+                            source: ids[s].to_string(),
+                        })
+                        .inc_by(done.events);
+                    newest[s] = newest[s].max(done.newest);
                     if done.checkpoint.is_some() {
                         to_save[s] = done.checkpoint;
                     }
@@ -578,6 +666,7 @@ async fn track(
                     return Err(e.into());
                 }
                 reports[s].checkpoints_written += 1;
+                metric.checkpoint_written(&ids[s], newest[s]);
             }
         }
         for w in waiters.drain(..) {

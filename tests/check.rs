@@ -2,6 +2,7 @@
 //! component, never prints secrets.
 
 mod harness;
+mod hec_peer;
 
 use harness::{Env, run_bin_async, s, text};
 use veeam_siem::simulator::SimConfig;
@@ -106,4 +107,86 @@ async fn check_probes_vdc_sources_too() {
         "{stdout}"
     );
     assert!(!text(&bad).contains("not-the-key-8812"), "key leaked");
+}
+
+/// Sinks are probed for real: the HEC test peer with the right token passes; a bad HEC token
+/// and an unreachable Kafka broker each give one failure line naming the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probes_hec_and_kafka_sinks() {
+    let env = Env::start(SimConfig::default()).await;
+    let peer = hec_peer::HecPeer::start(hec_peer::PeerConfig {
+        ack_enabled: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A port nothing listens on: bind, read the port, close.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = env.write_config("v8", "");
+    let with_sinks = |kafka: bool| {
+        let mut text = std::fs::read_to_string(&base).unwrap();
+        text.push_str(&format!(
+            r#"
+[sinks.splunk]
+type = "splunk_hec"
+inputs = ["vbo_test"]
+endpoint = {endpoint:?}
+token = "${{TEST_HEC_TOKEN}}"
+indexer_ack = true
+"#,
+            endpoint = peer.url()
+        ));
+        if kafka {
+            text.push_str(&format!(
+                r#"
+[sinks.bus]
+type = "kafka"
+inputs = ["vbo_test"]
+brokers = "127.0.0.1:{dead_port}"
+topic = "veeam.audit"
+"#
+            ));
+        }
+        let path = env.dir.path().join(format!("check-{kafka}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+
+    let good = with_sinks(false);
+    let out = run_bin_async(
+        s(&["check", "--config", &good]),
+        vec![("TEST_HEC_TOKEN".into(), hec_peer::TOKEN.into())],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sink splunk"));
+
+    let bad = with_sinks(true);
+    let out = run_bin_async(
+        s(&["check", "--config", &bad]),
+        vec![("TEST_HEC_TOKEN".into(), "not-the-token-9931".into())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAIL")).collect();
+    assert_eq!(failed.len(), 2, "one line per broken sink: {stdout}");
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.contains("sink splunk") && l.to_lowercase().contains("token")),
+        "{stdout}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.contains("sink bus") && l.contains(&dead_port.to_string())),
+        "{stdout}"
+    );
+    assert!(!text(&out).contains("not-the-token-9931"), "token leaked");
+    peer.shutdown().await;
 }

@@ -606,6 +606,7 @@ impl HecSink {
                     self.dead_letters.path().display()
                 ))
             })?;
+        crate::metrics::global().quarantined(&self.id, 1);
         tracing::warn!(
             sink_id = %self.id,
             event_id = %event.event.event.id,

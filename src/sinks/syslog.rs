@@ -449,6 +449,7 @@ impl SyslogSink {
                 }
                 Fit::TooLarge { needed } => {
                     self.dropped_total += 1;
+                    crate::metrics::global().dropped(&self.target.sink_id, 1);
                     tracing::error!(
                         sink_id = %self.target.sink_id,
                         address = %self.target.address,

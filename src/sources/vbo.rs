@@ -163,6 +163,11 @@ impl VboPoller {
     pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
         loop {
             let result = self.cycle(&emitter).await;
+            match &result {
+                Ok(()) => crate::metrics::global().poll_succeeded(&self.id, Utc::now()),
+                Err(SourceError::Closed) => {}
+                Err(_) => crate::metrics::global().poll_failed(&self.id),
+            }
             match result {
                 Err(SourceError::Closed) => return Ok(()),
                 other if mode == RunMode::Once => return other,
@@ -207,6 +212,7 @@ impl VboPoller {
                     Ok(s) => Some(s),
                     Err(e) => {
                         tracing::warn!(source_id = %self.id, session_id = %record_id(raw.get()), error = %e, "skipping malformed restore session");
+                        crate::metrics::global().record_skipped(&self.id);
                         None
                     }
                 })
@@ -340,6 +346,7 @@ impl VboPoller {
                     Ok(e) => Some((e, raw.as_ref())),
                     Err(e) => {
                         tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %record_id(raw.get()), error = %e, "skipping malformed restore event");
+                        crate::metrics::global().record_skipped(&self.id);
                         None
                     }
                 })

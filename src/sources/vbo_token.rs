@@ -145,6 +145,7 @@ impl TokenManager {
             match self.request(&form).await {
                 Ok(resp) => {
                     self.refreshes.fetch_add(1, Relaxed);
+                    crate::metrics::global().token_issued(&self.source_id, "refresh_token");
                     self.install(st, resp);
                     return Ok(());
                 }
@@ -160,6 +161,7 @@ impl TokenManager {
         ]);
         let resp = self.request(&form).await?;
         self.logins.fetch_add(1, Relaxed);
+        crate::metrics::global().token_issued(&self.source_id, "password");
         self.install(st, resp);
         Ok(())
     }

@@ -312,6 +312,11 @@ impl VdcPoller {
     pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
         loop {
             let result = self.cycle(&emitter).await;
+            match &result {
+                Ok(()) => crate::metrics::global().poll_succeeded(&self.id, Utc::now()),
+                Err(SourceError::Closed) => {}
+                Err(_) => crate::metrics::global().poll_failed(&self.id),
+            }
             match result {
                 Err(SourceError::Closed) => return Ok(()),
                 other if mode == RunMode::Once => return other,
@@ -339,6 +344,7 @@ impl VdcPoller {
                 Ok(job) => Some(job),
                 Err(e) => {
                     tracing::warn!(source_id = %self.id, url, record = %http::excerpt(raw.get(), 200), error = %e, "skipping malformed backup job");
+                    crate::metrics::global().record_skipped(&self.id);
                     None
                 }
             })
@@ -394,6 +400,7 @@ impl VdcPoller {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::warn!(source_id = %self.id, job_id = %job.id, url, record = %http::excerpt(raw.get(), 200), error = %e, "skipping malformed job session");
+                    crate::metrics::global().record_skipped(&self.id);
                     if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(raw.get())
                         && let Some(id) = map.get("id")
                     {
@@ -677,6 +684,7 @@ impl VdcPoller {
             }),
             Err(problem) => {
                 tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, index, error = %problem, "skipping malformed log entry");
+                crate::metrics::global().record_skipped(&self.id);
             }
         }
         out.pending += 1;
