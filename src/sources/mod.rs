@@ -7,6 +7,7 @@
 //! the last fully delivered page. Sources never write checkpoints themselves and never
 //! map records (that is `map/`, pure).
 
+pub mod page;
 pub mod vbo;
 pub mod vbo_token;
 pub mod vdc;

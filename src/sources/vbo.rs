@@ -16,7 +16,8 @@
 //! 3. Sessions still open in our state but not in this listing (they started before the
 //!    listing window) are re-read by id and shipped the same way; a 404 means the server
 //!    dropped the session and we forget it (logged).
-//! 4. The horizon moves to the newest `creationTime` seen; finished sessions older than
+//! 4. The horizon moves to the newest `creationTime` seen (on v8, whose listing is oldest
+//!    first, after every session; else at the end of the cycle); finished sessions older than
 //!    `horizon - lookback` are pruned (the next listing can't return them).
 //!
 //! Duplicates are avoided by the per-session cursor, not by time bounds, so it doesn't
@@ -188,6 +189,8 @@ impl VboPoller {
         let mut newest = self.state.horizon;
         let mut listed = HashSet::new();
         let mut offset: u64 = 0;
+        // v8 lists oldest first (orderAsc), so the horizon can follow the listing.
+        let ordered = self.version == ApiVersion::V8;
         loop {
             let mut query = vec![
                 ("limit", self.page_size.to_string()),
@@ -202,10 +205,15 @@ impl VboPoller {
                 query.push(("orderAsc", "true".to_string()));
             }
             let (url, body) = self.get("RestoreSessions", &query).await?;
-            let raws = parse_page(&body).map_err(|message| SourceError::Http {
-                source_id: self.id.clone(),
-                error: HttpError::Decode { url, message },
-            })?;
+            let (raws, page_len) =
+                self.read_page(&body, &url, None, offset)
+                    .map_err(|message| SourceError::Http {
+                        source_id: self.id.clone(),
+                        error: HttpError::Decode {
+                            url: url.clone(),
+                            message,
+                        },
+                    })?;
             let mut sessions: Vec<RawRestoreSession> = raws
                 .iter()
                 .filter_map(|raw| match serde_json::from_str(raw.get()) {
@@ -219,15 +227,33 @@ impl VboPoller {
                 .collect();
             sessions.sort_by_key(|s| s.creation_time);
             for session in sessions {
+                if listed.contains(&session.id) {
+                    // Listed again by the overlap between listing pages (below).
+                    continue;
+                }
+                let created = session.creation_time.with_timezone(&Utc);
+                if ordered
+                    && created < self.state.horizon - self.lookback
+                    && !self.state.sessions.contains_key(&session.id)
+                {
+                    // Done and pruned earlier in this cycle (a page overlap listed it again).
+                    continue;
+                }
                 listed.insert(session.id.clone());
-                newest = newest.max(session.creation_time.with_timezone(&Utc));
+                newest = newest.max(created);
                 self.ship_session(Arc::new(session), emitter, fetched_at)
                     .await?;
+                if ordered {
+                    self.advance_horizon(newest);
+                }
             }
-            if raws.len() < self.page_size as usize || raws.is_empty() {
+            if page_len < self.page_size as usize || page_len == 0 {
                 break;
             }
-            offset += raws.len() as u64;
+            // Step back a little: when a session listed earlier disappears, later ones
+            // move down an offset, and without the overlap the one at the page boundary
+            // would never be listed (and the horizon would move past it).
+            offset += (page_len - listing_overlap(page_len)) as u64;
         }
 
         // Sessions still open that started before the listing window.
@@ -265,11 +291,7 @@ impl VboPoller {
             }
         }
 
-        self.state.horizon = newest;
-        let keep_from = self.state.horizon - self.lookback;
-        self.state
-            .sessions
-            .retain(|_, c| !c.done || c.creation_time >= keep_from);
+        self.advance_horizon(newest);
         emitter
             .emit(SourceBatch {
                 records: Vec::new(),
@@ -284,6 +306,64 @@ impl VboPoller {
             });
         }
         Ok(())
+    }
+
+    /// The records of a page; when the page isn't valid JSON as a whole, the ones that can
+    /// be read (see [`page`](super::page)), the others logged and skipped. Also returns the
+    /// number of records on the page, readable or not (for paging).
+    fn read_page(
+        &self,
+        body: &[u8],
+        url: &str,
+        session_id: Option<&str>,
+        offset: u64,
+    ) -> Result<(Vec<Box<RawValue>>, usize), String> {
+        let strict = match parse_page(body) {
+            Ok(raws) => {
+                let n = raws.len();
+                return Ok((raws, n));
+            }
+            Err(message) => message,
+        };
+        let Some(page) = super::page::split(body) else {
+            return Err(strict);
+        };
+        let what = if session_id.is_some() {
+            "restore event"
+        } else {
+            "restore session"
+        };
+        if page.repaired > 0 {
+            tracing::warn!(source_id = %self.id, session_id = session_id.unwrap_or("-"), url, repaired = page.repaired, "invalid UTF-8 in {what} records replaced with U+FFFD");
+        }
+        for bad in &page.unreadable {
+            tracing::warn!(
+                source_id = %self.id,
+                session_id = session_id.unwrap_or("-"),
+                record_id = %bad.id,
+                offset = offset + bad.position as u64,
+                error = %bad.error,
+                "skipping unreadable {what}; the rest of its page is read"
+            );
+            crate::metrics::global().record_skipped(&self.id);
+        }
+        let n = page.len();
+        Ok((page.records, n))
+    }
+
+    /// Move the horizon up to `to` and forget finished sessions below `to - lookback` (the
+    /// next listing starts there, so it can't return them). On an ascending listing (v8) this
+    /// runs after every session, which keeps the state, and so every batch's checkpoint
+    /// snapshot, as small as the lookback window instead of growing with the backlog.
+    fn advance_horizon(&mut self, to: DateTime<Utc>) {
+        if to < self.state.horizon {
+            return;
+        }
+        self.state.horizon = to;
+        let keep_from = to - self.lookback;
+        self.state
+            .sessions
+            .retain(|_, c| !c.done || c.creation_time >= keep_from);
     }
 
     /// Emit the events of one session that we haven't emitted yet.
@@ -332,8 +412,8 @@ impl VboPoller {
                 }
                 Err(other) => return Err(other),
             };
-            let raws = match parse_page(&body) {
-                Ok(r) => r,
+            let (raws, page_len) = match self.read_page(&body, &url, Some(&sid), offset) {
+                Ok(read) => read,
                 Err(message) => {
                     self.problems += 1;
                     tracing::warn!(source_id = %self.id, session_id = %sid, url, error = %message, "unreadable events page; will retry next cycle");
@@ -382,10 +462,10 @@ impl VboPoller {
                     })
                     .await?;
             }
-            if raws.len() < self.page_size as usize || raws.is_empty() {
+            if page_len < self.page_size as usize || page_len == 0 {
                 break;
             }
-            offset += raws.len() as u64;
+            offset += page_len as u64;
         }
         if !session.is_working()
             && let Some(c) = self.state.sessions.get_mut(&sid)
@@ -494,7 +574,7 @@ impl VboPoller {
                     // The connection broke mid-body: the request is safe to repeat.
                     Err(e) if body_failures < self.policy.max_retries => {
                         body_failures += 1;
-                        tracing::warn!(source_id = %self.id, url = %shown, error = %e, "response body interrupted; retrying");
+                        tracing::warn!(source_id = %self.id, url = %shown, error = %http::transport_error(&shown, e), "response body interrupted; retrying");
                         tokio::time::sleep(Duration::from_millis(200 * body_failures as u64)).await;
                     }
                     Err(e) => {
@@ -520,6 +600,11 @@ impl VboPoller {
             }
         }
     }
+}
+
+/// Listing records fetched again at the start of the next page (see `cycle`).
+fn listing_overlap(page_len: usize) -> usize {
+    (page_len / 20).clamp(1, 25).min(page_len.saturating_sub(1))
 }
 
 /// The records of a page envelope `{"results": [...]}`, or of a bare array (some
