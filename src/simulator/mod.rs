@@ -10,13 +10,15 @@
 //! makes it grow like a live server.
 //!
 //! Module map: `vb365` HTTP endpoints and protocol checks (and the documented assumptions),
-//! `wire` JSON payloads per version, `data` sessions and on-demand events, `catalog` names
+//! `faults` the fault knobs of the VB365 endpoints ([`SimConfig::faults`], used by the fault
+//! suite), `wire` JSON payloads per version, `data` sessions and on-demand events, `catalog` names
 //! and items, `rng` deterministic randomness, `auth` tokens and throttle, `state` shared
 //! state, `tls` self-signed certificate. It must not depend on the rest of the crate.
 
 mod auth;
 mod catalog;
 mod data;
+pub mod faults;
 mod rng;
 mod state;
 mod tls;
@@ -25,6 +27,7 @@ mod vdc;
 mod vdc_data;
 mod wire;
 
+pub use faults::{Burst, Corruption, DeleteWhileListing, FaultConfig, FaultStats, Vanish};
 pub use vdc::VdcGzip;
 
 use std::io;
@@ -99,6 +102,9 @@ pub struct SimConfig {
     /// VDC: answer collections as pages of this size (with `offset`/`limit`) instead of
     /// bare arrays.
     pub vdc_page_limit: Option<usize>,
+    /// VB365 fault knobs (bad records, non-JSON pages, 401/429/5xx, stalls, resets); all
+    /// off by default. See `faults.rs`.
+    pub faults: FaultConfig,
 }
 
 impl Default for SimConfig {
@@ -122,6 +128,7 @@ impl Default for SimConfig {
             vdc_logs_per_session: 8,
             vdc_gzip: VdcGzip::ContentEncoding,
             vdc_page_limit: None,
+            faults: FaultConfig::default(),
         }
     }
 }
@@ -168,10 +175,20 @@ pub struct VdcLogKey {
     pub title: String,
 }
 
+/// A restore-session event the fault knobs spoil on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoiledEvent {
+    pub session_id: String,
+    pub event_id: String,
+    pub order: u32,
+    pub corruption: Corruption,
+}
+
 /// A running simulator. Clones share the same server.
 #[derive(Clone)]
 pub struct SimHandle {
     shared: Arc<Shared>,
+    faults: Arc<faults::Faults>,
     base_url: String,
     ca_pem: Option<String>,
     stop: CancellationToken,
@@ -183,6 +200,7 @@ impl SimHandle {
     /// set) and returns once it accepts connections.
     pub async fn start(cfg: SimConfig) -> io::Result<SimHandle> {
         let shared = Arc::new(Shared::new(cfg.clone(), Utc::now()));
+        let faults = Arc::new(faults::Faults::new(cfg.seed, cfg.faults.clone()));
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
@@ -192,11 +210,15 @@ impl SimHandle {
                 listener,
                 identity.server_config,
                 shared.clone(),
+                faults.clone(),
                 stop.clone(),
             )?;
             (task, Some(identity.cert_pem))
         } else {
-            (serve_plain(listener, shared.clone(), stop.clone()), None)
+            (
+                serve_plain(listener, shared.clone(), faults.clone(), stop.clone()),
+                None,
+            )
         };
         let mut tasks = vec![server];
         if let Some(every) = cfg.live_interval {
@@ -206,6 +228,7 @@ impl SimHandle {
         tracing::info!(%addr, scheme, seed = cfg.seed, "VB365 simulator listening");
         Ok(SimHandle {
             shared,
+            faults,
             base_url: format!("{scheme}://{addr}"),
             ca_pem,
             stop,
@@ -294,6 +317,84 @@ impl SimHandle {
         self.shared.set_error_rate(rate);
     }
 
+    /// Replaces the fault knobs (counters and one-shot state are kept).
+    pub fn set_faults(&self, cfg: FaultConfig) {
+        self.faults.set_config(cfg);
+    }
+
+    /// The fault knobs in force.
+    pub fn faults(&self) -> FaultConfig {
+        self.faults.config()
+    }
+
+    /// What the fault knobs did so far.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.faults.stats()
+    }
+
+    /// Makes a restore session vanish (`Some`) or come back (`None`). Unknown or malformed
+    /// ids are ignored.
+    pub fn hide_session(&self, session_id: &str, how: Option<Vanish>) {
+        if let Ok(id) = uuid::Uuid::parse_str(session_id) {
+            self.faults.hide(id, how);
+        }
+    }
+
+    /// Restore-session ids in creation order.
+    pub fn session_ids(&self) -> Vec<String> {
+        let data = self.shared.data();
+        data.sessions()
+            .iter()
+            .map(|s| s.profile.id.to_string())
+            .collect()
+    }
+
+    /// Ids of the restore sessions still working.
+    pub fn working_session_ids(&self) -> Vec<String> {
+        let data = self.shared.data();
+        data.sessions()
+            .iter()
+            .filter(|s| s.is_working())
+            .map(|s| s.profile.id.to_string())
+            .collect()
+    }
+
+    /// Event ids of one restore session, in order (empty for an unknown id).
+    pub fn session_event_ids(&self, session_id: &str) -> Vec<String> {
+        let data = self.shared.data();
+        let Some(session) = uuid::Uuid::parse_str(session_id)
+            .ok()
+            .and_then(|id| data.find_session(id))
+        else {
+            return Vec::new();
+        };
+        (0..session.events)
+            .map(|o| data.event_id(session, o).to_string())
+            .collect()
+    }
+
+    /// Every existing event the fault knobs spoil (see [`FaultConfig::corrupt_rate`]).
+    pub fn spoiled_events(&self) -> Vec<SpoiledEvent> {
+        let cfg = self.faults.config();
+        let data = self.shared.data();
+        let mut out = Vec::new();
+        for s in data.sessions() {
+            for order in 0..s.events {
+                if let Some(corruption) =
+                    faults::corruption_of(self.shared.cfg.seed, &cfg, s.index, order)
+                {
+                    out.push(SpoiledEvent {
+                        session_id: s.profile.id.to_string(),
+                        event_id: data.event_id(s, order).to_string(),
+                        order,
+                        corruption,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Stops the server and the ticker, letting in-flight requests finish.
     pub async fn shutdown(self) {
         self.stop.cancel();
@@ -310,9 +411,10 @@ impl SimHandle {
 fn serve_plain(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    faults: Arc<faults::Faults>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
-    let app = vb365::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let app = vb365::router(shared, faults).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -327,9 +429,10 @@ fn serve_tls(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
     shared: Arc<Shared>,
+    faults: Arc<faults::Faults>,
     stop: CancellationToken,
 ) -> io::Result<JoinHandle<()>> {
-    let app = vb365::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let app = vb365::router(shared, faults).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let server =
         axum_server::from_tcp_rustls(listener.into_std()?, RustlsConfig::from_config(config))?

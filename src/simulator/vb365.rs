@@ -4,7 +4,9 @@
 //! real clients write `/v6/Token`, `/v6/restoresessions` or `starttimeFrom`. Misuse the real
 //! server would reject gets an HTTP error *and* a recorded violation; misuse it would
 //! silently tolerate (unknown query keys, a missing `disable_antiforgery_token` on v7/v8)
-//! is answered normally but recorded.
+//! is answered normally but recorded. The fault knobs (`faults.rs`) hook in at `dispatch`
+//! (stalled and cut responses), `data_request` (401, 429, 5xx) and the handlers (spoiled
+//! records, non-JSON pages, overlapping pages, vanished sessions).
 //!
 //! Assumptions where Veeam documents nothing (see `reference/veeam-apis.md` §4):
 //! - `/token` failures are OWIN-style: 400 `{"error":"invalid_grant","error_description":..}`
@@ -23,17 +25,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use url::form_urlencoded;
 use uuid::Uuid;
 
 use super::data::{SessionQuery, truncate};
+use super::faults::{self, Faults, Verdict};
 use super::state::Shared;
 use super::wire::{self, OAuthError, PageSpot, TokenResponse, Version};
 
@@ -48,8 +51,11 @@ const SESSION_FILTERS: [&str; 2] = ["startTimeFrom", "startTimeTo"];
 const V8_SESSION_PARAMS: [&str; 4] = ["endTimeFrom", "endTimeTo", "orderBy", "orderAsc"];
 const PAGING: [&str; 2] = ["limit", "offset"];
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(dispatch).with_state(shared)
+pub(crate) fn router(shared: Arc<Shared>, faults: Arc<Faults>) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .with_state(shared)
+        .layer(Extension(faults))
 }
 
 /// The resources the simulator serves (path segments after the version, lowercased).
@@ -166,6 +172,7 @@ impl Fail {
 /// One request being handled.
 struct Call<'a> {
     sim: &'a Shared,
+    faults: &'a Faults,
     version: Version,
     query: Query,
     headers: &'a HeaderMap,
@@ -190,6 +197,7 @@ impl Call<'_> {
 
 async fn dispatch(
     State(sim): State<Arc<Shared>>,
+    Extension(faults): Extension<Arc<Faults>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
@@ -216,6 +224,7 @@ async fn dispatch(
     };
     let call = Call {
         sim: &sim,
+        faults: &faults,
         version,
         query: Query::parse(parts.uri.query()),
         headers: &parts.headers,
@@ -247,8 +256,16 @@ async fn dispatch(
             &serde_json::json!({ "status": "Healthy", "entries": {} }),
         ),
         Route::Data(route) => {
+            let delivery = faults.delivery();
+            if let Some(stall) = delivery.stall {
+                tokio::time::sleep(stall).await;
+            }
             let result = data_request(&call, route);
-            call.reply(result)
+            let response = call.reply(result);
+            match delivery.cut_at {
+                Some(fraction) => faults::cut(response, fraction).await,
+                None => response,
+            }
         }
     }
 }
@@ -266,6 +283,15 @@ fn no_resource(uri: &axum::http::Uri) -> String {
 fn data_request(call: &Call, route: DataRoute) -> Result<Response, Fail> {
     let sim = call.sim;
     sim.count(|s| s.data_requests += 1);
+    match call.faults.on_data_request() {
+        Verdict::Serve => {}
+        Verdict::Revoked => sim.tokens().revoke_all(call.faults.revoke_refresh()),
+        Verdict::Throttle(secs) => return Ok(faults::throttled(secs)),
+        Verdict::ServerError(status) => {
+            let message = "The server failed to answer (simulated fault).".to_string();
+            return Err(Fail::plain(status, message, false));
+        }
+    }
     if bearer_token(call).is_none() {
         return Ok(unauthorized(sim));
     }
@@ -341,8 +367,18 @@ fn list_sessions(call: &Call) -> Result<Response, Fail> {
         query.by_end_time = order_by_end_time(call)?;
         query.ascending = bool_param(call, "orderAsc")?.unwrap_or(false);
     }
+    if call.faults.listing_not_json() {
+        return Ok(faults::not_json());
+    }
     let data = call.sim.data();
-    let found = data.query(&query);
+    if let Some(index) = call.faults.deletion_due(offset)
+        && let Some(session) = data.sessions().get(index)
+    {
+        call.faults
+            .hide(session.profile.id, Some(faults::Vanish::Deleted));
+    }
+    let mut found = data.query(&query);
+    found.retain(|s| !call.faults.unlisted(s.profile.id));
     let results = found
         .iter()
         .skip(offset)
@@ -365,7 +401,10 @@ fn get_session(call: &Call, id: &str) -> Result<Response, Fail> {
     check_keys(call, &[], &[])?;
     let id = parse_id(id, "restore session")?;
     let data = call.sim.data();
-    let session = data.find_session(id).ok_or_else(|| session_not_found(id))?;
+    let session = data
+        .find_session(id)
+        .filter(|_| !call.faults.deleted(id))
+        .ok_or_else(|| session_not_found(id))?;
     Ok(json(StatusCode::OK, &wire::session(call.version, session)))
 }
 
@@ -374,11 +413,27 @@ fn list_events(call: &Call, id: &str) -> Result<Response, Fail> {
     let (offset, limit) = paging(call)?;
     let id = parse_id(id, "restore session")?;
     let data = call.sim.data();
-    let session = data.find_session(id).ok_or_else(|| session_not_found(id))?;
+    let session = data
+        .find_session(id)
+        .filter(|_| !call.faults.deleted(id))
+        .ok_or_else(|| session_not_found(id))?;
+    if call.faults.events_not_json(session.index) {
+        return Ok(faults::not_json());
+    }
     let total = session.events as usize;
     let end = offset.saturating_add(limit).min(total);
-    let results: Vec<_> = (offset.min(end)..end)
-        .filter_map(|order| u32::try_from(order).ok())
+    // Overlapping pages (a fault knob) start one record early.
+    let start = if call.faults.overlap(session.index, offset.min(end)) {
+        offset.min(end) - 1
+    } else {
+        offset.min(end)
+    };
+    let orders = (start..end).filter_map(|order| u32::try_from(order).ok());
+    let spoiled: Vec<_> = orders
+        .clone()
+        .map(|order| call.faults.corruption(session.index, order))
+        .collect();
+    let results: Vec<_> = orders
         .filter_map(|order| data.event(session, order))
         .map(|event| wire::event(call.version, session, event))
         .collect();
@@ -390,7 +445,33 @@ fn list_events(call: &Call, id: &str) -> Result<Response, Fail> {
         total,
         extra_query: "",
     };
+    if spoiled.iter().any(Option::is_some) {
+        call.faults
+            .count_spoiled(spoiled.iter().flatten().count() as u64);
+        return Ok(spoiled_events_page(spot.page(results), spoiled));
+    }
     Ok(json(StatusCode::OK, &spot.page(results)))
+}
+
+/// An events page with some records spoiled by the fault knobs.
+fn spoiled_events_page<T: Serialize>(
+    page: wire::Page<T>,
+    spoiled: Vec<Option<faults::Corruption>>,
+) -> Response {
+    let Ok(mut page) = serde_json::to_value(&page) else {
+        return json(StatusCode::OK, &page);
+    };
+    let records = match page["results"].take() {
+        serde_json::Value::Array(records) => records,
+        _ => Vec::new(),
+    };
+    let body = faults::spoiled_page(page, records.into_iter().zip(spoiled).collect());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn get_event(call: &Call, id: &str, event_id: &str) -> Result<Response, Fail> {
