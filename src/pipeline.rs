@@ -41,8 +41,9 @@ use crate::sources::{Emitter, RunMode, SourceBatch, SourceError};
 
 /// Batches buffered between a source and its router.
 const SOURCE_QUEUE: usize = 2;
-/// Batches buffered in front of each sink.
-const SINK_QUEUE: usize = 4;
+/// Batches buffered in front of each sink. A sink works on one batch at a time
+/// (invariant 3), so two queued keep it busy; more would only hold memory.
+const SINK_QUEUE: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -407,10 +408,22 @@ fn map_batch(source_id: &str, observer: &str, batch: &SourceBatch) -> Vec<Encode
         fetched_at: batch.fetched_at,
     };
     let mut out = Vec::with_capacity(batch.records.len());
+    // Sized from the previous event: one allocation per event, no regrowth copies.
+    let mut size_hint = 1024;
     for record in &batch.records {
         let event = map::map_record(&ctx, record);
-        match serde_json::to_string(&event) {
-            Ok(json) => out.push(EncodedEvent { event, json }),
+        let mut buf = Vec::with_capacity(size_hint + size_hint / 4);
+        match serde_json::to_writer(&mut buf, &event) {
+            Ok(()) => {
+                size_hint = buf.len();
+                match String::from_utf8(buf) {
+                    Ok(json) => out.push(EncodedEvent { event, json }),
+                    // serde_json writes valid UTF-8 only; never ship a broken line.
+                    Err(e) => {
+                        tracing::error!(source_id, event_id = %event.event.id, error = %e, "encoded event is not UTF-8; skipped")
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(source_id, event_id = %event.event.id, error = %e, "cannot encode event; skipped")
             }
@@ -561,8 +574,9 @@ async fn sink_task(
                             "{message} (gave up after {attempt} attempts)"
                         )));
                     }
+                    // Capped at 10 s: a receiver back from an outage is used again soon.
                     let delay = Duration::from_millis(200u64 << attempt.min(8))
-                        .min(Duration::from_secs(30));
+                        .min(Duration::from_secs(10));
                     tracing::warn!(sink_id = %id, attempt, delay_ms = delay.as_millis() as u64, error = %message, "delivery failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
