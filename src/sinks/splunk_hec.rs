@@ -30,8 +30,10 @@
 
 #[path = "splunk_hec_files.rs"]
 mod files;
+// `pub` (hidden from docs) only so `benches/encoders.rs` can measure the wire format.
 #[path = "splunk_hec_wire.rs"]
-mod wire;
+#[doc(hidden)]
+pub mod wire;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

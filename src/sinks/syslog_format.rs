@@ -259,8 +259,12 @@ pub fn msgid_for(dataset: &str) -> String {
 }
 
 /// RFC 3339 in UTC with at most six fractional digits and `Z`; leap seconds (which RFC
-/// 5424 forbids) are shown as `:59.999999`.
+/// 5424 forbids) are shown as `:59.999999`. A time outside years 0000–9999 (which RFC 5424
+/// cannot write; an offset can push a valid Veeam time there) is NILVALUE.
 pub fn timestamp_5424(t: DateTime<Utc>) -> String {
+    if !(0..=9999).contains(&t.year()) {
+        return NILVALUE.to_string();
+    }
     let t = if t.nanosecond() >= 1_000_000_000 {
         t.with_nanosecond(999_999_000).unwrap_or(t)
     } else {
