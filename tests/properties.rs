@@ -20,8 +20,10 @@
 //!   the record types behind them never panic on arbitrary input, and what decodes maps
 //!   to an event that serializes and reads back.
 //! - the output contract: records of both sources with arbitrary content map to events
-//!   that match `schemas/` (formats included), except for two known gaps, each kept as an
-//!   ignored `gap_*` test (`cargo test --test properties -- --ignored` shows them).
+//!   that match `schemas/` (formats included). Two gaps it found in VB365 records (blank
+//!   ids, times outside years 0000–9999 in UTC) are now refused at decode time (tests
+//!   below); VDC times outside that range are still steered around (see
+//!   `avoid_known_gaps`).
 //!
 //! When a property fails, proptest prints the minimal input and saves its seed in
 //! `tests/properties.proptest-regressions` (replayed first on the next runs).
@@ -1354,8 +1356,8 @@ fn event_validator() -> &'static jsonschema::Validator {
 }
 
 /// Steer `record` around the mapping's known gaps, so the schema property checks the rest
-/// (each gap has an ignored `gap_*` test below, the minimal case proptest found; remove the
-/// fix-up once it is closed):
+/// (for VB365 records both are now refused at decode time, see the tests below; the
+/// fix-ups still matter for VDC times and keep VB365 records from being filtered out):
 /// - a time whose UTC falls outside years 0000–9999 (valid RFC 3339 in, e.g.
 ///   `0000-01-01T00:00:00+01:00`) is written as `-0001-…`/`+10000-…`, not a `date-time`:
 ///   every 4-digit year is moved into 0001–9998;
@@ -1430,47 +1432,42 @@ proptest! {
     }
 }
 
-/// Found by `syslog_messages_are_valid` (the syslog header now writes NILVALUE for
-/// such times) and `mapped_events_match_the_schema`: the mapped event itself is still not
-/// schema-valid. Un-ignore once the mapping handles it.
+/// Found by `syslog_messages_are_valid` and `mapped_events_match_the_schema`: a VB365 time
+/// whose UTC year falls outside 0000-9999 can't be written as RFC 3339. Such a record is
+/// now malformed at decode time (the source logs it with its session id and skips it alone).
 #[test]
-#[ignore = "known gap: UTC years outside 0000-9999 are not RFC 3339 date-times"]
-fn gap_times_outside_years_0000_to_9999() {
-    let mut failures = Vec::new();
+fn vbo_times_outside_years_0000_to_9999_are_refused_at_decode() {
     for start in ["0000-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"] {
-        let event: RawRestoreEvent = serde_json::from_value(json!({
+        let err = serde_json::from_value::<RawRestoreEvent>(json!({
             "id": "e-1", "status": "Success", "startTime": start, "order": 0
         }))
-        .expect("Veeam's wire type accepts it");
-        let e = map_restore_event(&ctx("vbo"), &a_session(), &event, None);
-        let value = serde_json::to_value(&e).expect("event JSON");
-        failures.extend(
-            event_validator()
-                .iter_errors(&value)
-                .map(|err| format!("{start}: {}: {err}", err.instance_path())),
-        );
+        .expect_err(start)
+        .to_string();
+        assert!(err.contains("outside years"), "{start}: {err}");
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// Found by `mapped_events_match_the_schema`. Un-ignore once blank VB365 ids are refused
-/// (or replaced) by the source or the mapping.
-#[test]
-#[ignore = "known gap: blank VB365 ids are shipped, the schema requires non-empty ids"]
-fn gap_blank_vb365_ids() {
-    let session: RawRestoreSession = serde_json::from_value(json!({
-        "id": "", "type": "Vex", "creationTime": "2025-03-04T08:00:00Z", "state": "Stopped"
+    let ok: RawRestoreEvent = serde_json::from_value(json!({
+        "id": "e-1", "status": "Success", "startTime": "0001-01-01T00:00:00+00:00", "order": 0
     }))
-    .expect("Veeam's wire type accepts it");
-    let event: RawRestoreEvent = serde_json::from_value(json!({
-        "id": " ", "status": "Success", "startTime": "2025-03-04T08:00:00Z", "order": 0
-    }))
-    .expect("Veeam's wire type accepts it");
-    let e = map_restore_event(&ctx("vbo"), &session, &event, None);
-    let value = serde_json::to_value(&e).expect("event JSON");
+    .unwrap();
+    let value =
+        serde_json::to_value(map_restore_event(&ctx("vbo"), &a_session(), &ok, None)).unwrap();
     let errors: Vec<String> = event_validator()
         .iter_errors(&value)
-        .map(|err| format!("{}: {err}", err.instance_path()))
+        .map(|e| e.to_string())
         .collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+/// Found by `mapped_events_match_the_schema`: blank VB365 ids used to be shipped (the
+/// schema requires non-empty ids). They are now malformed at decode time.
+#[test]
+fn blank_vb365_ids_are_refused_at_decode() {
+    let session = serde_json::from_value::<RawRestoreSession>(json!({
+        "id": "", "type": "Vex", "creationTime": "2025-03-04T08:00:00Z", "state": "Stopped"
+    }));
+    assert!(session.unwrap_err().to_string().contains("blank id"));
+    let event = serde_json::from_value::<RawRestoreEvent>(json!({
+        "id": " ", "status": "Success", "startTime": "2025-03-04T08:00:00Z", "order": 0
+    }));
+    assert!(event.unwrap_err().to_string().contains("blank id"));
 }

@@ -13,6 +13,7 @@
 pub mod client_host;
 pub mod vbo;
 pub mod vdc;
+pub mod wire_checks;
 
 use chrono::{DateTime, FixedOffset, Utc};
 

@@ -18,6 +18,7 @@ use crate::event::{
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawRestoreSession {
+    #[serde(deserialize_with = "super::wire_checks::id")]
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
@@ -26,8 +27,9 @@ pub struct RawRestoreSession {
     /// Vex | Veod | Vesp | Vet
     #[serde(rename = "type")]
     pub session_type: String,
+    #[serde(deserialize_with = "super::wire_checks::time")]
     pub creation_time: DateTime<FixedOffset>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::wire_checks::opt_time")]
     pub end_time: Option<DateTime<FixedOffset>>,
     /// Working | Stopped
     pub state: String,
@@ -60,13 +62,15 @@ impl RawRestoreSession {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawRestoreEvent {
+    #[serde(deserialize_with = "super::wire_checks::id")]
     pub id: String,
     /// None | Save | Export | Send | Restore | View
     #[serde(default, rename = "type")]
     pub event_type: Option<String>,
     pub status: String,
+    #[serde(deserialize_with = "super::wire_checks::time")]
     pub start_time: DateTime<FixedOffset>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::wire_checks::opt_time")]
     pub end_time: Option<DateTime<FixedOffset>>,
     /// .NET TimeSpan `[d.]hh:mm:ss[.fffffff]`.
     #[serde(default)]
