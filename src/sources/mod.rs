@@ -82,6 +82,32 @@ impl Emitter {
     }
 }
 
+/// The end of one poll cycle, shared by every source's run loop: record it in the metrics
+/// and decide whether the run is over (`Some`: `--once`, or the pipeline closed) or the
+/// source polls again after its interval (`None`; a failure is logged and retried then).
+pub fn after_cycle(
+    source_id: &str,
+    mode: RunMode,
+    result: Result<(), SourceError>,
+) -> Option<Result<(), SourceError>> {
+    let metrics = crate::metrics::global();
+    match result {
+        Err(SourceError::Closed) => Some(Ok(())),
+        Ok(()) => {
+            metrics.poll_succeeded(source_id, Utc::now());
+            (mode == RunMode::Once).then_some(Ok(()))
+        }
+        Err(e) => {
+            metrics.poll_failed(source_id);
+            if mode == RunMode::Once {
+                return Some(Err(e));
+            }
+            tracing::error!(source_id, error = %e, "poll cycle failed; retrying at the next poll interval");
+            None
+        }
+    }
+}
+
 /// Why a source stopped or a poll cycle failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

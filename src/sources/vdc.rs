@@ -312,18 +312,8 @@ impl VdcPoller {
     pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
         loop {
             let result = self.cycle(&emitter).await;
-            match &result {
-                Ok(()) => crate::metrics::global().poll_succeeded(&self.id, Utc::now()),
-                Err(SourceError::Closed) => {}
-                Err(_) => crate::metrics::global().poll_failed(&self.id),
-            }
-            match result {
-                Err(SourceError::Closed) => return Ok(()),
-                other if mode == RunMode::Once => return other,
-                Err(e) => {
-                    tracing::error!(source_id = %self.id, error = %e, "poll cycle failed; retrying at the next poll interval")
-                }
-                Ok(()) => {}
+            if let Some(done) = super::after_cycle(&self.id, mode, result) {
+                return done;
             }
             tokio::time::sleep(self.poll_interval).await;
         }
