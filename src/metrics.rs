@@ -333,6 +333,24 @@ impl Metrics {
             .inc_by(read);
     }
 
+    pub fn events_mapped(&self, source: &str, events: u64) {
+        self.events_mapped
+            .get_or_create(&source_label(source))
+            .inc_by(events);
+    }
+
+    pub fn events_filtered(&self, source: &str, events: u64) {
+        self.events_filtered
+            .get_or_create(&source_label(source))
+            .inc_by(events);
+    }
+
+    pub fn events_acknowledged(&self, source: &str, events: u64) {
+        self.events_acknowledged
+            .get_or_create(&source_label(source))
+            .inc_by(events);
+    }
+
     pub fn record_skipped(&self, source: &str) {
         self.records_skipped
             .get_or_create(&source_label(source))

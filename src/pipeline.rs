@@ -453,18 +453,10 @@ async fn route(
             events.retain(|e| w.contains(e.event.timestamp));
             let filtered = (before - events.len()) as u64;
             if filtered > 0 {
-                m.events_filtered
-                    .get_or_create(&metrics::SourceLabel {
-                        source: source_id.to_string(),
-                    })
-                    .inc_by(filtered);
+                m.events_filtered(&source_id, filtered);
             }
         }
-        m.events_mapped
-            .get_or_create(&metrics::SourceLabel {
-                source: source_id.to_string(),
-            })
-            .inc_by(events.len() as u64);
+        m.events_mapped(&source_id, events.len() as u64);
         let newest = events.iter().map(|e| e.event.timestamp).max();
         let sinks = if events.is_empty() { 0 } else { outputs.len() };
         // Register before fanning out, so the tracker knows the batch before any ack.
@@ -654,12 +646,7 @@ async fn track(
                     }
                     let done = entry.remove();
                     reports[s].events_acked += done.events;
-                    metric
-                        .events_acknowledged
-                        .get_or_create(&metrics::SourceLabel {
-                            source: ids[s].to_string(),
-                        })
-                        .inc_by(done.events);
+                    metric.events_acknowledged(&ids[s], done.events);
                     newest[s] = newest[s].max(done.newest);
                     if done.checkpoint.is_some() {
                         to_save[s] = done.checkpoint;

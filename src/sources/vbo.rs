@@ -45,7 +45,8 @@ const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VboState {
-    /// Newest session `creationTime` seen by a complete listing.
+    /// Newest session `creationTime` listed: after a complete listing, or on v8 (oldest
+    /// first) after each shipped session.
     pub horizon: DateTime<Utc>,
     /// Sessions inside the listing window, and every session still open.
     #[serde(default)]
