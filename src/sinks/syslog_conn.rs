@@ -168,6 +168,14 @@ impl Target {
     /// all of it.
     pub async fn confirm_close(&self, mut stream: Box<dyn Stream>) -> Result<(), ConnError> {
         let confirm = async {
+            // A receiver that closed before our FIN closed for its own reasons (shutting
+            // down, an idle timeout), not because it read the batch: what it had not read
+            // yet is gone, so the batch is not confirmed (re-sent: duplicates, never loss).
+            if peer_closed(stream.as_mut()) {
+                return Err(io::Error::other(
+                    "it closed the connection before the end of the batch",
+                ));
+            }
             stream.shutdown().await?;
             let mut scratch = [0u8; 512];
             // Receivers send nothing but TLS records (session tickets, close_notify),
