@@ -46,6 +46,12 @@ pub enum HttpError {
     Decode { url: String, message: String },
     #[error("TLS setup for {key} failed: {message}")]
     Tls { key: String, message: String },
+    /// The body grew past the cap set for it: a hostile or broken server (or a proxy's
+    /// endless error page). The request is not retried as is; the caller may ask for less.
+    #[error(
+        "the response from {url} is larger than {limit} bytes; refusing to read more (a broken server or proxy?)"
+    )]
+    TooLarge { url: String, limit: usize },
 }
 
 fn fmt_body(body: &str) -> String {
@@ -69,9 +75,10 @@ impl HttpError {
         match self {
             HttpError::Status { status, .. } => is_retryable_status(*status),
             HttpError::Transport { .. } => true,
-            HttpError::Decode { .. } | HttpError::Tls { .. } | HttpError::Certificate { .. } => {
-                false
-            }
+            HttpError::Decode { .. }
+            | HttpError::Tls { .. }
+            | HttpError::Certificate { .. }
+            | HttpError::TooLarge { .. } => false,
         }
     }
 }
@@ -278,15 +285,62 @@ pub fn retry_after(resp: &Response) -> Option<Duration> {
     }
 }
 
-/// Turn a non-success response into an [`HttpError::Status`], reading a short body excerpt.
+/// Bytes of an error body read for its excerpt; the rest is never read (an endless error
+/// page must not grow memory).
+pub const ERROR_EXCERPT_BYTES: usize = 4 * 1024;
+
+/// Read a response body, failing with [`HttpError::TooLarge`] as soon as it passes
+/// `limit` bytes, so a hostile or broken server can't grow memory without bound.
+/// A body cut short is a [`HttpError::Transport`] error (safe to request again).
+pub async fn read_body_capped(
+    url: &str,
+    mut resp: Response,
+    limit: usize,
+) -> Result<bytes::Bytes, HttpError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(HttpError::TooLarge {
+            url: url.to_string(),
+            limit,
+        });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(url, e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(HttpError::TooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// At most `limit` bytes of a body, then stop reading (no error: used for excerpts).
+pub async fn read_body_prefix(mut resp: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
+}
+
+/// Turn a non-success response into an [`HttpError::Status`], reading a short body excerpt
+/// (at most [`ERROR_EXCERPT_BYTES`] are read).
 pub async fn status_error(url: &str, resp: Response) -> HttpError {
     let status = resp.status().as_u16();
     let retry_after = retry_after(&resp);
-    let body = resp.text().await.unwrap_or_default();
+    let body = read_body_prefix(resp, ERROR_EXCERPT_BYTES).await;
     HttpError::Status {
         url: url.to_string(),
         status,
-        body: excerpt(&body, 300),
+        body: excerpt(&String::from_utf8_lossy(&body), 300),
         retry_after,
     }
 }
