@@ -145,6 +145,8 @@ pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
 /// Create `dir` and every missing parent with exactly `mode`, fsyncing each new level into
 /// its parent. Existing levels are left as they are.
 pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut missing = Vec::new();
     let mut level = if dir.as_os_str().is_empty() {
         Path::new(".")
