@@ -29,7 +29,7 @@
 //! from indexer acknowledgement when the token has it disabled.
 
 #[path = "splunk_hec_files.rs"]
-mod files;
+pub mod files;
 // `pub` (hidden from docs) only so `benches/encoders.rs` can measure the wire format.
 #[path = "splunk_hec_wire.rs"]
 #[doc(hidden)]
@@ -319,7 +319,7 @@ impl HecSink {
         }
         let client = http::build_client(&format!("{key}.tls"), &cfg.tls, cfg.request_timeout)
             .map_err(|e| SinkError::Fatal(e.to_string()))?;
-        let channel_file = ctx.state_dir.join(format!("{id}.hec-channel"));
+        let channel_file = files::channel_path(&ctx.state_dir, id);
         let channel = files::load_or_create_channel(&channel_file)
             .map_err(|e| SinkError::Fatal(format!("{key}: {e}")))?;
         let dead_letters =
