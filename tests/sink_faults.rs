@@ -460,8 +460,11 @@ async fn proxy_with_a_4kb_limit_quarantines_only_the_big_events() {
         "the second run sent something again"
     );
     eprintln!(
-        "4 kB proxy: {} proxy 413s, {} events indexed",
-        stats.proxy_413, stats.events_indexed
+        "4 kB proxy: {} proxy 413s, {} events indexed, {} expected, {} quarantined",
+        stats.proxy_413,
+        stats.events_indexed,
+        all_ids(&env).len(),
+        quarantined.len()
     );
 }
 
@@ -512,7 +515,7 @@ async fn endless_answers(endpoint: EndpointKind, status: u16, tag: &str) {
     let extra = "indexer_ack = true\nack_poll_interval = \"100ms\"";
     let cfg = write_config(&env, "page_size = 10", &hec_sink(&peer.url(), extra));
     let tag = tag.to_string();
-    let (status, log, hwm) = tokio::task::spawn_blocking(move || {
+    let (exit, log, hwm) = tokio::task::spawn_blocking(move || {
         let mut d = Daemon::spawn(&cfg, true, &drain_env(), &tag);
         let mut hwm = 0;
         let deadline = Instant::now() + fault_support::RUN_LIMIT;
@@ -522,18 +525,18 @@ async fn endless_answers(endpoint: EndpointKind, status: u16, tag: &str) {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let status = d.wait(Duration::from_secs(5));
-        (status, d.stderr(), hwm)
+        let exit = d.wait(Duration::from_secs(5));
+        (exit, d.stderr(), hwm)
     })
     .await
     .unwrap();
     eprintln!(
-        "endless {status:?} answers on {endpoint:?}: peak RSS (VmHWM) {:.1} MiB, {} endless answers",
+        "endless HTTP {status} answers on {endpoint:?}: peak RSS (VmHWM) {:.1} MiB, {} endless answers",
         hwm as f64 / 1024.0,
         peer.stats().endless_answers
     );
     assert_eq!(peer.stats().endless_answers, 3);
-    assert!(status.success(), "{}", tail(&log, 30));
+    assert!(exit.success(), "{}", tail(&log, 30));
     assert!(
         hwm / 1024 < RSS_LIMIT_MIB,
         "peak RSS {} MiB > {RSS_LIMIT_MIB} MiB",
