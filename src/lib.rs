@@ -11,6 +11,7 @@
 //! - [`daemon`]: `run` around the pipeline (ops endpoint, SIGHUP reload); [`backfill`]: history re-reads.
 //! - [`checkpoint`]: durable per-source state.
 //! - [`http`]: the shared HTTP client builder and retry policy.
+//! - [`escape`]: escaping server text for terminals and logs.
 //! - [`metrics`], [`ops`]: operational metrics and the `/metrics` `/health` `/ready` endpoint.
 //! - [`simulator`]: an embedded VB365 API simulator for demo and tests.
 
@@ -20,6 +21,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod escape;
 pub mod event;
 pub mod http;
 pub mod map;
