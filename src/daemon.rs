@@ -19,12 +19,14 @@ use crate::pipeline::{self, PipelineError, RunOptions, RunReport};
 use crate::sources::RunMode;
 
 /// Run `config` (loaded from `path`) until `--once` completes or `shutdown` fires,
-/// reloading from `path` on SIGHUP.
+/// reloading from `path` on each signal of `reloads` (SIGHUP; installed by `main` before
+/// anything else, so an early SIGHUP can't kill the process).
 pub async fn run(
     path: PathBuf,
     config: Config,
     opts: RunOptions,
     shutdown: CancellationToken,
+    reloads: ReloadSignal,
 ) -> Result<RunReport, PipelineError> {
     let ops = match &config.ops {
         Some(ops) => Some(
@@ -34,7 +36,7 @@ pub async fn run(
         ),
         None => None,
     };
-    let result = run_generations(path, config, opts, shutdown).await;
+    let result = run_generations(path, config, opts, shutdown, reloads).await;
     if let Some(ops) = ops {
         ops.shutdown().await;
     }
@@ -46,8 +48,8 @@ async fn run_generations(
     mut config: Config,
     opts: RunOptions,
     shutdown: CancellationToken,
+    mut reloads: ReloadSignal,
 ) -> Result<RunReport, PipelineError> {
-    let mut reloads = ReloadSignal::new();
     let mut total = RunReport::default();
     loop {
         let generation = shutdown.child_token();
@@ -103,14 +105,22 @@ async fn run_generations(
     }
 }
 
-/// SIGHUP as a stream; never fires where there are no Unix signals.
-struct ReloadSignal {
+/// SIGHUP as a stream; never fires where there are no Unix signals. Creating it installs
+/// the handler (needs a Tokio runtime context); a SIGHUP received from then on is kept
+/// until [`recv`](Self::recv) or [`take_pending`](Self::take_pending) sees it.
+pub struct ReloadSignal {
     #[cfg(unix)]
     inner: Option<tokio::signal::unix::Signal>,
 }
 
+impl Default for ReloadSignal {
+    fn default() -> Self {
+        ReloadSignal::new()
+    }
+}
+
 impl ReloadSignal {
-    fn new() -> ReloadSignal {
+    pub fn new() -> ReloadSignal {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -125,6 +135,20 @@ impl ReloadSignal {
         }
         #[cfg(not(unix))]
         ReloadSignal {}
+    }
+
+    /// Consume SIGHUPs already received (without waiting); true if there was one.
+    pub fn take_pending(&mut self) -> bool {
+        #[cfg(unix)]
+        if let Some(s) = self.inner.as_mut() {
+            use futures::FutureExt;
+            let mut any = false;
+            while let Some(Some(())) = s.recv().now_or_never() {
+                any = true;
+            }
+            return any;
+        }
+        false
     }
 
     async fn recv(&mut self) {
