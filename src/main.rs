@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -171,7 +171,9 @@ fn warn_cleartext(config: &Config) {
     }
 }
 
-/// `--since`/`--until`: RFC 3339, a UTC date, or an age before now.
+/// `--since`/`--until`: RFC 3339, a UTC date, or an age before now. An age may reach back
+/// to year 1 at most (what RFC 3339 and a date can write), which keeps the arithmetic done
+/// with it later (minus a day, minus `lookback`) far inside what a date can hold.
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
@@ -183,8 +185,9 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         return chrono::Duration::from_std(age)
             .ok()
             .and_then(|age| Utc::now().checked_sub_signed(age))
+            .filter(|t| t.year() >= 1)
             .ok_or_else(|| {
-                format!("`{text}` reaches back further than a date can; use a date (2026-01-01)")
+                format!("`{text}` reaches back before the year 1; use a date (2026-01-01)")
             });
     }
     Err(format!(

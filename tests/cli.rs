@@ -326,3 +326,39 @@ fn config_errors_exit_2_with_the_full_key_and_no_secret_in_every_command() {
         }
     }
 }
+
+/// `--since` as an age reaching back absurdly far is a usage error (exit 2), not a panic
+/// in the time arithmetic that follows (the VB365 horizon minus `lookback`).
+#[test]
+fn absurd_backfill_ages_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let state = dir.path().join("state");
+    let config = BASE
+        .replace("STATE", &state.display().to_string())
+        .replace(
+            "username = \"svc\"",
+            "username = \"svc\"\nlookback = \"3650days\"\nmax_retries = 0",
+        )
+        .replace("https://vbo.example.net:4443", "http://127.0.0.1:1");
+    std::fs::write(&path, config).unwrap();
+    for since in ["264160years", "300000years", "9999999999999years"] {
+        let out = bin()
+            .args([
+                "backfill",
+                "--config",
+                &path.display().to_string(),
+                "--since",
+                since,
+            ])
+            .env("CLI_TEST_PW", SECRET)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{since}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--since"),
+            "{since}: {}",
+            text(&out)
+        );
+    }
+}
