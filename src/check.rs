@@ -5,7 +5,11 @@
 //! the real mapping, every sink is built and health-checked — and reporting the outcome
 //! per component. The state dir and each file sink's directory are probed for writing by
 //! creating and deleting a temp file in them (or in their nearest existing ancestor: a
-//! missing directory is reported as "will be created", not created).
+//! missing directory is reported as "will be created", not created). Endpoints configured
+//! with plain `http://` are `warn` rows (a warning is not a failure).
+//!
+//! Every row is printed with control characters escaped ([`crate::escape`]): details carry
+//! server data (session ids, user names, error bodies) that must not drive the terminal.
 //!
 //! Must not: write checkpoints, send events, print secrets (everything printed comes from
 //! error messages that already exclude them), take the state dir's lock (it runs next to
@@ -19,6 +23,7 @@ use chrono::Utc;
 use crate::checkpoint::CheckpointStore;
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::durable::{self, Writable};
+use crate::escape::escape_controls;
 use crate::event::Event;
 use crate::map::{self, MapContext};
 use crate::sinks::splunk_hec::files::channel_path;
@@ -65,26 +70,33 @@ impl Report {
             .count()
     }
 
-    /// The table as printed by the CLI.
+    /// The table as printed by the CLI, control characters escaped.
     pub fn render(&self) -> String {
-        let width = self
+        let rows: Vec<(String, &str, String)> = self
             .rows
             .iter()
-            .map(|r| r.component.len())
+            .map(|r| {
+                let status = match r.status {
+                    Status::Ok => "ok",
+                    Status::Warn => "warn",
+                    Status::Fail => "FAIL",
+                };
+                (
+                    escape_controls(&r.component).into_owned(),
+                    status,
+                    escape_controls(&r.detail).into_owned(),
+                )
+            })
+            .collect();
+        let width = rows
+            .iter()
+            .map(|(component, _, _)| component.chars().count())
             .max()
             .unwrap_or(9)
             .max(9);
         let mut out = format!("{:<width$}  {:<6}  DETAIL\n", "COMPONENT", "STATUS");
-        for r in &self.rows {
-            let status = match r.status {
-                Status::Ok => "ok",
-                Status::Warn => "warn",
-                Status::Fail => "FAIL",
-            };
-            out.push_str(&format!(
-                "{:<width$}  {:<6}  {}\n",
-                r.component, status, r.detail
-            ));
+        for (component, status, detail) in &rows {
+            out.push_str(&format!("{component:<width$}  {status:<6}  {detail}\n"));
         }
         let failures = self.failures();
         if failures == 0 {
@@ -113,6 +125,9 @@ pub async fn run(config: &Config) -> Report {
         ),
     );
     check_state_dir(config, &mut report);
+    for cleartext in config.cleartext_endpoints() {
+        report.push(cleartext.key.clone(), Status::Warn, cleartext.problem());
+    }
     for (id, source) in &config.sources {
         check_source(config, id, source, &mut report).await;
     }
@@ -328,4 +343,33 @@ fn summarize(e: &Event) -> String {
         parts.push(format!("item={item:?}"));
     }
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_escapes_server_text() {
+        let mut report = Report::default();
+        report.push(
+            "source a",
+            Status::Ok,
+            "newest session s\u{1b}]0;x\u{7} by \u{202e}eve\nFAIL",
+        );
+        report.push("  a sample", Status::Warn, "user=\u{9b}31mroot");
+        let text = report.render();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::escape::is_unsafe(c)),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("s\\u{1b}]0;x\\u{7} by \\u{202e}eve\\nFAIL"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 4, "a detail can't add a line: {text}");
+        assert!(text.contains("all checks passed"), "{text}");
+    }
 }

@@ -4,12 +4,20 @@
 //! check that can be made without the network. Every error names the key path and says
 //! what to do; secret values never appear in errors or `Debug` output.
 //!
-//! Loading happens in three steps: TOML text → `toml::Value` → interpolate `${VAR}` in
+//! Loading happens in these steps: TOML text → `toml::Value` → interpolate `${VAR}` in
 //! string values (so an env value can never break TOML syntax) → typed structs with
-//! `deny_unknown_fields` (via `serde_path_to_error`, so the failing key's path is known) →
-//! [`Config::validate`] for cross-references and ranges.
+//! `deny_unknown_fields` → [`Config::validate`] for cross-references and ranges → secret
+//! files read (so a missing `password_file` is a config error, exit 2, like any other).
+//!
+//! Components are dispatched on their `type` by hand (`config_load.rs`, the composition
+//! root), and each component table is then deserialized alone under its full path
+//! (`sources.<id>.…`), so every error names the whole key.
+//!
+//! Limits: durations are at most [`MAX_DURATION`]; the config file is read up to
+//! [`MAX_CONFIG_BYTES`] and secret files up to [`MAX_SECRET_FILE_BYTES`].
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +26,9 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use crate::secret::Secret;
+
+#[path = "config_load.rs"]
+mod load;
 
 /// A configuration problem. `Display` is the whole user-facing message.
 #[derive(Debug, thiserror::Error)]
@@ -41,18 +52,50 @@ pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigErro
     }
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The longest duration any key accepts (3650 days): far beyond any sensible interval or
+/// timeout, and far enough from the limits of `Instant` and `DateTime` arithmetic that no
+/// configured value can overflow it.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// The largest config file read (a config is a few kB; this stops `/dev/zero` and mistakes).
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest secret file read (`password_file`, `token_file`, `api_key_file`).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Keys whose values are secrets: their values are never quoted in errors.
+const SECRET_KEYS: [&str; 3] = ["password", "token", "api_key"];
+
+/// The whole configuration. Built by [`Config::load`] / [`Config::from_toml`] (the top
+/// level is `state`, `ops`, `sources` and `sinks`).
+#[derive(Debug, Clone)]
 pub struct Config {
-    #[serde(default)]
     pub state: StateConfig,
-    #[serde(default)]
     pub ops: Option<OpsConfig>,
-    #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
-    #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// An endpoint configured with plain `http://`: what would travel in clear text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cleartext {
+    /// The config key, e.g. `sources.vbo_main.url`.
+    pub key: String,
+    /// What travels over it, e.g. "the password and access tokens".
+    pub carries: &'static str,
+}
+
+impl Cleartext {
+    /// What is wrong, without the key (for `check`, whose row names the key).
+    pub fn problem(&self) -> String {
+        format!("http:// sends {} in clear text; use https://", self.carries)
+    }
+
+    /// One line for the startup log.
+    pub fn message(&self) -> String {
+        format!(
+            "{} uses http://: {} travel in clear text; use https://",
+            self.key, self.carries
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,9 +119,8 @@ pub struct OpsConfig {
     pub listen: std::net::SocketAddr,
 }
 
-/// A source, tagged by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A source, by its `type` key (dispatched in `config_load.rs`).
+#[derive(Debug, Clone)]
 pub enum SourceConfig {
     Vbo(VboSourceConfig),
     Vdc(crate::sources::vdc::VdcSourceConfig),
@@ -160,9 +202,8 @@ pub struct VboSourceConfig {
     pub keep_original: bool,
 }
 
-/// A sink, tagged by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A sink, by its `type` key (dispatched in `config_load.rs`).
+#[derive(Debug, Clone)]
 pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     File(FileSinkConfig),
@@ -247,14 +288,22 @@ fn default_max_retries() -> u32 {
     8
 }
 
-/// humantime durations: "30s", "5m", "1h 30m". Use with `deserialize_with`.
+/// humantime durations: "30s", "5m", "1h 30m", at most [`MAX_DURATION`]. Use with
+/// `deserialize_with`; the loader names the key in the error.
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
+    let value = humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(
             "`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\""
         ))
-    })
+    })?;
+    if value > MAX_DURATION {
+        return Err(serde::de::Error::custom(format!(
+            "`{text}` is longer than the longest duration accepted ({} days)",
+            MAX_DURATION.as_secs() / 86_400
+        )));
+    }
+    Ok(value)
 }
 
 /// A VB365 source with its secret resolved and URL checked.
@@ -269,10 +318,19 @@ pub struct VboSource {
 impl Config {
     /// Read, interpolate, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(read_error(std::io::Error::other(format!(
+                "larger than {MAX_CONFIG_BYTES} bytes; is it the right file?"
+            ))));
+        }
         Self::from_toml(&text, path, &|name| std::env::var(name).ok())
     }
 
@@ -287,19 +345,45 @@ impl Config {
             message: e.message().to_string(),
         })?;
         interpolate(&mut value, &mut Vec::new(), env)?;
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = e.path().to_string();
-            invalid(
-                if key == "." {
-                    "(top level)".into()
-                } else {
-                    key
-                },
-                e.into_inner().to_string(),
-            )
-        })?;
+        let mut config = load::from_value(value)?;
         config.validate(path.parent().unwrap_or(Path::new(".")))?;
+        load::read_secret_files(&mut config)?;
         Ok(config)
+    }
+
+    /// Endpoints configured with plain `http://` (VB365 and VDC sources, Splunk HEC sinks):
+    /// their passwords, tokens, keys (and events) would travel in clear text. The startup
+    /// log warns about each once, and `check` shows each as a warning.
+    pub fn cleartext_endpoints(&self) -> Vec<Cleartext> {
+        let plain = |url: &str| {
+            Url::parse(url.trim())
+                .map(|u| u.scheme() == "http")
+                .unwrap_or(false)
+        };
+        let mut out = Vec::new();
+        for (id, source) in &self.sources {
+            let (url, carries) = match source {
+                SourceConfig::Vbo(c) => (&c.url, "the password and access tokens"),
+                SourceConfig::Vdc(c) => (&c.url, "the API key and the job logs"),
+            };
+            if plain(url) {
+                out.push(Cleartext {
+                    key: format!("sources.{id}.url"),
+                    carries,
+                });
+            }
+        }
+        for (id, sink) in &self.sinks {
+            if let SinkConfig::SplunkHec(c) = sink
+                && plain(&c.endpoint)
+            {
+                out.push(Cleartext {
+                    key: format!("sinks.{id}.endpoint"),
+                    carries: "the HEC token and the events",
+                });
+            }
+        }
+        out
     }
 
     /// Cross-reference and range checks. `base` resolves relative `*_file` paths.
@@ -391,11 +475,16 @@ impl Config {
                             format!("must be between 1 and 10000 (got {})", c.page_size),
                         ));
                     }
-                    if c.poll_interval.is_zero() {
-                        return Err(invalid(
-                            format!("sources.{id}.poll_interval"),
-                            "must be greater than zero",
-                        ));
+                    for (name, value) in [
+                        ("poll_interval", c.poll_interval),
+                        ("request_timeout", c.request_timeout),
+                    ] {
+                        if value.is_zero() {
+                            return Err(invalid(
+                                format!("sources.{id}.{name}"),
+                                "must be greater than zero",
+                            ));
+                        }
                     }
                     if c.username.trim().is_empty() {
                         return Err(invalid(
@@ -486,11 +575,15 @@ pub fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
 }
 
 /// Parse an http(s) URL; credentials in URLs are refused so they can't leak into logs.
+/// Errors never show userinfo (see [`redact_userinfo`]).
 pub fn parse_url(key: &str, text: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(text.trim()).map_err(|e| {
         invalid(
             key,
-            format!("`{text}` is not a URL ({e}); write e.g. \"https://vbo.example.net:4443\""),
+            format!(
+                "`{}` is not a URL ({e}); write e.g. \"https://vbo.example.net:4443\"",
+                redact_userinfo(text.trim())
+            ),
         )
     })?;
     if url.scheme() != "https" && url.scheme() != "http" {
@@ -508,6 +601,20 @@ pub fn parse_url(key: &str, text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// `text` (a URL, maybe one that doesn't even parse) with everything that may be userinfo
+/// replaced by `***`: all of it up to the last `@` after `scheme://`. Over-redacts a path
+/// holding an `@`, which is fine for a message; never shows a password.
+pub fn redact_userinfo(text: &str) -> String {
+    let (scheme, rest) = match text.find("://") {
+        Some(i) => text.split_at(i + 3),
+        None => ("", text),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => text.to_string(),
+    }
+}
+
 /// Resolve a secret given inline or as a file (trailing newline trimmed).
 pub fn resolve_secret(
     key: &str,
@@ -516,15 +623,7 @@ pub fn resolve_secret(
 ) -> Result<Secret, ConfigError> {
     let secret = match (inline, file) {
         (Some(s), None) => s.clone(),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                invalid(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            Secret::new(text.trim_end_matches(['\r', '\n']))
-        }
+        (None, Some(path)) => load::read_secret_file(&format!("{key}_file"), path)?,
         (Some(_), Some(_)) => {
             return Err(invalid(
                 key,
@@ -547,7 +646,11 @@ fn interpolate(
 ) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(s) if s.contains('$') => {
-            *s = interpolate_str(s, env).map_err(|problem| invalid(path.join("."), problem))?;
+            let secret = path
+                .last()
+                .is_some_and(|k| SECRET_KEYS.contains(&k.as_str()));
+            *s = interpolate_str(s, env, !secret)
+                .map_err(|problem| invalid(path.join("."), problem))?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -568,7 +671,12 @@ fn interpolate(
     Ok(())
 }
 
-fn interpolate_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// `quote`: errors may quote the text (not for secret keys).
+fn interpolate_str(
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    quote: bool,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -589,7 +697,11 @@ fn interpolate_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
             let valid =
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(format!("`${{{expr}}}` is not a valid variable reference"));
+                return Err(if quote {
+                    format!("`${{{expr}}}` is not a valid variable reference")
+                } else {
+                    "holds an invalid `${...}` variable reference (the value is not shown); write ${NAME}, ${NAME:-default}, or $$ for a literal $".to_string()
+                });
             }
             match (env(name), default) {
                 (Some(v), _) => out.push_str(&v),
@@ -667,11 +779,11 @@ mod tests {
     #[test]
     fn env_default_and_escape() {
         let env = |n: &str| (n == "A").then(|| "x".to_string());
-        assert_eq!(interpolate_str("a${A}b", &env).unwrap(), "axb");
-        assert_eq!(interpolate_str("${B:-dflt}", &env).unwrap(), "dflt");
-        assert_eq!(interpolate_str("$${A}", &env).unwrap(), "${A}");
-        assert_eq!(interpolate_str("cost $5", &env).unwrap(), "cost $5");
-        assert!(interpolate_str("${A", &env).is_err());
+        assert_eq!(interpolate_str("a${A}b", &env, true).unwrap(), "axb");
+        assert_eq!(interpolate_str("${B:-dflt}", &env, true).unwrap(), "dflt");
+        assert_eq!(interpolate_str("$${A}", &env, true).unwrap(), "${A}");
+        assert_eq!(interpolate_str("cost $5", &env, true).unwrap(), "cost $5");
+        assert!(interpolate_str("${A", &env, true).is_err());
     }
 
     #[test]
@@ -748,5 +860,296 @@ mod tests {
             e.contains("sinks.console") && e.contains("carrier_pigeon"),
             "{e}"
         );
+    }
+
+    /// Every component is parsed under its full path, whatever goes wrong where.
+    #[test]
+    fn errors_name_the_full_key_and_never_a_secret_value() {
+        let hec = |keys: &str| {
+            format!(
+                "{GOOD}\n[sinks.splunk]\ntype = \"splunk_hec\"\ninputs = [\"vbo_main\"]\nendpoint = \"https://splunk.example.net:8088\"\n{keys}\n"
+            )
+        };
+        let cases: Vec<(String, &str, &[&str])> = vec![
+            (
+                GOOD.replace("\"${VBO_PASSWORD}\"", "98765432123"),
+                "`sources.vbo_main.password`",
+                &["98765432123"],
+            ),
+            (
+                GOOD.replace("\"${VBO_PASSWORD}\"", "{ v = \"Tbl-Secret-1\" }"),
+                "`sources.vbo_main.password`",
+                &["Tbl-Secret-1"],
+            ),
+            (
+                GOOD.replace("\"${VBO_PASSWORD}\"", "\"p${not valid}w\""),
+                "`sources.vbo_main.password`",
+                &["not valid"],
+            ),
+            (
+                hec("token = 4455667788"),
+                "`sinks.splunk.token`",
+                &["4455667788"],
+            ),
+            (
+                hec("token = \"Ctl-Secret\\nx\""),
+                "`sinks.splunk.token`",
+                &["Ctl-Secret"],
+            ),
+            (
+                GOOD.replace("poll_interval = \"45s\"", "tls = { ca_file = 5 }"),
+                "`sources.vbo_main.tls.ca_file`",
+                &[],
+            ),
+            (
+                GOOD.replace("poll_interval = \"45s\"", "request_timeout = \"0s\""),
+                "`sources.vbo_main.request_timeout`",
+                &[],
+            ),
+            (
+                GOOD.replace("type = \"stdout\"\n", ""),
+                "at `sinks.console`: missing field `type`",
+                &[],
+            ),
+            (
+                GOOD.replace("type = \"stdout\"", "type = 5"),
+                "at `sinks.console.type`: must be a string",
+                &[],
+            ),
+            (
+                format!("surprise = 1\n{GOOD}"),
+                "at `surprise`: unknown key",
+                &[],
+            ),
+            (
+                "sources = 5\n[sinks.console]\ntype = \"stdout\"\ninputs = [\"a\"]\n".to_string(),
+                "at `sources`: must be a table",
+                &[],
+            ),
+            (
+                GOOD.replace(
+                    "https://vbo.example.net:4443",
+                    "https://u:Url-Pw-1@vbo example.net",
+                ),
+                "`sources.vbo_main.url`",
+                &["Url-Pw-1"],
+            ),
+        ];
+        for (text, key, hidden) in cases {
+            let e = err_text(&text);
+            assert!(e.contains(key), "want {key}: {e}");
+            for h in hidden {
+                assert!(!e.contains(h), "{h} leaked: {e}");
+            }
+            assert!(!e.contains("s3cret-value"), "{e}");
+        }
+    }
+
+    #[test]
+    fn secret_files_are_read_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_file = |path: &Path| {
+            GOOD.replace(
+                "password = \"${VBO_PASSWORD}\"",
+                &format!("password_file = {:?}", path.display().to_string()),
+            )
+        };
+        let e = err_text(&with_file(&dir.path().join("missing")));
+        assert!(
+            e.contains("`sources.vbo_main.password_file`") && e.contains("missing"),
+            "{e}"
+        );
+        let big = dir.path().join("big");
+        std::fs::write(&big, "Big-Secret".repeat(10_000)).unwrap();
+        let e = err_text(&with_file(&big));
+        assert!(
+            e.contains("`sources.vbo_main.password_file`") && e.contains("larger"),
+            "{e}"
+        );
+        assert!(!e.contains("Big-Secret"), "{e}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\r\n").unwrap();
+        let e = err_text(&with_file(&empty));
+        assert!(
+            e.contains("`sources.vbo_main.password_file`") && e.contains("empty"),
+            "{e}"
+        );
+        let good = dir.path().join("good");
+        std::fs::write(&good, "from-file\n").unwrap();
+        let c = parse(&with_file(&good)).unwrap();
+        let SourceConfig::Vbo(v) = &c.sources["vbo_main"] else {
+            panic!("not vbo")
+        };
+        assert!(v.password_file.is_none(), "read once, at load");
+        assert_eq!(v.password.as_ref().map(Secret::expose), Some("from-file"));
+        assert_eq!(
+            c.vbo_source("vbo_main").unwrap().password.expose(),
+            "from-file"
+        );
+    }
+
+    #[test]
+    fn userinfo_is_redacted_even_from_broken_urls() {
+        for (text, want) in [
+            ("https://a:Pw@host:1/x", "https://***@host:1/x"),
+            ("https://a:P@w@host", "https://***@host"),
+            ("a:Pw@host", "***@host"),
+            ("https://host/x", "https://host/x"),
+        ] {
+            assert_eq!(redact_userinfo(text), want);
+        }
+    }
+
+    #[test]
+    fn clear_text_endpoints_are_listed() {
+        let text = format!(
+            "{}\n[sources.vdc]\ntype = \"vdc\"\nurl = \"https://vdc.example.net\"\napi_key = \"k\"\n[sinks.splunk]\ntype = \"splunk_hec\"\ninputs = [\"vdc\"]\nendpoint = \"HTTP://splunk:8088\"\ntoken = \"t\"\n",
+            GOOD.replace("https://vbo", "http://vbo")
+        );
+        let c = parse(&text).unwrap();
+        let keys: Vec<String> = c.cleartext_endpoints().into_iter().map(|c| c.key).collect();
+        assert_eq!(keys, ["sources.vbo_main.url", "sinks.splunk.endpoint"]);
+        assert!(parse(GOOD).unwrap().cleartext_endpoints().is_empty());
+    }
+
+    /// Every duration key of every component, fed extreme values: each is accepted (and
+    /// the component then builds without panicking) or refused with an error naming the
+    /// key; nothing above [`MAX_DURATION`] gets through, and zero only where it means
+    /// something (`lookback`).
+    #[test]
+    fn extreme_durations_are_clean_errors_or_sane_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = format!(
+            r#"
+            [state]
+            dir = {state:?}
+            [sources.vbo_main]
+            type = "vbo"
+            url = "https://vbo.example.net:4443"
+            username = "svc"
+            password = "p"
+            #vbo#
+            [sources.vdc_main]
+            type = "vdc"
+            url = "https://vdc.example.net"
+            api_key = "k"
+            #vdc#
+            [sinks.console]
+            type = "stdout"
+            inputs = ["vbo_main", "vdc_main"]
+            [sinks.siem]
+            type = "syslog"
+            inputs = ["vbo_main"]
+            address = "127.0.0.1:9"
+            mode = "tcp"
+            #syslog#
+            [sinks.splunk]
+            type = "splunk_hec"
+            inputs = ["vbo_main"]
+            endpoint = "https://127.0.0.1:9"
+            token = "t"
+            indexer_ack = true
+            #hec#
+            [sinks.bus]
+            type = "kafka"
+            inputs = ["vbo_main"]
+            brokers = "127.0.0.1:9"
+            topic = "t"
+            #kafka#
+            "#,
+            state = dir.path().display().to_string()
+        );
+        let keys = [
+            ("#vbo#", "sources.vbo_main", "poll_interval", false),
+            ("#vbo#", "sources.vbo_main", "lookback", true),
+            ("#vbo#", "sources.vbo_main", "request_timeout", false),
+            ("#vdc#", "sources.vdc_main", "poll_interval", false),
+            ("#vdc#", "sources.vdc_main", "lookback", true),
+            ("#vdc#", "sources.vdc_main", "request_timeout", false),
+            ("#syslog#", "sinks.siem", "timeout", false),
+            ("#hec#", "sinks.splunk", "ack_timeout", false),
+            ("#hec#", "sinks.splunk", "ack_poll_interval", false),
+            ("#hec#", "sinks.splunk", "request_timeout", false),
+            ("#hec#", "sinks.splunk", "retry_max_delay", false),
+            ("#kafka#", "sinks.bus", "message_timeout", false),
+            ("#kafka#", "sinks.bus", "healthcheck_timeout", false),
+            ("#kafka#", "sinks.bus", "flush_timeout", false),
+        ];
+        // (value, must it be refused?) — `None`: either way, but cleanly.
+        let values: [(&str, Option<bool>); 10] = [
+            ("0s", None),
+            ("1ns", None),
+            ("3650days", None),
+            ("3651days", Some(true)),
+            ("300000years", Some(true)),
+            ("18446744073709551615s", Some(true)),
+            ("18446744073709551616s", Some(true)),
+            ("99999999999999999999years", Some(true)),
+            ("-1s", Some(true)),
+            ("", Some(true)),
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _context = rt.enter();
+        for (marker, table, key, zero_ok) in keys {
+            for (value, refused) in values {
+                let refused = match (value, refused) {
+                    ("0s", _) => Some(!zero_ok),
+                    (_, r) => r,
+                };
+                let mut text = template.clone();
+                for m in ["#vbo#", "#vdc#", "#syslog#", "#hec#", "#kafka#"] {
+                    let line = if m == marker {
+                        format!("{key} = {value:?}")
+                    } else {
+                        String::new()
+                    };
+                    text = text.replace(m, &line);
+                }
+                let what = format!("{table}.{key} = {value:?}");
+                match parse(&text) {
+                    Err(e) => {
+                        let e = e.to_string();
+                        assert_ne!(refused, Some(false), "{what} refused: {e}");
+                        let named = if refused == Some(true) {
+                            format!("`{table}.{key}`")
+                        } else {
+                            format!("`{table}.")
+                        };
+                        assert!(e.contains(&named), "{what}: {e}");
+                    }
+                    Ok(config) => {
+                        assert_ne!(refused, Some(true), "{what} accepted");
+                        build_everything(&config, dir.path());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Build every source and sink of `config` the way the pipeline does (no network I/O).
+    fn build_everything(config: &Config, state: &Path) {
+        for (id, source) in &config.sources {
+            match source {
+                SourceConfig::Vbo(_) => {
+                    let src = config.vbo_source(id).unwrap();
+                    crate::sources::vbo::VboPoller::new(&src, None).unwrap();
+                }
+                SourceConfig::Vdc(c) => {
+                    let src = crate::sources::vdc::VdcSource::resolve(id, c).unwrap();
+                    crate::sources::vdc::VdcPoller::new(&src, None).unwrap();
+                }
+            }
+        }
+        let ctx = crate::sinks::SinkContext {
+            state_dir: state.to_path_buf(),
+        };
+        for (id, sink) in &config.sinks {
+            if let Err(e) = crate::sinks::build(id, sink, &ctx) {
+                panic!("sink {id} does not build: {e}");
+            }
+        }
     }
 }

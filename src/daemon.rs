@@ -8,8 +8,9 @@
 //! a dead sink is replaced too) before the new one starts from those checkpoints, so a
 //! reload neither loses events nor repeats more than the abandoned batches.
 //!
-//! Reload requests arrive through [`Reloads`]: SIGHUP installed here ([`run`]), a signal
-//! stream installed earlier by the caller, or a channel ([`run_with_reloads`]).
+//! Reload requests arrive through [`Reloads`]: the SIGHUP stream `main` installs before
+//! anything else, or a channel. A reload that changes `[state] dir` is refused (logged):
+//! the state-dir lock is taken once per process, so another directory needs a restart.
 //!
 //! Must not: know any source's or sink's details (that is the pipeline's), or change the
 //! ops listen address without a restart (a changed `[ops] listen` is reported, not applied).
@@ -68,21 +69,10 @@ fn parse_drain_timeout(text: &str) -> Result<Duration, PipelineError> {
 }
 
 /// Run `config` (loaded from `path`) until `--once` completes or `shutdown` fires,
-/// reloading from `path` on SIGHUP (installed here, first thing).
+/// reloading from `path` on each request of `reloads` (SIGHUP, installed by `main` before
+/// anything else so an early SIGHUP can't kill the process; or a channel in tests).
+/// [`DRAIN_TIMEOUT_ENV`] overrides `opts.drain_timeout` when set.
 pub async fn run(
-    path: PathBuf,
-    config: Config,
-    opts: RunOptions,
-    shutdown: CancellationToken,
-) -> Result<RunReport, PipelineError> {
-    let reloads = Reloads::sighup();
-    run_with_reloads(path, config, opts, shutdown, reloads).await
-}
-
-/// [`run`], with reload requests from `reloads` (e.g. a SIGHUP stream the caller
-/// installed at startup, or a channel). [`DRAIN_TIMEOUT_ENV`] overrides
-/// `opts.drain_timeout` when set.
-pub async fn run_with_reloads(
     path: PathBuf,
     config: Config,
     mut opts: RunOptions,
@@ -138,12 +128,21 @@ async fn run_generations(
                             error = %e,
                             "reload failed; the running configuration stays in effect"
                         ),
+                        // The state-dir lock is taken once per process (`main`): a new
+                        // directory would run unlocked, so it needs a restart.
+                        Ok(new) if new.state.dir != config.state.dir => tracing::error!(
+                            config = %path.display(),
+                            running = %config.state.dir.display(),
+                            new = %new.state.dir.display(),
+                            "reload refused: state.dir changed; restart to use another state directory (the running configuration stays in effect)"
+                        ),
                         Ok(new) => {
                             let old_ops = config.ops.as_ref().map(|o| o.listen);
                             let new_ops = new.ops.as_ref().map(|o| o.listen);
                             if old_ops != new_ops {
                                 tracing::warn!("ops.listen changed; the ops endpoint keeps its address until a restart");
                             }
+
                             tracing::info!(
                                 config = %path.display(),
                                 pipeline = %pipeline::topology(&new),
@@ -221,6 +220,25 @@ impl Reloads {
     pub fn never() -> Reloads {
         Reloads {
             inner: ReloadSource::Never,
+        }
+    }
+
+    /// Consume the requests already received, without waiting; true if there was one
+    /// (`main` drops the SIGHUPs that arrived while the config was being read).
+    pub fn take_pending(&mut self) -> bool {
+        use futures::FutureExt;
+        let mut any = false;
+        loop {
+            let got = match &mut self.inner {
+                #[cfg(unix)]
+                ReloadSource::Signal(s) => s.recv().now_or_never(),
+                ReloadSource::Channel(rx) => rx.recv().now_or_never(),
+                ReloadSource::Never => None,
+            };
+            match got {
+                Some(Some(())) => any = true,
+                _ => return any,
+            }
         }
     }
 

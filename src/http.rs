@@ -8,6 +8,11 @@
 //! which the caller turns into an actionable error). 401 is returned to the caller, which
 //! knows how to re-authenticate.
 //!
+//! Redirects are never followed: a 3xx answer is [`HttpError::Redirect`], permanent,
+//! naming where it pointed (without userinfo or query). Following one would re-send the
+//! `x-api-key` header, a re-POSTed password or a batch of events to whatever host the
+//! server names (reqwest strips only `Authorization` and cookies on a host change).
+//!
 //! Must not: log request bodies or headers (they carry secrets).
 
 use std::future::Future;
@@ -52,6 +57,16 @@ pub enum HttpError {
         "the response from {url} is larger than {limit} bytes; refusing to read more (a broken server or proxy?)"
     )]
     TooLarge { url: String, limit: usize },
+    /// A 3xx answer: redirects are not followed (they could carry credentials or events to
+    /// another host). `location` is shown without userinfo and query.
+    #[error(
+        "{url} answered HTTP {status}, a redirect to {location}; redirects are not followed (they would carry credentials or events to wherever the server points): configure the final URL instead"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        location: String,
+    },
 }
 
 fn fmt_body(body: &str) -> String {
@@ -78,7 +93,8 @@ impl HttpError {
             HttpError::Decode { .. }
             | HttpError::Tls { .. }
             | HttpError::Certificate { .. }
-            | HttpError::TooLarge { .. } => false,
+            | HttpError::TooLarge { .. }
+            | HttpError::Redirect { .. } => false,
         }
     }
 }
@@ -122,7 +138,8 @@ impl RetryPolicy {
     }
 }
 
-/// Build a reqwest client with our TLS rules. `key` names the config table for errors.
+/// Build a reqwest client with our TLS rules; it never follows redirects (see the module
+/// docs). `key` names the config table for errors.
 pub fn build_client(
     key: &str,
     tls: &TlsConfig,
@@ -131,6 +148,7 @@ pub fn build_client(
     let config = rustls_client_config(key, tls, None)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("veeam-siem/", env!("CARGO_PKG_VERSION")))
@@ -333,8 +351,12 @@ pub async fn read_body_prefix(mut resp: Response, limit: usize) -> Vec<u8> {
 }
 
 /// Turn a non-success response into an [`HttpError::Status`], reading a short body excerpt
-/// (at most [`ERROR_EXCERPT_BYTES`] are read).
+/// (at most [`ERROR_EXCERPT_BYTES`] are read), or into [`HttpError::Redirect`] for a 3xx
+/// (whose body is not read).
 pub async fn status_error(url: &str, resp: Response) -> HttpError {
+    if resp.status().is_redirection() {
+        return redirect_error(url, &resp);
+    }
     let status = resp.status().as_u16();
     let retry_after = retry_after(&resp);
     let body = read_body_prefix(resp, ERROR_EXCERPT_BYTES).await;
@@ -343,6 +365,47 @@ pub async fn status_error(url: &str, resp: Response) -> HttpError {
         status,
         body: excerpt(&String::from_utf8_lossy(&body), 300),
         retry_after,
+    }
+}
+
+/// A 3xx answer as [`HttpError::Redirect`], its `Location` resolved against `url` and shown
+/// without userinfo, query or fragment.
+fn redirect_error(url: &str, resp: &Response) -> HttpError {
+    let location = match resp.headers().get(reqwest::header::LOCATION) {
+        None => "(no Location header)".to_string(),
+        Some(value) => match value.to_str() {
+            Err(_) => "(an unreadable Location header)".to_string(),
+            Ok(text) => shown_location(resp.url(), text),
+        },
+    };
+    HttpError::Redirect {
+        url: url.to_string(),
+        status: resp.status().as_u16(),
+        location,
+    }
+}
+
+/// Where a `Location` points, safe to print: no userinfo, no query, no fragment (they
+/// may hold credentials or signed tokens).
+fn shown_location(base: &reqwest::Url, location: &str) -> String {
+    match base.join(location.trim()) {
+        Ok(mut target) => {
+            let had_query = target.query().is_some();
+            let _ = target.set_username("");
+            let _ = target.set_password(None);
+            target.set_query(None);
+            target.set_fragment(None);
+            let mut shown = target.to_string();
+            if had_query {
+                shown.push_str("?…");
+            }
+            shown
+        }
+        Err(_) => {
+            let text = crate::config::redact_userinfo(location.trim());
+            let text = text.split(['?', '#']).next().unwrap_or_default();
+            format!("`{}` (not a valid URL)", excerpt(text, 200))
+        }
     }
 }
 
@@ -491,6 +554,88 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("client_key_file"), "{e}");
+    }
+
+    #[test]
+    fn shown_locations_hide_userinfo_and_query() {
+        let base = reqwest::Url::parse("https://vbo.example.net:4443/v8/token").unwrap();
+        for (location, want) in [
+            (
+                "http://u:Pw-1@other.example:81/x?sig=Q-1#f",
+                "http://other.example:81/x?…",
+            ),
+            ("/v8/elsewhere", "https://vbo.example.net:4443/v8/elsewhere"),
+            ("//thief:Pw-1@evil.example/p", "https://evil.example/p"),
+            (
+                "http://u:Pw-1@bad host/?q=Q-1",
+                "`http://***@bad host/` (not a valid URL)",
+            ),
+        ] {
+            let shown = shown_location(&base, location);
+            assert_eq!(shown, want, "{location}");
+            assert!(!shown.contains("Pw-1") && !shown.contains("Q-1"), "{shown}");
+        }
+    }
+
+    /// Every 3xx is an error at once, naming the target; the target gets nothing.
+    #[tokio::test]
+    async fn redirects_are_errors_never_followed() {
+        use axum::http::{StatusCode, header};
+        use axum::response::IntoResponse;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let other = axum::Router::new().fallback(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            async { "stolen" }
+        });
+        let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_addr = other_listener.local_addr().unwrap();
+        let other_task = tokio::spawn(async move {
+            let _ = axum::serve(other_listener, other).await;
+        });
+        let target = format!("http://k:Pw-2@{other_addr}/steal?key=Q-2");
+        let app =
+            axum::Router::new().fallback(move || {
+                let target = target.clone();
+                async move {
+                    (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, target)]).into_response()
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = build_client("test", &TlsConfig::default(), Duration::from_secs(5)).unwrap();
+        let url = format!("http://{addr}/v8/token");
+        let policy = RetryPolicy {
+            max_retries: 3,
+            ..RetryPolicy::default()
+        };
+        let err = send_with_retry(&policy, &url, || {
+            client.post(&url).body("password=Pw-3").send()
+        })
+        .await
+        .unwrap_err();
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(
+            text.contains("308") && text.contains(&format!("http://{other_addr}/steal?…")),
+            "{text}"
+        );
+        assert!(text.contains("final URL"), "{text}");
+        for secret in ["Pw-2", "Q-2", "Pw-3"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            0,
+            "the other host got a request"
+        );
+        task.abort();
+        other_task.abort();
     }
 
     #[test]

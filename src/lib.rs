@@ -12,6 +12,7 @@
 //! - [`checkpoint`]: durable per-source state; [`state_dir`]: the state dir's lock;
 //!   [`durable`]: file modes, directory fsync, append-only files, writability probes.
 //! - [`http`]: the shared HTTP client builder and retry policy.
+//! - [`escape`]: escaping server text for terminals and logs.
 //! - [`metrics`], [`ops`]: operational metrics and the `/metrics` `/health` `/ready` endpoint.
 //! - [`simulator`]: an embedded VB365 API simulator for demo and tests.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod durable;
+pub mod escape;
 pub mod event;
 pub mod http;
 pub mod map;

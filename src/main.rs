@@ -1,18 +1,27 @@
 //! The `veeam-siem` command line. Parsing and exit codes only; everything else is the library.
 //!
 //! Exit codes: 0 ok; 2 usage or config error; 1 runtime failure.
+//!
+//! Signal handling is installed first (right after parsing the arguments, before logging
+//! and before the config is read): for `run`, SIGTERM/SIGINT request a drain and SIGHUP a
+//! reload from the first millisecond on (a SIGHUP that arrives before the config is read is
+//! logged and dropped: that config is the one being loaded); `backfill`, `demo` and
+//! `simulate` drain on SIGTERM/SIGINT; `check` and `schema` keep the default dispositions.
+//! Errors and logs are printed with control characters escaped (`veeam_siem::escape`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use veeam_siem::config::Config;
+use veeam_siem::daemon::Reloads;
+use veeam_siem::escape::{EscapedFields, JsonLogWriter, escape_controls};
 use veeam_siem::pipeline::RunOptions;
 use veeam_siem::simulator::{SimConfig, SimHandle, Throttle};
 use veeam_siem::sources::RunMode;
@@ -121,21 +130,50 @@ enum Command {
     Schema,
 }
 
+/// Logs on stderr. Server text in log fields is escaped: the text format writes control
+/// characters visibly (`\u{1b}`), the JSON format as JSON escapes (C1, DEL and bidi
+/// controls too, which serde_json would leave raw).
 fn init_logging(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(EscapedFields::default())
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_writer(JsonLogWriter(std::io::stderr))
+            .init(),
     }
 }
 
-/// `--since`/`--until`: RFC 3339, a UTC date, or an age before now.
+/// `error: …` on stderr, control characters escaped (messages can carry server text).
+fn print_error(error: impl std::fmt::Display) {
+    eprintln!("error: {}", escape_controls(&error.to_string()));
+}
+
+/// Load the config; `Err` is the exit code (2) after printing the error.
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        print_error(e);
+        ExitCode::from(2)
+    })
+}
+
+/// Warn once about endpoints whose credentials would travel in clear text.
+fn warn_cleartext(config: &Config) {
+    for endpoint in config.cleartext_endpoints() {
+        tracing::warn!(key = %endpoint.key, "{}", endpoint.message());
+    }
+}
+
+/// `--since`/`--until`: RFC 3339, a UTC date, or an age before now. An age may reach back
+/// to year 1 at most (what RFC 3339 and a date can write), which keeps the arithmetic done
+/// with it later (minus a day, minus `lookback`) far inside what a date can hold.
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
@@ -144,50 +182,98 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }
     if let Ok(age) = humantime::parse_duration(text) {
-        let age = chrono::Duration::from_std(age).map_err(|e| e.to_string())?;
-        return Ok(Utc::now() - age);
+        return chrono::Duration::from_std(age)
+            .ok()
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .filter(|t| t.year() >= 1)
+            .ok_or_else(|| {
+                format!("`{text}` reaches back before the year 1; use a date (2026-01-01)")
+            });
     }
     Err(format!(
         "`{text}` is not a time: use RFC 3339 (2026-01-01T00:00:00Z), a date (2026-01-01) or an age (30d)"
     ))
 }
 
-/// Cancelled on the first SIGINT/SIGTERM.
+/// The signal handling of a command, installed before anything else happens.
+struct Signals {
+    /// Cancelled on the first SIGTERM or SIGINT.
+    shutdown: CancellationToken,
+    /// SIGHUP (`run` only).
+    reload: Option<Reloads>,
+}
+
+impl Signals {
+    /// Install the handlers `command` needs. Needs a Tokio runtime context; the handlers are
+    /// in place when this returns, and signals arriving from then on are kept.
+    fn install(command: &Command) -> Signals {
+        match command {
+            Command::Run { .. } => Signals {
+                shutdown: shutdown_on_signals(),
+                reload: Some(Reloads::sighup()),
+            },
+            Command::Backfill { .. } | Command::Demo { .. } | Command::Simulate { .. } => Signals {
+                shutdown: shutdown_on_signals(),
+                reload: None,
+            },
+            // One-shot commands with nothing to drain keep the default dispositions.
+            Command::Check { .. } | Command::Schema => Signals {
+                shutdown: CancellationToken::new(),
+                reload: None,
+            },
+        }
+    }
+}
+
+/// Cancelled on the first SIGINT/SIGTERM. The handlers are installed before this returns.
 fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
+    let signal = shutdown_signal();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutdown requested; draining in-flight batches");
         t.cancel();
     });
     token
 }
 
+/// Installs SIGTERM and SIGINT handlers now; the future resolves on the first of them.
 #[cfg(unix)]
-async fn wait_for_signal() {
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            (Ok(mut term), Err(_)) => {
+                term.recv().await;
+            }
+            (Err(_), Ok(mut int)) => {
+                int.recv().await;
+            }
+            (Err(_), Err(_)) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,22 +284,26 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(dispatch(cli.command))
+    // First: a SIGHUP or SIGTERM from now on is handled, not fatal.
+    let signals = {
+        let _context = runtime.enter();
+        Signals::install(&cli.command)
+    };
+    init_logging(cli.log_format, &cli.log_level);
+    runtime.block_on(dispatch(cli.command, signals))
 }
 
-async fn dispatch(command: Command) -> ExitCode {
+async fn dispatch(command: Command, signals: Signals) -> ExitCode {
+    let Signals { shutdown, reload } = signals;
     match command {
         Command::Schema => {
             println!("{}", veeam_siem::schema::EVENT_SCHEMA.trim_end());
             ExitCode::SUCCESS
         }
         Command::Check { config } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let report = veeam_siem::check::run(&config).await;
             print!("{}", report.render());
@@ -229,12 +319,9 @@ async fn dispatch(command: Command) -> ExitCode {
             until,
             sources,
         } => {
-            let live = match Config::load(&config) {
+            let live = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let opts = veeam_siem::backfill::BackfillOptions {
                 since,
@@ -244,18 +331,19 @@ async fn dispatch(command: Command) -> ExitCode {
             let plan = match veeam_siem::backfill::plan(&live, &opts, Utc::now()) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_error(e);
                     return ExitCode::from(2);
                 }
             };
             let _lock = match veeam_siem::state_dir::StateLock::acquire(&plan.state_dir) {
                 Ok(lock) => lock,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_error(e.to_string());
                     return ExitCode::from(e.exit_code());
                 }
             };
-            match veeam_siem::backfill::run(plan, shutdown_on_signals()).await {
+            warn_cleartext(&plan.config);
+            match veeam_siem::backfill::run(plan, shutdown).await {
                 Ok(outcome) if outcome.interrupted => {
                     eprintln!(
                         "backfill interrupted after {} events; run the same command again to resume",
@@ -268,38 +356,46 @@ async fn dispatch(command: Command) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_error(e);
                     ExitCode::from(1)
                 }
             }
         }
         Command::Run { config: path, once } => {
-            let config = match Config::load(&path) {
+            let config = match load_config(&path) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let _lock = match veeam_siem::state_dir::StateLock::acquire(&config.state.dir) {
                 Ok(lock) => lock,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_error(e.to_string());
                     return ExitCode::from(e.exit_code());
                 }
             };
+            let mut reload = reload.unwrap_or_else(Reloads::never);
+            if reload.take_pending() {
+                tracing::info!(
+                    "SIGHUP received while starting: the configuration was just read, nothing to reload"
+                );
+            }
+            if shutdown.is_cancelled() {
+                tracing::info!("shutdown requested while starting; nothing was started");
+                return ExitCode::SUCCESS;
+            }
+            warn_cleartext(&config);
             let mode = if once { RunMode::Once } else { RunMode::Follow };
             let opts = RunOptions {
                 mode,
                 ..RunOptions::default()
             };
-            match veeam_siem::daemon::run(path, config, opts, shutdown_on_signals()).await {
+            match veeam_siem::daemon::run(path, config, opts, shutdown, reload).await {
                 Ok(report) => {
                     tracing::info!(events = report.events_acked(), "done");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_error(e);
                     ExitCode::from(1)
                 }
             }
@@ -315,7 +411,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 seed,
                 ..Default::default()
             };
-            match veeam_siem::demo::run(opts, shutdown_on_signals()).await {
+            match veeam_siem::demo::run(opts, shutdown).await {
                 Ok(report) => {
                     tracing::info!(events = report.events_acked(), "demo finished");
                     ExitCode::SUCCESS
@@ -325,7 +421,7 @@ async fn dispatch(command: Command) -> ExitCode {
                     veeam_siem::pipeline::PipelineError::OutputClosed { .. },
                 )) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_error(e);
                     ExitCode::from(1)
                 }
             }
@@ -401,7 +497,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 sim.vdc_log_count(),
                 sim.vdc_session_count()
             );
-            shutdown_on_signals().cancelled().await;
+            shutdown.cancelled().await;
             sim.shutdown().await;
             ExitCode::SUCCESS
         }

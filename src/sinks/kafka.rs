@@ -300,11 +300,17 @@ impl KafkaSinkConfig {
                 "must be between 1s and 1h (librdkafka's message.timeout.ms)",
             ));
         }
-        if self.healthcheck_timeout.is_zero() {
-            return Err(invalid(
-                format!("{key}.healthcheck_timeout"),
-                "must be greater than zero",
-            ));
+        // librdkafka takes these in milliseconds as a C int: keep them well inside it.
+        for (name, value) in [
+            ("healthcheck_timeout", self.healthcheck_timeout),
+            ("flush_timeout", self.flush_timeout),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(3600) {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    "must be greater than zero and at most 1h",
+                ));
+            }
         }
         if let Some(tls) = &self.tls {
             for (name, file) in [

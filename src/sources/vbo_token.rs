@@ -8,6 +8,12 @@
 //! caller invalidates the token it used and asks again: the first time we refresh, the
 //! second time we log in with the password. A failed refresh falls back to a password login.
 //! Tokens are opaque strings: never parsed, never logged.
+//!
+//! The token response is read up to [`TOKEN_BODY_LIMIT`] bytes, and its fields are taken
+//! leniently: `expires_in` may be an integer, a float or a numeric string and is clamped
+//! to [`MIN_LIFETIME`]..=[`MAX_LIFETIME`]; absent, zero, negative or unreadable means
+//! [`DEFAULT_LIFETIME`] (a 401 renews the token earlier if the server disagrees). No value a
+//! server sends can overflow the expiry arithmetic.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -23,16 +29,66 @@ use crate::secret::Secret;
 
 /// Refresh this long before expiry, at most (Veeam's Cenvora client uses 30 s).
 const MAX_MARGIN: Duration = Duration::from_secs(30);
+/// The largest token response read (an OAuth answer is well under 4 kB).
+pub const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+/// Token lifetime when the server gives none we can use.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Shortest lifetime believed (a token is used at least this long, minus the margin).
+pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
+/// Longest lifetime believed: the token is renewed at least this often.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Deserialize)]
+/// The fields of an OAuth token answer, as loosely typed as servers send them (`Null` when
+/// absent).
 struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<i64>,
+    access_token: serde_json::Value,
+    refresh_token: serde_json::Value,
+    token_type: serde_json::Value,
+    expires_in: serde_json::Value,
+}
+
+impl TokenResponse {
+    /// From a JSON object; `None` for any other JSON value.
+    fn from_json(value: serde_json::Value) -> Option<TokenResponse> {
+        let serde_json::Value::Object(mut map) = value else {
+            return None;
+        };
+        let mut take = |name: &str| map.remove(name).unwrap_or(serde_json::Value::Null);
+        Some(TokenResponse {
+            access_token: take("access_token"),
+            refresh_token: take("refresh_token"),
+            token_type: take("token_type"),
+            expires_in: take("expires_in"),
+        })
+    }
+}
+
+/// A token answer we can use.
+struct Grant {
+    access: Secret,
+    refresh: Option<Secret>,
+    lifetime: Duration,
+}
+
+/// How long a token lives, from `expires_in`; `Err` holds the default used and why (for a
+/// log line, without the value: it is the server's, not a secret, but may be huge).
+fn lifetime(expires_in: &serde_json::Value) -> Result<Duration, (Duration, &'static str)> {
+    let seconds = match expires_in {
+        serde_json::Value::Null => return Ok(DEFAULT_LIFETIME),
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match seconds {
+        None => Err((DEFAULT_LIFETIME, "expires_in is not a number")),
+        Some(s) if !s.is_finite() || s <= 0.0 => Err((
+            DEFAULT_LIFETIME,
+            "expires_in is zero, negative or not finite",
+        )),
+        Some(s) => Ok(Duration::try_from_secs_f64(s)
+            .unwrap_or(MAX_LIFETIME)
+            .clamp(MIN_LIFETIME, MAX_LIFETIME)),
+    }
 }
 
 /// The OWIN/OAuth error shape, or Veeam's `RESTExceptionInfo`.
@@ -174,24 +230,70 @@ impl TokenManager {
         form
     }
 
-    fn install(&self, st: &mut Tokens, resp: TokenResponse) {
-        if let Some(tt) = &resp.token_type
-            && !tt.eq_ignore_ascii_case("bearer")
-        {
-            tracing::warn!(source_id = %self.source_id, token_type = %tt, "unexpected token_type; using it as a bearer token anyway");
-        }
-        let lifetime = Duration::from_secs(resp.expires_in.unwrap_or(3600).max(1) as u64);
-        let margin = MAX_MARGIN.min(lifetime / 4);
-        st.access = Some(Secret::new(resp.access_token));
-        st.refresh = resp
-            .refresh_token
-            .filter(|r| !r.is_empty())
-            .map(Secret::new);
-        st.use_until = Instant::now() + lifetime - margin;
-        st.generation += 1;
+    fn install(&self, st: &mut Tokens, grant: Grant) {
+        let margin = MAX_MARGIN.min(grant.lifetime / 4);
+        let now = Instant::now();
+        st.access = Some(grant.access);
+        st.refresh = grant.refresh;
+        // `lifetime` is clamped, so this can't overflow; stay safe if it ever could.
+        st.use_until = now
+            .checked_add(grant.lifetime.saturating_sub(margin))
+            .unwrap_or(now);
+        st.generation = st.generation.wrapping_add(1);
     }
 
-    async fn request(&self, form: &[(&'static str, String)]) -> Result<TokenResponse, SourceError> {
+    /// Check a token answer and take what we can use from it.
+    fn grant(
+        &self,
+        resp: TokenResponse,
+        auth_err: impl Fn(String) -> SourceError,
+    ) -> Result<Grant, SourceError> {
+        let access = match resp.access_token {
+            serde_json::Value::String(s) if !s.is_empty() => s,
+            serde_json::Value::String(_) => {
+                return Err(auth_err(
+                    "the token response has an empty access_token".into(),
+                ));
+            }
+            _ => {
+                return Err(auth_err(
+                    "the token response has no access_token string; is `url` a VB365 REST endpoint?"
+                        .into(),
+                ));
+            }
+        };
+        if access.chars().any(|c| c.is_control()) {
+            return Err(auth_err(
+                "the access_token holds control characters and can't be sent in a header".into(),
+            ));
+        }
+        match &resp.token_type {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(tt) if tt.eq_ignore_ascii_case("bearer") => {}
+            other => {
+                let shown = crate::escape::escape_controls(&http::excerpt(&other.to_string(), 40))
+                    .into_owned();
+                tracing::warn!(source_id = %self.source_id, token_type = %shown, "unexpected token_type; using it as a bearer token anyway");
+            }
+        }
+        let lifetime = lifetime(&resp.expires_in).unwrap_or_else(|(default, why)| {
+            tracing::warn!(source_id = %self.source_id, default_secs = default.as_secs(), "{why}; assuming the default token lifetime (a 401 renews it earlier)");
+            default
+        });
+        let refresh = match resp.refresh_token {
+            serde_json::Value::String(r) if !r.is_empty() && !r.chars().any(|c| c.is_control()) => {
+                Some(Secret::new(r))
+            }
+            _ => None,
+        };
+        Ok(Grant {
+            access: Secret::new(access),
+            refresh,
+            lifetime,
+        })
+    }
+
+    async fn request(&self, form: &[(&'static str, String)]) -> Result<Grant, SourceError> {
         let url = &self.token_url;
         let result = http::send_with_retry(&self.policy, url, || {
             self.client.post(url).form(form).send()
@@ -223,20 +325,158 @@ impl TokenManager {
                 });
             }
         };
-        let bytes = resp.bytes().await.map_err(|e| SourceError::Http {
-            source_id: self.source_id.clone(),
-            error: http::transport_error(url, e),
-        })?;
-        let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
+        let bytes = http::read_body_capped(url, resp, TOKEN_BODY_LIMIT)
+            .await
+            .map_err(|error| SourceError::Http {
+                source_id: self.source_id.clone(),
+                error,
+            })?;
+        // A syntax error's message names a position, never the content (it holds tokens).
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             auth_err(format!(
-                "the token response is not the expected OAuth JSON ({e}); is `url` a VB365 REST endpoint?"
+                "the token response is not JSON ({e}); is `url` a VB365 REST endpoint?"
             ))
         })?;
-        if parsed.access_token.is_empty() {
-            return Err(auth_err(
-                "the token response has an empty access_token".into(),
-            ));
+        let parsed = TokenResponse::from_json(value).ok_or_else(|| {
+            auth_err(
+                "the token response is not a JSON object; is `url` a VB365 REST endpoint?".into(),
+            )
+        })?;
+        self.grant(parsed, auth_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn any_expires_in_gives_a_bounded_lifetime() {
+        let cases = [
+            (json!(null), Ok(DEFAULT_LIFETIME)),
+            (json!(3600), Ok(Duration::from_secs(3600))),
+            (json!(1), Ok(MIN_LIFETIME)),
+            (json!(0.2), Ok(MIN_LIFETIME)),
+            (json!(3600.5), Ok(Duration::from_secs_f64(3600.5))),
+            (json!("120"), Ok(Duration::from_secs(120))),
+            (json!(i64::MAX), Ok(MAX_LIFETIME)),
+            (json!(u64::MAX), Ok(MAX_LIFETIME)),
+            (json!(1e300), Ok(MAX_LIFETIME)),
+            (json!(0), Err(DEFAULT_LIFETIME)),
+            (json!(-5), Err(DEFAULT_LIFETIME)),
+            (json!(i64::MIN), Err(DEFAULT_LIFETIME)),
+            (json!(-1e300), Err(DEFAULT_LIFETIME)),
+            (json!("soon"), Err(DEFAULT_LIFETIME)),
+            (json!("NaN"), Err(DEFAULT_LIFETIME)),
+            (json!("inf"), Err(DEFAULT_LIFETIME)),
+            (json!(true), Err(DEFAULT_LIFETIME)),
+            (json!({}), Err(DEFAULT_LIFETIME)),
+            (json!([3600]), Err(DEFAULT_LIFETIME)),
+        ];
+        for (value, want) in cases {
+            let got = lifetime(&value).map_err(|(d, _)| d);
+            assert_eq!(got, want, "{value}");
         }
-        Ok(parsed)
+    }
+
+    /// A real answer with every odd `expires_in` installs a token whose expiry lies within
+    /// the clamp, never panics.
+    #[tokio::test]
+    async fn installing_odd_lifetimes_never_overflows() {
+        use axum::routing::post;
+        for raw in [
+            "9223372036854775807",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1e308",
+            "0",
+            "\"x\"",
+        ] {
+            let body =
+                format!(r#"{{"access_token":"a","token_type":"bearer","expires_in":{raw}}}"#);
+            let app = axum::Router::new().route(
+                "/v8/token",
+                post(move || {
+                    let body = body.clone();
+                    async move { body }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            let client = http::build_client(
+                "t",
+                &crate::config::TlsConfig::default(),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            let tm = TokenManager::new(
+                "t",
+                client,
+                format!("http://{addr}/v8/token"),
+                ApiVersion::V8,
+                Credentials {
+                    username: "u".into(),
+                    password: Secret::new("p"),
+                },
+                RetryPolicy::default(),
+            );
+            let before = Instant::now();
+            tm.bearer().await.unwrap();
+            let until = tm.state.lock().await.use_until;
+            assert!(
+                until >= before && until <= Instant::now() + MAX_LIFETIME,
+                "{raw}"
+            );
+            task.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_token_answer_is_cut_off() {
+        use axum::routing::post;
+        let app = axum::Router::new().route(
+            "/v8/token",
+            post(|| async {
+                let chunk = bytes::Bytes::from(vec![b' '; 16 * 1024]);
+                let stream =
+                    futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                axum::body::Body::from_stream(stream)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = http::build_client(
+            "t",
+            &crate::config::TlsConfig::default(),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let tm = TokenManager::new(
+            "t",
+            client,
+            format!("http://{addr}/v8/token"),
+            ApiVersion::V8,
+            Credentials {
+                username: "u".into(),
+                password: Secret::new("p"),
+            },
+            RetryPolicy::default(),
+        );
+        let e = match tm.bearer().await {
+            Ok(_) => panic!("an endless answer gave a token"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains("larger than") && e.contains(&TOKEN_BODY_LIMIT.to_string()),
+            "{e}"
+        );
+        task.abort();
     }
 }
