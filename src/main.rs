@@ -394,6 +394,11 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
                     tracing::info!(events = report.events_acked(), "done");
                     ExitCode::SUCCESS
                 }
+                // A setting only checked when the daemon starts (e.g. VEEAM_SIEM_DRAIN_TIMEOUT).
+                Err(e @ veeam_siem::pipeline::PipelineError::Config(_)) => {
+                    print_error(e);
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     print_error(e);
                     ExitCode::from(1)
