@@ -63,6 +63,7 @@ pub struct Metrics {
     registry: Registry,
     pub records_read: Family<SourceLabel, Counter>,
     pub records_skipped: Family<SourceLabel, Counter>,
+    pub records_degraded: Family<SourceLabel, Counter>,
     pub events_mapped: Family<SourceLabel, Counter>,
     pub events_filtered: Family<SourceLabel, Counter>,
     pub events_delivered: Family<SinkSourceLabels, Counter>,
@@ -101,6 +102,7 @@ impl Metrics {
         let m = Metrics {
             records_read: Family::default(),
             records_skipped: Family::default(),
+            records_degraded: Family::default(),
             events_mapped: Family::default(),
             events_filtered: Family::default(),
             events_delivered: Family::default(),
@@ -130,6 +132,11 @@ impl Metrics {
             "source_records_skipped",
             "Records a source could not decode and skipped (each is logged with its session id)",
             m.records_skipped.clone(),
+        );
+        registry.register(
+            "source_records_degraded",
+            "Records shipped with odd values left out or kept as text (their events carry the tag veeam_field_degraded and error.message)",
+            m.records_degraded.clone(),
         );
         registry.register(
             "events_mapped",
@@ -353,6 +360,13 @@ impl Metrics {
 
     pub fn record_skipped(&self, source: &str) {
         self.records_skipped
+            .get_or_create(&source_label(source))
+            .inc();
+    }
+
+    /// A record (one event) shipped with odd values of its own or of its session or job.
+    pub fn record_degraded(&self, source: &str) {
+        self.records_degraded
             .get_or_create(&source_label(source))
             .inc();
     }

@@ -1445,8 +1445,9 @@ fn vbo_times_outside_years_0000_to_9999_are_refused_at_decode() {
         .to_string();
         assert!(err.contains("outside years"), "{start}: {err}");
     }
+    // (One second past .NET's DateTime.MinValue, which now means "no value".)
     let ok: RawRestoreEvent = serde_json::from_value(json!({
-        "id": "e-1", "status": "Success", "startTime": "0001-01-01T00:00:00+00:00", "order": 0
+        "id": "e-1", "status": "Success", "startTime": "0001-01-01T00:00:01+00:00", "order": 0
     }))
     .unwrap();
     let value =
