@@ -27,6 +27,7 @@ use tokio::io::AsyncReadExt;
 use url::form_urlencoded;
 use uuid::Uuid;
 
+use super::drift::{self, DriftKind};
 use super::state::Shared;
 use super::vdc_data::{VdcData, VdcJob, VdcSession};
 use super::wire::timestamp;
@@ -133,21 +134,38 @@ pub(crate) async fn handle(
     let built = {
         let data = sim.vdc();
         match route {
-            Route::Jobs => Ok(Built::Items(data.jobs().iter().map(job_json).collect())),
+            Route::Jobs => Ok(Built::Items(
+                data.jobs()
+                    .iter()
+                    .map(|j| {
+                        drift::value(&sim.cfg, DriftKind::VdcJob, &j.id.to_string(), job_json(j))
+                    })
+                    .collect(),
+            )),
             Route::Sessions(job) => find(&data, &job, None).map(|(job, _)| {
                 // Newest first.
-                Built::Items(job.sessions.iter().rev().map(session_json).collect())
+                Built::Items(
+                    job.sessions
+                        .iter()
+                        .rev()
+                        .map(|s| {
+                            let id = s.id.to_string();
+                            drift::value(&sim.cfg, DriftKind::VdcSession, &id, session_json(s))
+                        })
+                        .collect(),
+                )
             }),
             Route::Logs(job, session) => find(&data, &job, Some(&session)).map(|(job, s)| {
                 Built::Items(
                     data.lines(job, s)
                         .map(|l| {
-                            json!({
+                            let entry = json!({
                                 "id": l.id,
                                 "title": l.title,
                                 "creationTime": timestamp(l.created),
                                 "endTime": timestamp(l.ended),
-                            })
+                            });
+                            drift::value(&sim.cfg, DriftKind::VdcLog, &l.id.to_string(), entry)
                         })
                         .collect(),
                 )
@@ -155,9 +173,11 @@ pub(crate) async fn handle(
             Route::Download(job, session) => find(&data, &job, Some(&session)).map(|(job, s)| {
                 let mut text = String::new();
                 for l in data.lines(job, s) {
+                    let created =
+                        drift::line_time(&sim.cfg, &l.id.to_string(), timestamp(l.created));
                     text.push_str(&format!(
                         "{}\t{}\t{}\n",
-                        timestamp(l.created),
+                        created,
                         timestamp(l.ended),
                         l.title
                     ));
