@@ -507,6 +507,23 @@ mod tests {
     }
 
     #[test]
+    fn degraded_records_are_counted_next_to_skipped_ones() {
+        let m = Metrics::new();
+        m.record_skipped("vbo_main");
+        m.record_degraded("vbo_main");
+        m.record_degraded("vbo_main");
+        let text = m.render(Utc::now());
+        assert!(
+            text.contains(r#"veeam_siem_source_records_skipped_total{source="vbo_main"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"veeam_siem_source_records_degraded_total{source="vbo_main"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn reload_forgets_removed_components() {
         let m = Metrics::new();
         m.expect_components(&["a".into()], &["s1".into()]);

@@ -1370,4 +1370,182 @@ mod tests {
             }
         }
     }
+
+    fn spec_json(page: &str, index: usize) -> Value {
+        let page: Value = serde_json::from_str(page).unwrap();
+        page["results"][index].clone()
+    }
+
+    fn placement() -> DateTime<Utc> {
+        utc("2025-01-01T00:00:00Z")
+    }
+
+    #[test]
+    fn clean_spec_records_have_no_problems() {
+        for i in 0..2 {
+            let s = decode_session(spec_json(SESSIONS_PAGE, i).to_string(), placement()).unwrap();
+            assert!(s.problems.is_empty(), "{:?}", s.problems);
+            assert!(s.creation_time_known);
+        }
+        for i in 0..3 {
+            let e = decode_event(spec_json(EVENTS_PAGE, i).to_string()).unwrap();
+            assert!(e.problems.is_empty(), "{:?}", e.problems);
+        }
+        let e = map_restore_event(&ctx(), &spec_sessions()[0], &spec_events()[1].0, None);
+        assert!(e.tags.is_empty() && e.error.is_none() && e.veeam.degraded_fields.is_empty());
+    }
+
+    #[test]
+    fn odd_session_values_are_kept_or_left_out_and_reported_on_every_event() {
+        let mut raw = spec_json(SESSIONS_PAGE, 0);
+        raw["reason"] = serde_json::json!({"code": 3});
+        raw["type"] = serde_json::json!(1);
+        raw["eTag"] = serde_json::json!("x7");
+        raw["endTime"] = serde_json::json!("soon");
+        let session = decode_session(raw.to_string(), placement()).unwrap();
+        let fields: Vec<&str> = session.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "restoreSession.type",
+                "restoreSession.endTime",
+                "restoreSession.reason",
+                "restoreSession.eTag"
+            ]
+        );
+        for (event, original) in spec_events() {
+            let e = map_restore_event(&ctx(), &session, &event, Some(&original));
+            let rs = e.veeam.restore_session.as_ref().unwrap();
+            assert_eq!(
+                rs.reason.as_deref(),
+                Some(r#"{"code":3}"#),
+                "kept as JSON text"
+            );
+            assert_eq!(rs.session_type.as_deref(), Some("1"));
+            assert_eq!((rs.etag, rs.end_time), (None, None), "left out");
+            assert_eq!(e.tags, ["veeam_field_degraded"]);
+            assert_eq!(e.veeam.degraded_fields, fields);
+            let message = e.error.unwrap().message;
+            assert!(
+                message.contains("restoreSession.eTag: the string \"x7\""),
+                "{message}"
+            );
+            assert!(
+                message.contains("restoreSession.endTime: \"soon\" is not"),
+                "{message}"
+            );
+        }
+        // An odd state: the session is working until it has a usable end time.
+        let mut raw = spec_json(SESSIONS_PAGE, 0);
+        raw["state"] = serde_json::json!(2);
+        let stopped = decode_session(raw.to_string(), placement()).unwrap();
+        assert!(!stopped.is_working(), "ended: endTime is set");
+        raw["endTime"] = Value::Null;
+        assert!(
+            decode_session(raw.to_string(), placement())
+                .unwrap()
+                .is_working()
+        );
+    }
+
+    #[test]
+    fn an_unusable_creation_time_is_replaced_by_the_placement_and_left_out() {
+        for bad in [
+            serde_json::json!("0001-01-01T00:00:00"),
+            serde_json::json!("0001-01-01T00:00:00Z"),
+            serde_json::json!("yesterday"),
+            serde_json::json!(1_741_000_000),
+            Value::Null,
+        ] {
+            let mut raw = spec_json(SESSIONS_PAGE, 0);
+            raw["creationTime"] = bad.clone();
+            let session = decode_session(raw.to_string(), placement()).unwrap();
+            assert!(!session.creation_time_known, "{bad}");
+            assert_eq!(session.creation_time, placement().fixed_offset());
+            assert_eq!(session.problems[0].field, "restoreSession.creationTime");
+            let e = map_restore_event(&ctx(), &session, &spec_events()[1].0, None);
+            assert_eq!(e.veeam.restore_session.unwrap().creation_time, None);
+            // Without a placement (plain serde), such a session does not decode.
+            assert!(serde_json::from_value::<RawRestoreSession>(raw).is_err());
+        }
+    }
+
+    #[test]
+    fn event_times_fall_back_to_the_end_and_zoneless_times_are_utc() {
+        let mut raw = spec_json(EVENTS_PAGE, 1);
+        raw["startTime"] = serde_json::json!("0001-01-01T00:00:00");
+        let event = decode_event(raw.to_string()).unwrap();
+        let e = map_restore_event(&ctx(), &spec_sessions()[0], &event, None);
+        assert_eq!(e.timestamp, utc("2025-03-04T08:05:40.145Z"), "from endTime");
+        assert_eq!((e.event.start, e.event.end), (None, Some(e.timestamp)));
+        assert_eq!(
+            e.event.duration,
+            Some(45_000_000),
+            "the TimeSpan still counts"
+        );
+        assert_eq!(e.veeam.degraded_fields, ["restoreEvent.startTime"]);
+        assert!(e.error.unwrap().message.contains("DateTime.MinValue"));
+
+        raw["startTime"] = serde_json::json!("2025-03-04T08:05:40.1000000");
+        raw["duration"] = serde_json::json!(45);
+        let event = decode_event(raw.to_string()).unwrap();
+        let e = map_restore_event(&ctx(), &spec_sessions()[0], &event, None);
+        assert_eq!(e.timestamp, utc("2025-03-04T08:05:40.1Z"));
+        assert_eq!(e.tags, ["veeam_field_degraded", "veeam_time_assumed_utc"]);
+        assert_eq!(
+            e.event.duration,
+            Some(45_000_000),
+            "derived from start and end"
+        );
+        assert_eq!(
+            e.veeam.degraded_fields,
+            ["restoreEvent.startTime", "restoreEvent.duration"]
+        );
+
+        raw["endTime"] = serde_json::json!("9999-12-31T23:00:00-05:00");
+        raw["startTime"] = Value::Null;
+        let err = decode_event(raw.to_string()).unwrap_err().to_string();
+        assert!(err.contains("no usable startTime or endTime"), "{err}");
+        assert!(err.contains("outside years"), "{err}");
+    }
+
+    #[test]
+    fn odd_sizes_orders_and_repeated_keys() {
+        let raw = spec_json(EVENTS_PAGE, 1);
+        let with = |key: &str, value: Value| {
+            let mut r = raw.clone();
+            r[key] = value;
+            decode_event(r.to_string())
+        };
+        for odd in [
+            serde_json::json!("12 KB"),
+            serde_json::json!(780058.5),
+            serde_json::json!(-1),
+        ] {
+            let e = with("itemSizeBytes", odd.clone()).unwrap();
+            assert_eq!(e.item_size_bytes, None, "{odd}");
+            assert_eq!(e.problems[0].field, "restoreEvent.itemSizeBytes");
+        }
+        let e = with("itemSizeBytes", serde_json::json!("48213")).unwrap();
+        assert_eq!(
+            e.item_size_bytes,
+            Some(48213),
+            "a number as a string is used"
+        );
+        assert_eq!(e.problems.len(), 1);
+        let e = with("order", serde_json::json!("1")).unwrap();
+        assert_eq!((e.order, e.problems.len()), (1, 1));
+        assert!(with("order", serde_json::json!("#12")).is_err());
+        assert!(with("order", serde_json::json!(-1)).is_err());
+
+        // A repeated key: serde refuses the object; the last value is used and reported.
+        let text = raw.to_string();
+        let twice = format!("{}, \"status\": \"Failed\"}}", &text[..text.len() - 1]);
+        let e = decode_event(&twice).unwrap();
+        assert_eq!(e.status, "Failed");
+        assert_eq!(e.problems[0].field, "restoreEvent.record");
+        assert!(e.problems[0].detail.contains("duplicate field"));
+        assert!(decode_event("[1]").is_err());
+        assert!(decode_event("not json").is_err());
+    }
 }

@@ -1246,4 +1246,69 @@ mod tests {
         assert!(serde_json::from_str::<RawJobSession>(r#"{"id":""}"#).is_err());
         assert!(serde_json::from_str::<RawJob>(r#"{"name":"x"}"#).is_err());
     }
+
+    #[test]
+    fn odd_vdc_values_are_reported_on_every_entry() {
+        let job =
+            decode_job(r#"{"id": " j1 ", "name": 123, "backupType": {"k": 1}, "x": []}"#).unwrap();
+        assert_eq!(job.id, "j1");
+        assert_eq!(job.name.as_deref(), Some("123"));
+        assert_eq!(job.backup_type.as_deref(), Some(r#"{"k":1}"#));
+        let session = decode_job_session(
+            r#"{"id": "s1", "creationTime": "2025-03-03T02:00:00", "progress": "40%",
+                "processedObjects": 3.5, "endTime": "0001-01-01T00:00:00Z", "status": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(session.progress, None);
+        assert_eq!(session.processed_objects, Some(4), "rounded");
+        assert_eq!(
+            session.end_time, None,
+            "MinValue is no value (not reported)"
+        );
+        assert!(session.is_running());
+        let entry = decode_log_entry(
+            r#"{"id": {"x": 1}, "title": 42, "creationTime": "2025-03-03T02:00:01Z",
+                "endTime": "soon"}"#,
+        )
+        .unwrap();
+        assert_eq!(entry.id, None);
+        assert_eq!(entry.title.as_deref(), Some("42"));
+        let e = map_log_entry(&ctx(), &job, &session, &entry, 0, Some("{}"));
+        assert_eq!(
+            e.veeam.degraded_fields,
+            [
+                "job.name",
+                "job.backupType",
+                "jobSession.creationTime",
+                "jobSession.progress",
+                "jobSession.status",
+                "jobSession.processedObjects",
+                "logEntry.id",
+                "logEntry.title",
+                "logEntry.endTime",
+            ]
+        );
+        assert_eq!(e.tags, ["veeam_field_degraded", "veeam_time_assumed_utc"]);
+        assert_eq!(e.message, "42");
+        assert!(is_degraded(&job, &session, &entry));
+        assert!(decode_job(r#"{"name": "no id"}"#).is_err());
+        assert!(decode_job_session(r#"{"id": " "}"#).is_err());
+        assert!(log_entry_from_value(serde_json::json!("a string")).is_err());
+    }
+
+    #[test]
+    fn text_lines_report_zoneless_times_and_keep_odd_lines_whole() {
+        let e = decode_text_line("2025-03-03T02:00:01.0100000\t\t[Success] Job started");
+        assert_eq!(e.creation_time, Some(utc("2025-03-03T02:00:01.01Z")));
+        assert_eq!(e.title.as_deref(), Some("[Success] Job started"));
+        assert_eq!(e.problems.len(), 1);
+        assert!(e.problems[0].assumed_utc);
+        let e = decode_text_line("2025-03-03T02:00:01Z\t2025-03-03T02:00:02Z\tok");
+        assert!(e.problems.is_empty());
+        let e = decode_text_line("0001-01-01T00:00:00\t\tno time");
+        assert_eq!((e.creation_time, e.problems.len()), (None, 0));
+        let e = decode_text_line("not a time\tx\ty");
+        assert_eq!(e.title.as_deref(), Some("not a time\tx\ty"));
+        assert!(e.problems.is_empty());
+    }
 }
