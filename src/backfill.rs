@@ -137,14 +137,17 @@ pub struct Outcome {
 
 /// Run the plan to completion (or until `shutdown`), reporting progress.
 pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<Outcome, PipelineError> {
-    std::fs::create_dir_all(&plan.state_dir).map_err(|e| {
+    crate::durable::create_dirs(&plan.state_dir, crate::durable::PRIVATE_DIR).map_err(|e| {
         PipelineError::Internal(format!(
             "cannot create the backfill state dir {}: {e}",
             plan.state_dir.display()
         ))
     })?;
     let resumed = std::fs::read_dir(&plan.state_dir)
-        .map(|mut d| d.next().is_some())
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name() != crate::state_dir::LOCK_FILE)
+        })
         .unwrap_or(false);
     tracing::info!(
         since = %fmt_time(plan.window.since),

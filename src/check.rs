@@ -3,17 +3,25 @@
 //! Owns: probing every component the way the daemon will use it — each source logs in and
 //! reads its newest page, its checkpoint is loaded, one sample record is rendered through
 //! the real mapping, every sink is built and health-checked — and reporting the outcome
-//! per component. Must not: write checkpoints, send events, or print secrets (everything
-//! printed comes from error messages that already exclude them).
+//! per component. The state dir and each file sink's directory are probed for writing by
+//! creating and deleting a temp file in them (or in their nearest existing ancestor: a
+//! missing directory is reported as "will be created", not created).
+//!
+//! Must not: write checkpoints, send events, print secrets (everything printed comes from
+//! error messages that already exclude them), take the state dir's lock (it runs next to
+//! the daemon), or leave anything behind: no state dir, no output file, no HEC channel file
+//! (a sink without one yet is probed with a throwaway channel in a temp dir).
 
 use std::time::Duration;
 
 use chrono::Utc;
 
 use crate::checkpoint::CheckpointStore;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::durable::{self, Writable};
 use crate::event::Event;
 use crate::map::{self, MapContext};
+use crate::sinks::splunk_hec::files::channel_path;
 use crate::sinks::{self, SinkContext};
 use crate::sources::Record;
 use crate::sources::vbo::VboPoller;
@@ -104,14 +112,29 @@ pub async fn run(config: &Config) -> Report {
             config.state.dir.display()
         ),
     );
+    check_state_dir(config, &mut report);
     for (id, source) in &config.sources {
         check_source(config, id, source, &mut report).await;
     }
-    let ctx = SinkContext {
-        state_dir: config.state.dir.clone(),
+    // Sinks keep their files in a throwaway dir during the probe, unless the daemon's own
+    // (a HEC channel file) already exists and is only read.
+    let scratch = match tempfile::Builder::new()
+        .prefix("veeam-siem-check-")
+        .tempdir()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            report.push(
+                "sinks",
+                Status::Fail,
+                format!("cannot create a temp dir for the sink probes: {e}"),
+            );
+            return report;
+        }
     };
     for (id, sink_cfg) in &config.sinks {
         let component = format!("sink {id}");
+        let ctx = probe_context(config, id, sink_cfg, scratch.path());
         let mut sink = match sinks::build(id, sink_cfg, &ctx) {
             Ok(s) => s,
             Err(e) => {
@@ -119,6 +142,13 @@ pub async fn run(config: &Config) -> Report {
                 continue;
             }
         };
+        if let SinkConfig::File(c) = sink_cfg {
+            match sinks::file::probe(id, &c.path).await {
+                Ok(detail) => report.push(component, Status::Ok, detail),
+                Err(e) => report.push(component, Status::Fail, e.to_string()),
+            }
+            continue;
+        }
         match tokio::time::timeout(PROBE_TIMEOUT, sink.healthcheck()).await {
             Ok(Ok(())) => report.push(
                 component,
@@ -136,11 +166,55 @@ pub async fn run(config: &Config) -> Report {
     report
 }
 
+/// Where sink `id` keeps its files during the probe.
+fn probe_context(
+    config: &Config,
+    id: &str,
+    sink: &SinkConfig,
+    scratch: &std::path::Path,
+) -> SinkContext {
+    let uses_live =
+        matches!(sink, SinkConfig::SplunkHec(_)) && channel_path(&config.state.dir, id).exists();
+    SinkContext {
+        state_dir: if uses_live {
+            config.state.dir.clone()
+        } else {
+            scratch.to_path_buf()
+        },
+    }
+}
+
+/// The state dir accepts new files (or will be created in a writable parent).
+fn check_state_dir(config: &Config, report: &mut Report) {
+    let dir = &config.state.dir;
+    match durable::probe_dir(dir) {
+        Ok(Writable::Exists) => report.push(
+            "state dir",
+            Status::Ok,
+            format!("{} is writable", dir.display()),
+        ),
+        Ok(Writable::WillBeCreated { existing }) => report.push(
+            "state dir",
+            Status::Ok,
+            format!(
+                "{} will be created on the first run ({} is writable)",
+                dir.display(),
+                existing.display()
+            ),
+        ),
+        Err(e) => report.push(
+            "state dir",
+            Status::Fail,
+            format!(
+                "{e}; `[state] dir` must be writable by the user the daemon runs as (checkpoints are written there)"
+            ),
+        ),
+    }
+}
+
 async fn check_source(config: &Config, id: &str, source: &SourceConfig, report: &mut Report) {
     let component = format!("source {id}");
-    match CheckpointStore::open(&config.state.dir, id, source.type_name())
-        .and_then(|store| store.load())
-    {
+    match CheckpointStore::at(&config.state.dir, id, source.type_name()).load() {
         Ok(Some(_)) => report.push(
             format!("  {id} checkpoint"),
             Status::Ok,

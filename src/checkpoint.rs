@@ -4,16 +4,20 @@
 //! fsync → rename over the old file → fsync the directory. A reader therefore sees either
 //! the old or the new checkpoint, never a torn one, even after `kill -9` or power loss.
 //! A file that exists but does not parse is an error naming the file: we never silently
-//! reset progress (that would re-send or skip history).
+//! reset progress (that would re-send or skip history). Checkpoint files are 0600 and a
+//! state directory created here is 0700 (whatever the umask); being rewritten by rename,
+//! a checkpoint written by an older version becomes 0600 on its next save.
 //!
 //! The state itself is opaque JSON owned by the source (`sources::*`); this module only
 //! wraps it with the source id and type so a checkpoint can't be loaded by the wrong source.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::durable::{self, PRIVATE_DIR, PRIVATE_FILE};
 
 /// Format version written in every file.
 const FORMAT_VERSION: u32 = 1;
@@ -63,18 +67,24 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    /// Create the store (and the state directory if needed).
+    /// Create the store (and the state directory, 0700, if needed).
     pub fn open(dir: &Path, source_id: &str, source_type: &str) -> Result<Self, CheckpointError> {
-        fs::create_dir_all(dir).map_err(|source| CheckpointError::Dir {
+        durable::create_dirs(dir, PRIVATE_DIR).map_err(|source| CheckpointError::Dir {
             dir: dir.to_path_buf(),
             source,
         })?;
-        Ok(CheckpointStore {
+        Ok(CheckpointStore::at(dir, source_id, source_type))
+    }
+
+    /// The store without touching the disk: for reading only (`check`), where a missing
+    /// state directory must stay missing.
+    pub fn at(dir: &Path, source_id: &str, source_type: &str) -> Self {
+        CheckpointStore {
             dir: dir.to_path_buf(),
             path: dir.join(format!("{source_id}.checkpoint.json")),
             source_id: source_id.to_string(),
             source_type: source_type.to_string(),
-        })
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -132,20 +142,19 @@ impl CheckpointStore {
             .dir
             .join(format!(".{}.checkpoint.json.tmp", self.source_id));
         {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(write_err)?;
+            let mut options = OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, PRIVATE_FILE);
+            let mut f = options.open(&tmp).map_err(write_err)?;
+            // Also when a temp file left by a crash had another mode.
+            durable::set_mode(&f, PRIVATE_FILE).map_err(write_err)?;
             f.write_all(&bytes).map_err(write_err)?;
             f.sync_all().map_err(write_err)?;
         }
         fs::rename(&tmp, &self.path).map_err(write_err)?;
         // Make the rename itself durable.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)?;
+        durable::sync_dir(&self.dir).map_err(write_err)?;
         Ok(())
     }
 }
@@ -203,5 +212,27 @@ mod tests {
                 .to_string()
                 .contains("belongs to source `a`")
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn checkpoint_and_dir_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = CheckpointStore::open(&state, "vbo_main", "vbo").unwrap();
+        store.save(&json!({})).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(store.path()), 0o600);
+    }
+
+    #[test]
+    fn at_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = CheckpointStore::at(&state, "vbo_main", "vbo");
+        assert_eq!(store.load().unwrap(), None);
+        assert!(!state.exists());
     }
 }

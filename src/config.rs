@@ -222,6 +222,10 @@ pub struct FileSinkConfig {
     pub inputs: Vec<String>,
     /// Path; `strftime` patterns (`%Y-%m-%d`) are expanded with the UTC write time.
     pub path: String,
+    /// Mode of the files the sink creates, an octal string ("0640" for a sidecar reader);
+    /// default "0600". Directories it creates get the matching traverse bits.
+    #[serde(default)]
+    pub file_mode: Option<String>,
 }
 
 fn default_api_version() -> ApiVersion {
@@ -351,6 +355,13 @@ impl Config {
                     }
                     if let Err(e) = crate::sinks::file::expand_path(&f.path, Utc::now()) {
                         return Err(invalid(format!("sinks.{id}.path"), e));
+                    }
+                    if let Some(Err(e)) = f
+                        .file_mode
+                        .as_deref()
+                        .map(crate::sinks::file::parse_file_mode)
+                    {
+                        return Err(invalid(format!("sinks.{id}.file_mode"), e));
                     }
                 }
                 SinkConfig::Stdout(_) => {}

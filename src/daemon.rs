@@ -1,31 +1,97 @@
 //! `run`: the long-lived process around the pipeline — the ops endpoint and hot reload.
 //!
 //! Owns the lifecycle: start the ops endpoint (once per process), run the pipeline, and on
-//! SIGHUP re-read the config file. A config that fails to load or validate is logged and
-//! the running pipeline is kept. A good one replaces it: the running pipeline drains
-//! (in-flight batches delivered, checkpoints written) before the new one starts from those
-//! checkpoints, so a reload neither loses nor repeats events.
+//! a reload request (SIGHUP) re-read the config file. A config that fails to load or
+//! validate is logged and the running pipeline is kept. A good one replaces it: the
+//! running pipeline drains (in-flight batches delivered, checkpoints written; at most the
+//! drain timeout, after which what is unacknowledged is abandoned, so a pipeline stuck on
+//! a dead sink is replaced too) before the new one starts from those checkpoints, so a
+//! reload neither loses events nor repeats more than the abandoned batches.
+//!
+//! Reload requests arrive through [`Reloads`]: SIGHUP installed here ([`run`]), a signal
+//! stream installed earlier by the caller, or a channel ([`run_with_reloads`]).
 //!
 //! Must not: know any source's or sink's details (that is the pipeline's), or change the
 //! ops listen address without a restart (a changed `[ops] listen` is reported, not applied).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, invalid};
 use crate::ops::OpsServer;
 use crate::pipeline::{self, PipelineError, RunOptions, RunReport};
 use crate::sources::RunMode;
 
+/// Environment variable overriding the drain timeout of `run` (e.g. `10s`, `2m`; at most
+/// [`MAX_DRAIN_TIMEOUT`]): how long in-flight batches may take once SIGTERM/SIGINT or a
+/// reload started, before they are abandoned (and sent again by the next run).
+pub const DRAIN_TIMEOUT_ENV: &str = "VEEAM_SIEM_DRAIN_TIMEOUT";
+
+/// Upper bound of [`DRAIN_TIMEOUT_ENV`].
+pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The drain timeout from [`DRAIN_TIMEOUT_ENV`] when set (`None`: unset).
+pub fn drain_timeout_from_env() -> Result<Option<Duration>, PipelineError> {
+    match std::env::var(DRAIN_TIMEOUT_ENV) {
+        Ok(text) => parse_drain_timeout(&text).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(invalid(
+            DRAIN_TIMEOUT_ENV,
+            "is not valid UTF-8; set a duration such as \"30s\"",
+        )
+        .into()),
+    }
+}
+
+fn parse_drain_timeout(text: &str) -> Result<Duration, PipelineError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            DRAIN_TIMEOUT_ENV,
+            format!("`{text}` is not a duration ({e}); use e.g. \"30s\" or \"2m\""),
+        )
+    })?;
+    if d > MAX_DRAIN_TIMEOUT {
+        return Err(invalid(
+            DRAIN_TIMEOUT_ENV,
+            format!(
+                "must be at most {} (got {})",
+                humantime::format_duration(MAX_DRAIN_TIMEOUT),
+                humantime::format_duration(d)
+            ),
+        )
+        .into());
+    }
+    Ok(d)
+}
+
 /// Run `config` (loaded from `path`) until `--once` completes or `shutdown` fires,
-/// reloading from `path` on SIGHUP.
+/// reloading from `path` on SIGHUP (installed here, first thing).
 pub async fn run(
     path: PathBuf,
     config: Config,
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunReport, PipelineError> {
+    let reloads = Reloads::sighup();
+    run_with_reloads(path, config, opts, shutdown, reloads).await
+}
+
+/// [`run`], with reload requests from `reloads` (e.g. a SIGHUP stream the caller
+/// installed at startup, or a channel). [`DRAIN_TIMEOUT_ENV`] overrides
+/// `opts.drain_timeout` when set.
+pub async fn run_with_reloads(
+    path: PathBuf,
+    config: Config,
+    mut opts: RunOptions,
+    shutdown: CancellationToken,
+    reloads: Reloads,
+) -> Result<RunReport, PipelineError> {
+    if let Some(timeout) = drain_timeout_from_env()? {
+        opts.drain_timeout = timeout;
+    }
     let ops = match &config.ops {
         Some(ops) => Some(
             OpsServer::start(ops.listen)
@@ -34,7 +100,7 @@ pub async fn run(
         ),
         None => None,
     };
-    let result = run_generations(path, config, opts, shutdown).await;
+    let result = run_generations(path, config, opts, shutdown, reloads).await;
     if let Some(ops) = ops {
         ops.shutdown().await;
     }
@@ -46,8 +112,8 @@ async fn run_generations(
     mut config: Config,
     opts: RunOptions,
     shutdown: CancellationToken,
+    mut reloads: Reloads,
 ) -> Result<RunReport, PipelineError> {
-    let mut reloads = ReloadSignal::new();
     let mut total = RunReport::default();
     loop {
         let generation = shutdown.child_token();
@@ -81,7 +147,8 @@ async fn run_generations(
                             tracing::info!(
                                 config = %path.display(),
                                 pipeline = %pipeline::topology(&new),
-                                "reloading: draining the running pipeline, then starting the new configuration"
+                                drain_timeout = %humantime::format_duration(opts.drain_timeout),
+                                "reloading: draining the running pipeline (at most the drain timeout), then starting the new configuration"
                             );
                             next = Some(new);
                             generation.cancel();
@@ -93,6 +160,7 @@ async fn run_generations(
         let report =
             finished.map_err(|e| PipelineError::Internal(format!("pipeline task: {e}")))??;
         total.sources.extend(report.sources);
+        total.abandoned_sinks.extend(report.abandoned_sinks);
         match next {
             Some(new) if !shutdown.is_cancelled() => {
                 config = new;
@@ -103,38 +171,85 @@ async fn run_generations(
     }
 }
 
-/// SIGHUP as a stream; never fires where there are no Unix signals.
-struct ReloadSignal {
-    #[cfg(unix)]
-    inner: Option<tokio::signal::unix::Signal>,
+/// Where reload requests come from.
+pub struct Reloads {
+    inner: ReloadSource,
 }
 
-impl ReloadSignal {
-    fn new() -> ReloadSignal {
+enum ReloadSource {
+    #[cfg(unix)]
+    Signal(tokio::signal::unix::Signal),
+    Channel(mpsc::Receiver<()>),
+    Never,
+}
+
+impl Reloads {
+    /// Listen for SIGHUP from now on (never fires where there are no Unix signals, or
+    /// when the handler cannot be installed: that is logged).
+    pub fn sighup() -> Reloads {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let inner = match signal(SignalKind::hangup()) {
-                Ok(s) => Some(s),
+            match signal(SignalKind::hangup()) {
+                Ok(s) => Reloads::from_signal(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for SIGHUP; hot reload is off");
-                    None
+                    Reloads::never()
                 }
-            };
-            ReloadSignal { inner }
+            }
         }
         #[cfg(not(unix))]
-        ReloadSignal {}
+        Reloads::never()
     }
 
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(s) = self.inner.as_mut() {
-            if s.recv().await.is_some() {
-                return;
-            }
-            self.inner = None;
+    /// A SIGHUP stream the caller installed (e.g. first thing in `main`, so an early
+    /// SIGHUP is queued rather than fatal).
+    #[cfg(unix)]
+    pub fn from_signal(signal: tokio::signal::unix::Signal) -> Reloads {
+        Reloads {
+            inner: ReloadSource::Signal(signal),
         }
-        std::future::pending::<()>().await
+    }
+
+    /// Every `()` received is a reload request.
+    pub fn from_channel(rx: mpsc::Receiver<()>) -> Reloads {
+        Reloads {
+            inner: ReloadSource::Channel(rx),
+        }
+    }
+
+    pub fn never() -> Reloads {
+        Reloads {
+            inner: ReloadSource::Never,
+        }
+    }
+
+    /// The next request; pending forever once the source is gone.
+    async fn recv(&mut self) {
+        let got = match &mut self.inner {
+            #[cfg(unix)]
+            ReloadSource::Signal(s) => s.recv().await.is_some(),
+            ReloadSource::Channel(rx) => rx.recv().await.is_some(),
+            ReloadSource::Never => false,
+        };
+        if !got {
+            self.inner = ReloadSource::Never;
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_timeout_values() {
+        assert_eq!(parse_drain_timeout("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_drain_timeout(" 0s ").unwrap(), Duration::ZERO);
+        for bad in ["soon", "", "300000years", "18446744073709551615s", "2h"] {
+            let e = parse_drain_timeout(bad).unwrap_err().to_string();
+            assert!(e.contains(DRAIN_TIMEOUT_ENV), "{bad}: {e}");
+        }
     }
 }

@@ -111,7 +111,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delays(&self) -> impl Iterator<Item = Duration> {
+    /// The waits between attempts: exponential with jitter, `max_retries` of them.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> {
         backon::ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay)

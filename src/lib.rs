@@ -9,7 +9,8 @@
 //! - [`sinks`]: delivery targets, each acknowledging durable batches.
 //! - [`pipeline`]: wiring, fan-out, ack tracking, shutdown.
 //! - [`daemon`]: `run` around the pipeline (ops endpoint, SIGHUP reload); [`backfill`]: history re-reads.
-//! - [`checkpoint`]: durable per-source state.
+//! - [`checkpoint`]: durable per-source state; [`state_dir`]: the state dir's lock;
+//!   [`durable`]: file modes, directory fsync, append-only files, writability probes.
 //! - [`http`]: the shared HTTP client builder and retry policy.
 //! - [`metrics`], [`ops`]: operational metrics and the `/metrics` `/health` `/ready` endpoint.
 //! - [`simulator`]: an embedded VB365 API simulator for demo and tests.
@@ -20,6 +21,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod durable;
 pub mod event;
 pub mod http;
 pub mod map;
@@ -31,3 +33,4 @@ pub mod secret;
 pub mod simulator;
 pub mod sinks;
 pub mod sources;
+pub mod state_dir;

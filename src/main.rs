@@ -248,6 +248,13 @@ async fn dispatch(command: Command) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let _lock = match veeam_siem::state_dir::StateLock::acquire(&plan.state_dir) {
+                Ok(lock) => lock,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(e.exit_code());
+                }
+            };
             match veeam_siem::backfill::run(plan, shutdown_on_signals()).await {
                 Ok(outcome) if outcome.interrupted => {
                     eprintln!(
@@ -272,6 +279,13 @@ async fn dispatch(command: Command) -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
+                }
+            };
+            let _lock = match veeam_siem::state_dir::StateLock::acquire(&config.state.dir) {
+                Ok(lock) => lock,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(e.exit_code());
                 }
             };
             let mode = if once { RunMode::Once } else { RunMode::Follow };

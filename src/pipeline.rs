@@ -16,10 +16,15 @@
 //! the source: memory stays flat (backpressure). Acknowledgements are unbounded but their
 //! number is bounded by the batches in flight.
 //!
-//! Shutdown (SIGTERM/SIGINT → the `shutdown` token): sources stop polling; whatever they
-//! already emitted drains through the sinks; sinks that keep failing get `drain_timeout`
-//! before they are abandoned; the tracker writes the last acknowledged snapshot; `run`
-//! returns. `--once` is the same path, started by the sources finishing their cycle.
+//! Shutdown (SIGTERM/SIGINT or a reload → the `shutdown` token): sources stop polling and
+//! the drain starts; whatever they already emitted drains through the sinks for at most
+//! `drain_timeout`, counted from that moment (even while a router waits on a full sink
+//! queue in front of a sink that never recovers); then routers and sinks abandon what is
+//! still unacknowledged, the tracker writes the last fully acknowledged snapshot, and
+//! `run` returns `Ok`, naming the abandoned batches in a warning: they were never
+//! acknowledged, so the checkpoint is behind them and they are sent again by the next
+//! run. `--once` is the same path, started by the sources finishing their cycle; there an
+//! abandoned batch is an error (the run did not deliver what it read).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +34,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::{Config, ConfigError, SourceConfig};
@@ -48,8 +54,9 @@ const SINK_QUEUE: usize = 2;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub mode: RunMode,
-    /// How long sinks may keep retrying after shutdown before they are abandoned
-    /// (their unacknowledged batches are re-sent after restart).
+    /// How long sinks may keep delivering once shutdown (or a reload) started, or once a
+    /// `--once` run has handed every batch to the sinks, before what is still
+    /// unacknowledged is abandoned (re-sent by the next run).
     pub drain_timeout: Duration,
     /// In `--once` mode, how many times a sink retries a batch before the run fails.
     pub once_sink_attempts: u32,
@@ -91,11 +98,18 @@ pub struct SourceReport {
     /// Events acknowledged by every sink of the source.
     pub events_acked: u64,
     pub checkpoints_written: u64,
+    /// Batches (by sequence number) handed to the sinks but not acknowledged by all of
+    /// them when the run ended (abandoned at shutdown, or stopped by a failure); the
+    /// checkpoint is behind the first of them.
+    pub unacknowledged: Vec<u64>,
+    pub unacknowledged_events: u64,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
     pub sources: Vec<SourceReport>,
+    /// Sinks that were still delivering when the drain timeout ran out.
+    pub abandoned_sinks: Vec<String>,
 }
 
 impl RunReport {
@@ -202,8 +216,17 @@ pub async fn run(
 
     // Stops the sources: on shutdown, or when a sink or the tracker fails.
     let stop_sources = shutdown.child_token();
-    // Abandons sinks still retrying after the drain timeout.
+    // Fired once the routers have handed everything on (`--once`, or a source that
+    // ended); the drain also starts when the sources are stopped.
+    let routed = CancellationToken::new();
+    // Abandons routers and sinks still busy `drain_timeout` after the drain started.
     let abandon = CancellationToken::new();
+    let _drain_timer = AbortOnDropHandle::new(tokio::spawn(drain_timer(
+        stop_sources.clone(),
+        routed.clone(),
+        abandon.clone(),
+        opts.drain_timeout,
+    )));
 
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let stores: Vec<CheckpointStore> = sources.iter().map(|s| s.store.clone()).collect();
@@ -222,15 +245,18 @@ pub async fn run(
         })?;
         let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
         sink_txs.push(tx);
-        sink_tasks.push(tokio::spawn(sink_task(
+        sink_tasks.push((
             id.clone(),
-            sink,
-            rx,
-            ack_tx.clone(),
-            opts.clone(),
-            stop_sources.clone(),
-            abandon.clone(),
-        )));
+            tokio::spawn(sink_task(
+                id.clone(),
+                sink,
+                rx,
+                ack_tx.clone(),
+                opts.clone(),
+                stop_sources.clone(),
+                abandon.clone(),
+            )),
+        ));
     }
 
     let mut routers = Vec::new();
@@ -240,13 +266,16 @@ pub async fn run(
         let outputs: Vec<mpsc::Sender<Arc<Batch>>> =
             src.sinks.iter().map(|&i| sink_txs[i].clone()).collect();
         routers.push(tokio::spawn(route(
-            index,
-            src.id.clone(),
-            src.observer_hostname.clone(),
+            RouteSource {
+                index,
+                source_id: src.id.clone(),
+                observer: src.observer_hostname.clone(),
+                window: opts.window,
+            },
             rx,
             outputs,
             ack_tx.clone(),
-            opts.window,
+            abandon.clone(),
         )));
         let stop = stop_sources.clone();
         let mode = opts.mode;
@@ -280,32 +309,13 @@ pub async fn run(
             first_error.get_or_insert(PipelineError::Internal(format!("router task: {e}")));
         }
     }
-    // Sources are done and routers have flushed; give sinks the drain timeout.
-    let drain = async {
-        let mut results = Vec::new();
-        for t in sink_tasks.iter_mut() {
-            results.push(t.await);
-        }
-        results
-    };
-    let results = match tokio::time::timeout(opts.drain_timeout, drain).await {
-        Ok(results) => results,
-        Err(_) => {
-            tracing::warn!(
-                timeout_s = opts.drain_timeout.as_secs(),
-                "sinks did not drain in time; abandoning unacknowledged batches (they are re-sent after restart)"
-            );
-            abandon.cancel();
-            let mut results = Vec::new();
-            for t in sink_tasks {
-                results.push(t.await);
-            }
-            results
-        }
-    };
-    for r in results {
-        match r {
-            Ok(Ok(())) => {}
+    // Every batch is with the sinks (or abandoned): the drain runs, if it did not yet.
+    routed.cancel();
+    let mut abandoned_sinks = Vec::new();
+    for (id, task) in sink_tasks {
+        match task.await {
+            Ok(Ok(SinkEnd::Drained)) => {}
+            Ok(Ok(SinkEnd::Abandoned)) => abandoned_sinks.push(id),
             Ok(Err(e)) => {
                 first_error.get_or_insert(e);
             }
@@ -314,7 +324,7 @@ pub async fn run(
             }
         }
     }
-    let report = match tracker.await {
+    let mut report = match tracker.await {
         Ok(Ok(report)) => report,
         Ok(Err(e)) => return Err(first_error.unwrap_or(e)),
         Err(e) => return Err(PipelineError::Internal(format!("tracker task: {e}"))),
@@ -328,10 +338,87 @@ pub async fn run(
             "source finished"
         );
     }
+    let unacknowledged = report.sources.iter().any(|s| !s.unacknowledged.is_empty());
+    if abandon.is_cancelled() && (unacknowledged || !abandoned_sinks.is_empty()) {
+        let batches: Vec<String> = report
+            .sources
+            .iter()
+            .filter(|s| !s.unacknowledged.is_empty())
+            .map(|s| {
+                format!(
+                    "source `{}`: {} batch(es) {} ({} events)",
+                    s.id,
+                    s.unacknowledged.len(),
+                    seq_ranges(&s.unacknowledged),
+                    s.unacknowledged_events
+                )
+            })
+            .collect();
+        tracing::warn!(
+            sinks = %abandoned_sinks.join(", "),
+            abandoned = %if batches.is_empty() { "none".to_string() } else { batches.join("; ") },
+            drain_timeout = %humantime::format_duration(opts.drain_timeout),
+            "drain timeout reached: abandoned the unacknowledged batches; each checkpoint stays at its last fully acknowledged batch, so they are sent again by the next run"
+        );
+    }
+    report.abandoned_sinks = abandoned_sinks;
     match first_error {
         Some(e) => Err(e),
+        // A shutdown (or reload) that had to abandon batches did what was asked and lost
+        // nothing: the warning above names them. A `--once` run that could not deliver
+        // what it read within the drain timeout has failed.
+        None if !report.abandoned_sinks.is_empty() && !shutdown.is_cancelled() => {
+            Err(PipelineError::Sink {
+                sink_id: report.abandoned_sinks.join(", "),
+                message: format!(
+                    "sink(s) `{}` did not deliver within the drain timeout ({}) after the sources finished; the unacknowledged batches were abandoned (the checkpoint is behind them; the next run sends them again)",
+                    report.abandoned_sinks.join("`, `"),
+                    humantime::format_duration(opts.drain_timeout)
+                ),
+            })
+        }
         None => Ok(report),
     }
+}
+
+/// Once the drain starts (sources stopped, or everything routed), wait `timeout`, then
+/// abandon whatever routers and sinks are still doing.
+async fn drain_timer(
+    stopped: CancellationToken,
+    routed: CancellationToken,
+    abandon: CancellationToken,
+    timeout: Duration,
+) {
+    tokio::select! {
+        _ = stopped.cancelled() => {
+            tracing::info!(
+                drain_timeout = %humantime::format_duration(timeout),
+                "sources stopped; sinks may deliver what is in flight until the drain timeout"
+            );
+        }
+        _ = routed.cancelled() => {}
+    }
+    // `sleep` saturates: an absurd timeout waits "forever", it cannot overflow.
+    tokio::time::sleep(timeout).await;
+    abandon.cancel();
+}
+
+/// `[1, 2, 3, 7]` → `"1-3, 7"`.
+fn seq_ranges(seqs: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut iter = seqs.iter().copied().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&end.saturating_add(1)) {
+            end = iter.next().unwrap_or(end);
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+    }
+    out.join(", ")
 }
 
 fn prepare_sources(
@@ -432,19 +519,39 @@ fn map_batch(source_id: &str, observer: &str, batch: &SourceBatch) -> Vec<Encode
     out
 }
 
-/// Router: maps a source's batches and fans them out to the source's sinks.
-async fn route(
+/// The source a router serves.
+struct RouteSource {
     index: usize,
     source_id: Arc<str>,
     observer: Arc<str>,
+    window: Option<TimeWindow>,
+}
+
+/// Router: maps a source's batches and fans them out to the source's sinks.
+async fn route(
+    src: RouteSource,
     mut rx: mpsc::Receiver<SourceBatch>,
     outputs: Vec<mpsc::Sender<Arc<Batch>>>,
     acks: mpsc::UnboundedSender<TrackerMsg>,
-    window: Option<TimeWindow>,
+    abandon: CancellationToken,
 ) {
+    let RouteSource {
+        index,
+        source_id,
+        observer,
+        window,
+    } = src;
     let m = metrics::global();
     let mut seq = 0u64;
-    while let Some(source_batch) = rx.recv().await {
+    loop {
+        let source_batch = tokio::select! {
+            biased;
+            _ = abandon.cancelled() => return,
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => return,
+            },
+        };
         seq += 1;
         m.records_read(&source_id, source_batch.records.len() as u64);
         let mut events = map_batch(&source_id, &observer, &source_batch);
@@ -479,10 +586,41 @@ async fn route(
         });
         for out in &outputs {
             // A closed channel means that sink failed; the pipeline is stopping and the
-            // missing ack keeps the checkpoint where it is.
-            let _ = out.send(batch.clone()).await;
+            // missing ack keeps the checkpoint where it is. A full one in front of a sink
+            // that never recovers must not outlive the drain timeout.
+            tokio::select! {
+                biased;
+                _ = abandon.cancelled() => return,
+                _ = out.send(batch.clone()) => {}
+            }
         }
     }
+}
+
+/// How a sink task ended, when not with an error.
+enum SinkEnd {
+    /// Its queue closed and everything in it was acknowledged.
+    Drained,
+    /// The drain timeout ran out while it was still delivering (or waiting to).
+    Abandoned,
+}
+
+/// The sink gives up what it is doing at the drain timeout; `batch` names what it had.
+/// A sink holding nothing (idle, its queue empty) has nothing to abandon.
+fn abandoned(id: &str, batch: Option<&Batch>, queued: usize, message: Option<&str>) -> SinkEnd {
+    if batch.is_none() && queued == 0 {
+        return SinkEnd::Drained;
+    }
+    tracing::warn!(
+        sink_id = %id,
+        source_id = batch.map_or("-", |b| &*b.source_id),
+        seq = batch.map_or(0, |b| b.seq),
+        events = batch.map_or(0, |b| b.events.len()),
+        queued,
+        last_error = message.unwrap_or("-"),
+        "sink abandoned at the drain timeout; its unacknowledged batches are sent again by the next run"
+    );
+    SinkEnd::Abandoned
 }
 
 /// Sink task: deliver each batch (retrying), then acknowledge it.
@@ -494,7 +632,7 @@ async fn sink_task(
     opts: RunOptions,
     stop_sources: CancellationToken,
     abandon: CancellationToken,
-) -> Result<(), PipelineError> {
+) -> Result<SinkEnd, PipelineError> {
     let fail = |message: String| {
         stop_sources.cancel();
         PipelineError::Sink {
@@ -503,7 +641,12 @@ async fn sink_task(
         }
     };
     let m = metrics::global();
-    match sink.healthcheck().await {
+    let health = tokio::select! {
+        biased;
+        _ = abandon.cancelled() => return Ok(abandoned(&id, None, rx.len(), None)),
+        h = sink.healthcheck() => h,
+    };
+    match health {
         Ok(()) => m.sink_health(&id, true),
         Err(SinkError::Retryable(message)) => {
             tracing::warn!(sink_id = %id, error = %message, "sink is not healthy yet; delivery will retry");
@@ -516,7 +659,15 @@ async fn sink_task(
             return Err(PipelineError::OutputClosed { sink_id: id });
         }
     }
-    while let Some(batch) = rx.recv().await {
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = abandon.cancelled() => return Ok(abandoned(&id, None, rx.len(), None)),
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => return Ok(SinkEnd::Drained),
+            },
+        };
         m.queue_depth(&id, rx.len());
         let started = std::time::Instant::now();
         let events = batch.events.len() as u64;
@@ -524,10 +675,11 @@ async fn sink_task(
         loop {
             attempt += 1;
             let delivered = tokio::select! {
-                r = sink.deliver(&batch) => r,
+                biased;
                 _ = abandon.cancelled() => {
-                    return Err(fail("delivery abandoned at shutdown (the batch is re-sent after restart)".to_string()));
+                    return Ok(abandoned(&id, Some(&batch), rx.len(), None));
                 }
+                r = sink.deliver(&batch) => r,
             };
             match delivered {
                 Ok(()) => {
@@ -571,16 +723,16 @@ async fn sink_task(
                         .min(Duration::from_secs(10));
                     tracing::warn!(sink_id = %id, attempt, delay_ms = delay.as_millis() as u64, error = %message, "delivery failed; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
+                        biased;
                         _ = abandon.cancelled() => {
-                            return Err(fail(format!("{message} (abandoned at shutdown)")));
+                            return Ok(abandoned(&id, Some(&batch), rx.len(), Some(&message)));
                         }
+                        _ = tokio::time::sleep(delay) => {}
                     }
                 }
             }
         }
     }
-    Ok(())
 }
 
 /// Tracker: per source, persist the snapshot of the highest batch below which every batch
@@ -674,5 +826,69 @@ async fn track(
             let _ = w.send(());
         }
     }
-    Ok(RunReport { sources: reports })
+    // What is left was handed out but is not checkpointed: not acknowledged by every
+    // sink, or behind a batch that is not.
+    for (report, left) in reports.iter_mut().zip(&pending) {
+        report.unacknowledged = left.keys().copied().collect();
+        report.unacknowledged_events = left.values().map(|p| p.events).sum();
+    }
+    Ok(RunReport {
+        sources: reports,
+        abandoned_sinks: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_batches_are_named_as_ranges() {
+        assert_eq!(seq_ranges(&[]), "");
+        assert_eq!(seq_ranges(&[4]), "4");
+        assert_eq!(seq_ranges(&[1, 2, 3, 7, 9, 10]), "1-3, 7, 9-10");
+        assert_eq!(
+            seq_ranges(&[u64::MAX - 1, u64::MAX]),
+            format!("{}-{}", u64::MAX - 1, u64::MAX)
+        );
+    }
+
+    /// The drain timer abandons `timeout` after the sources stop (it does not wait for
+    /// the routers: one blocked in front of a dead sink never finishes), and an absurd
+    /// timeout cannot overflow.
+    #[tokio::test]
+    async fn the_drain_timer_starts_when_the_sources_stop() {
+        let (stopped, routed, abandon) = (
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        let timer = tokio::spawn(drain_timer(
+            stopped.clone(),
+            routed.clone(),
+            abandon.clone(),
+            Duration::from_millis(50),
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!abandon.is_cancelled(), "no drain before shutdown");
+        stopped.cancel();
+        tokio::time::timeout(Duration::from_secs(10), abandon.cancelled())
+            .await
+            .expect("abandoned after the drain timeout");
+        timer.await.unwrap();
+
+        let abandon = CancellationToken::new();
+        let routed = CancellationToken::new();
+        let timer = tokio::spawn(drain_timer(
+            CancellationToken::new(),
+            routed.clone(),
+            abandon.clone(),
+            Duration::MAX,
+        ));
+        routed.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!abandon.is_cancelled());
+        assert!(!timer.is_finished(), "the timer panicked or ended");
+        timer.abort();
+    }
 }

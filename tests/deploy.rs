@@ -11,6 +11,9 @@
 //!   the Vector sidecar reads what the file sink writes;
 //! - the Dockerfile builds with the README's command and runs unprivileged, and the image,
 //!   Deployment and systemd command lines are accepted by the CLI;
+//! - the daemon runs under umask 0077 everywhere: the image's entrypoint and the
+//!   Deployment's command are run through `/bin/sh` with a stand-in `veeam-siem` that
+//!   reports the umask and arguments it got; the unit sets `UMask=0077`;
 //! - the systemd unit passes `systemd-analyze verify` (skipped, with a note on stderr,
 //!   where `systemd-analyze` is not installed).
 
@@ -771,12 +774,130 @@ fn dockerfile_runtime_stage_is_unprivileged_and_declares_state() {
             .any(|p| p.split('/').next() == Some(port.as_str())),
         "the runtime stage must EXPOSE the ops port {port}; has {exposed:?}"
     );
-    assert_eq!(words(last("ENTRYPOINT")), ["veeam-siem"], "ENTRYPOINT");
+    // The entrypoint runs `veeam-siem` with the CMD's (or `docker run`'s) arguments; it may
+    // wrap it (a shell setting the umask) but must exec it, see
+    // `daemon_runs_under_a_restrictive_umask_everywhere`.
+    let entry = words(last("ENTRYPOINT"));
+    let (_, passed) = observe_entrypoint("Dockerfile ENTRYPOINT", &entry, &[]);
+    assert!(passed.is_empty(), "ENTRYPOINT adds arguments: {passed:?}");
+}
+
+/// The umask 0077 the systemd unit sets; the image and the pod must give the same.
+const UMASK: &str = "0077";
+
+/// Directory holding a stand-in `veeam-siem` that prints its umask, then one argument per
+/// line.
+fn stand_in() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("veeam-siem");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\numask\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Run a deployed entrypoint (`["veeam-siem"]` or a shell wrapper naming `veeam-siem`)
+/// plus `args`, with `bin_dir` first in PATH so `veeam-siem` resolves there.
+fn run_deployed(
+    origin: &str,
+    entry: &[String],
+    args: &[String],
+    bin_dir: &Path,
+) -> std::process::Output {
+    assert!(!entry.is_empty(), "{origin}: empty");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&path)),
+    )
+    .unwrap();
+    Command::new(&entry[0])
+        .args(&entry[1..])
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .unwrap_or_else(|e| panic!("{origin}: cannot run {entry:?}: {e}"))
+}
+
+/// The umask and the arguments `veeam-siem` receives from `entry` + `args`.
+fn observe_entrypoint(origin: &str, entry: &[String], args: &[String]) -> (String, Vec<String>) {
+    let bin = stand_in();
+    let out = run_deployed(origin, entry, args, bin.path());
+    assert!(
+        out.status.success(),
+        "{origin}: {entry:?} did not run veeam-siem: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = stdout.lines().map(str::to_string);
+    let umask = lines.next().unwrap_or_default();
+    (umask, lines.collect())
+}
+
+#[test]
+fn daemon_runs_under_a_restrictive_umask_everywhere() {
+    let instructions = dockerfile_instructions(&read("deploy/Dockerfile"));
+    let last = |keyword: &str| {
+        instructions
+            .iter()
+            .rev()
+            .find(|(k, _)| k == keyword)
+            .map(|(_, a)| words(a))
+            .unwrap_or_else(|| panic!("the Dockerfile has no {keyword}"))
+    };
+    let cmd = last("CMD");
+    let (umask, args) = observe_entrypoint("Dockerfile ENTRYPOINT", &last("ENTRYPOINT"), &cmd);
+    assert_eq!(
+        umask, UMASK,
+        "the image's entrypoint must set umask {UMASK}"
+    );
+    assert_eq!(
+        args, cmd,
+        "the image's entrypoint must pass the CMD through"
+    );
+
+    let manifests = manifests();
+    let daemon = container(pod_spec(&manifests), DAEMON);
+    let strings = |y: &Yaml| -> Vec<String> {
+        list(y)
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    let command = strings(&daemon["command"]);
+    assert!(
+        !command.is_empty(),
+        "the Deployment must spell out the command that sets the umask (Kubernetes has no umask setting)"
+    );
+    let pod_args = strings(&daemon["args"]);
+    let (umask, args) = observe_entrypoint("Deployment command", &command, &pod_args);
+    assert_eq!(
+        umask, UMASK,
+        "the Deployment's command must set umask {UMASK}"
+    );
+    assert_eq!(
+        args, pod_args,
+        "the Deployment's command must pass its args through"
+    );
+
+    let unit = read("deploy/veeam-siem.service");
+    assert!(
+        unit.lines().any(|l| l.trim() == format!("UMask={UMASK}")),
+        "the systemd unit must set UMask={UMASK}"
+    );
 }
 
 /// Run the binary with a deployed command line whose `--config` points at a file that does
 /// not exist: getting as far as reading the config proves the CLI accepted the rest.
 fn assert_cli_accepts(origin: &str, args: &[String]) {
+    assert_entry_accepts(origin, &[], args);
+}
+
+/// [`assert_cli_accepts`] through a deployed entrypoint (empty: the binary itself).
+fn assert_entry_accepts(origin: &str, entry: &[String], args: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.toml");
     let mut args = args.to_vec();
@@ -786,10 +907,13 @@ fn assert_cli_accepts(origin: &str, args: &[String]) {
         .unwrap_or_else(|| panic!("{origin}: no --config in {args:?}"));
     assert!(at + 1 < args.len(), "{origin}: --config without a value");
     args[at + 1] = missing.display().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_veeam-siem"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_veeam-siem"));
+    let out = if entry.is_empty() {
+        Command::new(&binary).args(&args).output().unwrap()
+    } else {
+        // The built binary is named `veeam-siem`, as in the image.
+        run_deployed(origin, entry, &args, binary.parent().unwrap())
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{origin}: {args:?}: {stderr}");
     assert!(
@@ -808,17 +932,30 @@ fn deployed_command_lines_are_accepted_by_the_cli() {
         .map(|(_, a)| words(a))
         .expect("the Dockerfile has no CMD");
     assert_cli_accepts("Dockerfile CMD", &cmd);
+    let entry = instructions
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "ENTRYPOINT")
+        .map(|(_, a)| words(a))
+        .expect("the Dockerfile has no ENTRYPOINT");
+    assert_entry_accepts("Dockerfile ENTRYPOINT + CMD", &entry, &cmd);
 
     let manifests = manifests();
     let daemon = container(pod_spec(&manifests), DAEMON);
+    let args: Vec<String> = list(&daemon["args"])
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
     if daemon["command"].is_badvalue() {
-        let args: Vec<String> = list(&daemon["args"])
-            .iter()
-            .map(|a| a.as_str().unwrap().to_string())
-            .collect();
         if !args.is_empty() {
             assert_cli_accepts("Deployment args", &args);
         }
+    } else {
+        let command: Vec<String> = list(&daemon["command"])
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert_entry_accepts("Deployment command + args", &command, &args);
     }
 
     let unit = read("deploy/veeam-siem.service");

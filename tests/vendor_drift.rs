@@ -592,8 +592,12 @@ async fn hostile_strings_reach_every_sink_unchanged() {
         seq,
         events: encoded.iter().map(|(_, e)| e.clone()).collect(),
     };
-    let mut file = veeam_siem::sinks::file::FileSink::new("archive", &path.display().to_string())
-        .expect("file sink");
+    let file_cfg = veeam_siem::config::FileSinkConfig {
+        inputs: vec!["vbo_main".into()],
+        path: path.display().to_string(),
+        file_mode: None,
+    };
+    let mut file = veeam_siem::sinks::file::FileSink::new("archive", &file_cfg).expect("file sink");
     file.deliver(&batch(1)).await.expect("file delivery");
     let written = std::fs::read(&path).unwrap();
     let want: Vec<u8> = encoded

@@ -1,7 +1,10 @@
-//! Fault knobs of the VB365 endpoints, for the fault suite (`tests/fault_suite.rs`): bad
-//! records (broken JSON, a wrong type, a 1 MiB string, invalid UTF-8), pages that are not
-//! JSON, records repeated across pages, sessions that vanish, 401s mid-pagination, 429
-//! bursts, 5xx answers, stalled responses and connections cut mid-body.
+//! Fault knobs of the simulated servers, for the fault suite (`tests/fault_suite.rs`) and the
+//! paging tests (`tests/paging.rs`): bad records (broken JSON, a wrong type, a 1 MiB string,
+//! invalid UTF-8), pages that are not JSON (once or several times), records repeated across
+//! pages, pages capped below the asked `limit`, pages that say nothing about paging, a
+//! server ignoring `offset`, sessions that vanish, 401s mid-pagination, 429 bursts, 5xx
+//! answers, stalled responses and connections cut mid-body. The per-request faults (429,
+//! 5xx, stalls, cuts) and non-JSON pages apply to the VDC endpoints too.
 //!
 //! Everything is off by default. Which records are spoiled, which sessions get a non-JSON
 //! page and which sessions' pages overlap is a pure function of the seed and the record's
@@ -13,7 +16,7 @@
 //! The knobs live here and only here; `vb365.rs` calls the hooks. Must not depend on the
 //! rest of the crate (like the whole simulator).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -74,6 +77,27 @@ pub struct FaultConfig {
     pub not_json_once_rate: f64,
     /// The first session listing request is answered 200 with an HTML body.
     pub not_json_listing_once: bool,
+    /// How many times in a row each page picked by `not_json_once_rate` /
+    /// `not_json_listing_once` is answered with HTML before it is served (0 counts as 1).
+    pub not_json_times: u32,
+    /// VDC: the first `vdc_not_json_times` requests of every collection URL (the job list,
+    /// a job's sessions, a session's log) are answered 200 with an HTML body.
+    pub vdc_not_json_times: u32,
+    /// Listing pages hold at most this many records, whatever `limit` asked (0: off): a
+    /// server or proxy that caps the page size. The page reports the capped `limit`
+    /// unless `cap_reports_asked`.
+    pub cap_limit: usize,
+    /// With `cap_limit`: pages report the `limit` that was asked for.
+    pub cap_reports_asked: bool,
+    /// Listing pages carry neither `_links` nor `totalCount` (nothing but a short page tells
+    /// where a listing ends).
+    pub bare_pages: bool,
+    /// Listings ignore `offset` (VB365 and paged VDC collections): every page starts at the
+    /// first record.
+    pub ignore_offset: bool,
+    /// VDC: `/logs/download` is one JSON page envelope `{"offset":0,"limit":N,"logs":[…]}`
+    /// (the entries as `/logs` shows them) instead of text lines.
+    pub vdc_download_json_envelope: bool,
     /// Probability (keyed by session index) that the events pages of a session at an
     /// offset above 0 start one record early, repeating the last record of the page before
     /// (such a page holds up to `limit + 1` records).
@@ -99,6 +123,15 @@ pub struct FaultConfig {
     /// `index` is deleted first (as by [`super::SimHandle::hide_session`] with
     /// [`Vanish::Deleted`]): a deletion in the middle of a client's pagination.
     pub delete_while_listing: Option<DeleteWhileListing>,
+}
+
+/// How a listing page is served under the paging knobs ([`Faults::paging`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Paging {
+    pub(crate) offset: usize,
+    pub(crate) take: usize,
+    pub(crate) report_limit: usize,
+    pub(crate) bare: bool,
 }
 
 /// See [`FaultConfig::delete_while_listing`].
@@ -162,10 +195,13 @@ struct Runtime {
     cfg: FaultConfig,
     rng: Rng,
     requests: u64,
-    listing_spoiled: bool,
+    /// Session listing requests answered with HTML so far.
+    listing_spoiled: u32,
     deleted_while_listing: bool,
-    /// Sessions (by index) whose first events request has been answered.
-    first_seen: HashSet<usize>,
+    /// Events requests seen per session (by index), for `not_json_times`.
+    not_json_seen: HashMap<usize, u32>,
+    /// Requests seen per VDC collection path, for `vdc_not_json_times`.
+    vdc_not_json_seen: HashMap<String, u32>,
     hidden: HashMap<Uuid, Vanish>,
     stats: FaultStats,
 }
@@ -184,9 +220,10 @@ impl Faults {
                 cfg,
                 rng: Rng::keyed(seed, Tag::Faults, &[KEY_REQUESTS]),
                 requests: 0,
-                listing_spoiled: false,
+                listing_spoiled: 0,
                 deleted_while_listing: false,
-                first_seen: HashSet::new(),
+                not_json_seen: HashMap::new(),
+                vdc_not_json_seen: HashMap::new(),
                 hidden: HashMap::new(),
                 stats: FaultStats::default(),
             }),
@@ -304,8 +341,9 @@ impl Faults {
     /// Whether this session listing request gets a non-JSON body.
     pub(crate) fn listing_not_json(&self) -> bool {
         let mut rt = self.lock();
-        if rt.cfg.not_json_listing_once && !rt.listing_spoiled {
-            rt.listing_spoiled = true;
+        let times = rt.cfg.not_json_times.max(1);
+        if rt.cfg.not_json_listing_once && rt.listing_spoiled < times {
+            rt.listing_spoiled += 1;
             rt.stats.not_json_pages += 1;
             return true;
         }
@@ -315,15 +353,48 @@ impl Faults {
     /// Whether this events request of session `index` gets a non-JSON body.
     pub(crate) fn events_not_json(&self, index: usize) -> bool {
         let mut rt = self.lock();
-        let first = rt.first_seen.insert(index);
+        let times = rt.cfg.not_json_times.max(1);
         let rate = rt.cfg.not_json_once_rate;
-        let hit = first
-            && rate > 0.0
+        let picked = rate > 0.0
             && Rng::keyed(self.seed, Tag::Faults, &[KEY_NOT_JSON, index as u64]).chance(rate);
+        let seen = rt.not_json_seen.entry(index).or_insert(0);
+        let hit = picked && *seen < times;
+        *seen = seen.saturating_add(1);
         if hit {
             rt.stats.not_json_pages += 1;
         }
         hit
+    }
+
+    /// Whether this VDC collection request (by path) gets a non-JSON body.
+    pub(crate) fn vdc_not_json(&self, path: &str) -> bool {
+        let mut rt = self.lock();
+        let times = rt.cfg.vdc_not_json_times;
+        let seen = rt.vdc_not_json_seen.entry(path.to_string()).or_insert(0);
+        let hit = *seen < times;
+        *seen = seen.saturating_add(1);
+        if hit {
+            rt.stats.not_json_pages += 1;
+        }
+        hit
+    }
+
+    /// How a listing request for `offset`/`limit` is served: (offset used, records to
+    /// take, `limit` to report, whether to leave out `_links` and `totalCount`).
+    pub(crate) fn paging(&self, offset: usize, limit: usize) -> Paging {
+        let rt = self.lock();
+        let cfg = &rt.cfg;
+        let take = if cfg.cap_limit > 0 {
+            limit.min(cfg.cap_limit)
+        } else {
+            limit
+        };
+        Paging {
+            offset: if cfg.ignore_offset { 0 } else { offset },
+            take,
+            report_limit: if cfg.cap_reports_asked { limit } else { take },
+            bare: cfg.bare_pages,
+        }
     }
 
     /// Whether the events pages of session `index` overlap (see `overlap_rate`); counts

@@ -209,14 +209,23 @@ async fn dispatch(
     let path = parts.uri.path().to_ascii_lowercase();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if segments.first() == Some(&"v1") {
-        return super::vdc::handle(
+        let delivery = faults.delivery();
+        if let Some(stall) = delivery.stall {
+            tokio::time::sleep(stall).await;
+        }
+        let response = super::vdc::handle(
             &sim,
+            &faults,
             &parts.method,
             &parts.uri,
             &parts.headers,
             &segments[1..],
         )
         .await;
+        return match delivery.cut_at {
+            Some(fraction) => faults::cut(response, fraction).await,
+            None => response,
+        };
     }
     let Some(version) = segments.first().and_then(|s| Version::parse(s)) else {
         // Unknown versions are a legitimate probe (404 means "not served"), not a violation.
@@ -380,10 +389,11 @@ fn list_sessions(call: &Call) -> Result<Response, Fail> {
     }
     let mut found = data.query(&query);
     found.retain(|s| !call.faults.unlisted(s.profile.id));
+    let served = call.faults.paging(offset, limit);
     let results = found
         .iter()
-        .skip(offset)
-        .take(limit)
+        .skip(served.offset)
+        .take(served.take)
         .map(|s| {
             let session = wire::session(call.version, s);
             drift::serve(
@@ -398,12 +408,12 @@ fn list_sessions(call: &Call) -> Result<Response, Fail> {
     let spot = PageSpot {
         version: call.version,
         path: format!("/{}/RestoreSessions", call.version.as_str()),
-        offset,
-        limit,
+        offset: served.offset,
+        limit: served.report_limit,
         total: found.len(),
         extra_query: &extra,
     };
-    Ok(json(StatusCode::OK, &spot.page(results)))
+    Ok(page_response(spot.page(results), served.bare))
 }
 
 fn get_session(call: &Call, id: &str) -> Result<Response, Fail> {
@@ -437,7 +447,9 @@ fn list_events(call: &Call, id: &str) -> Result<Response, Fail> {
         return Ok(faults::not_json());
     }
     let total = session.events as usize;
-    let end = offset.saturating_add(limit).min(total);
+    let served = call.faults.paging(offset, limit);
+    let offset = served.offset;
+    let end = offset.saturating_add(served.take).min(total);
     // Overlapping pages (a fault knob) start one record early.
     let start = if call.faults.overlap(session.index, offset.min(end)) {
         offset.min(end) - 1
@@ -461,7 +473,7 @@ fn list_events(call: &Call, id: &str) -> Result<Response, Fail> {
         version: call.version,
         path: format!("/{}/RestoreSessions/{id}/Events", call.version.as_str()),
         offset,
-        limit,
+        limit: served.report_limit,
         total,
         extra_query: "",
     };
@@ -470,7 +482,20 @@ fn list_events(call: &Call, id: &str) -> Result<Response, Fail> {
             .count_spoiled(spoiled.iter().flatten().count() as u64);
         return Ok(spoiled_events_page(spot.page(results), spoiled));
     }
-    Ok(json(StatusCode::OK, &spot.page(results)))
+    Ok(page_response(spot.page(results), served.bare))
+}
+
+/// A page as JSON; `bare` (a fault knob) leaves out `_links` and `totalCount`.
+fn page_response<T: Serialize>(page: wire::Page<T>, bare: bool) -> Response {
+    if !bare {
+        return json(StatusCode::OK, &page);
+    }
+    let mut value = serde_json::to_value(&page).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("_links");
+        map.remove("totalCount");
+    }
+    json(StatusCode::OK, &value)
 }
 
 /// An events page with some records spoiled by the fault knobs.

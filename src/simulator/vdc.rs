@@ -15,8 +15,12 @@
 //!   says `Accept-Encoding: gzip` it is gzipped per `SimConfig::vdc_gzip`: with
 //!   `Content-Encoding: gzip`, or (`MagicOnly`) as a `.gz` attachment without that header.
 //!
-//! Shared with VB365: latency, injected 503s (`error_rate`) and the violation log (unknown
-//! endpoints, methods other than GET, unknown query keys). Must not: share types with the
+//! Shared with VB365: latency, injected 503s (`error_rate`), the per-request fault knobs
+//! (429 bursts, 5xx, stalls, cut connections), non-JSON pages
+//! (`FaultConfig::vdc_not_json_times`), `ignore_offset`, and the violation log (unknown
+//! endpoints, methods other than GET, unknown query keys). With
+//! `FaultConfig::vdc_download_json_envelope` the download is one JSON page envelope
+//! `{"offset":0,"limit":N,"logs":[…]}` instead of text. Must not: share types with the
 //! client code.
 
 use async_compression::tokio::bufread::GzipEncoder;
@@ -28,8 +32,9 @@ use url::form_urlencoded;
 use uuid::Uuid;
 
 use super::drift::{self, DriftKind};
+use super::faults::{self, Faults, Verdict};
 use super::state::Shared;
-use super::vdc_data::{VdcData, VdcJob, VdcSession};
+use super::vdc_data::{LogLine, VdcData, VdcJob, VdcSession};
 use super::wire::timestamp;
 
 /// How `/logs/download` is compressed when the client accepts gzip.
@@ -83,6 +88,7 @@ impl Route {
 /// segments after it).
 pub(crate) async fn handle(
     sim: &Shared,
+    faults: &Faults,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -123,13 +129,27 @@ pub(crate) async fn handle(
             "The service is temporarily unavailable (simulated fault).",
         );
     }
-    let paging = match Paging::parse(&query) {
+    match faults.on_data_request() {
+        Verdict::Serve | Verdict::Revoked => {}
+        Verdict::Throttle(secs) => return faults::throttled(secs),
+        Verdict::ServerError(status) => {
+            return problem(status, "The server failed to answer (simulated fault).");
+        }
+    }
+    if !matches!(route, Route::Download(..)) && faults.vdc_not_json(uri.path()) {
+        return faults::not_json();
+    }
+    let mut paging = match Paging::parse(&query) {
         Ok(p) => p,
         Err(detail) => {
             sim.violation(format!("{what}: {detail}"));
             return problem(StatusCode::BAD_REQUEST, &detail);
         }
     };
+    if faults.config().ignore_offset {
+        paging.offset = 0;
+    }
+    let json_download = faults.config().vdc_download_json_envelope;
     let gzip = accepts_gzip(headers);
     let built = {
         let data = sim.vdc();
@@ -156,23 +176,17 @@ pub(crate) async fn handle(
                 )
             }),
             Route::Logs(job, session) => find(&data, &job, Some(&session)).map(|(job, s)| {
-                Built::Items(
-                    data.lines(job, s)
-                        .map(|l| {
-                            let entry = json!({
-                                "id": l.id,
-                                "title": l.title,
-                                "creationTime": timestamp(l.created),
-                                "endTime": timestamp(l.ended),
-                            });
-                            drift::value(&sim.cfg, DriftKind::VdcLog, &l.id.to_string(), entry)
-                        })
-                        .collect(),
-                )
+                Built::Items(data.lines(job, s).map(|l| drifted_line(sim, &l)).collect())
             }),
             Route::Download(job, session) => find(&data, &job, Some(&session)).map(|(job, s)| {
                 let mut text = String::new();
-                for l in data.lines(job, s) {
+                if json_download {
+                    let logs: Vec<Value> =
+                        data.lines(job, s).map(|l| drifted_line(sim, &l)).collect();
+                    let page = json!({ "offset": 0, "limit": logs.len(), "logs": logs });
+                    text = page.to_string();
+                }
+                for l in data.lines(job, s).filter(|_| !json_download) {
                     let created =
                         drift::line_time(&sim.cfg, &l.id.to_string(), timestamp(l.created));
                     text.push_str(&format!(
@@ -191,7 +205,17 @@ pub(crate) async fn handle(
     };
     match built {
         Err(response) => *response,
-        Ok(Built::Items(items)) => collection(sim.cfg.vdc_page_limit, &paging, items),
+        Ok(Built::Items(items)) => {
+            let cfg = faults.config();
+            let cap = (cfg.cap_limit > 0).then_some(cfg.cap_limit);
+            collection(
+                sim.cfg.vdc_page_limit,
+                cap,
+                cfg.cap_reports_asked,
+                &paging,
+                items,
+            )
+        }
         Ok(Built::Download { name, text }) => download(sim, gzip, &name, text).await,
     }
 }
@@ -323,23 +347,48 @@ fn session_json(s: &VdcSession) -> Value {
     })
 }
 
+/// One log line as the `/logs` collection shows it.
+fn line_json(l: &LogLine) -> Value {
+    json!({
+        "id": l.id,
+        "title": l.title,
+        "creationTime": timestamp(l.created),
+        "endTime": timestamp(l.ended),
+    })
+}
+
+/// A `/logs` entry as served, drifted when the drift knobs pick it.
+fn drifted_line(sim: &Shared, l: &LogLine) -> Value {
+    drift::value(&sim.cfg, DriftKind::VdcLog, &l.id.to_string(), line_json(l))
+}
+
 /// A bare array, or a page when the simulator is configured to page.
-fn collection(page_limit: Option<usize>, paging: &Paging, items: Vec<Value>) -> Response {
+/// `cap` (a fault knob) serves at most that many records a page, reporting the capped
+/// limit, or the asked one with `reports_asked` (then without `totalCount`).
+fn collection(
+    page_limit: Option<usize>,
+    cap: Option<usize>,
+    reports_asked: bool,
+    paging: &Paging,
+    items: Vec<Value>,
+) -> Response {
     let Some(default_limit) = page_limit else {
         return json_response(StatusCode::OK, &Value::Array(items));
     };
     let limit = paging.limit.unwrap_or(default_limit.max(1));
+    let take = cap.map_or(limit, |c| c.min(limit));
     let total = items.len();
-    let results: Vec<Value> = items.into_iter().skip(paging.offset).take(limit).collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "offset": paging.offset,
-            "limit": limit,
-            "totalCount": total,
-            "results": results,
-        }),
-    )
+    let results: Vec<Value> = items.into_iter().skip(paging.offset).take(take).collect();
+    let mut page = json!({
+        "offset": paging.offset,
+        "limit": if reports_asked { limit } else { take },
+        "totalCount": total,
+        "results": results,
+    });
+    if reports_asked && let Some(map) = page.as_object_mut() {
+        map.remove("totalCount");
+    }
+    json_response(StatusCode::OK, &page)
 }
 
 async fn download(sim: &Shared, accepts_gzip: bool, name: &str, text: String) -> Response {

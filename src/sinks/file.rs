@@ -1,25 +1,36 @@
-//! `type = "file"`: NDJSON appended to a file, for compliance archives.
+//! `type = "file"`: NDJSON appended to a file, for compliance archives and sidecar spools.
 //!
 //! The path may contain `strftime` patterns (`%Y-%m-%d`), expanded with the UTC time of
-//! the write, so files roll over by day (or hour...). A batch is acknowledged only after
-//! `fsync` (data), so an acknowledged event survives a crash or power loss. Parent
-//! directories are created as needed. Rotation by other tools is fine: the file is reopened
-//! whenever the expanded path changes, and by `O_APPEND` writes never clobber.
+//! the write, so files roll over by day (or hour...). The writing is [`durable::Appender`]'s:
+//! a batch is acknowledged only after its bytes were written and `fsync`ed on one std
+//! `File` on the blocking pool, so a full disk, a quota or an I/O error fails the batch
+//! (retried with backoff) instead of being acknowledged; a failed write is cut back off the
+//! file so neither a torn line nor a partial duplicate stays. New files and directories
+//! are fsynced into their parents.
+//!
+//! Rotation: before each batch the open file is checked against the path (device and
+//! inode): a file renamed away (logrotate `create`), deleted or replaced is left and a new
+//! one opened at the path. `copytruncate` works too (writes use `O_APPEND`).
+//!
+//! Modes: files this sink creates get `file_mode` (default 0600), directories the
+//! matching traverse bits (0640 → 0750); existing files and directories keep theirs.
 //!
 //! Crash safety: a `kill -9` in the middle of a write can leave a partial last line. That
 //! line was never acknowledged (acknowledgement follows the fsync of complete lines), so
 //! the batch will be sent again; when the sink first opens a file it trims such a tail
 //! back to the last newline instead of leaving a broken record in the archive.
+//!
+//! Must not: acknowledge bytes that are not on disk, or change existing files' modes.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::AsyncWriteExt;
 
 use super::{Batch, Sink, SinkError};
+use crate::config::FileSinkConfig;
+use crate::durable::{self, Appender, Modes, TornTail, Writable};
 
 /// Expand `strftime` patterns in `pattern` for time `t`; an invalid pattern is an error.
 pub fn expand_path(pattern: &str, t: DateTime<Utc>) -> Result<PathBuf, String> {
@@ -29,123 +40,123 @@ pub fn expand_path(pattern: &str, t: DateTime<Utc>) -> Result<PathBuf, String> {
     Ok(PathBuf::from(out))
 }
 
-/// Cut an unterminated last line (left by a crash mid-write) back to the last `\n`.
-async fn trim_partial_tail(file: &File) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let std_file = file.try_clone().await?.into_std().await;
-    tokio::task::spawn_blocking(move || {
-        let mut f = std_file;
-        let len = f.metadata()?.len();
-        if len == 0 {
-            return Ok(());
+/// `file_mode = "0640"`: octal, owner read and write (the sink appends and repairs), no
+/// write or execute for anyone else.
+pub fn parse_file_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let mode =
+        if (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            u32::from_str_radix(digits, 8).ok()
+        } else {
+            None
+        };
+    let Some(mode) = mode.filter(|m| *m <= 0o777) else {
+        return Err(format!(
+            "`{text}` is not a file mode; write it as an octal string such as \"0640\""
+        ));
+    };
+    if mode & 0o600 != 0o600 {
+        return Err(format!(
+            "\"{text}\" must let the owner read and write (0600 at least): the sink appends to the file and repairs torn lines"
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "\"{text}\" lets group or others write; an archive must be writable by its owner only (use e.g. \"0640\")"
+        ));
+    }
+    if mode & 0o111 != 0 {
+        return Err(format!("\"{text}\" sets execute bits; use e.g. \"0640\""));
+    }
+    Ok(mode)
+}
+
+/// Probe where `pattern` writes now without creating anything: the directory (or its
+/// nearest existing ancestor) must accept a new file, and an existing output file must open
+/// for appending. `Ok` says what was found, for `check`.
+pub async fn probe(id: &str, pattern: &str) -> Result<String, SinkError> {
+    let path = expand_path(pattern, Utc::now())
+        .map_err(|e| SinkError::Fatal(format!("sinks.{id}.path: {e}")))?;
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || probe_blocking(&id, &path))
+        .await
+        .map_err(|e| SinkError::Retryable(format!("internal error in the file probe: {e}")))?
+}
+
+fn probe_blocking(id: &str, path: &std::path::Path) -> Result<String, SinkError> {
+    let dir = durable::parent_or_dot(path);
+    let hint = "check that the directory exists or can be created and is writable by this user";
+    let found = durable::probe_dir(dir).map_err(|e| {
+        let message = format!("sink `{id}`: {e}; {hint}");
+        if e.needs_a_human() {
+            SinkError::Fatal(message)
+        } else {
+            SinkError::Retryable(message)
         }
-        // Scan backwards in chunks for the last newline.
-        let mut end = len;
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let start = end.saturating_sub(chunk.len() as u64);
-            let n = (end - start) as usize;
-            f.seek(SeekFrom::Start(start))?;
-            f.read_exact(&mut chunk[..n])?;
-            if end == len && chunk[n - 1] == b'\n' {
-                return Ok(()); // ends cleanly: the common case
+    })?;
+    match found {
+        Writable::Exists => {
+            if path.exists() {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        SinkError::Fatal(format!(
+                            "sink `{id}`: cannot open {} for appending: {e}; {hint}",
+                            path.display()
+                        ))
+                    })?;
+                Ok(format!("appends to {}", path.display()))
+            } else {
+                Ok(format!(
+                    "will create {} (directory writable)",
+                    path.display()
+                ))
             }
-            if let Some(pos) = chunk[..n].iter().rposition(|&b| b == b'\n') {
-                let keep = start + pos as u64 + 1;
-                tracing::warn!(
-                    bytes = len - keep,
-                    "trimming a partial last line left by an interrupted write (it will be re-sent)"
-                );
-                f.set_len(keep)?;
-                return f.sync_data();
-            }
-            if start == 0 {
-                tracing::warn!(
-                    bytes = len,
-                    "file holds only a partial line; trimming it (it will be re-sent)"
-                );
-                f.set_len(0)?;
-                return f.sync_data();
-            }
-            end = start;
         }
-    })
-    .await
-    .map_err(std::io::Error::other)?
+        Writable::WillBeCreated { existing } => Ok(format!(
+            "will create {} ({} is writable)",
+            path.display(),
+            existing.display()
+        )),
+    }
 }
 
 pub struct FileSink {
     id: String,
     pattern: String,
-    current: Option<(PathBuf, File)>,
+    modes: Modes,
+    current: Option<Appender>,
     buf: Vec<u8>,
 }
 
 impl FileSink {
-    pub fn new(id: &str, pattern: &str) -> Result<Self, SinkError> {
-        expand_path(pattern, Utc::now())
+    pub fn new(id: &str, cfg: &FileSinkConfig) -> Result<Self, SinkError> {
+        expand_path(&cfg.path, Utc::now())
             .map_err(|e| SinkError::Fatal(format!("sinks.{id}.path: {e}")))?;
+        let modes = match &cfg.file_mode {
+            None => Modes::PRIVATE,
+            Some(text) => Modes::for_file(
+                parse_file_mode(text)
+                    .map_err(|e| SinkError::Fatal(format!("sinks.{id}.file_mode: {e}")))?,
+            ),
+        };
         Ok(FileSink {
             id: id.to_string(),
-            pattern: pattern.to_string(),
+            pattern: cfg.path.clone(),
+            modes,
             current: None,
             buf: Vec::new(),
         })
     }
-
-    async fn file_for(&mut self, path: PathBuf) -> Result<&mut File, SinkError> {
-        let reopen = !matches!(&self.current, Some((p, _)) if *p == path);
-        if reopen {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                    SinkError::Retryable(format!(
-                        "sink `{}`: cannot create directory {}: {e}",
-                        self.id,
-                        parent.display()
-                    ))
-                })?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&path)
-                .await
-                .map_err(|e| {
-                    SinkError::Retryable(format!(
-                        "sink `{}`: cannot open {}: {e}",
-                        self.id,
-                        path.display()
-                    ))
-                })?;
-            trim_partial_tail(&file).await.map_err(|e| {
-                SinkError::Retryable(format!(
-                    "sink `{}`: cannot repair the partial last line of {}: {e}",
-                    self.id,
-                    path.display()
-                ))
-            })?;
-            self.current = Some((path, file));
-        }
-        match &mut self.current {
-            Some((_, f)) => Ok(f),
-            None => Err(SinkError::Retryable("file not open".into())),
-        }
-    }
 }
 
 impl Sink for FileSink {
-    /// The file for now can be created/opened for appending (directories are created).
+    /// The directory of the current file accepts new files (it or its nearest existing
+    /// ancestor: missing directories are created on the first write) and an existing file
+    /// opens for appending. Creates nothing.
     fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            let path = expand_path(&self.pattern, Utc::now()).map_err(SinkError::Fatal)?;
-            self.file_for(path).await.map(|_| ()).map_err(|e| match e {
-                SinkError::Retryable(m) => SinkError::Fatal(format!(
-                    "{m}; check the directory exists or can be created and is writable by this user"
-                )),
-                other => other,
-            })
-        })
+        Box::pin(async move { probe(&self.id, &self.pattern).await.map(|_| ()) })
     }
 
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
@@ -153,57 +164,74 @@ impl Sink for FileSink {
             if batch.events.is_empty() {
                 return Ok(());
             }
-            self.buf.clear();
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
             for e in &batch.events {
-                self.buf.extend_from_slice(e.json.as_bytes());
-                self.buf.push(b'\n');
+                buf.extend_from_slice(e.json.as_bytes());
+                buf.push(b'\n');
             }
             let path = expand_path(&self.pattern, Utc::now()).map_err(SinkError::Fatal)?;
-            let shown = path.display().to_string();
-            let id = self.id.clone();
-            let buf = std::mem::take(&mut self.buf);
-            let file = self.file_for(path).await?;
-            let result = async {
-                file.write_all(&buf).await?;
-                file.sync_data().await
-            }
+            let (current, buf, result) = durable::append_blocking(
+                self.current.take(),
+                path,
+                self.modes,
+                TornTail::Trim,
+                buf,
+            )
             .await;
+            self.current = current;
             self.buf = buf;
-            if let Err(e) = result {
-                // Drop the handle: the next attempt reopens (the disk may have been remounted).
-                self.current = None;
-                return Err(SinkError::Retryable(format!(
-                    "sink `{id}`: cannot write {shown}: {e}"
-                )));
-            }
-            Ok(())
+            result.map_err(|e| SinkError::Retryable(format!("sink `{}`: {e}", self.id)))
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
 
-    #[tokio::test]
-    async fn partial_tail_is_trimmed() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.ndjson");
-        for (before, after) in [
-            ("", ""),
-            ("{\"a\":1}\n", "{\"a\":1}\n"),
-            ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"),
-            ("{\"b\":", ""),
-        ] {
-            std::fs::write(&p, before).unwrap();
-            let f = OpenOptions::new()
-                .append(true)
-                .read(true)
-                .open(&p)
-                .await
-                .unwrap();
-            trim_partial_tail(&f).await.unwrap();
-            assert_eq!(std::fs::read_to_string(&p).unwrap(), after, "{before:?}");
+    use super::*;
+    use crate::sinks::EncodedEvent;
+
+    fn sink(path: &str, file_mode: Option<&str>) -> FileSink {
+        let cfg = FileSinkConfig {
+            inputs: vec!["s".into()],
+            path: path.to_string(),
+            file_mode: file_mode.map(str::to_string),
+        };
+        FileSink::new("archive", &cfg).unwrap()
+    }
+
+    fn batch(ids: &[&str]) -> Batch {
+        let sample: crate::event::Event = serde_json::from_value(serde_json::json!({
+            "@timestamp": "2025-03-04T08:00:01.234Z",
+            "ecs": {"version": "9.4.0"},
+            "message": "restored",
+            "event": {
+                "kind": "event", "category": ["file"], "type": ["access"],
+                "action": "item-restored", "outcome": "success", "id": "ev-1",
+                "created": "2025-03-04T08:00:02Z", "dataset": "veeam.vbo_restore",
+                "module": "veeam", "provider": "vbo"
+            },
+            "observer": {"vendor": "Veeam", "product": "VB365", "hostname": "vbo.example.net"},
+            "labels": {"source_id": "s"},
+            "veeam": {}
+        }))
+        .unwrap();
+        Batch {
+            source_id: Arc::from("s"),
+            source_index: 0,
+            seq: 1,
+            events: ids
+                .iter()
+                .map(|id| EncodedEvent {
+                    event: sample.clone(),
+                    json: format!(
+                        "{{\"event\":{{\"id\":\"{id}\"}},\"pad\":\"{}\"}}",
+                        "x".repeat(900)
+                    ),
+                })
+                .collect(),
         }
     }
 
@@ -217,5 +245,91 @@ mod tests {
             PathBuf::from("/var/log/veeam-2025-03-04.ndjson")
         );
         assert!(expand_path("/x/%Q", t).is_err());
+    }
+
+    #[test]
+    fn file_modes_are_validated() {
+        assert_eq!(parse_file_mode("0640"), Ok(0o640));
+        assert_eq!(parse_file_mode("600"), Ok(0o600));
+        assert_eq!(parse_file_mode("0644"), Ok(0o644));
+        for bad in [
+            "rw-r-----",
+            "0o640",
+            "640a",
+            "0",
+            "01640",
+            "0400",
+            "0660",
+            "0666",
+            "0700",
+            "0840",
+        ] {
+            assert!(parse_file_mode(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    /// The injected write error: `/dev/full` fails every write with ENOSPC (and fsync with
+    /// EINVAL). The batch must fail with the write's own error: before the fix tokio's
+    /// buffered `write_all` returned Ok and the write error never reached the batch (here
+    /// only fsync's EINVAL did; on a real file system `sync_data` succeeded).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_write_error_fails_the_batch() {
+        let mut s = sink("/dev/full", None);
+        match s.deliver(&batch(&["a", "b"])).await {
+            Err(SinkError::Retryable(m)) => {
+                assert!(
+                    m.contains("/dev/full")
+                        && m.contains("archive")
+                        && m.contains("No space left on device"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        // And again: the sink keeps failing rather than pretending.
+        assert!(s.deliver(&batch(&["a", "b"])).await.is_err());
+    }
+
+    /// A batch that does not fit on a small tmpfs fails and is cut back off the file: the
+    /// file keeps only the complete batches before it.
+    #[tokio::test]
+    async fn a_partial_write_is_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&mnt)
+            .output();
+        match mounted {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs ({}); a_write_error_fails_the_batch covers the call site",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return;
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount ({e})");
+                return;
+            }
+        }
+        let path = mnt.join("out.ndjson");
+        let mut s = sink(&path.display().to_string(), None);
+        s.deliver(&batch(&["a", "b", "c"])).await.unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let big: Vec<String> = (0..100).map(|i| format!("big{i}")).collect();
+        let big: Vec<&str> = big.iter().map(String::as_str).collect();
+        let result = s.deliver(&batch(&big)).await;
+        let after = std::fs::read(&path).unwrap();
+        drop(s);
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&mnt)
+            .status();
+        assert!(matches!(result, Err(SinkError::Retryable(_))), "{result:?}");
+        assert_eq!(after, before, "the failed batch must leave nothing behind");
     }
 }

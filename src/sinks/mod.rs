@@ -74,7 +74,7 @@ pub struct SinkContext {
 pub fn build(id: &str, config: &SinkConfig, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
     match config {
         SinkConfig::Stdout(c) => Ok(Box::new(stdout::StdoutSink::new(c.pretty))),
-        SinkConfig::File(c) => Ok(Box::new(file::FileSink::new(id, &c.path)?)),
+        SinkConfig::File(c) => Ok(Box::new(file::FileSink::new(id, c)?)),
         SinkConfig::Syslog(c) => Ok(Box::new(syslog::SyslogSink::new(id, c)?)),
         SinkConfig::SplunkHec(c) => Ok(Box::new(splunk_hec::HecSink::new(id, c, ctx)?)),
         SinkConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSink::new(id, c)?)),

@@ -11,6 +11,10 @@
 //!    `Retry-After` (`http::send_with_retry`);
 //! 3. a request rejected for one malformed event (codes 6, 12, 13, 15 with
 //!    `invalid-event-number`) sends that event to the dead-letter file and the others again;
+//!    a request answered 413 without a HEC code (too large for HEC or a proxy) is split in
+//!    halves and sent again; a single event still refused goes to the dead-letter file only
+//!    when it is larger than every request HEC accepted (`wire::SizeEvidence`), else the
+//!    batch fails and is retried (a proxy refusing every POST must not cost evidence);
 //! 4. with `indexer_ack`, the ackIds are polled on `/services/collector/ack` until each
 //!    reports `true`; requests still unconfirmed after `ack_timeout` are sent again;
 //! 5. only then is the batch acknowledged to the pipeline, which may move the checkpoint.
@@ -23,19 +27,22 @@
 //! sink its next batch only after the previous one is acknowledged and checkpointed
 //! (invariant 3 of ARCHITECTURE.md), so a source page is the unit of batching.
 //!
+//! Every answer body is read with a cap ([`HEC_REPLY_LIMIT`]; error excerpts 4 KiB), and
+//! deadlines use checked arithmetic (duration settings are also bounded by validation).
+//!
 //! Must not: acknowledge before HEC accepted every event (code 0) and, with
 //! `indexer_ack`, before every ackId reported `true`; print the token (it is a [`Secret`]
 //! and travels only in the `Authorization` header, marked sensitive); silently downgrade
 //! from indexer acknowledgement when the token has it disabled.
 
 #[path = "splunk_hec_files.rs"]
-mod files;
+pub mod files;
 // `pub` (hidden from docs) only so `benches/encoders.rs` can measure the wire format.
 #[path = "splunk_hec_wire.rs"]
 #[doc(hidden)]
 pub mod wire;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,10 +58,22 @@ use crate::http::{self, HttpError, RetryPolicy};
 use crate::secret::Secret;
 
 pub use wire::default_sourcetype;
-use wire::{CHANNEL_HEADER, ErrCtx, Verdict};
+use wire::{CHANNEL_HEADER, Chunk, ErrCtx, SizeEvidence, Verdict};
 
 /// At most this many ackIds per query to the ack endpoint.
 const ACK_QUERY_MAX: usize = 1000;
+
+/// Largest HEC answer body read (event POSTs, ack queries, health, probes): real answers
+/// are a few hundred bytes (an ack answer for [`ACK_QUERY_MAX`] ids about 20 kB); an
+/// endless body from a broken server or proxy stops here instead of growing memory. Error
+/// answers are read for an excerpt only ([`http::ERROR_EXCERPT_BYTES`]).
+pub const HEC_REPLY_LIMIT: usize = 1024 * 1024;
+
+/// Upper bounds of the duration settings: far above any sensible value, low enough that
+/// no deadline computed from them can overflow.
+const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+const MAX_RETRY_MAX_DELAY: Duration = Duration::from_secs(3600);
 
 /// `compression`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -194,16 +213,26 @@ impl HecSinkConfig {
                 ),
             ));
         }
-        for (name, value) in [
-            ("ack_timeout", self.ack_timeout),
-            ("ack_poll_interval", self.ack_poll_interval),
-            ("request_timeout", self.request_timeout),
-            ("retry_max_delay", self.retry_max_delay),
+        for (name, value, max) in [
+            ("ack_timeout", self.ack_timeout, MAX_ACK_TIMEOUT),
+            ("ack_poll_interval", self.ack_poll_interval, MAX_ACK_TIMEOUT),
+            ("request_timeout", self.request_timeout, MAX_REQUEST_TIMEOUT),
+            ("retry_max_delay", self.retry_max_delay, MAX_RETRY_MAX_DELAY),
         ] {
             if value.is_zero() {
                 return Err(invalid(
                     format!("{key}.{name}"),
                     "must be greater than zero",
+                ));
+            }
+            if value > max {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    format!(
+                        "must be at most {} (got {})",
+                        humantime::format_duration(max),
+                        humantime::format_duration(value)
+                    ),
                 ));
             }
         }
@@ -291,6 +320,9 @@ pub struct HecSink {
     dead_letters: files::DeadLetters,
     progress: Option<Progress>,
     ack_failing: bool,
+    /// Sizes of the requests HEC accepted: decides whether a 413 for a single event means
+    /// the event is too large (see [`SizeEvidence`]).
+    sizes: SizeEvidence,
 }
 
 impl HecSink {
@@ -319,7 +351,7 @@ impl HecSink {
         }
         let client = http::build_client(&format!("{key}.tls"), &cfg.tls, cfg.request_timeout)
             .map_err(|e| SinkError::Fatal(e.to_string()))?;
-        let channel_file = ctx.state_dir.join(format!("{id}.hec-channel"));
+        let channel_file = files::channel_path(&ctx.state_dir, id);
         let channel = files::load_or_create_channel(&channel_file)
             .map_err(|e| SinkError::Fatal(format!("{key}: {e}")))?;
         let dead_letters =
@@ -360,6 +392,7 @@ impl HecSink {
             dead_letters,
             progress: None,
             ack_failing: false,
+            sizes: SizeEvidence::default(),
         })
     }
 
@@ -414,27 +447,35 @@ impl HecSink {
         }
     }
 
-    /// POST one request (retrying what may pass) and say what HEC did with it.
-    async fn post(&self, body: Vec<u8>) -> Result<Posted, SinkError> {
+    /// Read a HEC answer body, at most [`HEC_REPLY_LIMIT`] bytes.
+    async fn read_reply(&self, url: &str, resp: reqwest::Response) -> Result<String, HttpError> {
+        let body = http::read_body_capped(url, resp, HEC_REPLY_LIMIT).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// POST one request (retrying what may pass) and say what HEC did with it, with the
+    /// size of the body as sent (after gzip).
+    async fn post(&self, raw: &[u8]) -> Result<(Posted, usize), SinkError> {
         let gzip = self.compression == Compression::Gzip;
         let body = if gzip {
-            Bytes::from(wire::gzip(&body).await.map_err(|e| {
+            Bytes::from(wire::gzip(raw).await.map_err(|e| {
                 SinkError::Retryable(format!("sink `{}`: gzip failed: {e}", self.id))
             })?)
         } else {
-            Bytes::from(body)
+            Bytes::copy_from_slice(raw)
         };
+        let sent = body.len();
         let result = http::send_with_retry(&self.policy, &self.event_url, || {
             self.post_event_request(body.clone(), gzip).send()
         })
         .await;
         let ctx = self.err_ctx();
-        match result {
+        let posted = match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let text = resp.text().await.map_err(|e| {
+                let text = self.read_reply(&self.event_url, resp).await.map_err(|e| {
                     SinkError::Retryable(format!(
-                        "reading the answer of HEC at {}: {e}",
+                        "reading the answer of HEC at {}: {e}; the request is sent again",
                         self.endpoint
                     ))
                 })?;
@@ -447,45 +488,50 @@ impl HecSink {
                                 text: "success, but no ackId: ACK is disabled".into(),
                                 ..wire::Reply::default()
                             };
-                            return Ok(Posted::Rejected {
+                            Posted::Rejected {
                                 status,
                                 verdict: wire::classify(400, Some(&off), &ctx),
-                            });
+                            }
+                        } else {
+                            Posted::Accepted {
+                                ack_id: if self.ack.is_some() {
+                                    reply.ack_id
+                                } else {
+                                    None
+                                },
+                            }
                         }
-                        Ok(Posted::Accepted {
-                            ack_id: if self.ack.is_some() {
-                                reply.ack_id
-                            } else {
-                                None
-                            },
-                        })
                     }
-                    Some(reply) => Ok(Posted::Rejected {
+                    Some(reply) => Posted::Rejected {
                         status,
                         verdict: wire::classify(status, Some(&reply), &ctx),
-                    }),
-                    None => Err(SinkError::Fatal(format!(
-                        "HEC at {} answered HTTP {status} without a HEC reply ({}); check sinks.{}.endpoint points at the HEC port (8088 by default), not Splunk Web",
-                        self.endpoint,
-                        http::excerpt(&text, 120),
-                        self.id
-                    ))),
+                    },
+                    None => {
+                        return Err(SinkError::Fatal(format!(
+                            "HEC at {} answered HTTP {status} without a HEC reply ({}); check sinks.{}.endpoint points at the HEC port (8088 by default), not Splunk Web",
+                            self.endpoint,
+                            http::excerpt(&text, 120),
+                            self.id
+                        )));
+                    }
                 }
             }
             Err(HttpError::Status { status, body, .. }) => {
                 let reply = wire::parse_reply(&body);
-                Ok(Posted::Rejected {
+                Posted::Rejected {
                     status,
                     verdict: wire::classify(status, reply.as_ref(), &ctx),
-                })
+                }
             }
-            Err(e) => Err(self.transport_failure(&format!("HEC at {}", self.endpoint), e)),
-        }
+            Err(e) => return Err(self.transport_failure(&format!("HEC at {}", self.endpoint), e)),
+        };
+        Ok((posted, sent))
     }
 
     /// Query the ack endpoint once for `ids`; returns those reported `true`.
     async fn query_acks(&self, ids: &[u64]) -> Result<HashSet<u64>, AckError> {
         let body = Bytes::from(serde_json::json!({ "acks": ids }).to_string());
+        let query_bytes = body.len();
         let result = http::send_with_retry(&self.once, &self.ack_url, || {
             self.client
                 .post(&self.ack_url)
@@ -498,7 +544,7 @@ impl HecSink {
         .await;
         match result {
             Ok(resp) => {
-                let text = resp.text().await.map_err(|e| {
+                let text = self.read_reply(&self.ack_url, resp).await.map_err(|e| {
                     AckError::Transient(format!("reading the ack answer of {}: {e}", self.endpoint))
                 })?;
                 wire::parse_ack_reply(&text).ok_or_else(|| {
@@ -515,6 +561,10 @@ impl HecSink {
                 match wire::classify(status, reply.as_ref(), &self.err_ctx()) {
                     Verdict::Retry(m) => Err(AckError::Transient(m)),
                     Verdict::Fatal(m) => Err(AckError::Fatal(m)),
+                    Verdict::TooLarge => Err(AckError::Fatal(format!(
+                        "HEC at {} answered HTTP 413 (request too large) to an ack query of {query_bytes} bytes: a proxy in front of HEC has a body limit below that; raise it (e.g. nginx client_max_body_size)",
+                        self.endpoint,
+                    ))),
                     Verdict::Poison { code, text, .. } => Err(AckError::Fatal(format!(
                         "HEC at {} rejected our ack query (HTTP {status}, code {}: {text}); this is a bug in veeam-siem, please report it",
                         self.endpoint,
@@ -541,9 +591,11 @@ impl HecSink {
             return Ok(());
         };
         let (timeout, poll) = (ack.timeout, ack.poll_interval);
-        let deadline = Instant::now() + timeout;
+        // Checked: an absurd ack_timeout means "no deadline", never an overflow panic.
+        let deadline = Instant::now().checked_add(timeout);
         while !waiting.is_empty() {
-            tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+            let left = deadline.map_or(poll, |d| d.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(poll.min(left)).await;
             let ids: Vec<u64> = waiting.iter().map(|(id, _)| *id).collect();
             for chunk in ids.chunks(ACK_QUERY_MAX) {
                 match self.query_acks(chunk).await {
@@ -572,7 +624,7 @@ impl HecSink {
                     }
                 }
             }
-            if !waiting.is_empty() && Instant::now() >= deadline {
+            if !waiting.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
                 let events: usize = waiting.iter().map(|(_, e)| e.len()).sum();
                 return Err(SinkError::Retryable(format!(
                     "HEC at {}: {} request(s) ({events} events) not acknowledged by the indexers within ack_timeout ({}); sending them again (a duplicate is possible: event.id identifies it)",
@@ -617,7 +669,7 @@ impl HecSink {
             text,
             path = %self.dead_letters.path().display(),
             quarantined_total = self.dead_letters.count(),
-            "HEC rejected a malformed event; it went to the dead-letter file, the rest is sent again"
+            "HEC refused an event for good (malformed, or too large); it went to the dead-letter file, the rest is sent again"
         );
         Ok(())
     }
@@ -648,10 +700,15 @@ impl HecSink {
                 return Ok(());
             }
             let chunks = wire::pack(envelopes, self.max_events, self.max_bytes, &progress.alone);
+            let mut queue: VecDeque<Chunk> = chunks.into();
             let mut waiting: Vec<(u64, Vec<usize>)> = Vec::new();
             let mut stop: Option<SinkError> = None;
-            for chunk in chunks {
-                let posted = match self.post(chunk.body).await {
+            // Single events answered 413, judged once this pass is over (what it gets
+            // accepted is evidence too): (event, raw bytes, bytes as sent).
+            let mut refused: Vec<(usize, usize, usize)> = Vec::new();
+            let mut splits = 0usize;
+            while let Some(chunk) = queue.pop_front() {
+                let (posted, sent) = match self.post(&chunk.body).await {
                     Ok(p) => p,
                     Err(e) => {
                         stop = Some(e);
@@ -659,10 +716,34 @@ impl HecSink {
                     }
                 };
                 match posted {
-                    Posted::Accepted { ack_id: Some(id) } => waiting.push((id, chunk.events)),
-                    Posted::Accepted { ack_id: None } => {
-                        for &i in &chunk.events {
-                            progress.done[i] = true;
+                    Posted::Accepted { ack_id } => {
+                        self.sizes.accepted(chunk.body.len(), sent);
+                        match ack_id {
+                            Some(id) => waiting.push((id, chunk.events)),
+                            None => {
+                                for &i in &chunk.events {
+                                    progress.done[i] = true;
+                                }
+                            }
+                        }
+                    }
+                    Posted::Rejected {
+                        verdict: Verdict::TooLarge,
+                        ..
+                    } => {
+                        let (events, raw) = (chunk.events.len(), chunk.body.len());
+                        let first = chunk.events.first().copied();
+                        match (chunk.split(), first) {
+                            // Too large for HEC or a proxy: nothing of it was indexed, so
+                            // the halves go again (first, keeping the order).
+                            (Some((a, b)), _) => {
+                                splits += 1;
+                                tracing::debug!(sink_id = %self.id, events, bytes = raw, "HEC answered 413; sending the request again in two halves");
+                                queue.push_front(b);
+                                queue.push_front(a);
+                            }
+                            (None, Some(only)) => refused.push((only, raw, sent)),
+                            (None, None) => {}
                         }
                     }
                     Posted::Rejected {
@@ -707,14 +788,68 @@ impl HecSink {
                     },
                 }
             }
+            if splits > 0 {
+                tracing::warn!(
+                    sink_id = %self.id,
+                    endpoint = %self.endpoint,
+                    requests = splits,
+                    largest_accepted_bytes = self.sizes.raw,
+                    "HEC (or a proxy in front of it) refused requests as too large (HTTP 413); they were split and sent again. Lower sinks.{}.max_bytes below the body limit to avoid the extra requests",
+                    self.id
+                );
+            }
             // Wait for the acknowledgements of what was accepted, even when something
             // must be sent again: confirmed requests are then never re-sent.
             self.await_acks(waiting, progress).await?;
             if let Some(e) = stop {
                 return Err(e);
             }
+            self.judge_refused(batch, progress, &refused).await?;
             // Loop: anything still not done (neighbours of a poison event) goes again.
         }
+    }
+
+    /// Single events answered 413 without a HEC code: quarantined when they are larger
+    /// than anything HEC accepted ([`SizeEvidence`]); otherwise the limit is not about
+    /// them (a proxy refusing every POST) and the batch fails, to be retried, with an
+    /// error that says what to change.
+    async fn judge_refused(
+        &mut self,
+        batch: &Batch,
+        progress: &mut Progress,
+        refused: &[(usize, usize, usize)],
+    ) -> Result<(), SinkError> {
+        let seen = self.sizes;
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        for &(index, raw, sent) in refused {
+            if seen.too_large(raw, sent) {
+                let reason = format!(
+                    "request too large: HTTP 413 without a HEC error code for this event alone ({raw} bytes, {sent} as sent), larger than any request HEC at {} accepted (up to {} bytes, {} as sent); raise the body limit of HEC (max_content_length) or of the proxy in front of it, then re-ingest",
+                    self.endpoint, seen.raw, seen.wire
+                );
+                self.quarantine(batch, index, 413, None, &reason).await?;
+                progress.done[index] = true;
+            } else {
+                kept.push((raw, sent));
+            }
+        }
+        let Some(&(raw, sent)) = kept.first() else {
+            return Ok(());
+        };
+        let why = if seen.raw == 0 {
+            "it has accepted no request from this sink yet".to_string()
+        } else {
+            format!(
+                "it accepted requests at least as large before (up to {} bytes, {} as sent)",
+                seen.raw, seen.wire
+            )
+        };
+        Err(SinkError::Retryable(format!(
+            "HEC at {} answered HTTP 413 (request too large) without a HEC error code even to a single event ({raw} bytes, {sent} as sent; {} event(s) of this batch refused like this), and {why}: a proxy or load balancer in front of HEC, or HEC's max_content_length, refuses these requests. Nothing was quarantined and the checkpoint stays; the batch is retried. Raise that body limit (e.g. nginx client_max_body_size, Splunk limits.conf [http_input] max_content_length) or lower sinks.{}.max_bytes below it",
+            self.endpoint,
+            kept.len(),
+            self.id
+        )))
     }
 
     async fn healthcheck_inner(&mut self) -> Result<(), SinkError> {
@@ -727,7 +862,11 @@ impl HecSink {
         })
         .await
         {
-            Ok(_) => {}
+            Ok(resp) => {
+                if let Err(e) = self.read_reply(&self.health_url, resp).await {
+                    retryable.push(format!("HEC health at {}: {e}", self.endpoint));
+                }
+            }
             Err(HttpError::Status { status: 404, .. }) => {
                 tracing::warn!(sink_id = %self.id, url = %self.health_url, "HEC has no health endpoint (Splunk before 6.6?); skipping that probe");
             }
@@ -736,7 +875,7 @@ impl HecSink {
                 match wire::classify(status, reply.as_ref(), &ctx) {
                     Verdict::Retry(m) => retryable.push(m),
                     Verdict::Fatal(m) => return Err(SinkError::Fatal(m)),
-                    Verdict::Poison { .. } => retryable.push(format!(
+                    Verdict::Poison { .. } | Verdict::TooLarge => retryable.push(format!(
                         "HEC health at {} answered HTTP {status}",
                         self.endpoint
                     )),
@@ -761,13 +900,21 @@ impl HecSink {
         })
         .await
         {
-            Ok(_) => {}
+            Ok(resp) => {
+                if let Err(e) = self.read_reply(&self.event_url, resp).await {
+                    retryable.push(format!("HEC at {}: {e}", self.endpoint));
+                }
+            }
             Err(HttpError::Status { status, body, .. }) => {
                 let reply = wire::parse_reply(&body);
                 if reply.as_ref().and_then(|r| r.code) != Some(5) {
                     match wire::classify(status, reply.as_ref(), &ctx) {
                         Verdict::Retry(m) => retryable.push(m),
                         Verdict::Fatal(m) => return Err(SinkError::Fatal(m)),
+                        Verdict::TooLarge => retryable.push(format!(
+                            "HEC at {} answered HTTP 413 (request too large) to an empty request: a proxy in front of HEC seems to refuse every POST; events will not be delivered (nor quarantined) until its body limit is raised",
+                            self.endpoint
+                        )),
                         Verdict::Poison { .. } => {}
                     }
                 }
@@ -922,6 +1069,24 @@ mod tests {
                 linger = "1s""#,
                 "linger",
             ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                ack_timeout = "300000years""#,
+                "sinks.splunk.ack_timeout",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                request_timeout = "18446744073709551615s""#,
+                "sinks.splunk.request_timeout",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                retry_max_delay = "1000000d""#,
+                "sinks.splunk.retry_max_delay",
+            ),
         ] {
             let e = parse(sink).unwrap_err().to_string();
             assert!(e.contains(key), "{sink}: {e}");
@@ -946,5 +1111,72 @@ mod tests {
         assert!(dir.path().join("splunk.hec-channel").exists());
         assert!(!format!("{:?}", a.auth).contains("tok-Secret-123"));
         assert!(a.ack_url.ends_with(&format!("channel={}", a.channel())));
+    }
+
+    /// A HEC that accepts everything: code 0 with ackIds, every ackId `true` at once.
+    async fn accepting_hec() -> String {
+        use axum::routing::post;
+        let app = axum::Router::new()
+            .route(
+                "/services/collector/event",
+                post(|| async { r#"{"text":"Success","code":0,"ackId":0}"# }),
+            )
+            .route(
+                "/services/collector/ack",
+                post(|| async { r#"{"acks":{"0":true}}"# }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn one_event_batch() -> Batch {
+        let json = serde_json::json!({
+            "@timestamp": "2025-03-04T08:00:01.234Z",
+            "ecs": {"version": "9.4.0"},
+            "message": "restored",
+            "event": {
+                "kind": "event", "category": ["file"], "type": ["access"],
+                "action": "item-restored", "outcome": "success", "id": "ev-1",
+                "created": "2025-03-04T08:00:02Z", "dataset": "veeam.vbo_restore",
+                "module": "veeam", "provider": "vbo"
+            },
+            "observer": {"vendor": "Veeam", "product": "VB365", "hostname": "vbo.example.net"},
+            "labels": {"source_id": "vbo_main"},
+            "veeam": {}
+        });
+        let event: crate::event::Event = serde_json::from_value(json).unwrap();
+        let json = serde_json::to_string(&event).unwrap();
+        Batch {
+            source_id: "vbo_main".into(),
+            source_index: 0,
+            seq: 1,
+            events: vec![super::super::EncodedEvent { event, json }],
+        }
+    }
+
+    /// Validation bounds the durations, but the arithmetic must not rely on it: an
+    /// `ack_timeout` that overflows any deadline means "no deadline", never a panic.
+    #[tokio::test]
+    async fn an_absurd_ack_timeout_cannot_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = accepting_hec().await;
+        let c = parse(&format!(
+            "endpoint = {endpoint:?}\ntoken = \"${{HEC_TOKEN}}\"\nindexer_ack = true\nack_poll_interval = \"10ms\""
+        ))
+        .unwrap();
+        let ctx = SinkContext {
+            state_dir: dir.path().to_path_buf(),
+        };
+        let mut sink = HecSink::new("splunk", hec(&c), &ctx).unwrap();
+        if let Some(ack) = sink.ack.as_mut() {
+            ack.timeout = Duration::MAX;
+        }
+        let batch = one_event_batch();
+        let delivered = tokio::time::timeout(Duration::from_secs(30), sink.deliver(&batch))
+            .await
+            .expect("delivered, not stuck");
+        assert!(delivered.is_ok(), "{delivered:?}");
     }
 }

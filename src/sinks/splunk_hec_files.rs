@@ -2,12 +2,15 @@
 //! dead-letter file.
 //!
 //! - `<sink_id>.hec-channel` holds one GUID, created once (written atomically: temp file,
-//!   fsync, rename, directory fsync) and reused after every restart, so a daemon restarted
-//!   by cron or Kubernetes doesn't leave a trail of abandoned channels on the indexers
-//!   (Splunk caps channels per token and expires idle ones).
-//! - `<sink_id>.deadletter.ndjson` receives the events HEC rejects as malformed, one JSON
-//!   line each (`time`, `sink_id`, `http_status`, `code`, `text`, `event`), appended and
-//!   fsynced before the batch they belong to is acknowledged.
+//!   fsync, rename, directory fsync; mode 0600) and reused after every restart, so a daemon
+//!   restarted by cron or Kubernetes doesn't leave a trail of abandoned channels on the
+//!   indexers (Splunk caps channels per token and expires idle ones). `check` only reads it
+//!   ([`read_channel`]) and probes with a throwaway channel when there is none yet.
+//! - `<sink_id>.deadletter.ndjson` (mode 0600) receives the events HEC rejects as
+//!   malformed, one JSON line each (`time`, `sink_id`, `http_status`, `code`, `text`,
+//!   `event`), appended and fsynced through [`durable::Appender`] before the batch they
+//!   belong to is acknowledged: a write error fails that batch, and a failed write is cut
+//!   back off the file.
 //!
 //! Must not: decide what is poison (that is the HEC reply, classified in
 //! `splunk_hec_wire.rs`), or lose a line: an unterminated last line left by a crash is
@@ -18,48 +21,55 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-/// Read the channel GUID from `path`, or create the file with a new random one.
-pub fn load_or_create_channel(path: &Path) -> Result<String, String> {
+use crate::durable::{self, Appender, Modes, PRIVATE_DIR, PRIVATE_FILE, TornTail};
+
+/// Where the channel GUID of sink `sink_id` lives.
+pub fn channel_path(state_dir: &Path, sink_id: &str) -> PathBuf {
+    state_dir.join(format!("{sink_id}.hec-channel"))
+}
+
+/// The channel GUID stored at `path`, `None` when there is no file yet. Writes nothing.
+pub fn read_channel(path: &Path) -> Result<Option<String>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => uuid::Uuid::parse_str(text.trim())
-            .map(|u| u.hyphenated().to_string())
+            .map(|u| Some(u.hyphenated().to_string()))
             .map_err(|e| {
                 format!(
                     "{} does not hold a channel GUID ({e}); delete it to create a new channel",
                     path.display()
                 )
             }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let channel = uuid::Uuid::new_v4().hyphenated().to_string();
-            write_atomically(path, channel.as_bytes()).map_err(|e| {
-                format!(
-                    "cannot create {}: {e}; check that `[state] dir` is writable by this user",
-                    path.display()
-                )
-            })?;
-            Ok(channel)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 
+/// Read the channel GUID from `path`, or create the file with a new random one.
+pub fn load_or_create_channel(path: &Path) -> Result<String, String> {
+    if let Some(channel) = read_channel(path)? {
+        return Ok(channel);
+    }
+    let channel = uuid::Uuid::new_v4().hyphenated().to_string();
+    write_atomically(path, channel.as_bytes()).map_err(|e| {
+        format!(
+            "cannot create {}: {e}; check that `[state] dir` is writable by this user",
+            path.display()
+        )
+    })?;
+    Ok(channel)
+}
+
 fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    let dir = durable::parent_or_dot(path);
+    durable::create_dirs(dir, PRIVATE_DIR)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    durable::set_mode(tmp.as_file(), PRIVATE_FILE)?;
     tmp.write_all(content)?;
     tmp.write_all(b"\n")?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    durable::sync_dir(dir)
 }
 
 /// One dead letter, as written.
@@ -79,7 +89,7 @@ struct Line<'a> {
 pub struct DeadLetters {
     sink_id: String,
     path: PathBuf,
-    file: Option<File>,
+    file: Option<Appender>,
     count: u64,
 }
 
@@ -102,7 +112,8 @@ impl DeadLetters {
         self.count
     }
 
-    /// Append one event and fsync. `event_json` is the event's serialized JSON.
+    /// Append one event and fsync. `event_json` is the event's serialized JSON. An error
+    /// means the line is not on disk (and not half there either).
     pub async fn quarantine(
         &mut self,
         http_status: u16,
@@ -122,48 +133,18 @@ impl DeadLetters {
         })
         .map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let result = async {
-            let file = self.open().await?;
-            file.write_all(&line).await?;
-            file.sync_data().await
-        }
+        let (file, _line, result) = durable::append_blocking(
+            self.file.take(),
+            self.path.clone(),
+            Modes::PRIVATE,
+            TornTail::Close,
+            line,
+        )
         .await;
-        if result.is_err() {
-            // Reopen next time (the disk may have been remounted).
-            self.file = None;
-        }
-        result?;
+        self.file = file;
+        result.map_err(durable::AppendError::into_source)?;
         self.count += 1;
         Ok(())
-    }
-
-    async fn open(&mut self) -> std::io::Result<&mut File> {
-        if self.file.is_none() {
-            if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&self.path)
-                .await?;
-            // Close a line torn by a crash, so the next one starts clean.
-            let len = file.metadata().await?.len();
-            if len > 0 {
-                file.seek(std::io::SeekFrom::Start(len - 1)).await?;
-                let mut last = [0u8; 1];
-                file.read_exact(&mut last).await?;
-                if last[0] != b'\n' {
-                    file.write_all(b"\n").await?;
-                }
-            }
-            self.file = Some(file);
-        }
-        match &mut self.file {
-            Some(f) => Ok(f),
-            None => Err(std::io::Error::other("dead-letter file not open")),
-        }
     }
 }
 
@@ -215,5 +196,58 @@ mod tests {
         assert!(v["time"].is_string());
         let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
         assert!(v["code"].is_null());
+    }
+
+    #[test]
+    fn read_channel_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = channel_path(&dir.path().join("state"), "splunk");
+        assert_eq!(read_channel(&path).unwrap(), None);
+        assert!(!dir.path().join("state").exists());
+        let created = load_or_create_channel(&path).unwrap();
+        assert_eq!(read_channel(&path).unwrap(), Some(created));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn state_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let channel = channel_path(&state, "splunk");
+        load_or_create_channel(&channel).unwrap();
+        assert_eq!(mode(&channel), 0o600);
+        assert_eq!(mode(&state), 0o700);
+        let path = state.join("splunk.deadletter.ndjson");
+        let mut dl = DeadLetters::new("splunk", path.clone());
+        dl.quarantine(
+            400,
+            Some(6),
+            "Invalid data format",
+            r#"{"event":{"id":"a"}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    /// The injected write error (`/dev/full`: ENOSPC on every write) reaches the caller,
+    /// so the batch holding the poison event is not acknowledged.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_failed_dead_letter_write_is_an_error() {
+        let mut dl = DeadLetters::new("splunk", PathBuf::from("/dev/full"));
+        let e = dl
+            .quarantine(
+                400,
+                Some(6),
+                "Invalid data format",
+                r#"{"event":{"id":"a"}}"#,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+        assert_eq!(dl.count(), 0);
     }
 }

@@ -3,8 +3,10 @@
 //! the HTTP status).
 //!
 //! Owns: the envelope (`time`, `host`, `source`, `sourcetype`, `index`, `event`, flat
-//! `fields`), the request splitting rule (`max_events`, `max_bytes`), the parsing of HEC
-//! replies and the code table with the fix to print for each failure.
+//! `fields`), the request splitting rule (`max_events`, `max_bytes`, halving after a 413),
+//! the rule deciding when a single event refused with 413 is too large to ever pass
+//! ([`SizeEvidence`]), the parsing of HEC replies and the code table with the fix to print
+//! for each failure.
 //! Must not: do network or file I/O (that is `splunk_hec.rs` and `splunk_hec_files.rs`),
 //! or ever see the token (messages are built without it).
 //!
@@ -30,6 +32,7 @@
 //! | 17 | 200 | HEC is healthy | (health endpoint only) |
 //! | 18–20 | 503 | HEC is unhealthy (queues full and/or ack service unavailable) | retry |
 //! | 21, 22 | 4xx | token errors in some Splunk versions | stop |
+//! | none | 413 | request too large (HEC's `max_content_length` or a proxy's body limit) | split the request in halves; a single event: see [`SizeEvidence`] |
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -141,11 +144,71 @@ pub fn encode_envelope(
 }
 
 /// One HEC request: which events of the batch it carries, and its (uncompressed) body.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Chunk {
     /// Indexes into the batch, in body order (`invalid-event-number` indexes this).
     pub events: Vec<usize>,
     pub body: Vec<u8>,
+    /// Where each event's envelope ends in `body` (same order as `events`).
+    pub ends: Vec<usize>,
+}
+
+impl Chunk {
+    fn push(&mut self, index: usize, envelope: &[u8]) {
+        self.events.push(index);
+        self.body.extend_from_slice(envelope);
+        self.ends.push(self.body.len());
+    }
+
+    /// Cut a request of two or more events into two of about half the events each (the
+    /// answer to a 413 "too large"); `None` for a single event, which cannot be cut.
+    pub fn split(self) -> Option<(Chunk, Chunk)> {
+        let half = self.events.len() / 2;
+        if half == 0 {
+            return None;
+        }
+        let mut parts = (Chunk::default(), Chunk::default());
+        let mut start = 0;
+        for (k, (&index, &end)) in self.events.iter().zip(&self.ends).enumerate() {
+            let envelope = self.body.get(start..end)?;
+            let part = if k < half { &mut parts.0 } else { &mut parts.1 };
+            part.push(index, envelope);
+            start = end;
+        }
+        Some(parts)
+    }
+}
+
+/// The largest request bodies HEC accepted (code 0) so far, uncompressed and as sent.
+///
+/// The rule for a single event answered 413 without a HEC code (a proxy's or HEC's body
+/// limit; HEC's own per-event rejections carry codes 6, 12, 13, 15): the event is
+/// quarantined as too large only when this endpoint has accepted a request before and the
+/// event's request is larger than every accepted one, uncompressed *or* as sent (a proxy
+/// measures what it receives, HEC's `max_content_length` what it decompresses). An
+/// endpoint that has accepted nothing yet, or a 413 for an event no larger than requests
+/// that passed, means the limit is not about this event (a proxy refusing every POST, a
+/// limit lowered at runtime): a delivery failure that is retried, never a dead letter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SizeEvidence {
+    /// Largest accepted uncompressed body (0: nothing accepted yet).
+    pub raw: usize,
+    /// Largest accepted body as sent (compressed with gzip).
+    pub wire: usize,
+}
+
+impl SizeEvidence {
+    /// HEC accepted a request of these sizes.
+    pub fn accepted(&mut self, raw: usize, wire: usize) {
+        self.raw = self.raw.max(raw);
+        self.wire = self.wire.max(wire);
+    }
+
+    /// Whether a single event whose request had these sizes and was answered 413 is
+    /// plausibly too large by itself (see the type's docs).
+    pub fn too_large(&self, raw: usize, wire: usize) -> bool {
+        self.raw > 0 && (raw > self.raw || wire > self.wire)
+    }
 }
 
 /// Pack encoded envelopes into requests of at most `max_events` events and `max_bytes`
@@ -158,19 +221,10 @@ pub fn pack(
     alone: &HashSet<usize>,
 ) -> Vec<Chunk> {
     let mut chunks = Vec::new();
-    let mut current = Chunk {
-        events: Vec::new(),
-        body: Vec::new(),
-    };
+    let mut current = Chunk::default();
     let flush = |current: &mut Chunk, chunks: &mut Vec<Chunk>| {
         if !current.events.is_empty() {
-            chunks.push(std::mem::replace(
-                current,
-                Chunk {
-                    events: Vec::new(),
-                    body: Vec::new(),
-                },
-            ));
+            chunks.push(std::mem::take(current));
         }
     };
     for (index, envelope) in envelopes {
@@ -178,18 +232,18 @@ pub fn pack(
             flush(&mut current, &mut chunks);
             chunks.push(Chunk {
                 events: vec![index],
+                ends: vec![envelope.len()],
                 body: envelope,
             });
             continue;
         }
         if !current.events.is_empty()
             && (current.events.len() >= max_events.max(1)
-                || current.body.len() + envelope.len() > max_bytes)
+                || current.body.len().saturating_add(envelope.len()) > max_bytes)
         {
             flush(&mut current, &mut chunks);
         }
-        current.events.push(index);
-        current.body.extend_from_slice(&envelope);
+        current.push(index, &envelope);
     }
     flush(&mut current, &mut chunks);
     chunks
@@ -264,6 +318,10 @@ pub enum Verdict {
         code: Option<i64>,
         text: String,
     },
+    /// HTTP 413 without a HEC code: the request is larger than HEC's `max_content_length`
+    /// or a proxy's body limit. Not the events' fault: split the request and send again;
+    /// a single event is judged by [`SizeEvidence`].
+    TooLarge,
     /// Configuration or credentials: stop delivering and tell the operator.
     Fatal(String),
 }
@@ -342,11 +400,7 @@ pub fn classify(status: u16, reply: Option<&Reply>, ctx: &ErrCtx<'_>) -> Verdict
             404 => fatal(format!(
                 "there is no HEC at this address: set sinks.{id}.endpoint to the HEC base URL (e.g. https://splunk.example.net:8088), not Splunk Web or the management port"
             )),
-            413 => Verdict::Poison {
-                index: None,
-                code,
-                text: "request too large".to_string(),
-            },
+            413 => Verdict::TooLarge,
             _ => fatal(format!(
                 "unexpected answer: check sinks.{id}.endpoint points at Splunk's HTTP Event Collector"
             )),
@@ -465,6 +519,62 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_request_splits_into_halves_down_to_single_events() {
+        let envs: Vec<(usize, Vec<u8>)> = (0..5)
+            .map(|i| (i * 10, format!("{{\"e\":{i}}}").into_bytes()))
+            .collect();
+        let whole: Vec<u8> = envs.iter().flat_map(|(_, e)| e.clone()).collect();
+        let mut chunks = pack(envs, 100, 1_000_000, &HashSet::new());
+        assert_eq!(chunks.len(), 1);
+        let chunk = chunks.remove(0);
+        assert_eq!(chunk.body, whole);
+        let (a, b) = chunk.split().unwrap();
+        assert_eq!(
+            (a.events.clone(), b.events.clone()),
+            (vec![0, 10], vec![20, 30, 40])
+        );
+        assert_eq!(a.body, b"{\"e\":0}{\"e\":1}");
+        assert_eq!(b.body, b"{\"e\":2}{\"e\":3}{\"e\":4}");
+        assert_eq!(b.ends, vec![7, 14, 21]);
+        let (c, d) = b.split().unwrap();
+        assert_eq!(
+            (c.events.clone(), d.events.clone()),
+            (vec![20], vec![30, 40])
+        );
+        assert_eq!(c.body, b"{\"e\":2}");
+        assert!(c.split().is_none(), "a single event cannot be split");
+    }
+
+    #[test]
+    fn only_an_event_larger_than_anything_accepted_counts_as_too_large() {
+        let mut seen = SizeEvidence::default();
+        // Nothing accepted yet: a proxy refusing every POST looks exactly like this.
+        assert!(!seen.too_large(5_000, 5_000));
+        assert!(!seen.too_large(usize::MAX, usize::MAX));
+        seen.accepted(1_500, 1_500);
+        seen.accepted(900, 900);
+        assert_eq!(
+            seen,
+            SizeEvidence {
+                raw: 1_500,
+                wire: 1_500
+            }
+        );
+        assert!(seen.too_large(1_501, 1_501));
+        assert!(
+            !seen.too_large(1_500, 1_500),
+            "as large as a request that passed"
+        );
+        assert!(!seen.too_large(800, 800));
+        // gzip: larger by either measure is enough (the limit may count either).
+        let mut gz = SizeEvidence::default();
+        gz.accepted(20_000, 1_200);
+        assert!(gz.too_large(5_000, 2_500), "larger on the wire");
+        assert!(gz.too_large(30_000, 1_000), "larger decompressed");
+        assert!(!gz.too_large(5_000, 1_000));
+    }
+
     #[tokio::test]
     async fn gzip_roundtrip() {
         use tokio::io::AsyncReadExt;
@@ -534,7 +644,9 @@ mod tests {
         assert!(matches!(classify(502, None, &c), Verdict::Retry(_)));
         assert!(matches!(classify(429, None, &c), Verdict::Retry(_)));
         assert!(matches!(classify(404, None, &c), Verdict::Fatal(_)));
-        assert!(matches!(classify(413, None, &c), Verdict::Poison { .. }));
+        // A 413 without a HEC code is about size, never a dead letter by itself.
+        assert_eq!(classify(413, None, &c), Verdict::TooLarge);
+        assert_eq!(classify(413, Some(&r(99)), &c), Verdict::TooLarge);
         // The fixes name the keys to change.
         let Verdict::Fatal(m) = classify(403, Some(&r(4)), &c) else {
             panic!()

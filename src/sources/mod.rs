@@ -8,6 +8,7 @@
 //! map records (that is `map/`, pure).
 
 pub mod page;
+pub mod paging;
 pub mod vbo;
 pub mod vbo_token;
 pub mod vdc;
@@ -108,6 +109,18 @@ pub fn after_cycle(
     }
 }
 
+/// `t - d`, or the earliest representable time when that would overflow (a `lookback` or
+/// `start_time` at the edge of the calendar must not panic).
+pub fn minus(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// A configured duration as a `chrono::Duration`, saturating instead of failing (chrono's
+/// range is about 292 million years).
+pub fn to_chrono(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
 /// Why a source stopped or a poll cycle failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -144,4 +157,22 @@ pub enum SourceError {
     Incomplete { source_id: String, problems: usize },
     #[error("pipeline closed")]
     Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arithmetic_saturates_at_the_edges() {
+        let huge = std::time::Duration::from_secs(u64::MAX);
+        assert_eq!(to_chrono(huge), chrono::Duration::MAX);
+        assert_eq!(minus(Utc::now(), to_chrono(huge)), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            minus(DateTime::<Utc>::MIN_UTC, chrono::Duration::seconds(1)),
+            DateTime::<Utc>::MIN_UTC
+        );
+        let t = Utc::now();
+        assert_eq!(minus(t, chrono::Duration::zero()), t);
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! ## Algorithm (one poll cycle)
 //! 1. List `GET /vN/RestoreSessions?startTimeFrom=<horizon - lookback>` page by page
-//!    (`limit`/`offset`, until a short page). On v8 ask for `orderBy=CreationTime&orderAsc=true`
+//!    (`limit`/`offset`; where a listing ends is [`paging`](super::paging)'s rule: a short
+//!    page is not the last one). On v8 ask for `orderBy=CreationTime&orderAsc=true`
 //!    so sessions created while we page are appended, not inserted; v6/v7 have no ordering
 //!    parameters and we don't rely on any order.
 //! 2. For each session not yet finished, page through `/RestoreSessions/{id}/Events`
@@ -22,7 +23,10 @@
 //!
 //! Duplicates are avoided by the per-session cursor, not by time bounds, so it doesn't
 //! matter whether the server's `startTimeFrom` is inclusive or not. A bad record is logged
-//! with its session id and skipped; the rest of its page still flows.
+//! with its session id and skipped; the rest of its page still flows. A page that is not a
+//! page at all (HTML, a cut body) is requested again with the retry policy's backoff before
+//! it fails its session (or, for the listing, the cycle); bodies are capped at
+//! [`MAX_PAGE_BYTES`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -32,14 +36,28 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::paging::{PageFacts, Pager, PagingError, Step, fingerprint};
 use super::vbo_token::{Credentials, TokenManager};
-use super::{Emitter, Record, RunMode, SourceBatch, SourceError};
+use super::{Emitter, Record, RunMode, SourceBatch, SourceError, minus, to_chrono};
 use crate::config::{ApiVersion, VboSource};
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::map::vbo::{RawRestoreEvent, RawRestoreSession};
 
 /// Default horizon of the first run.
 const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
+
+/// Largest page body read (a page of 10000 events of 2 KB is 20 MB). A larger page is asked
+/// for again with half the `limit`; a single record larger than this can't be read.
+pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One page as read: its records (readable ones), how many it held, its paging facts.
+struct ReadPage {
+    url: String,
+    records: Vec<Box<RawValue>>,
+    /// Records on the page, readable or not (for paging).
+    count: usize,
+    facts: PageFacts,
+}
 
 /// The checkpointed state of a VB365 source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,7 +161,7 @@ impl VboPoller {
             tokens: Arc::new(tokens),
             policy,
             page_size: s.page_size,
-            lookback: chrono::Duration::from_std(s.lookback).unwrap_or(chrono::Duration::zero()),
+            lookback: to_chrono(s.lookback),
             poll_interval: s.poll_interval,
             keep_original: s.keep_original,
             state,
@@ -176,36 +194,28 @@ impl VboPoller {
     pub async fn cycle(&mut self, emitter: &Emitter) -> Result<(), SourceError> {
         self.problems = 0;
         let fetched_at = Utc::now();
-        let from = self.state.horizon - self.lookback;
+        let from = minus(self.state.horizon, self.lookback);
         let mut newest = self.state.horizon;
         let mut listed = HashSet::new();
-        let mut offset: u64 = 0;
+        let mut pager = Pager::new(0, u64::from(self.page_size));
+        let mut limit = self.page_size;
         // v8 lists oldest first (orderAsc), so the horizon can follow the listing.
         let ordered = self.version == ApiVersion::V8;
         loop {
-            let mut query = vec![
-                ("limit", self.page_size.to_string()),
-                ("offset", offset.to_string()),
-                (
-                    "startTimeFrom",
-                    from.to_rfc3339_opts(SecondsFormat::Micros, true),
-                ),
-            ];
+            let mut query = vec![(
+                "startTimeFrom",
+                from.to_rfc3339_opts(SecondsFormat::Micros, true),
+            )];
             if self.version == ApiVersion::V8 {
                 query.push(("orderBy", "CreationTime".to_string()));
                 query.push(("orderAsc", "true".to_string()));
             }
-            let (url, body) = self.get("RestoreSessions", &query).await?;
-            let (raws, page_len) =
-                self.read_page(&body, &url, None, offset)
-                    .map_err(|message| SourceError::Http {
-                        source_id: self.id.clone(),
-                        error: HttpError::Decode {
-                            url: url.clone(),
-                            message,
-                        },
-                    })?;
-            let mut sessions: Vec<RawRestoreSession> = raws
+            let offset = pager.offset();
+            let page = self
+                .fetch_page("RestoreSessions", &query, offset, &mut limit, None)
+                .await?;
+            let mut sessions: Vec<RawRestoreSession> = page
+                .records
                 .iter()
                 .filter_map(|raw| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
                     Ok(s) => Some(s),
@@ -217,6 +227,7 @@ impl VboPoller {
                 })
                 .collect();
             sessions.sort_by_key(|s| s.creation_time);
+            let listed_from = minus(self.state.horizon, self.lookback);
             for session in sessions {
                 if listed.contains(&session.id) {
                     // Listed again by the overlap between listing pages (below).
@@ -224,7 +235,7 @@ impl VboPoller {
                 }
                 let created = session.creation_time.with_timezone(&Utc);
                 if ordered
-                    && created < self.state.horizon - self.lookback
+                    && created < listed_from
                     && !self.state.sessions.contains_key(&session.id)
                 {
                     // Done and pruned earlier in this cycle (a page overlap listed it again).
@@ -238,13 +249,16 @@ impl VboPoller {
                     self.advance_horizon(newest);
                 }
             }
-            if page_len < self.page_size as usize || page_len == 0 {
-                break;
-            }
             // Step back a little: when a session listed earlier disappears, later ones
             // move down an offset, and without the overlap the one at the page boundary
             // would never be listed (and the horizon would move past it).
-            offset += (page_len - listing_overlap(page_len)) as u64;
+            let overlap = listing_overlap(page.count) as u64;
+            let print = fingerprint(&page.records);
+            match pager.after_page(page.count, print, page.facts, overlap) {
+                Ok(Step::Next(_)) => {}
+                Ok(Step::Done) => break,
+                Err(e) => return Err(self.paging_error(&page.url, e)),
+            }
         }
 
         // Sessions still open that started before the listing window.
@@ -305,20 +319,24 @@ impl VboPoller {
         Ok(())
     }
 
-    /// The records of a page; when the page isn't valid JSON as a whole, the ones that can
-    /// be read (see [`page`](super::page)), the others logged and skipped. Also returns the
-    /// number of records on the page, readable or not (for paging).
+    /// The records of a page with its paging facts; when the page isn't valid JSON as a
+    /// whole, the records that can be read (see [`page`](super::page)), the others logged
+    /// and skipped (they still count for paging). `Err` when no record can be delimited.
     fn read_page(
         &self,
         body: &[u8],
         url: &str,
         session_id: Option<&str>,
         offset: u64,
-    ) -> Result<(Vec<Box<RawValue>>, usize), String> {
-        let strict = match parse_page(body) {
-            Ok(raws) => {
-                let n = raws.len();
-                return Ok((raws, n));
+    ) -> Result<ReadPage, String> {
+        let strict = match parse_page_with_facts(body) {
+            Ok((records, facts)) => {
+                return Ok(ReadPage {
+                    url: url.to_string(),
+                    count: records.len(),
+                    records,
+                    facts,
+                });
             }
             Err(message) => message,
         };
@@ -338,14 +356,82 @@ impl VboPoller {
                 source_id = %self.id,
                 session_id = session_id.unwrap_or("-"),
                 record_id = %bad.id,
-                offset = offset + bad.position as u64,
+                offset = offset.saturating_add(bad.position as u64),
                 error = %bad.error,
                 "skipping unreadable {what}; the rest of its page is read"
             );
             crate::metrics::global().record_skipped(&self.id);
         }
-        let n = page.len();
-        Ok((page.records, n))
+        Ok(ReadPage {
+            url: url.to_string(),
+            count: page.len(),
+            records: page.records,
+            facts: PageFacts::default(),
+        })
+    }
+
+    /// GET one page of `path` at `offset`, `limit` records (`limit` and `offset` are added
+    /// to `query`), and read it. A body that isn't a page at all (a proxy's HTML error page
+    /// with status 200, a body cut short) is requested again with the same backoff and
+    /// `max_retries` as a 5xx before the page counts as failed. A body over
+    /// [`MAX_PAGE_BYTES`] is asked for again with half the `limit` (kept for the rest of
+    /// the listing).
+    async fn fetch_page(
+        &self,
+        path: &str,
+        query: &[(&'static str, String)],
+        offset: u64,
+        limit: &mut u32,
+        session_id: Option<&str>,
+    ) -> Result<ReadPage, SourceError> {
+        let mut delays = self.policy.delays();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut full = query.to_vec();
+            full.push(("limit", limit.to_string()));
+            full.push(("offset", offset.to_string()));
+            let (url, body) = match self.get(path, &full).await {
+                Ok(ok) => ok,
+                Err(SourceError::Http {
+                    error: HttpError::TooLarge { url, limit: cap },
+                    ..
+                }) if *limit > 1 => {
+                    *limit /= 2;
+                    tracing::warn!(source_id = %self.id, session_id = session_id.unwrap_or("-"), url, cap, limit = *limit, "page larger than the body limit; asking for fewer records per page");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match self.read_page(&body, &url, session_id, offset) {
+                Ok(page) => return Ok(page),
+                Err(message) => match delays.next() {
+                    Some(delay) => {
+                        tracing::warn!(source_id = %self.id, session_id = session_id.unwrap_or("-"), url, attempt, delay_ms = delay.as_millis() as u64, error = %message, "unreadable page; requesting it again");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => {
+                        return Err(SourceError::Http {
+                            source_id: self.id.clone(),
+                            error: HttpError::Decode {
+                                url,
+                                message: format!("{message} (still after {attempt} attempts)"),
+                            },
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    fn paging_error(&self, url: &str, error: PagingError) -> SourceError {
+        SourceError::Http {
+            source_id: self.id.clone(),
+            error: HttpError::Decode {
+                url: url.to_string(),
+                message: error.to_string(),
+            },
+        }
     }
 
     /// Move the horizon up to `to` and forget finished sessions below `to - lookback` (the
@@ -357,7 +443,7 @@ impl VboPoller {
             return;
         }
         self.state.horizon = to;
-        let keep_from = to - self.lookback;
+        let keep_from = minus(to, self.lookback);
         self.state
             .sessions
             .retain(|_, c| !c.done || c.creation_time >= keep_from);
@@ -385,18 +471,18 @@ impl VboPoller {
         }
         let mut next_order = cursor.next_order;
         // Event offsets normally equal `order`; if they don't, rescan from 0 once.
-        let mut offset = next_order.max(0) as u64;
-        let mut rescanned = offset == 0;
+        let start = u64::try_from(next_order).unwrap_or(0);
+        let mut pager = Pager::new(start, u64::from(self.page_size));
+        let mut limit = self.page_size;
+        let mut rescanned = start == 0;
+        let path = format!("RestoreSessions/{sid}/Events");
         loop {
-            let query = [
-                ("limit", self.page_size.to_string()),
-                ("offset", offset.to_string()),
-            ];
-            let (url, body) = match self
-                .get(&format!("RestoreSessions/{sid}/Events"), &query)
+            let offset = pager.offset();
+            let page = match self
+                .fetch_page(&path, &[], offset, &mut limit, Some(&sid))
                 .await
             {
-                Ok(ok) => ok,
+                Ok(page) => page,
                 Err(SourceError::Http { error, .. }) if error.status() == Some(404) => {
                     tracing::warn!(source_id = %self.id, session_id = %sid, "restore session disappeared while reading its events; forgetting it");
                     self.state.sessions.remove(&sid);
@@ -409,15 +495,8 @@ impl VboPoller {
                 }
                 Err(other) => return Err(other),
             };
-            let (raws, page_len) = match self.read_page(&body, &url, Some(&sid), offset) {
-                Ok(read) => read,
-                Err(message) => {
-                    self.problems += 1;
-                    tracing::warn!(source_id = %self.id, session_id = %sid, url, error = %message, "unreadable events page; will retry next cycle");
-                    return Ok(());
-                }
-            };
-            let mut events: Vec<(RawRestoreEvent, &RawValue)> = raws
+            let mut events: Vec<(RawRestoreEvent, &RawValue)> = page
+                .records
                 .iter()
                 .filter_map(|raw| match crate::map::vbo::decode_event(raw.get()) {
                     Ok(e) => Some((e, raw.as_ref())),
@@ -432,14 +511,14 @@ impl VboPoller {
             if !rescanned && lowest.is_some_and(|o| o > next_order) {
                 tracing::debug!(source_id = %self.id, session_id = %sid, "event offsets don't follow `order`; rescanning from offset 0");
                 rescanned = true;
-                offset = 0;
+                pager.restart(0);
                 continue;
             }
             events.retain(|(e, _)| e.order >= next_order);
             events.sort_by_key(|(e, _)| e.order);
             events.dedup_by_key(|(e, _)| e.order);
             if let Some((last, _)) = events.last() {
-                next_order = last.order + 1;
+                next_order = last.order.saturating_add(1);
                 if let Some(c) = self.state.sessions.get_mut(&sid) {
                     c.next_order = next_order;
                 }
@@ -466,10 +545,16 @@ impl VboPoller {
                     })
                     .await?;
             }
-            if page_len < self.page_size as usize || page_len == 0 {
-                break;
+            let print = fingerprint(&page.records);
+            match pager.after_page(page.count, print, page.facts, 0) {
+                Ok(Step::Next(_)) => {}
+                Ok(Step::Done) => break,
+                Err(e) => {
+                    self.problems += 1;
+                    tracing::warn!(source_id = %self.id, session_id = %sid, url = %page.url, error = %e, "cannot page through restore session events; will retry next cycle");
+                    return Ok(());
+                }
             }
-            offset += page_len as u64;
         }
         if !session.is_working()
             && let Some(c) = self.state.sessions.get_mut(&sid)
@@ -573,18 +658,21 @@ impl VboPoller {
             })
             .await;
             match result {
-                Ok(resp) => match resp.bytes().await {
+                Ok(resp) => match http::read_body_capped(&shown, resp, MAX_PAGE_BYTES).await {
                     Ok(body) => return Ok((shown, body)),
                     // The connection broke mid-body: the request is safe to repeat.
-                    Err(e) if body_failures < self.policy.max_retries => {
+                    Err(error @ HttpError::Transport { .. })
+                        if body_failures < self.policy.max_retries =>
+                    {
                         body_failures += 1;
-                        tracing::warn!(source_id = %self.id, url = %shown, error = %http::transport_error(&shown, e), "response body interrupted; retrying");
-                        tokio::time::sleep(Duration::from_millis(200 * body_failures as u64)).await;
+                        tracing::warn!(source_id = %self.id, url = %shown, error = %error, "response body interrupted; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(body_failures)))
+                            .await;
                     }
-                    Err(e) => {
+                    Err(error) => {
                         return Err(SourceError::Http {
                             source_id: self.id.clone(),
-                            error: http::transport_error(&shown, e),
+                            error,
                         });
                     }
                 },
@@ -614,16 +702,35 @@ fn listing_overlap(page_len: usize) -> usize {
 /// The records of a page envelope `{"results": [...]}`, or of a bare array (some
 /// collections answer that way). Records stay raw so one bad record can be skipped alone.
 pub fn parse_page(body: &[u8]) -> Result<Vec<Box<RawValue>>, String> {
+    parse_page_with_facts(body).map(|(records, _)| records)
+}
+
+/// [`parse_page`], plus what the envelope says about the pages after it. An object
+/// without a `results` array is not a page (a proxy's or server's JSON error answered with
+/// status 200): taking it as an empty page would end the listing early.
+pub fn parse_page_with_facts(body: &[u8]) -> Result<(Vec<Box<RawValue>>, PageFacts), String> {
     #[derive(Deserialize)]
-    struct Page {
+    struct Envelope {
         results: Option<Vec<Box<RawValue>>>,
+        #[serde(flatten)]
+        rest: serde_json::Map<String, serde_json::Value>,
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
-        Some(b'[') => serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}")),
-        Some(b'{') => serde_json::from_slice::<Page>(body)
-            .map_err(|e| format!("invalid page JSON: {e}"))
-            .map(|p| p.results.unwrap_or_default()),
+        Some(b'[') => serde_json::from_slice(body)
+            .map(|records| (records, PageFacts::default()))
+            .map_err(|e| format!("invalid JSON array: {e}")),
+        Some(b'{') => {
+            let page: Envelope =
+                serde_json::from_slice(body).map_err(|e| format!("invalid page JSON: {e}"))?;
+            let Some(results) = page.results else {
+                return Err(format!(
+                    "a JSON object without a `results` array is not a page: {}",
+                    http::excerpt(&String::from_utf8_lossy(body), 120)
+                ));
+            };
+            Ok((results, PageFacts::from_envelope(&page.rest)))
+        }
         _ => Err(format!(
             "expected a JSON page, got: {}",
             http::excerpt(&String::from_utf8_lossy(body), 120)

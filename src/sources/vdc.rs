@@ -39,7 +39,7 @@ use url::Url;
 
 use super::vdc_api::{Endpoint, KeyHeader, VdcApi};
 use super::vdc_download::DownloadReader;
-use super::{Emitter, Record, RunMode, SourceBatch, SourceError};
+use super::{Emitter, Record, RunMode, SourceBatch, SourceError, minus, to_chrono};
 use crate::config::{
     ConfigError, TlsConfig, check_tls, de_duration, invalid, parse_url, resolve_secret,
 };
@@ -295,7 +295,7 @@ impl VdcPoller {
             api,
             log_mode: s.log_mode,
             poll_interval: s.poll_interval,
-            lookback: chrono::Duration::from_std(s.lookback).unwrap_or(chrono::Duration::zero()),
+            lookback: to_chrono(s.lookback),
             keep_original: s.keep_original,
             max_retries: s.max_retries,
             state,
@@ -411,7 +411,7 @@ impl VdcPoller {
                 sessions: BTreeMap::new(),
             });
         // New sessions count from `floor - lookback`, but never before the first-run horizon.
-        let threshold = (cursor.floor - self.lookback).max(start);
+        let threshold = minus(cursor.floor, self.lookback).max(start);
         let mut todo: Vec<RawJobSession> = sessions
             .into_iter()
             .filter(|s| match cursor.sessions.get(&s.id) {
@@ -858,7 +858,7 @@ fn advance_floor(
     {
         cursor.floor = candidate;
     }
-    let keep_from = cursor.floor - lookback;
+    let keep_from = minus(cursor.floor, lookback);
     cursor
         .sessions
         .retain(|_, c| !c.done || c.creation_time.is_none_or(|t| t >= keep_from));

@@ -25,12 +25,13 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use super::SourceError;
+use super::paging::{MAX_PAGES, PageFacts, PagingError, fingerprint};
 use super::vdc_download::ENVELOPE_KEYS;
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::secret::Secret;
 
-/// Safety stop for paging (a server that never ends a collection).
-const MAX_PAGES: usize = 10_000;
+/// Largest collection page body read; a hostile or broken server can't grow memory past it.
+pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the API key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,8 @@ pub struct Page {
     pub enveloped: bool,
     pub limit: Option<u64>,
     pub total: Option<u64>,
+    /// `Some(has_next)` when the envelope has HAL `_links`.
+    pub next_link: Option<bool>,
 }
 
 /// A bare JSON array, or an envelope holding one under a known key (case-insensitive).
@@ -139,6 +142,7 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
                 enveloped: true,
                 limit: number(&["limit", "pageSize"]),
                 total: number(&["totalCount", "total", "count"]),
+                next_link: PageFacts::from_envelope(&map).next_link,
             })
         }
         _ => Err(format!(
@@ -310,25 +314,79 @@ impl VdcApi {
             let (shown, response) = self
                 .send(endpoint, query, "application/json", false)
                 .await?;
-            match response.bytes().await {
+            match http::read_body_capped(&shown, response, MAX_PAGE_BYTES).await {
                 Ok(body) => return Ok((shown, body)),
                 // The connection broke mid-body: the request is safe to repeat.
-                Err(e) if body_failures < self.policy.max_retries => {
+                Err(error @ HttpError::Transport { .. })
+                    if body_failures < self.policy.max_retries =>
+                {
                     body_failures += 1;
-                    tracing::warn!(source_id = %self.source_id, url = %shown, error = %e, "response body interrupted; retrying");
+                    tracing::warn!(source_id = %self.source_id, url = %shown, error = %error, "response body interrupted; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(body_failures))).await;
                 }
-                Err(e) => {
+                Err(error) => {
                     return Err(SourceError::Http {
                         source_id: self.source_id.clone(),
-                        error: http::transport_error(&shown, e),
+                        error,
                     });
                 }
             }
         }
     }
 
+    /// GET one collection page and parse it. A body that is not a collection at all (a
+    /// proxy's HTML page with status 200, a body cut short) is requested again with the
+    /// same backoff and `max_retries` as a 5xx before it counts as failed.
+    async fn get_page(
+        &self,
+        endpoint: Endpoint<'_>,
+        query: &[(&str, String)],
+    ) -> Result<(String, Page), SourceError> {
+        let mut delays = self.policy.delays();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (url, body) = self.get_json(endpoint, query).await?;
+            match parse_collection(&body) {
+                Ok(page) => return Ok((url, page)),
+                Err(message) => match delays.next() {
+                    Some(delay) => {
+                        tracing::warn!(source_id = %self.source_id, url, attempt, delay_ms = delay.as_millis() as u64, error = %message, "unreadable page; requesting it again");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => {
+                        return Err(SourceError::Http {
+                            source_id: self.source_id.clone(),
+                            error: HttpError::Decode {
+                                url,
+                                message: format!("{message} (still after {attempt} attempts)"),
+                            },
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    fn paging_error(&self, url: String, error: PagingError) -> SourceError {
+        SourceError::Http {
+            source_id: self.source_id.clone(),
+            error: HttpError::Decode {
+                url,
+                message: error.to_string(),
+            },
+        }
+    }
+
     /// Every record of a collection, following an envelope's pages. Returns the first URL.
+    ///
+    /// The first request carries no paging parameters (the samples show whole arrays). An
+    /// envelope is followed with `offset`/`limit` until an empty page or, by the most
+    /// explicit fact it carries, until its total is reached or its `_links` has no `next`
+    /// (a page shorter than the `limit` it reports is not taken as the last: servers cap
+    /// page sizes). An envelope with neither these nor a `limit` doesn't page. A
+    /// server that answers the same full page for a new offset, or pages past
+    /// [`MAX_PAGES`], fails the request: the collection can't be read whole.
     pub async fn collection(
         &self,
         endpoint: Endpoint<'_>,
@@ -336,40 +394,52 @@ impl VdcApi {
         let mut all: Vec<Box<RawValue>> = Vec::new();
         let mut query: Vec<(&str, String)> = Vec::new();
         let mut first_url = None;
-        let mut previous_first: Option<String> = None;
+        let mut previous: Option<u64> = None;
         for page_number in 0..MAX_PAGES {
-            let (url, body) = self.get_json(endpoint, &query).await?;
-            let page = parse_collection(&body).map_err(|message| SourceError::Http {
-                source_id: self.source_id.clone(),
-                error: HttpError::Decode {
-                    url: url.clone(),
-                    message,
-                },
-            })?;
+            let (url, page) = self.get_page(endpoint, &query).await?;
             first_url.get_or_insert(url.clone());
             let count = page.items.len();
-            let head = page.items.first().map(|r| r.get().to_string());
-            if page_number > 0 && head.is_some() && head == previous_first {
-                tracing::warn!(source_id = %self.source_id, url, "the server answered the same page for a new offset (it ignores `offset`); using what was read");
-                break;
+            let print = fingerprint(&page.items);
+            let limit = page.limit.filter(|l| *l > 0);
+            if page_number > 0 && count > 0 && previous == Some(print) {
+                if limit.is_some_and(|l| (count as u64) < l) {
+                    // Offset ignored, but the page we have is the whole collection.
+                    break;
+                }
+                return Err(self.paging_error(
+                    url,
+                    PagingError::Repeated {
+                        offset: all.len() as u64,
+                        previous: (all.len() - count) as u64,
+                        count,
+                    },
+                ));
             }
             all.extend(page.items);
-            let limit = page.limit.filter(|l| *l > 0);
+            // The most explicit fact decides: a total, then `_links`. A page that only
+            // reports its `limit` may be capped below it: read on until an empty page. An
+            // envelope with none of these doesn't page.
             let finished = !page.enveloped
                 || count == 0
-                || page.total.is_some_and(|t| all.len() as u64 >= t)
-                || limit.is_some_and(|l| (count as u64) < l)
-                || (limit.is_none() && page.total.is_none());
+                || match (page.total, page.next_link, limit) {
+                    (Some(total), _, _) => all.len() as u64 >= total,
+                    (None, Some(next), _) => !next,
+                    (None, None, Some(_)) => false,
+                    (None, None, None) => true,
+                };
             if finished {
-                break;
+                return Ok((first_url.unwrap_or_default(), all));
             }
-            previous_first = head;
+            previous = Some(print);
             query = vec![
                 ("offset", all.len().to_string()),
                 ("limit", limit.unwrap_or(count as u64).to_string()),
             ];
         }
-        Ok((first_url.unwrap_or_default(), all))
+        Err(self.paging_error(
+            first_url.unwrap_or_else(|| self.base.to_string()),
+            PagingError::TooManyPages,
+        ))
     }
 }
 

@@ -27,9 +27,13 @@ use tokio_util::io::StreamReader;
 
 use crate::map::vdc::RawLogEntry;
 
-/// Longest entry kept (a line or a JSON element); longer ones are cut (text) or skipped
-/// (JSON), so a broken or hostile body can't exhaust memory.
+/// Longest text line kept; longer ones are cut (and counted), so a broken or hostile body
+/// can't exhaust memory.
 pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+/// Longest JSON entry read (an element of an array or envelope, or one NDJSON value); a
+/// longer one can't be parsed and is skipped with an error. A page envelope is never one
+/// entry: its elements are.
+pub const MAX_JSON_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Keys of a JSON page envelope that hold the entries.
@@ -343,23 +347,46 @@ async fn read_line_capped(reader: &mut Reader, buf: &mut Vec<u8>) -> io::Result<
     }
 }
 
-/// Splits a byte stream into complete top-level JSON values: the elements of a top-level
-/// array, or a sequence of values (NDJSON, concatenated or pretty-printed objects).
-/// Tracks only strings and nesting, so it never buffers more than one value.
+/// Splits a byte stream into log entries as they arrive: the elements of a top-level
+/// array; a sequence of top-level values (NDJSON, concatenated or pretty-printed objects);
+/// and, inside a top-level object, the elements of a page envelope's array
+/// (`{"offset":0,"logs":[…]}`) one by one, so the per-entry cap applies to each entry and
+/// never to the envelope. Tracks only strings, nesting and the keys of a top-level object,
+/// so it never buffers more than one entry (at most [`MAX_JSON_ENTRY_BYTES`]).
 #[derive(Debug, Default)]
 struct JsonSplitter {
-    /// `None` until the first byte decides; `Some(true)` inside a top-level array.
+    /// `None` until the first byte decides; `Some(true)` for a top-level array.
     array: Option<bool>,
     /// The top-level array was closed: ignore the rest.
     closed: bool,
-    depth: usize,
-    in_value: bool,
+    /// Containers open at depths 1 and 2 (what decides where entries start); deeper ones
+    /// are only counted in `deep`.
+    frames: Vec<Frame>,
+    deep: usize,
     in_string: bool,
     escaped: bool,
+    /// Inside a number, `true`, `false` or `null`.
+    in_scalar: bool,
+    /// The string being read is a key of the top-level object (collected in `key`).
+    in_key: bool,
+    key: Vec<u8>,
+    /// Depth (open containers) at which the entry being buffered started.
+    entry_depth: Option<usize>,
     buf: Vec<u8>,
-    /// The current value outgrew [`MAX_ENTRY_BYTES`]; it is reported, not kept.
+    /// The current entry outgrew [`MAX_JSON_ENTRY_BYTES`]; it is reported, not kept.
     overflow: bool,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// `envelope`: the array of a page envelope (its elements are entries).
+    Array { envelope: bool },
+    /// `value`: a `:` was read, the member's value comes next; `envelope_key`: that
+    /// member's key names an envelope array.
+    Object { value: bool, envelope_key: bool },
+}
+
+const DEPTH_TRACKED: usize = 2;
 
 impl JsonSplitter {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Result<Vec<u8>, String>>) {
@@ -368,67 +395,181 @@ impl JsonSplitter {
         }
     }
 
+    fn depth(&self) -> usize {
+        self.frames.len() + self.deep
+    }
+
     fn byte(&mut self, b: u8, out: &mut Vec<Result<Vec<u8>, String>>) {
         if self.closed {
             return;
         }
-        if !self.in_value {
-            if b.is_ascii_whitespace() || b == b',' {
-                return;
-            }
-            match self.array {
-                None if b == b'[' => {
-                    self.array = Some(true);
-                    return;
-                }
-                None => self.array = Some(false),
-                Some(true) if b == b']' => {
-                    self.closed = true;
-                    return;
-                }
-                _ => {}
-            }
-            self.in_value = true;
-            self.buf.clear();
-            self.depth = 0;
-        } else if self.depth == 0
-            && !self.in_string
-            && (b.is_ascii_whitespace() || b == b',' || b == b']')
-        {
-            // The end of a top-level scalar.
-            self.emit(out);
-            self.byte(b, out);
-            return;
-        }
-        self.push(b);
         if self.in_string {
+            self.push(b);
+            if self.in_key && b != b'"' && self.key.len() < 32 {
+                self.key.push(b);
+            }
             if self.escaped {
                 self.escaped = false;
             } else if b == b'\\' {
                 self.escaped = true;
             } else if b == b'"' {
                 self.in_string = false;
-                if self.depth == 0 {
-                    self.emit(out);
+                if std::mem::take(&mut self.in_key) {
+                    let key = String::from_utf8_lossy(&self.key).to_ascii_lowercase();
+                    let envelope_key = ENVELOPE_KEYS.contains(&key.as_str());
+                    if let Some(Frame::Object {
+                        envelope_key: e, ..
+                    }) = self.frames.last_mut()
+                    {
+                        *e = envelope_key;
+                    }
+                } else {
+                    self.value_end(out);
                 }
             }
             return;
         }
+        if self.in_scalar {
+            if b.is_ascii_whitespace() || matches!(b, b',' | b']' | b'}' | b':') {
+                self.in_scalar = false;
+                self.value_end(out);
+            } else {
+                self.push(b);
+                return;
+            }
+        }
         match b {
-            b'"' => self.in_string = true,
-            b'{' | b'[' => self.depth += 1,
-            b'}' | b']' => {
-                self.depth = self.depth.saturating_sub(1);
-                if self.depth == 0 {
-                    self.emit(out);
+            b'"' => {
+                let key = self.deep == 0
+                    && self.frames.len() == 1
+                    && matches!(self.frames.last(), Some(Frame::Object { value: false, .. }));
+                if key {
+                    self.in_key = true;
+                    self.key.clear();
+                } else {
+                    self.value_start(b);
+                }
+                self.in_string = true;
+                self.push(b);
+            }
+            b'{' | b'[' => {
+                let envelope = self.value_start(b);
+                self.push(b);
+                let frame = if b == b'[' {
+                    Frame::Array { envelope }
+                } else {
+                    Frame::Object {
+                        value: false,
+                        envelope_key: false,
+                    }
+                };
+                if self.frames.len() < DEPTH_TRACKED && self.deep == 0 {
+                    self.frames.push(frame);
+                } else {
+                    self.deep += 1;
                 }
             }
+            b'}' | b']' => {
+                if self.depth() == 0 {
+                    return; // stray closer between values
+                }
+                self.push(b);
+                if self.deep > 0 {
+                    self.deep -= 1;
+                } else {
+                    self.frames.pop();
+                }
+                if self.depth() == 0 && self.array == Some(true) {
+                    self.closed = true;
+                    return;
+                }
+                self.value_end(out);
+            }
+            b':' => {
+                self.push(b);
+                if self.deep == 0
+                    && let Some(Frame::Object { value, .. }) = self.frames.last_mut()
+                {
+                    *value = true;
+                }
+            }
+            b',' => self.push(b),
+            _ if b.is_ascii_whitespace() => self.push(b),
+            _ => {
+                self.value_start(b);
+                self.in_scalar = true;
+                self.push(b);
+            }
+        }
+    }
+
+    /// A value starts with byte `b` at the current depth: maybe an entry starts, or the
+    /// array of a page envelope (returned `true`; the envelope object itself is dropped).
+    fn value_start(&mut self, b: u8) -> bool {
+        if self.deep > 0 {
+            return false;
+        }
+        if b == b'['
+            && self.array == Some(false)
+            && self.frames.len() == 1
+            && matches!(
+                self.frames.last(),
+                Some(Frame::Object {
+                    value: true,
+                    envelope_key: true,
+                })
+            )
+        {
+            // `{"…":…, "logs": [` — the entries are the array's elements.
+            self.entry_depth = None;
+            self.buf.clear();
+            self.overflow = false;
+            return true;
+        }
+        if self.entry_depth.is_some_and(|d| d < self.depth()) {
+            return false;
+        }
+        match (self.frames.len(), self.array) {
+            (0, None) if b == b'[' => {
+                self.array = Some(true);
+                return false;
+            }
+            (0, None) => self.array = Some(false),
             _ => {}
+        }
+        let at = self.frames.len();
+        let entry = match self.frames.last() {
+            None => true,
+            Some(Frame::Array { envelope }) => at == 1 || *envelope,
+            Some(Frame::Object { .. }) => false,
+        };
+        if entry {
+            self.entry_depth = Some(at);
+            self.buf.clear();
+            self.overflow = false;
+        }
+        false
+    }
+
+    /// A value ended at the current depth (after its closer was consumed): the end of an
+    /// entry when it started here. Members of an object now expect a key.
+    fn value_end(&mut self, out: &mut Vec<Result<Vec<u8>, String>>) {
+        if self.deep == 0
+            && let Some(Frame::Object { value, .. }) = self.frames.last_mut()
+        {
+            *value = false;
+        }
+        if self.entry_depth == Some(self.depth()) {
+            self.entry_depth = None;
+            self.emit(out);
         }
     }
 
     fn push(&mut self, b: u8) {
-        if self.buf.len() < MAX_ENTRY_BYTES {
+        if self.entry_depth.is_none() {
+            return;
+        }
+        if self.buf.len() < MAX_JSON_ENTRY_BYTES {
             self.buf.push(b);
         } else {
             self.overflow = true;
@@ -436,30 +577,26 @@ impl JsonSplitter {
     }
 
     fn emit(&mut self, out: &mut Vec<Result<Vec<u8>, String>>) {
-        self.in_value = false;
-        self.in_string = false;
-        self.escaped = false;
-        self.depth = 0;
         if std::mem::take(&mut self.overflow) {
             self.buf.clear();
             out.push(Err(format!(
-                "JSON log entry larger than {MAX_ENTRY_BYTES} bytes; skipped"
+                "JSON log entry larger than {MAX_JSON_ENTRY_BYTES} bytes; skipped"
             )));
         } else {
             out.push(Ok(std::mem::take(&mut self.buf)));
         }
     }
 
-    /// End of input: a value still open is truncated.
+    /// End of input: a scalar still open ends here; an entry still open is truncated.
     fn finish(&mut self, out: &mut Vec<Result<Vec<u8>, String>>) {
-        if self.in_value {
-            if self.depth == 0 && !self.in_string {
-                self.emit(out);
-            } else {
-                self.in_value = false;
-                self.buf.clear();
-                out.push(Err("the download ends inside a JSON value".to_string()));
-            }
+        if self.in_scalar {
+            self.in_scalar = false;
+            self.value_end(out);
+        }
+        if self.entry_depth.take().is_some() {
+            self.buf.clear();
+            self.overflow = false;
+            out.push(Err("the download ends inside a JSON value".to_string()));
         }
     }
 }
@@ -603,6 +740,45 @@ mod tests {
         assert_eq!(items[1].raw, r#"{"id":"2","title":"y"}"#);
     }
 
+    /// A page envelope far larger than one entry's cap is read entry by entry.
+    #[tokio::test]
+    async fn an_envelope_larger_than_the_entry_cap_is_streamed_entry_by_entry() {
+        let entries: Vec<String> = (0..2000)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"{i}","title":"[Success] Processing mailbox: user{i}@contoso.com {pad}","creationTime":"2025-03-03T02:00:01Z"}}"#,
+                    pad = "p".repeat(150)
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"offset":0,"limit":2000,"meta":{{"note":"{big}","nested":[1,[2,{{"logs":[]}}]]}},"logs":[{}],"totalCount":2000}}"#,
+            entries.join(","),
+            big = "m".repeat(MAX_JSON_ENTRY_BYTES + 1),
+        );
+        assert!(body.len() > 4 * MAX_ENTRY_BYTES);
+        for gz in [false, true] {
+            let bytes = if gz {
+                gzip(body.as_bytes()).await
+            } else {
+                body.as_bytes().to_vec()
+            };
+            let (items, _) = read_all(chunked(&bytes, 8192), None).await;
+            assert_eq!(items.len(), 2000, "gzip {gz}");
+            for (i, item) in items.iter().enumerate() {
+                let entry = item.entry.as_ref().unwrap();
+                assert_eq!(entry.id.as_deref(), Some(i.to_string().as_str()));
+                assert_eq!(item.raw, entries[i]);
+            }
+        }
+        // Two envelopes in a row, and NDJSON entries around them.
+        let body = r#"{"id":"a","title":"x"}
+{"items":[{"id":"b","title":"y"},{"id":"c","title":"z"}]}
+{"data":[{"id":"d","title":"w"}],"next":null} {"id":"e","title":"v","data":"not an array"}"#;
+        let (items, _) = read_all(chunked(body.as_bytes(), 3), None).await;
+        assert_eq!(titles(&items), ["x", "y", "z", "w", "v"]);
+    }
+
     #[tokio::test]
     async fn oversized_entries_are_cut_or_skipped() {
         let long = "x".repeat(MAX_ENTRY_BYTES + 10);
@@ -617,8 +793,13 @@ mod tests {
         assert_eq!(items.len(), 3);
         assert_eq!(items[1].raw.len(), MAX_ENTRY_BYTES);
         assert_eq!(r.truncated_lines, 1);
+        // A JSON entry is read whole up to its own, larger cap.
         let json = format!(r#"[{{"title":"{long}"}},{{"title":"ok"}}]"#);
         let (items, _) = read_all(chunked(json.as_bytes(), 4096), None).await;
+        assert_eq!(titles(&items), [long.as_str(), "ok"]);
+        let huge = "y".repeat(MAX_JSON_ENTRY_BYTES + 10);
+        let json = format!(r#"[{{"title":"{huge}"}},{{"title":"ok"}}]"#);
+        let (items, _) = read_all(chunked(json.as_bytes(), 65536), None).await;
         assert_eq!(titles(&items), ["<bad>", "ok"]);
         let truncated = r#"[{"title":"a"},{"title":"b"#;
         let (items, _) = read_all(vec![truncated.as_bytes().to_vec()], None).await;

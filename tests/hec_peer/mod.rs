@@ -24,6 +24,10 @@
 //! `poison_ids` (an event with that `event.id` is answered 400 code 6 with its
 //! `invalid-event-number`), an outage after N indexed events (`Refuse`: the listener is
 //! closed and reopened on the same port; `Unhealthy`: 503 code 18), a disabled token.
+//! In front of HEC, a proxy: `proxy_max_body` (a POST whose body, as received, is larger
+//! gets the proxy's own 413 HTML page, no HEC reply) and `proxy_refuse_all` (every POST
+//! gets it, even an empty one); and `endless` answers (the first N requests to the event
+//! or ack endpoint get a status with a chunked body that goes on far beyond any sane cap).
 //!
 //! It records what it indexed and what it acknowledged (per `event.id`, with counts) and
 //! every protocol violation by the client (a malformed envelope is a bug in the client,
@@ -92,6 +96,31 @@ pub struct PeerConfig {
     /// Disable the token (code 1 from then on) once this many events are indexed (once:
     /// [`HecPeer::set_token_disabled`] re-enables it for good).
     pub disable_token_after_events: Option<u64>,
+    /// A proxy in front of HEC answering 413 (an HTML page, no HEC reply) to every POST
+    /// whose body, as received (compressed when gzip), is larger than this.
+    pub proxy_max_body: Option<usize>,
+    /// The proxy answers 413 to every POST, whatever its size (a misconfigured limit).
+    pub proxy_refuse_all: bool,
+    /// Answers with a body that does not end (see [`Endless`]).
+    pub endless: Option<Endless>,
+}
+
+/// Which endpoint an [`Endless`] fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    Event,
+    Ack,
+}
+
+/// The first `requests` requests to `endpoint` are answered `status` with a chunked body
+/// of `bytes` bytes, streamed as fast as the client reads (stopped when it hangs up):
+/// "endless" for any client that caps what it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Endless {
+    pub endpoint: EndpointKind,
+    pub status: u16,
+    pub requests: u64,
+    pub bytes: u64,
 }
 
 impl Default for PeerConfig {
@@ -110,6 +139,9 @@ impl Default for PeerConfig {
             max_content_length: 1_000_000,
             record_events: true,
             disable_token_after_events: None,
+            proxy_max_body: None,
+            proxy_refuse_all: false,
+            endless: None,
         }
     }
 }
@@ -136,6 +168,10 @@ pub struct PeerStats {
     pub ack_ids_issued: u64,
     pub acks_reported_true: u64,
     pub outages_started: u64,
+    /// POSTs the proxy answered 413 (they never reached HEC).
+    pub proxy_413: u64,
+    /// Requests answered with an endless body.
+    pub endless_answers: u64,
     pub violations: Vec<String>,
 }
 
@@ -466,12 +502,64 @@ fn check_envelope(cfg: &PeerConfig, v: &Value) -> Result<(), (Hec, Option<String
     Ok(())
 }
 
+/// What the proxy in front of HEC does with a POST of `len` bytes: `Some` 413 page.
+fn proxy_refusal(shared: &Shared, len: usize) -> Option<Response> {
+    let cfg = &shared.cfg;
+    if !cfg.proxy_refuse_all && cfg.proxy_max_body.is_none_or(|max| len <= max) {
+        return None;
+    }
+    shared.lock().stats.proxy_413 += 1;
+    let page = "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+    Some(
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONTENT_TYPE, "text/html")],
+            page,
+        )
+            .into_response(),
+    )
+}
+
+/// An endless answer, when the fault applies to this request of `endpoint`.
+fn endless_answer(shared: &Shared, endpoint: EndpointKind) -> Option<Response> {
+    static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+    let e = shared.cfg.endless.filter(|e| e.endpoint == endpoint)?;
+    {
+        let mut inner = shared.lock();
+        if inner.stats.endless_answers >= e.requests {
+            return None;
+        }
+        inner.stats.endless_answers += 1;
+    }
+    let head = Bytes::from_static(b"<html><body>upstream error ");
+    let stream = futures::stream::unfold(e.bytes, |left| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(CHUNK.len() as u64);
+        let chunk = Bytes::from_static(&CHUNK[..n as usize]);
+        Some((Ok::<Bytes, std::convert::Infallible>(chunk), left - n))
+    });
+    let body = futures::StreamExt::chain(
+        futures::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(head) }),
+        stream,
+    );
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    Some((status, axum::body::Body::from_stream(body)).into_response())
+}
+
 async fn handle_event(
     State(shared): State<Arc<Shared>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refused) = proxy_refusal(&shared, body.len()) {
+        return refused;
+    }
+    if let Some(answer) = endless_answer(&shared, EndpointKind::Event) {
+        return answer;
+    }
     let cfg = &shared.cfg;
     let channel = {
         let mut inner = shared.lock();
@@ -634,6 +722,12 @@ async fn handle_ack(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refused) = proxy_refusal(&shared, body.len()) {
+        return refused;
+    }
+    if let Some(answer) = endless_answer(&shared, EndpointKind::Ack) {
+        return answer;
+    }
     let cfg = &shared.cfg;
     let data = match headers
         .get(header::CONTENT_ENCODING)

@@ -1,0 +1,673 @@
+//! Durable local files: what every file this program writes on local disk relies on.
+//!
+//! Owns:
+//! - directories created level by level with an exact mode, each new level fsynced into
+//!   its parent (a power loss cannot drop a directory holding acknowledged data);
+//! - files created with an exact mode (whatever the process umask), the directory fsynced
+//!   after the creation;
+//! - [`Appender`], the append-only file of the file sink and the HEC dead-letter writer:
+//!   blocking `write_all` + `sync_data` on one std `File`, so every write error (ENOSPC,
+//!   quota, EIO) reaches the batch that wrote it; a failed write is cut back to the length
+//!   the file had before it, so no torn line or partial duplicate stays behind; a file that
+//!   is no longer at its path (renamed by logrotate, deleted, replaced) is noticed before
+//!   the next write and a new one is opened;
+//! - the writability probe `check` uses: create and delete a temp file in the nearest
+//!   existing directory, creating nothing that stays.
+//!
+//! Must not: decide what is written or when a batch counts as delivered (the sinks do), or
+//! change the mode of a file or directory it did not create (existing ones keep theirs).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Mode of the state files (checkpoints, HEC channel, dead letters, lock) and of the
+/// file sink's output unless `file_mode` says otherwise.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode of the directories created for private files.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Modes for what an [`Appender`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub file: u32,
+    pub dir: u32,
+}
+
+impl Modes {
+    pub const PRIVATE: Modes = Modes {
+        file: PRIVATE_FILE,
+        dir: PRIVATE_DIR,
+    };
+
+    /// Files with `file`; directories traversable by whoever may read the files
+    /// (0640 → 0750, 0644 → 0755, 0600 → 0700).
+    pub fn for_file(file: u32) -> Modes {
+        let read = file & 0o044;
+        Modes {
+            file,
+            dir: 0o700 | read | (read >> 2),
+        }
+    }
+}
+
+/// What to do with an unterminated last line found when a file is opened (left by a crash
+/// in the middle of a write, so never acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TornTail {
+    /// Cut it back to the last newline (the file sink: the batch is sent again).
+    Trim,
+    /// End it with a newline (the dead-letter file keeps every byte).
+    Close,
+}
+
+/// A failed file operation, naming the file: "cannot write /x/y.ndjson: No space left…".
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct AppendError {
+    action: &'static str,
+    path: PathBuf,
+    source: io::Error,
+}
+
+impl AppendError {
+    fn new(action: &'static str, path: &Path, source: io::Error) -> AppendError {
+        AppendError {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+
+    /// The underlying I/O error (for callers that name the file themselves).
+    pub fn into_source(self) -> io::Error {
+        self.source
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_or_dot(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A path that does not exist, or has a file where a directory should be.
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// The next level up from `level`; `None` at the root and at `.`.
+fn up(level: &Path) -> Option<&Path> {
+    if level == Path::new(".") {
+        return None;
+    }
+    level.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    })
+}
+
+/// fsync a directory, making the creation, rename or removal of its entries durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Give `file` exactly `mode` (independent of the umask). Only for files we created.
+pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, mode);
+        Ok(())
+    }
+}
+
+/// Create `dir` and every missing parent with exactly `mode`, fsyncing each new level into
+/// its parent. Existing levels are left as they are.
+pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut missing = Vec::new();
+    let mut level = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    loop {
+        match fs::metadata(level) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} exists and is not a directory", level.display()),
+                ));
+            }
+            // NotADirectory: a file further up; found on the way up.
+            Err(e) if is_missing(&e) => {
+                missing.push(level);
+                match up(level) {
+                    Some(p) => level = p,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for level in missing.into_iter().rev() {
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+        match builder.create(level) {
+            Ok(()) => {
+                #[cfg(unix)]
+                fs::set_permissions(level, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                sync_dir(parent_or_dot(level))?;
+            }
+            // Created meanwhile by someone else: theirs, mode and all.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && level.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Open `path` for reading and writing (appending when `append`), creating it with exactly
+/// `mode` when it does not exist. Returns whether it was created (its directory then needs
+/// an fsync, done here).
+pub fn open_or_create(path: &Path, mode: u32, append: bool) -> io::Result<(File, bool)> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    if append {
+        options.append(true);
+    } else {
+        options.write(true);
+    }
+    let mut create = options.clone();
+    create.create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, mode);
+    match create.open(path) {
+        Ok(file) => {
+            set_mode(&file, mode)?;
+            sync_dir(parent_or_dot(path))?;
+            Ok((file, true))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((options.open(path)?, false)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Device and inode: what the path pointed to when the file was opened.
+fn identity(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// An append-only file whose every write is durable or reported, never half there.
+#[derive(Debug)]
+pub struct Appender {
+    path: PathBuf,
+    file: File,
+    identity: Option<(u64, u64)>,
+    /// A write failed after the file had this length: cut back to it before anything else.
+    cut_to: Option<u64>,
+}
+
+impl Appender {
+    /// Open (or create, with the directories) `path` for appending and repair a torn tail.
+    pub fn open(path: &Path, modes: Modes, tail: TornTail) -> Result<Appender, AppendError> {
+        create_dirs(parent_or_dot(path), modes.dir)
+            .map_err(|e| AppendError::new("create the directory of", path, e))?;
+        let (mut file, _created) = open_or_create(path, modes.file, true)
+            .map_err(|e| AppendError::new("open", path, e))?;
+        match tail {
+            TornTail::Trim => trim_partial_tail(&mut file),
+            TornTail::Close => close_partial_tail(&mut file),
+        }
+        .map_err(|e| AppendError::new("repair the partial last line of", path, e))?;
+        let identity = file
+            .metadata()
+            .map_err(|e| AppendError::new("inspect", path, e))
+            .map(|m| identity(&m))?;
+        Ok(Appender {
+            path: path.to_path_buf(),
+            file,
+            identity,
+            cut_to: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the path still names the file we have open (false after a rename, a
+    /// delete, or a new file created in its place).
+    pub fn is_at_path(&self) -> io::Result<bool> {
+        match fs::metadata(&self.path) {
+            Ok(m) => Ok(identity(&m) == self.identity),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Append `bytes` and fsync. On any error the file is cut back to the length it had
+    /// before (now, or before the next write if that fails too) and the error returned.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), AppendError> {
+        self.cut_back()
+            .map_err(|e| AppendError::new("remove a failed write from", &self.path, e))?;
+        let start = self
+            .file
+            .metadata()
+            .map_err(|e| AppendError::new("inspect", &self.path, e))?
+            .len();
+        let written = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            self.cut_to = Some(start);
+            if let Err(cut) = self.cut_back() {
+                tracing::warn!(path = %self.path.display(), error = %cut, "cannot remove the failed write yet; trying again before the next one");
+            }
+            return Err(AppendError::new("write", &self.path, e));
+        }
+        Ok(())
+    }
+
+    /// Cut a failed write back off. Only shortens: a file truncated meanwhile by someone
+    /// else (copytruncate) is left alone.
+    fn cut_back(&mut self) -> io::Result<()> {
+        if let Some(len) = self.cut_to {
+            if self.file.metadata()?.len() > len {
+                self.file.set_len(len)?;
+                self.file.sync_data()?;
+            }
+            self.cut_to = None;
+        }
+        Ok(())
+    }
+
+    /// Stop using this file (rotated away, or the path moved on): a failed write still in
+    /// it is removed first, as far as possible.
+    pub fn retire(mut self) {
+        if let Err(e) = self.cut_back() {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a failed write from a file no longer written to; its last lines may be torn or repeated");
+        }
+    }
+}
+
+/// Append `bytes` to `path` through `slot` (the file kept open between calls), blocking:
+/// reopen when the slot holds another path or its file is no longer at the path, then
+/// write and fsync.
+pub fn append_to(
+    slot: &mut Option<Appender>,
+    path: &Path,
+    modes: Modes,
+    tail: TornTail,
+    bytes: &[u8],
+) -> Result<(), AppendError> {
+    let reuse = match slot.as_ref() {
+        Some(current) if current.path == path => current
+            .is_at_path()
+            .map_err(|e| AppendError::new("look up", path, e))?,
+        _ => false,
+    };
+    if !reuse {
+        if let Some(old) = slot.take() {
+            if old.path == path {
+                tracing::info!(path = %path.display(), "the file was moved away or replaced (rotation); writing to a new one at the path");
+            }
+            old.retire();
+        }
+        *slot = Some(Appender::open(path, modes, tail)?);
+    }
+    match slot.as_mut() {
+        Some(appender) => appender.append(bytes),
+        None => Err(AppendError::new(
+            "open",
+            path,
+            io::Error::other("file not open"),
+        )),
+    }
+}
+
+/// [`append_to`] on the blocking pool: the open file and the buffer go there and come
+/// back (the file is `None` after a panic there; the next call reopens).
+pub async fn append_blocking(
+    mut slot: Option<Appender>,
+    path: PathBuf,
+    modes: Modes,
+    tail: TornTail,
+    bytes: Vec<u8>,
+) -> (Option<Appender>, Vec<u8>, Result<(), AppendError>) {
+    let shown = path.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let result = append_to(&mut slot, &path, modes, tail, &bytes);
+        (slot, bytes, result)
+    })
+    .await;
+    match joined {
+        Ok(out) => out,
+        Err(e) => (
+            None,
+            Vec::new(),
+            Err(AppendError::new("write", &shown, io::Error::other(e))),
+        ),
+    }
+}
+
+/// Cut an unterminated last line back to the last `\n`.
+pub fn trim_partial_tail(f: &mut File) -> io::Result<()> {
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Scan backwards in chunks for the last newline.
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let n = usize::try_from(end - start).map_err(io::Error::other)?;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut chunk[..n])?;
+        if end == len && chunk[n - 1] == b'\n' {
+            return Ok(()); // ends cleanly: the common case
+        }
+        if let Some(pos) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+            let keep = start + pos as u64 + 1;
+            tracing::warn!(
+                bytes = len - keep,
+                "trimming a partial last line left by an interrupted write (it will be re-sent)"
+            );
+            f.set_len(keep)?;
+            return f.sync_data();
+        }
+        if start == 0 {
+            tracing::warn!(
+                bytes = len,
+                "file holds only a partial line; trimming it (it will be re-sent)"
+            );
+            f.set_len(0)?;
+            return f.sync_data();
+        }
+        end = start;
+    }
+}
+
+/// End an unterminated last line with a newline, so the next line starts clean.
+pub fn close_partial_tail(f: &mut File) -> io::Result<()> {
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        f.write_all(b"\n")?;
+        f.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Where a directory stands for writing, as far as a probe can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writable {
+    /// It exists and a file could be created in it.
+    Exists,
+    /// It does not exist; `existing`, its nearest existing ancestor, is writable, so it
+    /// will be created on first use.
+    WillBeCreated { existing: PathBuf },
+}
+
+/// Why a directory cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{} cannot be created: {} is not a directory", dir.display(), blocker.display())]
+    Blocked { dir: PathBuf, blocker: PathBuf },
+    #[error("{} is not writable by this user: {source}", dir.display())]
+    NotWritable { dir: PathBuf, source: io::Error },
+    #[error("cannot inspect {}: {source}", dir.display())]
+    Inspect { dir: PathBuf, source: io::Error },
+}
+
+impl ProbeError {
+    /// Whether a human has to act (permissions, a read-only mount, a file in the way),
+    /// as opposed to a condition that may pass (e.g. no free inodes).
+    pub fn needs_a_human(&self) -> bool {
+        match self {
+            ProbeError::Blocked { .. } => true,
+            ProbeError::NotWritable { source, .. } | ProbeError::Inspect { source, .. } => {
+                matches!(
+                    source.kind(),
+                    io::ErrorKind::PermissionDenied
+                        | io::ErrorKind::ReadOnlyFilesystem
+                        | io::ErrorKind::NotADirectory
+                )
+            }
+        }
+    }
+}
+
+/// Whether files can be created in `dir`, without creating `dir` or leaving anything
+/// behind: a temp file is created and deleted in `dir` or, when `dir` is missing, in its
+/// nearest existing ancestor.
+pub fn probe_dir(dir: &Path) -> Result<Writable, ProbeError> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut existing = dir;
+    loop {
+        match fs::metadata(existing) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(ProbeError::Blocked {
+                    dir: dir.to_path_buf(),
+                    blocker: existing.to_path_buf(),
+                });
+            }
+            Err(e) if is_missing(&e) => match up(existing) {
+                Some(p) => existing = p,
+                None => {
+                    return Err(ProbeError::Inspect {
+                        dir: dir.to_path_buf(),
+                        source: e,
+                    });
+                }
+            },
+            Err(source) => {
+                return Err(ProbeError::Inspect {
+                    dir: existing.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    let not_writable = |source| ProbeError::NotWritable {
+        dir: existing.to_path_buf(),
+        source,
+    };
+    tempfile::Builder::new()
+        .prefix(".veeam-siem-probe-")
+        .tempfile_in(existing)
+        .map_err(not_writable)?
+        .close()
+        .map_err(not_writable)?;
+    if existing == dir {
+        Ok(Writable::Exists)
+    } else {
+        Ok(Writable::WillBeCreated {
+            existing: existing.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn partial_tail_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.ndjson");
+        for (before, after) in [
+            ("", ""),
+            ("{\"a\":1}\n", "{\"a\":1}\n"),
+            ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"),
+            ("{\"b\":", ""),
+        ] {
+            fs::write(&p, before).unwrap();
+            let mut f = OpenOptions::new().append(true).read(true).open(&p).unwrap();
+            trim_partial_tail(&mut f).unwrap();
+            assert_eq!(fs::read_to_string(&p).unwrap(), after, "{before:?}");
+        }
+    }
+
+    #[test]
+    fn dir_modes_follow_the_file_mode() {
+        assert_eq!(Modes::for_file(0o600).dir, 0o700);
+        assert_eq!(Modes::for_file(0o640).dir, 0o750);
+        assert_eq!(Modes::for_file(0o644).dir, 0o755);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn created_files_and_every_directory_level_get_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a").join("b").join("x.ndjson");
+        let mut slot = None;
+        append_to(
+            &mut slot,
+            &path,
+            Modes::for_file(0o640),
+            TornTail::Trim,
+            b"{}\n",
+        )
+        .unwrap();
+        assert_eq!(mode_of(&path), 0o640);
+        assert_eq!(mode_of(&dir.path().join("a")), 0o750);
+        assert_eq!(mode_of(&dir.path().join("a").join("b")), 0o750);
+        // An existing file keeps its mode.
+        let other = dir.path().join("a").join("old.ndjson");
+        fs::write(&other, "").unwrap();
+        fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let mut slot = None;
+        append_to(&mut slot, &other, Modes::PRIVATE, TornTail::Trim, b"{}\n").unwrap();
+        assert_eq!(mode_of(&other), 0o644);
+    }
+
+    /// `/dev/full` fails every write with ENOSPC: the error must reach the caller.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failing_write_is_reported() {
+        let mut slot = None;
+        let e = append_to(
+            &mut slot,
+            Path::new("/dev/full"),
+            Modes::PRIVATE,
+            TornTail::Trim,
+            b"{\"a\":1}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull, "{e}");
+        assert!(e.to_string().contains("/dev/full"), "{e}");
+    }
+
+    #[test]
+    fn a_moved_file_is_noticed_and_a_new_one_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ndjson");
+        let mut slot = None;
+        append_to(&mut slot, &path, Modes::PRIVATE, TornTail::Trim, b"1\n").unwrap();
+        fs::rename(&path, dir.path().join("x.ndjson.1")).unwrap();
+        append_to(&mut slot, &path, Modes::PRIVATE, TornTail::Trim, b"2\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "2\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("x.ndjson.1")).unwrap(),
+            "1\n"
+        );
+    }
+
+    /// copytruncate: the file is truncated under the writer; O_APPEND writes at the new
+    /// end (no hole), and nothing is "repaired" away.
+    #[test]
+    fn a_truncated_file_is_appended_at_its_new_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ndjson");
+        let mut slot = None;
+        append_to(&mut slot, &path, Modes::PRIVATE, TornTail::Trim, b"first\n").unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append_to(
+            &mut slot,
+            &path,
+            Modes::PRIVATE,
+            TornTail::Trim,
+            b"second\n",
+        )
+        .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second\n");
+    }
+
+    #[test]
+    fn probe_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(probe_dir(dir.path()).unwrap(), Writable::Exists);
+        let deep = dir.path().join("a").join("b");
+        assert_eq!(
+            probe_dir(&deep).unwrap(),
+            Writable::WillBeCreated {
+                existing: dir.path().to_path_buf()
+            }
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let file = dir.path().join("f");
+        fs::write(&file, "").unwrap();
+        let e = probe_dir(&file.join("sub")).unwrap_err();
+        assert!(
+            e.needs_a_human() && e.to_string().contains("not a directory"),
+            "{e}"
+        );
+    }
+}

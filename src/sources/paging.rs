@@ -1,0 +1,317 @@
+//! When a paged listing has more pages: one rule for every source, strict about ending.
+//!
+//! Owns: the paging facts a page reports (`offset`, `limit`, `totalCount`, HAL
+//! `_links.next`), the decision "ask for the next page or stop", and the two refusals that
+//! keep a hostile or broken server from running a poll cycle forever: a page that repeats
+//! the one before (a server ignoring `offset`) and more than [`MAX_PAGES`] pages in one
+//! listing. Must not: do HTTP, decode records, or log (callers name the source and URL).
+//!
+//! The rule (README "How it polls"): a short page is **not** taken as the last one, because
+//! servers and proxies cap `limit` (asked 500, got 100). A listing ends on
+//! 1. an empty page;
+//! 2. a reported `totalCount` reached by `offset + count`;
+//! 3. HAL `_links` without a `next` link (VB365 adds `next` whenever more pages exist);
+//! 4. a page repeating the previous one when it is short (a server ignoring `offset` whose
+//!    whole collection fits in one page).
+//!
+//! Without any of these facts, the next page is requested until one comes back empty.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use serde_json::value::RawValue;
+
+/// Pages one listing may take before the cycle gives up (a server that never ends it).
+/// At the largest `page_size` (10000) that is 100 million records in one listing.
+pub const MAX_PAGES: u64 = 10_000;
+
+/// What a page says about the pages around it (all optional: servers differ).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageFacts {
+    /// `totalCount` (VB365 v6/v7; VDC envelopes may have one).
+    pub total: Option<u64>,
+    /// `Some(has_next)` when the page carries a non-empty HAL `_links` object.
+    pub next_link: Option<bool>,
+}
+
+impl PageFacts {
+    /// Read the facts from a page envelope object. Unknown or odd values are ignored.
+    pub fn from_envelope(map: &serde_json::Map<String, serde_json::Value>) -> PageFacts {
+        let field = |names: &[&str]| {
+            map.iter()
+                .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+                .map(|(_, v)| v)
+        };
+        let total = field(&["totalCount", "total"]).and_then(serde_json::Value::as_u64);
+        let next_link = match field(&["_links"]) {
+            Some(serde_json::Value::Object(links)) if !links.is_empty() => Some(
+                links
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("next") && !v.is_null()),
+            ),
+            _ => None,
+        };
+        PageFacts { total, next_link }
+    }
+}
+
+/// Why a listing was abandoned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    #[error(
+        "the server answered offset {offset} with the same {count} records as offset {previous}: it ignores `offset`, so the rest of the listing can't be reached"
+    )]
+    Repeated {
+        offset: u64,
+        previous: u64,
+        count: usize,
+    },
+    #[error(
+        "the listing did not end after {MAX_PAGES} pages (a server that never returns an empty page?)"
+    )]
+    TooManyPages,
+}
+
+/// What to do after a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Request the page at this offset.
+    Next(u64),
+    Done,
+}
+
+/// The paging state of one listing.
+#[derive(Debug, Clone)]
+pub struct Pager {
+    asked_limit: u64,
+    offset: u64,
+    pages: u64,
+    previous: Option<(u64, u64)>,
+}
+
+impl Pager {
+    /// A listing read `limit` records at a time from `offset`.
+    pub fn new(offset: u64, limit: u64) -> Pager {
+        Pager {
+            asked_limit: limit,
+            offset,
+            pages: 0,
+            previous: None,
+        }
+    }
+
+    /// The offset of the page to request now.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Start again at `offset` (a caller that rescans).
+    pub fn restart(&mut self, offset: u64) {
+        self.offset = offset;
+        self.previous = None;
+    }
+
+    /// Account for the page just read at [`Self::offset`]: `count` records (readable or
+    /// not) whose content hashes to `print` ([`fingerprint`]). `step_back` records of it are
+    /// asked for again by the next page (an overlap the caller wants; ignored where it
+    /// would not move forward).
+    pub fn after_page(
+        &mut self,
+        count: usize,
+        print: u64,
+        facts: PageFacts,
+        step_back: u64,
+    ) -> Result<Step, PagingError> {
+        self.pages += 1;
+        let count = count as u64;
+        if count == 0 {
+            return Ok(Step::Done);
+        }
+        if let Some((previous, previous_print)) = self.previous
+            && previous_print == print
+            && previous != self.offset
+        {
+            if count < self.asked_limit {
+                // Offset ignored, but the whole collection fits in the page we have.
+                return Ok(Step::Done);
+            }
+            return Err(PagingError::Repeated {
+                offset: self.offset,
+                previous,
+                count: count as usize,
+            });
+        }
+        let end = self.offset.saturating_add(count);
+        let more = match (facts.total, facts.next_link) {
+            (Some(total), _) => end < total,
+            (None, Some(next)) => next,
+            (None, None) => true,
+        };
+        if !more {
+            return Ok(Step::Done);
+        }
+        if self.pages >= MAX_PAGES {
+            return Err(PagingError::TooManyPages);
+        }
+        self.previous = Some((self.offset, print));
+        let back = if step_back < count { step_back } else { 0 };
+        self.offset = end - back;
+        Ok(Step::Next(self.offset))
+    }
+}
+
+/// A hash of a page's records, to recognise a page served again for another offset.
+pub fn fingerprint(records: &[Box<RawValue>]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for r in records {
+        r.get().hash(&mut h);
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recs(ids: std::ops::Range<u32>) -> Vec<Box<RawValue>> {
+        ids.map(|i| serde_json::value::to_raw_value(&serde_json::json!({ "id": i })).unwrap())
+            .collect()
+    }
+
+    fn n(ids: std::ops::Range<u32>) -> usize {
+        ids.len()
+    }
+
+    fn fp(ids: std::ops::Range<u32>) -> u64 {
+        fingerprint(&recs(ids))
+    }
+
+    fn facts(total: Option<u64>, next_link: Option<bool>) -> PageFacts {
+        PageFacts { total, next_link }
+    }
+
+    #[test]
+    fn a_capped_page_is_not_the_last_one() {
+        // Asked 500, the server gives 100 at a time and says nothing else.
+        let mut p = Pager::new(0, 500);
+        assert_eq!(
+            p.after_page(n(0..100), fp(0..100), facts(None, None), 0),
+            Ok(Step::Next(100))
+        );
+        assert_eq!(
+            p.after_page(n(100..200), fp(100..200), facts(None, None), 0),
+            Ok(Step::Next(200))
+        );
+        assert_eq!(
+            p.after_page(n(0..0), fp(0..0), facts(None, None), 0),
+            Ok(Step::Done)
+        );
+    }
+
+    #[test]
+    fn total_and_links_end_a_listing_without_an_empty_page() {
+        let mut p = Pager::new(0, 500);
+        assert_eq!(
+            p.after_page(n(0..100), fp(0..100), facts(Some(250), None), 0),
+            Ok(Step::Next(100))
+        );
+        assert_eq!(
+            p.after_page(n(100..200), fp(100..200), facts(Some(250), None), 0),
+            Ok(Step::Next(200))
+        );
+        assert_eq!(
+            p.after_page(n(200..250), fp(200..250), facts(Some(250), None), 0),
+            Ok(Step::Done)
+        );
+
+        let mut p = Pager::new(0, 500);
+        assert_eq!(
+            p.after_page(n(0..100), fp(0..100), facts(None, Some(true)), 0),
+            Ok(Step::Next(100))
+        );
+        assert_eq!(
+            p.after_page(n(100..150), fp(100..150), facts(None, Some(false)), 0),
+            Ok(Step::Done)
+        );
+    }
+
+    #[test]
+    fn a_server_ignoring_offset_is_refused_unless_its_page_is_all_there_is() {
+        let mut p = Pager::new(0, 100);
+        assert_eq!(
+            p.after_page(n(0..100), fp(0..100), facts(None, None), 0),
+            Ok(Step::Next(100))
+        );
+        let e = p
+            .after_page(n(0..100), fp(0..100), facts(None, None), 0)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PagingError::Repeated {
+                    offset: 100,
+                    previous: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("ignores `offset`"));
+
+        let mut p = Pager::new(0, 100);
+        assert_eq!(
+            p.after_page(n(0..7), fp(0..7), facts(None, None), 0),
+            Ok(Step::Next(7))
+        );
+        assert_eq!(
+            p.after_page(n(0..7), fp(0..7), facts(None, None), 0),
+            Ok(Step::Done)
+        );
+    }
+
+    #[test]
+    fn an_endless_listing_stops_at_the_page_cap() {
+        let mut p = Pager::new(0, 2);
+        let mut result = Ok(Step::Next(0));
+        for i in 0..MAX_PAGES as u32 + 1 {
+            result = p.after_page(
+                n(i * 2..i * 2 + 2),
+                fp(i * 2..i * 2 + 2),
+                facts(None, Some(true)),
+                0,
+            );
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(PagingError::TooManyPages));
+    }
+
+    #[test]
+    fn overlap_steps_back_but_always_moves_forward() {
+        let mut p = Pager::new(0, 10);
+        assert_eq!(
+            p.after_page(n(0..10), fp(0..10), facts(None, None), 2),
+            Ok(Step::Next(8))
+        );
+        assert_eq!(
+            p.after_page(n(8..9), fp(8..9), facts(None, None), 2),
+            Ok(Step::Next(9))
+        );
+    }
+
+    #[test]
+    fn facts_from_envelopes() {
+        let map = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let f = PageFacts::from_envelope(&map(serde_json::json!({
+            "offset": 0, "limit": 30, "results": [], "totalCount": null,
+            "_links": {"self": {"href": "/v6/RestoreSessions?offset=0"}}
+        })));
+        assert_eq!(f, facts(None, Some(false)));
+        let f = PageFacts::from_envelope(&map(serde_json::json!({
+            "totalCount": 42, "_links": {"self": {}, "next": {"href": "x"}}
+        })));
+        assert_eq!(f, facts(Some(42), Some(true)));
+        let f = PageFacts::from_envelope(&map(serde_json::json!({"_links": {}, "total": "7"})));
+        assert_eq!(f, facts(None, None));
+    }
+}

@@ -1,0 +1,148 @@
+//! The `[state] dir` belongs to one process at a time.
+//!
+//! Owns the exclusive lock `<dir>/veeam-siem.lock`: taken once when a `run` or `backfill`
+//! process starts (`backfill` locks its own `<dir>/backfill/<window>/`) and held until the
+//! process exits, so two daemons never interleave checkpoint writes, channel files or
+//! dead letters. The lock is an `flock` on the file, not the file's existence: the kernel
+//! releases it when the process dies (even by `kill -9`), so a stale file never blocks a
+//! restart, and the file is left in place. The holder writes its PID into it so the
+//! refused instance can say who holds it. A SIGHUP reload runs inside the same process
+//! and never takes it again.
+//!
+//! Must not: be taken by `check` or `demo` (they must work next to a running daemon), or
+//! be released before the process ends.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::durable::{self, PRIVATE_DIR, PRIVATE_FILE};
+
+/// The lock file's name inside the state dir.
+pub const LOCK_FILE: &str = "veeam-siem.lock";
+
+/// Why the state dir could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "state dir {} is in use by another veeam-siem process (PID {pid}, holding {}); stop that process first, or give this one its own `[state] dir`",
+        dir.display(),
+        lock.display()
+    )]
+    Held {
+        dir: PathBuf,
+        lock: PathBuf,
+        pid: String,
+    },
+    #[error(
+        "cannot lock state dir {} ({}): {source}; check that `[state] dir` is writable by this user",
+        dir.display(),
+        lock.display()
+    )]
+    Io {
+        dir: PathBuf,
+        lock: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl LockError {
+    /// The process exit code: 2 (like a usage error: starting again cannot help while the
+    /// other process runs; systemd's `RestartPreventExitStatus=2` then stops retrying) when
+    /// another process holds the lock, 1 for an I/O failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LockError::Held { .. } => 2,
+            LockError::Io { .. } => 1,
+        }
+    }
+}
+
+/// The held lock; dropping it (at process exit) releases it.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    /// Create `dir` (0700) if needed and lock it, or say which process holds it.
+    pub fn acquire(dir: &Path) -> Result<StateLock, LockError> {
+        let lock = dir.join(LOCK_FILE);
+        let io_err = |source| LockError::Io {
+            dir: dir.to_path_buf(),
+            lock: lock.clone(),
+            source,
+        };
+        durable::create_dirs(dir, PRIVATE_DIR).map_err(io_err)?;
+        let (mut file, _created) =
+            durable::open_or_create(&lock, PRIVATE_FILE, false).map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let pid = match file.read_to_string(&mut text) {
+                    Ok(_) if !text.trim().is_empty() => text.trim().to_string(),
+                    _ => "unknown".to_string(),
+                };
+                return Err(LockError::Held {
+                    dir: dir.to_path_buf(),
+                    lock,
+                    pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .and_then(|()| file.sync_data())
+            .map_err(io_err)?;
+        tracing::debug!(lock = %lock.display(), "state dir locked");
+        Ok(StateLock {
+            _file: file,
+            path: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_pid_and_the_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = StateLock::acquire(&state).unwrap();
+        let pid = std::process::id().to_string();
+        assert_eq!(std::fs::read_to_string(first.path()).unwrap().trim(), pid);
+        let e = StateLock::acquire(&state).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("PID {pid}")) && text.contains(&state.display().to_string()),
+            "{text}"
+        );
+        drop(first);
+        // Released with the holder; the file stays and is simply taken again.
+        let again = StateLock::acquire(&state).unwrap();
+        assert!(again.path().exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_dir_and_the_lock_file_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("a").join("state");
+        let lock = StateLock::acquire(&state).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(lock.path()), 0o600);
+    }
+}
