@@ -53,6 +53,14 @@ pub struct Event {
     pub client: Option<Client>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceEndpoint>,
+    /// ECS `tags`: `veeam_field_degraded` when Veeam sent odd values that were left out or
+    /// kept as text (see `error.message`), `veeam_time_assumed_utc` when a time had no
+    /// offset and was read as UTC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// ECS `error.*`: set on degraded events, naming each odd field and what was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorField>,
     pub veeam: Veeam,
 }
 
@@ -179,6 +187,13 @@ pub struct SourceEndpoint {
     pub ip: Option<String>,
 }
 
+/// ECS `error.*` (only `message` is used).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorField {
+    pub message: String,
+}
+
 /// Vendor-specific fields under `veeam.*`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +210,10 @@ pub struct Veeam {
     pub job_session: Option<JobSession>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Log>,
+    /// The Veeam fields (`<record>.<wire field>`, e.g. `restoreEvent.itemSizeBytes`) whose
+    /// values were odd, in the order found; with the tag `veeam_field_degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded_fields: Vec<String>,
 }
 
 /// `veeam.restore_session.*` (VB365).

@@ -63,6 +63,7 @@ pub struct Metrics {
     registry: Registry,
     pub records_read: Family<SourceLabel, Counter>,
     pub records_skipped: Family<SourceLabel, Counter>,
+    pub records_degraded: Family<SourceLabel, Counter>,
     pub events_mapped: Family<SourceLabel, Counter>,
     pub events_filtered: Family<SourceLabel, Counter>,
     pub events_delivered: Family<SinkSourceLabels, Counter>,
@@ -101,6 +102,7 @@ impl Metrics {
         let m = Metrics {
             records_read: Family::default(),
             records_skipped: Family::default(),
+            records_degraded: Family::default(),
             events_mapped: Family::default(),
             events_filtered: Family::default(),
             events_delivered: Family::default(),
@@ -130,6 +132,11 @@ impl Metrics {
             "source_records_skipped",
             "Records a source could not decode and skipped (each is logged with its session id)",
             m.records_skipped.clone(),
+        );
+        registry.register(
+            "source_records_degraded",
+            "Records shipped with odd values left out or kept as text (their events carry the tag veeam_field_degraded and error.message)",
+            m.records_degraded.clone(),
         );
         registry.register(
             "events_mapped",
@@ -357,6 +364,13 @@ impl Metrics {
             .inc();
     }
 
+    /// A record (one event) shipped with odd values of its own or of its session or job.
+    pub fn record_degraded(&self, source: &str) {
+        self.records_degraded
+            .get_or_create(&source_label(source))
+            .inc();
+    }
+
     pub fn token_issued(&self, source: &str, grant: &str) {
         self.token_requests
             .get_or_create(&TokenLabels {
@@ -490,6 +504,23 @@ mod tests {
         let lag: f64 = lag_line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!((89.0..200.0).contains(&lag), "{lag_line}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn degraded_records_are_counted_next_to_skipped_ones() {
+        let m = Metrics::new();
+        m.record_skipped("vbo_main");
+        m.record_degraded("vbo_main");
+        m.record_degraded("vbo_main");
+        let text = m.render(Utc::now());
+        assert!(
+            text.contains(r#"veeam_siem_source_records_skipped_total{source="vbo_main"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"veeam_siem_source_records_degraded_total{source="vbo_main"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]

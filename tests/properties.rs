@@ -22,8 +22,13 @@
 //! - the output contract: records of both sources with arbitrary content map to events
 //!   that match `schemas/` (formats included). Two gaps it found in VB365 records (blank
 //!   ids, times outside years 0000–9999 in UTC) are now refused at decode time (tests
-//!   below); VDC times outside that range are still steered around (see
-//!   `avoid_known_gaps`).
+//!   below; such a VDC time is left out and reported); the generator still steers around
+//!   them (see `avoid_known_gaps`) so the rest gets checked.
+//! - vendor drift: one non-essential field of a valid record of any kind, changed to
+//!   another JSON type, `null`, an odd string, or removed, never costs the record: it maps
+//!   to a schema-valid event that names the field exactly when the value is odd; an
+//!   unusable essential field (ids, VB365 `order`, both VB365 times) makes the record
+//!   unusable.
 //!
 //! When a property fails, proptest prints the minimal input and saves its seed in
 //! `tests/properties.proptest-regressions` (replayed first on the next runs).
@@ -1446,8 +1451,9 @@ fn vbo_times_outside_years_0000_to_9999_are_refused_at_decode() {
         .to_string();
         assert!(err.contains("outside years"), "{start}: {err}");
     }
+    // (One second past .NET's DateTime.MinValue, which now means "no value".)
     let ok: RawRestoreEvent = serde_json::from_value(json!({
-        "id": "e-1", "status": "Success", "startTime": "0001-01-01T00:00:00+00:00", "order": 0
+        "id": "e-1", "status": "Success", "startTime": "0001-01-01T00:00:01+00:00", "order": 0
     }))
     .unwrap();
     let value =
@@ -1471,4 +1477,359 @@ fn blank_vb365_ids_are_refused_at_decode() {
         "id": " ", "status": "Success", "startTime": "2025-03-04T08:00:00Z", "order": 0
     }));
     assert!(event.unwrap_err().to_string().contains("blank id"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Vendor drift: a valid record with one non-essential field mutated still decodes, maps to
+// a schema-valid event, and that event names the field; an unusable essential field makes
+// the record unusable (the source skips it, logged with its ids).
+
+const SPEC_SESSIONS: &str = include_str!("fixtures/vbo/spec-v8-restoresessions-page.json");
+const SPEC_EVENTS: &str = include_str!("fixtures/vbo/spec-v8-restoresession-events-page.json");
+const VDC_JOBS: &str = include_str!("fixtures/vdc/backup-jobs.json");
+const VDC_SESSIONS: &str = include_str!("fixtures/vdc/job-sessions.json");
+const VDC_LOGS: &str = include_str!("fixtures/vdc/job-session-logs.json");
+
+/// Which record a field belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rec {
+    Session,
+    Event,
+    Job,
+    JobSession,
+    LogEntry,
+}
+
+impl Rec {
+    /// The prefix events use to name the record's fields.
+    fn prefix(self) -> &'static str {
+        match self {
+            Rec::Session => "restoreSession",
+            Rec::Event => "restoreEvent",
+            Rec::Job => "job",
+            Rec::JobSession => "jobSession",
+            Rec::LogEntry => "logEntry",
+        }
+    }
+}
+
+/// How a field is read (see `map::wire_checks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    /// Free text: any string is fine.
+    Text,
+    /// A string from a known set.
+    Keyword,
+    Time,
+    /// A whole number (or size).
+    Number,
+    TimeSpan,
+}
+
+/// Every non-essential field of every record: (record, wire name, kind, required by the
+/// spec). VB365 `startTime` is essential only when `endTime` is unusable too (the fixtures
+/// all have one).
+const DRIFT_FIELDS: &[(Rec, &str, FieldKind, bool)] = {
+    use FieldKind::*;
+    use Rec::*;
+    &[
+        (Session, "name", Text, false),
+        (Session, "organization", Text, false),
+        (Session, "type", Keyword, true),
+        (Session, "creationTime", Time, true),
+        (Session, "endTime", Time, false),
+        (Session, "state", Keyword, true),
+        (Session, "result", Keyword, true),
+        (Session, "initiatedBy", Text, false),
+        (Session, "details", Text, false),
+        (Session, "scopeName", Text, false),
+        (Session, "clientHost", Text, false),
+        (Session, "reason", Text, false),
+        (Session, "eTag", Number, false),
+        (Event, "type", Keyword, false),
+        (Event, "status", Keyword, true),
+        (Event, "startTime", Time, true),
+        (Event, "endTime", Time, false),
+        (Event, "duration", TimeSpan, false),
+        (Event, "title", Text, false),
+        (Event, "message", Text, true),
+        (Event, "itemName", Text, false),
+        (Event, "itemType", Text, false),
+        (Event, "itemSizeBytes", Number, false),
+        (Event, "source", Text, false),
+        (Event, "target", Text, false),
+        (Event, "organizationId", Text, false),
+        (Event, "backedUpOrganizationId", Text, false),
+        (Event, "userId", Text, false),
+        (Event, "groupId", Text, false),
+        (Event, "siteId", Text, false),
+        (Event, "teamId", Text, false),
+        (Job, "name", Text, false),
+        (Job, "backupType", Text, false),
+        (Job, "jobType", Text, false),
+        (JobSession, "creationTime", Time, false),
+        (JobSession, "endTime", Time, false),
+        (JobSession, "progress", Number, false),
+        (JobSession, "status", Text, false),
+        (JobSession, "processedObjects", Number, false),
+        (JobSession, "jobType", Text, false),
+        (LogEntry, "id", Text, false),
+        (LogEntry, "title", Text, false),
+        (LogEntry, "creationTime", Time, false),
+        (LogEntry, "endTime", Time, false),
+    ]
+};
+
+/// How a field is mutated.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// A value of another JSON type (never a string or null; never a number for numbers).
+    OtherType(Value),
+    Null,
+    /// A string no rule accepts as a time, number, TimeSpan or enum value (never blank).
+    OddString(String),
+    Remove,
+}
+
+impl Mutation {
+    fn apply(&self, record: &mut Value, field: &str) {
+        let Some(map) = record.as_object_mut() else {
+            return;
+        };
+        match self {
+            Mutation::OtherType(v) => {
+                map.insert(field.to_string(), v.clone());
+            }
+            Mutation::Null => {
+                map.insert(field.to_string(), Value::Null);
+            }
+            Mutation::OddString(s) => {
+                map.insert(field.to_string(), Value::String(s.clone()));
+            }
+            Mutation::Remove => {
+                map.remove(field);
+            }
+        }
+    }
+
+    /// Whether the event must report the field: any value of another type or an odd
+    /// string where text isn't free; a missing one only where the spec requires it.
+    fn reported(&self, kind: FieldKind, required: bool) -> bool {
+        match self {
+            Mutation::OtherType(_) => true,
+            Mutation::OddString(_) => kind != FieldKind::Text,
+            Mutation::Null | Mutation::Remove => required,
+        }
+    }
+}
+
+fn mutation(kind: FieldKind) -> BoxedStrategy<Mutation> {
+    let scalar = if kind == FieldKind::Number {
+        any::<bool>().prop_map(Value::Bool).boxed()
+    } else {
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+        ]
+        .boxed()
+    };
+    let other = prop_oneof![
+        2 => scalar,
+        1 => arb_json(true).prop_filter("an array or object", |v| v.is_array() || v.is_object()),
+    ];
+    prop_oneof![
+        3 => other.prop_map(Mutation::OtherType),
+        1 => Just(Mutation::Null),
+        2 => (nasty(), "[a-z]{0,8}")
+            .prop_map(|(tail, word)| Mutation::OddString(format!("odd {word} 🦀{tail}"))),
+        1 => Just(Mutation::Remove),
+    ]
+    .boxed()
+}
+
+fn results(page: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(page).expect("fixture");
+    match v {
+        Value::Array(items) => items,
+        mut page => match page["results"].take() {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// Clean records of every kind (the spec's and the published samples), decoded and mapped
+/// the way the sources do, from (possibly mutated) JSON.
+struct Drifted {
+    session: Value,
+    event: Value,
+    job: Value,
+    job_session: Value,
+    entry: Value,
+}
+
+impl Drifted {
+    fn pick(s: usize, e: usize, l: usize) -> Drifted {
+        let sessions = results(SPEC_SESSIONS);
+        let events = results(SPEC_EVENTS);
+        let logs = results(VDC_LOGS);
+        Drifted {
+            session: sessions[s % sessions.len()].clone(),
+            event: events[e % events.len()].clone(),
+            job: results(VDC_JOBS)[0].clone(),
+            job_session: results(VDC_SESSIONS)[0].clone(),
+            entry: logs[l % logs.len()].clone(),
+        }
+    }
+
+    fn record_mut(&mut self, rec: Rec) -> &mut Value {
+        match rec {
+            Rec::Session => &mut self.session,
+            Rec::Event => &mut self.event,
+            Rec::Job => &mut self.job,
+            Rec::JobSession => &mut self.job_session,
+            Rec::LogEntry => &mut self.entry,
+        }
+    }
+
+    /// Decode like the sources (`Err`: the record the source would skip) and map.
+    fn map(&self, rec: Rec) -> Result<Event, String> {
+        let placement = fetched_at();
+        if matches!(rec, Rec::Session | Rec::Event) {
+            let session = veeam_siem::map::vbo::decode_session(self.session.to_string(), placement)
+                .map_err(|e| e.to_string())?;
+            let raw = self.event.to_string();
+            let event = veeam_siem::map::vbo::decode_event(&raw).map_err(|e| e.to_string())?;
+            Ok(map_restore_event(&ctx("vbo"), &session, &event, Some(&raw)))
+        } else {
+            use veeam_siem::map::vdc::{decode_job, decode_job_session, decode_log_entry};
+            let job = decode_job(self.job.to_string()).map_err(|e| e.to_string())?;
+            let session =
+                decode_job_session(self.job_session.to_string()).map_err(|e| e.to_string())?;
+            let raw = self.entry.to_string();
+            let entry = decode_log_entry(&raw).map_err(|e| e.to_string())?;
+            Ok(map_log_entry(
+                &ctx("vdc"),
+                &job,
+                &session,
+                &entry,
+                3,
+                Some(&raw),
+            ))
+        }
+    }
+}
+
+fn drift_case() -> impl Strategy<Value = ((Rec, &'static str, FieldKind, bool), Mutation)> {
+    select(DRIFT_FIELDS).prop_flat_map(|field| (Just(field), mutation(field.2)))
+}
+
+/// The schema errors of an event, one per line.
+fn schema_errors(event: &Event) -> Vec<String> {
+    let value = serde_json::to_value(event).expect("event JSON");
+    event_validator()
+        .iter_errors(&value)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn the_drift_fixtures_are_clean() {
+    for (s, e, l) in [(0, 0, 0), (1, 1, 1), (0, 2, 2)] {
+        let d = Drifted::pick(s, e, l);
+        for rec in [Rec::Event, Rec::LogEntry] {
+            let event = d.map(rec).expect("fixture decodes");
+            assert!(event.tags.is_empty(), "{rec:?}: {:?}", event.error);
+            assert!(schema_errors(&event).is_empty());
+        }
+    }
+}
+
+proptest! {
+    /// One non-essential field of a valid record (VB365 session or event, VDC job, job
+    /// session or log entry) changed to another JSON type, `null`, an odd string, or
+    /// removed: the record still decodes and maps, the event is schema-valid, and it
+    /// reports the field (tag, `error.message`, `veeam.degraded_fields`) exactly when the
+    /// value is odd; otherwise it reports nothing.
+    #[test]
+    fn a_drifted_field_never_costs_the_record_and_is_reported(
+        ((rec, field, kind, required), mutation) in drift_case(),
+        (s, e, l) in (0usize..2, 0usize..3, 0usize..3),
+    ) {
+        let mut d = Drifted::pick(s, e, l);
+        mutation.apply(d.record_mut(rec), field);
+        let event = d.map(rec).map_err(|e| TestCaseError::fail(format!("skipped: {e}")))?;
+        let errors = schema_errors(&event);
+        prop_assert!(errors.is_empty(), "{}\n{event:#?}", errors.join("\n"));
+        let name = format!("{}.{field}", rec.prefix());
+        let message = event.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
+        if mutation.reported(kind, required) {
+            prop_assert_eq!(&event.veeam.degraded_fields, &vec![name.clone()]);
+            prop_assert!(message.contains(&format!("{name}: ")), "{message}");
+            prop_assert!(event.tags.iter().any(|t| t == "veeam_field_degraded"));
+            prop_assert!(event.event.original.is_some());
+        } else {
+            prop_assert!(event.tags.is_empty(), "{name} {mutation:?}: {message}");
+            prop_assert!(event.veeam.degraded_fields.is_empty());
+        }
+    }
+
+    /// An essential field made unusable makes the record unusable: VB365 event `id`,
+    /// `order`, both of its times; VB365 session `id`; VDC job and job session `id`.
+    #[test]
+    fn an_unusable_essential_field_skips_the_record(
+        which in 0usize..6,
+        blank in "[ \t\r\n]{0,3}",
+        not_a_time in nasty().prop_filter("not a time", |t| {
+            veeam_siem::map::wire_checks::read_time_text(t).is_err()
+        }),
+        bad in prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            Just(json!({"id": 1})),
+            Just(json!([1])),
+        ],
+        bad_order in prop_oneof![
+            Just(json!("#12")),
+            Just(json!(1.5)),
+            (1i64..1000).prop_map(|n| json!(-n)),
+            Just(Value::Null),
+            Just(json!({"n": 1})),
+        ],
+    ) {
+        let mut d = Drifted::pick(0, 1, 1);
+        let bad_id = if which % 2 == 0 { Value::String(blank) } else { bad };
+        let rec = match which {
+            0 | 1 => {
+                d.event["id"] = bad_id;
+                Rec::Event
+            }
+            2 => {
+                d.event["order"] = bad_order;
+                Rec::Event
+            }
+            3 => {
+                d.event["startTime"] = Value::String(not_a_time.clone());
+                d.event["endTime"] = json!("0001-01-01T00:00:00");
+                Rec::Event
+            }
+            4 => {
+                d.session["id"] = bad_id;
+                Rec::Session
+            }
+            _ => {
+                if not_a_time.len() % 2 == 0 {
+                    d.job["id"] = bad_id;
+                } else {
+                    d.job_session["id"] = bad_id;
+                }
+                Rec::Job
+            }
+        };
+        let result = d.map(rec);
+        prop_assert!(result.is_err(), "case {which} shipped: {:?}", result.map(|e| e.veeam));
+    }
 }

@@ -212,6 +212,13 @@ fn maximal_event() -> Event {
         source: Some(SourceEndpoint {
             ip: Some("2001:db8::10".into()),
         }),
+        tags: vec![
+            "veeam_field_degraded".into(),
+            "veeam_time_assumed_utc".into(),
+        ],
+        error: Some(ErrorField {
+            message: "restoreEvent.itemSizeBytes: \"12 KB\" is not a whole number".into(),
+        }),
         veeam: Veeam {
             restore_session: Some(RestoreSession {
                 id: "3f2c8a10-6d4e-4b1a-9c55-0e7a2b9d1f01".into(),
@@ -271,6 +278,7 @@ fn maximal_event() -> Event {
                 items: Some(2472),
                 rate_bytes_per_sec: Some(1_887_437),
             }),
+            degraded_fields: vec!["restoreEvent.itemSizeBytes".into()],
         },
     }
 }

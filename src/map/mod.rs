@@ -8,7 +8,8 @@
 //! This file also owns the small helpers every mapping shares: turning Veeam's optional,
 //! often-empty strings into absent fields ([`non_empty`]), .NET `TimeSpan` durations
 //! ([`parse_dotnet_timespan`]), time arithmetic ([`to_utc`], [`nanos_between`]) and
-//! de-duplicated `related.*` lists ([`push_unique`]).
+//! de-duplicated `related.*` lists ([`push_unique`]), and how a record's odd values are
+//! reported in its event ([`degraded`]).
 
 pub mod client_host;
 pub mod vbo;
@@ -16,6 +17,9 @@ pub mod vdc;
 pub mod wire_checks;
 
 use chrono::{DateTime, FixedOffset, Utc};
+
+use crate::event::ErrorField;
+use wire_checks::{Problem, TAG_ASSUMED_UTC, TAG_DEGRADED};
 
 /// Everything a mapping needs besides the record itself.
 #[derive(Debug, Clone)]
@@ -52,6 +56,44 @@ pub fn push_unique(list: &mut Vec<String>, value: &str) {
     if !value.is_empty() && !list.iter().any(|v| v == value) {
         list.push(value.to_string());
     }
+}
+
+/// What an event says about its record's odd values: nothing for a clean record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Degraded {
+    /// `tags`: [`TAG_DEGRADED`], plus [`TAG_ASSUMED_UTC`] when a time had no offset.
+    pub tags: Vec<String>,
+    /// `error.message`: every problem, `<field>: <what was wrong and done>`, `; `-separated.
+    pub error: Option<ErrorField>,
+    /// `veeam.degraded_fields`: each odd field once, in the order found.
+    pub fields: Vec<String>,
+}
+
+/// Turn the problems of an event's records (session first, then the record itself) into
+/// what the event reports.
+pub fn degraded<'p>(problems: impl Iterator<Item = &'p Problem>) -> Degraded {
+    let mut out = Degraded::default();
+    let mut details = Vec::new();
+    let mut assumed_utc = false;
+    for problem in problems {
+        push_unique(&mut out.fields, &problem.field);
+        details.push(problem.to_string());
+        assumed_utc |= problem.assumed_utc;
+    }
+    if details.is_empty() {
+        return out;
+    }
+    out.tags.push(TAG_DEGRADED.to_string());
+    if assumed_utc {
+        out.tags.push(TAG_ASSUMED_UTC.to_string());
+    }
+    out.error = Some(ErrorField {
+        message: format!(
+            "Veeam sent odd values; the record was shipped with them left out or kept as text: {}",
+            details.join("; ")
+        ),
+    });
+    out
 }
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;

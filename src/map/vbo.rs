@@ -1,108 +1,344 @@
 //! VB365 restore sessions and their events → [`Event`].
 //!
 //! Owns: the wire types of `RESTRestoreSession` / `RESTRestoreSessionEvent` as Veeam sends
-//! them (v6/v7/v8, lenient: every field not required by the spec is optional) and the pure
-//! mapping to the output schema. Must not: do I/O, read the clock, log.
+//! them (v6/v7/v8), decoded leniently ([`decode_session`], [`decode_event`]; the rules are in
+//! [`wire_checks`](super::wire_checks)), and the pure mapping to the output schema. Must
+//! not: do I/O, read the clock, log.
+//!
+//! Essential fields (without them a record is [`Unusable`] and the source skips it, logged
+//! with its ids): a session's `id`; an event's `id`, its `order` (the source's cursor
+//! de-duplicates by it) and at least one usable time (`startTime`, else `endTime`). A
+//! session whose `creationTime` is unusable is still shipped: the source gives it a
+//! placement (see [`decode_session`]). Every other field is best-effort: an odd value is
+//! left out or kept as the text Veeam sent, and listed in the record's `problems`.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::client_host::{parse_client_host, parse_initiated_by};
-use super::{MapContext, nanos_between, non_empty, parse_dotnet_timespan, push_unique, to_utc};
+use super::wire_checks::{Fields, Problem, Unusable, read_record};
+use super::{
+    MapContext, degraded, nanos_between, non_empty, parse_dotnet_timespan, push_unique, to_utc,
+};
 use crate::event::{
     Client, Ecs, Event, EventMeta, Gateway, Labels, MODULE, Observer, Organization, Related,
     RestoreEvent, RestoreSession, SourceEndpoint, User, VENDOR, Veeam, dataset, outcome,
 };
 
+/// Problem prefix of session fields.
+pub const SESSION_RECORD: &str = "restoreSession";
+/// Problem prefix of event fields.
+pub const EVENT_RECORD: &str = "restoreEvent";
+
+/// The spec's enums (v6–v8), compared case-insensitively; other values are kept and reported.
+const SESSION_TYPES: [&str; 4] = ["Vex", "Veod", "Vesp", "Vet"];
+const SESSION_STATES: [&str; 2] = ["Working", "Stopped"];
+const SESSION_RESULTS: [&str; 3] = ["Success", "Warning", "Failed"];
+const EVENT_TYPES: [&str; 6] = ["None", "Save", "Export", "Send", "Restore", "View"];
+const EVENT_STATUSES: [&str; 6] = [
+    "Running",
+    "Success",
+    "Warning",
+    "Failed",
+    "Cancelled",
+    "Skipped",
+];
+
 /// `RESTRestoreSession` (spec required: id, type, creationTime, state, result).
+///
+/// Deserializing it directly (`serde_json::from_str`) applies the same lenient rules as
+/// [`decode_session`], but without a placement: an unusable `creationTime` is an error.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "WireSession")]
 pub struct RawRestoreSession {
-    #[serde(deserialize_with = "super::wire_checks::id")]
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub organization: Option<String>,
-    /// Vex | Veod | Vesp | Vet
-    #[serde(rename = "type")]
+    /// Vex | Veod | Vesp | Vet, as sent (a non-string kept as its JSON text); empty when
+    /// missing.
     pub session_type: String,
-    #[serde(deserialize_with = "super::wire_checks::time")]
+    /// Where the source places the session (ordering, horizon, cursor): Veeam's
+    /// `creationTime`, or, when that is unusable, the placement the source chose
+    /// (`creation_time_known` is then false and the event carries no creation time).
     pub creation_time: DateTime<FixedOffset>,
-    #[serde(default, deserialize_with = "super::wire_checks::opt_time")]
+    pub creation_time_known: bool,
     pub end_time: Option<DateTime<FixedOffset>>,
-    /// Working | Stopped
+    /// Working | Stopped, as sent; empty when missing.
     pub state: String,
     /// Success | Warning | Failed
-    #[serde(default)]
     pub result: Option<String>,
-    #[serde(default)]
     pub initiated_by: Option<String>,
-    #[serde(default)]
     pub details: Option<String>,
-    #[serde(default)]
     pub scope_name: Option<String>,
-    #[serde(default)]
     pub client_host: Option<String>,
-    #[serde(default)]
     pub reason: Option<String>,
     /// v8 only.
-    #[serde(default, rename = "eTag")]
     pub etag: Option<i64>,
+    /// Odd values found while decoding (empty for a clean record).
+    pub problems: Vec<Problem>,
+}
+
+/// A restore session as it arrives: every field any JSON value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct WireSession {
+    id: Option<Value>,
+    name: Option<Value>,
+    organization: Option<Value>,
+    #[serde(rename = "type")]
+    session_type: Option<Value>,
+    creation_time: Option<Value>,
+    end_time: Option<Value>,
+    state: Option<Value>,
+    result: Option<Value>,
+    initiated_by: Option<Value>,
+    details: Option<Value>,
+    scope_name: Option<Value>,
+    client_host: Option<Value>,
+    reason: Option<Value>,
+    #[serde(rename = "eTag")]
+    etag: Option<Value>,
+}
+
+impl TryFrom<WireSession> for RawRestoreSession {
+    type Error = Unusable;
+
+    fn try_from(wire: WireSession) -> Result<Self, Unusable> {
+        RawRestoreSession::from_wire(wire, Fields::new(SESSION_RECORD), None)
+    }
 }
 
 impl RawRestoreSession {
-    /// True while the session is still running (more events may come).
-    pub fn is_working(&self) -> bool {
-        !self.state.eq_ignore_ascii_case("Stopped")
+    fn from_wire(
+        w: WireSession,
+        mut f: Fields,
+        placement: Option<DateTime<Utc>>,
+    ) -> Result<Self, Unusable> {
+        let id = f.id("id", w.id)?;
+        let name = f.text("name", w.name, false);
+        let organization = f.text("organization", w.organization, false);
+        let session_type = f
+            .keyword("type", w.session_type, &SESSION_TYPES, true)
+            .unwrap_or_default();
+        let created = f.time("creationTime", w.creation_time, true);
+        let end_time = f.time("endTime", w.end_time, false);
+        let state = f
+            .keyword("state", w.state, &SESSION_STATES, true)
+            .unwrap_or_default();
+        let result = f.keyword("result", w.result, &SESSION_RESULTS, true);
+        let initiated_by = f.text("initiatedBy", w.initiated_by, false);
+        let details = f.text("details", w.details, false);
+        let scope_name = f.text("scopeName", w.scope_name, false);
+        let client_host = f.text("clientHost", w.client_host, false);
+        let reason = f.text("reason", w.reason, false);
+        let etag = f.int("eTag", w.etag);
+        let (creation_time, creation_time_known) = match (created, placement) {
+            (Some(t), _) => (t, true),
+            (None, Some(at)) => (at.fixed_offset(), false),
+            (None, None) => {
+                let why: Vec<String> = f.problems().iter().map(ToString::to_string).collect();
+                return Err(Unusable(format!(
+                    "{SESSION_RECORD}.creationTime: unusable and no placement given ({})",
+                    why.join("; ")
+                )));
+            }
+        };
+        Ok(RawRestoreSession {
+            id,
+            name,
+            organization,
+            session_type,
+            creation_time,
+            creation_time_known,
+            end_time,
+            state,
+            result,
+            initiated_by,
+            details,
+            scope_name,
+            client_host,
+            reason,
+            etag,
+            problems: f.into_problems(),
+        })
     }
+
+    /// True while the session is still running (more events may come): its `state` says
+    /// so; when the state is neither `Working` nor `Stopped` (odd or missing), as long as it
+    /// has no usable `endTime`.
+    pub fn is_working(&self) -> bool {
+        let state = self.state.trim();
+        if state.eq_ignore_ascii_case("Stopped") {
+            false
+        } else if state.eq_ignore_ascii_case("Working") {
+            true
+        } else {
+            self.end_time.is_none()
+        }
+    }
+
+    /// The session had odd values (each of its events reports them).
+    pub fn is_degraded(&self) -> bool {
+        !self.problems.is_empty()
+    }
+}
+
+/// Decode one restore session record (JSON) leniently.
+///
+/// `placement` is where the source puts a session whose `creationTime` is unusable
+/// (missing, not a time, `DateTime.MinValue`, outside years 0000–9999): the source passes
+/// its current horizon (or the session's stored cursor time), which never moves the horizon
+/// and keeps the session inside the listing window; the session is shipped with its
+/// problems reported. `Err` only when the `id` is unusable.
+pub fn decode_session(
+    raw: impl AsRef<[u8]>,
+    placement: DateTime<Utc>,
+) -> Result<RawRestoreSession, Unusable> {
+    let mut f = Fields::new(SESSION_RECORD);
+    let wire: WireSession = read_record(raw.as_ref(), &mut f)?;
+    RawRestoreSession::from_wire(wire, f, Some(placement))
 }
 
 /// `RESTRestoreSessionEvent` (spec required: id, status, message, startTime, order).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "WireEvent")]
 pub struct RawRestoreEvent {
-    #[serde(deserialize_with = "super::wire_checks::id")]
     pub id: String,
     /// None | Save | Export | Send | Restore | View
-    #[serde(default, rename = "type")]
     pub event_type: Option<String>,
+    /// As sent; empty when missing.
     pub status: String,
-    #[serde(deserialize_with = "super::wire_checks::time")]
-    pub start_time: DateTime<FixedOffset>,
-    #[serde(default, deserialize_with = "super::wire_checks::opt_time")]
+    /// At least one of the two times is set (decoding refuses a record with neither).
+    pub start_time: Option<DateTime<FixedOffset>>,
     pub end_time: Option<DateTime<FixedOffset>>,
-    /// .NET TimeSpan `[d.]hh:mm:ss[.fffffff]`.
-    #[serde(default)]
+    /// .NET TimeSpan `[d.]hh:mm:ss[.fffffff]` (only a non-negative one that parses).
     pub duration: Option<String>,
-    #[serde(default)]
     pub title: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
     pub order: i64,
-    #[serde(default)]
     pub item_name: Option<String>,
-    #[serde(default)]
     pub item_type: Option<String>,
-    #[serde(default)]
+    /// Only a non-negative whole number.
     pub item_size_bytes: Option<i64>,
-    #[serde(default)]
     pub source: Option<String>,
-    #[serde(default)]
     pub target: Option<String>,
     /// v8 only.
-    #[serde(default)]
     pub organization_id: Option<String>,
-    #[serde(default)]
     pub backed_up_organization_id: Option<String>,
-    #[serde(default)]
     pub user_id: Option<String>,
-    #[serde(default)]
     pub group_id: Option<String>,
-    #[serde(default)]
     pub site_id: Option<String>,
-    #[serde(default)]
     pub team_id: Option<String>,
+    /// Odd values found while decoding (empty for a clean record).
+    pub problems: Vec<Problem>,
+}
+
+/// A restore-session event as it arrives: every field any JSON value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct WireEvent {
+    id: Option<Value>,
+    #[serde(rename = "type")]
+    event_type: Option<Value>,
+    status: Option<Value>,
+    start_time: Option<Value>,
+    end_time: Option<Value>,
+    duration: Option<Value>,
+    title: Option<Value>,
+    message: Option<Value>,
+    order: Option<Value>,
+    item_name: Option<Value>,
+    item_type: Option<Value>,
+    item_size_bytes: Option<Value>,
+    source: Option<Value>,
+    target: Option<Value>,
+    organization_id: Option<Value>,
+    backed_up_organization_id: Option<Value>,
+    user_id: Option<Value>,
+    group_id: Option<Value>,
+    site_id: Option<Value>,
+    team_id: Option<Value>,
+}
+
+impl TryFrom<WireEvent> for RawRestoreEvent {
+    type Error = Unusable;
+
+    fn try_from(wire: WireEvent) -> Result<Self, Unusable> {
+        RawRestoreEvent::from_wire(wire, Fields::new(EVENT_RECORD))
+    }
+}
+
+impl RawRestoreEvent {
+    fn from_wire(w: WireEvent, mut f: Fields) -> Result<Self, Unusable> {
+        let id = f.id("id", w.id)?;
+        let order = f.order("order", w.order)?;
+        let before_times = f.problems().len();
+        let start_time = f.time("startTime", w.start_time, true);
+        let end_time = f.time("endTime", w.end_time, false);
+        if start_time.is_none() && end_time.is_none() {
+            let why: Vec<String> = f.problems()[before_times..]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let why = if why.is_empty() {
+                "both missing".to_string()
+            } else {
+                why.join("; ")
+            };
+            return Err(Unusable(format!(
+                "{EVENT_RECORD}: no usable startTime or endTime ({why})"
+            )));
+        }
+        Ok(RawRestoreEvent {
+            id,
+            event_type: f.keyword("type", w.event_type, &EVENT_TYPES, false),
+            status: f
+                .keyword("status", w.status, &EVENT_STATUSES, true)
+                .unwrap_or_default(),
+            start_time,
+            end_time,
+            duration: f.timespan("duration", w.duration),
+            title: f.text("title", w.title, false),
+            message: f.text("message", w.message, true),
+            order,
+            item_name: f.text("itemName", w.item_name, false),
+            item_type: f.text("itemType", w.item_type, false),
+            item_size_bytes: f.size("itemSizeBytes", w.item_size_bytes),
+            source: f.text("source", w.source, false),
+            target: f.text("target", w.target, false),
+            organization_id: f.text("organizationId", w.organization_id, false),
+            backed_up_organization_id: f.text(
+                "backedUpOrganizationId",
+                w.backed_up_organization_id,
+                false,
+            ),
+            user_id: f.text("userId", w.user_id, false),
+            group_id: f.text("groupId", w.group_id, false),
+            site_id: f.text("siteId", w.site_id, false),
+            team_id: f.text("teamId", w.team_id, false),
+            problems: f.into_problems(),
+        })
+    }
+
+    /// The event had odd values.
+    pub fn is_degraded(&self) -> bool {
+        !self.problems.is_empty()
+    }
+}
+
+/// Decode one restore-session event record (JSON) leniently. `Err` only when an essential
+/// field is unusable: `id`, `order`, or both `startTime` and `endTime`.
+pub fn decode_event(raw: impl AsRef<[u8]>) -> Result<RawRestoreEvent, Unusable> {
+    let mut f = Fields::new(EVENT_RECORD);
+    let wire: WireEvent = read_record(raw.as_ref(), &mut f)?;
+    RawRestoreEvent::from_wire(wire, f)
+}
+
+/// Whether the event shipped for (`session`, `event`) reports odd values (the source then
+/// keeps the raw record in `event.original` and counts it).
+pub fn is_degraded(session: &RawRestoreSession, event: &RawRestoreEvent) -> bool {
+    session.is_degraded() || event.is_degraded()
 }
 
 /// `observer.product` for every VB365 event.
@@ -126,15 +362,23 @@ pub mod action {
 /// Map one restore-session event (with its session) to the output event.
 ///
 /// `original` is the raw JSON of the event record, kept in `event.original` when the
-/// source has `keep_original = true`.
+/// source has `keep_original = true` or the record had odd values. Odd values of the
+/// session and of the event are reported in `tags`, `error.message` and
+/// `veeam.degraded_fields`.
 pub fn map_restore_event(
     ctx: &MapContext<'_>,
     session: &RawRestoreSession,
     event: &RawRestoreEvent,
     original: Option<&str>,
 ) -> Event {
-    let start = to_utc(event.start_time);
+    let start = event.start_time.map(to_utc);
     let end = event.end_time.map(to_utc);
+    let session_created = session
+        .creation_time_known
+        .then(|| to_utc(session.creation_time));
+    // Decoding guarantees a start or an end; a hand-built record may have neither.
+    let timestamp = start.or(end).or(session_created).unwrap_or(ctx.fetched_at);
+    let report = degraded(session.problems.iter().chain(&event.problems));
     let item_type = item_event_type(event.event_type.as_deref());
     let action = event_action(
         event.event_type.as_deref(),
@@ -198,7 +442,11 @@ pub fn map_restore_event(
         .as_deref()
         .and_then(parse_dotnet_timespan)
         .filter(|ns| *ns >= 0)
-        .or_else(|| end.and_then(|end| nanos_between(start, end)));
+        .or_else(|| {
+            start
+                .zip(end)
+                .and_then(|(start, end)| nanos_between(start, end))
+        });
 
     let message = non_empty(event.message.as_deref())
         .or_else(|| non_empty(event.title.as_deref()))
@@ -208,7 +456,7 @@ pub fn map_restore_event(
         });
 
     Event {
-        timestamp: start,
+        timestamp,
         ecs: Ecs::default(),
         message,
         event: EventMeta {
@@ -220,7 +468,7 @@ pub fn map_restore_event(
             id: event.id.clone(),
             sequence: Some(event.order),
             created: ctx.fetched_at,
-            start: Some(start),
+            start,
             end,
             duration,
             dataset: dataset::VBO_RESTORE.to_string(),
@@ -241,6 +489,8 @@ pub fn map_restore_event(
         user,
         client,
         source: gateway_ip.clone().map(|ip| SourceEndpoint { ip: Some(ip) }),
+        tags: report.tags,
+        error: report.error,
         veeam: Veeam {
             restore_session: Some(RestoreSession {
                 id: session.id.clone(),
@@ -254,7 +504,7 @@ pub fn map_restore_event(
                 client_host: client_host_raw,
                 initiated_by: initiated_by_raw,
                 initiated_by_is_organization: initiated.is_organization,
-                creation_time: Some(to_utc(session.creation_time)),
+                creation_time: session_created,
                 end_time: session.end_time.map(to_utc),
                 etag: session.etag,
             }),
@@ -275,6 +525,7 @@ pub fn map_restore_event(
                 team_id: non_empty(event.team_id.as_deref()),
             }),
             gateway: gateway_ip.map(|ip| Gateway { ip }),
+            degraded_fields: report.fields,
             ..Veeam::default()
         },
     }
@@ -1029,7 +1280,7 @@ mod tests {
     #[test]
     fn duration_from_timespan_else_from_start_and_end() {
         let (session, mut event) = pair("Vex", Some("Restore"), "Success", "x", 1);
-        event.start_time = DateTime::parse_from_rfc3339("2025-03-04T08:00:00Z").unwrap();
+        event.start_time = Some(DateTime::parse_from_rfc3339("2025-03-04T08:00:00Z").unwrap());
         event.end_time = Some(DateTime::parse_from_rfc3339("2025-03-04T10:00:01+02:00").unwrap());
         event.duration = Some("1.02:03:04.5".into());
         let d = |e: &RawRestoreEvent| map_restore_event(&ctx(), &session, e, None).event.duration;
@@ -1054,7 +1305,7 @@ mod tests {
         let (mut session, mut event) = pair("Vex", Some("Restore"), "Success", "x", 1);
         session.creation_time = DateTime::parse_from_rfc3339("2025-03-04T11:00:00+03:00").unwrap();
         event.start_time =
-            DateTime::parse_from_rfc3339("2025-03-04T11:05:00.1234567+03:00").unwrap();
+            Some(DateTime::parse_from_rfc3339("2025-03-04T11:05:00.1234567+03:00").unwrap());
         let e = map_restore_event(&ctx(), &session, &event, None);
         assert_eq!(e.timestamp, utc("2025-03-04T08:05:00.1234567Z"));
         assert_eq!(
@@ -1118,5 +1369,183 @@ mod tests {
                 assert!(!e.event.action.is_empty());
             }
         }
+    }
+
+    fn spec_json(page: &str, index: usize) -> Value {
+        let page: Value = serde_json::from_str(page).unwrap();
+        page["results"][index].clone()
+    }
+
+    fn placement() -> DateTime<Utc> {
+        utc("2025-01-01T00:00:00Z")
+    }
+
+    #[test]
+    fn clean_spec_records_have_no_problems() {
+        for i in 0..2 {
+            let s = decode_session(spec_json(SESSIONS_PAGE, i).to_string(), placement()).unwrap();
+            assert!(s.problems.is_empty(), "{:?}", s.problems);
+            assert!(s.creation_time_known);
+        }
+        for i in 0..3 {
+            let e = decode_event(spec_json(EVENTS_PAGE, i).to_string()).unwrap();
+            assert!(e.problems.is_empty(), "{:?}", e.problems);
+        }
+        let e = map_restore_event(&ctx(), &spec_sessions()[0], &spec_events()[1].0, None);
+        assert!(e.tags.is_empty() && e.error.is_none() && e.veeam.degraded_fields.is_empty());
+    }
+
+    #[test]
+    fn odd_session_values_are_kept_or_left_out_and_reported_on_every_event() {
+        let mut raw = spec_json(SESSIONS_PAGE, 0);
+        raw["reason"] = serde_json::json!({"code": 3});
+        raw["type"] = serde_json::json!(1);
+        raw["eTag"] = serde_json::json!("x7");
+        raw["endTime"] = serde_json::json!("soon");
+        let session = decode_session(raw.to_string(), placement()).unwrap();
+        let fields: Vec<&str> = session.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "restoreSession.type",
+                "restoreSession.endTime",
+                "restoreSession.reason",
+                "restoreSession.eTag"
+            ]
+        );
+        for (event, original) in spec_events() {
+            let e = map_restore_event(&ctx(), &session, &event, Some(&original));
+            let rs = e.veeam.restore_session.as_ref().unwrap();
+            assert_eq!(
+                rs.reason.as_deref(),
+                Some(r#"{"code":3}"#),
+                "kept as JSON text"
+            );
+            assert_eq!(rs.session_type.as_deref(), Some("1"));
+            assert_eq!((rs.etag, rs.end_time), (None, None), "left out");
+            assert_eq!(e.tags, ["veeam_field_degraded"]);
+            assert_eq!(e.veeam.degraded_fields, fields);
+            let message = e.error.unwrap().message;
+            assert!(
+                message.contains("restoreSession.eTag: the string \"x7\""),
+                "{message}"
+            );
+            assert!(
+                message.contains("restoreSession.endTime: \"soon\" is not"),
+                "{message}"
+            );
+        }
+        // An odd state: the session is working until it has a usable end time.
+        let mut raw = spec_json(SESSIONS_PAGE, 0);
+        raw["state"] = serde_json::json!(2);
+        let stopped = decode_session(raw.to_string(), placement()).unwrap();
+        assert!(!stopped.is_working(), "ended: endTime is set");
+        raw["endTime"] = Value::Null;
+        assert!(
+            decode_session(raw.to_string(), placement())
+                .unwrap()
+                .is_working()
+        );
+    }
+
+    #[test]
+    fn an_unusable_creation_time_is_replaced_by_the_placement_and_left_out() {
+        for bad in [
+            serde_json::json!("0001-01-01T00:00:00"),
+            serde_json::json!("0001-01-01T00:00:00Z"),
+            serde_json::json!("yesterday"),
+            serde_json::json!(1_741_000_000),
+            Value::Null,
+        ] {
+            let mut raw = spec_json(SESSIONS_PAGE, 0);
+            raw["creationTime"] = bad.clone();
+            let session = decode_session(raw.to_string(), placement()).unwrap();
+            assert!(!session.creation_time_known, "{bad}");
+            assert_eq!(session.creation_time, placement().fixed_offset());
+            assert_eq!(session.problems[0].field, "restoreSession.creationTime");
+            let e = map_restore_event(&ctx(), &session, &spec_events()[1].0, None);
+            assert_eq!(e.veeam.restore_session.unwrap().creation_time, None);
+            // Without a placement (plain serde), such a session does not decode.
+            assert!(serde_json::from_value::<RawRestoreSession>(raw).is_err());
+        }
+    }
+
+    #[test]
+    fn event_times_fall_back_to_the_end_and_zoneless_times_are_utc() {
+        let mut raw = spec_json(EVENTS_PAGE, 1);
+        raw["startTime"] = serde_json::json!("0001-01-01T00:00:00");
+        let event = decode_event(raw.to_string()).unwrap();
+        let e = map_restore_event(&ctx(), &spec_sessions()[0], &event, None);
+        assert_eq!(e.timestamp, utc("2025-03-04T08:05:40.145Z"), "from endTime");
+        assert_eq!((e.event.start, e.event.end), (None, Some(e.timestamp)));
+        assert_eq!(
+            e.event.duration,
+            Some(45_000_000),
+            "the TimeSpan still counts"
+        );
+        assert_eq!(e.veeam.degraded_fields, ["restoreEvent.startTime"]);
+        assert!(e.error.unwrap().message.contains("DateTime.MinValue"));
+
+        raw["startTime"] = serde_json::json!("2025-03-04T08:05:40.1000000");
+        raw["duration"] = serde_json::json!(45);
+        let event = decode_event(raw.to_string()).unwrap();
+        let e = map_restore_event(&ctx(), &spec_sessions()[0], &event, None);
+        assert_eq!(e.timestamp, utc("2025-03-04T08:05:40.1Z"));
+        assert_eq!(e.tags, ["veeam_field_degraded", "veeam_time_assumed_utc"]);
+        assert_eq!(
+            e.event.duration,
+            Some(45_000_000),
+            "derived from start and end"
+        );
+        assert_eq!(
+            e.veeam.degraded_fields,
+            ["restoreEvent.startTime", "restoreEvent.duration"]
+        );
+
+        raw["endTime"] = serde_json::json!("9999-12-31T23:00:00-05:00");
+        raw["startTime"] = Value::Null;
+        let err = decode_event(raw.to_string()).unwrap_err().to_string();
+        assert!(err.contains("no usable startTime or endTime"), "{err}");
+        assert!(err.contains("outside years"), "{err}");
+    }
+
+    #[test]
+    fn odd_sizes_orders_and_repeated_keys() {
+        let raw = spec_json(EVENTS_PAGE, 1);
+        let with = |key: &str, value: Value| {
+            let mut r = raw.clone();
+            r[key] = value;
+            decode_event(r.to_string())
+        };
+        for odd in [
+            serde_json::json!("12 KB"),
+            serde_json::json!(780058.5),
+            serde_json::json!(-1),
+        ] {
+            let e = with("itemSizeBytes", odd.clone()).unwrap();
+            assert_eq!(e.item_size_bytes, None, "{odd}");
+            assert_eq!(e.problems[0].field, "restoreEvent.itemSizeBytes");
+        }
+        let e = with("itemSizeBytes", serde_json::json!("48213")).unwrap();
+        assert_eq!(
+            e.item_size_bytes,
+            Some(48213),
+            "a number as a string is used"
+        );
+        assert_eq!(e.problems.len(), 1);
+        let e = with("order", serde_json::json!("1")).unwrap();
+        assert_eq!((e.order, e.problems.len()), (1, 1));
+        assert!(with("order", serde_json::json!("#12")).is_err());
+        assert!(with("order", serde_json::json!(-1)).is_err());
+
+        // A repeated key: serde refuses the object; the last value is used and reported.
+        let text = raw.to_string();
+        let twice = format!("{}, \"status\": \"Failed\"}}", &text[..text.len() - 1]);
+        let e = decode_event(&twice).unwrap();
+        assert_eq!(e.status, "Failed");
+        assert_eq!(e.problems[0].field, "restoreEvent.record");
+        assert!(e.problems[0].detail.contains("duplicate field"));
+        assert!(decode_event("[1]").is_err());
+        assert!(decode_event("not json").is_err());
     }
 }

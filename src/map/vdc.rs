@@ -1,8 +1,9 @@
 //! Veeam Data Cloud (VDC) backup jobs, job sessions and session log entries → [`Event`].
 //!
-//! Owns: the wire types of the VDC public API records (lenient: only ids are required, and a
-//! timestamp or number that doesn't parse becomes an absent field rather than a dropped
-//! record), the grammar of log titles (`"[Success] Processing mailbox: adams@contoso.com"`,
+//! Owns: the wire types of the VDC public API records, decoded leniently (only a job's and a
+//! session's `id` are essential; a log entry is placed by its position; a value that
+//! doesn't fit is left out or kept as text and reported, see
+//! [`wire_checks`](super::wire_checks)), the grammar of log titles (`"[Success] Processing mailbox: adams@contoso.com"`,
 //! `"[Success] Transferred: 168.8 MB (2472 items) at 1.8 MB/s (26 items/s)"`) and the pure
 //! mapping to the output schema. Must not: do I/O, read the clock, log.
 //!
@@ -19,11 +20,15 @@
 //! rounded to whole bytes. Whatever doesn't parse is left out; the title is always kept in
 //! `message`.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::{MapContext, nanos_between, non_empty, push_unique};
+use super::wire_checks::{
+    Fields, Problem, Unusable, WireTime, excerpt, read_record, read_time_text,
+};
+use super::{MapContext, degraded, nanos_between, non_empty, push_unique};
 use crate::event::{
     Ecs, Event, EventMeta, Job, JobSession, Labels, Log, MODULE, Observer, Related, VENDOR, Veeam,
     dataset, outcome,
@@ -60,44 +65,105 @@ pub mod action {
 // ---------------------------------------------------------------------------------------
 // Wire types
 
-/// `GET /v1/reports/backup-jobs` item. Only `id` is required.
+/// Problem prefixes of the VDC records.
+pub const JOB_RECORD: &str = "job";
+pub const SESSION_RECORD: &str = "jobSession";
+pub const LOG_RECORD: &str = "logEntry";
+
+/// `GET /v1/reports/backup-jobs` item. Only `id` is essential.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "WireJob")]
 pub struct RawJob {
-    #[serde(deserialize_with = "de_id")]
     pub id: String,
-    #[serde(default, deserialize_with = "de_text")]
     pub name: Option<String>,
     /// Seen: `SelectedItems`.
-    #[serde(default, deserialize_with = "de_text")]
     pub backup_type: Option<String>,
     /// Seen: `Backup`.
-    #[serde(default, deserialize_with = "de_text")]
     pub job_type: Option<String>,
+    /// Odd values found while decoding (empty for a clean record).
+    pub problems: Vec<Problem>,
 }
 
-/// `GET /v1/Reports/backup-jobs/{id}/job-sessions` item (newest first). Only `id` is required.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct WireJob {
+    id: Option<Value>,
+    name: Option<Value>,
+    backup_type: Option<Value>,
+    job_type: Option<Value>,
+}
+
+impl TryFrom<WireJob> for RawJob {
+    type Error = Unusable;
+
+    fn try_from(w: WireJob) -> Result<Self, Unusable> {
+        RawJob::from_wire(w, Fields::new(JOB_RECORD))
+    }
+}
+
+impl RawJob {
+    fn from_wire(w: WireJob, mut f: Fields) -> Result<Self, Unusable> {
+        Ok(RawJob {
+            id: essential_id(&mut f, w.id)?,
+            name: text(&mut f, "name", w.name),
+            backup_type: text(&mut f, "backupType", w.backup_type),
+            job_type: text(&mut f, "jobType", w.job_type),
+            problems: f.into_problems(),
+        })
+    }
+}
+
+/// `GET /v1/Reports/backup-jobs/{id}/job-sessions` item (newest first). Only `id` is
+/// essential.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "WireJobSession")]
 pub struct RawJobSession {
-    #[serde(deserialize_with = "de_id")]
     pub id: String,
-    #[serde(default, deserialize_with = "de_time")]
     pub creation_time: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "de_time")]
     pub end_time: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "de_int")]
     pub progress: Option<i64>,
     /// Seen: `Success`; modelled on VB365's `Success | Warning | Failed | Running | Stopped`.
-    #[serde(default, deserialize_with = "de_text")]
     pub status: Option<String>,
-    #[serde(default, deserialize_with = "de_int")]
     pub processed_objects: Option<i64>,
-    #[serde(default, deserialize_with = "de_text")]
     pub job_type: Option<String>,
+    /// Odd values found while decoding (empty for a clean record).
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct WireJobSession {
+    id: Option<Value>,
+    creation_time: Option<Value>,
+    end_time: Option<Value>,
+    progress: Option<Value>,
+    status: Option<Value>,
+    processed_objects: Option<Value>,
+    job_type: Option<Value>,
+}
+
+impl TryFrom<WireJobSession> for RawJobSession {
+    type Error = Unusable;
+
+    fn try_from(w: WireJobSession) -> Result<Self, Unusable> {
+        RawJobSession::from_wire(w, Fields::new(SESSION_RECORD))
+    }
 }
 
 impl RawJobSession {
+    fn from_wire(w: WireJobSession, mut f: Fields) -> Result<Self, Unusable> {
+        Ok(RawJobSession {
+            id: essential_id(&mut f, w.id)?,
+            creation_time: time(&mut f, "creationTime", w.creation_time),
+            end_time: time(&mut f, "endTime", w.end_time),
+            progress: f.rounded("progress", w.progress),
+            status: text(&mut f, "status", w.status),
+            processed_objects: f.rounded("processedObjects", w.processed_objects),
+            job_type: text(&mut f, "jobType", w.job_type),
+            problems: f.into_problems(),
+        })
+    }
+
     /// True while more log entries may come: no `endTime` yet, or a status saying so.
     pub fn is_running(&self) -> bool {
         const RUNNING: [&str; 8] = [
@@ -121,76 +187,179 @@ impl RawJobSession {
 }
 
 /// One log entry: an item of `/logs` (`{id, title, creationTime, endTime}`) or one entry of
-/// `/logs/download` (which has no id; see [`LOG_ID_NAMESPACE`]).
+/// `/logs/download` (which has no id; see [`LOG_ID_NAMESPACE`]). Nothing in it is
+/// essential: its position in the log places it.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "WireLogEntry")]
 pub struct RawLogEntry {
-    #[serde(default, deserialize_with = "de_opt_id")]
     pub id: Option<String>,
-    #[serde(default, deserialize_with = "de_text")]
     pub title: Option<String>,
-    #[serde(default, deserialize_with = "de_time")]
     pub creation_time: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "de_time")]
     pub end_time: Option<DateTime<Utc>>,
+    /// Odd values found while decoding (empty for a clean record).
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct WireLogEntry {
+    id: Option<Value>,
+    title: Option<Value>,
+    creation_time: Option<Value>,
+    end_time: Option<Value>,
+}
+
+impl TryFrom<WireLogEntry> for RawLogEntry {
+    type Error = Unusable;
+
+    fn try_from(w: WireLogEntry) -> Result<Self, Unusable> {
+        Ok(RawLogEntry::from_wire(w, Fields::new(LOG_RECORD)))
+    }
+}
+
+impl RawLogEntry {
+    fn from_wire(w: WireLogEntry, mut f: Fields) -> Self {
+        let id = match w.id {
+            Some(Value::String(s)) => non_empty(Some(s.trim())),
+            Some(Value::Number(n)) => {
+                f.report(
+                    "id",
+                    "a number where a text id was expected (used as its text)",
+                );
+                Some(n.to_string())
+            }
+            None => None,
+            Some(other) => {
+                f.report(
+                    "id",
+                    format!(
+                        "{} is not an id (left out; the event id is derived)",
+                        excerpt(&other.to_string())
+                    ),
+                );
+                None
+            }
+        };
+        RawLogEntry {
+            id,
+            title: text(&mut f, "title", w.title),
+            creation_time: time(&mut f, "creationTime", w.creation_time),
+            end_time: time(&mut f, "endTime", w.end_time),
+            problems: f.into_problems(),
+        }
+    }
+
+    /// The entry had odd values.
+    pub fn is_degraded(&self) -> bool {
+        !self.problems.is_empty()
+    }
+}
+
+/// Decode one backup job record (JSON) leniently; `Err` only when its `id` is unusable.
+pub fn decode_job(raw: impl AsRef<[u8]>) -> Result<RawJob, Unusable> {
+    let mut f = Fields::new(JOB_RECORD);
+    let wire = read_record(raw.as_ref(), &mut f)?;
+    RawJob::from_wire(wire, f)
+}
+
+/// Decode one job session record (JSON) leniently; `Err` only when its `id` is unusable.
+pub fn decode_job_session(raw: impl AsRef<[u8]>) -> Result<RawJobSession, Unusable> {
+    let mut f = Fields::new(SESSION_RECORD);
+    let wire = read_record(raw.as_ref(), &mut f)?;
+    RawJobSession::from_wire(wire, f)
+}
+
+/// Decode one log entry record (JSON) leniently; `Err` only when it is not a JSON object.
+pub fn decode_log_entry(raw: impl AsRef<[u8]>) -> Result<RawLogEntry, Unusable> {
+    let mut f = Fields::new(LOG_RECORD);
+    let wire = read_record(raw.as_ref(), &mut f)?;
+    Ok(RawLogEntry::from_wire(wire, f))
+}
+
+/// [`decode_log_entry`] of an already parsed JSON value (download bodies).
+pub fn log_entry_from_value(value: Value) -> Result<RawLogEntry, Unusable> {
+    if !value.is_object() {
+        return Err(Unusable(format!(
+            "{LOG_RECORD}: a log entry must be a JSON object"
+        )));
+    }
+    let wire = serde_json::from_value(value).map_err(|e| Unusable(format!("{LOG_RECORD}: {e}")))?;
+    Ok(RawLogEntry::from_wire(wire, Fields::new(LOG_RECORD)))
+}
+
+/// One line of a text download, `creationTime<TAB>endTime<TAB>title` (or
+/// `creationTime<TAB>title`); a line of any other shape is all title. Times are read as
+/// in JSON records (RFC 3339; without an offset: UTC, reported; `DateTime.MinValue`: none).
+pub fn decode_text_line(line: &str) -> RawLogEntry {
+    let whole = || RawLogEntry {
+        title: Some(line.trim().to_string()),
+        ..RawLogEntry::default()
+    };
+    let mut f = Fields::new(LOG_RECORD);
+    let mut fields = line.splitn(3, '\t');
+    let (Some(created), Some(second)) = (fields.next(), fields.next()) else {
+        return whole();
+    };
+    // `Some(None)`: empty or MinValue; `None`: not a time (the line is then all title).
+    let mut time = |name: &str, text: &str| -> Option<Option<DateTime<Utc>>> {
+        if text.trim().is_empty() {
+            return Some(None);
+        }
+        match read_time_text(text).ok()? {
+            WireTime::NoValue => Some(None),
+            WireTime::At { .. } => Some(
+                f.time(name, Some(Value::String(text.to_string())), false)
+                    .map(|t| t.with_timezone(&Utc)),
+            ),
+        }
+    };
+    let Some(creation_time) = time("creationTime", created) else {
+        return whole();
+    };
+    let (end_time, title) = match fields.next() {
+        Some(title) => match time("endTime", second) {
+            Some(end_time) => (end_time, title),
+            None => return whole(),
+        },
+        // Two fields: creationTime<TAB>title.
+        None => (None, second),
+    };
+    RawLogEntry {
+        id: None,
+        title: Some(title.trim().to_string()),
+        creation_time,
+        end_time,
+        problems: f.into_problems(),
+    }
+}
+
+/// Whether the event shipped for this log entry reports odd values (of the job, the
+/// session or the entry): the source then keeps the raw record and counts it.
+pub fn is_degraded(job: &RawJob, session: &RawJobSession, entry: &RawLogEntry) -> bool {
+    !(job.problems.is_empty() && session.problems.is_empty() && entry.problems.is_empty())
 }
 
 /// A VDC timestamp: RFC 3339 (Veeam writes 6–7 fraction digits and `Z`), or the same
-/// without an offset, read as UTC. Anything else is `None`.
+/// without an offset, read as UTC. `DateTime.MinValue` and anything else are `None`.
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
+    match read_time_text(text).ok()? {
+        WireTime::At { time, .. } => Some(time.with_timezone(&Utc)),
+        WireTime::NoValue => None,
     }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-        .map(|t| t.and_utc())
 }
 
-fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => parse_time(&s),
-        _ => None,
-    })
+/// A VDC id: kept trimmed (VDC is a preview without a schema; ids were always trimmed).
+fn essential_id(f: &mut Fields, value: Option<Value>) -> Result<String, Unusable> {
+    f.id("id", value).map(|id| id.trim().to_string())
 }
 
-/// A string, or a number/bool written as text; `null` and blanks are `None`.
-fn de_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => non_empty(Some(&s)),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    })
+/// Free text; blank is absent.
+fn text(f: &mut Fields, name: &str, value: Option<Value>) -> Option<String> {
+    f.text(name, value, false).and_then(|t| non_empty(Some(&t)))
 }
 
-/// An integer, also from a float (rounded) or a numeric string; anything else is `None`.
-fn de_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let from_f64 = |f: f64| (f.is_finite() && f.abs() < 9.0e18).then(|| f.round() as i64);
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(from_f64)),
-        serde_json::Value::String(s) => {
-            let s = s.trim();
-            s.parse::<i64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(from_f64))
-        }
-        _ => None,
-    })
-}
-
-/// A required id: a non-blank string or a number.
-fn de_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    de_opt_id(d)?.ok_or_else(|| serde::de::Error::custom("`id` is missing, empty or not a string"))
-}
-
-fn de_opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+fn time(f: &mut Fields, name: &str, value: Option<Value>) -> Option<DateTime<Utc>> {
+    f.time(name, value, false).map(|t| t.with_timezone(&Utc))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -487,7 +656,9 @@ pub fn log_event_id(session_id: &str, index: u64, entry: &RawLogEntry) -> String
 ///
 /// `index` is the entry's 0-based position in the session log (oldest first), shipped as
 /// `event.sequence`; `original` is the raw record (JSON text, or the raw download line),
-/// kept in `event.original` when the source has `keep_original = true`.
+/// kept in `event.original` when the source has `keep_original = true` or the event is
+/// degraded. Odd values of the job, the session and the entry are reported in `tags`,
+/// `error.message` and `veeam.degraded_fields`.
 pub fn map_log_entry(
     ctx: &MapContext<'_>,
     job: &RawJob,
@@ -541,6 +712,12 @@ pub fn map_log_entry(
         .or(session.creation_time)
         .unwrap_or(ctx.fetched_at);
     let message = non_empty(Some(title.trim())).unwrap_or_else(|| action.to_string());
+    let report = degraded(
+        job.problems
+            .iter()
+            .chain(&session.problems)
+            .chain(&entry.problems),
+    );
     let session_duration = match (session.creation_time, session.end_time) {
         (Some(s), Some(e)) if !session.is_running() => nanos_between(s, e),
         _ => None,
@@ -580,6 +757,8 @@ pub fn map_log_entry(
         user: None,
         client: None,
         source: None,
+        tags: report.tags,
+        error: report.error,
         veeam: Veeam {
             job: Some(Job {
                 id: job.id.clone(),
@@ -597,6 +776,7 @@ pub fn map_log_entry(
                 duration: session_duration,
             }),
             log: has_log.then_some(log),
+            degraded_fields: report.fields,
             ..Veeam::default()
         },
     }
@@ -1065,5 +1245,70 @@ mod tests {
         assert_eq!(done.creation_time, None);
         assert!(serde_json::from_str::<RawJobSession>(r#"{"id":""}"#).is_err());
         assert!(serde_json::from_str::<RawJob>(r#"{"name":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn odd_vdc_values_are_reported_on_every_entry() {
+        let job =
+            decode_job(r#"{"id": " j1 ", "name": 123, "backupType": {"k": 1}, "x": []}"#).unwrap();
+        assert_eq!(job.id, "j1");
+        assert_eq!(job.name.as_deref(), Some("123"));
+        assert_eq!(job.backup_type.as_deref(), Some(r#"{"k":1}"#));
+        let session = decode_job_session(
+            r#"{"id": "s1", "creationTime": "2025-03-03T02:00:00", "progress": "40%",
+                "processedObjects": 3.5, "endTime": "0001-01-01T00:00:00Z", "status": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(session.progress, None);
+        assert_eq!(session.processed_objects, Some(4), "rounded");
+        assert_eq!(
+            session.end_time, None,
+            "MinValue is no value (not reported)"
+        );
+        assert!(session.is_running());
+        let entry = decode_log_entry(
+            r#"{"id": {"x": 1}, "title": 42, "creationTime": "2025-03-03T02:00:01Z",
+                "endTime": "soon"}"#,
+        )
+        .unwrap();
+        assert_eq!(entry.id, None);
+        assert_eq!(entry.title.as_deref(), Some("42"));
+        let e = map_log_entry(&ctx(), &job, &session, &entry, 0, Some("{}"));
+        assert_eq!(
+            e.veeam.degraded_fields,
+            [
+                "job.name",
+                "job.backupType",
+                "jobSession.creationTime",
+                "jobSession.progress",
+                "jobSession.status",
+                "jobSession.processedObjects",
+                "logEntry.id",
+                "logEntry.title",
+                "logEntry.endTime",
+            ]
+        );
+        assert_eq!(e.tags, ["veeam_field_degraded", "veeam_time_assumed_utc"]);
+        assert_eq!(e.message, "42");
+        assert!(is_degraded(&job, &session, &entry));
+        assert!(decode_job(r#"{"name": "no id"}"#).is_err());
+        assert!(decode_job_session(r#"{"id": " "}"#).is_err());
+        assert!(log_entry_from_value(serde_json::json!("a string")).is_err());
+    }
+
+    #[test]
+    fn text_lines_report_zoneless_times_and_keep_odd_lines_whole() {
+        let e = decode_text_line("2025-03-03T02:00:01.0100000\t\t[Success] Job started");
+        assert_eq!(e.creation_time, Some(utc("2025-03-03T02:00:01.01Z")));
+        assert_eq!(e.title.as_deref(), Some("[Success] Job started"));
+        assert_eq!(e.problems.len(), 1);
+        assert!(e.problems[0].assumed_utc);
+        let e = decode_text_line("2025-03-03T02:00:01Z\t2025-03-03T02:00:02Z\tok");
+        assert!(e.problems.is_empty());
+        let e = decode_text_line("0001-01-01T00:00:00\t\tno time");
+        assert_eq!((e.creation_time, e.problems.len()), (None, 0));
+        let e = decode_text_line("not a time\tx\ty");
+        assert_eq!(e.title.as_deref(), Some("not a time\tx\ty"));
+        assert!(e.problems.is_empty());
     }
 }

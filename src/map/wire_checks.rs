@@ -1,87 +1,714 @@
-//! Decode-time checks on Veeam's wire records: values the output contract can't carry make
-//! the record malformed, so the source logs and skips it alone (like a wrong type) instead
-//! of shipping an event that breaks the schema downstream.
+//! Reading Veeam's wire records leniently: every field is taken as far as it goes, and what
+//! doesn't fit is *reported*, not fatal.
 //!
-//! Owns: ids must not be blank; times must fall in years 0000–9999 once in UTC (RFC 3339
-//! can't write others, and an offset can push an edge value there). Used through
-//! `#[serde(deserialize_with = …)]` on the `Raw*` types.
+//! Owns: the rules for one wire value of each kind (text, keyword, time, whole number, size,
+//! .NET TimeSpan, id, order), the list of [`Problem`]s a record collects while its fields are
+//! read ([`Fields`]), and [`Unusable`], the one error a record can have: an *essential*
+//! field (an id, the only usable time, a VB365 `order`) that can't be used. Everything
+//! else is best-effort: a wrong JSON type, `null` where a value is required, an unknown
+//! enum value, a number sent as a string, a negative or fractional size, a time without an
+//! offset. Such a value is left out (numbers, times) or kept as the text Veeam sent (strings
+//! and keywords), and the record names it in its problems, which the mapping turns into
+//! `tags`, `error.message` and `veeam.degraded_fields`. Unknown extra fields are ignored
+//! (new Veeam versions add fields; they are not odd values).
+//!
+//! Must not: log, read the clock, or fail on anything but an essential field.
 
-use chrono::{DateTime, Datelike, FixedOffset, Utc};
-use serde::{Deserialize, Deserializer, de::Error};
+use std::fmt;
 
-/// A non-blank id (kept verbatim).
-pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    if s.trim().is_empty() {
-        return Err(D::Error::custom("blank id"));
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, Timelike, Utc};
+use serde_json::Value;
+
+/// `tags` entry of an event whose record had at least one odd (best-effort) value.
+pub const TAG_DEGRADED: &str = "veeam_field_degraded";
+/// `tags` entry of an event with a time Veeam sent without an offset (read as UTC).
+pub const TAG_ASSUMED_UTC: &str = "veeam_time_assumed_utc";
+
+/// Longest excerpt of an odd value quoted in a problem (the whole record is in
+/// `event.original`).
+const EXCERPT_CHARS: usize = 120;
+
+/// One odd value in a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `<record>.<wire field>`, e.g. `restoreEvent.itemSizeBytes`, `jobSession.progress`
+    /// (records: `restoreSession`, `restoreEvent`, `job`, `jobSession`, `logEntry`).
+    pub field: String,
+    /// What was wrong and what was done about it, quoting the value (cut to 120 chars).
+    pub detail: String,
+    /// A time without an offset, read as UTC (tagged [`TAG_ASSUMED_UTC`] too).
+    pub assumed_utc: bool,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.detail)
     }
-    Ok(s)
 }
 
-/// A time that is representable in RFC 3339 once converted to UTC.
-pub fn time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
-    let t = DateTime::<FixedOffset>::deserialize(d)?;
-    check_year(t).map_err(D::Error::custom)
+/// A record that can't be shipped: one of its essential fields is unusable. The message
+/// names the record and field(s), so the source can log it next to the record's ids.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
+
+/// Collects the problems of one record while its fields are read.
+#[derive(Debug)]
+pub struct Fields {
+    record: &'static str,
+    problems: Vec<Problem>,
 }
 
-/// As [`time`], optional.
-pub fn opt_time<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<DateTime<FixedOffset>>, D::Error> {
-    Option::<DateTime<FixedOffset>>::deserialize(d)?
-        .map(check_year)
-        .transpose()
-        .map_err(D::Error::custom)
+/// A time as read from the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireTime {
+    /// RFC 3339 with an offset, or (`assumed_utc`) without one, read as UTC.
+    At {
+        time: DateTime<FixedOffset>,
+        assumed_utc: bool,
+    },
+    /// .NET's `DateTime.MinValue` (`0001-01-01T00:00:00`, with or without an offset):
+    /// Veeam's way of writing "no value".
+    NoValue,
 }
 
-fn check_year(t: DateTime<FixedOffset>) -> Result<DateTime<FixedOffset>, String> {
-    let year = t.with_timezone(&Utc).year();
-    if (0..=9999).contains(&year) {
-        Ok(t)
+impl Fields {
+    /// `record` is the prefix of every problem's field name (`restoreEvent`, ...).
+    pub fn new(record: &'static str) -> Self {
+        Fields {
+            record,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The problems found so far.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    pub fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
+    /// `<record>.<name>`.
+    pub fn path(&self, name: &str) -> String {
+        format!("{}.{name}", self.record)
+    }
+
+    /// Record a problem with `name` (a wire field name, or `record` for the whole record).
+    pub fn report(&mut self, name: &str, detail: impl Into<String>) {
+        self.problems.push(Problem {
+            field: self.path(name),
+            detail: detail.into(),
+            assumed_utc: false,
+        });
+    }
+
+    fn missing(&mut self, name: &str, required: bool) {
+        if required {
+            self.report(name, "missing or null, though Veeam's API requires it");
+        }
+    }
+
+    /// Free text (names, paths, hosts, messages): a string verbatim; a number or boolean
+    /// as its JSON text and an object or array as its JSON text (both reported).
+    pub fn text(&mut self, name: &str, value: Option<Value>, required: bool) -> Option<String> {
+        match value {
+            None => {
+                self.missing(name, required);
+                None
+            }
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                let text = other.to_string();
+                self.report(
+                    name,
+                    format!(
+                        "{} where text was expected: {} (kept as its JSON text)",
+                        kind(&other),
+                        excerpt(&text)
+                    ),
+                );
+                Some(text)
+            }
+        }
+    }
+
+    /// A keyword with a known set of values (compared trimmed, case-insensitively): read
+    /// as [`Self::text`]; a string outside `known` is kept as sent and reported. Blank
+    /// strings are Veeam's "no value" and not reported.
+    pub fn keyword(
+        &mut self,
+        name: &str,
+        value: Option<Value>,
+        known: &[&str],
+        required: bool,
+    ) -> Option<String> {
+        let was_string = matches!(value, Some(Value::String(_)));
+        let text = self.text(name, value, required)?;
+        let trimmed = text.trim();
+        if was_string
+            && !trimmed.is_empty()
+            && !known.iter().any(|k| k.eq_ignore_ascii_case(trimmed))
+        {
+            self.report(
+                name,
+                format!(
+                    "unknown value {} (kept as sent; known: {})",
+                    excerpt(&Value::String(text.clone()).to_string()),
+                    known.join(", ")
+                ),
+            );
+        }
+        Some(text)
+    }
+
+    /// A time (see [`read_time`]): usable, or left out and reported. `MinValue` is "no
+    /// value" (reported only when `required`); a time without an offset is read as UTC and
+    /// reported (with [`TAG_ASSUMED_UTC`]).
+    pub fn time(
+        &mut self,
+        name: &str,
+        value: Option<Value>,
+        required: bool,
+    ) -> Option<DateTime<FixedOffset>> {
+        let Some(value) = value else {
+            self.missing(name, required);
+            return None;
+        };
+        match read_time(&value) {
+            Ok(WireTime::At { time, assumed_utc }) => {
+                if assumed_utc {
+                    self.problems.push(Problem {
+                        field: self.path(name),
+                        detail: format!(
+                            "{} has no UTC offset (read as UTC)",
+                            excerpt(&value.to_string())
+                        ),
+                        assumed_utc: true,
+                    });
+                }
+                Some(time)
+            }
+            Ok(WireTime::NoValue) => {
+                if required {
+                    self.report(
+                        name,
+                        format!(
+                            "{} is .NET's DateTime.MinValue, i.e. no value",
+                            excerpt(&value.to_string())
+                        ),
+                    );
+                }
+                None
+            }
+            Err(why) => {
+                self.report(name, format!("{why} (left out)"));
+                None
+            }
+        }
+    }
+
+    /// A whole number: an integer as is; an integral float or a string holding an integer
+    /// is used and reported; anything else is left out and reported.
+    pub fn int(&mut self, name: &str, value: Option<Value>) -> Option<i64> {
+        let value = value?;
+        match whole_number(&value) {
+            Ok((n, exact)) => {
+                if !exact {
+                    self.report(
+                        name,
+                        format!(
+                            "{} {} where a whole number was expected (used as {n})",
+                            kind(&value),
+                            excerpt(&value.to_string())
+                        ),
+                    );
+                }
+                Some(n)
+            }
+            Err(why) => {
+                self.report(name, format!("{why} (left out)"));
+                None
+            }
+        }
+    }
+
+    /// As [`Self::int`], but a fractional number (also in a string) is rounded, used and
+    /// reported (VDC counters and percentages).
+    pub fn rounded(&mut self, name: &str, value: Option<Value>) -> Option<i64> {
+        let value = value?;
+        if whole_number(&value).is_ok() {
+            return self.int(name, Some(value));
+        }
+        match fraction(&value) {
+            Some(f) => {
+                let n = f.round() as i64;
+                self.report(
+                    name,
+                    format!(
+                        "{} {} where a whole number was expected (rounded to {n})",
+                        kind(&value),
+                        excerpt(&value.to_string())
+                    ),
+                );
+                Some(n)
+            }
+            None => self.int(name, Some(value)),
+        }
+    }
+
+    /// A size in bytes: as [`Self::int`], and a negative one is left out and reported.
+    pub fn size(&mut self, name: &str, value: Option<Value>) -> Option<i64> {
+        let shown = value.as_ref().map(Value::to_string);
+        let n = self.int(name, value)?;
+        if n < 0 {
+            let shown = shown.unwrap_or_default();
+            self.report(
+                name,
+                format!("{} is a negative size (left out)", excerpt(&shown)),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A .NET TimeSpan text (`[-][d.]hh:mm:ss[.fffffff]`): kept when it parses to a
+    /// non-negative span; anything else is left out and reported (the mapping then
+    /// derives the duration from start and end).
+    pub fn timespan(&mut self, name: &str, value: Option<Value>) -> Option<String> {
+        match value? {
+            Value::String(s) => match super::parse_dotnet_timespan(&s) {
+                Some(ns) if ns >= 0 => Some(s),
+                Some(_) => {
+                    self.report(
+                        name,
+                        format!(
+                            "{} is a negative duration (left out)",
+                            excerpt(&Value::String(s).to_string())
+                        ),
+                    );
+                    None
+                }
+                None if s.trim().is_empty() => None,
+                None => {
+                    self.report(
+                        name,
+                        format!(
+                            "{} is not a .NET TimeSpan [d.]hh:mm:ss[.fffffff] (left out)",
+                            excerpt(&Value::String(s).to_string())
+                        ),
+                    );
+                    None
+                }
+            },
+            other => {
+                self.report(
+                    name,
+                    format!(
+                        "{} {} where a .NET TimeSpan text was expected (left out)",
+                        kind(&other),
+                        excerpt(&other.to_string())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An essential id: a non-blank string (kept verbatim), or a number (used as its text,
+    /// reported). Anything else makes the record [`Unusable`] (`"blank id"` when blank).
+    pub fn id(&mut self, name: &str, value: Option<Value>) -> Result<String, Unusable> {
+        match value {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+            Some(Value::String(_)) => Err(Unusable(format!("{}: blank id", self.path(name)))),
+            Some(Value::Number(n)) => {
+                let text = n.to_string();
+                self.report(
+                    name,
+                    format!("a number where a text id was expected (used as \"{text}\")"),
+                );
+                Ok(text)
+            }
+            None => Err(Unusable(format!("{}: missing or null", self.path(name)))),
+            Some(other) => Err(Unusable(format!(
+                "{}: {} {} is not an id",
+                self.path(name),
+                kind(&other),
+                excerpt(&other.to_string())
+            ))),
+        }
+    }
+
+    /// An essential position (VB365 `order`): a non-negative whole number (an integral
+    /// float or a string holding one is used and reported). Anything else makes the record
+    /// [`Unusable`]: the source de-duplicates by it, and a made-up position could collide
+    /// with a real one.
+    pub fn order(&mut self, name: &str, value: Option<Value>) -> Result<i64, Unusable> {
+        let Some(value) = value else {
+            return Err(Unusable(format!("{}: missing or null", self.path(name))));
+        };
+        match whole_number(&value) {
+            Ok((n, _)) if n < 0 => Err(Unusable(format!(
+                "{}: {n} is negative; positions count from 0",
+                self.path(name)
+            ))),
+            Ok((n, exact)) => {
+                if !exact {
+                    self.report(
+                        name,
+                        format!(
+                            "{} {} where a whole number was expected (used as {n})",
+                            kind(&value),
+                            excerpt(&value.to_string())
+                        ),
+                    );
+                }
+                Ok(n)
+            }
+            Err(why) => Err(Unusable(format!("{}: {why}", self.path(name)))),
+        }
+    }
+}
+
+/// Parse one record (a JSON object) into its all-`Option<Value>` wire struct `W`. An object
+/// that repeats a key (serde refuses that) is read again with the last value of each key,
+/// and that is reported on `fields` as a problem of `record`. Not JSON, or not an object:
+/// [`Unusable`].
+pub fn read_record<W: serde::de::DeserializeOwned>(
+    raw: &[u8],
+    fields: &mut Fields,
+) -> Result<W, Unusable> {
+    let strict = match serde_json::from_slice::<W>(raw) {
+        Ok(wire) => return Ok(wire),
+        Err(e) => e,
+    };
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(Value::Object(map)) => {
+            let wire = serde_json::from_value::<W>(Value::Object(map))
+                .map_err(|e| Unusable(format!("{}: {e}", fields.path("record"))))?;
+            fields.report(
+                "record",
+                format!("{strict} (the last value of each repeated key was used)"),
+            );
+            Ok(wire)
+        }
+        Ok(other) => Err(Unusable(format!(
+            "{}: {} where a JSON object was expected",
+            fields.path("record"),
+            kind(&other)
+        ))),
+        Err(e) => Err(Unusable(format!(
+            "{}: not JSON: {e}",
+            fields.path("record")
+        ))),
+    }
+}
+
+/// Read a wire time. Accepted: RFC 3339 with any offset and 0–9 (or more, cut to
+/// nanoseconds) fraction digits; the same without an offset (or with a space for `T`),
+/// read as UTC (`assumed_utc`). `.NET`'s `DateTime.MinValue` (`0001-01-01T00:00:00`, with or
+/// without an offset) is [`WireTime::NoValue`]. Refused, with the reason: anything that is
+/// not a string or not a time, and a time whose year in UTC falls outside 0000–9999 (RFC
+/// 3339 can't write it).
+pub fn read_time(value: &Value) -> Result<WireTime, String> {
+    match value {
+        Value::String(text) => read_time_text(text),
+        other => Err(format!(
+            "{} {} where a time was expected",
+            kind(other),
+            excerpt(&other.to_string())
+        )),
+    }
+}
+
+/// [`read_time`] of a string.
+pub fn read_time_text(text: &str) -> Result<WireTime, String> {
+    let shown = || excerpt(&Value::String(text.to_string()).to_string());
+    let trimmed = text.trim();
+    let (time, assumed_utc) = if let Ok(t) = DateTime::parse_from_rfc3339(trimmed) {
+        (t, false)
+    } else if let Some(naive) = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(trimmed, f).ok())
+    {
+        (naive.and_utc().fixed_offset(), true)
     } else {
-        Err(format!("time {t} is outside years 0000-9999 in UTC"))
+        return Err(format!("{} is not an RFC 3339 time", shown()));
+    };
+    let local = time.naive_local();
+    if local.year() == 1
+        && local.ordinal() == 1
+        && local.num_seconds_from_midnight() == 0
+        && local.nanosecond() == 0
+    {
+        return Ok(WireTime::NoValue);
+    }
+    let year = time.with_timezone(&Utc).year();
+    if !(0..=9999).contains(&year) {
+        return Err(format!(
+            "time {} is outside years 0000-9999 in UTC",
+            shown()
+        ));
+    }
+    Ok(WireTime::At { time, assumed_utc })
+}
+
+/// `(n, exact)`: an integer (exact), or an integral float or a string holding an integer
+/// (not exact). Else why not.
+fn whole_number(value: &Value) -> Result<(i64, bool), String> {
+    let shown = || excerpt(&value.to_string());
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok((i, true));
+            }
+            match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Ok((f as i64, false)),
+                Some(f) if f.is_finite() && f.abs() < 9.0e18 => {
+                    Err(format!("{} is not a whole number", shown()))
+                }
+                _ => Err(format!("{} is out of range", shown())),
+            }
+        }
+        Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(i) => Ok((i, false)),
+            Err(_) => Err(format!(
+                "the string {} where a whole number was expected",
+                shown()
+            )),
+        },
+        other => Err(format!(
+            "{} {} where a whole number was expected",
+            kind(other),
+            shown()
+        )),
+    }
+}
+
+/// A finite, in-range number with a fraction (a JSON number, or a string holding one).
+fn fraction(value: &Value) -> Option<f64> {
+    let f = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (f.is_finite() && f.abs() < 9.0e18 && f.fract() != 0.0).then_some(f)
+}
+
+/// "a number", "an object", ... for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `text`, cut to [`EXCERPT_CHARS`] characters (marked with `…`).
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[derive(Debug, Deserialize)]
-    struct R {
-        #[serde(deserialize_with = "id")]
-        #[allow(dead_code)]
-        id: String,
-        #[serde(deserialize_with = "time")]
-        #[allow(dead_code)]
-        t: DateTime<FixedOffset>,
-    }
-
-    fn parse(id: &str, t: &str) -> Result<R, String> {
-        serde_json::from_value(serde_json::json!({"id": id, "t": t})).map_err(|e| e.to_string())
+    fn at(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).unwrap()
     }
 
     #[test]
-    fn blank_ids_and_unwritable_years_are_malformed() {
-        assert!(parse("a", "2025-03-04T08:00:00+01:00").is_ok());
-        assert!(
-            parse("a", "0000-01-01T05:00:00+05:00").is_ok(),
-            "year 0 in UTC is fine"
+    fn times_with_offsets_fractions_or_none() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("2025-03-04T08:00:00Z", "2025-03-04T08:00:00Z", false),
+            ("2025-03-04T11:00:00+03:00", "2025-03-04T08:00:00Z", false),
+            (
+                "2025-03-04T08:00:00.1234567Z",
+                "2025-03-04T08:00:00.1234567Z",
+                false,
+            ),
+            (
+                "2025-03-04T08:00:00.123456789-01:30",
+                "2025-03-04T09:30:00.123456789Z",
+                false,
+            ),
+            ("2025-03-04T08:00:00", "2025-03-04T08:00:00Z", true),
+            (
+                "2025-03-04T08:00:00.1000000",
+                "2025-03-04T08:00:00.1Z",
+                true,
+            ),
+            ("2025-03-04 08:00:00.5", "2025-03-04T08:00:00.5Z", true),
+            (" 2025-03-04T08:00:00Z ", "2025-03-04T08:00:00Z", false),
+            ("0000-01-01T05:00:00+05:00", "0000-01-01T00:00:00Z", false),
+        ];
+        for (input, want, assumed) in cases {
+            match read_time(&json!(input)) {
+                Ok(WireTime::At { time, assumed_utc }) => {
+                    assert_eq!(time, at(want), "{input}");
+                    assert_eq!(assumed_utc, *assumed, "{input}");
+                }
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn min_value_is_no_value_with_or_without_offset() {
+        for input in [
+            "0001-01-01T00:00:00",
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:00:00.0000000",
+            "0001-01-01T00:00:00.0000000Z",
+            "0001-01-01T00:00:00+00:00",
+            "0001-01-01T00:00:00+03:00",
+            "0001-01-01T00:00:00-05:00",
+        ] {
+            assert_eq!(read_time(&json!(input)), Ok(WireTime::NoValue), "{input}");
+        }
+        assert!(matches!(
+            read_time(&json!("0001-01-01T00:00:01Z")),
+            Ok(WireTime::At { .. })
+        ));
+    }
+
+    #[test]
+    fn unusable_times_say_why() {
+        for (input, says) in [
+            (json!("0000-01-01T00:00:00+05:00"), "outside years"),
+            (json!("9999-12-31T23:00:00-05:00"), "outside years"),
+            (json!("yesterday"), "not an RFC 3339 time"),
+            (json!(""), "not an RFC 3339 time"),
+            (json!(1_741_000_000), "a number"),
+            (json!({"t": 1}), "an object"),
+        ] {
+            let err = read_time(&input).unwrap_err();
+            assert!(err.contains(says), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn text_keeps_strings_and_reports_other_types() {
+        let mut f = Fields::new("restoreSession");
+        assert_eq!(
+            f.text("name", Some(json!(" a\u{0}\u{202e}b ")), false),
+            Some(" a\u{0}\u{202e}b ".into())
         );
+        assert_eq!(f.text("name", None, false), None);
+        assert!(f.problems().is_empty());
+        assert_eq!(
+            f.text("reason", Some(json!({"code": 3})), false),
+            Some(r#"{"code":3}"#.into())
+        );
+        assert_eq!(f.text("type", Some(json!(1)), true), Some("1".into()));
+        assert_eq!(f.text("state", None, true), None);
+        let fields: Vec<&str> = f.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "restoreSession.reason",
+                "restoreSession.type",
+                "restoreSession.state"
+            ]
+        );
+        assert!(f.problems()[0].detail.contains("an object"));
+    }
+
+    #[test]
+    fn keywords_report_unknown_values_only() {
+        let mut f = Fields::new("restoreEvent");
+        let known = ["Success", "Failed"];
+        assert_eq!(
+            f.keyword("status", Some(json!(" success ")), &known, true),
+            Some(" success ".into())
+        );
+        assert_eq!(
+            f.keyword("status", Some(json!("")), &known, true),
+            Some(String::new())
+        );
+        assert!(f.problems().is_empty());
+        assert_eq!(
+            f.keyword("status", Some(json!("Partial")), &known, true),
+            Some("Partial".into())
+        );
+        assert_eq!(f.problems().len(), 1);
+        assert!(f.problems()[0].detail.contains("unknown value \"Partial\""));
+    }
+
+    #[test]
+    fn numbers_sizes_and_orders() {
+        let mut f = Fields::new("restoreEvent");
+        assert_eq!(f.size("itemSizeBytes", Some(json!(48213))), Some(48213));
+        assert!(f.problems().is_empty());
+        assert_eq!(f.size("itemSizeBytes", Some(json!("12 KB"))), None);
+        assert_eq!(f.size("itemSizeBytes", Some(json!(780058.5))), None);
+        assert_eq!(f.size("itemSizeBytes", Some(json!(-1))), None);
+        assert_eq!(f.size("itemSizeBytes", Some(json!("48213"))), Some(48213));
+        assert_eq!(f.size("itemSizeBytes", Some(json!(12.0))), Some(12));
+        assert_eq!(f.size("itemSizeBytes", Some(json!(1e300))), None);
+        assert_eq!(f.problems().len(), 6);
+        assert_eq!(f.rounded("progress", Some(json!(40.5))), Some(41));
+        assert_eq!(f.rounded("progress", Some(json!("40.4"))), Some(40));
+        assert_eq!(f.rounded("progress", Some(json!("40%"))), None);
+
+        let mut f = Fields::new("restoreEvent");
+        assert_eq!(f.order("order", Some(json!(3))), Ok(3));
+        assert_eq!(f.order("order", Some(json!("3"))), Ok(3));
+        assert_eq!(f.order("order", Some(json!(3.0))), Ok(3));
+        assert_eq!(f.problems().len(), 2);
+        for bad in [json!("#12"), json!(3.5), json!(-1), json!(null), json!([])] {
+            let value = (!bad.is_null()).then_some(bad.clone());
+            let err = f.order("order", value).unwrap_err();
+            assert!(err.0.starts_with("restoreEvent.order: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn ids_are_essential() {
+        let mut f = Fields::new("restoreEvent");
+        assert_eq!(f.id("id", Some(json!("e-1"))), Ok("e-1".into()));
+        assert_eq!(f.id("id", Some(json!(42))), Ok("42".into()));
+        assert_eq!(f.problems().len(), 1);
         assert!(
-            parse(" ", "2025-03-04T08:00:00Z")
+            f.id("id", Some(json!(" ")))
                 .unwrap_err()
+                .0
                 .contains("blank id")
         );
-        assert!(
-            parse("a", "0000-01-01T00:00:00+05:00")
-                .unwrap_err()
-                .contains("outside")
+        assert!(f.id("id", None).is_err());
+        assert!(f.id("id", Some(json!({"a": 1}))).is_err());
+    }
+
+    #[test]
+    fn timespans() {
+        let mut f = Fields::new("restoreEvent");
+        assert_eq!(
+            f.timespan("duration", Some(json!("1.02:03:04.5000000"))),
+            Some("1.02:03:04.5000000".into())
         );
-        assert!(
-            parse("a", "9999-12-31T23:00:00-05:00")
-                .unwrap_err()
-                .contains("outside")
-        );
+        assert_eq!(f.timespan("duration", None), None);
+        assert_eq!(f.timespan("duration", Some(json!(""))), None);
+        assert!(f.problems().is_empty());
+        assert_eq!(f.timespan("duration", Some(json!("soon"))), None);
+        assert_eq!(f.timespan("duration", Some(json!("-00:00:01"))), None);
+        assert_eq!(f.timespan("duration", Some(json!(45))), None);
+        assert_eq!(f.problems().len(), 3);
+    }
+
+    #[test]
+    fn excerpts_cut_on_char_boundaries() {
+        let long = "é".repeat(500);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt("short"), "short");
     }
 }

@@ -11,13 +11,14 @@
 //!
 //! Module map: `vb365` HTTP endpoints and protocol checks (and the documented assumptions),
 //! `faults` the fault knobs of the VB365 endpoints ([`SimConfig::faults`], used by the fault
-//! suite), `wire` JSON payloads per version, `data` sessions and on-demand events, `catalog` names
+//! suite), `drift` the vendor-drift knobs of both APIs ([`SimConfig::drift`]), `wire` JSON payloads per version, `data` sessions and on-demand events, `catalog` names
 //! and items, `rng` deterministic randomness, `auth` tokens and throttle, `state` shared
 //! state, `tls` self-signed certificate. It must not depend on the rest of the crate.
 
 mod auth;
 mod catalog;
 mod data;
+mod drift;
 pub mod faults;
 mod rng;
 mod state;
@@ -27,6 +28,7 @@ mod vdc;
 mod vdc_data;
 mod wire;
 
+pub use drift::{Drift, DriftConfig, DriftKind, Expect};
 pub use faults::{Burst, Corruption, DeleteWhileListing, FaultConfig, FaultStats, Vanish};
 pub use vdc::VdcGzip;
 
@@ -105,6 +107,10 @@ pub struct SimConfig {
     /// VB365 fault knobs (bad records, non-JSON pages, 401/429/5xx, stalls, resets); all
     /// off by default. See `faults.rs`.
     pub faults: FaultConfig,
+    /// Vendor drift (odd but plausible values in a seeded fraction of the records of both
+    /// APIs); off by default, and then the simulator conforms to Veeam's spec. See
+    /// `drift.rs`.
+    pub drift: DriftConfig,
 }
 
 impl Default for SimConfig {
@@ -129,6 +135,7 @@ impl Default for SimConfig {
             vdc_gzip: VdcGzip::ContentEncoding,
             vdc_page_limit: None,
             faults: FaultConfig::default(),
+            drift: DriftConfig::default(),
         }
     }
 }
@@ -371,6 +378,13 @@ impl SimHandle {
         (0..session.events)
             .map(|o| data.event_id(session, o).to_string())
             .collect()
+    }
+
+    /// How the drift knobs serve the record of `kind` with this id (`None`: as the spec
+    /// says). Ids: restore session / event ids, VDC job / job session ids, and for VDC log
+    /// entries and download lines the entry's `/logs` id ([`VdcLogKey::id`]).
+    pub fn drift_of(&self, kind: DriftKind, id: &str) -> Option<Drift> {
+        drift::drift_of(&self.shared.cfg, kind, id)
     }
 
     /// Every existing event the fault knobs spoil (see [`FaultConfig::corrupt_rate`]).

@@ -36,6 +36,7 @@ use url::form_urlencoded;
 use uuid::Uuid;
 
 use super::data::{SessionQuery, truncate};
+use super::drift::{self, DriftKind};
 use super::faults::{self, Faults, Verdict};
 use super::state::Shared;
 use super::wire::{self, OAuthError, PageSpot, TokenResponse, Version};
@@ -393,7 +394,15 @@ fn list_sessions(call: &Call) -> Result<Response, Fail> {
         .iter()
         .skip(served.offset)
         .take(served.take)
-        .map(|s| wire::session(call.version, s))
+        .map(|s| {
+            let session = wire::session(call.version, s);
+            drift::serve(
+                &call.sim.cfg,
+                DriftKind::VboSession,
+                &s.profile.id.to_string(),
+                session,
+            )
+        })
         .collect();
     let extra = link_filters(call);
     let spot = PageSpot {
@@ -415,7 +424,14 @@ fn get_session(call: &Call, id: &str) -> Result<Response, Fail> {
         .find_session(id)
         .filter(|_| !call.faults.deleted(id))
         .ok_or_else(|| session_not_found(id))?;
-    Ok(json(StatusCode::OK, &wire::session(call.version, session)))
+    let served = wire::session(call.version, session);
+    let served = drift::serve(
+        &call.sim.cfg,
+        DriftKind::VboSession,
+        &id.to_string(),
+        served,
+    );
+    Ok(json(StatusCode::OK, &served))
 }
 
 fn list_events(call: &Call, id: &str) -> Result<Response, Fail> {
@@ -447,7 +463,11 @@ fn list_events(call: &Call, id: &str) -> Result<Response, Fail> {
         .collect();
     let results: Vec<_> = orders
         .filter_map(|order| data.event(session, order))
-        .map(|event| wire::event(call.version, session, event))
+        .map(|event| {
+            let event_id = event.id.to_string();
+            let served = wire::event(call.version, session, event);
+            drift::serve(&call.sim.cfg, DriftKind::VboEvent, &event_id, served)
+        })
         .collect();
     let spot = PageSpot {
         version: call.version,
@@ -510,10 +530,14 @@ fn get_event(call: &Call, id: &str, event_id: &str) -> Result<Response, Fail> {
             "Restore session event with the specified ID ({event_id}) was not found."
         ))
     })?;
-    Ok(json(
-        StatusCode::OK,
-        &wire::event(call.version, session, event),
-    ))
+    let served = wire::event(call.version, session, event);
+    let served = drift::serve(
+        &call.sim.cfg,
+        DriftKind::VboEvent,
+        &event_id.to_string(),
+        served,
+    );
+    Ok(json(StatusCode::OK, &served))
 }
 
 fn session_not_found(id: Uuid) -> Fail {

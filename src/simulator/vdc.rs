@@ -31,6 +31,7 @@ use tokio::io::AsyncReadExt;
 use url::form_urlencoded;
 use uuid::Uuid;
 
+use super::drift::{self, DriftKind};
 use super::faults::{self, Faults, Verdict};
 use super::state::Shared;
 use super::vdc_data::{LogLine, VdcData, VdcJob, VdcSession};
@@ -153,24 +154,44 @@ pub(crate) async fn handle(
     let built = {
         let data = sim.vdc();
         match route {
-            Route::Jobs => Ok(Built::Items(data.jobs().iter().map(job_json).collect())),
+            Route::Jobs => Ok(Built::Items(
+                data.jobs()
+                    .iter()
+                    .map(|j| {
+                        drift::value(&sim.cfg, DriftKind::VdcJob, &j.id.to_string(), job_json(j))
+                    })
+                    .collect(),
+            )),
             Route::Sessions(job) => find(&data, &job, None).map(|(job, _)| {
                 // Newest first.
-                Built::Items(job.sessions.iter().rev().map(session_json).collect())
+                Built::Items(
+                    job.sessions
+                        .iter()
+                        .rev()
+                        .map(|s| {
+                            let id = s.id.to_string();
+                            drift::value(&sim.cfg, DriftKind::VdcSession, &id, session_json(s))
+                        })
+                        .collect(),
+                )
             }),
-            Route::Logs(job, session) => find(&data, &job, Some(&session))
-                .map(|(job, s)| Built::Items(data.lines(job, s).map(|l| line_json(&l)).collect())),
+            Route::Logs(job, session) => find(&data, &job, Some(&session)).map(|(job, s)| {
+                Built::Items(data.lines(job, s).map(|l| drifted_line(sim, &l)).collect())
+            }),
             Route::Download(job, session) => find(&data, &job, Some(&session)).map(|(job, s)| {
                 let mut text = String::new();
                 if json_download {
-                    let logs: Vec<Value> = data.lines(job, s).map(|l| line_json(&l)).collect();
+                    let logs: Vec<Value> =
+                        data.lines(job, s).map(|l| drifted_line(sim, &l)).collect();
                     let page = json!({ "offset": 0, "limit": logs.len(), "logs": logs });
                     text = page.to_string();
                 }
                 for l in data.lines(job, s).filter(|_| !json_download) {
+                    let created =
+                        drift::line_time(&sim.cfg, &l.id.to_string(), timestamp(l.created));
                     text.push_str(&format!(
                         "{}\t{}\t{}\n",
-                        timestamp(l.created),
+                        created,
                         timestamp(l.ended),
                         l.title
                     ));
@@ -334,6 +355,11 @@ fn line_json(l: &LogLine) -> Value {
         "creationTime": timestamp(l.created),
         "endTime": timestamp(l.ended),
     })
+}
+
+/// A `/logs` entry as served, drifted when the drift knobs pick it.
+fn drifted_line(sim: &Shared, l: &LogLine) -> Value {
+    drift::value(&sim.cfg, DriftKind::VdcLog, &l.id.to_string(), line_json(l))
 }
 
 /// A bare array, or a page when the simulator is configured to page.

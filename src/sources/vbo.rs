@@ -217,7 +217,7 @@ impl VboPoller {
             let mut sessions: Vec<RawRestoreSession> = page
                 .records
                 .iter()
-                .filter_map(|raw| match serde_json::from_str(raw.get()) {
+                .filter_map(|raw| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         tracing::warn!(source_id = %self.id, session_id = %record_id(raw.get()), error = %e, "skipping malformed restore session");
@@ -270,11 +270,17 @@ impl VboPoller {
             .map(|(id, _)| id.clone())
             .collect();
         for session_id in open {
+            // Where a session whose creationTime is unusable stays: its cursor's time.
+            let placement = self
+                .state
+                .sessions
+                .get(&session_id)
+                .map_or(self.state.horizon, |c| c.creation_time);
             match self
                 .get(&format!("RestoreSessions/{session_id}"), &[])
                 .await
             {
-                Ok((_, body)) => match serde_json::from_slice::<RawRestoreSession>(&body) {
+                Ok((_, body)) => match crate::map::vbo::decode_session(&body, placement) {
                     Ok(session) => {
                         self.ship_session(Arc::new(session), emitter, fetched_at)
                             .await?
@@ -492,7 +498,7 @@ impl VboPoller {
             let mut events: Vec<(RawRestoreEvent, &RawValue)> = page
                 .records
                 .iter()
-                .filter_map(|raw| match serde_json::from_str::<RawRestoreEvent>(raw.get()) {
+                .filter_map(|raw| match crate::map::vbo::decode_event(raw.get()) {
                     Ok(e) => Some((e, raw.as_ref())),
                     Err(e) => {
                         tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %record_id(raw.get()), error = %e, "skipping malformed restore event");
@@ -518,10 +524,17 @@ impl VboPoller {
                 }
                 let records = events
                     .into_iter()
-                    .map(|(event, raw)| Record::VboEvent {
-                        session: session.clone(),
-                        event,
-                        original: self.keep_original.then(|| raw.get().into()),
+                    .map(|(event, raw)| {
+                        // Odd values: keep the raw record as evidence, and count it.
+                        let degraded = crate::map::vbo::is_degraded(&session, &event);
+                        if degraded {
+                            crate::metrics::global().record_degraded(&self.id);
+                        }
+                        Record::VboEvent {
+                            session: session.clone(),
+                            event,
+                            original: (self.keep_original || degraded).then(|| raw.get().into()),
+                        }
                     })
                     .collect();
                 emitter

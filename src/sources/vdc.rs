@@ -330,7 +330,7 @@ impl VdcPoller {
             .map_err(|e| self.explain_404(e))?;
         let mut jobs: Vec<RawJob> = raws
             .iter()
-            .filter_map(|raw| match serde_json::from_str::<RawJob>(raw.get()) {
+            .filter_map(|raw| match crate::map::vdc::decode_job(raw.get()) {
                 Ok(job) => Some(job),
                 Err(e) => {
                     tracing::warn!(source_id = %self.id, url, record = %http::excerpt(raw.get(), 200), error = %e, "skipping malformed backup job");
@@ -386,7 +386,7 @@ impl VdcPoller {
         let mut listed: HashSet<String> = HashSet::new();
         let sessions: Vec<RawJobSession> = raws
             .iter()
-            .filter_map(|raw| match serde_json::from_str::<RawJobSession>(raw.get()) {
+            .filter_map(|raw| match crate::map::vdc::decode_job_session(raw.get()) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::warn!(source_id = %self.id, job_id = %job.id, url, record = %http::excerpt(raw.get(), 200), error = %e, "skipping malformed job session");
@@ -513,7 +513,7 @@ impl VdcPoller {
         )> = raws
             .into_iter()
             .map(|raw| {
-                let entry = serde_json::from_str(raw.get()).map_err(|e| e.to_string());
+                let entry = crate::map::vdc::decode_log_entry(raw.get()).map_err(|e| e.to_string());
                 (entry, raw)
             })
             .collect();
@@ -533,7 +533,10 @@ impl VdcPoller {
             if index < out.from {
                 continue;
             }
-            let original = self.keep_original.then(|| raw.get().into());
+            let degraded = entry
+                .as_ref()
+                .is_ok_and(|e| crate::map::vdc::is_degraded(job, session, e));
+            let original = (self.keep_original || degraded).then(|| raw.get().into());
             self.collect(&mut out, job, session, index, entry, original);
             if out.pending >= BATCH {
                 self.flush(&mut out, job, session, emitter, fetched_at)
@@ -634,7 +637,11 @@ impl VdcPoller {
             if position < out.from {
                 continue;
             }
-            let original = self.keep_original.then(|| item.raw.as_str().into());
+            let degraded = item
+                .entry
+                .as_ref()
+                .is_ok_and(|e| crate::map::vdc::is_degraded(job, session, e));
+            let original = (self.keep_original || degraded).then(|| item.raw.as_str().into());
             self.collect(&mut out, job, session, position, item.entry, original);
             if out.pending >= BATCH {
                 self.flush(&mut out, job, session, emitter, fetched_at)
@@ -665,13 +672,18 @@ impl VdcPoller {
         original: Option<Box<str>>,
     ) {
         match entry {
-            Ok(entry) => out.records.push(Record::VdcLog {
-                job: job.clone(),
-                session: session.clone(),
-                entry,
-                index,
-                original,
-            }),
+            Ok(entry) => {
+                if crate::map::vdc::is_degraded(job, session, &entry) {
+                    crate::metrics::global().record_degraded(&self.id);
+                }
+                out.records.push(Record::VdcLog {
+                    job: job.clone(),
+                    session: session.clone(),
+                    entry,
+                    index,
+                    original,
+                })
+            }
             Err(problem) => {
                 tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, index, error = %problem, "skipping malformed log entry");
                 crate::metrics::global().record_skipped(&self.id);

@@ -25,7 +25,7 @@ use futures::{Stream, TryStreamExt};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::io::StreamReader;
 
-use crate::map::vdc::{RawLogEntry, parse_time};
+use crate::map::vdc::RawLogEntry;
 
 /// Longest text line kept; longer ones are cut (and counted), so a broken or hostile body
 /// can't exhaust memory.
@@ -269,44 +269,10 @@ impl DownloadReader {
     }
 }
 
-/// `creationTime<TAB>endTime<TAB>title`; anything else is all title.
+/// `creationTime<TAB>endTime<TAB>title`; anything else is all title (see
+/// [`crate::map::vdc::decode_text_line`]).
 pub fn parse_text_line(line: &str) -> RawLogEntry {
-    let whole = || RawLogEntry {
-        title: Some(line.trim().to_string()),
-        ..RawLogEntry::default()
-    };
-    let mut fields = line.splitn(3, '\t');
-    let (Some(created), Some(second)) = (fields.next(), fields.next()) else {
-        return whole();
-    };
-    let time = |f: &str| -> Option<Option<chrono::DateTime<chrono::Utc>>> {
-        if f.trim().is_empty() {
-            Some(None)
-        } else {
-            parse_time(f).map(Some)
-        }
-    };
-    let Some(creation_time) = time(created) else {
-        return whole();
-    };
-    match fields.next() {
-        Some(title) => match time(second) {
-            Some(end_time) => RawLogEntry {
-                id: None,
-                title: Some(title.trim().to_string()),
-                creation_time,
-                end_time,
-            },
-            None => whole(),
-        },
-        // Two fields: creationTime<TAB>title.
-        None => RawLogEntry {
-            id: None,
-            title: Some(second.trim().to_string()),
-            creation_time,
-            end_time: None,
-        },
-    }
+    crate::map::vdc::decode_text_line(line)
 }
 
 /// One complete top-level JSON value → its entries (a page envelope expands to many).
@@ -345,10 +311,7 @@ fn json_items(bytes: &[u8]) -> Vec<DownloadItem> {
 }
 
 fn entry_from_value(value: serde_json::Value) -> Result<RawLogEntry, String> {
-    if !value.is_object() {
-        return Err("a log entry must be a JSON object".to_string());
-    }
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    crate::map::vdc::log_entry_from_value(value).map_err(|e| e.to_string())
 }
 
 /// Reads one line (without the `\n`) into `buf`, keeping at most [`MAX_ENTRY_BYTES`].
@@ -641,6 +604,7 @@ impl JsonSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::map::vdc::parse_time;
     use async_compression::tokio::bufread::GzipEncoder;
 
     fn stream_of(
