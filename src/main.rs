@@ -113,6 +113,10 @@ enum Command {
         /// Fraction of data requests answered with 503 (0.05 = 5%).
         #[arg(long, default_value_t = 0.0)]
         error_rate: f64,
+        /// Fraction of records served with one odd but plausible value (vendor drift:
+        /// "12 KB" sizes, times without a zone, enums as numbers, ...); 0.05 = 5%.
+        #[arg(long, default_value_t = 0.0)]
+        drift_rate: f64,
         /// Delay added to every response (e.g. "50ms").
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         latency: Duration,
@@ -441,11 +445,16 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
             password,
             token_ttl,
             error_rate,
+            drift_rate,
             latency,
             live_interval,
             throttle,
             write_ca,
         } => {
+            if !(0.0..=1.0).contains(&drift_rate) {
+                eprintln!("error: --drift-rate must be between 0 and 1 (got {drift_rate})");
+                return ExitCode::from(2);
+            }
             if !(0.0..=1.0).contains(&error_rate) {
                 eprintln!("error: --error-rate must be between 0 and 1 (got {error_rate})");
                 return ExitCode::from(2);
@@ -463,6 +472,7 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
                 error_rate,
                 latency,
                 live_interval,
+                drift: veeam_siem::simulator::DriftConfig { rate: drift_rate },
                 ..SimConfig::default()
             };
             let sim = match SimHandle::start(cfg).await {

@@ -590,13 +590,16 @@ impl VboPoller {
                 None,
             ));
         };
-        let session: RawRestoreSession =
-            serde_json::from_str(raw.get()).map_err(|e| SourceError::Http {
-                source_id: self.id.clone(),
-                error: HttpError::Decode {
-                    url,
-                    message: format!("restore session does not parse: {e}"),
-                },
+        // Decoded as the poller does: leniently, an odd creation time placed at the horizon.
+        let session =
+            crate::map::vbo::decode_session(raw.get(), self.state.horizon).map_err(|e| {
+                SourceError::Http {
+                    source_id: self.id.clone(),
+                    error: HttpError::Decode {
+                        url,
+                        message: format!("restore session is unusable: {e}"),
+                    },
+                }
             })?;
         let (_, body) = self
             .get(
@@ -607,7 +610,7 @@ impl VboPoller {
         let sample = parse_page(&body)
             .unwrap_or_default()
             .iter()
-            .filter_map(|r| serde_json::from_str::<RawRestoreEvent>(r.get()).ok())
+            .filter_map(|r| crate::map::vbo::decode_event(r.get()).ok())
             .max_by_key(|e| e.order)
             .map(|event| Record::VboEvent {
                 session: Arc::new(session.clone()),
