@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum_server::tls_rustls::RustlsConfig;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -111,6 +111,10 @@ pub struct SimConfig {
     /// APIs); off by default, and then the simulator conforms to Veeam's spec. See
     /// `drift.rs`.
     pub drift: DriftConfig,
+    /// The moment the simulated history is anchored at (data times are relative to it);
+    /// `None`: when the simulator starts. A fixed anchor makes the data, and so the events
+    /// a client ships, the same on every run (golden tests).
+    pub anchor: Option<DateTime<Utc>>,
 }
 
 impl Default for SimConfig {
@@ -136,6 +140,7 @@ impl Default for SimConfig {
             vdc_page_limit: None,
             faults: FaultConfig::default(),
             drift: DriftConfig::default(),
+            anchor: None,
         }
     }
 }
@@ -206,7 +211,7 @@ impl SimHandle {
     /// Binds `cfg.listen`, spawns the server (and the live ticker when `live_interval` is
     /// set) and returns once it accepts connections.
     pub async fn start(cfg: SimConfig) -> io::Result<SimHandle> {
-        let shared = Arc::new(Shared::new(cfg.clone(), Utc::now()));
+        let shared = Arc::new(Shared::new(cfg.clone(), cfg.anchor.unwrap_or_else(Utc::now)));
         let faults = Arc::new(faults::Faults::new(cfg.seed, cfg.faults.clone()));
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
