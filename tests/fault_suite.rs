@@ -1200,7 +1200,13 @@ async fn hec_outage_of_thirty_seconds_loses_nothing_and_memory_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syslog_receiver_down_for_thirty_seconds_loses_nothing_and_memory_stays_bounded() {
     let page = 50;
-    let env = Env::start(sim(132, 60, 60, FaultConfig::default())).await;
+    // Responses slowed down a little, so the stream can't be delivered whole before the
+    // receiver goes down (on a fast machine it was, and the outage then tested nothing).
+    let env = Env::start(SimConfig {
+        latency: Duration::from_millis(25),
+        ..sim(132, 60, 60, FaultConfig::default())
+    })
+    .await;
     let rs = tokio::task::block_in_place(|| {
         Rsyslog::start(&env.dir.path().join("rsyslog"), Listen::Tcp)
     });
@@ -1230,6 +1236,10 @@ async fn syslog_receiver_down_for_thirty_seconds_loses_nothing_and_memory_stays_
             rs.raw_messages().len() > at_restart
         });
         let resumed_after = back.elapsed();
+        assert!(
+            rs.raw_messages().len() > at_restart,
+            "nothing was delivered after the receiver came back: the outage hit no traffic"
+        );
         let _ = sample_rss(&daemon, Duration::from_secs(90), || {
             let (counts, _) = syslog_counts(&rs);
             expected2.iter().all(|id| counts.contains_key(id))

@@ -113,10 +113,7 @@ path = {vdc:?}
             continue;
         }
         let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; create it with UPDATE_GOLDEN=1",
-                golden.display()
-            )
+            panic!("{}: {e}; create it with UPDATE_GOLDEN=1", golden.display())
         });
         if got != want {
             let first = got

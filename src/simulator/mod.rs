@@ -211,7 +211,10 @@ impl SimHandle {
     /// Binds `cfg.listen`, spawns the server (and the live ticker when `live_interval` is
     /// set) and returns once it accepts connections.
     pub async fn start(cfg: SimConfig) -> io::Result<SimHandle> {
-        let shared = Arc::new(Shared::new(cfg.clone(), cfg.anchor.unwrap_or_else(Utc::now)));
+        let shared = Arc::new(Shared::new(
+            cfg.clone(),
+            cfg.anchor.unwrap_or_else(Utc::now),
+        ));
         let faults = Arc::new(faults::Faults::new(cfg.seed, cfg.faults.clone()));
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
