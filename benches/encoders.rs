@@ -16,6 +16,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::value::RawValue;
+use veeam_siem::map::Record;
 use veeam_siem::map::vbo::RawRestoreSession;
 use veeam_siem::map::vdc::{RawJob, RawJobSession};
 use veeam_siem::map::{MapContext, map_record};
@@ -24,7 +25,6 @@ use veeam_siem::sinks::splunk_hec::wire;
 use veeam_siem::sinks::syslog_format::{
     Encoder, Facility, Format, Framing, SOFTWARE, SeverityMap, frame,
 };
-use veeam_siem::sources::Record;
 
 /// Events per iteration: one simulator page at `page_size = 1000`.
 const PAGE: usize = 1000;

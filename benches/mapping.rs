@@ -18,11 +18,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::value::RawValue;
+use veeam_siem::map::Record;
 use veeam_siem::map::client_host::{parse_client_host, parse_initiated_by};
 use veeam_siem::map::vbo::{RawRestoreEvent, RawRestoreSession};
 use veeam_siem::map::vdc::{RawJob, RawJobSession, RawLogEntry, parse_title};
 use veeam_siem::map::{MapContext, map_record};
-use veeam_siem::sources::Record;
 
 /// Records per iteration: one simulator page at `page_size = 1000`.
 const PAGE: usize = 1000;

@@ -25,10 +25,9 @@ use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::durable::{self, Writable};
 use crate::escape::escape_controls;
 use crate::event::Event;
-use crate::map::{self, MapContext};
+use crate::map::{self, MapContext, Record};
 use crate::sinks::splunk_hec::files::channel_path;
 use crate::sinks::{self, SinkContext};
-use crate::sources::Record;
 use crate::sources::vbo::VboPoller;
 use crate::sources::vdc::{VdcPoller, VdcSource};
 

@@ -41,6 +41,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value, json};
 use veeam_siem::event::Event;
+use veeam_siem::map::Record;
 use veeam_siem::map::client_host::{InitiatedBy, parse_client_host, parse_initiated_by};
 use veeam_siem::map::vbo::{RawRestoreEvent, RawRestoreSession, map_restore_event};
 use veeam_siem::map::vdc::{
@@ -51,7 +52,6 @@ use veeam_siem::sinks::syslog_format::{
     BOM, Encoder, Facility, Format, Framing, MAX_APP_NAME, MAX_HOSTNAME, MAX_MSGID, MAX_SD_NAME,
     MAX_SEQUENCE_ID, NILVALUE, SOFTWARE, SeverityMap, frame,
 };
-use veeam_siem::sources::Record;
 use veeam_siem::sources::vbo::parse_page;
 use veeam_siem::sources::vdc_api::parse_collection;
 use veeam_siem::sources::vdc_download::{

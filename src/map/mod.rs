@@ -12,6 +12,7 @@
 //! reported in its event ([`degraded`]).
 
 pub mod client_host;
+mod record;
 pub mod vbo;
 pub mod vdc;
 pub mod wire_checks;
@@ -19,6 +20,7 @@ pub mod wire_checks;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::event::ErrorField;
+pub use record::Record;
 use wire_checks::{Problem, TAG_ASSUMED_UTC, TAG_DEGRADED};
 
 /// Everything a mapping needs besides the record itself.
@@ -180,8 +182,7 @@ fn digits(s: &str, min: usize, max: usize) -> Option<i64> {
 }
 
 /// Map any fetched record to its output event (the one dispatch point for every source).
-pub fn map_record(ctx: &MapContext<'_>, record: &crate::sources::Record) -> crate::event::Event {
-    use crate::sources::Record;
+pub fn map_record(ctx: &MapContext<'_>, record: &Record) -> crate::event::Event {
     match record {
         Record::VboEvent {
             session,

@@ -38,9 +38,10 @@ use serde_json::value::RawValue;
 
 use super::paging::{PageFacts, Pager, PagingError, Step, fingerprint};
 use super::vbo_token::{Credentials, TokenManager};
-use super::{Emitter, Record, RunMode, SourceBatch, SourceError, minus, to_chrono};
+use super::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
 use crate::config::{ApiVersion, VboSource};
 use crate::http::{self, HttpError, RetryPolicy};
+use crate::map::Record;
 use crate::map::vbo::{RawRestoreEvent, RawRestoreSession};
 
 /// Default horizon of the first run.

@@ -39,11 +39,12 @@ use url::Url;
 
 use super::vdc_api::{Endpoint, KeyHeader, VdcApi};
 use super::vdc_download::DownloadReader;
-use super::{Emitter, Record, RunMode, SourceBatch, SourceError, minus, to_chrono};
+use super::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
 use crate::config::{
     ConfigError, TlsConfig, check_tls, de_duration, invalid, parse_url, resolve_secret,
 };
 use crate::http::{self, HttpError, RetryPolicy};
+use crate::map::Record;
 use crate::map::vdc::{RawJob, RawJobSession, RawLogEntry};
 use crate::secret::Secret;
 
