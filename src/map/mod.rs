@@ -12,6 +12,8 @@
 //! reported in its event ([`degraded`]).
 
 pub mod client_host;
+#[cfg(test)]
+mod fixtures;
 mod record;
 pub mod vbo;
 pub mod vdc;
