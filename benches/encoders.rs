@@ -22,7 +22,7 @@ use veeam_siem::map::vdc::{RawJob, RawJobSession};
 use veeam_siem::map::{MapContext, map_record};
 use veeam_siem::sinks::EncodedEvent;
 use veeam_siem::sinks::splunk_hec::wire;
-use veeam_siem::sinks::syslog_format::{
+use veeam_siem::sinks::syslog::format::{
     Encoder, Facility, Format, Framing, SOFTWARE, SeverityMap, frame,
 };
 

@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: fetch_only URL USERNAME PASSWORD PAGE_SIZE CA_FILE".into());
     };
     let page: usize = page_size.parse()?;
-    let tls = veeam_siem::config::TlsConfig {
+    let tls = veeam_siem::config::common::TlsConfig {
         ca_file: Some(ca_file.into()),
         ..Default::default()
     };

@@ -24,7 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, SourceConfig, invalid};
+use crate::config::{Config, ConfigError, invalid};
 use crate::metrics;
 use crate::pipeline::{self, PipelineError, RunOptions, RunReport, TimeWindow};
 use crate::sources::RunMode;
@@ -92,13 +92,10 @@ pub fn plan(
     // events inside the window, so read from a lead before it (the window filters).
     let read_from = opts.since - SESSION_LEAD;
     for source in config.sources.values_mut() {
-        match source {
-            SourceConfig::Vbo(s) => s.start_time = Some(read_from),
-            SourceConfig::Vdc(s) => s.start_time = Some(read_from),
-        }
+        source.set_start_time(read_from);
     }
     config.sinks.retain(|_, sink| {
-        sink.retain_inputs(|id| chosen(id));
+        sink.inputs_mut().retain(|id| chosen(id));
         !sink.inputs().is_empty()
     });
     let window_name = format!(
@@ -305,7 +302,7 @@ inputs = ["b"]
         assert_eq!(p.config.sources.keys().collect::<Vec<_>>(), vec!["a"]);
         assert_eq!(p.config.sinks.keys().collect::<Vec<_>>(), vec!["both"]);
         assert_eq!(p.config.sinks["both"].inputs(), ["a".to_string()]);
-        let SourceConfig::Vbo(a) = &p.config.sources["a"] else {
+        let crate::config::SourceConfig::Vbo(a) = &p.config.sources["a"] else {
             panic!("vbo")
         };
         assert_eq!(a.start_time, Some(opts.since - SESSION_LEAD));

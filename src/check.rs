@@ -21,15 +21,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::checkpoint::CheckpointStore;
-use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::config::common::url_host;
+use crate::config::{Config, SourceConfig};
 use crate::durable::{self, Writable};
 use crate::escape::escape_controls;
 use crate::event::Event;
 use crate::map::{self, MapContext, Record};
-use crate::sinks::splunk_hec::files::channel_path;
-use crate::sinks::{self, SinkContext};
-use crate::sources::vbo::VboPoller;
-use crate::sources::vdc::{VdcPoller, VdcSource};
+use crate::sinks::ProbeContext;
 
 /// Time allowed for one probe (login + one page, or one sink health check).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -146,30 +144,12 @@ pub async fn run(config: &Config) -> Report {
             return report;
         }
     };
+    let ctx = ProbeContext::new(&config.state.dir, scratch.path());
     for (id, sink_cfg) in &config.sinks {
         let component = format!("sink {id}");
-        let ctx = probe_context(config, id, sink_cfg, scratch.path());
-        let mut sink = match sinks::build(id, sink_cfg, &ctx) {
-            Ok(s) => s,
-            Err(e) => {
-                report.push(component, Status::Fail, e.to_string());
-                continue;
-            }
-        };
-        if let SinkConfig::File(c) = sink_cfg {
-            match sinks::file::probe(id, &c.path).await {
-                Ok(detail) => report.push(component, Status::Ok, detail),
-                Err(e) => report.push(component, Status::Fail, e.to_string()),
-            }
-            continue;
-        }
-        match tokio::time::timeout(PROBE_TIMEOUT, sink.healthcheck()).await {
-            Ok(Ok(())) => report.push(
-                component,
-                Status::Ok,
-                format!("{} sink is reachable and accepting", sink_cfg.type_name()),
-            ),
-            Ok(Err(e)) => report.push(component, Status::Fail, e.to_string()),
+        match tokio::time::timeout(PROBE_TIMEOUT, sink_cfg.probe(id, &ctx)).await {
+            Ok(Ok(detail)) => report.push(component, Status::Ok, detail),
+            Ok(Err(e)) => report.push(component, Status::Fail, e),
             Err(_) => report.push(
                 component,
                 Status::Fail,
@@ -178,24 +158,6 @@ pub async fn run(config: &Config) -> Report {
         }
     }
     report
-}
-
-/// Where sink `id` keeps its files during the probe.
-fn probe_context(
-    config: &Config,
-    id: &str,
-    sink: &SinkConfig,
-    scratch: &std::path::Path,
-) -> SinkContext {
-    let uses_live =
-        matches!(sink, SinkConfig::SplunkHec(_)) && channel_path(&config.state.dir, id).exists();
-    SinkContext {
-        state_dir: if uses_live {
-            config.state.dir.clone()
-        } else {
-            scratch.to_path_buf()
-        },
-    }
 }
 
 /// The state dir accepts new files (or will be created in a writable parent).
@@ -241,40 +203,17 @@ async fn check_source(config: &Config, id: &str, source: &SourceConfig, report: 
         ),
         Err(e) => report.push(format!("  {id} checkpoint"), Status::Fail, e.to_string()),
     }
-    let probe = match source {
-        SourceConfig::Vbo(_) => {
-            let poller = match config
-                .vbo_source(id)
-                .map_err(|e| e.to_string())
-                .and_then(|src| VboPoller::new(&src, None).map_err(|e| e.to_string()))
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    report.push(component, Status::Fail, e);
-                    return;
-                }
-            };
-            tokio::time::timeout(PROBE_TIMEOUT, poller.probe())
-                .await
-                .map(|r| r.map_err(|e| e.to_string()))
-        }
-        SourceConfig::Vdc(c) => {
-            let poller = match VdcSource::resolve(id, c)
-                .map_err(|e| e.to_string())
-                .and_then(|src| VdcPoller::new(&src, None).map_err(|e| e.to_string()))
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    report.push(component, Status::Fail, e);
-                    return;
-                }
-            };
-            tokio::time::timeout(PROBE_TIMEOUT, poller.probe())
-                .await
-                .map(|r| r.map_err(|e| e.to_string()))
+    let poller = match source.build(id, None) {
+        Ok(p) => p,
+        Err(e) => {
+            report.push(component, Status::Fail, e.to_string());
+            return;
         }
     };
-    let observer = source_host(source);
+    let probe = tokio::time::timeout(PROBE_TIMEOUT, poller.probe())
+        .await
+        .map(|r| r.map_err(|e| e.to_string()));
+    let observer = url_host(source.url());
     match probe {
         Ok(Ok((detail, sample))) => {
             report.push(&component, Status::Ok, detail);
@@ -289,17 +228,6 @@ async fn check_source(config: &Config, id: &str, source: &SourceConfig, report: 
             format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
         ),
     }
-}
-
-fn source_host(source: &SourceConfig) -> String {
-    let url = match source {
-        SourceConfig::Vbo(c) => &c.url,
-        SourceConfig::Vdc(c) => &c.url,
-    };
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn map_sample(source_id: &str, observer: &str, record: &Record) -> Event {

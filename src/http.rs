@@ -28,7 +28,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::config::TlsConfig;
+use crate::config::common::{TlsConfig, redact_userinfo, warn_if_insecure};
 
 /// An HTTP failure, with the URL (never credentials) and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +179,7 @@ pub fn rustls_client_config(
         key: key.to_string(),
         message,
     };
+    warn_if_insecure(key, tls.insecure_skip_verify);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -402,7 +403,7 @@ fn shown_location(base: &reqwest::Url, location: &str) -> String {
             shown
         }
         Err(_) => {
-            let text = crate::config::redact_userinfo(location.trim());
+            let text = redact_userinfo(location.trim());
             let text = text.split(['?', '#']).next().unwrap_or_default();
             format!("`{}` (not a valid URL)", excerpt(text, 200))
         }

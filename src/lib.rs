@@ -2,11 +2,13 @@
 //! job logs) into SIEMs, with durable checkpoints and at-least-once delivery.
 //!
 //! Module map (see ARCHITECTURE.md for invariants):
-//! - [`config`]: the TOML config model, secret resolution and validation.
+//! - [`config`]: the composition root of the TOML config (`config::common`: the shared
+//!   rules every component's config uses).
 //! - [`event`]: the output event contract.
 //! - [`map`]: pure mapping from Veeam records to events.
-//! - [`sources`]: API pollers producing batches of records with checkpoint snapshots.
-//! - [`sinks`]: delivery targets, each acknowledging durable batches.
+//! - [`sources`]: API pollers (`vbo/`, `vdc/`, each with its config) producing batches of
+//!   records with checkpoint snapshots.
+//! - [`sinks`]: delivery targets (each with its config), each acknowledging durable batches.
 //! - [`pipeline`]: wiring, fan-out, ack tracking, shutdown.
 //! - [`daemon`]: `run` around the pipeline (ops endpoint, SIGHUP reload); [`backfill`]: history re-reads.
 //! - [`checkpoint`]: durable per-source state; [`state_dir`]: the state dir's lock;

@@ -37,13 +37,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
-use crate::config::{Config, ConfigError, SourceConfig};
+use crate::config::common::url_host;
+use crate::config::{Config, ConfigError};
 use crate::map::{self, MapContext};
 use crate::metrics;
 use crate::sinks::{self, Batch, EncodedEvent, SinkError};
-use crate::sources::vbo::VboPoller;
-use crate::sources::vdc::{VdcPoller, VdcSource};
-use crate::sources::{Emitter, RunMode, SourceBatch, SourceError};
+use crate::sources::{Emitter, RunMode, Source, SourceBatch, SourceError};
 
 /// Batches buffered between a source and its router.
 const SOURCE_QUEUE: usize = 2;
@@ -170,23 +169,8 @@ struct PreparedSource {
     id: Arc<str>,
     observer_hostname: Arc<str>,
     store: CheckpointStore,
-    poller: Poller,
+    poller: Box<dyn Source>,
     sinks: Vec<usize>,
-}
-
-/// The poller of any source type; the pipeline only starts it.
-enum Poller {
-    Vbo(VboPoller),
-    Vdc(VdcPoller),
-}
-
-impl Poller {
-    async fn run(self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
-        match self {
-            Poller::Vbo(p) => p.run(mode, emitter).await,
-            Poller::Vdc(p) => p.run(mode, emitter).await,
-        }
-    }
 }
 
 /// A poller that can't use its stored state is a corrupt checkpoint (named by its file).
@@ -198,6 +182,7 @@ fn state_error(store: &CheckpointStore, e: SourceError) -> PipelineError {
                 problem: format!("source `{source_id}`: {problem}"),
             })
         }
+        SourceError::Config(e) => e.into(),
         other => other.into(),
     }
 }
@@ -239,7 +224,7 @@ pub async fn run(
         let ctx = sinks::SinkContext {
             state_dir: config.state.dir.clone(),
         };
-        let sink = sinks::build(id, sink_cfg, &ctx).map_err(|e| PipelineError::Sink {
+        let sink = sink_cfg.build(id, &ctx).map_err(|e| PipelineError::Sink {
             sink_id: id.clone(),
             message: e.to_string(),
         })?;
@@ -434,20 +419,10 @@ fn prepare_sources(
             .iter()
             .filter_map(|s| sink_ids.iter().position(|x| x == s))
             .collect();
-        let (observer, poller) = match source {
-            SourceConfig::Vbo(_) => {
-                let src = config.vbo_source(id)?;
-                let observer = src.url.host_str().unwrap_or_default().to_string();
-                let poller = VboPoller::new(&src, stored).map_err(|e| state_error(&store, e))?;
-                (observer, Poller::Vbo(poller))
-            }
-            SourceConfig::Vdc(settings) => {
-                let src = VdcSource::resolve(id, settings)?;
-                let observer = src.url.host_str().unwrap_or_default().to_string();
-                let poller = VdcPoller::new(&src, stored).map_err(|e| state_error(&store, e))?;
-                (observer, Poller::Vdc(poller))
-            }
-        };
+        let observer = url_host(source.url());
+        let poller = source
+            .build(id, stored)
+            .map_err(|e| state_error(&store, e))?;
         out.push(PreparedSource {
             id: Arc::from(id.as_str()),
             observer_hostname: Arc::from(observer.as_str()),

@@ -73,7 +73,7 @@ async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bo
 async fn get(url: &str) -> Option<(u16, String)> {
     let client = veeam_siem::http::build_client(
         "test",
-        &veeam_siem::config::TlsConfig::default(),
+        &veeam_siem::config::common::TlsConfig::default(),
         Duration::from_secs(5),
     )
     .unwrap();

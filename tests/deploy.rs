@@ -22,7 +22,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use veeam_siem::config::{Config, SinkConfig, SourceConfig, resolve_secret};
+use veeam_siem::config::common::resolve_secret;
+use veeam_siem::config::{Config, SinkConfig, SourceConfig};
+use veeam_siem::sources::vbo::VboSource;
 use veeam_siem::sources::vdc::VdcSource;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -387,7 +389,7 @@ fn configmap_config_passes_the_config_loader() {
     // Secrets resolve from the mounted files (the placeholders are not empty).
     for (id, source) in &config.sources {
         let resolved = match source {
-            SourceConfig::Vbo(_) => config.vbo_source(id).map(|s| s.password),
+            SourceConfig::Vbo(c) => VboSource::resolve(id, c).map(|s| s.password),
             SourceConfig::Vdc(c) => VdcSource::resolve(id, c).map(|s| s.api_key),
         };
         if let Err(e) = resolved {

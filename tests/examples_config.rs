@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use veeam_siem::config::{Config, ConfigError, SinkConfig, SourceConfig, resolve_secret};
+use veeam_siem::config::common::resolve_secret;
+use veeam_siem::config::{Config, ConfigError, SinkConfig, SourceConfig};
+use veeam_siem::sources::vbo::VboSource;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -145,8 +147,8 @@ fn resolve_all_secrets(config: &Config) -> Result<usize, ConfigError> {
     let mut resolved = 0;
     for (id, source) in &config.sources {
         match source {
-            SourceConfig::Vbo(_) => {
-                config.vbo_source(id)?;
+            SourceConfig::Vbo(c) => {
+                VboSource::resolve(id, c)?;
             }
             SourceConfig::Vdc(c) => {
                 resolve_secret(

@@ -6,7 +6,7 @@
 //! PROPTEST_CASES=100000 cargo test --release --test properties
 //! ```
 //!
-//! Covered here (the unit-level properties of `syslog_format`, i.e. PARAM-VALUE escaping,
+//! Covered here (the unit-level properties of `sinks::syslog::format`, i.e. PARAM-VALUE escaping,
 //! header-field sanitizing, MSGIDs and datagram fitting, live next to that code):
 //! - `clientHost` / `initiatedBy` parsing: never panics on any string; invariants that hold
 //!   for every input; generated well-formed values are read back exactly.
@@ -16,7 +16,7 @@
 //!   VERSION, TIMESTAMP, header field lengths and characters, NILVALUE, SD escaping) and
 //!   carries the event's JSON, unchanged, as MSG.
 //! - page decoders: VB365 pages (`sources::vbo::parse_page`), VDC collections
-//!   (`sources::vdc_api::parse_collection`), VDC downloads (`sources::vdc_download`) and
+//!   (`sources::vdc::api::parse_collection`), VDC downloads (`sources::vdc::download`) and
 //!   the record types behind them never panic on arbitrary input, and what decodes maps
 //!   to an event that serializes and reads back.
 //! - the output contract: records of both sources with arbitrary content map to events
@@ -48,13 +48,13 @@ use veeam_siem::map::vdc::{
     RawJob, RawJobSession, RawLogEntry, TitleKind, action, map_log_entry, parse_title,
 };
 use veeam_siem::map::{MapContext, map_record};
-use veeam_siem::sinks::syslog_format::{
+use veeam_siem::sinks::syslog::format::{
     BOM, Encoder, Facility, Format, Framing, MAX_APP_NAME, MAX_HOSTNAME, MAX_MSGID, MAX_SD_NAME,
     MAX_SEQUENCE_ID, NILVALUE, SOFTWARE, SeverityMap, frame,
 };
 use veeam_siem::sources::vbo::parse_page;
-use veeam_siem::sources::vdc_api::parse_collection;
-use veeam_siem::sources::vdc_download::{
+use veeam_siem::sources::vdc::api::parse_collection;
+use veeam_siem::sources::vdc::download::{
     DownloadItem, DownloadReader, ENVELOPE_KEYS, parse_text_line,
 };
 

@@ -1623,7 +1623,7 @@ const DEFAULT_FIELDS: [&str; 10] = [
     "earliest",
     "latest",
 ];
-/// What the HEC sink sends in `fields` (src/sinks/splunk_hec_wire.rs).
+/// What the HEC sink sends in `fields` (src/sinks/splunk_hec/wire.rs).
 const INDEXED_FIELDS: [&str; 6] = [
     "event_id",
     "dataset",
@@ -2161,7 +2161,11 @@ fn splunk_searches_read_only_fields_that_exist() {
 fn indexed_fields_are_the_ones_the_hec_sink_sends() {
     // The envelope's `fields` are a private struct of the sink; read its definition so a
     // renamed or added indexed field shows up here.
-    let path = root().join("src").join("sinks").join("splunk_hec_wire.rs");
+    let path = root()
+        .join("src")
+        .join("sinks")
+        .join("splunk_hec")
+        .join("wire.rs");
     let source = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {} (moved?): {e}", path.display()));
     let body = source

@@ -545,7 +545,7 @@ fn assert_strings_exact(v: &Value, item: &str, text: &str) {
 /// MSG, byte for byte) carry that event's JSON unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_strings_reach_every_sink_unchanged() {
-    use veeam_siem::sinks::syslog_format::{BOM, Encoder, Facility, Format, SeverityMap};
+    use veeam_siem::sinks::syslog::format::{BOM, Encoder, Facility, Format, SeverityMap};
 
     let mut encoded = Vec::new();
     for (name, text) in hostile_strings() {
@@ -592,7 +592,7 @@ async fn hostile_strings_reach_every_sink_unchanged() {
         seq,
         events: encoded.iter().map(|(_, e)| e.clone()).collect(),
     };
-    let file_cfg = veeam_siem::config::FileSinkConfig {
+    let file_cfg = veeam_siem::sinks::file::FileSinkConfig {
         inputs: vec!["vbo_main".into()],
         path: path.display().to_string(),
         file_mode: None,

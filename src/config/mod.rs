@@ -1,65 +1,51 @@
-//! The configuration model (TOML, components keyed by id, Vector-like) and its validation.
+//! The configuration model (TOML, components keyed by id, Vector-like): the composition
+//! root that lists the component types, `${ENV}` interpolation, and the checks across
+//! components.
 //!
-//! Owns: parsing, `${ENV}` interpolation, `*_file` secret resolution, defaults, and every
-//! check that can be made without the network. Every error names the key path and says
-//! what to do; secret values never appear in errors or `Debug` output.
+//! Owns: parsing, interpolation, `*_file` secret resolution (each component says which of
+//! its keys are secret files), defaults, and every check that can be made without the
+//! network. Every error names the key path and says what to do; secret values never
+//! appear in errors or `Debug` output.
+//!
+//! Each component's config type lives in the component's directory and implements
+//! [`SourceSettings`] or [`SinkSettings`]; the shared rules (durations, URLs, secrets,
+//! `tls`) are in [`common`], a leaf every component may use. This module names the
+//! component types once ([`SourceConfig`], [`SinkConfig`]) and otherwise only calls the
+//! traits.
 //!
 //! Loading happens in these steps: TOML text → `toml::Value` → interpolate `${VAR}` in
 //! string values (so an env value can never break TOML syntax) → typed structs with
-//! `deny_unknown_fields` → [`Config::validate`] for cross-references and ranges → secret
-//! files read (so a missing `password_file` is a config error, exit 2, like any other).
+//! `deny_unknown_fields`, each component table alone under its full key path (`load.rs`)
+//! → [`Config::validate`] for each component and the cross-references → secret files read
+//! (so a missing `password_file` is a config error, exit 2, like any other).
 //!
-//! Components are dispatched on their `type` by hand (`config_load.rs`, the composition
-//! root), and each component table is then deserialized alone under its full path
-//! (`sources.<id>.…`), so every error names the whole key.
-//!
-//! Limits: durations are at most [`MAX_DURATION`]; the config file is read up to
-//! [`MAX_CONFIG_BYTES`] and secret files up to [`MAX_SECRET_FILE_BYTES`].
+//! Limits: durations are at most [`common::MAX_DURATION`]; the config file is read up to
+//! [`MAX_CONFIG_BYTES`] and secret files up to [`common::MAX_SECRET_FILE_BYTES`].
+
+pub mod common;
+mod load;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
-use url::Url;
+use serde::Deserialize;
 
-use crate::secret::Secret;
+pub use common::{Cleartext, ConfigError, invalid};
 
-#[path = "config_load.rs"]
-mod load;
+use crate::sinks::SinkSettings;
+use crate::sinks::file::FileSinkConfig;
+use crate::sinks::kafka::KafkaSinkConfig;
+use crate::sinks::splunk_hec::HecSinkConfig;
+use crate::sinks::stdout::StdoutSinkConfig;
+use crate::sinks::syslog::SyslogSinkConfig;
+use crate::sources::SourceSettings;
+use crate::sources::vbo::VboSourceConfig;
+use crate::sources::vdc::VdcSourceConfig;
 
-/// A configuration problem. `Display` is the whole user-facing message.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("config error at `{key}`: {problem}")]
-    Invalid { key: String, problem: String },
-}
-
-/// A [`ConfigError::Invalid`] for `key` (components use this for their own checks).
-pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        problem: problem.into(),
-    }
-}
-
-/// The longest duration any key accepts (3650 days): far beyond any sensible interval or
-/// timeout, and far enough from the limits of `Instant` and `DateTime` arithmetic that no
-/// configured value can overflow it.
-pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 /// The largest config file read (a config is a few kB; this stops `/dev/zero` and mistakes).
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
-/// The largest secret file read (`password_file`, `token_file`, `api_key_file`).
-pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// Keys whose values are secrets: their values are never quoted in errors.
 const SECRET_KEYS: [&str; 3] = ["password", "token", "api_key"];
@@ -72,30 +58,6 @@ pub struct Config {
     pub ops: Option<OpsConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
     pub sinks: BTreeMap<String, SinkConfig>,
-}
-
-/// An endpoint configured with plain `http://`: what would travel in clear text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cleartext {
-    /// The config key, e.g. `sources.vbo_main.url`.
-    pub key: String,
-    /// What travels over it, e.g. "the password and access tokens".
-    pub carries: &'static str,
-}
-
-impl Cleartext {
-    /// What is wrong, without the key (for `check`, whose row names the key).
-    pub fn problem(&self) -> String {
-        format!("http:// sends {} in clear text; use https://", self.carries)
-    }
-
-    /// One line for the startup log.
-    pub fn message(&self) -> String {
-        format!(
-            "{} uses http://: {} travel in clear text; use https://",
-            self.key, self.carries
-        )
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,200 +81,67 @@ pub struct OpsConfig {
     pub listen: std::net::SocketAddr,
 }
 
-/// A source, by its `type` key (dispatched in `config_load.rs`).
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Vbo(VboSourceConfig),
-    Vdc(crate::sources::vdc::VdcSourceConfig),
-}
-
-impl SourceConfig {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SourceConfig::Vbo(_) => "vbo",
-            SourceConfig::Vdc(_) => "vdc",
+/// An enum over the config types of one kind of component, each with its `type` value:
+/// the composition root. The enum derefs to the kind's trait, so callers never match.
+macro_rules! components {
+    ($(#[$meta:meta])* $name:ident: $settings:ident {
+        $($variant:ident($config:ty) = $type_name:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub enum $name {
+            $($variant($config),)+
         }
-    }
-}
 
-/// VB365 REST API version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiVersion {
-    V6,
-    V7,
-    V8,
-}
+        impl $name {
+            /// Every `type` value, in the order the docs list them.
+            pub const TYPES: &'static [&'static str] = &[$($type_name),+];
 
-impl ApiVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiVersion::V6 => "v6",
-            ApiVersion::V7 => "v7",
-            ApiVersion::V8 => "v8",
+            /// The component table at `key` (without its `type` key) as type `kind`.
+            fn from_table(key: &str, kind: &str, value: toml::Value) -> Result<Self, ConfigError> {
+                match kind {
+                    $($type_name => load::typed(key, value).map($name::$variant),)+
+                    other => Err(load::unknown_type(key, other, Self::TYPES)),
+                }
+            }
         }
-    }
-}
 
-/// TLS settings for an HTTPS peer.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with the CA (or the self-signed certificate) to trust, in addition to the
-    /// system roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Accept any certificate. Insecure; logged as a warning at startup.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-/// `type = "vbo"`: a Veeam Backup for Microsoft 365 REST server.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VboSourceConfig {
-    pub url: String,
-    #[serde(default = "default_api_version")]
-    pub api_version: ApiVersion,
-    pub username: String,
-    #[serde(default)]
-    pub password: Option<Secret>,
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    #[serde(default = "default_vbo_poll", deserialize_with = "de_duration")]
-    pub poll_interval: Duration,
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Horizon of the first run; default: 7 days before the first start.
-    #[serde(default)]
-    pub start_time: Option<DateTime<Utc>>,
-    /// Sessions are re-listed from `horizon - lookback` to catch sessions that appear late
-    /// and to be safe whether the server's `startTimeFrom` is inclusive or not.
-    #[serde(default = "default_lookback", deserialize_with = "de_duration")]
-    pub lookback: Duration,
-    #[serde(default)]
-    pub tls: TlsConfig,
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
-    pub request_timeout: Duration,
-    /// Attempts per request for retryable failures (5xx, 429, timeouts, resets).
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Keep the raw record JSON in `event.original`.
-    #[serde(default)]
-    pub keep_original: bool,
-}
-
-/// A sink, by its `type` key (dispatched in `config_load.rs`).
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    Stdout(StdoutSinkConfig),
-    File(FileSinkConfig),
-    Syslog(crate::sinks::syslog::SyslogSinkConfig),
-    SplunkHec(crate::sinks::splunk_hec::HecSinkConfig),
-    Kafka(crate::sinks::kafka::KafkaSinkConfig),
-}
-
-impl SinkConfig {
-    pub fn inputs(&self) -> &[String] {
-        match self {
-            SinkConfig::Stdout(c) => &c.inputs,
-            SinkConfig::File(c) => &c.inputs,
-            SinkConfig::Syslog(c) => &c.inputs,
-            SinkConfig::SplunkHec(c) => &c.inputs,
-            SinkConfig::Kafka(c) => &c.inputs,
+        impl Deref for $name {
+            type Target = dyn $settings;
+            fn deref(&self) -> &Self::Target {
+                match self {
+                    $($name::$variant(c) => c,)+
+                }
+            }
         }
-    }
 
-    /// Keep only the inputs `keep` accepts (backfill narrows a sink to chosen sources).
-    pub fn retain_inputs(&mut self, keep: impl Fn(&str) -> bool) {
-        let inputs = match self {
-            SinkConfig::Stdout(c) => &mut c.inputs,
-            SinkConfig::File(c) => &mut c.inputs,
-            SinkConfig::Syslog(c) => &mut c.inputs,
-            SinkConfig::SplunkHec(c) => &mut c.inputs,
-            SinkConfig::Kafka(c) => &mut c.inputs,
-        };
-        inputs.retain(|id| keep(id));
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkConfig::Stdout(_) => "stdout",
-            SinkConfig::File(_) => "file",
-            SinkConfig::Syslog(_) => "syslog",
-            SinkConfig::SplunkHec(_) => "splunk_hec",
-            SinkConfig::Kafka(_) => "kafka",
+        impl DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                match self {
+                    $($name::$variant(c) => c,)+
+                }
+            }
         }
+    };
+}
+
+components! {
+    /// A source, by its `type` key.
+    SourceConfig: SourceSettings {
+        Vbo(VboSourceConfig) = "vbo",
+        Vdc(VdcSourceConfig) = "vdc",
     }
 }
 
-/// `type = "stdout"`: NDJSON on standard output.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StdoutSinkConfig {
-    pub inputs: Vec<String>,
-    /// Indented JSON for humans (not NDJSON any more).
-    #[serde(default)]
-    pub pretty: bool,
-}
-
-/// `type = "file"`: NDJSON appended to a file; acknowledged after fsync.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSinkConfig {
-    pub inputs: Vec<String>,
-    /// Path; `strftime` patterns (`%Y-%m-%d`) are expanded with the UTC write time.
-    pub path: String,
-    /// Mode of the files the sink creates, an octal string ("0640" for a sidecar reader);
-    /// default "0600". Directories it creates get the matching traverse bits.
-    #[serde(default)]
-    pub file_mode: Option<String>,
-}
-
-fn default_api_version() -> ApiVersion {
-    ApiVersion::V8
-}
-fn default_vbo_poll() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_page_size() -> u32 {
-    500
-}
-fn default_lookback() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_retries() -> u32 {
-    8
-}
-
-/// humantime durations: "30s", "5m", "1h 30m", at most [`MAX_DURATION`]. Use with
-/// `deserialize_with`; the loader names the key in the error.
-pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    let value = humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\""
-        ))
-    })?;
-    if value > MAX_DURATION {
-        return Err(serde::de::Error::custom(format!(
-            "`{text}` is longer than the longest duration accepted ({} days)",
-            MAX_DURATION.as_secs() / 86_400
-        )));
+components! {
+    /// A sink, by its `type` key.
+    SinkConfig: SinkSettings {
+        Stdout(StdoutSinkConfig) = "stdout",
+        File(FileSinkConfig) = "file",
+        Syslog(SyslogSinkConfig) = "syslog",
+        SplunkHec(HecSinkConfig) = "splunk_hec",
+        Kafka(KafkaSinkConfig) = "kafka",
     }
-    Ok(value)
-}
-
-/// A VB365 source with its secret resolved and URL checked.
-#[derive(Debug, Clone)]
-pub struct VboSource {
-    pub id: String,
-    pub url: Url,
-    pub password: Secret,
-    pub settings: VboSourceConfig,
 }
 
 impl Config {
@@ -334,7 +163,7 @@ impl Config {
         Self::from_toml(&text, path, &|name| std::env::var(name).ok())
     }
 
-    /// Parse from text with a custom environment (tests).
+    /// Parse from text with a custom environment (tests). `path` is only named in errors.
     pub fn from_toml(
         text: &str,
         path: &Path,
@@ -346,48 +175,32 @@ impl Config {
         })?;
         interpolate(&mut value, &mut Vec::new(), env)?;
         let mut config = load::from_value(value)?;
-        config.validate(path.parent().unwrap_or(Path::new(".")))?;
-        load::read_secret_files(&mut config)?;
+        config.validate()?;
+        for (id, source) in &mut config.sources {
+            source.read_secret_files(&format!("sources.{id}"))?;
+        }
+        for (id, sink) in &mut config.sinks {
+            sink.read_secret_files(&format!("sinks.{id}"))?;
+        }
         Ok(config)
     }
 
-    /// Endpoints configured with plain `http://` (VB365 and VDC sources, Splunk HEC sinks):
+    /// Endpoints configured with plain `http://` (sources, and sinks that talk HTTP):
     /// their passwords, tokens, keys (and events) would travel in clear text. The startup
     /// log warns about each once, and `check` shows each as a warning.
     pub fn cleartext_endpoints(&self) -> Vec<Cleartext> {
-        let plain = |url: &str| {
-            Url::parse(url.trim())
-                .map(|u| u.scheme() == "http")
-                .unwrap_or(false)
-        };
-        let mut out = Vec::new();
-        for (id, source) in &self.sources {
-            let (url, carries) = match source {
-                SourceConfig::Vbo(c) => (&c.url, "the password and access tokens"),
-                SourceConfig::Vdc(c) => (&c.url, "the API key and the job logs"),
-            };
-            if plain(url) {
-                out.push(Cleartext {
-                    key: format!("sources.{id}.url"),
-                    carries,
-                });
-            }
-        }
-        for (id, sink) in &self.sinks {
-            if let SinkConfig::SplunkHec(c) = sink
-                && plain(&c.endpoint)
-            {
-                out.push(Cleartext {
-                    key: format!("sinks.{id}.endpoint"),
-                    carries: "the HEC token and the events",
-                });
-            }
-        }
-        out
+        let sources = self.sources.iter().filter_map(|(id, source)| {
+            Cleartext::of(format!("sources.{id}.url"), source.url(), source.carries())
+        });
+        let sinks = self
+            .sinks
+            .iter()
+            .filter_map(|(id, sink)| sink.cleartext(&format!("sinks.{id}")));
+        sources.chain(sinks).collect()
     }
 
-    /// Cross-reference and range checks. `base` resolves relative `*_file` paths.
-    fn validate(&self, _base: &Path) -> Result<(), ConfigError> {
+    /// Each component's own checks, then the references between them.
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.sources.is_empty() {
             return Err(invalid(
                 "sources",
@@ -432,28 +245,7 @@ impl Config {
                     ));
                 }
             }
-            match sink {
-                SinkConfig::File(f) => {
-                    if f.path.trim().is_empty() {
-                        return Err(invalid(format!("sinks.{id}.path"), "must not be empty"));
-                    }
-                    if let Err(e) = crate::sinks::file::expand_path(&f.path, Utc::now()) {
-                        return Err(invalid(format!("sinks.{id}.path"), e));
-                    }
-                    if let Some(Err(e)) = f
-                        .file_mode
-                        .as_deref()
-                        .map(crate::sinks::file::parse_file_mode)
-                    {
-                        return Err(invalid(format!("sinks.{id}.file_mode"), e));
-                    }
-                }
-                SinkConfig::Stdout(_) => {}
-                // Each component validates itself; `key` is e.g. "sinks.siem".
-                SinkConfig::Syslog(c) => c.validate(&format!("sinks.{id}"))?,
-                SinkConfig::SplunkHec(c) => c.validate(&format!("sinks.{id}"))?,
-                SinkConfig::Kafka(c) => c.validate(&format!("sinks.{id}"))?,
-            }
+            sink.validate(&format!("sinks.{id}"))?;
         }
         for (id, source) in &self.sources {
             if !self
@@ -466,72 +258,9 @@ impl Config {
                     "no sink reads this source; add it to a sink's `inputs` or remove it",
                 ));
             }
-            match source {
-                SourceConfig::Vbo(c) => {
-                    parse_url(&format!("sources.{id}.url"), &c.url)?;
-                    if !(1..=10_000).contains(&c.page_size) {
-                        return Err(invalid(
-                            format!("sources.{id}.page_size"),
-                            format!("must be between 1 and 10000 (got {})", c.page_size),
-                        ));
-                    }
-                    for (name, value) in [
-                        ("poll_interval", c.poll_interval),
-                        ("request_timeout", c.request_timeout),
-                    ] {
-                        if value.is_zero() {
-                            return Err(invalid(
-                                format!("sources.{id}.{name}"),
-                                "must be greater than zero",
-                            ));
-                        }
-                    }
-                    if c.username.trim().is_empty() {
-                        return Err(invalid(
-                            format!("sources.{id}.username"),
-                            "must not be empty",
-                        ));
-                    }
-                    match (&c.password, &c.password_file) {
-                        (Some(_), Some(_)) => {
-                            return Err(invalid(
-                                format!("sources.{id}.password"),
-                                "set either `password` or `password_file`, not both",
-                            ));
-                        }
-                        (None, None) => {
-                            return Err(invalid(
-                                format!("sources.{id}.password"),
-                                "missing; set `password = \"${VBO_PASSWORD}\"` or `password_file = \"/run/secrets/vbo\"`",
-                            ));
-                        }
-                        _ => {}
-                    }
-                    check_tls(&format!("sources.{id}.tls"), &c.tls)?;
-                }
-                SourceConfig::Vdc(c) => c.validate(&format!("sources.{id}"))?,
-            }
+            source.validate(&format!("sources.{id}"))?;
         }
         Ok(())
-    }
-
-    /// The VB365 sources with secrets read from files where configured.
-    pub fn vbo_source(&self, id: &str) -> Result<VboSource, ConfigError> {
-        let Some(SourceConfig::Vbo(c)) = self.sources.get(id) else {
-            return Err(invalid(format!("sources.{id}"), "is not a vbo source"));
-        };
-        let url = parse_url(&format!("sources.{id}.url"), &c.url)?;
-        let password = resolve_secret(
-            &format!("sources.{id}.password"),
-            c.password.as_ref(),
-            c.password_file.as_deref(),
-        )?;
-        Ok(VboSource {
-            id: id.to_string(),
-            url,
-            password,
-            settings: c.clone(),
-        })
     }
 
     /// Source ids read by a sink, in config order.
@@ -559,83 +288,6 @@ fn check_id(table: &str, id: &str) -> Result<(), ConfigError> {
             "ids may only contain letters, digits, `_` and `-` (at most 64)",
         ))
     }
-}
-
-/// Checks shared by every `tls` table (`key` is e.g. "sources.vbo_main.tls").
-pub fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
-    if let Some(ca) = &tls.ca_file
-        && !ca.is_file()
-    {
-        return Err(invalid(
-            format!("{key}.ca_file"),
-            format!("{} does not exist or is not a file", ca.display()),
-        ));
-    }
-    Ok(())
-}
-
-/// Parse an http(s) URL; credentials in URLs are refused so they can't leak into logs.
-/// Errors never show userinfo (see [`redact_userinfo`]).
-pub fn parse_url(key: &str, text: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(text.trim()).map_err(|e| {
-        invalid(
-            key,
-            format!(
-                "`{}` is not a URL ({e}); write e.g. \"https://vbo.example.net:4443\"",
-                redact_userinfo(text.trim())
-            ),
-        )
-    })?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(invalid(key, "must start with https:// (or http://)"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            key,
-            "must not contain credentials; use the username/password keys",
-        ));
-    }
-    if url.host_str().is_none() {
-        return Err(invalid(key, "has no host"));
-    }
-    Ok(url)
-}
-
-/// `text` (a URL, maybe one that doesn't even parse) with everything that may be userinfo
-/// replaced by `***`: all of it up to the last `@` after `scheme://`. Over-redacts a path
-/// holding an `@`, which is fine for a message; never shows a password.
-pub fn redact_userinfo(text: &str) -> String {
-    let (scheme, rest) = match text.find("://") {
-        Some(i) => text.split_at(i + 3),
-        None => ("", text),
-    };
-    match rest.rfind('@') {
-        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
-        None => text.to_string(),
-    }
-}
-
-/// Resolve a secret given inline or as a file (trailing newline trimmed).
-pub fn resolve_secret(
-    key: &str,
-    inline: Option<&Secret>,
-    file: Option<&Path>,
-) -> Result<Secret, ConfigError> {
-    let secret = match (inline, file) {
-        (Some(s), None) => s.clone(),
-        (None, Some(path)) => load::read_secret_file(&format!("{key}_file"), path)?,
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                key,
-                format!("set either `{key}` or `{key}_file`, not both"),
-            ));
-        }
-        (None, None) => return Err(invalid(key, "missing")),
-    };
-    if secret.is_empty() {
-        return Err(invalid(key, "is empty"));
-    }
-    Ok(secret)
 }
 
 /// Replace `${VAR}` / `${VAR:-default}` in every string value; `$$` is a literal `$`.
@@ -724,7 +376,19 @@ fn interpolate_str(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::secret::Secret;
+    use crate::sources::vbo::{ApiVersion, VboSource};
+
+    /// The resolved VB365 source `id` of `c`.
+    fn vbo(c: &Config, id: &str) -> VboSource {
+        let SourceConfig::Vbo(settings) = &c.sources[id] else {
+            panic!("{id} is not a vbo source")
+        };
+        VboSource::resolve(id, settings).unwrap()
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("test.toml"), &|name| match name {
@@ -754,7 +418,7 @@ mod tests {
     #[test]
     fn good_config_parses_with_defaults() {
         let c = parse(GOOD).unwrap();
-        let src = c.vbo_source("vbo_main").unwrap();
+        let src = vbo(&c, "vbo_main");
         assert_eq!(src.password.expose(), "s3cret-value");
         assert_eq!(src.settings.poll_interval, Duration::from_secs(45));
         assert_eq!(src.settings.page_size, 500);
@@ -847,10 +511,7 @@ mod tests {
             &format!("password_file = {:?}", f.display().to_string()),
         );
         let c = parse(&text).unwrap();
-        assert_eq!(
-            c.vbo_source("vbo_main").unwrap().password.expose(),
-            "from-file"
-        );
+        assert_eq!(vbo(&c, "vbo_main").password.expose(), "from-file");
     }
 
     #[test]
@@ -982,22 +643,7 @@ mod tests {
         };
         assert!(v.password_file.is_none(), "read once, at load");
         assert_eq!(v.password.as_ref().map(Secret::expose), Some("from-file"));
-        assert_eq!(
-            c.vbo_source("vbo_main").unwrap().password.expose(),
-            "from-file"
-        );
-    }
-
-    #[test]
-    fn userinfo_is_redacted_even_from_broken_urls() {
-        for (text, want) in [
-            ("https://a:Pw@host:1/x", "https://***@host:1/x"),
-            ("https://a:P@w@host", "https://***@host"),
-            ("a:Pw@host", "***@host"),
-            ("https://host/x", "https://host/x"),
-        ] {
-            assert_eq!(redact_userinfo(text), want);
-        }
+        assert_eq!(vbo(&c, "vbo_main").password.expose(), "from-file");
     }
 
     #[test]
@@ -1132,22 +778,15 @@ mod tests {
     /// Build every source and sink of `config` the way the pipeline does (no network I/O).
     fn build_everything(config: &Config, state: &Path) {
         for (id, source) in &config.sources {
-            match source {
-                SourceConfig::Vbo(_) => {
-                    let src = config.vbo_source(id).unwrap();
-                    crate::sources::vbo::VboPoller::new(&src, None).unwrap();
-                }
-                SourceConfig::Vdc(c) => {
-                    let src = crate::sources::vdc::VdcSource::resolve(id, c).unwrap();
-                    crate::sources::vdc::VdcPoller::new(&src, None).unwrap();
-                }
+            if let Err(e) = source.build(id, None) {
+                panic!("source {id} does not build: {e}");
             }
         }
         let ctx = crate::sinks::SinkContext {
             state_dir: state.to_path_buf(),
         };
         for (id, sink) in &config.sinks {
-            if let Err(e) = crate::sinks::build(id, sink, &ctx) {
+            if let Err(e) = sink.build(id, &ctx) {
                 panic!("sink {id} does not build: {e}");
             }
         }

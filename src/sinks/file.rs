@@ -28,11 +28,73 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use super::{Batch, Sink, SinkError};
-use crate::config::FileSinkConfig;
+use serde::Deserialize;
+
+use super::{Batch, ProbeContext, Sink, SinkContext, SinkError, SinkSettings};
+use crate::config::common::{ConfigError, invalid};
 use crate::durable::{self, Appender, Modes, TornTail, Writable};
 
 /// Expand `strftime` patterns in `pattern` for time `t`; an invalid pattern is an error.
+/// `type = "file"`: NDJSON appended to a file; acknowledged after fsync.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub inputs: Vec<String>,
+    /// Path; `strftime` patterns (`%Y-%m-%d`) are expanded with the UTC write time.
+    pub path: String,
+    /// Mode of the files the sink creates, an octal string ("0640" for a sidecar reader);
+    /// default "0600". Directories it creates get the matching traverse bits.
+    #[serde(default)]
+    pub file_mode: Option<String>,
+}
+
+impl SinkSettings for FileSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn inputs_mut(&mut self) -> &mut Vec<String> {
+        &mut self.inputs
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.path.trim().is_empty() {
+            return Err(invalid(format!("{key}.path"), "must not be empty"));
+        }
+        if let Err(e) = expand_path(&self.path, Utc::now()) {
+            return Err(invalid(format!("{key}.path"), e));
+        }
+        if let Some(Err(e)) = self.file_mode.as_deref().map(parse_file_mode) {
+            return Err(invalid(format!("{key}.file_mode"), e));
+        }
+        Ok(())
+    }
+
+    fn build(&self, id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(FileSink::new(id, self)?))
+    }
+
+    /// Builds the sink (so a bad mode is reported) and proves the path is writable,
+    /// without writing an event.
+    fn probe<'a>(
+        &'a self,
+        id: &'a str,
+        ctx: &'a ProbeContext,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let scratch = SinkContext {
+                state_dir: ctx.scratch.clone(),
+            };
+            self.build(id, &scratch).map_err(|e| e.to_string())?;
+            probe(id, &self.path).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
 pub fn expand_path(pattern: &str, t: DateTime<Utc>) -> Result<PathBuf, String> {
     let mut out = String::new();
     write!(out, "{}", t.format(pattern))

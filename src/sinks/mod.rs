@@ -6,21 +6,82 @@
 //! [`SinkError::Retryable`] for failures that may pass (the pipeline retries the same batch
 //! with backoff) and [`SinkError::Fatal`] for ones that need a human (bad credentials,
 //! unwritable path): the pipeline stops without acknowledging.
+//!
+//! Each sink type lives in its own module or directory with its config; the config root
+//! reaches it only through [`SinkSettings`], the pipeline only through [`Sink`].
 
 pub mod file;
 pub mod kafka;
 pub mod splunk_hec;
 pub mod stdout;
 pub mod syslog;
-pub mod syslog_conn;
-pub mod syslog_format;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::config::SinkConfig;
+use crate::config::common::{Cleartext, ConfigError};
 use crate::event::Event;
+
+/// What the config root, the pipeline, `check` and `backfill` need from a sink's config
+/// (each sink type's config implements it next to its sink).
+pub trait SinkSettings: std::fmt::Debug + Send + Sync {
+    /// The `type` value, e.g. "splunk_hec".
+    fn type_name(&self) -> &'static str;
+    /// The source ids this sink reads (`inputs`).
+    fn inputs(&self) -> &[String];
+    /// `inputs`, for backfill to narrow a sink to chosen sources.
+    fn inputs_mut(&mut self) -> &mut Vec<String>;
+    /// Checks that need no network. `key` is e.g. "sinks.splunk".
+    fn validate(&self, key: &str) -> Result<(), ConfigError>;
+    /// Read `*_file` secrets into their inline keys (once, at load).
+    fn read_secret_files(&mut self, _key: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// The endpoint, when this sink would send secrets or events over plain `http://`.
+    fn cleartext(&self, _key: &str) -> Option<Cleartext> {
+        None
+    }
+    /// The sink `id`, ready to deliver.
+    fn build(&self, id: &str, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
+    /// `check`: prove the destination would accept events, without sending any. The
+    /// default builds the sink on `scratch` state and runs its health check.
+    fn probe<'a>(
+        &'a self,
+        id: &'a str,
+        ctx: &'a ProbeContext,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let scratch = SinkContext {
+                state_dir: ctx.scratch.clone(),
+            };
+            let mut sink = self.build(id, &scratch).map_err(|e| e.to_string())?;
+            sink.healthcheck().await.map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{} sink is reachable and accepting",
+                self.type_name()
+            ))
+        })
+    }
+}
+
+/// Where a `check` probe may keep files: the live state dir (read it, never change what
+/// a running daemon relies on) and a scratch dir that is thrown away.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    pub state_dir: PathBuf,
+    pub scratch: PathBuf,
+}
+
+impl ProbeContext {
+    pub fn new(state_dir: &Path, scratch: &Path) -> Self {
+        ProbeContext {
+            state_dir: state_dir.to_path_buf(),
+            scratch: scratch.to_path_buf(),
+        }
+    }
+}
 
 /// An event plus its JSON serialization (done once, shared by every sink).
 #[derive(Debug, Clone)]
@@ -68,15 +129,4 @@ pub trait Sink: Send {
 pub struct SinkContext {
     /// `[state] dir`: for sink-owned durable files (channel ids, dead letters).
     pub state_dir: std::path::PathBuf,
-}
-
-/// Build a sink from its config. Errors name the sink and the key.
-pub fn build(id: &str, config: &SinkConfig, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
-    match config {
-        SinkConfig::Stdout(c) => Ok(Box::new(stdout::StdoutSink::new(c.pretty))),
-        SinkConfig::File(c) => Ok(Box::new(file::FileSink::new(id, c)?)),
-        SinkConfig::Syslog(c) => Ok(Box::new(syslog::SyslogSink::new(id, c)?)),
-        SinkConfig::SplunkHec(c) => Ok(Box::new(splunk_hec::HecSink::new(id, c, ctx)?)),
-        SinkConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSink::new(id, c)?)),
-    }
 }

@@ -6,7 +6,42 @@
 use futures::future::BoxFuture;
 use tokio::io::{AsyncWriteExt, Stdout};
 
-use super::{Batch, Sink, SinkError};
+use serde::Deserialize;
+
+use super::{Batch, Sink, SinkContext, SinkError, SinkSettings};
+use crate::config::common::ConfigError;
+
+/// `type = "stdout"`: NDJSON on standard output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    pub inputs: Vec<String>,
+    /// Indented JSON for humans (not NDJSON any more).
+    #[serde(default)]
+    pub pretty: bool,
+}
+
+impl SinkSettings for StdoutSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "stdout"
+    }
+
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn inputs_mut(&mut self) -> &mut Vec<String> {
+        &mut self.inputs
+    }
+
+    fn validate(&self, _key: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    fn build(&self, _id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(StdoutSink::new(self.pretty)))
+    }
+}
 
 pub struct StdoutSink {
     out: Stdout,

@@ -1,25 +1,65 @@
 //! Sources: API pollers that turn a Veeam server's history into batches of records.
 //!
 //! Owns the contract between a source and the pipeline: a source emits [`SourceBatch`]es,
-//! each carrying the records of one page and a *snapshot of the source's state after that
-//! page* (`checkpoint`). The pipeline persists a snapshot only once every sink has
+//! each carrying a batch of records (a page of VB365 events, a slice of a VDC session
+//! log) and a *snapshot of the source's state after that batch* (`checkpoint`). The pipeline persists a snapshot only once every sink has
 //! acknowledged that batch and all batches before it, so a restart resumes exactly after
 //! the last fully delivered page. Sources never write checkpoints themselves and never
 //! map records (that is `map/`, pure).
 
+//!
+//! Each source type lives in its own directory (`vbo/`, `vdc/`) with its config; the
+//! config root reaches it only through [`SourceSettings`], the pipeline only through
+//! [`Source`].
+
 pub mod page;
 pub mod paging;
 pub mod vbo;
-pub mod vbo_token;
 pub mod vdc;
-pub mod vdc_api;
-pub mod vdc_download;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
+use crate::config::common::ConfigError;
 use crate::http::HttpError;
 use crate::map::Record;
+
+/// What the config root, the pipeline, `check` and `backfill` need from a source's config
+/// (each source type's config implements it in its own directory).
+pub trait SourceSettings: std::fmt::Debug + Send + Sync {
+    /// The `type` value, e.g. "vbo" (also the checkpoint's kind).
+    fn type_name(&self) -> &'static str;
+    /// The configured base URL (for `observer.hostname` and the clear-text warning).
+    fn url(&self) -> &str;
+    /// What travels in clear text when `url` is `http://`.
+    fn carries(&self) -> &'static str;
+    /// Checks that need no network. `key` is e.g. "sources.vbo_main".
+    fn validate(&self, key: &str) -> Result<(), ConfigError>;
+    /// Read `*_file` secrets into their inline keys (once, at load).
+    fn read_secret_files(&mut self, key: &str) -> Result<(), ConfigError>;
+    /// Where a first run starts reading (backfill sets it).
+    fn set_start_time(&mut self, at: DateTime<Utc>);
+    /// The runnable source `id`, resuming from `stored` state (`None`: first run).
+    fn build(
+        &self,
+        id: &str,
+        stored: Option<serde_json::Value>,
+    ) -> Result<Box<dyn Source>, SourceError>;
+}
+
+/// A built source: polls until done (`--once`) or shutdown, or probes its server.
+pub trait Source: Send {
+    /// Poll cycles per `mode`, emitting batches through `emitter`.
+    fn run(
+        self: Box<Self>,
+        mode: RunMode,
+        emitter: Emitter,
+    ) -> BoxFuture<'static, Result<(), SourceError>>;
+    /// One cheap round trip for `check`: a description of what answered, and a sample
+    /// record when the server has one.
+    fn probe(&self) -> BoxFuture<'_, Result<(String, Option<Record>), SourceError>>;
+}
 
 /// A page of records plus the source state to persist once it is delivered.
 #[derive(Debug)]
@@ -127,6 +167,9 @@ pub enum SourceError {
     Incomplete { source_id: String, problems: usize },
     #[error("pipeline closed")]
     Closed,
+    /// A config problem found only when the source was built (a secret file, say).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!   back off the file.
 //!
 //! Must not: decide what is poison (that is the HEC reply, classified in
-//! `splunk_hec_wire.rs`), or lose a line: an unterminated last line left by a crash is
+//! `wire.rs`), or lose a line: an unterminated last line left by a crash is
 //! closed with a newline before anything is appended.
 
 use std::io::Write as _;

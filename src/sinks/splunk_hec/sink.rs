@@ -1,46 +1,5 @@
-//! `type = "splunk_hec"`: Splunk HTTP Event Collector, with indexer acknowledgement,
-//! HEC-code-aware retries, dead letters and a restart-stable data channel.
-//!
-//! Owns: the sink's config and its validation, the delivery algorithm and the health
-//! probe. A pipeline batch (one source page) is delivered like this:
-//!
-//! 1. the events not yet delivered are wrapped in HEC envelopes and packed into requests
-//!    (`max_events`, `max_bytes`), gzipped when `compression = "gzip"`;
-//! 2. each request is POSTed to `/services/collector/event`; busy/unhealthy answers (codes
-//!    9, 18–20, 5xx), timeouts and connection errors are retried with backoff honouring
-//!    `Retry-After` (`http::send_with_retry`);
-//! 3. a request rejected for one malformed event (codes 6, 12, 13, 15 with
-//!    `invalid-event-number`) sends that event to the dead-letter file and the others again;
-//!    a request answered 413 without a HEC code (too large for HEC or a proxy) is split in
-//!    halves and sent again; a single event still refused goes to the dead-letter file only
-//!    when it is larger than every request HEC accepted (`wire::SizeEvidence`), else the
-//!    batch fails and is retried (a proxy refusing every POST must not cost evidence);
-//! 4. with `indexer_ack`, the ackIds are polled on `/services/collector/ack` until each
-//!    reports `true`; requests still unconfirmed after `ack_timeout` are sent again;
-//! 5. only then is the batch acknowledged to the pipeline, which may move the checkpoint.
-//!
-//! Progress inside a batch is kept across the pipeline's retries of that batch, so a
-//! retry re-sends only what was not confirmed. Token, index and channel errors are
-//! [`SinkError::Fatal`]: the pipeline stops, the checkpoint stays where it was.
-//!
-//! There is no buffering across pipeline batches (no `linger`): the pipeline hands a
-//! sink its next batch only after the previous one is acknowledged and checkpointed
-//! (invariant 3 of ARCHITECTURE.md), so a source page is the unit of batching.
-//!
-//! Every answer body is read with a cap ([`HEC_REPLY_LIMIT`]; error excerpts 4 KiB), and
-//! deadlines use checked arithmetic (duration settings are also bounded by validation).
-//!
-//! Must not: acknowledge before HEC accepted every event (code 0) and, with
-//! `indexer_ack`, before every ackId reported `true`; print the token (it is a [`Secret`]
-//! and travels only in the `Authorization` header, marked sensitive); silently downgrade
-//! from indexer acknowledgement when the token has it disabled.
-
-#[path = "splunk_hec_files.rs"]
-pub mod files;
-// `pub` (hidden from docs) only so `benches/encoders.rs` can measure the wire format.
-#[path = "splunk_hec_wire.rs"]
-#[doc(hidden)]
-pub mod wire;
+//! The HEC sink itself: packing, posting, splitting on 413, dead letters, indexer-ack
+//! polling and the health probe (the algorithm is described in `sinks::splunk_hec`).
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -49,16 +8,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
-use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{Batch, Sink, SinkContext, SinkError};
-use crate::config::{ConfigError, TlsConfig, check_tls, de_duration, invalid, parse_url};
+use crate::config::common::ConfigError;
 use crate::http::{self, HttpError, RetryPolicy};
-use crate::secret::Secret;
+use crate::sinks::{Batch, Sink, SinkContext, SinkError};
 
-pub use wire::default_sourcetype;
-use wire::{CHANNEL_HEADER, Chunk, ErrCtx, SizeEvidence, Verdict};
+use super::config::*;
+use super::wire::{CHANNEL_HEADER, Chunk, ErrCtx, SizeEvidence, Verdict};
+use super::{files, wire};
 
 /// At most this many ackIds per query to the ack endpoint.
 const ACK_QUERY_MAX: usize = 1000;
@@ -68,208 +26,6 @@ const ACK_QUERY_MAX: usize = 1000;
 /// endless body from a broken server or proxy stops here instead of growing memory. Error
 /// answers are read for an excerpt only ([`http::ERROR_EXCERPT_BYTES`]).
 pub const HEC_REPLY_LIMIT: usize = 1024 * 1024;
-
-/// Upper bounds of the duration settings: far above any sensible value, low enough that
-/// no deadline computed from them can overflow.
-const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
-const MAX_RETRY_MAX_DELAY: Duration = Duration::from_secs(3600);
-
-/// `compression`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    None,
-    Gzip,
-}
-
-/// `type = "splunk_hec"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HecSinkConfig {
-    pub inputs: Vec<String>,
-    /// Base URL of HEC, e.g. `https://splunk.example.net:8088` (a trailing
-    /// `/services/collector[/event]` is accepted and ignored).
-    pub endpoint: String,
-    #[serde(default)]
-    pub token: Option<Secret>,
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    /// Index to write to; default: the token's default index.
-    #[serde(default)]
-    pub index: Option<String>,
-    /// Default: per dataset (`veeam:vbo:restore`, `veeam:vdc:joblog`).
-    #[serde(default)]
-    pub sourcetype: Option<String>,
-    /// Default: `veeam-siem:<source id>`.
-    #[serde(default)]
-    pub source: Option<String>,
-    /// Default: the Veeam server's host name (`observer.hostname`).
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub compression: Compression,
-    /// Events per HEC request.
-    #[serde(default = "default_max_events")]
-    pub max_events: usize,
-    /// Uncompressed bytes per HEC request (Splunk Cloud refuses bodies over ~1 MB).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
-    /// Wait for indexer acknowledgement (the token must have it enabled).
-    #[serde(default)]
-    pub indexer_ack: bool,
-    /// Requests not acknowledged within this time are sent again.
-    #[serde(default = "default_ack_timeout", deserialize_with = "de_duration")]
-    pub ack_timeout: Duration,
-    /// Time between queries of the ack endpoint.
-    #[serde(
-        default = "default_ack_poll_interval",
-        deserialize_with = "de_duration"
-    )]
-    pub ack_poll_interval: Duration,
-    #[serde(default = "default_request_timeout", deserialize_with = "de_duration")]
-    pub request_timeout: Duration,
-    /// Retries per request for busy/unhealthy answers, 5xx, timeouts and connection
-    /// errors, before the batch goes back to the pipeline (which retries it again).
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Upper bound of the exponential backoff between retries.
-    #[serde(default = "default_retry_max_delay", deserialize_with = "de_duration")]
-    pub retry_max_delay: Duration,
-    #[serde(default)]
-    pub tls: TlsConfig,
-}
-
-fn default_max_events() -> usize {
-    500
-}
-fn default_max_bytes() -> usize {
-    1_000_000
-}
-fn default_ack_timeout() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_ack_poll_interval() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_retries() -> u32 {
-    8
-}
-fn default_retry_max_delay() -> Duration {
-    Duration::from_secs(10)
-}
-
-impl HecSinkConfig {
-    /// Checks that need no network. `key` is e.g. "sinks.splunk".
-    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        base_url(key, &self.endpoint)?;
-        match (&self.token, &self.token_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    format!("{key}.token"),
-                    "set either `token` or `token_file`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    format!("{key}.token"),
-                    "missing; set `token = \"${HEC_TOKEN}\"` or `token_file = \"/run/secrets/hec\"`",
-                ));
-            }
-            (Some(t), None) if t.is_empty() => {
-                return Err(invalid(format!("{key}.token"), "is empty"));
-            }
-            _ => {}
-        }
-        for (name, value) in [
-            ("index", &self.index),
-            ("sourcetype", &self.sourcetype),
-            ("source", &self.source),
-            ("host", &self.host),
-        ] {
-            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    "must not be empty; remove the key to use the default",
-                ));
-            }
-        }
-        if !(1..=100_000).contains(&self.max_events) {
-            return Err(invalid(
-                format!("{key}.max_events"),
-                format!("must be between 1 and 100000 (got {})", self.max_events),
-            ));
-        }
-        if !(1_024..=100_000_000).contains(&self.max_bytes) {
-            return Err(invalid(
-                format!("{key}.max_bytes"),
-                format!(
-                    "must be between 1024 and 100000000 (got {}); Splunk Cloud accepts about 1 MB per request",
-                    self.max_bytes
-                ),
-            ));
-        }
-        for (name, value, max) in [
-            ("ack_timeout", self.ack_timeout, MAX_ACK_TIMEOUT),
-            ("ack_poll_interval", self.ack_poll_interval, MAX_ACK_TIMEOUT),
-            ("request_timeout", self.request_timeout, MAX_REQUEST_TIMEOUT),
-            ("retry_max_delay", self.retry_max_delay, MAX_RETRY_MAX_DELAY),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    "must be greater than zero",
-                ));
-            }
-            if value > max {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    format!(
-                        "must be at most {} (got {})",
-                        humantime::format_duration(max),
-                        humantime::format_duration(value)
-                    ),
-                ));
-            }
-        }
-        if self.ack_poll_interval >= self.ack_timeout {
-            return Err(invalid(
-                format!("{key}.ack_poll_interval"),
-                "must be shorter than ack_timeout",
-            ));
-        }
-        check_tls(&format!("{key}.tls"), &self.tls)
-    }
-}
-
-/// The HEC base URL: http(s), no credentials, no query; a trailing
-/// `/services/collector...` (pasted from Splunk's docs) is dropped.
-fn base_url(key: &str, text: &str) -> Result<String, ConfigError> {
-    let key = format!("{key}.endpoint");
-    let url = parse_url(&key, text)?;
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(
-            key,
-            "must not have a query or fragment; write the base URL, e.g. \"https://splunk.example.net:8088\"",
-        ));
-    }
-    let mut base = url.as_str().trim_end_matches('/').to_string();
-    for suffix in [
-        "/services/collector/event/1.0",
-        "/services/collector/event",
-        "/services/collector",
-    ] {
-        if let Some(stripped) = base.strip_suffix(suffix) {
-            base = stripped.to_string();
-            break;
-        }
-    }
-    Ok(base)
-}
 
 /// Which events of the batch in progress are done (delivered and, with ack, confirmed;
 /// or quarantined). Kept across the pipeline's retries of the same batch.
@@ -333,7 +89,7 @@ impl HecSink {
         let fatal = |e: ConfigError| SinkError::Fatal(e.to_string());
         cfg.validate(&key).map_err(fatal)?;
         let endpoint = base_url(&key, &cfg.endpoint).map_err(fatal)?;
-        let token = crate::config::resolve_secret(
+        let token = crate::config::common::resolve_secret(
             &format!("{key}.token"),
             cfg.token.as_ref(),
             cfg.token_file.as_deref(),
@@ -346,9 +102,6 @@ impl HecSink {
                 ))
             })?;
         auth.set_sensitive(true);
-        if cfg.tls.insecure_skip_verify {
-            tracing::warn!(sink_id = %id, "TLS certificate verification is OFF (insecure_skip_verify = true); prefer tls.ca_file");
-        }
         let client = http::build_client(&format!("{key}.tls"), &cfg.tls, cfg.request_timeout)
             .map_err(|e| SinkError::Fatal(e.to_string()))?;
         let channel_file = files::channel_path(&ctx.state_dir, id);
@@ -1152,7 +905,7 @@ mod tests {
             source_id: "vbo_main".into(),
             source_index: 0,
             seq: 1,
-            events: vec![super::super::EncodedEvent { event, json }],
+            events: vec![crate::sinks::EncodedEvent { event, json }],
         }
     }
 

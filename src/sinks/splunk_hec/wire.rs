@@ -7,7 +7,7 @@
 //! the rule deciding when a single event refused with 413 is too large to ever pass
 //! ([`SizeEvidence`]), the parsing of HEC replies and the code table with the fix to print
 //! for each failure.
-//! Must not: do network or file I/O (that is `splunk_hec.rs` and `splunk_hec_files.rs`),
+//! Must not: do network or file I/O (that is `sink.rs` and `files.rs`),
 //! or ever see the token (messages are built without it).
 //!
 //! HEC code table (Splunk "Troubleshoot HTTP Event Collector"; see the README for what we

@@ -7,7 +7,7 @@
 //! [`crate::http::rustls_client_config`]), and turning I/O failures into [`ConnError`]s
 //! that name the sink, the address and what to check.
 //!
-//! Must not: encode messages (that is `syslog_format`) or decide when a batch counts as
+//! Must not: encode messages (that is `format`) or decide when a batch counts as
 //! delivered (that is `sinks::syslog`); it only reports what the connection proved.
 
 use std::io;
@@ -20,7 +20,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::syslog::Mode;
+use super::config::Mode;
 
 /// A byte stream to the receiver: plain TCP or TLS over TCP.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -1,7 +1,7 @@
 //! The syslog wire format: RFC 5424 (and RFC 3164 for legacy receivers) messages, their
 //! framing (RFC 6587 octet counting or newline) and the fitting of a message into a UDP
 //! datagram size. Pure functions of their inputs: no I/O, no clock, no logging, so every
-//! rule here is unit- and property-tested (`cargo test --lib syslog_format`).
+//! rule here is unit- and property-tested (`cargo test --lib syslog::format`).
 //!
 //! Must not: know about connections or acknowledgement (that is `sinks::syslog`), or ever
 //! produce a MSG that is not one complete, valid JSON event.

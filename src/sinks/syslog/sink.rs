@@ -1,299 +1,17 @@
-//! `type = "syslog"`: RFC 5424 (or RFC 3164) messages over UDP, TCP or TLS (RFC 5425),
-//! one message per event with the JSON event as MSG.
-//!
-//! Owns: the sink's config and its validation, and the delivery rule, i.e. *when a batch
-//! counts as delivered*:
-//! - TCP/TLS with `confirm = "close"` (default): each batch goes on its own connection;
-//!   after writing it we close our sending side and wait for the receiver to close its
-//!   side. A receiver sees our end of stream only after reading every byte before it, so
-//!   the batch is acknowledged once the receiver has provably read all of it. A receiver
-//!   that dies with unread data resets the connection instead: the batch is sent again.
-//! - TCP/TLS with `confirm = "flush"`: one long-lived connection; a batch is acknowledged
-//!   once it is written and flushed on a connection the receiver had not closed. Bytes the
-//!   receiver had not read yet when it restarts are lost.
-//! - UDP: best effort. Each message is one datagram of at most `max_message_bytes`
-//!   (oversized events have free text cut, see [`syslog_format::fit`]); a batch is
-//!   acknowledged once every datagram was handed to the OS. Nothing tells us whether it
-//!   arrived.
-//!
-//! Any failure drops the connection and returns [`SinkError::Retryable`] (except a receiver
-//! certificate the configured CA rejects: [`SinkError::Fatal`]): the pipeline retries the
-//! same batch with exponential backoff and we reconnect, so with `close` a receiver outage
-//! or restart costs duplicates (same `event.id`), never loss.
-//!
-//! Must not: format messages (that is [`syslog_format`]), open connections or sockets
-//! (that is [`syslog_conn`]), or acknowledge anything before the rule above holds.
+//! The syslog sink itself: connections per the `confirm` rule, encoding each batch, and
+//! when a batch counts as delivered (see the module docs of `sinks::syslog`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rustls::pki_types::ServerName;
-use serde::Deserialize;
 use tokio::net::UdpSocket;
 
-use super::syslog_conn::{ConnError, Stream, Target, TlsTarget, peer_closed};
-use super::syslog_format::{
-    self, Encoder, Facility, Fit, Format, Framing, MAX_APP_NAME, MAX_HOSTNAME, MAX_SEQUENCE_ID,
-    SeverityMap,
-};
-use super::{Batch, Sink, SinkError};
-use crate::config::{ConfigError, TlsConfig, check_tls, de_duration, invalid};
+use super::config::*;
+use super::conn::{ConnError, Stream, Target, TlsTarget, peer_closed};
+use super::format::{self, Encoder, Fit, Framing, MAX_SEQUENCE_ID};
 use crate::http::{ClientCertFiles, rustls_client_config};
-
-/// Transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Udp => "udp",
-            Mode::Tcp => "tcp",
-            Mode::Tls => "tls",
-        }
-    }
-}
-
-/// What a TCP/TLS batch must achieve before it is acknowledged (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Confirm {
-    /// One connection per batch; the receiver's close proves it read everything.
-    #[default]
-    Close,
-    /// One long-lived connection; written and flushed is enough.
-    Flush,
-}
-
-/// `tls` table of a syslog sink: the usual `ca_file`/`insecure_skip_verify` plus a client
-/// certificate for receivers that require one, and the name to verify.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyslogTlsConfig {
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// PEM certificate (chain) presented to the receiver.
-    #[serde(default)]
-    pub client_cert_file: Option<PathBuf>,
-    /// PEM private key of `client_cert_file`.
-    #[serde(default)]
-    pub client_key_file: Option<PathBuf>,
-    /// Name expected in the receiver's certificate; default: the host of `address`.
-    #[serde(default)]
-    pub server_name: Option<String>,
-}
-
-/// `type = "syslog"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyslogSinkConfig {
-    pub inputs: Vec<String>,
-    /// `host:port` of the receiver (`[v6addr]:port` for IPv6).
-    pub address: String,
-    pub mode: Mode,
-    #[serde(default)]
-    pub format: Format,
-    /// TCP/TLS only; default octet counting (the only framing TLS allows).
-    #[serde(default)]
-    pub framing: Option<Framing>,
-    #[serde(default = "default_facility")]
-    pub facility: Facility,
-    #[serde(default)]
-    pub severity: SeverityMap,
-    #[serde(default = "default_app_name")]
-    pub app_name: String,
-    /// HOSTNAME of every message; default: the event's `observer.hostname` (the Veeam
-    /// server the event is about).
-    #[serde(default)]
-    pub hostname: Option<String>,
-    /// UDP only: the largest datagram (default 2048, RFC 5426's safe size).
-    #[serde(default)]
-    pub max_message_bytes: Option<usize>,
-    /// TCP/TLS only.
-    #[serde(default)]
-    pub confirm: Option<Confirm>,
-    /// Limit for connecting (with the TLS handshake), writing a batch, and its confirmation.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-    /// TLS only.
-    #[serde(default)]
-    pub tls: Option<SyslogTlsConfig>,
-}
-
-/// RFC 5426 §3.2: senders SHOULD NOT exceed 2048 bytes unless they know the receiver.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 2048;
-/// RFC 5426 §3.2: every receiver accepts 480 bytes; 65507 is the largest UDP/IPv4 payload.
-const UDP_MESSAGE_RANGE: std::ops::RangeInclusive<usize> = 480..=65_507;
-
-fn default_facility() -> Facility {
-    Facility::LOCAL0
-}
-fn default_app_name() -> String {
-    syslog_format::SOFTWARE.to_string()
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// Split `host:port` (`[::1]:514` for IPv6) without resolving anything.
-pub fn split_address(address: &str) -> Result<(&str, u16), String> {
-    let example = "write it as host:port, e.g. \"siem.example.net:6514\" or \"[2001:db8::1]:514\"";
-    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("`{address}` has an unclosed `[`; {example}"))?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| format!("`{address}` has no port; {example}"))?;
-        (host, port)
-    } else {
-        let (host, port) = address
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{address}` has no port; {example}"))?;
-        if host.contains(':') {
-            return Err(format!(
-                "`{address}`: IPv6 addresses need brackets; {example}"
-            ));
-        }
-        (host, port)
-    };
-    if host.is_empty() {
-        return Err(format!("`{address}` has no host; {example}"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok((host, p)),
-        _ => Err(format!(
-            "`{address}`: `{port}` is not a port (1-65535); {example}"
-        )),
-    }
-}
-
-impl SyslogSinkConfig {
-    /// Every check that needs no network. `key` is e.g. "sinks.siem".
-    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        split_address(self.address.trim()).map_err(|e| invalid(format!("{key}.address"), e))?;
-        let stream = matches!(self.mode, Mode::Tcp | Mode::Tls);
-        if !stream {
-            if self.framing.is_some() {
-                return Err(invalid(
-                    format!("{key}.framing"),
-                    "applies to mode = \"tcp\" and \"tls\" only (UDP sends one message per datagram); remove it",
-                ));
-            }
-            if self.confirm.is_some() {
-                return Err(invalid(
-                    format!("{key}.confirm"),
-                    "applies to mode = \"tcp\" and \"tls\" only (UDP has no acknowledgement); remove it",
-                ));
-            }
-        }
-        if self.mode == Mode::Tls && self.framing == Some(Framing::Newline) {
-            return Err(invalid(
-                format!("{key}.framing"),
-                "syslog over TLS requires octet counting (RFC 5425); use framing = \"octet-counting\" or remove the key",
-            ));
-        }
-        if let Some(max) = self.max_message_bytes {
-            if stream {
-                return Err(invalid(
-                    format!("{key}.max_message_bytes"),
-                    "applies to mode = \"udp\" only (TCP and TLS send whole messages); remove it",
-                ));
-            }
-            if !UDP_MESSAGE_RANGE.contains(&max) {
-                return Err(invalid(
-                    format!("{key}.max_message_bytes"),
-                    format!(
-                        "must be between {} and {} (got {max}); 2048 is safe for any receiver",
-                        UDP_MESSAGE_RANGE.start(),
-                        UDP_MESSAGE_RANGE.end()
-                    ),
-                ));
-            }
-        }
-        if !syslog_format::is_header_value(&self.app_name, MAX_APP_NAME) {
-            return Err(invalid(
-                format!("{key}.app_name"),
-                format!(
-                    "must be 1 to {MAX_APP_NAME} printable ASCII characters without spaces (RFC 5424)"
-                ),
-            ));
-        }
-        if let Some(h) = &self.hostname
-            && !syslog_format::is_header_value(h, MAX_HOSTNAME)
-        {
-            return Err(invalid(
-                format!("{key}.hostname"),
-                format!(
-                    "must be 1 to {MAX_HOSTNAME} printable ASCII characters without spaces (RFC 5424); remove it to use each event's observer.hostname"
-                ),
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(invalid(
-                format!("{key}.timeout"),
-                "must be greater than zero",
-            ));
-        }
-        match (&self.tls, self.mode) {
-            (Some(_), Mode::Udp | Mode::Tcp) => {
-                return Err(invalid(
-                    format!("{key}.tls"),
-                    "applies to mode = \"tls\" only; remove it or set mode = \"tls\"",
-                ));
-            }
-            (Some(tls), Mode::Tls) => {
-                check_tls(&format!("{key}.tls"), &base_tls(tls))?;
-                match (&tls.client_cert_file, &tls.client_key_file) {
-                    (Some(_), None) => {
-                        return Err(invalid(
-                            format!("{key}.tls.client_key_file"),
-                            "missing: a client certificate needs its private key",
-                        ));
-                    }
-                    (None, Some(_)) => {
-                        return Err(invalid(
-                            format!("{key}.tls.client_cert_file"),
-                            "missing: a client key needs its certificate",
-                        ));
-                    }
-                    _ => {}
-                }
-                for (name, file) in [
-                    ("client_cert_file", &tls.client_cert_file),
-                    ("client_key_file", &tls.client_key_file),
-                ] {
-                    if let Some(f) = file
-                        && !f.is_file()
-                    {
-                        return Err(invalid(
-                            format!("{key}.tls.{name}"),
-                            format!("{} does not exist or is not a file", f.display()),
-                        ));
-                    }
-                }
-            }
-            (None, _) => {}
-        }
-        Ok(())
-    }
-}
-
-fn base_tls(tls: &SyslogTlsConfig) -> TlsConfig {
-    TlsConfig {
-        ca_file: tls.ca_file.clone(),
-        insecure_skip_verify: tls.insecure_skip_verify,
-    }
-}
+use crate::sinks::{Batch, Sink, SinkError};
 
 /// The syslog sink. See the module docs for what an acknowledgement means per mode.
 pub struct SyslogSink {
@@ -332,9 +50,6 @@ impl SyslogSink {
             };
             let config = rustls_client_config(&key, &base_tls(&t), client)
                 .map_err(|e| fatal(e.to_string()))?;
-            if t.insecure_skip_verify {
-                tracing::warn!(sink_id = id, address = %address, "tls.insecure_skip_verify is set: the receiver's certificate is NOT verified");
-            }
             let name = t.server_name.clone().unwrap_or_else(|| host.to_string());
             let server_name = ServerName::try_from(name.clone()).map_err(|e| {
                 fatal(format!(
@@ -389,7 +104,7 @@ impl SyslogSink {
             let seq = self.sequence_id();
             self.msg.clear();
             self.encoder.encode(&e.event, &e.json, seq, &mut self.msg);
-            syslog_format::frame(&self.msg, self.framing, &mut self.buf);
+            format::frame(&self.msg, self.framing, &mut self.buf);
         }
         match self.confirm {
             Confirm::Close => {
@@ -433,7 +148,7 @@ impl SyslogSink {
             let seq = self.sequence_id();
             self.buf.clear();
             self.encoder.header(&e.event, seq, &mut self.buf);
-            match syslog_format::fit(&e.event, &e.json, self.buf.len(), self.max_message_bytes) {
+            match format::fit(&e.event, &e.json, self.buf.len(), self.max_message_bytes) {
                 Fit::Whole => self.buf.extend_from_slice(e.json.as_bytes()),
                 Fit::Truncated { json, fields } => {
                     self.truncated_total += 1;
@@ -535,7 +250,11 @@ impl Sink for SyslogSink {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::config::ConfigError;
+    use crate::sinks::EncodedEvent;
+    use crate::sinks::syslog::format::{Facility, Format, MAX_SEQUENCE_ID, SeverityMap};
     use std::path::Path;
+    use std::time::Duration;
 
     fn parse(sink: &str) -> Result<Config, ConfigError> {
         let text = format!(
@@ -685,7 +404,7 @@ mod tests {
     #[test]
     fn the_example_config_is_valid() {
         let dir = tempfile::tempdir().unwrap();
-        let mut text = include_str!("../../examples/syslog-tls.toml").to_string();
+        let mut text = include_str!("../../../examples/syslog-tls.toml").to_string();
         for path in [
             "/etc/ssl/siem/ca.pem",
             "/etc/ssl/siem/veeam-siem-cert.pem",
@@ -725,7 +444,6 @@ mod tests {
 
     // Delivery rules against in-process receivers (rsyslog itself: tests/syslog_rsyslog.rs).
 
-    use super::super::EncodedEvent;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

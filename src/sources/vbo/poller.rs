@@ -36,13 +36,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::paging::{PageFacts, Pager, PagingError, Step, fingerprint};
-use super::vbo_token::{Credentials, TokenManager};
-use super::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
-use crate::config::{ApiVersion, VboSource};
+use super::config::{ApiVersion, VboSource};
+use super::token::{Credentials, TokenManager};
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::map::Record;
 use crate::map::vbo::{RawRestoreEvent, RawRestoreSession};
+use crate::sources::paging::{PageFacts, Pager, PagingError, Step, fingerprint};
+use crate::sources::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
 
 /// Default horizon of the first run.
 const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
@@ -124,9 +124,6 @@ impl VboPoller {
                 error,
             }
         })?;
-        if s.tls.insecure_skip_verify {
-            tracing::warn!(source_id = %src.id, "TLS certificate verification is OFF (insecure_skip_verify = true); prefer tls.ca_file");
-        }
         let root = src.url.as_str().trim_end_matches('/').to_string();
         let api_base = format!("{root}/{}", s.api_version.as_str());
         let policy = RetryPolicy {
@@ -184,7 +181,7 @@ impl VboPoller {
     pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
         loop {
             let result = self.cycle(&emitter).await;
-            if let Some(done) = super::after_cycle(&self.id, mode, result) {
+            if let Some(done) = crate::sources::after_cycle(&self.id, mode, result) {
                 return done;
             }
             tokio::time::sleep(self.poll_interval).await;
@@ -341,7 +338,7 @@ impl VboPoller {
             }
             Err(message) => message,
         };
-        let Some(page) = super::page::split(body) else {
+        let Some(page) = crate::sources::page::split(body) else {
             return Err(strict);
         };
         let what = if session_id.is_some() {

@@ -22,10 +22,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::SourceError;
-use crate::config::ApiVersion;
+use super::config::ApiVersion;
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::secret::Secret;
+use crate::sources::SourceError;
 
 /// Refresh this long before expiry, at most (Veeam's Cenvora client uses 30 s).
 const MAX_MARGIN: Duration = Duration::from_secs(30);
@@ -409,7 +409,7 @@ mod tests {
             });
             let client = http::build_client(
                 "t",
-                &crate::config::TlsConfig::default(),
+                &crate::config::common::TlsConfig::default(),
                 Duration::from_secs(5),
             )
             .unwrap();
@@ -454,7 +454,7 @@ mod tests {
         });
         let client = http::build_client(
             "t",
-            &crate::config::TlsConfig::default(),
+            &crate::config::common::TlsConfig::default(),
             Duration::from_secs(30),
         )
         .unwrap();

@@ -24,11 +24,11 @@ use reqwest::header::{self, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use url::Url;
 
-use super::SourceError;
-use super::paging::{MAX_PAGES, PageFacts, PagingError, fingerprint};
-use super::vdc_download::ENVELOPE_KEYS;
+use super::download::ENVELOPE_KEYS;
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::secret::Secret;
+use crate::sources::SourceError;
+use crate::sources::paging::{MAX_PAGES, PageFacts, PagingError, fingerprint};
 
 /// Largest collection page body read; a hostile or broken server can't grow memory past it.
 pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -481,7 +481,7 @@ mod tests {
     fn client() -> reqwest::Client {
         http::build_client(
             "sources.vdc_t.tls",
-            &crate::config::TlsConfig::default(),
+            &crate::config::common::TlsConfig::default(),
             Duration::from_secs(5),
         )
         .unwrap()

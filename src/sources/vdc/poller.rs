@@ -1,9 +1,9 @@
 //! `type = "vdc"`: the Veeam Data Cloud (VDC) public API poller (backup jobs → job sessions
-//! → session logs), its config keys and its resumable state.
+//! → session logs), and its resumable state.
 //!
 //! Owns the polling algorithm and the checkpoint state ([`VdcState`]). Must not: map records
 //! (that is `map::vdc`), write checkpoints (the pipeline does, after delivery), build HTTP
-//! requests itself (`vdc_api`) or parse download bodies (`vdc_download`).
+//! requests itself (`api`) or parse download bodies (`download`).
 //!
 //! ## Algorithm (one poll cycle)
 //! 1. `GET /v1/reports/backup-jobs`. For each job (by id):
@@ -29,24 +29,20 @@
 //! with one clear [`SourceError::ApiKey`].
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use url::Url;
 
-use super::vdc_api::{Endpoint, KeyHeader, VdcApi};
-use super::vdc_download::DownloadReader;
-use super::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
-use crate::config::{
-    ConfigError, TlsConfig, check_tls, de_duration, invalid, parse_url, resolve_secret,
-};
+use super::api::{Endpoint, KeyHeader, VdcApi};
+use super::download::DownloadReader;
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::map::Record;
 use crate::map::vdc::{RawJob, RawJobSession, RawLogEntry};
-use crate::secret::Secret;
+use crate::sources::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
+
+use super::config::*;
 
 /// Log entries per emitted batch.
 pub const BATCH: usize = 500;
@@ -55,142 +51,6 @@ const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
 /// What a download request accepts: our assumed text format first, JSON too.
 const ACCEPT_DOWNLOAD: &str =
     "text/plain, application/x-ndjson;q=0.9, application/json;q=0.8, */*;q=0.5";
-
-/// How session logs are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogMode {
-    /// `GET …/logs`: a JSON array of `{id, title, creationTime, endTime}`.
-    #[default]
-    Json,
-    /// `GET …/logs/download`: a stream, read as it arrives (gzip or not).
-    Download,
-}
-
-/// `[sources.<id>]` with `type = "vdc"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VdcSourceConfig {
-    /// The regional base URL shown in the VDC portal under the key (without `/v1`).
-    pub url: String,
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    #[serde(default)]
-    pub api_key_file: Option<PathBuf>,
-    /// Header carrying the key; `authorization` sends `Authorization: Bearer <key>`.
-    #[serde(default = "default_header")]
-    pub api_key_header: String,
-    #[serde(default = "default_poll", deserialize_with = "de_duration")]
-    pub poll_interval: Duration,
-    #[serde(default)]
-    pub log_mode: LogMode,
-    /// Horizon of the first run: sessions created before it are not shipped.
-    #[serde(default)]
-    pub start_time: Option<DateTime<Utc>>,
-    /// Safety margin below each job's floor for sessions that are listed late.
-    #[serde(default = "default_lookback", deserialize_with = "de_duration")]
-    pub lookback: Duration,
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// Per HTTP request; for `log_mode = "download"` it covers the whole download.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
-    pub request_timeout: Duration,
-    /// Retries per request for 5xx, 408, 429, timeouts and resets.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Keep the raw record in `event.original`.
-    #[serde(default)]
-    pub keep_original: bool,
-}
-
-fn default_header() -> String {
-    "x-api-key".to_string()
-}
-fn default_poll() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_lookback() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_retries() -> u32 {
-    8
-}
-
-impl VdcSourceConfig {
-    /// Checks that need no network and no secret file. `key` is e.g. "sources.vdc_emea".
-    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        parse_url(&format!("{key}.url"), &self.url)?;
-        match (&self.api_key, &self.api_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    format!("{key}.api_key"),
-                    "set either `api_key` or `api_key_file`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    format!("{key}.api_key"),
-                    "missing; set `api_key = \"${VDC_API_KEY}\"` or `api_key_file = \"/run/secrets/vdc\"` (the key is created in the VDC portal under Settings → System → VDC Public API)",
-                ));
-            }
-            (Some(k), None) if k.expose().trim().is_empty() => {
-                return Err(invalid(format!("{key}.api_key"), "is empty"));
-            }
-            _ => {}
-        }
-        if KeyHeader::parse(&self.api_key_header).is_none() {
-            return Err(invalid(
-                format!("{key}.api_key_header"),
-                format!(
-                    "`{}` is not a valid HTTP header name; use e.g. \"x-api-key\" or \"authorization\"",
-                    self.api_key_header
-                ),
-            ));
-        }
-        for (name, value) in [
-            ("poll_interval", self.poll_interval),
-            ("request_timeout", self.request_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    "must be greater than zero",
-                ));
-            }
-        }
-        check_tls(&format!("{key}.tls"), &self.tls)
-    }
-}
-
-/// A VDC source with its key resolved (inline or from `api_key_file`) and URL checked.
-#[derive(Debug, Clone)]
-pub struct VdcSource {
-    pub id: String,
-    pub url: Url,
-    pub api_key: Secret,
-    pub settings: VdcSourceConfig,
-}
-
-impl VdcSource {
-    pub fn resolve(id: &str, settings: &VdcSourceConfig) -> Result<VdcSource, ConfigError> {
-        settings.validate(&format!("sources.{id}"))?;
-        let url = parse_url(&format!("sources.{id}.url"), &settings.url)?;
-        let api_key = resolve_secret(
-            &format!("sources.{id}.api_key"),
-            settings.api_key.as_ref(),
-            settings.api_key_file.as_deref(),
-        )?;
-        Ok(VdcSource {
-            id: id.to_string(),
-            url,
-            api_key,
-            settings: settings.clone(),
-        })
-    }
-}
 
 /// The checkpointed state of a VDC source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,9 +117,6 @@ impl VdcPoller {
         };
         let key = format!("sources.{}.tls", src.id);
         let client = http::build_client(&key, &s.tls, s.request_timeout).map_err(http_error)?;
-        if s.tls.insecure_skip_verify {
-            tracing::warn!(source_id = %src.id, "TLS certificate verification is OFF (insecure_skip_verify = true); prefer tls.ca_file");
-        }
         let header = KeyHeader::parse(&s.api_key_header).ok_or_else(|| {
             http_error(HttpError::Decode {
                 url: src.url.to_string(),
@@ -313,7 +170,7 @@ impl VdcPoller {
     pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
         loop {
             let result = self.cycle(&emitter).await;
-            if let Some(done) = super::after_cycle(&self.id, mode, result) {
+            if let Some(done) = crate::sources::after_cycle(&self.id, mode, result) {
                 return done;
             }
             tokio::time::sleep(self.poll_interval).await;
@@ -869,6 +726,7 @@ fn advance_floor(
 mod tests {
     use super::*;
     use std::path::Path;
+    use url::Url;
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
