@@ -90,6 +90,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check a compliance archive (the `archive` sink's directory): every digest's signature,
+    /// the chain, every segment's hash; exit 1 on any problem, 2 on usage errors.
+    Verify {
+        /// The archive directory.
+        path: PathBuf,
+        /// Ed25519 public key, SPKI PEM (`openssl pkey -pubout`); repeat it for rotated keys.
+        #[arg(long = "public-key", required = true)]
+        public_keys: Vec<PathBuf>,
+        /// `text` (one line per problem, then a summary) or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
     /// Run only the VB365 API simulator (for trying SIEM pipelines without a Veeam server).
     Simulate {
         #[arg(long, default_value = "127.0.0.1:4443")]
@@ -161,6 +173,13 @@ fn print_error(error: impl std::fmt::Display) {
 }
 
 /// Load the config; `Err` is the exit code (2) after printing the error.
+/// How `verify` prints its report.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
 fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         print_error(e);
@@ -221,7 +240,7 @@ impl Signals {
                 reload: None,
             },
             // One-shot commands with nothing to drain keep the default dispositions.
-            Command::Check { .. } | Command::Schema => Signals {
+            Command::Check { .. } | Command::Schema | Command::Verify { .. } => Signals {
                 shutdown: CancellationToken::new(),
                 reload: None,
             },
@@ -303,6 +322,18 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
         Command::Schema => {
             println!("{}", veeam_siem::schema::EVENT_SCHEMA.trim_end());
             ExitCode::SUCCESS
+        }
+        Command::Verify {
+            path,
+            public_keys,
+            format,
+        } => {
+            let json = matches!(format, ReportFormat::Json);
+            ExitCode::from(veeam_siem::sinks::archive::verify::run(
+                &path,
+                &public_keys,
+                json,
+            ))
         }
         Command::Check { config } => {
             let config = match load_config(&config) {

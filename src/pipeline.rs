@@ -640,7 +640,12 @@ async fn sink_task(
             _ = abandon.cancelled() => return Ok(abandoned(&id, None, rx.len(), None)),
             b = rx.recv() => match b {
                 Some(b) => b,
-                None => return Ok(SinkEnd::Drained),
+                None => {
+                    if let Err(e) = sink.close().await {
+                        tracing::warn!(sink_id = %id, error = %e, "sink did not close cleanly");
+                    }
+                    return Ok(SinkEnd::Drained);
+                }
             },
         };
         m.queue_depth(&id, rx.len());

@@ -35,6 +35,7 @@ use serde::Deserialize;
 pub use common::{Cleartext, ConfigError, invalid};
 
 use crate::sinks::SinkSettings;
+use crate::sinks::archive::ArchiveSinkConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::splunk_hec::HecSinkConfig;
@@ -141,6 +142,7 @@ components! {
         Syslog(SyslogSinkConfig) = "syslog",
         SplunkHec(HecSinkConfig) = "splunk_hec",
         Kafka(KafkaSinkConfig) = "kafka",
+        Archive(ArchiveSinkConfig) = "archive",
     }
 }
 

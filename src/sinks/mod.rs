@@ -10,6 +10,7 @@
 //! Each sink type lives in its own module or directory with its config; the config root
 //! reaches it only through [`SinkSettings`], the pipeline only through [`Sink`].
 
+pub mod archive;
 pub mod file;
 pub mod kafka;
 pub mod splunk_hec;
@@ -120,6 +121,12 @@ pub trait Sink: Send {
     /// Probe the destination before the first batch. `Fatal` stops the pipeline at
     /// startup (e.g. a rejected token); `Retryable` is logged and delivery retries later.
     fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A clean stop after the last batch (SIGTERM, the end of `--once`, a reload): finish
+    /// what the sink keeps open (the archive seals its segment). Errors are logged.
+    fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }
 }
