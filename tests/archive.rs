@@ -242,11 +242,13 @@ async fn verify_accepts_the_archive_and_names_every_tampered_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_minus_nine_mid_segment_loses_nothing_and_the_chain_verifies() {
-    let mut cfg = SimConfig::default();
-    cfg.sessions = 40;
-    cfg.events_per_session = 25;
-    cfg.latency = Duration::from_millis(20);
-    let env = Env::start(cfg).await;
+    let env = Env::start(SimConfig {
+        sessions: 40,
+        events_per_session: 25,
+        latency: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
     let (private, public) = openssl_keys(env.dir.path(), "archive");
     let root = env.dir.path().join("archive");
     let config = write_config(&env, "page_size = 20", &archive_sink(&root, &private, ""));
