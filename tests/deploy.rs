@@ -1038,3 +1038,33 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         remarks.join("\n")
     );
 }
+
+/// The archive's verify unit runs a command the CLI accepts: with the archive and key paths
+/// swapped for missing ones, `verify` exits 2 (a usage error) naming the key file, not a
+/// clap error about the arguments.
+#[test]
+fn the_verify_timer_runs_a_valid_verify_command() {
+    let unit = read("deploy/veeam-siem-verify.service");
+    assert!(read("deploy/veeam-siem-verify.timer").contains("OnCalendar="));
+    let exec: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ExecStart="))
+        .expect("the verify unit has no ExecStart")
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(exec.first().map(String::as_str), Some("verify"), "{exec:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let missing_key = dir.path().join("absent.pub.pem");
+    let mut args = exec.clone();
+    let at = args.iter().position(|a| a == "--public-key").expect("--public-key");
+    args[at + 1] = missing_key.display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_veeam-siem"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains("absent.pub.pem"), "{stderr}");
+}

@@ -85,7 +85,17 @@ fn localize_files(value: &mut toml::Value, path: &str, dir: &Path) -> std::io::R
             match item {
                 toml::Value::String(s) if key.ends_with("_file") => {
                     let file = dir.join(key_path.replace(['.', '"'], "_"));
-                    std::fs::write(&file, "example-secret-or-pem\n")?;
+                    if key == "signing_key_file" {
+                        // The archive sink reads its key at load: a real one, as the README
+                        // says to make it.
+                        let made = std::process::Command::new("openssl")
+                            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+                            .arg(&file)
+                            .status()?;
+                        assert!(made.success(), "openssl genpkey failed");
+                    } else {
+                        std::fs::write(&file, "example-secret-or-pem\n")?;
+                    }
                     *s = file.display().to_string();
                     swapped.push(key_path);
                 }
