@@ -5,7 +5,7 @@ mod harness;
 mod hec_peer;
 
 use harness::{Env, run_bin_async, s, text};
-use veeam_siem::simulator::SimConfig;
+use veeam_siem_simulator::SimConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_against_the_simulator_and_shows_a_sample() {

@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::{Env, id_counts, read_ndjson, run_bin_async, s, text};
-use veeam_siem::simulator::SimConfig;
+use veeam_siem_simulator::SimConfig;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use fault_support::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
 use harness::{Env, PASSWORD, id_counts, read_ndjson, run_bin_async, s, text};
-use veeam_siem::simulator::SimConfig;
+use veeam_siem_simulator::SimConfig;
 
 /// Longest a bounded wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(120);

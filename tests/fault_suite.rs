@@ -1,5 +1,5 @@
 //! The fault suite (issue 8, item 1): the real binary against the embedded simulator with
-//! its fault knobs (`src/simulator/faults.rs`), the HEC test peer and a private rsyslogd.
+//! its fault knobs (`crates/simulator/src/faults.rs`), the HEC test peer and a private rsyslogd.
 //!
 //! - (d) bad input from the VB365 API: a wrong type, broken JSON and invalid UTF-8 in one
 //!   record, 1 MiB strings (file sink and HEC), pages that are not JSON, records repeated
@@ -32,9 +32,7 @@ use harness::{Env, id_counts, text};
 use hec_peer::{HecPeer, Outage, OutageMode, PeerConfig, TOKEN};
 use rsyslog::{Listen, Rsyslog};
 use serde_json::Value;
-use veeam_siem::simulator::{
-    Burst, Corruption, DeleteWhileListing, FaultConfig, SimConfig, Vanish,
-};
+use veeam_siem_simulator::{Burst, Corruption, DeleteWhileListing, FaultConfig, SimConfig, Vanish};
 
 /// Bound on the daemon's peak RSS during a sink outage (debug build).
 const RSS_LIMIT_MIB: u64 = 150;
@@ -234,7 +232,7 @@ async fn one_mebibyte_strings_are_delivered_whole() {
         .filter(|e| big.contains(&harness::event_id(e)))
     {
         assert!(
-            longest(e) >= veeam_siem::simulator::faults::HUGE_STRING_BYTES,
+            longest(e) >= veeam_siem_simulator::faults::HUGE_STRING_BYTES,
             "the 1 MiB string was cut"
         );
         common::assert_valid_event(e);

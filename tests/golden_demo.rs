@@ -12,7 +12,7 @@ mod harness;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use veeam_siem::simulator::{SimConfig, SimHandle};
+use veeam_siem_simulator::{SimConfig, SimHandle};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")
@@ -38,13 +38,9 @@ fn without_fetch_time(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_events_match_the_golden_files() {
     let anchor: DateTime<Utc> = "2026-11-02T09:30:00Z".parse().unwrap();
-    let defaults = veeam_siem::demo::DemoOptions::default();
     let sim = SimHandle::start(SimConfig {
-        seed: defaults.seed,
-        sessions: defaults.sessions,
-        events_per_session: defaults.events_per_session,
         anchor: Some(anchor),
-        ..SimConfig::default()
+        ..SimConfig::demo()
     })
     .await
     .unwrap();

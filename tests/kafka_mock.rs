@@ -27,9 +27,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use veeam_siem::event::Event;
-use veeam_siem::simulator::SimConfig;
 use veeam_siem::sinks::kafka::{KafkaSink, KafkaSinkConfig};
 use veeam_siem::sinks::{Batch, EncodedEvent, Sink, SinkError};
+use veeam_siem_simulator::SimConfig;
 
 const TOPIC: &str = "veeam.audit";
 const PARTITIONS: i32 = 3;

@@ -23,7 +23,7 @@ use kafka_support::{check_delivery, consume, run_once_ok, write_config};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use veeam_siem::simulator::SimConfig;
+use veeam_siem_simulator::SimConfig;
 
 /// The topic template in the config and what it expands to for VB365 events.
 const TOPIC_TEMPLATE: &str = "audit.{dataset}";

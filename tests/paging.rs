@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use fault_support::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
 use harness::{Env, id_counts, text};
-use veeam_siem::simulator::{FaultConfig, SimConfig};
+use veeam_siem_simulator::{FaultConfig, SimConfig};
 
 fn sim(sessions: usize, events: usize, faults: FaultConfig) -> SimConfig {
     SimConfig {

@@ -1334,7 +1334,7 @@ fn mass_recovery_stays_quiet_on_ordinary_demo_activity() {
 /// Restore events from a simulator with big sessions (60-225 items each), through the
 /// ordinary `run --once` of the binary.
 async fn bulk_events() -> Result<Vec<Value>, Box<dyn std::error::Error>> {
-    use veeam_siem::simulator::{SimConfig, SimHandle};
+    use veeam_siem_simulator::{SimConfig, SimHandle};
     let sim = SimHandle::start(SimConfig {
         tls: false,
         seed: 7,

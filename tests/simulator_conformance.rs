@@ -16,7 +16,7 @@ use reqwest::{Client, Response, StatusCode};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use veeam_siem::simulator::{SimConfig, SimHandle, Throttle};
+use veeam_siem_simulator::{SimConfig, SimHandle, Throttle};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -29,7 +29,7 @@ use harness::{Env, text};
 use hec_peer::{Endless, EndpointKind, HecPeer, PeerConfig, TOKEN};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
-use veeam_siem::simulator::{Corruption, FaultConfig, SimConfig};
+use veeam_siem_simulator::{Corruption, FaultConfig, SimConfig};
 
 /// The drain timeout the daemons of these tests run with (`VEEAM_SIEM_DRAIN_TIMEOUT`).
 const DRAIN: &str = "3s";

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use harness::{Env, PASSWORD, text};
 use hec_peer::{HecPeer, Outage, OutageMode, PeerConfig, TOKEN};
-use veeam_siem::simulator::SimConfig;
+use veeam_siem_simulator::SimConfig;
 
 /// Longest a single run of the binary may take before the test kills it and fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -529,7 +529,7 @@ async fn poison_event_is_quarantined_and_the_rest_arrive() {
         ..SimConfig::default()
     };
     // Pick an event in the middle of the data set.
-    let probe = veeam_siem::simulator::SimHandle::start(sim.clone())
+    let probe = veeam_siem_simulator::SimHandle::start(sim.clone())
         .await
         .unwrap();
     let ids = probe.event_ids();

@@ -23,7 +23,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use harness::{Env, id_counts, text};
 use rsyslog::{Listen, Rsyslog, parse_5424};
 use serde_json::Value;
-use veeam_siem::simulator::SimConfig;
+use veeam_siem_simulator::SimConfig;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// `facility` default: local0.

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use harness::{Env, id_counts, run_bin_async, s, text};
-use veeam_siem::simulator::SimConfig;
+use veeam_siem_simulator::SimConfig;
 
 fn assert_all_valid(events: &[serde_json::Value]) {
     for e in events {
@@ -273,7 +273,7 @@ async fn revoked_tokens_mid_run_are_renewed_and_the_page_resumed() {
 /// (1/s here), the second login gets 429 + Retry-After, waits, and both sources deliver.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_throttle_429_is_waited_out() {
-    use veeam_siem::simulator::Throttle;
+    use veeam_siem_simulator::Throttle;
     let env = Env::start(SimConfig {
         seed: 5,
         sessions: 4,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::{Env, run_bin_async, s, text};
-use veeam_siem::simulator::{SimConfig, VdcGzip, VdcLogKey};
+use veeam_siem_simulator::{SimConfig, VdcGzip, VdcLogKey};
 
 const SOURCE: &str = "vdc_test";
 const KEY_ENV: &str = "TEST_VDC_KEY";

@@ -24,9 +24,9 @@ use harness::{Env, run_bin_async, s, text};
 use serde_json::{Value, json};
 use veeam_siem::map::vbo::{RawRestoreEvent, RawRestoreSession, map_restore_event};
 use veeam_siem::map::{MapContext, map_record};
-use veeam_siem::simulator::{DriftConfig, DriftKind, Expect, SimConfig, SimHandle};
 use veeam_siem::sinks::{Batch, EncodedEvent, Sink};
 use veeam_siem::sources::Record;
+use veeam_siem_simulator::{DriftConfig, DriftKind, Expect, SimConfig, SimHandle};
 
 const KEY_ENV: &str = "TEST_VDC_KEY";
 const DEGRADED: &str = "veeam_field_degraded";

@@ -250,7 +250,7 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    pub fn start(sim: veeam_siem::simulator::SimHandle, every: Duration, max: u32) -> Ticker {
+    pub fn start(sim: veeam_siem_simulator::SimHandle, every: Duration, max: u32) -> Ticker {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let task = tokio::spawn(async move {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use veeam_siem::simulator::{SimConfig, SimHandle};
+use veeam_siem_simulator::{SimConfig, SimHandle};
 
 /// Credentials the simulator accepts (also checked for leaks in logs).
 pub const PASSWORD: &str = "sim-password-Xq7";

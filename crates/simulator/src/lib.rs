@@ -1,6 +1,6 @@
 //! Embedded VB365 (Veeam Backup for Microsoft 365) REST API simulator, serving v6, v7 and v8
 //! at once, plus the Veeam Data Cloud (VDC) public API under `/v1` (`vdc`, `vdc_data`), used
-//! by `demo`, `simulate` and the integration tests.
+//! by the `veeam-siem` binary's `demo` and `simulate` commands and by the integration tests.
 //!
 //! It is a test peer written from Veeam's OpenAPI specs: token grants (password, refresh)
 //! with expiry, token-endpoint throttling, the restore-session audit trail with paging,
@@ -11,9 +11,14 @@
 //!
 //! Module map: `vb365` HTTP endpoints and protocol checks (and the documented assumptions),
 //! `faults` the fault knobs of the VB365 endpoints ([`SimConfig::faults`], used by the fault
-//! suite), `drift` the vendor-drift knobs of both APIs ([`SimConfig::drift`]), `wire` JSON payloads per version, `data` sessions and on-demand events, `catalog` names
-//! and items, `rng` deterministic randomness, `auth` tokens and throttle, `state` shared
-//! state, `tls` self-signed certificate. It must not depend on the rest of the crate.
+//! suite), `drift` the vendor-drift knobs of both APIs ([`SimConfig::drift`]), `wire` JSON
+//! payloads per version, `data` sessions and on-demand events, `catalog` names and items,
+//! `rng` deterministic randomness, `auth` tokens and throttle, `state` shared state, `tls`
+//! self-signed certificate.
+//!
+//! It is its own crate so that "written independently of the client" is checked by the
+//! compiler: it depends on nothing of `veeam-siem`, and the `veeam-siem` library cannot see
+//! its types (only the binary and the tests depend on it).
 
 mod auth;
 mod catalog;
@@ -141,6 +146,19 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             drift: DriftConfig::default(),
             anchor: None,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The data set of `veeam-siem demo` (seed 42, 12 sessions of about 6 events), which
+    /// the golden test (`tests/it/golden_demo.rs`) pins byte for byte.
+    pub fn demo() -> SimConfig {
+        SimConfig {
+            seed: 42,
+            sessions: 12,
+            events_per_session: 6,
+            ..SimConfig::default()
         }
     }
 }

@@ -13,8 +13,7 @@
 //! resets) are drawn from one seeded stream in request order, or counted (every N-th
 //! request), so a run is reproducible given the client's sequence of requests.
 //!
-//! The knobs live here and only here; `vb365.rs` calls the hooks. Must not depend on the
-//! rest of the crate (like the whole simulator).
+//! The knobs live here and only here; `vb365.rs` calls the hooks.
 
 use std::collections::HashMap;
 use std::io;

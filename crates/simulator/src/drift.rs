@@ -10,7 +10,7 @@
 //! VDC positions (what places a record) never drift.
 //!
 //! The knobs live here; `vb365.rs` and `vdc.rs` call [`serve`], [`value`] and
-//! [`line_time`] where a record is written. Must not depend on the rest of the crate.
+//! [`line_time`] where a record is written.
 
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;

@@ -4,43 +4,40 @@
 //! certificate, which the demo trusts through `tls.ca_file` like a real deployment would),
 //! writes a throwaway config and state directory, and runs the ordinary pipeline with both
 //! sources (VB365 restore events and Veeam Data Cloud job logs) into a stdout sink.
-//! Nothing here is demo-only logic beyond that setup.
+//! Nothing here is demo-only logic beyond that setup. The data set is
+//! [`SimConfig::demo`] (with `--seed`), which the golden test pins.
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use veeam_siem::config::Config;
+use veeam_siem::pipeline::{self, PipelineError, RunOptions, RunReport};
+use veeam_siem::sources::RunMode;
+use veeam_siem_simulator::{SimConfig, SimHandle};
 
-use crate::config::Config;
-use crate::pipeline::{self, PipelineError, RunOptions, RunReport};
-use crate::simulator::{SimConfig, SimHandle};
-use crate::sources::RunMode;
+use super::DemoArgs;
 
-#[derive(Debug, Clone)]
-pub struct DemoOptions {
-    pub pretty: bool,
-    /// Keep polling (and let the simulator produce live activity) until interrupted.
-    pub follow: bool,
-    pub seed: u64,
-    pub sessions: usize,
-    pub events_per_session: usize,
-}
-
-impl Default for DemoOptions {
-    fn default() -> Self {
-        DemoOptions {
-            pretty: false,
-            follow: false,
-            seed: 42,
-            sessions: 12,
-            events_per_session: 6,
+/// Run the demo; the exit code of `veeam-siem demo`.
+pub async fn command(args: DemoArgs, shutdown: CancellationToken) -> ExitCode {
+    match run(&args, shutdown).await {
+        Ok(report) => {
+            tracing::info!(events = report.events_acked(), "demo finished");
+            ExitCode::SUCCESS
+        }
+        // `demo | head`: the reader has what it wanted.
+        Err(DemoError::Pipeline(PipelineError::OutputClosed { .. })) => ExitCode::SUCCESS,
+        Err(e) => {
+            crate::print_error(e);
+            ExitCode::from(1)
         }
     }
 }
 
 /// The config the demo runs: a VB365 and a VDC source on the simulator, one stdout sink.
 /// The VDC key is the simulator's default (not a secret).
-pub fn demo_config_toml(url: &str, ca_file: &Path, state_dir: &Path, pretty: bool) -> String {
+fn demo_config_toml(url: &str, ca_file: &Path, state_dir: &Path, pretty: bool) -> String {
     format!(
         r#"[state]
 dir = {state:?}
@@ -77,7 +74,7 @@ pretty = {pretty}
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {
+enum DemoError {
     #[error("cannot start the simulator: {0}")]
     Simulator(std::io::Error),
     #[error("cannot prepare the demo directory: {0}")]
@@ -88,13 +85,11 @@ pub enum DemoError {
     Pipeline(#[from] PipelineError),
 }
 
-pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<RunReport, DemoError> {
+async fn run(opts: &DemoArgs, shutdown: CancellationToken) -> Result<RunReport, DemoError> {
     let sim = SimHandle::start(SimConfig {
         seed: opts.seed,
-        sessions: opts.sessions,
-        events_per_session: opts.events_per_session,
         live_interval: opts.follow.then(|| Duration::from_secs(3)),
-        ..SimConfig::default()
+        ..SimConfig::demo()
     })
     .await
     .map_err(DemoError::Simulator)?;
