@@ -2,7 +2,7 @@
 //! component, never prints secrets.
 
 mod harness;
-mod hec_peer;
+use veeam_siem_test_peers::hec as hec_peer;
 
 use harness::{Env, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;

@@ -16,7 +16,7 @@
 
 mod fault_support;
 mod harness;
-mod hec_peer;
+use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@
 
 mod fault_support;
 mod harness;
-mod hec_peer;
+use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -10,7 +10,7 @@
 
 mod common;
 mod harness;
-mod hec_peer;
+use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

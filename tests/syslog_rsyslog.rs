@@ -1,5 +1,5 @@
 //! End to end for the syslog sink: simulator → `veeam-siem run --once` (the real binary) →
-//! a private, real rsyslogd (see `tests/rsyslog/mod.rs`).
+//! a private, real rsyslogd (`veeam_siem_test_peers::rsyslog`).
 //!
 //! Every message rsyslog received is parsed strictly as RFC 5424 (RFC 3164 for the legacy
 //! test), compared field by field with the event it carries and with rsyslog's own parse,
@@ -7,12 +7,13 @@
 //! client certificate, UDP with truncation, RFC 3164 with newline framing over a
 //! long-lived connection, and a receiver restart in the middle of a run (nothing lost).
 //!
-//! Needs rsyslogd (`apt-get install -y rsyslog rsyslog-gnutls`): the tests fail, with that
-//! instruction, when it is missing.
+//! Needs rsyslogd (`apt-get install -y rsyslog rsyslog-gnutls`; `scripts/test-all.sh`
+//! installs it): without it each test is skipped with a message, or fails when
+//! `VEEAM_SIEM_REQUIRE_PEERS=1`.
 
 mod common;
 mod harness;
-mod rsyslog;
+use veeam_siem_test_peers::rsyslog;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -216,6 +217,9 @@ fn small_sim(seed: u64) -> SimConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_octet_counting_delivers_every_event_once() {
+    if !rsyslog::require_rsyslogd(false) {
+        return;
+    }
     let env = Env::start(small_sim(61)).await;
     let mut rs = start_rsyslog(env.dir.path(), Listen::Tcp);
     // keep_original makes messages of several KB: TCP sends them whole.
@@ -306,6 +310,9 @@ fn make_pki(dir: &Path) -> Pki {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificate_delivers_every_event_once() {
+    if !rsyslog::require_rsyslogd(true) {
+        return;
+    }
     let env = Env::start(small_sim(62)).await;
     let pki = make_pki(env.dir.path());
     let mut rs = start_rsyslog(
@@ -338,6 +345,9 @@ async fn tls_with_client_certificate_delivers_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_refuses_an_unknown_certificate_authority() {
+    if !rsyslog::require_rsyslogd(true) {
+        return;
+    }
     let env = Env::start(small_sim(63)).await;
     let pki = make_pki(env.dir.path());
     let rs = start_rsyslog(
@@ -369,6 +379,9 @@ async fn tls_refuses_an_unknown_certificate_authority() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_truncates_oversized_events_and_keeps_json_valid() {
+    if !rsyslog::require_rsyslogd(false) {
+        return;
+    }
     let env = Env::start(small_sim(64)).await;
     let mut rs = start_rsyslog(env.dir.path(), Listen::Udp);
     // The default max_message_bytes (2048); the simulated events are 1.2-2.1 KB before
@@ -413,6 +426,9 @@ async fn udp_truncates_oversized_events_and_keeps_json_valid() {
 /// RFC 3164 with newline framing over one long-lived connection (`confirm = "flush"`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc3164_newline_framing_over_a_persistent_connection() {
+    if !rsyslog::require_rsyslogd(false) {
+        return;
+    }
     let env = Env::start(small_sim(65)).await;
     let mut rs = start_rsyslog(env.dir.path(), Listen::Tcp);
     let cfg = write_config(
@@ -460,6 +476,9 @@ async fn rfc3164_newline_framing_over_a_persistent_connection() {
 /// every event still arrives, duplicates stay within the batch in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_receiver_restart_mid_run_loses_nothing() {
+    if !rsyslog::require_rsyslogd(false) {
+        return;
+    }
     let env = Env::start(SimConfig {
         seed: 66,
         sessions: 40,

@@ -12,7 +12,7 @@
 
 mod common;
 mod harness;
-mod hec_peer;
+use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;

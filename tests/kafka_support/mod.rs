@@ -1,20 +1,17 @@
 //! Shared pieces of the Kafka tests (`kafka_mock.rs`, `kafka_tansu.rs`): a config with one
 //! VB365 source and one kafka sink, the binary run as a child with a hard time limit, and
-//! a reader that consumes a whole topic by explicit partition assignment (no consumer
-//! group: tansu's group join was unreliable, and a test must not depend on it).
+//! the check of what reached the topic. Reading the topic back (and the tansu broker) is
+//! `veeam_siem_test_peers::kafka`.
 //!
 //! Nothing here asserts timings; every wait is bounded so a test fails instead of hanging.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+pub use veeam_siem_test_peers::kafka::{Record, consume};
 
 use crate::harness::{Env, PASSWORD, bin};
 
@@ -111,116 +108,6 @@ pub async fn run_once_ok(config: &Path, log: &Path, limit: Duration) {
 /// The source's checkpoint file (text), if written yet.
 pub fn checkpoint(env: &Env) -> Option<String> {
     std::fs::read_to_string(env.state_dir().join(format!("{SOURCE_ID}.checkpoint.json"))).ok()
-}
-
-/// One consumed record.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<String>,
-    pub value: serde_json::Value,
-    pub headers: BTreeMap<String, String>,
-}
-
-/// How long the topic must stay silent before a read is considered complete.
-const QUIET: Duration = Duration::from_millis(1500);
-
-/// Every record of `topic`, all partitions from the beginning (explicit assignment),
-/// sorted by partition and offset. Reads until every id in `want` (if given) was seen and
-/// then no record arrived for [`QUIET`] (which catches duplicates), or until `limit`,
-/// returning what it has (the caller's check then names what is missing). High watermarks
-/// are not used as the end: tansu 0.6 reported ones below the records it served.
-/// Blocking; run it off the async runtime.
-pub fn consume_all(
-    brokers: &str,
-    topic: &str,
-    want: Option<&HashSet<String>>,
-    limit: Duration,
-) -> Result<Vec<Record>, String> {
-    let deadline = Instant::now() + limit;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        // Needed by librdkafka for assign(); no group is joined (no subscribe) and
-        // nothing is committed.
-        .set("group.id", "veeam-siem-tests")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(|e| format!("consumer: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("metadata of {topic}: {e}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        return Err(format!("topic {topic} has no partitions"));
-    }
-    let mut assignment = TopicPartitionList::new();
-    for &p in &partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(|e| e.to_string())?;
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(|e| format!("assign: {e}"))?;
-    let mut out = Vec::new();
-    let mut missing: HashSet<String> = want.cloned().unwrap_or_default();
-    let mut last_record = Instant::now();
-    loop {
-        let now = Instant::now();
-        if now > deadline || (missing.is_empty() && now - last_record > QUIET) {
-            break;
-        }
-        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let msg = msg.map_err(|e| format!("consume {topic}: {e}"))?;
-        last_record = Instant::now();
-        let mut headers = BTreeMap::new();
-        if let Some(h) = msg.headers() {
-            for header in h.iter() {
-                headers.insert(
-                    header.key.to_string(),
-                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                );
-            }
-        }
-        let payload = msg.payload().unwrap_or_default();
-        let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
-            format!(
-                "{topic}/{} offset {}: value is not JSON ({e})",
-                msg.partition(),
-                msg.offset()
-            )
-        })?;
-        if let Some(id) = value["event"]["id"].as_str() {
-            missing.remove(id);
-        }
-        out.push(Record {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            value,
-            headers,
-        });
-    }
-    out.sort_by_key(|r| (r.partition, r.offset));
-    Ok(out)
-}
-
-/// [`consume_all`] off the runtime (at most 30 s).
-pub async fn consume(brokers: &str, topic: &str, want: Option<&HashSet<String>>) -> Vec<Record> {
-    let (b, t, w) = (brokers.to_string(), topic.to_string(), want.cloned());
-    tokio::task::spawn_blocking(move || consume_all(&b, &t, w.as_ref(), Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot read the topic back: {e}"))
 }
 
 pub fn event_id(r: &Record) -> String {

@@ -8,15 +8,18 @@
 //! parse of it (one JSON object per message). The process is terminated on drop. It never
 //! touches the system's rsyslog (no `/etc`, no `/var`, no `/dev/log`).
 //!
-//! rsyslogd must be installed (`apt-get install -y rsyslog rsyslog-gnutls`; `.ci/run` does):
-//! without it the tests fail with that instruction instead of passing silently.
-#![allow(dead_code)]
+//! rsyslogd must be installed (`apt-get install -y rsyslog rsyslog-gnutls`;
+//! `scripts/test-all.sh` does). A test calls [`require_rsyslogd`] first: without rsyslogd
+//! (or, for TLS, its `gtls` driver) the test is skipped with that message, or fails when
+//! `VEEAM_SIEM_REQUIRE_PEERS=1` (see [`crate::tools`]).
 
 use std::fmt::Write as _;
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::tools::{find_tool, free_port, require, require_tool};
 
 /// What the private rsyslogd listens for.
 #[derive(Debug, Clone)]
@@ -41,34 +44,40 @@ pub struct Rsyslog {
     pub starts: u32,
 }
 
-/// The rsyslogd binary, or a test failure that says how to install it.
-pub fn rsyslogd() -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-    {
-        let p = Path::new(dir).join("rsyslogd");
-        if p.is_file() {
-            return p;
-        }
+/// For a test that needs rsyslogd (and, with `tls`, its `gtls` network stream driver from
+/// the rsyslog-gnutls package): `true` when they are installed; else the skip of
+/// [`crate::tools::require`] and `false` (or its panic when peers are required).
+#[must_use]
+pub fn require_rsyslogd(tls: bool) -> bool {
+    if require_tool("rsyslogd").is_none() {
+        return false;
     }
-    panic!(
-        "rsyslogd is not installed, and the syslog sink is tested against a real rsyslog: \
-         install it with `apt-get install -y rsyslog rsyslog-gnutls` (CI's .ci/run does)"
-    );
+    !tls || require(
+        gtls_driver(),
+        "rsyslog's gtls driver (package rsyslog-gnutls) not found",
+    )
+    .is_some()
 }
 
-/// A loopback port that was free a moment ago (for UDP and TCP both).
-pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
+/// The `gtls` driver module (`lmnsd_gtls.so`) in rsyslog's module directory, if installed.
+fn gtls_driver() -> Option<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/usr/lib/rsyslog")];
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(entries.flatten().map(|e| e.path().join("rsyslog")));
     }
-    panic!("no free loopback port found");
+    dirs.into_iter()
+        .map(|d| d.join("lmnsd_gtls.so"))
+        .find(|p| p.is_file())
+}
+
+/// The rsyslogd binary, or a panic that says how to install it.
+fn rsyslogd() -> PathBuf {
+    find_tool("rsyslogd").unwrap_or_else(|| {
+        panic!(
+            "rsyslogd is not installed, and the syslog sink is tested against a real rsyslog: \
+             install it with `apt-get install -y rsyslog rsyslog-gnutls` (scripts/test-all.sh does)"
+        )
+    })
 }
 
 impl Rsyslog {

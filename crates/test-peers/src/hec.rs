@@ -1,5 +1,6 @@
 //! A Splunk HTTP Event Collector (HEC) test peer, written from Splunk's published protocol
-//! (not from our client code), used by `tests/splunk_hec.rs` and `examples/hec_peer.rs`.
+//! (not from our client code), used by the integration tests (`tests/it`) and
+//! `examples/hec_peer.rs`.
 //!
 //! What it implements, strictly:
 //! - `POST /services/collector[/event[/1.0]]`: `Authorization: Splunk <token>` (missing →
@@ -32,7 +33,6 @@
 //! It records what it indexed and what it acknowledged (per `event.id`, with counts) and
 //! every protocol violation by the client (a malformed envelope is a bug in the client,
 //! answered with the proper code *and* recorded). It must not share code with the sink.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
