@@ -4,7 +4,7 @@
 //! without a zone, `0001-01-01T00:00:00`, an unknown extra field, ...).
 //!
 //! Off by default ([`DriftConfig::rate`] = 0): the simulator then conforms to Veeam's
-//! OpenAPI (`tests/simulator_conformance.rs`). Which record drifts, and how, is a pure
+//! OpenAPI (`tests/it/simulator_conformance.rs`). Which record drifts, and how, is a pure
 //! function of the seed, the record kind and the record's id ([`drift_of`]), so tests know
 //! exactly what to expect ([`super::SimHandle::drift_of`]). Only ids, `order` values and
 //! VDC positions (what places a record) never drift.

@@ -1,5 +1,5 @@
-//! Fault knobs of the simulated servers, for the fault suite (`tests/fault_suite.rs`) and the
-//! paging tests (`tests/paging.rs`): bad records (broken JSON, a wrong type, a 1 MiB string,
+//! Fault knobs of the simulated servers, for the fault suite (`tests/it/fault_suite.rs`) and the
+//! paging tests (`tests/it/paging.rs`): bad records (broken JSON, a wrong type, a 1 MiB string,
 //! invalid UTF-8), pages that are not JSON (once or several times), records repeated across
 //! pages, pages capped below the asked `limit`, pages that say nothing about paging, a
 //! server ignoring `offset`, sessions that vanish, 401s mid-pagination, 429 bursts, 5xx

@@ -8,15 +8,15 @@
 //! second run adds nothing. Without tansu the test is skipped with a message, or fails
 //! when `VEEAM_SIEM_REQUIRE_PEERS=1` (`scripts/test-all.sh` installs tansu and sets it).
 
-mod common;
-mod harness;
-mod kafka_support;
+use crate::support::event_schema;
+use crate::support::harness;
+use crate::support::kafka;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use harness::Env;
-use kafka_support::{check_delivery, consume, run_once_ok, write_config};
+use kafka::{check_delivery, consume, run_once_ok, write_config};
 use veeam_siem_simulator::SimConfig;
 use veeam_siem_test_peers::kafka::{Tansu, require_tansu};
 
@@ -63,7 +63,7 @@ async fn simulator_to_tansu_exactly_once_keys_headers_schema() {
     );
     assert_eq!(records.len(), expected.len());
     for r in &records {
-        common::assert_valid_event(&r.value);
+        event_schema::assert_valid_event(&r.value);
     }
     let partitions: HashSet<i32> = records.iter().map(|r| r.partition).collect();
     assert!(

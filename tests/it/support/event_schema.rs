@@ -1,15 +1,9 @@
-//! Shared helpers for integration tests: validating output events against
-//! `schemas/event.schema.json`.
-//!
-//! Use from any integration test with `mod common;`. The schema is compiled once per test
-//! binary (draft 2020-12, `format` assertions on, so `date-time` and IP formats are
-//! checked). Items unused by a given test binary are fine (`dead_code` is allowed here).
-#![allow(dead_code)]
+//! Validating output events against `schemas/event.schema.json`. The schema is compiled
+//! once (draft 2020-12, `format` assertions on, so `date-time` and IP formats are checked).
 
 use std::sync::OnceLock;
 
 /// The compiled event schema, built on first use.
-#[allow(dead_code)]
 pub fn event_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
@@ -23,7 +17,6 @@ pub fn event_validator() -> &'static jsonschema::Validator {
 
 /// Validate one serialized event. `Err` lists every violation, one per line, as
 /// `<instance path>: <message>` (the path is `""` for the root object).
-#[allow(dead_code)]
 pub fn validate_event(v: &serde_json::Value) -> Result<(), String> {
     let errors: Vec<String> = event_validator()
         .iter_errors(v)
@@ -37,7 +30,6 @@ pub fn validate_event(v: &serde_json::Value) -> Result<(), String> {
 }
 
 /// Panic with every violation (and the event itself) unless `v` validates.
-#[allow(dead_code)]
 #[track_caller]
 pub fn assert_valid_event(v: &serde_json::Value) {
     if let Err(errors) = validate_event(v) {

@@ -10,8 +10,8 @@
 //! CR/LF, tabs, combining marks, 100 kB names) reaching the file sink, the Splunk HEC peer
 //! and the syslog encoder exactly as the event holds them. Nothing asserts on timing.
 
-mod common;
-mod harness;
+use crate::support::event_schema;
+use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -116,7 +116,7 @@ fn the_issue_13_examples_ship_with_the_odd_field_reported() {
             .unwrap_or_else(|e| panic!("{what}: the event no longer decodes: {e}"));
         let mapped = map_restore_event(&ctx(), &session, &event, Some(&raw_event));
         let v = serde_json::to_value(&mapped).unwrap();
-        common::assert_valid_event(&v);
+        event_schema::assert_valid_event(&v);
         assert_eq!(v["event"]["id"], "a1b2c3d4-0000-4000-8000-000000000002");
         assert_eq!(v["veeam"]["degraded_fields"], json!([reported]), "{what}");
         assert!(
@@ -221,7 +221,7 @@ impl Expected {
 /// anything (`keep_original` is off), and matches the schema.
 #[track_caller]
 fn assert_reports(e: &Value, want: &Expected, what: &str) {
-    common::assert_valid_event(e);
+    event_schema::assert_valid_event(e);
     let got: BTreeSet<String> = e["veeam"]["degraded_fields"]
         .as_array()
         .map(|a| {
@@ -556,7 +556,7 @@ async fn hostile_strings_reach_every_sink_unchanged() {
         let event = map_record(&ctx(), &record);
         let json = serde_json::to_string(&event).unwrap();
         let v: Value = serde_json::from_str(&json).unwrap();
-        common::assert_valid_event(&v);
+        event_schema::assert_valid_event(&v);
         assert_strings_exact(&v, &text, other);
         assert!(v.get("tags").is_none(), "{name}: clean strings are not odd");
         encoded.push((name, EncodedEvent { event, json }));

@@ -15,8 +15,8 @@
 //!
 //! Every process run is bounded; nothing asserts on durations.
 
-mod fault_support;
-mod harness;
+use crate::support::faults;
+use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::{HashMap, HashSet};
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::{Daemon, lines_with, run_once, tail, write_config};
+use faults::{Daemon, lines_with, run_once, tail, write_config};
 use harness::{Env, text};
 use hec_peer::{Endless, EndpointKind, HecPeer, PeerConfig, TOKEN};
 use serde_json::Value;
@@ -518,7 +518,7 @@ async fn endless_answers(endpoint: EndpointKind, status: u16, tag: &str) {
     let (exit, log, hwm) = tokio::task::spawn_blocking(move || {
         let mut d = Daemon::spawn(&cfg, true, &drain_env(), &tag);
         let mut hwm = 0;
-        let deadline = Instant::now() + fault_support::RUN_LIMIT;
+        let deadline = Instant::now() + faults::RUN_LIMIT;
         while d.alive() && Instant::now() < deadline {
             if let Some((peak, _)) = d.memory_kib() {
                 hwm = hwm.max(peak);

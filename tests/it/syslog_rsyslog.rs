@@ -11,8 +11,8 @@
 //! installs it): without it each test is skipped with a message, or fails when
 //! `VEEAM_SIEM_REQUIRE_PEERS=1`.
 
-mod common;
-mod harness;
+use crate::support::event_schema;
+use crate::support::harness;
 use veeam_siem_test_peers::rsyslog;
 
 use std::collections::{HashMap, HashSet};
@@ -134,7 +134,7 @@ fn check_5424(rs: &Rsyslog) -> Vec<Value> {
             .unwrap_or_else(|| panic!("message {i}: MSG does not start with the BOM: {shown}"));
         let event: Value = serde_json::from_slice(json)
             .unwrap_or_else(|e| panic!("message {i}: MSG is not JSON ({e}): {shown}"));
-        common::assert_valid_event(&event);
+        event_schema::assert_valid_event(&event);
 
         // Our header, field by field, against the event it carries.
         assert_eq!(
@@ -457,7 +457,7 @@ async fn rfc3164_newline_framing_over_a_persistent_connection() {
         let (host, rest) = rest[1..].split_once(' ').expect("HOSTNAME");
         let json = rest.strip_prefix("veeam-siem: ").expect("TAG");
         let event: Value = serde_json::from_str(json).expect("MSG is JSON");
-        common::assert_valid_event(&event);
+        event_schema::assert_valid_event(&event);
         let pri: u64 = pri.parse().unwrap();
         assert_eq!(pri, 4 * 8 + expected_severity(&event), "{line}");
         let when = timestamp_micros(&event);

@@ -5,9 +5,9 @@
 //! deterministic.
 //!
 //! A change that alters events on purpose rewrites the files with `UPDATE_GOLDEN=1 cargo
-//! test --test golden_demo` (review the diff before committing it).
+//! test --test it golden_demo::` (review the diff before committing it).
 
-mod harness;
+use crate::support::harness;
 
 use std::path::{Path, PathBuf};
 

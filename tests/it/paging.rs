@@ -15,14 +15,14 @@
 //!
 //! Every run is bounded; nothing asserts on timing.
 
-mod common;
-mod fault_support;
-mod harness;
+use crate::support::event_schema;
+use crate::support::faults;
+use crate::support::harness;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use fault_support::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
+use faults::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
 use harness::{Env, id_counts, text};
 use veeam_siem_simulator::{FaultConfig, SimConfig};
 
@@ -344,7 +344,7 @@ fn vdc_counts(env: &Env) -> (HashMap<String, usize>, HashSet<String>) {
         .collect();
     let mut counts = HashMap::new();
     for e in env.events() {
-        common::assert_valid_event(&e);
+        event_schema::assert_valid_event(&e);
         let session = e["veeam"]["job_session"]["id"].as_str().unwrap_or("?");
         let index = e["event"]["sequence"].as_u64().unwrap_or(u64::MAX);
         *counts.entry(key(session, index)).or_insert(0) += 1;
@@ -500,7 +500,7 @@ async fn vdc_kill_minus_nine_while_following_loses_nothing() {
     );
     let unexpected: Vec<&String> = counts.keys().filter(|k| !expected.contains(*k)).collect();
     assert!(unexpected.is_empty(), "{unexpected:?}");
-    let dups = fault_support::duplicates(&counts);
+    let dups = faults::duplicates(&counts);
     eprintln!("vdc kill -9: {killed} kills, {dups} duplicates");
     assert!(
         dups <= killed * veeam_siem::sources::vdc::BATCH as u64,

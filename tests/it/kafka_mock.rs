@@ -10,16 +10,16 @@
 //! The mock brokers listen on loopback, so the real binary (`run --once`) is used where
 //! the pipeline matters, and the sink's API directly where a fault needs exact placement.
 
-mod common;
-mod harness;
-mod kafka_support;
+use crate::support::event_schema;
+use crate::support::harness;
+use crate::support::kafka;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::Env;
-use kafka_support::{
+use kafka::{
     SOURCE_ID, check_delivery, checkpoint, consume, run_once_ok, spawn_once, wait_child,
     write_config,
 };
@@ -127,7 +127,7 @@ async fn leader_down_ten_seconds_mid_run_loses_nothing_and_checkpoint_waits() {
     let d = check_delivery(&records, &expected);
     eprintln!("after a 10 s leader outage: {d:?}");
     for r in &records {
-        common::assert_valid_event(&r.value);
+        event_schema::assert_valid_event(&r.value);
     }
 }
 
@@ -154,7 +154,7 @@ async fn kill_minus_nine_during_an_outage_then_restart_loses_nothing() {
 
     let expected = expected_ids(&env);
     let before = consume(&brokers, TOPIC, None).await;
-    let before_ids: HashSet<String> = before.iter().map(kafka_support::event_id).collect();
+    let before_ids: HashSet<String> = before.iter().map(kafka::event_id).collect();
     assert!(
         before_ids.len() < expected.len(),
         "everything was delivered before the kill; the test proves nothing"
@@ -257,7 +257,7 @@ fn batch(tag: &str, seq: u64, n: usize) -> Batch {
             v["event"]["sequence"] = ((i / 5) as i64).into();
             v["veeam"]["restore_event"]["order"] = ((i / 5) as i64).into();
             v["veeam"]["restore_session"]["id"] = format!("sess-{tag}-{}", i % 5).into();
-            common::assert_valid_event(&v);
+            event_schema::assert_valid_event(&v);
             let event: Event = serde_json::from_value(v).unwrap();
             let json = serde_json::to_string(&event).unwrap();
             EncodedEvent { event, json }

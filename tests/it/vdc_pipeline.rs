@@ -8,8 +8,8 @@
 //! with exit 1 naming the source and the header but never the key; the demo shipping both
 //! sources; and schema validity of everything written.
 
-mod common;
-mod harness;
+use crate::support::event_schema;
+use crate::support::harness;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -91,7 +91,7 @@ fn assert_exactly_once(events: &[serde_json::Value], lines: &[VdcLogKey], json_i
             assert_eq!(id, line.id, "json mode ships the log entry id");
         }
         assert!(ids.insert(id), "event.id repeated: {key:?}");
-        common::assert_valid_event(e);
+        event_schema::assert_valid_event(e);
     }
     let missing: Vec<_> = want.keys().filter(|k| !seen.contains(*k)).collect();
     assert!(missing.is_empty(), "never delivered: {missing:?}");
@@ -281,7 +281,7 @@ fn demo_ships_both_sources() {
     let mut datasets = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("NDJSON");
-        common::assert_valid_event(&v);
+        event_schema::assert_valid_event(&v);
         let dataset = v["event"]["dataset"]
             .as_str()
             .unwrap_or_default()
@@ -327,7 +327,7 @@ fn mapped_vdc_events_validate_and_the_vdc_branch_is_strict() {
     for raw in &logs {
         let entry: RawLogEntry = serde_json::from_value(raw.clone()).unwrap();
         let v = map(&sessions[0], &entry, Some(&raw.to_string()));
-        common::assert_valid_event(&v);
+        event_schema::assert_valid_event(&v);
         valid.push(v);
     }
     let running: RawJobSession =
@@ -354,13 +354,13 @@ fn mapped_vdc_events_validate_and_the_vdc_branch_is_strict() {
                 ..RawLogEntry::default()
             };
             let v = map(session, &entry, None);
-            if let Err(e) = common::validate_event(&v) {
+            if let Err(e) = event_schema::validate_event(&v) {
                 panic!("title {title:?}: {e}\n{v:#}");
             }
         }
     }
 
-    let rejected = |v: &serde_json::Value, mentions: &str| match common::validate_event(v) {
+    let rejected = |v: &serde_json::Value, mentions: &str| match event_schema::validate_event(v) {
         Ok(()) => panic!("accepted:\n{v:#}"),
         Err(e) => assert!(e.contains(mentions), "{mentions:?} not in:\n{e}"),
     };
@@ -437,5 +437,5 @@ fn fields_md_vdc_example_is_current() {
         "update the vdc example in schemas/FIELDS.md to:\n{}",
         serde_json::to_string_pretty(&mapped).unwrap()
     );
-    common::assert_valid_event(&example);
+    event_schema::assert_valid_event(&example);
 }

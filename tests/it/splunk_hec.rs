@@ -8,8 +8,8 @@
 //! without acknowledgement (clear error, exit 1, nothing lost). Every run is bounded by a
 //! timeout; nothing asserts on durations.
 
-mod common;
-mod harness;
+use crate::support::event_schema;
+use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::{HashMap, HashSet};
@@ -370,7 +370,7 @@ max_retries = 20"#,
     // The envelope: metadata, ms time, the event itself, flat indexed fields.
     for env in s.peer.events() {
         let event = &env["event"];
-        common::assert_valid_event(event);
+        event_schema::assert_valid_event(event);
         assert_eq!(env["sourcetype"], "veeam:vbo:restore");
         assert_eq!(env["index"], "veeam");
         assert_eq!(env["host"], "127.0.0.1", "default host = observer.hostname");

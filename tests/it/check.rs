@@ -1,7 +1,7 @@
 //! `veeam-siem check`: passes against the simulator, fails with one precise line per broken
 //! component, never prints secrets.
 
-mod harness;
+use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 
 use harness::{Env, run_bin_async, s, text};

@@ -3,7 +3,7 @@
 //! for a longer run:
 //!
 //! ```sh
-//! PROPTEST_CASES=100000 cargo test --release --test properties
+//! PROPTEST_CASES=100000 cargo test --release --test it properties::
 //! ```
 //!
 //! Covered here (the unit-level properties of `syslog_format`, i.e. PARAM-VALUE escaping,
@@ -1484,11 +1484,26 @@ fn blank_vb365_ids_are_refused_at_decode() {
 // a schema-valid event, and that event names the field; an unusable essential field makes
 // the record unusable (the source skips it, logged with its ids).
 
-const SPEC_SESSIONS: &str = include_str!("fixtures/vbo/spec-v8-restoresessions-page.json");
-const SPEC_EVENTS: &str = include_str!("fixtures/vbo/spec-v8-restoresession-events-page.json");
-const VDC_JOBS: &str = include_str!("fixtures/vdc/backup-jobs.json");
-const VDC_SESSIONS: &str = include_str!("fixtures/vdc/job-sessions.json");
-const VDC_LOGS: &str = include_str!("fixtures/vdc/job-session-logs.json");
+const SPEC_SESSIONS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/vbo/spec-v8-restoresessions-page.json"
+));
+const SPEC_EVENTS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/vbo/spec-v8-restoresession-events-page.json"
+));
+const VDC_JOBS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/vdc/backup-jobs.json"
+));
+const VDC_SESSIONS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/vdc/job-sessions.json"
+));
+const VDC_LOGS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/vdc/job-session-logs.json"
+));
 
 /// Which record a field belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

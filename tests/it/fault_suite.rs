@@ -8,23 +8,23 @@
 //!   responses, connections cut mid-body, and all of them at once.
 //! - (a) `kill -9` at pseudo-random points of a live (follow-mode) run, restarted each
 //!   time, for the Splunk HEC and syslog (TCP) sinks (the file sink's version is in
-//!   `tests/vbo_pipeline.rs`).
+//!   `vbo_pipeline`).
 //! - (b) a 30 s sink outage for HEC and syslog, with the daemon's peak RSS (VmHWM).
 //!
 //! Every process run is bounded; nothing asserts on throughput or durations. Numbers worth
 //! reading (duplicates per kill, peak RSS, resume lag) are printed with `eprintln!`
-//! (`cargo test --test fault_suite -- --nocapture`).
+//! (`cargo test --test it fault_suite:: -- --nocapture`).
 
-mod common;
-mod fault_support;
-mod harness;
+use crate::support::event_schema;
+use crate::support::faults;
+use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 use veeam_siem_test_peers::rsyslog;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use fault_support::{
+use faults::{
     Daemon, Lcg, Ticker, duplicates, exactly_once_problems, file_sink, lines_with, run_once, tail,
     write_config,
 };
@@ -235,7 +235,7 @@ async fn one_mebibyte_strings_are_delivered_whole() {
             longest(e) >= veeam_siem_simulator::faults::HUGE_STRING_BYTES,
             "the 1 MiB string was cut"
         );
-        common::assert_valid_event(e);
+        event_schema::assert_valid_event(e);
     }
 }
 
@@ -304,7 +304,7 @@ async fn one_mebibyte_strings_to_hec_are_indexed_or_quarantined() {
 
 /// Fault: the first session listing is a 200 HTML page, and for about 40% of the sessions
 /// (keyed by the seed) the first events request too, with `max_retries = 0` so an
-/// unreadable page is not requested again inside the cycle (`tests/paging.rs` covers the
+/// unreadable page is not requested again inside the cycle (`paging` covers the
 /// retries). Asserts the documented `--once` behaviour when retries run out: run 1 fails
 /// (exit 1, the log says which URL answered what), run 2 fails with "request(s) failed"
 /// and one warning per broken page naming its session, run 3 exits 0; in the end every

@@ -1,7 +1,7 @@
 //! The command-line contract: exit codes, error messages naming keys, the demo and schema.
 
-mod common;
-mod harness;
+use crate::support::event_schema;
+use crate::support::harness;
 
 use harness::{bin, text};
 
@@ -134,7 +134,7 @@ fn demo_prints_schema_valid_events() {
     let mut n = 0;
     for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("NDJSON");
-        common::assert_valid_event(&v);
+        event_schema::assert_valid_event(&v);
         n += 1;
     }
     assert!(n > 20, "demo printed only {n} events");

@@ -1,14 +1,14 @@
-//! Helpers of the fault suite (`tests/fault_suite.rs`): the daemon as a supervised child
-//! process (follow mode, `kill -9`, SIGTERM, peak RSS from `/proc`), bounded `--once` runs,
-//! configs for the HEC and syslog sinks, and counting helpers for exactly-once checks.
-#![allow(dead_code)]
+//! Helpers of the fault suite (and of `paging`, `sink_faults`, `durable_files`): the
+//! daemon as a supervised child process (follow mode, `kill -9`, SIGTERM, peak RSS from
+//! `/proc`), bounded `--once` runs, configs for the HEC and syslog sinks, and counting
+//! helpers for exactly-once checks.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, Env, PASSWORD};
+use crate::support::harness::{self, Env, PASSWORD};
 
 /// Longest any single `--once` run may take before the test kills it and fails.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);

@@ -4,7 +4,7 @@
 //! pipeline, a good one takes over without loss or repeats); `backfill` (window, its own
 //! state, live checkpoints untouched, SIGTERM mid-way then resume).
 
-mod harness;
+use crate::support::harness;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

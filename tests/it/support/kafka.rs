@@ -1,10 +1,9 @@
-//! Shared pieces of the Kafka tests (`kafka_mock.rs`, `kafka_tansu.rs`): a config with one
+//! Shared pieces of the Kafka tests (`kafka_mock`, `kafka_tansu`): a config with one
 //! VB365 source and one kafka sink, the binary run as a child with a hard time limit, and
 //! the check of what reached the topic. Reading the topic back (and the tansu broker) is
 //! `veeam_siem_test_peers::kafka`.
 //!
 //! Nothing here asserts timings; every wait is bounded so a test fails instead of hanging.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use veeam_siem_test_peers::kafka::{Record, consume};
 
-use crate::harness::{Env, PASSWORD, bin};
+use crate::support::harness::{Env, PASSWORD, bin};
 
 /// The source id in [`write_config`]'s configs.
 pub const SOURCE_ID: &str = "vbo_test";
@@ -120,6 +119,7 @@ pub fn event_id(r: &Record) -> String {
 /// What a delivery check found.
 #[derive(Debug)]
 pub struct Delivery {
+    #[expect(dead_code, reason = "read through Debug, in assertion messages")]
     pub records: usize,
     pub distinct: usize,
     pub duplicates: usize,

@@ -5,8 +5,8 @@
 //! live activity, all three API versions, `kill -9` at random points, and schema validity
 //! of everything written.
 
-mod common;
-mod harness;
+use crate::support::event_schema;
+use crate::support::harness;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use veeam_siem_simulator::SimConfig;
 
 fn assert_all_valid(events: &[serde_json::Value]) {
     for e in events {
-        common::assert_valid_event(e);
+        event_schema::assert_valid_event(e);
     }
 }
 

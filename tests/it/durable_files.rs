@@ -14,8 +14,8 @@
 //! The tests run as root: where `mount` is refused, a test prints why and returns early
 //! (unit tests with an injected write error cover the same call sites).
 
-mod fault_support;
-mod harness;
+use crate::support::faults;
+use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::HashSet;
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use fault_support::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
+use faults::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
 use harness::{Env, PASSWORD, id_counts, read_ndjson, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;
 

@@ -5,7 +5,7 @@
 //! Every server here is a real HTTP server on loopback (axum). A "witness" server stands
 //! for the other host a redirect points at: it must never receive a request.
 
-mod harness;
+use crate::support::harness;
 
 use std::collections::HashMap;
 use std::io::Write;

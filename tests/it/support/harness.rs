@@ -1,6 +1,5 @@
 //! Shared pieces of the end-to-end tests: a simulator with a config pointing at it, the
 //! binary under test, and readers for what the sinks wrote.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,16 +68,6 @@ path = {out:?}
         let path = self.dir.path().join("config.toml");
         std::fs::write(&path, text).unwrap();
         path
-    }
-
-    /// Run the binary with `args`, with the password in the environment.
-    pub fn run_bin(&self, args: &[&str]) -> Output {
-        bin()
-            .args(args)
-            .env("TEST_VBO_PASSWORD", PASSWORD)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("binary runs")
     }
 
     pub fn events(&self) -> Vec<serde_json::Value> {

@@ -27,9 +27,18 @@ const VERSIONS: [&str; 3] = ["v6", "v7", "v8"];
 
 fn fixture(version: &str) -> Value {
     let text = match version {
-        "v6" => include_str!("fixtures/openapi/vb365-v6-schemas.json"),
-        "v7" => include_str!("fixtures/openapi/vb365-v7-schemas.json"),
-        _ => include_str!("fixtures/openapi/vb365-v8-schemas.json"),
+        "v6" => include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/openapi/vb365-v6-schemas.json"
+        )),
+        "v7" => include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/openapi/vb365-v7-schemas.json"
+        )),
+        _ => include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/openapi/vb365-v8-schemas.json"
+        )),
     };
     serde_json::from_str(text).unwrap_or(Value::Null)
 }

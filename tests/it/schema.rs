@@ -3,7 +3,7 @@
 //! fixture in `tests/fixtures/vbo/` maps to an event that validates, and broken events are
 //! rejected.
 
-mod common;
+use crate::support::event_schema;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ fn schema_is_a_valid_draft_2020_12_schema() {
         );
     }
     // And it compiles, with format validation on.
-    let _ = common::event_validator();
+    let _ = event_schema::event_validator();
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn every_fixture_maps_to_a_valid_event() {
     );
     let mut failures = Vec::new();
     for (what, value) in &mapped {
-        if let Err(e) = common::validate_event(value) {
+        if let Err(e) = event_schema::validate_event(value) {
             failures.push(format!("{what}:\n{e}\n{value:#}"));
         }
         // The JSON is also exactly what `Event` reads back (deny_unknown_fields).
@@ -316,7 +316,7 @@ fn instance_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 #[test]
 fn schema_describes_exactly_the_event_struct() {
     let value = serde_json::to_value(maximal_event()).unwrap();
-    common::assert_valid_event(&value);
+    event_schema::assert_valid_event(&value);
 
     let mut declared = BTreeSet::new();
     schema_paths(&veeam_siem::schema::event_schema(), "", &mut declared);
@@ -336,12 +336,12 @@ fn valid_event() -> Value {
         .into_iter()
         .find(|(what, _)| what.starts_with("spec-"))
         .expect("spec fixture maps");
-    common::assert_valid_event(&v);
+    event_schema::assert_valid_event(&v);
     v
 }
 
 fn assert_rejected(v: &Value, mentions: &str) {
-    match common::validate_event(v) {
+    match event_schema::validate_event(v) {
         Ok(()) => panic!("broken event was accepted:\n{v:#}"),
         Err(e) => assert!(
             e.contains(mentions),
@@ -512,7 +512,7 @@ fn odd_inputs_still_map_to_valid_events() {
             event.order = -1;
             let mapped = map_restore_event(&ctx(), &session, &event, Some(a));
             let value = serde_json::to_value(&mapped).unwrap();
-            if let Err(e) = common::validate_event(&value) {
+            if let Err(e) = event_schema::validate_event(&value) {
                 failures.push(format!("a={a:?} b={b:?}:\n{e}"));
             }
         }
@@ -529,7 +529,7 @@ fn fields_md_example_is_current() {
     let start = doc.find("```json\n").expect("a ```json block in FIELDS.md") + "```json\n".len();
     let len = doc[start..].find("```").expect("closing ```");
     let example: Value = serde_json::from_str(&doc[start..start + len]).expect("example parses");
-    common::assert_valid_event(&example);
+    event_schema::assert_valid_event(&example);
     let (_, mapped) = all_mapped_fixtures()
         .into_iter()
         .find(|(what, _)| what.ends_with("a1b2c3d4-0000-4000-8000-000000000002"))
