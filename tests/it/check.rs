@@ -4,6 +4,7 @@
 use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 
+use crate::support::config::Table;
 use harness::{Env, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;
 
@@ -65,20 +66,20 @@ async fn check_fails_precisely_on_wrong_password_and_unwritable_sink() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_probes_vdc_sources_too() {
     let env = Env::start(SimConfig::default()).await;
-    let cfg = env.write_config("v8", "");
-    let text_cfg = std::fs::read_to_string(&cfg).unwrap().replace(
-        "[sinks.archive]",
-        &format!(
-            "[sources.vdc_test]\ntype = \"vdc\"\nurl = {:?}\napi_key = \"${{TEST_VDC_KEY}}\"\ntls = {{ ca_file = {:?} }}\n\n[sinks.archive]",
-            env.sim.base_url(),
-            env.ca_file.display().to_string()
-        ),
-    );
-    let text_cfg = text_cfg.replace(
-        "inputs = [\"vbo_test\"]",
-        "inputs = [\"vbo_test\", \"vdc_test\"]",
-    );
-    std::fs::write(&cfg, text_cfg).unwrap();
+    let vdc = Table::source("vdc_test", "vdc")
+        .set("url", env.sim.base_url())
+        .set("api_key", "${TEST_VDC_KEY}")
+        .tls_ca(&env.ca_file);
+    let cfg = env
+        .config()
+        .table(env.vbo_source().set("api_version", "v8"))
+        .table(vdc)
+        .table(Table::file(
+            "archive",
+            &["vbo_test", "vdc_test"],
+            &env.out_file(),
+        ))
+        .write(&env.dir.path().join("config.toml"));
     let cfg_s = cfg.display().to_string();
 
     let good = run_bin_async(
@@ -126,34 +127,24 @@ async fn check_probes_hec_and_kafka_sinks() {
         .local_addr()
         .unwrap()
         .port();
-    let base = env.write_config("v8", "");
     let with_sinks = |kafka: bool| {
-        let mut text = std::fs::read_to_string(&base).unwrap();
-        text.push_str(&format!(
-            r#"
-[sinks.splunk]
-type = "splunk_hec"
-inputs = ["vbo_test"]
-endpoint = {endpoint:?}
-token = "${{TEST_HEC_TOKEN}}"
-indexer_ack = true
-"#,
-            endpoint = peer.url()
-        ));
+        let mut config = env
+            .config()
+            .table(env.vbo_source().set("api_version", "v8"))
+            .table(env.file_sink())
+            .table(Table::hec("splunk", &["vbo_test"], &peer.url()).set("indexer_ack", true));
         if kafka {
-            text.push_str(&format!(
-                r#"
-[sinks.bus]
-type = "kafka"
-inputs = ["vbo_test"]
-brokers = "127.0.0.1:{dead_port}"
-topic = "veeam.audit"
-"#
+            config = config.table(Table::kafka(
+                "bus",
+                &["vbo_test"],
+                &format!("127.0.0.1:{dead_port}"),
+                "veeam.audit",
             ));
         }
-        let path = env.dir.path().join(format!("check-{kafka}.toml"));
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
+        config
+            .write(&env.dir.path().join(format!("check-{kafka}.toml")))
+            .display()
+            .to_string()
     };
 
     let good = with_sinks(false);

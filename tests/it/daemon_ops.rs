@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::config::Table;
 use harness::{Env, id_counts, read_ndjson, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;
 
@@ -82,14 +83,14 @@ async fn get(url: &str) -> Option<(u16, String)> {
     Some((status, resp.text().await.ok()?))
 }
 
-fn with_ops(config: &Path, port: u16) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let text = text.replacen(
-        "[state]",
-        &format!("[ops]\nlisten = \"127.0.0.1:{port}\"\n\n[state]"),
-        1,
-    );
-    std::fs::write(config, text).unwrap();
+/// The usual config (VB365 source with `source_extra`, file sink) with the ops endpoint
+/// on `127.0.0.1:<port>`.
+fn config_with_ops(env: &Env, source_extra: &str, port: u16) -> PathBuf {
+    env.config()
+        .table(Table::named("ops").set("listen", format!("127.0.0.1:{port}")))
+        .table(env.vbo_source().set("api_version", "v8").raw(source_extra))
+        .table(env.file_sink())
+        .write(&env.dir.path().join("config.toml"))
 }
 
 fn log_text(path: &Path) -> String {
@@ -129,9 +130,8 @@ async fn metrics_health_and_ready_report_what_was_delivered() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = env.write_config("v8", "page_size = 40");
     let port = free_port();
-    with_ops(&cfg, port);
+    let cfg = config_with_ops(&env, "page_size = 40", port);
     let log = env.dir.path().join("daemon.log");
     let child = spawn_daemon(&cfg, &log);
     let base = format!("http://127.0.0.1:{port}");
@@ -251,9 +251,8 @@ async fn ready_is_503_and_names_the_source_while_login_fails() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = env.write_config("v8", "");
     let port = free_port();
-    with_ops(&cfg, port);
+    let cfg = config_with_ops(&env, "", port);
     let log = env.dir.path().join("daemon.log");
     let child = harness::bin()
         .args(["run", "--config", &cfg.display().to_string()])
@@ -297,16 +296,14 @@ async fn ready_is_503_and_names_the_source_while_login_fails() {
 }
 
 fn write_sink_config(env: &Env, sink_id: &str, out: &Path) -> PathBuf {
-    let cfg = env.write_config("v8", "page_size = 10");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text
-        .replace("[sinks.archive]", &format!("[sinks.{sink_id}]"))
-        .replace(
-            &format!("{:?}", env.out_file().display().to_string()),
-            &format!("{:?}", out.display().to_string()),
-        );
-    std::fs::write(&cfg, text).unwrap();
-    cfg
+    env.config()
+        .table(
+            env.vbo_source()
+                .set("api_version", "v8")
+                .set("page_size", 10),
+        )
+        .table(Table::file(sink_id, &["vbo_test"], out))
+        .write(&env.dir.path().join("config.toml"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

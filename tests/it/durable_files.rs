@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use faults::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
+use crate::support::config::{ConfigBuilder, Table};
+use faults::{Daemon, exactly_once_problems, run_once, tail, write_config};
 use harness::{Env, PASSWORD, id_counts, read_ndjson, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;
 
@@ -132,36 +133,21 @@ fn mode(path: &Path) -> u32 {
 
 /// A config named `name` in the test dir: the simulator's VB365 source, state in `state`,
 /// then `sinks`.
-fn config_at(env: &Env, name: &str, state: &Path, sinks: &str) -> PathBuf {
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.vbo_test]
-type = "vbo"
-url = {url:?}
-username = "svc-siem"
-password = "${{TEST_VBO_PASSWORD}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-tls = {{ ca_file = {ca:?} }}
-
-{sinks}
-"#,
-        state = state.display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-    );
-    let path = env.dir.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+fn config_at(
+    env: &Env,
+    name: &str,
+    state: &Path,
+    sinks: impl IntoIterator<Item = Table>,
+) -> PathBuf {
+    ConfigBuilder::new(state)
+        .table(env.vbo_source())
+        .tables(sinks)
+        .write(&env.dir.path().join(name))
 }
 
-fn file_sink_at(path: &Path, extra: &str) -> String {
-    format!(
-        "[sinks.archive]\ntype = \"file\"\ninputs = [\"vbo_test\"]\npath = {:?}\n{extra}\n",
-        path.display().to_string()
-    )
+/// The file sink `archive` (reading `vbo_test`) writing `path`.
+fn file_sink_at(path: &Path) -> Table {
+    Table::file("archive", &["vbo_test"], path)
 }
 
 /// Run the binary under `umask` (through `sh`), off the async runtime.
@@ -193,7 +179,7 @@ async fn full_disk_fails_the_once_run_and_a_rerun_delivers_everything() {
     let Some(fs) = Tmpfs::mount(&env.dir.path().join("out"), "200k") else {
         return;
     };
-    let cfg = write_config(&env, "", &file_sink(&env));
+    let cfg = write_config(&env, "", env.file_sink());
     let expected = all_ids(&env);
 
     let first = run_once(&cfg, &[], "full").await;
@@ -233,7 +219,7 @@ async fn full_disk_while_following_retries_until_space_is_freed() {
     let Some(fs) = Tmpfs::mount(&env.dir.path().join("out"), "200k") else {
         return;
     };
-    let cfg = write_config(&env, "", &file_sink(&env));
+    let cfg = write_config(&env, "", env.file_sink());
     let expected = all_ids(&env);
     let mut daemon = Daemon::spawn(&cfg, false, &[], "follow-full");
 
@@ -267,7 +253,7 @@ async fn a_moved_output_file_is_replaced_at_its_path() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = write_config(&env, "", &file_sink(&env));
+    let cfg = write_config(&env, "", env.file_sink());
     let out = env.out_file();
     let rotated = out.with_extension("ndjson.1");
     let before = all_ids(&env);
@@ -317,7 +303,7 @@ async fn files_get_fixed_modes_whatever_the_umask() {
     // Defaults under a permissive umask: private files and directories.
     let state = root.join("s1").join("state");
     let out = root.join("o1").join("deep").join("events.ndjson");
-    let cfg = config_at(&env, "modes1.toml", &state, &file_sink_at(&out, ""));
+    let cfg = config_at(&env, "modes1.toml", &state, [file_sink_at(&out)]);
     let run = run_with_umask(
         "000",
         s(&["run", "--config", &cfg.display().to_string(), "--once"]),
@@ -339,7 +325,7 @@ async fn files_get_fixed_modes_whatever_the_umask() {
         &env,
         "modes2.toml",
         &state,
-        &file_sink_at(&out, "file_mode = \"0640\""),
+        [file_sink_at(&out).set("file_mode", "0640")],
     );
     let run = run_with_umask(
         "077",
@@ -356,7 +342,7 @@ async fn files_get_fixed_modes_whatever_the_umask() {
     let out = root.join("kept.ndjson");
     std::fs::write(&out, "").unwrap();
     std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let cfg = config_at(&env, "modes3.toml", &state, &file_sink_at(&out, ""));
+    let cfg = config_at(&env, "modes3.toml", &state, [file_sink_at(&out)]);
     let run = run_with_umask(
         "022",
         s(&["run", "--config", &cfg.display().to_string(), "--once"]),
@@ -375,7 +361,7 @@ async fn a_bad_file_mode_is_a_config_error_naming_the_key() {
             &env,
             "bad-mode.toml",
             &env.state_dir(),
-            &file_sink_at(&env.out_file(), &format!("file_mode = {bad:?}")),
+            [file_sink_at(&env.out_file()).set("file_mode", bad)],
         );
         let out = run_bin_async(
             s(&["run", "--config", &cfg.display().to_string(), "--once"]),
@@ -407,7 +393,7 @@ async fn a_second_instance_on_the_same_state_dir_exits_2_naming_the_holder() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = write_config(&env, "", &file_sink(&env));
+    let cfg = write_config(&env, "", env.file_sink());
     let cfg_arg = cfg.display().to_string();
     let lock = env.state_dir().join("veeam-siem.lock");
     let mut daemon = Daemon::spawn(&cfg, false, &[], "holder");
@@ -458,31 +444,16 @@ async fn a_second_backfill_of_the_same_window_exits_2() {
     // waits on its login, holding its lock, until the test kills it.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let state = dir.path().join("state");
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"[state]
-dir = {state:?}
-
-[sources.vbo_test]
-type = "vbo"
-url = "http://{addr}"
-username = "svc-siem"
-password = "not-a-real-secret"
-request_timeout = "600s"
-
-[sinks.archive]
-type = "file"
-inputs = ["vbo_test"]
-path = {out:?}
-"#,
-            state = state.display().to_string(),
-            addr = silent.local_addr().unwrap(),
-            out = dir.path().join("out.ndjson").display().to_string(),
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(&state)
+        .table(
+            Table::source("vbo_test", "vbo")
+                .set("url", format!("http://{}", silent.local_addr().unwrap()))
+                .set("username", "svc-siem")
+                .set("password", "not-a-real-secret")
+                .set("request_timeout", "600s"),
+        )
+        .table(file_sink_at(&dir.path().join("out.ndjson")))
+        .write(&dir.path().join("config.toml"));
     let args = [
         "backfill",
         "--config",
@@ -551,7 +522,7 @@ async fn check_fails_on_a_read_only_state_dir_naming_it() {
         &env,
         "ro.toml",
         &ro,
-        &file_sink_at(&ro.join("out").join("events.ndjson"), ""),
+        [file_sink_at(&ro.join("out").join("events.ndjson"))],
     );
     let out = run_bin_async(
         s(&["check", "--config", &cfg.display().to_string()]),
@@ -590,19 +561,11 @@ async fn check_leaves_nothing_behind() {
     let root = env.dir.path();
     let state = root.join("fresh").join("state");
     let out = root.join("fresh-out").join("x").join("events.ndjson");
-    let sinks = format!(
-        r#"{file}
-[sinks.splunk]
-type = "splunk_hec"
-inputs = ["vbo_test"]
-endpoint = {endpoint:?}
-token = "${{TEST_HEC_TOKEN}}"
-indexer_ack = true
-"#,
-        file = file_sink_at(&out, ""),
-        endpoint = peer.url()
-    );
-    let cfg = config_at(&env, "fresh.toml", &state, &sinks);
+    let sinks = [
+        file_sink_at(&out),
+        Table::hec("splunk", &["vbo_test"], &peer.url()).set("indexer_ack", true),
+    ];
+    let cfg = config_at(&env, "fresh.toml", &state, sinks);
     let before: HashSet<PathBuf> = std::fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().path())

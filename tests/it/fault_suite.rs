@@ -24,8 +24,9 @@ use veeam_siem_test_peers::rsyslog;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::support::config::Table;
 use faults::{
-    Daemon, Lcg, Ticker, duplicates, exactly_once_problems, file_sink, lines_with, run_once, tail,
+    Daemon, Lcg, Ticker, duplicates, exactly_once_problems, lines_with, run_once, tail,
     write_config,
 };
 use harness::{Env, id_counts, text};
@@ -93,7 +94,7 @@ async fn wrong_type_in_a_record_skips_that_record_alone_and_names_its_session() 
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let out = run_once(&cfg, &[], "first").await;
     assert!(out.status.success(), "{}", text(&out));
     let spoiled = env.sim.spoiled_events();
@@ -136,7 +137,7 @@ async fn broken_json_in_one_record_skips_only_that_record() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let expected = ids_without(&env, &[Corruption::Syntax]);
     let first = run_once(&cfg, &[], "first").await;
     let second = run_once(&cfg, &[], "second").await;
@@ -165,7 +166,7 @@ async fn invalid_utf8_in_one_record_does_not_block_its_page() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let bad = env.sim.spoiled_events().remove(0);
     let first = run_once(&cfg, &[], "first").await;
     let second = run_once(&cfg, &[], "second").await;
@@ -207,7 +208,7 @@ async fn one_mebibyte_strings_are_delivered_whole() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let out = run_once(&cfg, &[], "once").await;
     assert!(out.status.success(), "{}", text(&out));
     let events = env.events();
@@ -265,7 +266,7 @@ async fn one_mebibyte_strings_to_hec_are_indexed_or_quarantined() {
     })
     .await
     .expect("the HEC peer starts");
-    let cfg = write_config(&env, "page_size = 10", &hec_sink(&peer));
+    let cfg = write_config(&env, "page_size = 10", hec_sink(&peer));
     let out = run_once(&cfg, &[("TEST_HEC_TOKEN", TOKEN)], "once").await;
     assert!(out.status.success(), "{}", text(&out));
     let big: HashSet<String> = env
@@ -322,7 +323,7 @@ async fn pages_that_stay_unreadable_fail_the_cycle_then_recover() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10\nmax_retries = 0", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10\nmax_retries = 0", env.file_sink());
     let sessions: HashSet<String> = env.sim.session_ids().into_iter().collect();
 
     let out = run_once(&cfg, &[], "first").await;
@@ -370,7 +371,7 @@ async fn events_repeated_across_pages_are_delivered_once() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 7", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 7", env.file_sink());
     let out = run_once(&cfg, &[], "first").await;
     assert!(out.status.success(), "{}", text(&out));
     assert_exactly_once(&id_counts(&env.events()), &all_ids(&env));
@@ -392,7 +393,7 @@ async fn events_repeated_across_pages_are_delivered_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_vanishing_between_cycles() {
     let env = Env::start(sim(107, 9, 10, FaultConfig::default())).await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let out = run_once(&cfg, &[], "first").await;
     assert!(out.status.success(), "{}", text(&out));
     // Sessions created now, inside the listing window.
@@ -460,7 +461,7 @@ async fn a_session_deleted_while_the_listing_is_paged_loses_nothing() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 5", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 5", env.file_sink());
     let expected = all_ids(&env);
     let first = run_once(&cfg, &[], "first").await;
     let second = run_once(&cfg, &[], "second").await;
@@ -499,7 +500,7 @@ async fn following_survives_bad_input_and_catches_up() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 8", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 8", env.file_sink());
     let mut daemon = tokio::task::block_in_place(|| Daemon::spawn(&cfg, false, &[], "follow"));
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -570,7 +571,7 @@ async fn unauthorized_mid_pagination_renews_the_token_and_resumes_the_page() {
             },
         ))
         .await;
-        let cfg = write_config(&env, "page_size = 7", &file_sink(&env));
+        let cfg = write_config(&env, "page_size = 7", env.file_sink());
         let out = run_once(&cfg, &[], "once").await;
         assert!(out.status.success(), "{}", text(&out));
         assert_exactly_once(&id_counts(&env.events()), &all_ids(&env));
@@ -606,7 +607,7 @@ async fn throttle_bursts_are_waited_out() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let out = run_once(&cfg, &[], "once").await;
     assert!(out.status.success(), "{}", text(&out));
     assert_exactly_once(&id_counts(&env.events()), &all_ids(&env));
@@ -635,7 +636,7 @@ async fn server_errors_are_retried() {
         )
     })
     .await;
-    let cfg = write_config(&env, "page_size = 8\nmax_retries = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 8\nmax_retries = 10", env.file_sink());
     let out = run_once(&cfg, &[], "once").await;
     assert!(out.status.success(), "{}", text(&out));
     assert_exactly_once(&id_counts(&env.events()), &all_ids(&env));
@@ -673,7 +674,7 @@ async fn slow_and_stalled_responses_time_out_and_are_retried() {
     let cfg = write_config(
         &env,
         "page_size = 10\nrequest_timeout = \"1s\"",
-        &file_sink(&env),
+        env.file_sink(),
     );
     let out = run_once(&cfg, &[], "once").await;
     assert!(out.status.success(), "{}", text(&out));
@@ -705,7 +706,7 @@ async fn connections_reset_mid_response_are_retried() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 8\nmax_retries = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 8\nmax_retries = 10", env.file_sink());
     let out = run_once(&cfg, &[], "once").await;
     assert!(out.status.success(), "{}", text(&out));
     assert_exactly_once(&id_counts(&env.events()), &all_ids(&env));
@@ -741,7 +742,7 @@ async fn following_rides_out_a_source_outage() {
         ..sim(117, 8, 15, FaultConfig::default())
     })
     .await;
-    let cfg = write_config(&env, "page_size = 10\nmax_retries = 1", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10\nmax_retries = 1", env.file_sink());
     let mut daemon = Daemon::spawn(&cfg, false, &[], "follow-outage");
     let caught_up = |daemon: &mut Daemon, what: &str| {
         let expected = all_ids(&env);
@@ -817,7 +818,7 @@ async fn all_source_faults_at_once_lose_and_repeat_nothing() {
     let cfg = write_config(
         &env,
         "page_size = 9\nmax_retries = 10\nrequest_timeout = \"1s\"",
-        &file_sink(&env),
+        env.file_sink(),
     );
     for run in ["first", "second", "third"] {
         let out = run_once(&cfg, &[], run).await;
@@ -882,22 +883,14 @@ async fn kill_loop(
     kills
 }
 
-fn hec_sink(peer: &HecPeer) -> String {
-    format!(
-        r#"[sinks.splunk]
-type = "splunk_hec"
-inputs = ["vbo_test"]
-endpoint = {:?}
-token = "${{TEST_HEC_TOKEN}}"
-index = "veeam"
-indexer_ack = true
-ack_poll_interval = "100ms"
-max_events = 10
-retry_max_delay = "500ms"
-max_retries = 200
-"#,
-        peer.url()
-    )
+fn hec_sink(peer: &HecPeer) -> Table {
+    Table::hec("splunk", &["vbo_test"], &peer.url())
+        .set("index", "veeam")
+        .set("indexer_ack", true)
+        .set("ack_poll_interval", "100ms")
+        .set("max_events", 10)
+        .set("retry_max_delay", "500ms")
+        .set("max_retries", 200)
 }
 
 /// Orders each session's checkpoint cursor claims but HEC has not acknowledged.
@@ -957,7 +950,7 @@ async fn kill_minus_nine_while_following_to_hec_loses_nothing() {
     })
     .await
     .expect("the HEC peer starts");
-    let cfg = write_config(&env, &format!("page_size = {page}"), &hec_sink(&peer));
+    let cfg = write_config(&env, &format!("page_size = {page}"), hec_sink(&peer));
     let hec_env = [("TEST_HEC_TOKEN", TOKEN)];
     let delays = kill_points(0xA1, 6, 400, 3000);
     let ticker = Ticker::start(env.sim.clone(), Duration::from_millis(400), 1000);
@@ -1032,11 +1025,10 @@ fn wait_for_ids(rs: &Rsyslog, expected: &HashSet<String>, limit: Duration) {
     }
 }
 
-fn syslog_sink(rs: &Rsyslog) -> String {
-    format!(
-        "[sinks.siem]\ntype = \"syslog\"\ninputs = [\"vbo_test\"]\naddress = \"127.0.0.1:{}\"\nmode = \"tcp\"\n",
-        rs.port
-    )
+fn syslog_sink(rs: &Rsyslog) -> Table {
+    Table::syslog("siem", &["vbo_test"])
+        .set("address", format!("127.0.0.1:{}", rs.port))
+        .set("mode", "tcp")
 }
 
 /// Fault: `kill -9` at 6 pseudo-random points (0.4–3 s in) of a follow-mode run shipping
@@ -1058,7 +1050,7 @@ async fn kill_minus_nine_while_following_to_syslog_loses_nothing() {
     let mut rs = tokio::task::block_in_place(|| {
         Rsyslog::start(&env.dir.path().join("rsyslog"), Listen::Tcp)
     });
-    let cfg = write_config(&env, &format!("page_size = {page}"), &syslog_sink(&rs));
+    let cfg = write_config(&env, &format!("page_size = {page}"), syslog_sink(&rs));
     let delays = kill_points(0xA2, 6, 400, 3000);
     let ticker = Ticker::start(env.sim.clone(), Duration::from_millis(400), 1000);
     let kills = kill_loop(&cfg, &[], &delays, || {}).await;
@@ -1137,7 +1129,7 @@ async fn hec_outage_of_thirty_seconds_loses_nothing_and_memory_stays_bounded() {
     })
     .await
     .expect("the HEC peer starts");
-    let cfg = write_config(&env, &format!("page_size = {page}"), &hec_sink(&peer));
+    let cfg = write_config(&env, &format!("page_size = {page}"), hec_sink(&peer));
     let expected = all_ids(&env);
     let daemon = Daemon::spawn(&cfg, false, &[("TEST_HEC_TOKEN", TOKEN)], "hec-outage");
     let (peer2, expected2) = (peer.clone(), expected.clone());
@@ -1214,7 +1206,7 @@ async fn syslog_receiver_down_for_thirty_seconds_loses_nothing_and_memory_stays_
     let rs = tokio::task::block_in_place(|| {
         Rsyslog::start(&env.dir.path().join("rsyslog"), Listen::Tcp)
     });
-    let cfg = write_config(&env, &format!("page_size = {page}"), &syslog_sink(&rs));
+    let cfg = write_config(&env, &format!("page_size = {page}"), syslog_sink(&rs));
     let expected = all_ids(&env);
     let daemon = Daemon::spawn(&cfg, false, &[], "syslog-outage");
     let expected2 = expected.clone();

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use crate::support::config::{ConfigBuilder, Table};
 use harness::{bin, read_ndjson, text};
 
 /// The VB365 password the fake server accepts; must never reach the witness or any output.
@@ -343,39 +344,25 @@ impl Case {
         self.dir.path().join("out.ndjson")
     }
 
-    fn vbo_source(&self, url: &str, extra: &str) -> String {
-        format!(
-            r#"[sources.vbo_h]
-type = "vbo"
-url = "{url}"
-username = "svc"
-password = "${{HOSTILE_PW}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-request_timeout = "10s"
-max_retries = 1
-{extra}
-"#
-        )
+    /// The VB365 source `vbo_h` on a fake server at `url`.
+    fn vbo_source(&self, url: &str) -> Table {
+        Table::vbo("vbo_h", url)
+            .set("username", "svc")
+            .set("password", "${HOSTILE_PW}")
+            .set("poll_interval", "1s")
+            .set("request_timeout", "10s")
+            .set("max_retries", 1)
     }
 
-    fn file_sink(&self, input: &str) -> String {
-        format!(
-            "[sinks.archive]\ntype = \"file\"\ninputs = [\"{input}\"]\npath = {:?}\n",
-            self.out().display().to_string()
-        )
+    fn file_sink(&self, input: &str) -> Table {
+        Table::file("archive", &[input], &self.out())
     }
 
-    /// Write `[state]` plus `tables`; returns the path.
-    fn config(&self, tables: &[String]) -> PathBuf {
-        let text = format!(
-            "[state]\ndir = {:?}\n\n{}",
-            self.state().display().to_string(),
-            tables.join("\n")
-        );
-        let path = self.dir.path().join("config.toml");
-        std::fs::write(&path, text).unwrap();
-        path
+    /// Write `[state]` plus `tables` to `config.toml`; returns the path.
+    fn config(&self, tables: impl IntoIterator<Item = Table>) -> PathBuf {
+        ConfigBuilder::new(self.state())
+            .tables(tables)
+            .write(&self.dir.path().join("config.toml"))
     }
 
     async fn run(&self, args: &[&str]) -> Output {
@@ -448,7 +435,7 @@ async fn a_token_redirect_does_not_carry_the_password_away() {
     })
     .await;
     let case = Case::new();
-    let cfg = case.config(&[case.vbo_source(&vbo.url(), ""), case.file_sink("vbo_h")]);
+    let cfg = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
     let out = case.run_once(&cfg).await;
     assert_redirect_refused(&out, &witness);
     assert!(read_ndjson(&case.out()).is_empty());
@@ -463,7 +450,7 @@ async fn a_data_page_redirect_does_not_carry_the_token_away() {
     })
     .await;
     let case = Case::new();
-    let cfg = case.config(&[case.vbo_source(&vbo.url(), ""), case.file_sink("vbo_h")]);
+    let cfg = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
     let out = case.run_once(&cfg).await;
     assert_redirect_refused(&out, &witness);
 }
@@ -473,11 +460,11 @@ async fn a_vdc_redirect_does_not_carry_the_api_key_away() {
     let witness = Witness::start().await;
     let vdc = fake_vdc_redirecting(witness.location("/v1/reports/backup-jobs")).await;
     let case = Case::new();
-    let cfg = case.config(&[
-        format!(
-            "[sources.vdc_h]\ntype = \"vdc\"\nurl = \"{}\"\napi_key = \"{VDC_KEY}\"\nmax_retries = 1\n",
-            vdc.url()
-        ),
+    let cfg = case.config([
+        Table::source("vdc_h", "vdc")
+            .set("url", vdc.url())
+            .set("api_key", VDC_KEY)
+            .set("max_retries", 1),
         case.file_sink("vdc_h"),
     ]);
     let out = case.run_once(&cfg).await;
@@ -492,12 +479,11 @@ async fn a_hec_redirect_delivers_nothing_elsewhere_and_acknowledges_nothing() {
         fake_hec_redirecting(witness.location("/services/collector/event"), posts.clone()).await;
     let vbo = fake_vbo(VboBehaviour::default()).await;
     let case = Case::new();
-    let cfg = case.config(&[
-        case.vbo_source(&vbo.url(), ""),
-        format!(
-            "[sinks.splunk]\ntype = \"splunk_hec\"\ninputs = [\"vbo_h\"]\nendpoint = \"{}\"\ntoken = \"{HEC_TOKEN}\"\nmax_retries = 1\n",
-            hec.url()
-        ),
+    let cfg = case.config([
+        case.vbo_source(&vbo.url()),
+        Table::hec("splunk", &["vbo_h"], &hec.url())
+            .set("token", HEC_TOKEN)
+            .set("max_retries", 1),
     ]);
     let out = case.run_once(&cfg).await;
     assert_redirect_refused(&out, &witness);
@@ -520,7 +506,7 @@ async fn an_oversized_token_response_is_refused() {
     })
     .await;
     let case = Case::new();
-    let cfg = case.config(&[case.vbo_source(&vbo.url(), ""), case.file_sink("vbo_h")]);
+    let cfg = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
     let out = case.run_once(&cfg).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -556,7 +542,7 @@ async fn any_expires_in_is_clamped_never_a_panic() {
         })
         .await;
         let case = Case::new();
-        let cfg = case.config(&[case.vbo_source(&vbo.url(), ""), case.file_sink("vbo_h")]);
+        let cfg = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
         let out = case.check(&cfg).await;
         assert_eq!(
             out.status.code(),
@@ -595,7 +581,7 @@ fn raw_controls(text: &str) -> Vec<char> {
 async fn check_and_text_logs_escape_control_characters_but_events_keep_them() {
     let vbo = fake_vbo(VboBehaviour::default()).await;
     let case = Case::new();
-    let cfg = case.config(&[case.vbo_source(&vbo.url(), ""), case.file_sink("vbo_h")]);
+    let cfg = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
 
     let out = case.check(&cfg).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -660,7 +646,7 @@ async fn check_and_text_logs_escape_control_characters_but_events_keep_them() {
 async fn clear_text_endpoints_are_warned_about_once_and_in_check() {
     let vbo = fake_vbo(VboBehaviour::default()).await;
     let case = Case::new();
-    let cfg = case.config(&[case.vbo_source(&vbo.url(), ""), case.file_sink("vbo_h")]);
+    let cfg = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
     let out = case.run_once(&cfg).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -734,7 +720,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
 async fn sighup_while_starting_is_not_fatal() {
     let vbo = fake_vbo(VboBehaviour::default()).await;
     let case = Case::new();
-    let regular = case.config(&[case.vbo_source(&vbo.url(), ""), case.file_sink("vbo_h")]);
+    let regular = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
     let config_text = std::fs::read_to_string(&regular).unwrap();
     let fifo = case.dir.path().join("fifo.toml");
     let made = std::process::Command::new("mkfifo")

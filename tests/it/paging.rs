@@ -22,7 +22,8 @@ use crate::support::harness;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use faults::{Daemon, exactly_once_problems, file_sink, run_once, tail, write_config};
+use crate::support::config::{ConfigBuilder, Table};
+use faults::{Daemon, exactly_once_problems, run_once, tail, write_config};
 use harness::{Env, id_counts, text};
 use veeam_siem_simulator::{FaultConfig, SimConfig};
 
@@ -78,7 +79,7 @@ async fn a_server_capping_the_page_size_loses_nothing() {
         let cfg = write_config(
             &env,
             &format!("api_version = \"{version}\"\npage_size = 500"),
-            &file_sink(&env),
+            env.file_sink(),
         );
         let out = run_once(&cfg, &[], "capped").await;
         assert!(out.status.success(), "{what}: {}", text(&out));
@@ -109,7 +110,7 @@ async fn a_server_ignoring_offset_fails_the_run_instead_of_paging_forever() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let out = run_once(&cfg, &[], "ignored").await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let log = stderr_of(&out);
@@ -137,7 +138,7 @@ async fn unreadable_pages_are_retried_inside_the_cycle() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "page_size = 10", &file_sink(&env));
+    let cfg = write_config(&env, "page_size = 10", env.file_sink());
     let out = run_once(&cfg, &[], "retried").await;
     assert!(out.status.success(), "{}", text(&out));
     let broken = env.sim.fault_stats().not_json_pages;
@@ -166,7 +167,7 @@ async fn pages_unreadable_for_good_fail_the_run_naming_session_and_url() {
         },
     ))
     .await;
-    let cfg = write_config(&env, "max_retries = 2", &file_sink(&env));
+    let cfg = write_config(&env, "max_retries = 2", env.file_sink());
     let out = run_once(&cfg, &[], "broken").await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let log = stderr_of(&out);
@@ -233,29 +234,15 @@ async fn an_endless_listing_body_is_cut_at_the_cap() {
 
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("out.ndjson");
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"[state]
-dir = {state:?}
-[sources.hostile]
-type = "vbo"
-url = "http://{addr}"
-username = "u"
-password = "p"
-start_time = "2000-01-01T00:00:00Z"
-max_retries = 1
-[sinks.archive]
-type = "file"
-inputs = ["hostile"]
-path = {out:?}
-"#,
-            state = dir.path().join("state").display().to_string(),
-            out = out_file.display().to_string(),
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path().join("state"))
+        .table(
+            Table::vbo("hostile", &format!("http://{addr}"))
+                .set("username", "u")
+                .set("password", "p")
+                .set("max_retries", 1),
+        )
+        .table(Table::file("archive", &["hostile"], &out_file))
+        .write(&dir.path().join("config.toml"));
     let peak = tokio::task::spawn_blocking(move || {
         let mut d = Daemon::spawn(&cfg, true, &[], "endless");
         let mut peak = 0;
@@ -292,32 +279,14 @@ const VDC_KEY_ENV: &str = "TEST_VDC_KEY";
 
 /// A config with one vdc source (extra keys appended) and a file sink.
 fn vdc_config(env: &Env, source_extra: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.vdc_test]
-type = "vdc"
-url = {url:?}
-api_key = "${{{VDC_KEY_ENV}}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-tls = {{ ca_file = {ca:?} }}
-{source_extra}
-
-[sinks.archive]
-type = "file"
-inputs = ["vdc_test"]
-path = {out:?}
-"#,
-        state = env.state_dir().display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-        out = env.out_file().display().to_string(),
-    );
-    let path = env.dir.path().join("vdc.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    env.config()
+        .table(
+            env.vdc_source("vdc_test", VDC_KEY_ENV)
+                .set("poll_interval", "1s")
+                .raw(source_extra),
+        )
+        .table(Table::file("archive", &["vdc_test"], &env.out_file()))
+        .write(&env.dir.path().join("vdc.toml"))
 }
 
 fn vdc_sim(logs_per_session: usize, page_limit: Option<usize>, faults: FaultConfig) -> SimConfig {

@@ -1334,6 +1334,7 @@ fn mass_recovery_stays_quiet_on_ordinary_demo_activity() {
 /// Restore events from a simulator with big sessions (60-225 items each), through the
 /// ordinary `run --once` of the binary.
 async fn bulk_events() -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+    use crate::support::config::{ConfigBuilder, Table};
     use veeam_siem_simulator::{SimConfig, SimHandle};
     let sim = SimHandle::start(SimConfig {
         tls: false,
@@ -1344,28 +1345,10 @@ async fn bulk_events() -> Result<Vec<Value>, Box<dyn std::error::Error>> {
     })
     .await?;
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("bulk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[state]
-dir = {state:?}
-
-[sources.vbo_bulk]
-type = "vbo"
-url = {url:?}
-username = "svc-siem"
-password = "sim-password"
-start_time = "2000-01-01T00:00:00Z"
-
-[sinks.out]
-type = "stdout"
-inputs = ["vbo_bulk"]
-"#,
-            state = dir.path().join("state").display().to_string(),
-            url = sim.base_url(),
-        ),
-    )?;
+    let config = ConfigBuilder::new(dir.path().join("state"))
+        .table(Table::vbo("vbo_bulk", &sim.base_url()).set("password", "sim-password"))
+        .table(Table::stdout("out", &["vbo_bulk"]))
+        .write(&dir.path().join("bulk.toml"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_veeam-siem"));
     command
         .args(["run", "--once", "--config"])

@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::config::Table;
 use faults::{Daemon, lines_with, run_once, tail, write_config};
 use harness::{Env, text};
 use hec_peer::{Endless, EndpointKind, HecPeer, PeerConfig, TOKEN};
@@ -64,29 +65,20 @@ fn closed_port() -> u16 {
 }
 
 /// The HEC sink table (`retry_max_delay = "500ms"` unless `extra` sets it).
-fn hec_sink(endpoint: &str, extra: &str) -> String {
-    let delay = if extra.contains("retry_max_delay") {
-        ""
+fn hec_sink(endpoint: &str, extra: &str) -> Table {
+    let sink = Table::hec("splunk", &["vbo_test"], endpoint).set("index", "veeam");
+    if extra.contains("retry_max_delay") {
+        sink.raw(extra)
     } else {
-        "retry_max_delay = \"500ms\""
-    };
-    format!(
-        r#"[sinks.splunk]
-type = "splunk_hec"
-inputs = ["vbo_test"]
-endpoint = {endpoint:?}
-token = "${{TEST_HEC_TOKEN}}"
-index = "veeam"
-{delay}
-{extra}
-"#
-    )
+        sink.set("retry_max_delay", "500ms").raw(extra)
+    }
 }
 
-fn syslog_sink(port: u16) -> String {
-    format!(
-        "[sinks.siem]\ntype = \"syslog\"\ninputs = [\"vbo_test\"]\naddress = \"127.0.0.1:{port}\"\nmode = \"tcp\"\ntimeout = \"2s\"\n"
-    )
+fn syslog_sink(port: u16) -> Table {
+    Table::syslog("siem", &["vbo_test"])
+        .set("address", format!("127.0.0.1:{port}"))
+        .set("mode", "tcp")
+        .set("timeout", "2s")
 }
 
 /// (session id, order) of an output event.
@@ -273,7 +265,7 @@ async fn sigterm_while_stuck(cfg: &Path, tag: &str) -> (std::process::ExitStatus
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syslog_to_a_closed_port_then_sigterm_exits_and_a_restart_delivers_everything() {
     let env = Env::start(sim(501, 8, 20, FaultConfig::default())).await;
-    let cfg = write_config(&env, "page_size = 10", &syslog_sink(closed_port()));
+    let cfg = write_config(&env, "page_size = 10", syslog_sink(closed_port()));
     let (status, log) = sigterm_while_stuck(&cfg, "syslog-stuck").await;
     assert_eq!(status.code(), Some(0), "{}", tail(&log, 40));
     let warned = lines_with(&log, &["drain timeout reached", "source `vbo_test`"]);
@@ -286,7 +278,7 @@ async fn syslog_to_a_closed_port_then_sigterm_exits_and_a_restart_delivers_every
     );
 
     let rx = SyslogReceiver::start().await;
-    let cfg = write_config(&env, "page_size = 10", &syslog_sink(rx.port));
+    let cfg = write_config(&env, "page_size = 10", syslog_sink(rx.port));
     let out = run_once(&cfg, &drain_env(), "syslog-restart").await;
     assert!(out.status.success(), "{}", text(&out));
     let got = rx.got.ids();
@@ -312,7 +304,7 @@ async fn hec_down_then_sigterm_exits_and_a_restart_delivers_everything() {
     let env = Env::start(sim(502, 8, 20, FaultConfig::default())).await;
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let extra = "indexer_ack = true\nack_poll_interval = \"100ms\"\nmax_retries = 2\nrequest_timeout = \"2s\"";
-    let cfg = write_config(&env, "page_size = 10", &hec_sink(&dead, extra));
+    let cfg = write_config(&env, "page_size = 10", hec_sink(&dead, extra));
     let (status, log) = sigterm_while_stuck(&cfg, "hec-down").await;
     assert_eq!(status.code(), Some(0), "{}", tail(&log, 40));
     assert!(
@@ -329,7 +321,7 @@ async fn hec_down_then_sigterm_exits_and_a_restart_delivers_everything() {
     })
     .await
     .expect("the HEC peer starts");
-    let cfg = write_config(&env, "page_size = 10", &hec_sink(&peer.url(), extra));
+    let cfg = write_config(&env, "page_size = 10", hec_sink(&peer.url(), extra));
     let out = run_once(&cfg, &drain_env(), "hec-restart").await;
     assert!(out.status.success(), "{}", text(&out));
     let acked = peer.acknowledged();
@@ -350,9 +342,9 @@ async fn hec_down_then_sigterm_exits_and_a_restart_delivers_everything() {
 async fn sighup_with_a_corrected_address_delivers_without_a_restart() {
     let env = Env::start(sim(503, 8, 20, FaultConfig::default())).await;
     let rx = SyslogReceiver::start().await;
-    let fixed = write_config(&env, "page_size = 10", &syslog_sink(rx.port));
+    let fixed = write_config(&env, "page_size = 10", syslog_sink(rx.port));
     let fixed = std::fs::read_to_string(fixed).unwrap();
-    let cfg_path = write_config(&env, "page_size = 10", &syslog_sink(closed_port()));
+    let cfg_path = write_config(&env, "page_size = 10", syslog_sink(closed_port()));
     let expected = all_ids(&env);
     let got = rx.got.clone();
     let (status, log, arrived) = tokio::task::spawn_blocking(move || {
@@ -419,7 +411,7 @@ async fn proxy_with_a_4kb_limit_quarantines_only_the_big_events() {
     .await
     .expect("the HEC peer starts");
     let extra = "indexer_ack = true\nack_poll_interval = \"100ms\"";
-    let cfg = write_config(&env, "page_size = 10", &hec_sink(&peer.url(), extra));
+    let cfg = write_config(&env, "page_size = 10", hec_sink(&peer.url(), extra));
     let out = run_once(&cfg, &drain_env(), "proxy-4kb").await;
     assert!(out.status.success(), "{}", text(&out));
     let big: HashSet<String> = env
@@ -480,7 +472,7 @@ async fn proxy_refusing_every_post_costs_no_evidence_and_fails_clearly() {
     })
     .await
     .expect("the HEC peer starts");
-    let cfg = write_config(&env, "page_size = 10", &hec_sink(&peer.url(), ""));
+    let cfg = write_config(&env, "page_size = 10", hec_sink(&peer.url(), ""));
     let out = run_once(&cfg, &drain_env(), "proxy-all").await;
     let log = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -513,7 +505,7 @@ async fn endless_answers(endpoint: EndpointKind, status: u16, tag: &str) {
     .await
     .expect("the HEC peer starts");
     let extra = "indexer_ack = true\nack_poll_interval = \"100ms\"";
-    let cfg = write_config(&env, "page_size = 10", &hec_sink(&peer.url(), extra));
+    let cfg = write_config(&env, "page_size = 10", hec_sink(&peer.url(), extra));
     let tag = tag.to_string();
     let (exit, log, hwm) = tokio::task::spawn_blocking(move || {
         let mut d = Daemon::spawn(&cfg, true, &drain_env(), &tag);
@@ -589,7 +581,7 @@ async fn absurd_durations_are_refused_by_name_never_a_panic() {
     ] {
         for value in ["300000years", "18446744073709551615s"] {
             let extra = format!("indexer_ack = true\n{key} = {value:?}");
-            let cfg = write_config(&env, "", &hec_sink(&endpoint, &extra));
+            let cfg = write_config(&env, "", hec_sink(&endpoint, &extra));
             let out = run_once(&cfg, &drain_env(), "absurd").await;
             let log = stderr_of(&out);
             assert!(!log.contains("panicked"), "{key} = {value}: {log}");
@@ -600,7 +592,7 @@ async fn absurd_durations_are_refused_by_name_never_a_panic() {
             );
         }
     }
-    let cfg = write_config(&env, "", &hec_sink(&endpoint, ""));
+    let cfg = write_config(&env, "", hec_sink(&endpoint, ""));
     for value in ["300000years", "18446744073709551615s", "soon"] {
         let out = run_once(
             &cfg,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::config::Table;
 use harness::{Env, PASSWORD, text};
 use hec_peer::{HecPeer, Outage, OutageMode, PeerConfig, TOKEN};
 use veeam_siem_simulator::SimConfig;
@@ -62,46 +63,18 @@ impl Setup {
 }
 
 fn write_config(env: &Env, peer: &HecPeer, source_extra: &str, sink_extra: &str) -> PathBuf {
-    let tls = match peer.ca_pem() {
-        Some(pem) => {
-            let ca = env.dir.path().join("hec-ca.pem");
-            std::fs::write(&ca, pem).unwrap();
-            format!("tls = {{ ca_file = {:?} }}", ca.display().to_string())
-        }
-        None => String::new(),
-    };
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.vbo_test]
-type = "vbo"
-url = {url:?}
-username = "svc-siem"
-password = "${{TEST_VBO_PASSWORD}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-tls = {{ ca_file = {ca:?} }}
-{source_extra}
-
-[sinks.splunk]
-type = "splunk_hec"
-inputs = ["vbo_test"]
-endpoint = {endpoint:?}
-token = "${{TEST_HEC_TOKEN}}"
-index = "veeam"
-retry_max_delay = "500ms"
-{tls}
-{sink_extra}
-"#,
-        state = env.state_dir().display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-        endpoint = peer.url(),
-    );
-    let path = env.dir.path().join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let mut sink = Table::hec("splunk", &["vbo_test"], &peer.url())
+        .set("index", "veeam")
+        .set("retry_max_delay", "500ms");
+    if let Some(pem) = peer.ca_pem() {
+        let ca = env.dir.path().join("hec-ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        sink = sink.tls_ca(&ca);
+    }
+    env.config()
+        .table(env.vbo_source().raw(source_extra))
+        .table(sink.raw(sink_extra))
+        .write(&env.dir.path().join("config.toml"))
 }
 
 fn command(config: &Path, token: &str, out: &Path) -> Command {

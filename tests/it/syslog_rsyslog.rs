@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::config::Table;
 use chrono::{DateTime, SubsecRound, Utc};
 use harness::{Env, id_counts, text};
 use rsyslog::{Listen, Rsyslog, parse_5424};
@@ -32,32 +33,14 @@ const LOCAL0: u64 = 16;
 
 /// A config: the simulator's VB365 source and one syslog sink (`sink` holds its keys).
 fn write_config(env: &Env, page_size: usize, keep_original: bool, sink: &str) -> PathBuf {
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.vbo_test]
-type = "vbo"
-url = {url:?}
-username = "svc-siem"
-password = "${{TEST_VBO_PASSWORD}}"
-start_time = "2000-01-01T00:00:00Z"
-page_size = {page_size}
-keep_original = {keep_original}
-tls = {{ ca_file = {ca:?} }}
-
-[sinks.siem]
-type = "syslog"
-inputs = ["vbo_test"]
-{sink}
-"#,
-        state = env.state_dir().display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-    );
-    let path = env.dir.path().join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let source = Table::vbo("vbo_test", &env.sim.base_url())
+        .set("page_size", page_size as i64)
+        .set("keep_original", keep_original)
+        .tls_ca(&env.ca_file);
+    env.config()
+        .table(source)
+        .table(Table::syslog("siem", &["vbo_test"]).raw(sink))
+        .write(&env.dir.path().join("config.toml"))
 }
 
 fn command(config: &Path) -> tokio::process::Command {

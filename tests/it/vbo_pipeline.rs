@@ -11,6 +11,7 @@ use crate::support::harness;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::config::Table;
 use harness::{Env, id_counts, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;
 
@@ -287,26 +288,17 @@ async fn token_throttle_429_is_waited_out() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = env.write_config("v8", "");
-    // Add a second source on the same server, read by the same sink.
-    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
-    let second = text_cfg
-        .split("[sinks.archive]")
-        .next()
-        .unwrap()
-        .split("[sources.vbo_test]")
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let text_cfg = text_cfg.replace(
-        "[sinks.archive]",
-        &format!("[sources.vbo_second]{second}\n[sinks.archive]"),
-    );
-    let text_cfg = text_cfg.replace(
-        "inputs = [\"vbo_test\"]",
-        "inputs = [\"vbo_test\", \"vbo_second\"]",
-    );
-    std::fs::write(&cfg, text_cfg).unwrap();
+    // Two sources on the same server, read by the same sink.
+    let cfg = env
+        .config()
+        .table(env.vbo_source().set("api_version", "v8"))
+        .table(env.vbo_source_as("vbo_second").set("api_version", "v8"))
+        .table(Table::file(
+            "archive",
+            &["vbo_test", "vbo_second"],
+            &env.out_file(),
+        ))
+        .write(&env.dir.path().join("config.toml"));
     let out = run_bin_async(
         s(&["run", "--config", &cfg.display().to_string(), "--once"]),
         vec![],

@@ -12,9 +12,9 @@ use crate::support::event_schema;
 use crate::support::harness;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::config::Table;
 use harness::{Env, run_bin_async, s, text};
 use veeam_siem_simulator::{SimConfig, VdcGzip, VdcLogKey};
 
@@ -23,32 +23,16 @@ const KEY_ENV: &str = "TEST_VDC_KEY";
 
 /// A config with one vdc source (extra keys appended to its table) and a file sink.
 fn write_config(env: &Env, source_extra: &str) -> String {
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.{SOURCE}]
-type = "vdc"
-url = {url:?}
-api_key = "${{{KEY_ENV}}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-tls = {{ ca_file = {ca:?} }}
-{source_extra}
-
-[sinks.archive]
-type = "file"
-inputs = ["{SOURCE}"]
-path = {out:?}
-"#,
-        state = env.state_dir().display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-        out = env.out_file().display().to_string(),
-    );
-    let path: PathBuf = env.dir.path().join("vdc.toml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
+    env.config()
+        .table(
+            env.vdc_source(SOURCE, KEY_ENV)
+                .set("poll_interval", "1s")
+                .raw(source_extra),
+        )
+        .table(Table::file("archive", &[SOURCE], &env.out_file()))
+        .write(&env.dir.path().join("vdc.toml"))
+        .display()
+        .to_string()
 }
 
 async fn run_once(cfg: &str, key: &str) -> std::process::Output {

@@ -15,10 +15,10 @@ use crate::support::harness;
 use veeam_siem_test_peers::hec as hec_peer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::config::Table;
 use chrono::{TimeZone, Utc};
 use harness::{Env, run_bin_async, s, text};
 use serde_json::{Value, json};
@@ -134,41 +134,21 @@ fn the_issue_13_examples_ship_with_the_odd_field_reported() {
 
 /// One VB365 (v8) and one VDC source on the simulator, into one file sink.
 fn write_config(env: &Env, vdc_extra: &str) -> String {
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.vbo_test]
-type = "vbo"
-url = {url:?}
-api_version = "v8"
-username = "svc-siem"
-password = "${{TEST_VBO_PASSWORD}}"
-start_time = "2000-01-01T00:00:00Z"
-page_size = 7
-tls = {{ ca_file = {ca:?} }}
-
-[sources.vdc_test]
-type = "vdc"
-url = {url:?}
-api_key = "${{{KEY_ENV}}}"
-start_time = "2000-01-01T00:00:00Z"
-tls = {{ ca_file = {ca:?} }}
-{vdc_extra}
-
-[sinks.archive]
-type = "file"
-inputs = ["vbo_test", "vdc_test"]
-path = {out:?}
-"#,
-        state = env.state_dir().display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-        out = env.out_file().display().to_string(),
-    );
-    let path: PathBuf = env.dir.path().join("drift.toml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
+    let vbo = Table::vbo("vbo_test", &env.sim.base_url())
+        .set("api_version", "v8")
+        .set("page_size", 7)
+        .tls_ca(&env.ca_file);
+    env.config()
+        .table(vbo)
+        .table(env.vdc_source("vdc_test", KEY_ENV).raw(vdc_extra))
+        .table(Table::file(
+            "archive",
+            &["vbo_test", "vdc_test"],
+            &env.out_file(),
+        ))
+        .write(&env.dir.path().join("drift.toml"))
+        .display()
+        .to_string()
 }
 
 async fn run_once(env: &Env, cfg: &str) -> std::process::Output {

@@ -1,6 +1,6 @@
 //! Helpers of the fault suite (and of `paging`, `sink_faults`, `durable_files`): the
 //! daemon as a supervised child process (follow mode, `kill -9`, SIGTERM, peak RSS from
-//! `/proc`), bounded `--once` runs, configs for the HEC and syslog sinks, and counting
+//! `/proc`), bounded `--once` runs, the config of one source and one sink, and counting
 //! helpers for exactly-once checks.
 
 use std::collections::{HashMap, HashSet};
@@ -8,45 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::config::Table;
 use crate::support::harness::{self, Env, PASSWORD};
 
 /// Longest any single `--once` run may take before the test kills it and fails.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// The config of one VB365 source (`vbo_test`, reading the simulator of `env`) and the
-/// sink table `sink` (a complete `[sinks.x]` table reading `vbo_test`).
-pub fn write_config(env: &Env, source_extra: &str, sink: &str) -> PathBuf {
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.vbo_test]
-type = "vbo"
-url = {url:?}
-username = "svc-siem"
-password = "${{TEST_VBO_PASSWORD}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-tls = {{ ca_file = {ca:?} }}
-{source_extra}
-
-{sink}
-"#,
-        state = env.state_dir().display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-    );
-    let path = env.dir.path().join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// A file sink table writing to `env.out_file()`.
-pub fn file_sink(env: &Env) -> String {
-    format!(
-        "[sinks.archive]\ntype = \"file\"\ninputs = [\"vbo_test\"]\npath = {:?}\n",
-        env.out_file().display().to_string()
-    )
+/// The config of one VB365 source (`vbo_test`, reading the simulator of `env`, with
+/// `source_extra` appended) and the sink table `sink` (reading `vbo_test`).
+pub fn write_config(env: &Env, source_extra: &str, sink: Table) -> PathBuf {
+    env.config()
+        .table(env.vbo_source().raw(source_extra))
+        .table(sink)
+        .write(&env.dir.path().join("config.toml"))
 }
 
 /// The daemon as a child process, stderr in a file.

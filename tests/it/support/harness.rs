@@ -1,5 +1,5 @@
-//! Shared pieces of the end-to-end tests: a simulator with a config pointing at it, the
-//! binary under test, and readers for what the sinks wrote.
+//! Shared pieces of the end-to-end tests: a simulator with configs pointing at it (built
+//! with [`super::config`]), the binary under test, and readers for what the sinks wrote.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,8 +7,13 @@ use std::process::{Command, Output};
 
 use veeam_siem_simulator::{SimConfig, SimHandle};
 
+use super::config::{ConfigBuilder, Table};
+
 /// Credentials the simulator accepts (also checked for leaks in logs).
 pub const PASSWORD: &str = "sim-password-Xq7";
+
+/// The id of the VB365 source in the configs built here.
+pub const SOURCE_ID: &str = "vbo_test";
 
 pub struct Env {
     pub sim: SimHandle,
@@ -38,36 +43,46 @@ impl Env {
         self.dir.path().join("state")
     }
 
-    /// A config with one vbo source (extra keys appended to the source table) and a file sink.
+    /// A config builder with this environment's state directory.
+    pub fn config(&self) -> ConfigBuilder {
+        ConfigBuilder::new(self.state_dir())
+    }
+
+    /// The VB365 source `vbo_test` on this simulator, trusting its certificate, polling
+    /// every second.
+    pub fn vbo_source(&self) -> Table {
+        self.vbo_source_as(SOURCE_ID)
+    }
+
+    /// [`Self::vbo_source`] with another id.
+    pub fn vbo_source_as(&self, id: &str) -> Table {
+        Table::vbo(id, &self.sim.base_url())
+            .set("poll_interval", "1s")
+            .tls_ca(&self.ca_file)
+    }
+
+    /// A VDC source `id` on this simulator with its key from `$<key_env>`, trusting its
+    /// certificate.
+    pub fn vdc_source(&self, id: &str, key_env: &str) -> Table {
+        Table::vdc(id, &self.sim.base_url(), key_env).tls_ca(&self.ca_file)
+    }
+
+    /// The file sink `archive` reading `vbo_test`, writing [`Self::out_file`].
+    pub fn file_sink(&self) -> Table {
+        Table::file("archive", &[SOURCE_ID], &self.out_file())
+    }
+
+    /// A config with one vbo source (extra keys appended to the source table) and a file
+    /// sink, written to `config.toml`.
     pub fn write_config(&self, api_version: &str, source_extra: &str) -> PathBuf {
-        let text = format!(
-            r#"[state]
-dir = {state:?}
-
-[sources.vbo_test]
-type = "vbo"
-url = {url:?}
-api_version = "{api_version}"
-username = "svc-siem"
-password = "${{TEST_VBO_PASSWORD}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-tls = {{ ca_file = {ca:?} }}
-{source_extra}
-
-[sinks.archive]
-type = "file"
-inputs = ["vbo_test"]
-path = {out:?}
-"#,
-            state = self.state_dir().display().to_string(),
-            url = self.sim.base_url(),
-            ca = self.ca_file.display().to_string(),
-            out = self.out_file().display().to_string(),
-        );
-        let path = self.dir.path().join("config.toml");
-        std::fs::write(&path, text).unwrap();
-        path
+        self.config()
+            .table(
+                self.vbo_source()
+                    .set("api_version", api_version)
+                    .raw(source_extra),
+            )
+            .table(self.file_sink())
+            .write(&self.dir.path().join("config.toml"))
     }
 
     pub fn events(&self) -> Vec<serde_json::Value> {

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 pub use veeam_siem_test_peers::kafka::{Record, consume};
 
+use crate::support::config::Table;
 use crate::support::harness::{Env, PASSWORD, bin};
 
 /// The source id in [`write_config`]'s configs.
-pub const SOURCE_ID: &str = "vbo_test";
+pub use crate::support::harness::SOURCE_ID;
 
 /// A config: the simulator as source `vbo_test`, one kafka sink `bus` (extra sink keys
 /// appended to the sink table).
@@ -26,34 +27,10 @@ pub fn write_config(
     page_size: u32,
     sink_extra: &str,
 ) -> PathBuf {
-    let text = format!(
-        r#"[state]
-dir = {state:?}
-
-[sources.{SOURCE_ID}]
-type = "vbo"
-url = {url:?}
-username = "svc-siem"
-password = "${{TEST_VBO_PASSWORD}}"
-start_time = "2000-01-01T00:00:00Z"
-poll_interval = "1s"
-page_size = {page_size}
-tls = {{ ca_file = {ca:?} }}
-
-[sinks.bus]
-type = "kafka"
-inputs = ["{SOURCE_ID}"]
-brokers = {brokers:?}
-topic = {topic:?}
-{sink_extra}
-"#,
-        state = env.state_dir().display().to_string(),
-        url = env.sim.base_url(),
-        ca = env.ca_file.display().to_string(),
-    );
-    let path = env.dir.path().join("kafka.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    env.config()
+        .table(env.vbo_source().set("page_size", page_size))
+        .table(Table::kafka("bus", &[SOURCE_ID], brokers, topic).raw(sink_extra))
+        .write(&env.dir.path().join("kafka.toml"))
 }
 
 /// `veeam-siem run --config F --once` as a child; its stderr goes to `log`.
