@@ -29,6 +29,7 @@ mod kafka_tansu;
 mod paging;
 mod properties;
 mod schema;
+mod siem;
 mod siem_content;
 mod simulator_conformance;
 mod sink_faults;
