@@ -1,12 +1,12 @@
 //! `veeam-siem check`: passes against the simulator, fails with one precise line per broken
 //! component, never prints secrets.
 
-use crate::support::harness;
+use veeam_siem_simulator::SimConfig;
 use veeam_siem_test_peers::hec as hec_peer;
 
 use crate::support::config::Table;
+use crate::support::harness;
 use harness::{Env, run_bin_async, s, text};
-use veeam_siem_simulator::SimConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_against_the_simulator_and_shows_a_sample() {

@@ -2,7 +2,6 @@
 
 use crate::support::event_schema;
 use crate::support::harness;
-
 use harness::{bin, text};
 
 /// A valid config; each case below breaks one thing.

@@ -4,16 +4,16 @@
 //! pipeline, a good one takes over without loss or repeats); `backfill` (window, its own
 //! state, live checkpoints untouched, SIGTERM mid-way then resume).
 
-use crate::support::harness;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::config::Table;
-use harness::{Env, id_counts, read_ndjson, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;
+
+use crate::support::config::Table;
+use crate::support::harness;
+use harness::{Env, id_counts, read_ndjson, run_bin_async, s, text};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -14,19 +14,19 @@
 //! The tests run as root: where `mount` is refused, a test prints why and returns early
 //! (unit tests with an injected write error cover the same call sites).
 
-use crate::support::faults;
-use crate::support::harness;
-use veeam_siem_test_peers::hec as hec_peer;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use veeam_siem_simulator::SimConfig;
+use veeam_siem_test_peers::hec as hec_peer;
+
 use crate::support::config::{ConfigBuilder, Table};
+use crate::support::faults;
+use crate::support::harness;
 use faults::{Daemon, exactly_once_problems, run_once, tail, write_config};
 use harness::{Env, PASSWORD, id_counts, read_ndjson, run_bin_async, s, text};
-use veeam_siem_simulator::SimConfig;
 
 /// Longest a bounded wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(120);

@@ -15,16 +15,18 @@
 //! reading (duplicates per kill, peak RSS, resume lag) are printed with `eprintln!`
 //! (`cargo test --test it fault_suite:: -- --nocapture`).
 
-use crate::support::event_schema;
-use crate::support::faults;
-use crate::support::harness;
-use veeam_siem_test_peers::hec as hec_peer;
-use veeam_siem_test_peers::rsyslog;
-
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use veeam_siem_simulator::{Burst, Corruption, DeleteWhileListing, FaultConfig, SimConfig, Vanish};
+use veeam_siem_test_peers::hec as hec_peer;
+use veeam_siem_test_peers::rsyslog;
+
 use crate::support::config::Table;
+use crate::support::event_schema;
+use crate::support::faults;
+use crate::support::harness;
 use faults::{
     Daemon, Lcg, Ticker, duplicates, exactly_once_problems, lines_with, run_once, tail,
     write_config,
@@ -32,8 +34,6 @@ use faults::{
 use harness::{Env, id_counts, text};
 use hec_peer::{HecPeer, Outage, OutageMode, PeerConfig, TOKEN};
 use rsyslog::{Listen, Rsyslog};
-use serde_json::Value;
-use veeam_siem_simulator::{Burst, Corruption, DeleteWhileListing, FaultConfig, SimConfig, Vanish};
 
 /// Bound on the daemon's peak RSS during a sink outage (debug build).
 const RSS_LIMIT_MIB: u64 = 150;

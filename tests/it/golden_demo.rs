@@ -7,12 +7,12 @@
 //! A change that alters events on purpose rewrites the files with `UPDATE_GOLDEN=1 cargo
 //! test --test it golden_demo::` (review the diff before committing it).
 
-use crate::support::harness;
-
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use veeam_siem_simulator::{SimConfig, SimHandle};
+
+use crate::support::harness;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")

@@ -5,8 +5,6 @@
 //! Every server here is a real HTTP server on loopback (axum). A "witness" server stands
 //! for the other host a redirect points at: it must never receive a request.
 
-use crate::support::harness;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -26,6 +24,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::support::config::{ConfigBuilder, Table};
+use crate::support::harness;
 use harness::{bin, read_ndjson, text};
 
 /// The VB365 password the fake server accepts; must never reach the witness or any output.

@@ -10,19 +10,10 @@
 //! The mock brokers listen on loopback, so the real binary (`run --once`) is used where
 //! the pipeline matters, and the sink's API directly where a fault needs exact placement.
 
-use crate::support::event_schema;
-use crate::support::harness;
-use crate::support::kafka;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::Env;
-use kafka::{
-    SOURCE_ID, check_delivery, checkpoint, consume, run_once_ok, spawn_once, wait_child,
-    write_config,
-};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -30,6 +21,15 @@ use veeam_siem::event::Event;
 use veeam_siem::sinks::kafka::{KafkaSink, KafkaSinkConfig};
 use veeam_siem::sinks::{Batch, EncodedEvent, Sink, SinkError};
 use veeam_siem_simulator::SimConfig;
+
+use crate::support::event_schema;
+use crate::support::harness;
+use crate::support::kafka;
+use harness::Env;
+use kafka::{
+    SOURCE_ID, check_delivery, checkpoint, consume, run_once_ok, spawn_once, wait_child,
+    write_config,
+};
 
 const TOPIC: &str = "veeam.audit";
 const PARTITIONS: i32 = 3;

@@ -8,17 +8,17 @@
 //! second run adds nothing. Without tansu the test is skipped with a message, or fails
 //! when `VEEAM_SIEM_REQUIRE_PEERS=1` (`scripts/test-all.sh` installs tansu and sets it).
 
-use crate::support::event_schema;
-use crate::support::harness;
-use crate::support::kafka;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use harness::Env;
-use kafka::{check_delivery, consume, run_once_ok, write_config};
 use veeam_siem_simulator::SimConfig;
 use veeam_siem_test_peers::kafka::{Tansu, require_tansu};
+
+use crate::support::event_schema;
+use crate::support::harness;
+use crate::support::kafka;
+use harness::Env;
+use kafka::{check_delivery, consume, run_once_ok, write_config};
 
 /// The topic template in the config and what it expands to for VB365 events.
 const TOPIC_TEMPLATE: &str = "audit.{dataset}";

@@ -15,17 +15,17 @@
 //!
 //! Every run is bounded; nothing asserts on timing.
 
-use crate::support::event_schema;
-use crate::support::faults;
-use crate::support::harness;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use veeam_siem_simulator::{FaultConfig, SimConfig};
+
 use crate::support::config::{ConfigBuilder, Table};
+use crate::support::event_schema;
+use crate::support::faults;
+use crate::support::harness;
 use faults::{Daemon, exactly_once_problems, run_once, tail, write_config};
 use harness::{Env, id_counts, text};
-use veeam_siem_simulator::{FaultConfig, SimConfig};
 
 fn sim(sessions: usize, events: usize, faults: FaultConfig) -> SimConfig {
     SimConfig {

@@ -3,8 +3,6 @@
 //! fixture in `tests/fixtures/vbo/` maps to an event that validates, and broken events are
 //! rejected.
 
-use crate::support::event_schema;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +11,8 @@ use serde_json::{Value, json};
 use veeam_siem::event::*;
 use veeam_siem::map::MapContext;
 use veeam_siem::map::vbo::{RawRestoreEvent, RawRestoreSession, map_restore_event};
+
+use crate::support::event_schema;
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vbo")

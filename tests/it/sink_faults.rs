@@ -1,6 +1,6 @@
 //! Sinks that misbehave (issue 12, items 4, 5, 8 and 9 for HEC and the pipeline): the real
-//! binary against the embedded simulator, the HEC test peer (`tests/hec_peer/`, with its
-//! proxy and endless-body knobs) and a small syslog TCP receiver written here.
+//! binary against the embedded simulator, the HEC test peer (`veeam_siem_test_peers::hec`,
+//! with its proxy and endless-body knobs) and a small syslog TCP receiver written here.
 //!
 //! - 413 from a proxy: a 4 kB body limit quarantines only the events that cannot pass
 //!   (with the reason) and delivers the rest; a proxy refusing every POST costs nothing
@@ -15,22 +15,22 @@
 //!
 //! Every process run is bounded; nothing asserts on durations.
 
-use crate::support::faults;
-use crate::support::harness;
-use veeam_siem_test_peers::hec as hec_peer;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::config::Table;
-use faults::{Daemon, lines_with, run_once, tail, write_config};
-use harness::{Env, text};
-use hec_peer::{Endless, EndpointKind, HecPeer, PeerConfig, TOKEN};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use veeam_siem_simulator::{Corruption, FaultConfig, SimConfig};
+use veeam_siem_test_peers::hec as hec_peer;
+
+use crate::support::config::Table;
+use crate::support::faults;
+use crate::support::harness;
+use faults::{Daemon, lines_with, run_once, tail, write_config};
+use harness::{Env, text};
+use hec_peer::{Endless, EndpointKind, HecPeer, PeerConfig, TOKEN};
 
 /// The drain timeout the daemons of these tests run with (`VEEAM_SIEM_DRAIN_TIMEOUT`).
 const DRAIN: &str = "3s";

@@ -1,5 +1,6 @@
 //! End to end for the Splunk HEC sink: VB365 simulator → `veeam-siem run` (the real
-//! binary) → the HEC test peer (`tests/hec_peer/`, written from Splunk's protocol).
+//! binary) → the HEC test peer (`veeam_siem_test_peers::hec`, written from Splunk's
+//! protocol).
 //!
 //! Covers the acceptance of the HEC sink: indexer acknowledgement with busy answers and a
 //! slow ack (everything once, checkpoint never ahead of what HEC acknowledged), `kill -9`
@@ -8,19 +9,19 @@
 //! without acknowledgement (clear error, exit 1, nothing lost). Every run is bounded by a
 //! timeout; nothing asserts on durations.
 
-use crate::support::event_schema;
-use crate::support::harness;
-use veeam_siem_test_peers::hec as hec_peer;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use veeam_siem_simulator::SimConfig;
+use veeam_siem_test_peers::hec as hec_peer;
+
 use crate::support::config::Table;
+use crate::support::event_schema;
+use crate::support::harness;
 use harness::{Env, PASSWORD, text};
 use hec_peer::{HecPeer, Outage, OutageMode, PeerConfig, TOKEN};
-use veeam_siem_simulator::SimConfig;
 
 /// Longest a single run of the binary may take before the test kills it and fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);

@@ -11,21 +11,21 @@
 //! installs it): without it each test is skipped with a message, or fails when
 //! `VEEAM_SIEM_REQUIRE_PEERS=1`.
 
-use crate::support::event_schema;
-use crate::support::harness;
-use veeam_siem_test_peers::rsyslog;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::support::config::Table;
 use chrono::{DateTime, SubsecRound, Utc};
-use harness::{Env, id_counts, text};
-use rsyslog::{Listen, Rsyslog, parse_5424};
 use serde_json::Value;
 use veeam_siem_simulator::SimConfig;
+use veeam_siem_test_peers::rsyslog;
+
+use crate::support::config::Table;
+use crate::support::event_schema;
+use crate::support::harness;
+use harness::{Env, id_counts, text};
+use rsyslog::{Listen, Rsyslog, parse_5424};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// `facility` default: local0.

@@ -5,15 +5,15 @@
 //! live activity, all three API versions, `kill -9` at random points, and schema validity
 //! of everything written.
 
-use crate::support::event_schema;
-use crate::support::harness;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::config::Table;
-use harness::{Env, id_counts, run_bin_async, s, text};
 use veeam_siem_simulator::SimConfig;
+
+use crate::support::config::Table;
+use crate::support::event_schema;
+use crate::support::harness;
+use harness::{Env, id_counts, run_bin_async, s, text};
 
 fn assert_all_valid(events: &[serde_json::Value]) {
     for e in events {

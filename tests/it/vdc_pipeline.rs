@@ -8,15 +8,15 @@
 //! with exit 1 naming the source and the header but never the key; the demo shipping both
 //! sources; and schema validity of everything written.
 
-use crate::support::event_schema;
-use crate::support::harness;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
-use crate::support::config::Table;
-use harness::{Env, run_bin_async, s, text};
 use veeam_siem_simulator::{SimConfig, VdcGzip, VdcLogKey};
+
+use crate::support::config::Table;
+use crate::support::event_schema;
+use crate::support::harness;
+use harness::{Env, run_bin_async, s, text};
 
 const SOURCE: &str = "vdc_test";
 const KEY_ENV: &str = "TEST_VDC_KEY";

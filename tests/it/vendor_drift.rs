@@ -10,23 +10,23 @@
 //! CR/LF, tabs, combining marks, 100 kB names) reaching the file sink, the Splunk HEC peer
 //! and the syslog encoder exactly as the event holds them. Nothing asserts on timing.
 
-use crate::support::event_schema;
-use crate::support::harness;
-use veeam_siem_test_peers::hec as hec_peer;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::config::Table;
 use chrono::{TimeZone, Utc};
-use harness::{Env, run_bin_async, s, text};
 use serde_json::{Value, json};
 use veeam_siem::map::vbo::{RawRestoreEvent, RawRestoreSession, map_restore_event};
 use veeam_siem::map::{MapContext, map_record};
 use veeam_siem::sinks::{Batch, EncodedEvent, Sink};
 use veeam_siem::sources::Record;
 use veeam_siem_simulator::{DriftConfig, DriftKind, Expect, SimConfig, SimHandle};
+use veeam_siem_test_peers::hec as hec_peer;
+
+use crate::support::config::Table;
+use crate::support::event_schema;
+use crate::support::harness;
+use harness::{Env, run_bin_async, s, text};
 
 const KEY_ENV: &str = "TEST_VDC_KEY";
 const DEGRADED: &str = "veeam_field_degraded";
