@@ -1,5 +1,6 @@
-//! The Splunk HEC test peer of `tests/hec_peer/` as a standalone program, for trying the
-//! `splunk_hec` sink by hand and for `benches/hec_e2e.sh`.
+//! The Splunk HEC test peer (`veeam_siem_test_peers::hec`, in `crates/test-peers`) as a
+//! standalone program, for trying the `splunk_hec` sink by hand and for
+//! `benches/hec_e2e.sh`.
 //!
 //!     cargo run --release --example hec_peer -- --listen 127.0.0.1:8088 --ack
 //!
@@ -7,16 +8,14 @@
 //! JSON object on stdout. It is a test peer, not a Splunk replacement: it keeps only
 //! counts (and the events when `--record`).
 
-#[path = "../tests/hec_peer/mod.rs"]
-mod hec_peer;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use veeam_siem_test_peers::hec as hec_peer;
 
 #[derive(Parser)]
-#[command(about = "A Splunk HEC test peer (see tests/hec_peer/mod.rs)")]
+#[command(about = "A Splunk HEC test peer (see crates/test-peers/src/hec.rs)")]
 struct Args {
     #[arg(long, default_value = "127.0.0.1:8088")]
     listen: SocketAddr,

@@ -16,14 +16,15 @@
 //! - [`http`]: the shared HTTP client builder and retry policy.
 //! - [`escape`]: escaping server text for terminals and logs.
 //! - [`metrics`], [`ops`]: operational metrics and the `/metrics` `/health` `/ready` endpoint.
-//! - [`simulator`]: an embedded VB365 API simulator for demo and tests.
+//!
+//! The VB365/VDC API simulator is its own crate (`crates/simulator`), used by the binary's
+//! `demo` and `simulate` commands (`src/cli/`) and the tests; this library never sees it.
 
 pub mod backfill;
 pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod durable;
 pub mod escape;
 pub mod event;
@@ -34,7 +35,6 @@ pub mod ops;
 pub mod pipeline;
 pub mod schema;
 pub mod secret;
-pub mod simulator;
 pub mod sinks;
 pub mod sources;
 pub mod state_dir;

@@ -8,11 +8,12 @@
 //! logged and dropped: that config is the one being loaded); `backfill`, `demo` and
 //! `simulate` drain on SIGTERM/SIGINT; `check` and `schema` keep the default dispositions.
 //! Errors and logs are printed with control characters escaped (`veeam_siem::escape`).
+//! `demo` and `simulate` embed the API simulator and live in [`cli`], outside the library.
 
-use std::net::SocketAddr;
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -23,7 +24,6 @@ use veeam_siem::config::Config;
 use veeam_siem::daemon::Reloads;
 use veeam_siem::escape::{EscapedFields, JsonLogWriter, escape_controls};
 use veeam_siem::pipeline::RunOptions;
-use veeam_siem::simulator::{SimConfig, SimHandle, Throttle};
 use veeam_siem::sources::RunMode;
 
 #[derive(Parser)]
@@ -52,16 +52,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Start the embedded simulator and ship its events to stdout (zero setup).
-    Demo {
-        /// Indented JSON instead of NDJSON.
-        #[arg(long)]
-        pretty: bool,
-        /// Keep tailing live simulated activity until Ctrl-C.
-        #[arg(long)]
-        follow: bool,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Demo(cli::DemoArgs),
     /// Run the daemon with a config file.
     Run {
         #[arg(long, short)]
@@ -103,45 +94,7 @@ enum Command {
         format: ReportFormat,
     },
     /// Run only the VB365 API simulator (for trying SIEM pipelines without a Veeam server).
-    Simulate {
-        #[arg(long, default_value = "127.0.0.1:4443")]
-        listen: SocketAddr,
-        /// Serve plain HTTP instead of HTTPS with a self-signed certificate.
-        #[arg(long)]
-        plain_http: bool,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, default_value_t = 20)]
-        sessions: usize,
-        #[arg(long, default_value_t = 10)]
-        events_per_session: usize,
-        #[arg(long, default_value = "svc-siem")]
-        username: String,
-        #[arg(long, default_value = "sim-password")]
-        password: String,
-        /// Access-token lifetime (e.g. "3s", "60m").
-        #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
-        token_ttl: Duration,
-        /// Fraction of data requests answered with 503 (0.05 = 5%).
-        #[arg(long, default_value_t = 0.0)]
-        error_rate: f64,
-        /// Fraction of records served with one odd but plausible value (vendor drift:
-        /// "12 KB" sizes, times without a zone, enums as numbers, ...); 0.05 = 5%.
-        #[arg(long, default_value_t = 0.0)]
-        drift_rate: f64,
-        /// Delay added to every response (e.g. "50ms").
-        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-        latency: Duration,
-        /// Add live activity at this interval (e.g. "5s").
-        #[arg(long, value_parser = humantime::parse_duration)]
-        live_interval: Option<Duration>,
-        /// Throttle /token like VB365 does (1/s, 5/min, 1500/h per client IP).
-        #[arg(long)]
-        throttle: bool,
-        /// Write the simulator's certificate (PEM) here, for `tls.ca_file`.
-        #[arg(long)]
-        write_ca: Option<PathBuf>,
-    },
+    Simulate(cli::SimulateArgs),
     /// Print the JSON Schema of the output event.
     Schema,
 }
@@ -235,7 +188,7 @@ impl Signals {
                 shutdown: shutdown_on_signals(),
                 reload: Some(Reloads::sighup()),
             },
-            Command::Backfill { .. } | Command::Demo { .. } | Command::Simulate { .. } => Signals {
+            Command::Backfill { .. } | Command::Demo(_) | Command::Simulate(_) => Signals {
                 shutdown: shutdown_on_signals(),
                 reload: None,
             },
@@ -440,112 +393,7 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
                 }
             }
         }
-        Command::Demo {
-            pretty,
-            follow,
-            seed,
-        } => {
-            let opts = veeam_siem::demo::DemoOptions {
-                pretty,
-                follow,
-                seed,
-                ..Default::default()
-            };
-            match veeam_siem::demo::run(opts, shutdown).await {
-                Ok(report) => {
-                    tracing::info!(events = report.events_acked(), "demo finished");
-                    ExitCode::SUCCESS
-                }
-                // `demo | head`: the reader has what it wanted.
-                Err(veeam_siem::demo::DemoError::Pipeline(
-                    veeam_siem::pipeline::PipelineError::OutputClosed { .. },
-                )) => ExitCode::SUCCESS,
-                Err(e) => {
-                    print_error(e);
-                    ExitCode::from(1)
-                }
-            }
-        }
-        Command::Simulate {
-            listen,
-            plain_http,
-            seed,
-            sessions,
-            events_per_session,
-            username,
-            password,
-            token_ttl,
-            error_rate,
-            drift_rate,
-            latency,
-            live_interval,
-            throttle,
-            write_ca,
-        } => {
-            if !(0.0..=1.0).contains(&drift_rate) {
-                eprintln!("error: --drift-rate must be between 0 and 1 (got {drift_rate})");
-                return ExitCode::from(2);
-            }
-            if !(0.0..=1.0).contains(&error_rate) {
-                eprintln!("error: --error-rate must be between 0 and 1 (got {error_rate})");
-                return ExitCode::from(2);
-            }
-            let cfg = SimConfig {
-                listen,
-                tls: !plain_http,
-                seed,
-                sessions,
-                events_per_session,
-                username: username.clone(),
-                password: password.clone(),
-                token_ttl,
-                throttle: throttle.then(Throttle::default),
-                error_rate,
-                latency,
-                live_interval,
-                drift: veeam_siem::simulator::DriftConfig { rate: drift_rate },
-                ..SimConfig::default()
-            };
-            let sim = match SimHandle::start(cfg).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: cannot start the simulator on {listen}: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            if let (Some(path), Some(pem)) = (&write_ca, sim.ca_pem())
-                && let Err(e) = std::fs::write(path, pem)
-            {
-                eprintln!("error: cannot write --write-ca {}: {e}", path.display());
-                return ExitCode::from(1);
-            }
-            println!(
-                "VB365 simulator listening on {} (API versions v6, v7, v8)",
-                sim.base_url()
-            );
-            println!("  username: {username}");
-            println!("  password: {password}   (simulator credentials, not a secret)");
-            match &write_ca {
-                Some(p) => println!("  certificate: {} (use as tls.ca_file)", p.display()),
-                None if !plain_http => println!(
-                    "  certificate: self-signed; pass --write-ca FILE to trust it via tls.ca_file"
-                ),
-                None => {}
-            }
-            println!(
-                "  events: {} in {} sessions; Ctrl-C to stop",
-                sim.event_count(),
-                sim.session_count()
-            );
-            println!(
-                "  VDC public API under /v1: api_key {} (x-api-key or Authorization: Bearer; simulator key, not a secret); {} log lines in {} job sessions",
-                sim.vdc_api_key(),
-                sim.vdc_log_count(),
-                sim.vdc_session_count()
-            );
-            shutdown.cancelled().await;
-            sim.shutdown().await;
-            ExitCode::SUCCESS
-        }
+        Command::Demo(args) => cli::demo(args, shutdown).await,
+        Command::Simulate(args) => cli::simulate(args, shutdown).await,
     }
 }

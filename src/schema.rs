@@ -2,7 +2,7 @@
 //! the binary so `veeam-siem schema` can print it and tests can validate against it.
 //!
 //! Owns: nothing but access to the schema text. The schema must describe exactly what
-//! [`crate::event::Event`] serializes to; `tests/schema.rs` checks both directions.
+//! [`crate::event::Event`] serializes to; `tests/it/schema.rs` checks both directions.
 
 /// The JSON Schema (draft 2020-12) of one output event, as shipped in `schemas/`.
 pub const EVENT_SCHEMA: &str = include_str!("../schemas/event.schema.json");

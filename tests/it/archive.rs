@@ -1,0 +1,314 @@
+//! The compliance archive end to end: the real binary runs into an archive (keys made by
+//! `openssl`), `veeam-siem verify` accepts it, and every kind of tampering on a copy makes
+//! `verify` exit 1 with a line naming the file; `kill -9` mid-segment loses nothing and the
+//! chain still verifies.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use veeam_siem::sinks::archive::digest::Digest;
+use veeam_siem::sinks::archive::keys::SigningKey;
+use veeam_siem::sinks::archive::segment::{self, path_of};
+use veeam_siem_simulator::SimConfig;
+
+use crate::support::config::Table;
+use crate::support::faults::{Daemon, run_once, tail, write_config};
+use crate::support::harness::{self, Env, PASSWORD, bin, text};
+
+const PASSWORD_ENV: (&str, &str) = ("TEST_VBO_PASSWORD", PASSWORD);
+
+/// `openssl genpkey` / `openssl pkey -pubout`, as the README says: (private, public).
+fn openssl_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    let ok = |out: std::io::Result<Output>| {
+        let out = out.expect("openssl runs (apt install openssl)");
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    ok(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&private)
+        .output());
+    ok(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .output());
+    (private, public)
+}
+
+fn archive_sink(path: &Path, key: &Path, extra: &str) -> Table {
+    Table::sink("evidence", "archive", &["vbo_test"])
+        .set("path", path.display().to_string())
+        .set("signing_key_file", key.display().to_string())
+        .raw(extra)
+}
+
+fn verify(path: &Path, keys: &[&Path], json: bool) -> Output {
+    let mut cmd = bin();
+    cmd.arg("verify").arg(path);
+    for k in keys {
+        cmd.arg("--public-key").arg(k);
+    }
+    if json {
+        cmd.args(["--format", "json"]);
+    }
+    cmd.output().unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every event id in the archive's segments.
+fn archived_ids(root: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for name in segment::list(root).unwrap().segments {
+        let file = std::fs::File::open(path_of(root, &name)).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(file), &mut text)
+            .unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            ids.push(harness::event_id(&v));
+        }
+    }
+    ids
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_accepts_the_archive_and_names_every_tampered_file() {
+    let env = Env::start(SimConfig::default()).await;
+    let (private, public) = openssl_keys(env.dir.path(), "archive");
+    let (other_private, other_public) = openssl_keys(env.dir.path(), "other");
+    let root = env.dir.path().join("archive");
+    // Small segments, so there are several to tamper with.
+    let config = write_config(
+        &env,
+        "",
+        archive_sink(&root, &private, "max_segment_bytes = 20000"),
+    );
+    let out = run_once(&config, &[PASSWORD_ENV], "archive").await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let ok = verify(&root, &[&public], true);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    let expected: HashSet<String> = env.sim.event_ids().into_iter().collect();
+    assert_eq!(report["events"], expected.len() as u64, "{report}");
+    assert!(report["open_segment"].is_null(), "--once seals: {report}");
+    let ids: HashSet<String> = archived_ids(&root).into_iter().collect();
+    assert_eq!(ids, expected);
+    let listing = segment::list(&root).unwrap();
+    assert!(listing.segments.len() >= 4, "{:?}", listing.segments);
+    assert_eq!(listing.segments.len(), listing.digests.len());
+    let text_ok = verify(&root, &[&public], false);
+    assert!(String::from_utf8_lossy(&text_ok.stdout).contains("OK:"));
+
+    // 'static slices, so the closures below are `Copy` (a test leaks them on purpose).
+    let segments: &'static [String] = Box::leak(listing.segments.clone().into_boxed_slice());
+    let digests: &'static [String] = Box::leak(listing.digests.clone().into_boxed_slice());
+    let seg = move |i: usize| segments[i].clone();
+    let dig = move |i: usize| digests[i].clone();
+    type Tamper = Box<dyn Fn(&Path) -> String>;
+    let other_key = other_private.clone();
+    let cases: Vec<(&str, Tamper)> = vec![
+        (
+            "a flipped byte",
+            Box::new(move |r| {
+                let p = path_of(r, &seg(1));
+                let mut b = std::fs::read(&p).unwrap();
+                let mid = b.len() / 2;
+                b[mid] ^= 0x01;
+                std::fs::write(&p, b).unwrap();
+                seg(1)
+            }),
+        ),
+        (
+            "a deleted segment",
+            Box::new(move |r| {
+                std::fs::remove_file(path_of(r, &seg(2))).unwrap();
+                seg(2)
+            }),
+        ),
+        (
+            "a deleted middle digest",
+            Box::new(move |r| {
+                std::fs::remove_file(path_of(r, &dig(1))).unwrap();
+                dig(1)
+            }),
+        ),
+        (
+            "two segments swapped",
+            Box::new(move |r| {
+                let (a, b) = (path_of(r, &seg(0)), path_of(r, &seg(1)));
+                let tmp = a.with_extension("swap");
+                std::fs::rename(&a, &tmp).unwrap();
+                std::fs::rename(&b, &a).unwrap();
+                std::fs::rename(&tmp, &b).unwrap();
+                seg(0)
+            }),
+        ),
+        (
+            "a truncated segment",
+            Box::new(move |r| {
+                let p = path_of(r, &seg(1));
+                let len = std::fs::metadata(&p).unwrap().len();
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(len - 10).unwrap();
+                seg(1)
+            }),
+        ),
+        (
+            "a forged line appended",
+            Box::new(move |r| {
+                let p = path_of(r, &seg(0));
+                let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+                f.write_all(&gzip(
+                    "{\"@timestamp\":\"2026-01-01T00:00:00Z\",\"event\":{\"action\":\"forged\"}}\n",
+                ))
+                .unwrap();
+                seg(0)
+            }),
+        ),
+        (
+            "a digest re-signed with another key",
+            Box::new(move |r| {
+                let p = path_of(r, &dig(0));
+                let mut d = Digest::parse(&std::fs::read(&p).unwrap()).unwrap();
+                d.segments[0].events += 1;
+                d.sign(&SigningKey::from_pem_file(&other_key).unwrap());
+                std::fs::write(&p, d.to_file_bytes()).unwrap();
+                dig(0)
+            }),
+        ),
+        (
+            "an unlisted segment",
+            Box::new(move |r| {
+                let extra = "2001/01/01/0000000999-20010101T000000Z.ndjson.gz".to_string();
+                let p = path_of(r, &extra);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::copy(path_of(r, &seg(0)), &p).unwrap();
+                extra
+            }),
+        ),
+    ];
+    for (i, (what, tamper)) in cases.iter().enumerate() {
+        let copy = env.dir.path().join(format!("tampered-{i}"));
+        copy_dir(&root, &copy);
+        let file = tamper(&copy);
+        let out = verify(&copy, &[&public], false);
+        let report = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        assert!(
+            report.lines().any(|l| l.starts_with(&format!("{file}: "))),
+            "{what}: no line names {file}:\n{report}"
+        );
+    }
+
+    // Key rotation: verify takes several keys; a foreign key alone is refused.
+    let both = verify(&root, &[&other_public, &public], false);
+    assert_eq!(both.status.code(), Some(0), "{}", text(&both));
+    let foreign = verify(&root, &[&other_public], false);
+    assert_eq!(foreign.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&foreign.stdout).contains("signed by another key"));
+    // Usage errors exit 2.
+    let bad_key = verify(&root, &[&private], false);
+    assert_eq!(bad_key.status.code(), Some(2), "{}", text(&bad_key));
+    let no_dir = verify(&env.dir.path().join("nope"), &[&public], false);
+    assert_eq!(no_dir.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_minus_nine_mid_segment_loses_nothing_and_the_chain_verifies() {
+    let env = Env::start(SimConfig {
+        sessions: 40,
+        events_per_session: 25,
+        latency: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
+    let (private, public) = openssl_keys(env.dir.path(), "archive");
+    let root = env.dir.path().join("archive");
+    let config = write_config(&env, "page_size = 20", archive_sink(&root, &private, ""));
+    let total = env.sim.event_ids().len();
+    let mut killed = 0;
+    for (i, at) in [total / 3, total * 2 / 3].into_iter().enumerate() {
+        let mut d = Daemon::spawn(&config, false, &[PASSWORD_ENV], &format!("k{i}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Events are in the open segment as soon as it has complete members.
+        let archived = || {
+            segment::list(&root).map_or(0, |l| {
+                l.segments
+                    .iter()
+                    .map(|s| segment::scan(&path_of(&root, s), false).map_or(0, |x| x.events))
+                    .sum::<u64>() as usize
+            })
+        };
+        while std::time::Instant::now() < deadline && archived() < at {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let at_kill = archived();
+        assert!(
+            d.kill9(),
+            "the daemon was running: {}",
+            tail(&d.stderr(), 20)
+        );
+        assert!(
+            at_kill < total,
+            "killed after the run had archived everything"
+        );
+        killed += 1;
+    }
+    let out = run_once(&config, &[PASSWORD_ENV], "final").await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("recovered"),
+        "{}",
+        tail(&text(&out), 20)
+    );
+    let ok = verify(&root, &[&public], false);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let ids = archived_ids(&root);
+    let unique: HashSet<&String> = ids.iter().collect();
+    let expected: HashSet<String> = env.sim.event_ids().into_iter().collect();
+    let missing = expected.iter().filter(|id| !unique.contains(id)).count();
+    assert_eq!(missing, 0, "lost {missing} events");
+    let dups = ids.len() - unique.len();
+    eprintln!("archive kill -9: {killed} kills, {dups} duplicates");
+    assert!(
+        dups <= killed * 20,
+        "{dups} duplicates after {killed} kills"
+    );
+    let recovered = segment::list(&root)
+        .unwrap()
+        .digests
+        .iter()
+        .filter(|d| {
+            Digest::parse(&std::fs::read(path_of(&root, d)).unwrap())
+                .unwrap()
+                .recovered
+                .is_some()
+        })
+        .count();
+    assert!(recovered >= 1, "no digest records a recovery");
+}
