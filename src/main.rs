@@ -93,7 +93,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
     },
-    /// Run only the VB365 API simulator (for trying SIEM pipelines without a Veeam server).
+    /// Run only the VB365 and VDC API simulator (for trying SIEM pipelines without a Veeam server).
     Simulate(cli::SimulateArgs),
     /// Print the JSON Schema of the output event.
     Schema,
