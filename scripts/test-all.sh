@@ -7,6 +7,7 @@
 #
 # Installs, only when missing (apt-get with sudo when not root):
 #   gcc g++ make pkg-config perl libssl-dev zlib1g-dev  (librdkafka is built from source)
+#   openssl                                                (the archive tests' Ed25519 keys)
 #   rsyslog rsyslog-gnutls                                 (the syslog sink's tests)
 #   rustfmt, clippy                                        (rustup components)
 #   tansu 0.6.0                                            (cargo install; the Kafka tests)
@@ -41,6 +42,7 @@ for tool in cc:gcc c++:g++ make:make pkg-config:pkg-config perl:perl; do
 done
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+command -v openssl >/dev/null 2>&1 || need+=(openssl) # the archive tests make keys with it
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 gtls=no # rsyslog's TLS driver, for the syslog TLS tests
 for module in /usr/lib/*/rsyslog/lmnsd_gtls.so /usr/lib/rsyslog/lmnsd_gtls.so; do

@@ -442,7 +442,7 @@ mod tests {
         assert_eq!(sink.sequence_id(), 1);
     }
 
-    // Delivery rules against in-process receivers (rsyslog itself: tests/syslog_rsyslog.rs).
+    // Delivery rules against in-process receivers (rsyslog itself: tests/it/syslog_rsyslog.rs).
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
