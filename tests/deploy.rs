@@ -1058,7 +1058,10 @@ fn the_verify_timer_runs_a_valid_verify_command() {
     let dir = tempfile::tempdir().unwrap();
     let missing_key = dir.path().join("absent.pub.pem");
     let mut args = exec.clone();
-    let at = args.iter().position(|a| a == "--public-key").expect("--public-key");
+    let at = args
+        .iter()
+        .position(|a| a == "--public-key")
+        .expect("--public-key");
     args[at + 1] = missing_key.display().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_veeam-siem"))
         .args(&args)
