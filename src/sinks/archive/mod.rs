@@ -27,6 +27,7 @@ mod config;
 pub mod digest;
 mod hex;
 pub mod keys;
+pub mod s3;
 pub mod segment;
 pub mod verify;
 pub mod writer;
