@@ -94,6 +94,12 @@ impl S3Client {
         })
     }
 
+    /// Drop cached credentials: the next request resolves the chain again.
+    pub fn forget_credentials(&self) {
+        let chain = self.credentials.clone();
+        tokio::spawn(async move { chain.invalidate().await });
+    }
+
     /// The bucket's name, for messages.
     pub fn bucket(&self) -> &str {
         &self.bucket
