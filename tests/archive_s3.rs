@@ -3,7 +3,8 @@
 //! run every sealed segment and digest is in the bucket, byte for byte, with the Object
 //! Lock retention read back; `check` probes the bucket; with the store down nothing is
 //! pruned and nothing is lost, and after a `kill -9` and the store's return the backlog
-//! drains. Skipped with a message when moto_server is missing, unless
+//! drains; `verify s3://…` passes, checks retention, and names a replaced object.
+//! Skipped with a message when moto_server is missing, unless
 //! VEEAM_SIEM_REQUIRE_PEERS=1.
 
 mod fault_support;
@@ -175,24 +176,57 @@ const AWS_ENV: [(&str, &str); 4] = [
     ("TEST_VBO_PASSWORD", PASSWORD),
 ];
 
-fn keys(dir: &Path) -> PathBuf {
+/// (private, public) key files made with openssl, as the README says.
+fn keys(dir: &Path) -> (PathBuf, PathBuf) {
     let private = dir.join("archive.pem");
-    let out = Command::new("openssl")
+    let public = dir.join("archive.pub.pem");
+    let ok = |out: std::io::Result<Output>| {
+        let out = out.expect("openssl runs (apt install openssl)");
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    ok(Command::new("openssl")
         .args(["genpkey", "-algorithm", "ed25519", "-out"])
         .arg(&private)
-        .output()
-        .expect("openssl runs (apt install openssl)");
-    assert!(out.status.success(), "{}", text(&out));
-    private
+        .output());
+    ok(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .output());
+    (private, public)
 }
 
 fn s3_sink(root: &Path, key: &Path, moto: &Moto, bucket: &str, extra: &str) -> String {
     format!(
-        "[sinks.evidence]\ntype = \"archive\"\ninputs = [\"vbo_test\"]\npath = {:?}\nsigning_key_file = {:?}\n{extra}\n\n[sinks.evidence.s3]\nbucket = \"{bucket}\"\nprefix = \"{PREFIX}\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nobject_lock = {{ mode = \"COMPLIANCE\", retain_days = 400 }}\n",
+        "{}object_lock = {{ mode = \"COMPLIANCE\", retain_days = 400 }}\n",
+        s3_sink_unlocked(root, key, moto, bucket, extra)
+    )
+}
+
+fn s3_sink_unlocked(root: &Path, key: &Path, moto: &Moto, bucket: &str, extra: &str) -> String {
+    format!(
+        "[sinks.evidence]\ntype = \"archive\"\ninputs = [\"vbo_test\"]\npath = {:?}\nsigning_key_file = {:?}\n{extra}\n\n[sinks.evidence.s3]\nbucket = \"{bucket}\"\nprefix = \"{PREFIX}\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\n",
         root.display().to_string(),
         key.display().to_string(),
         moto.url()
     )
+}
+
+/// `verify s3://BUCKET/prod` against moto, with `extra` arguments.
+fn verify_s3(moto: &Moto, bucket: &str, public: &Path, extra: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.arg("verify")
+        .arg(format!("s3://{bucket}/prod"))
+        .arg("--public-key")
+        .arg(public)
+        .args(extra)
+        .env("AWS_ENDPOINT_URL_S3", moto.url())
+        .env("AWS_REGION", "us-east-1");
+    for (k, v) in AWS_ENV {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
 }
 
 fn state(root: &Path) -> Option<UploadState> {
@@ -234,7 +268,7 @@ async fn a_run_uploads_every_sealed_file_with_its_retention() {
         return;
     };
     moto.start().await;
-    let key = keys(env.dir.path());
+    let (key, public) = keys(env.dir.path());
     let root = env.dir.path().join("archive");
     let config = write_config(
         &env,
@@ -291,6 +325,83 @@ async fn a_run_uploads_every_sealed_file_with_its_retention() {
     }
     // keep_local (7 days by default) keeps every local copy.
     assert_eq!(local_keys(&root).0, segments);
+
+    // The bucket verifies like the directory, retention included.
+    let ok = verify_s3(&moto, BUCKET, &public, &["--check-retention", "400"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(
+        text(&ok).contains(&format!("OK: {} digests", digests.len())),
+        "{}",
+        text(&ok)
+    );
+    let longer = verify_s3(&moto, BUCKET, &public, &["--check-retention", "800"]);
+    assert_eq!(longer.status.code(), Some(1), "{}", text(&longer));
+    assert!(
+        text(&longer).contains("retention too short"),
+        "{}",
+        text(&longer)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_s3_names_a_replaced_object() {
+    let env = Env::start(SimConfig::default()).await;
+    let Some(mut moto) = Moto::reserve(env.dir.path()) else {
+        return;
+    };
+    moto.start().await;
+    let (key, public) = keys(env.dir.path());
+    let root = env.dir.path().join("archive");
+    let config = write_config(
+        &env,
+        "",
+        &s3_sink_unlocked(
+            &root,
+            &key,
+            &moto,
+            "plain-bucket",
+            "max_segment_bytes = 20000",
+        ),
+    );
+    let out = run_once(&config, &AWS_ENV, "s3-plain").await;
+    assert!(out.status.success(), "{}", tail(&text(&out), 30));
+    let ok = verify_s3(&moto, "plain-bucket", &public, &[]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let unlocked = verify_s3(&moto, "plain-bucket", &public, &["--check-retention", "1"]);
+    assert_eq!(unlocked.status.code(), Some(1), "{}", text(&unlocked));
+    assert!(
+        text(&unlocked).contains("no Object Lock retention"),
+        "{}",
+        text(&unlocked)
+    );
+
+    // Replace one segment in the bucket (possible without Object Lock).
+    let victim = segment::list(&root).unwrap().segments[1].clone();
+    let mut bytes = std::fs::read(segment::path_of(&root, &victim)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    let put = http()
+        .put(format!("{}/plain-bucket/{PREFIX}{victim}", moto.url()))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDTESTING/20261203/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let bad = verify_s3(&moto, "plain-bucket", &public, &[]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad)
+            .lines()
+            .any(|l| l.starts_with(&format!("{victim}: "))),
+        "{}",
+        text(&bad)
+    );
+    let usage = verify_s3(&moto, "no-such-bucket", &public, &[]);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,7 +411,7 @@ async fn check_names_a_bucket_without_object_lock() {
         return;
     };
     moto.start().await;
-    let key = keys(env.dir.path());
+    let (key, _) = keys(env.dir.path());
     let root = env.dir.path().join("archive");
     let config = write_config(&env, "", &s3_sink(&root, &key, &moto, "plain-bucket", ""));
     let probe = check(&config);
@@ -324,7 +435,7 @@ async fn an_outage_and_a_kill_lose_nothing_and_the_backlog_drains() {
     let Some(mut moto) = Moto::reserve(env.dir.path()) else {
         return;
     };
-    let key = keys(env.dir.path());
+    let (key, public) = keys(env.dir.path());
     let root = env.dir.path().join("archive");
     let ops_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -450,4 +561,7 @@ async fn an_outage_and_a_kill_lose_nothing_and_the_backlog_drains() {
             "{k}"
         );
     }
+    // The bucket holds the whole chain, every object with its retention.
+    let ok = verify_s3(&moto, BUCKET, &public, &["--check-retention", "400"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
 }

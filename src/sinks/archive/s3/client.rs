@@ -1,8 +1,8 @@
 //! The few S3 calls the archive needs, signed with [`super::sigv4`] on the shared reqwest
 //! layer ([`crate::http`]: our rustls setup, no redirects, capped error bodies):
 //! `PutObject` streamed from a file with `x-amz-checksum-sha256` and the Object Lock
-//! headers, `HeadObject` to read size and retention back, and `GetObjectLockConfiguration`
-//! for `check`.
+//! headers, `HeadObject` to read size and retention back, `GetObjectLockConfiguration`
+//! for `check`, and `ListObjectsV2` and a streamed `GetObject` for `verify s3://`.
 //!
 //! Must not: log credentials or signatures; follow a redirect (the shared client refuses).
 
@@ -62,6 +62,8 @@ pub struct ObjectHead {
     pub retain_until: Option<DateTime<Utc>>,
     /// Base64 SHA-256, when the store keeps the checksum.
     pub checksum_sha256: Option<String>,
+    /// When the object (version) was stored.
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
 /// A signed S3 client for one bucket.
@@ -123,6 +125,30 @@ impl S3Client {
         headers: &[(&str, String)],
         payload_sha256: &str,
         body: Option<(reqwest::Body, u64)>,
+    ) -> Result<Response, S3Error> {
+        let timeout = body.as_ref().map(|(_, len)| transfer_timeout(*len));
+        self.send_with(
+            method,
+            object,
+            query,
+            headers,
+            payload_sha256,
+            body,
+            timeout,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        method: Method,
+        object: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, String)],
+        payload_sha256: &str,
+        body: Option<(reqwest::Body, u64)>,
+        timeout: Option<Duration>,
     ) -> Result<Response, S3Error> {
         let path = self.path(object);
         let mut url = format!(
@@ -186,10 +212,10 @@ impl S3Client {
         }
         req = req.header("authorization", authorization);
         if let Some((body, len)) = body {
-            req = req
-                .header("content-length", len)
-                .timeout(TIMEOUT + PER_MIB * u32::try_from(len >> 20).unwrap_or(u32::MAX))
-                .body(body);
+            req = req.header("content-length", len).body(body);
+        }
+        if let Some(t) = timeout {
+            req = req.timeout(t);
         }
         req.send()
             .await
@@ -255,7 +281,73 @@ impl S3Client {
                 .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
                 .map(|t| t.with_timezone(&Utc)),
             checksum_sha256: text("x-amz-checksum-sha256"),
+            last_modified: text("last-modified")
+                .and_then(|v| DateTime::parse_from_rfc2822(&v).ok())
+                .map(|t| t.with_timezone(&Utc)),
         })
+    }
+
+    /// `ListObjectsV2` of every key under `prefix` with its size (all pages).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+        use super::credentials::xml_text;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type", "2"), ("prefix", prefix)];
+            if let Some(t) = &token {
+                query.push(("continuation-token", t.as_str()));
+            }
+            let resp = self
+                .send(Method::GET, "", &query, &[], EMPTY_SHA256, None)
+                .await?;
+            let target = format!("s3://{}/{prefix}", self.bucket);
+            let resp = expect_ok("ListObjectsV2", &target, resp).await?;
+            // 1000 keys of at most 1 KiB each, plus their metadata.
+            let body = http::read_body_capped(&target, resp, 4 << 20).await?;
+            let body = String::from_utf8_lossy(&body);
+            for item in body.split("<Contents>").skip(1) {
+                let key = xml_text(item, "Key");
+                let size = xml_text(item, "Size").and_then(|s| s.parse().ok());
+                match (key, size) {
+                    (Some(k), Some(n)) => out.push((k, n)),
+                    _ => {
+                        return Err(S3Error::Other(format!(
+                            "ListObjectsV2 {target}: an entry without Key or Size"
+                        )));
+                    }
+                }
+            }
+            let truncated = xml_text(&body, "IsTruncated").is_some_and(|v| v == "true");
+            token = xml_text(&body, "NextContinuationToken");
+            if !truncated || token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `GetObject`: the response, its body still to be read (streamed); `len` (as listed)
+    /// sets the timeout.
+    pub async fn get(&self, object: &str, len: u64) -> Result<Response, S3Error> {
+        let resp = self.send_timed(Method::GET, object, len).await?;
+        expect_ok("GetObject", &self.target(object), resp).await
+    }
+
+    async fn send_timed(
+        &self,
+        method: Method,
+        object: &str,
+        len: u64,
+    ) -> Result<Response, S3Error> {
+        self.send_with(
+            method,
+            object,
+            &[],
+            &[],
+            EMPTY_SHA256,
+            None,
+            Some(transfer_timeout(len)),
+        )
+        .await
     }
 
     /// `GetObjectLockConfiguration`: whether Object Lock is enabled on the bucket.
@@ -299,6 +391,11 @@ impl S3Client {
     fn target(&self, object: &str) -> String {
         format!("s3://{}/{object}", self.bucket)
     }
+}
+
+/// The time allowed for a request moving `len` bytes.
+fn transfer_timeout(len: u64) -> Duration {
+    TIMEOUT + PER_MIB * u32::try_from(len >> 20).unwrap_or(u32::MAX)
 }
 
 /// The URL without its query (which could carry a presigned signature, never ours, but
