@@ -115,45 +115,10 @@ impl Uploader {
         &self.state
     }
 
-    fn save(&self) -> std::io::Result<()> {
-        let path = self.root.join(STATE_FILE);
-        let tmp = self.root.join(format!("{STATE_FILE}.tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        let (mut file, _) = durable::open_or_create(&tmp, PRIVATE_FILE, false)?;
-        let mut bytes = serde_json::to_vec_pretty(&self.state).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)?;
-        durable::sync_dir(&self.root)
-    }
-
-    /// Sealed digests after the confirmed ones, in chain order.
-    fn pending(&self) -> Result<Vec<Pending>, String> {
-        let listing = segment::list(&self.root)
-            .map_err(|e| format!("cannot list {}: {e}", self.root.display()))?;
-        let mut digests: Vec<(u64, String)> = listing
-            .digests
-            .into_iter()
-            .filter_map(|d| sequence_of(&d).map(|s| (s, d)))
-            .filter(|(s, _)| *s > self.state.confirmed_through)
-            .collect();
-        digests.sort();
-        let mut out = Vec::with_capacity(digests.len());
-        for (sequence, name) in digests {
-            let bytes = std::fs::read(path_of(&self.root, &name))
-                .map_err(|e| format!("cannot read digest {name}: {e}"))?;
-            let digest =
-                Digest::parse(&bytes).map_err(|e| format!("digest {name} is unreadable: {e}"))?;
-            out.push(Pending {
-                sequence,
-                digest: name,
-                segments: digest.segments.into_iter().map(|s| s.file).collect(),
-                sealed: digest.end_time,
-            });
-        }
-        Ok(out)
+    /// Record the progress durably (on a blocking thread).
+    async fn save(&self) -> Result<(), String> {
+        let (root, state) = (self.root.clone(), self.state.clone());
+        blocking(move || save_state(&root, &state).map_err(|e| progress_error(&root, e))).await
     }
 
     fn report_backlog(&self, pending: &[Pending], now: DateTime<Utc>) {
@@ -176,11 +141,8 @@ impl Uploader {
     /// One pass: upload everything pending, then prune. Returns how many files it
     /// confirmed; stops at the first failure (order matters), leaving the rest pending.
     pub async fn pass(&mut self) -> Result<usize, String> {
-        let root = self.root.clone();
-        let pending = {
-            let me = &*self;
-            me.pending()?
-        };
+        let (root, through) = (self.root.clone(), self.state.confirmed_through);
+        let pending = blocking(move || pending(&root, through)).await?;
         self.report_backlog(&pending, Utc::now());
         let mut confirmed = 0;
         for (i, item) in pending.iter().enumerate() {
@@ -190,16 +152,18 @@ impl Uploader {
                     confirmed += 1;
                 }
                 self.state.segments_of = Some(item.sequence);
-                self.save().map_err(|e| progress_error(&root, e))?;
+                self.save().await?;
             }
             self.upload(&item.digest).await?;
             confirmed += 1;
             self.state.confirmed_through = item.sequence;
             self.state.segments_of = None;
-            self.save().map_err(|e| progress_error(&root, e))?;
+            self.save().await?;
             self.report_backlog(&pending[i + 1..], Utc::now());
         }
-        self.prune(Utc::now())?;
+        let (sink, root) = (self.sink.clone(), self.root.clone());
+        let (through, keep) = (self.state.confirmed_through, self.config.keep_local);
+        blocking(move || prune(&sink, &root, through, keep, Utc::now())).await?;
         Ok(confirmed)
     }
 
@@ -299,33 +263,88 @@ impl Uploader {
         }
         Ok(())
     }
+}
 
-    /// Remove local copies of confirmed segments sealed more than `keep_local` ago.
-    fn prune(&self, now: DateTime<Utc>) -> Result<(), String> {
-        let keep = TimeDelta::from_std(self.config.keep_local).unwrap_or(TimeDelta::MAX);
-        let listing = segment::list(&self.root)
-            .map_err(|e| format!("cannot list {}: {e}", self.root.display()))?;
-        for name in listing.segments {
-            let Some(sequence) = sequence_of(&name) else {
-                continue;
-            };
-            if sequence > self.state.confirmed_through {
-                continue;
-            }
-            let path = path_of(&self.root, &name);
-            let sealed: Option<DateTime<Utc>> = std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .map(DateTime::from);
-            if sealed.is_some_and(|t| now - t >= keep) {
-                std::fs::remove_file(&path)
-                    .and_then(|()| durable::sync_dir(durable::parent_or_dot(&path)))
-                    .map_err(|e| format!("cannot prune {name}: {e}"))?;
-                tracing::info!(sink_id = %self.sink, segment = %name, "archive: local copy of an uploaded segment pruned (keep_local)");
-            }
-        }
-        Ok(())
+/// Run blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("a blocking task failed: {e}"))?
+}
+
+/// Write `state` atomically: temp file, fsync, rename, directory fsync.
+fn save_state(root: &Path, state: &UploadState) -> std::io::Result<()> {
+    let path = root.join(STATE_FILE);
+    let tmp = root.join(format!("{STATE_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let (mut file, _) = durable::open_or_create(&tmp, PRIVATE_FILE, false)?;
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, &path)?;
+    durable::sync_dir(root)
+}
+
+/// Sealed digests after `through`, in chain order, with the segments each covers.
+fn pending(root: &Path, through: u64) -> Result<Vec<Pending>, String> {
+    let listing =
+        segment::list(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
+    let mut digests: Vec<(u64, String)> = listing
+        .digests
+        .into_iter()
+        .filter_map(|d| sequence_of(&d).map(|s| (s, d)))
+        .filter(|(s, _)| *s > through)
+        .collect();
+    digests.sort();
+    let mut out = Vec::with_capacity(digests.len());
+    for (sequence, name) in digests {
+        let bytes = std::fs::read(path_of(root, &name))
+            .map_err(|e| format!("cannot read digest {name}: {e}"))?;
+        let digest =
+            Digest::parse(&bytes).map_err(|e| format!("digest {name} is unreadable: {e}"))?;
+        out.push(Pending {
+            sequence,
+            digest: name,
+            segments: digest.segments.into_iter().map(|s| s.file).collect(),
+            sealed: digest.end_time,
+        });
     }
+    Ok(out)
+}
+
+/// Remove local copies of segments confirmed (sequence up to `through`) and sealed (last
+/// written) at least `keep` before `now`.
+fn prune(
+    sink: &str,
+    root: &Path,
+    through: u64,
+    keep: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let keep = TimeDelta::from_std(keep).unwrap_or(TimeDelta::MAX);
+    let listing =
+        segment::list(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
+    for name in listing.segments {
+        if sequence_of(&name).is_none_or(|s| s > through) {
+            continue;
+        }
+        let path = path_of(root, &name);
+        let sealed: Option<DateTime<Utc>> = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(DateTime::from);
+        if sealed.is_some_and(|t| now - t >= keep) {
+            std::fs::remove_file(&path)
+                .and_then(|()| durable::sync_dir(durable::parent_or_dot(&path)))
+                .map_err(|e| format!("cannot prune {name}: {e}"))?;
+            tracing::info!(sink_id = %sink, segment = %name, "archive: local copy of an uploaded segment pruned (keep_local)");
+        }
+    }
+    Ok(())
 }
 
 fn progress_error(root: &Path, e: std::io::Error) -> String {
@@ -385,7 +404,78 @@ pub async fn run(uploader: Arc<tokio::sync::Mutex<Uploader>>, wake: Arc<tokio::s
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::keys::{SigningKey, testing::write_key_pair};
+    use super::super::super::writer::ArchiveWriter;
     use super::*;
+
+    /// An archive with `n` sealed segments and one open.
+    fn archive(n: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _) = write_key_pair(dir.path(), "k");
+        let key = SigningKey::from_pem_file(&private).unwrap();
+        let (mut w, _) = ArchiveWriter::open(&dir.path().join("a"), key, 1 << 20).unwrap();
+        for i in 0..=n {
+            w.append(format!("{{\"n\":{i}}}\n").as_bytes(), 1, None, None)
+                .unwrap();
+            if i < n {
+                w.seal().unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn pending_is_in_chain_order_after_the_confirmed() {
+        let dir = archive(3);
+        let root = dir.path().join("a");
+        let all = pending(&root, 0).unwrap();
+        assert_eq!(
+            all.iter().map(|p| p.sequence).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert!(
+            all.iter()
+                .all(|p| p.segments.len() == 1 && sequence_of(&p.segments[0]) == Some(p.sequence))
+        );
+        assert_eq!(pending(&root, 2).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn only_confirmed_segments_older_than_keep_local_are_pruned() {
+        let dir = archive(3);
+        let root = dir.path().join("a");
+        let count = || segment::list(&root).unwrap().segments.len();
+        assert_eq!(count(), 4, "3 sealed + 1 open");
+        prune("t", &root, 3, Duration::from_secs(3600), Utc::now()).unwrap();
+        assert_eq!(count(), 4, "younger than keep_local");
+        prune("t", &root, 1, Duration::ZERO, Utc::now()).unwrap();
+        let left: Vec<u64> = segment::list(&root)
+            .unwrap()
+            .segments
+            .iter()
+            .filter_map(|s| sequence_of(s))
+            .collect();
+        assert_eq!(left, vec![2, 3, 4], "only the confirmed one went");
+        assert_eq!(
+            segment::list(&root).unwrap().digests.len(),
+            3,
+            "digests stay"
+        );
+    }
+
+    #[test]
+    fn progress_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = UploadState {
+            target: "aws|b|p/".into(),
+            confirmed_through: 7,
+            segments_of: Some(8),
+        };
+        save_state(dir.path(), &state).unwrap();
+        let back: UploadState =
+            serde_json::from_slice(&std::fs::read(dir.path().join(STATE_FILE)).unwrap()).unwrap();
+        assert_eq!(back, state);
+    }
 
     #[test]
     fn hashing_streams_the_file() {
