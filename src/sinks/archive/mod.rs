@@ -53,8 +53,10 @@ use writer::ArchiveWriter;
 
 /// How often the rotation timer looks at the open segment (at most).
 const TICK: Duration = Duration::from_secs(30);
-/// How long a clean stop waits for the last uploads (the rest go at the next start).
-const UPLOAD_GRACE: Duration = Duration::from_secs(30);
+/// How long a clean stop waits for the last uploads (the rest go at the next start):
+/// well inside the pipeline's default 30 s drain timeout, so the seal before it is never
+/// cut short.
+const UPLOAD_GRACE: Duration = Duration::from_secs(20);
 
 impl SinkSettings for ArchiveSinkConfig {
     fn type_name(&self) -> &'static str {
