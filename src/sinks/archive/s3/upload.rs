@@ -9,8 +9,8 @@
 //! digest is not yet. It names the endpoint, bucket and prefix it is about; pointed at
 //! another destination, uploading starts again from the first digest still on disk. After
 //! a crash or an outage the next pass resumes from there; an object that the store already
-//! holds identically (same size and checksum, retention at least as asked) is not uploaded
-//! again.
+//! holds identically (same size and a stored SHA-256 checksum that matches, retention at
+//! least as asked) is not uploaded again.
 //!
 //! Asynchronous: events are acknowledged when their segment is fsynced locally (the
 //! writer's rule); the uploader runs on its own task. Must not: prune a segment whose
@@ -191,7 +191,10 @@ impl Uploader {
             }
             format!("uploading {name}: {e}")
         };
+        // Already there: only when the store vouches for the content (its checksum), not
+        // on size alone.
         if let Ok(head) = self.client.head(&object).await
+            && head.checksum_sha256.is_some()
             && self
                 .confirms(
                     &head,
