@@ -11,6 +11,7 @@
 #   rsyslog rsyslog-gnutls                                 (the syslog sink's tests)
 #   rustfmt, clippy                                        (rustup components)
 #   tansu 0.6.0                                            (cargo install; the Kafka tests)
+#   moto[server] 5.2.1                                     (pip; the archive's S3 tests)
 #
 # For the quick inner loop use plain `cargo test`: it runs everything, and tests whose
 # peer is missing print "skipped: ..." instead of failing.
@@ -63,6 +64,10 @@ export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 command -v tansu >/dev/null 2>&1 \
   || cargo install tansu --version 0.6.0 --locked --features dynostore
 tansu --version
+
+echo "== moto (the S3-compatible server with Object Lock the archive's S3 tests run on loopback)"
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install --quiet 'moto[server]==5.2.1'
+python3 -m pip show moto | sed -n 2p
 
 echo "== fmt"
 cargo fmt --all -- --check

@@ -84,7 +84,8 @@ enum Command {
     /// Check a compliance archive (the `archive` sink's directory): every digest's signature,
     /// the chain, every segment's hash; exit 1 on any problem, 2 on usage errors.
     Verify {
-        /// The archive directory.
+        /// The archive directory, or `s3://BUCKET/PREFIX` (region from AWS_REGION, an
+        /// S3-compatible endpoint from AWS_ENDPOINT_URL_S3, credentials from the AWS chain).
         path: PathBuf,
         /// Ed25519 public key, SPKI PEM (`openssl pkey -pubout`); repeat it for rotated keys.
         #[arg(long = "public-key", required = true)]
@@ -92,6 +93,10 @@ enum Command {
         /// `text` (one line per problem, then a summary) or `json`.
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
+        /// With s3://: every object must carry an Object Lock retention ending at least
+        /// DAYS after it was stored.
+        #[arg(long, value_name = "DAYS")]
+        check_retention: Option<u32>,
     },
     /// Run only the VB365 and VDC API simulator (for trying SIEM pipelines without a Veeam server).
     Simulate(cli::SimulateArgs),
@@ -280,13 +285,31 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
             path,
             public_keys,
             format,
+            check_retention,
         } => {
             let json = matches!(format, ReportFormat::Json);
-            ExitCode::from(veeam_siem::sinks::archive::verify::run(
-                &path,
-                &public_keys,
-                json,
-            ))
+            match path.to_str().filter(|p| p.starts_with("s3://")) {
+                Some(location) => ExitCode::from(
+                    veeam_siem::sinks::archive::s3::verify::run(
+                        location,
+                        &public_keys,
+                        json,
+                        check_retention,
+                    )
+                    .await,
+                ),
+                None if check_retention.is_some() => {
+                    eprintln!(
+                        "error: --check-retention applies to s3:// archives (a directory has no retention)"
+                    );
+                    ExitCode::from(2)
+                }
+                None => ExitCode::from(veeam_siem::sinks::archive::verify::run(
+                    &path,
+                    &public_keys,
+                    json,
+                )),
+            }
         }
         Command::Check { config } => {
             let config = match load_config(&config) {

@@ -80,8 +80,14 @@ pub struct Metrics {
     pub http_responses: Family<HttpLabels, Counter>,
     pub batch_latency: HistogramFamily<SinkLabel>,
     pub queue_depth: Family<SinkLabel, Gauge>,
+    pub archive_upload_backlog: Family<SinkLabel, Gauge>,
+    pub archive_upload_oldest: Family<SinkLabel, FloatGauge>,
+    pub archive_uploads: Family<SinkLabel, Counter>,
     pub component_ready: Family<ComponentLabels, Gauge>,
     ready: Mutex<BTreeMap<(String, String), bool>>,
+    /// Lines `/ready` adds to its answer without changing its status (the archive's
+    /// upload backlog), by sink id.
+    notes: Mutex<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,8 +125,12 @@ impl Metrics {
             http_responses: Family::default(),
             batch_latency: Family::new_with_constructor(latency_histogram),
             queue_depth: Family::default(),
+            archive_upload_backlog: Family::default(),
+            archive_upload_oldest: Family::default(),
+            archive_uploads: Family::default(),
             component_ready: Family::default(),
             ready: Mutex::new(BTreeMap::new()),
+            notes: Mutex::new(BTreeMap::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -217,6 +227,21 @@ impl Metrics {
             "sink_queue_depth",
             "Batches waiting in front of the sink",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "archive_upload_backlog",
+            "Sealed archive files (segments and digests) not yet confirmed by the S3 store",
+            m.archive_upload_backlog.clone(),
+        );
+        registry.register(
+            "archive_upload_oldest_pending_seconds",
+            "Age of the oldest sealed archive digest not yet confirmed by the S3 store (0 when none)",
+            m.archive_upload_oldest.clone(),
+        );
+        registry.register(
+            "archive_uploads",
+            "Archive files uploaded to S3 and confirmed (size, checksum, retention)",
+            m.archive_uploads.clone(),
         );
         registry.register(
             "component_ready",
@@ -428,6 +453,48 @@ impl Metrics {
         self.events_dropped
             .get_or_create(&sink_label(sink))
             .inc_by(events);
+    }
+
+    /// The archive sink's upload backlog: files pending and the age of the oldest (s).
+    pub fn archive_upload_backlog(&self, sink: &str, files: u64, oldest_seconds: f64) {
+        let label = SinkLabel {
+            sink: sink.to_string(),
+        };
+        self.archive_upload_backlog
+            .get_or_create(&label)
+            .set(i64::try_from(files).unwrap_or(i64::MAX));
+        self.archive_upload_oldest
+            .get_or_create(&label)
+            .set(oldest_seconds);
+        if let Ok(mut notes) = self.notes.lock() {
+            if files == 0 {
+                notes.remove(sink);
+            } else {
+                notes.insert(
+                    sink.to_string(),
+                    format!(
+                        "sink `{sink}`: {files} archive files waiting for the S3 upload, the oldest sealed {oldest_seconds:.0}s ago"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Lines for `/ready` that do not change its status (e.g. an upload backlog).
+    pub fn ready_notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .map(|n| n.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// One archive file uploaded and confirmed.
+    pub fn archive_uploaded(&self, sink: &str) {
+        self.archive_uploads
+            .get_or_create(&SinkLabel {
+                sink: sink.to_string(),
+            })
+            .inc();
     }
 
     pub fn queue_depth(&self, sink: &str, depth: usize) {

@@ -6,6 +6,9 @@
 //! - `/health`: 200 while the process serves requests (liveness).
 //! - `/ready`: 200 once every source has completed a poll (so it authenticated) and every
 //!   sink passed its health check or delivered; otherwise 503 naming what is not ready.
+//!   Either way the body adds a line per archive sink with an S3 upload backlog (files
+//!   and the age of the oldest), which does not change the status: the backlog is for
+//!   alerting, and events are still acknowledged.
 //!
 //! Must not: expose configuration or secrets, or block the pipeline (handlers only read
 //! atomics and one short mutex).
@@ -77,7 +80,7 @@ async fn metrics_handler() -> impl IntoResponse {
 }
 
 async fn ready_handler() -> impl IntoResponse {
-    match metrics::global().not_ready() {
+    let (status, mut body) = match metrics::global().not_ready() {
         Some(waiting) if waiting.is_empty() => (StatusCode::OK, "ready\n".to_string()),
         Some(waiting) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -87,5 +90,10 @@ async fn ready_handler() -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the pipeline has not started\n".to_string(),
         ),
+    };
+    for note in metrics::global().ready_notes() {
+        body.push_str(&note);
+        body.push('\n');
     }
+    (status, body)
 }

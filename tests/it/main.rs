@@ -16,6 +16,7 @@
 mod support;
 
 mod archive;
+mod archive_s3;
 mod check;
 mod cli;
 mod daemon_ops;

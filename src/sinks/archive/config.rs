@@ -1,5 +1,6 @@
 //! The archive sink's config (`type = "archive"`): the directory, the signing key file,
-//! how often and at what size a segment is sealed, and the checks that need no network.
+//! how often and at what size a segment is sealed, the optional `s3` upload table
+//! (`s3::S3Config`), and the checks that need no network.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::keys::SigningKey;
+use super::s3::S3Config;
 use crate::config::common::{ConfigError, de_duration, invalid};
 
 /// `type = "archive"`.
@@ -24,6 +26,9 @@ pub struct ArchiveSinkConfig {
     /// Seal the open segment once it holds this many uncompressed bytes.
     #[serde(default = "default_max_segment_bytes")]
     pub max_segment_bytes: u64,
+    /// `[sinks.<id>.s3]`: upload sealed segments and digests to S3 (see `s3`).
+    #[serde(default)]
+    pub s3: Option<S3Config>,
 }
 
 fn default_rotate_interval() -> Duration {
@@ -50,6 +55,9 @@ impl ArchiveSinkConfig {
                 format!("{key}.max_segment_bytes"),
                 "must be between 1024 and 68719476736 (64 GiB)",
             ));
+        }
+        if let Some(s3) = &self.s3 {
+            s3.validate(&format!("{key}.s3"))?;
         }
         self.signing_key(key).map(|_| ())
     }

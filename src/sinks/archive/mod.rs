@@ -18,7 +18,10 @@
 //! `--once`, a reload); a segment a crash left open is sealed at the next start with a
 //! `recovered` note ([`writer`]).
 //!
-//! Modules: `config` (keys), [`keys`] (Ed25519 from PEM, fingerprints), [`digest`] (the
+//! With `[sinks.<id>.s3]`, every sealed segment and digest is also uploaded to S3 (Object
+//! Lock optional) by a task of its own ([`s3`]); acknowledgement stays at the local fsync.
+//!
+//! Modules: `config` (keys), [`s3`] (the upload), [`keys`] (Ed25519 from PEM, fingerprints), [`digest`] (the
 //! signed format), [`segment`] (layout, reading members back), [`writer`] (append, seal,
 //! recover), [`verify`] (the checker). Must not: acknowledge a batch before its member is
 //! fsynced; log key material; let one writer's crash leave an acknowledged event unsigned.
@@ -27,6 +30,7 @@ mod config;
 pub mod digest;
 mod hex;
 pub mod keys;
+pub mod s3;
 pub mod segment;
 pub mod verify;
 pub mod writer;
@@ -36,17 +40,23 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
+use tokio::sync::Notify;
 use tokio_util::task::AbortOnDropHandle;
 
 pub use config::ArchiveSinkConfig;
 
 use super::{Batch, ProbeContext, Sink, SinkContext, SinkError, SinkSettings};
-use crate::config::common::ConfigError;
+use crate::config::common::{Cleartext, ConfigError};
 use crate::durable::{self, Writable};
+use s3::upload::Uploader;
 use writer::ArchiveWriter;
 
 /// How often the rotation timer looks at the open segment (at most).
 const TICK: Duration = Duration::from_secs(30);
+/// How long a clean stop waits for the last uploads (the rest go at the next start):
+/// well inside the pipeline's default 30 s drain timeout, so the seal before it is never
+/// cut short.
+const UPLOAD_GRACE: Duration = Duration::from_secs(20);
 
 impl SinkSettings for ArchiveSinkConfig {
     fn type_name(&self) -> &'static str {
@@ -65,6 +75,15 @@ impl SinkSettings for ArchiveSinkConfig {
         ArchiveSinkConfig::validate(self, key)
     }
 
+    fn cleartext(&self, key: &str) -> Option<Cleartext> {
+        let endpoint = self.s3.as_ref()?.endpoint.as_deref()?;
+        Cleartext::of(
+            format!("{key}.s3.endpoint"),
+            endpoint,
+            "the archive's segments and any AWS session token",
+        )
+    }
+
     fn build(&self, id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(ArchiveSink::new(id, self)?))
     }
@@ -79,21 +98,55 @@ impl SinkSettings for ArchiveSinkConfig {
             let key = self
                 .signing_key(&format!("sinks.{id}"))
                 .map_err(|e| e.to_string())?;
-            match durable::probe_dir(&self.path) {
-                Ok(Writable::Exists) => Ok(format!(
+            let bucket = match &self.s3 {
+                Some(s3) => format!("; {}", probe_bucket(id, s3).await?),
+                None => String::new(),
+            };
+            let dir = match durable::probe_dir(&self.path) {
+                Ok(Writable::Exists) => format!(
                     "{} is writable; signing key {}",
                     self.path.display(),
                     key.public().fingerprint()
-                )),
-                Ok(Writable::WillBeCreated { existing }) => Ok(format!(
+                ),
+                Ok(Writable::WillBeCreated { existing }) => format!(
                     "{} will be created ({} is writable); signing key {}",
                     self.path.display(),
                     existing.display(),
                     key.public().fingerprint()
-                )),
-                Err(e) => Err(format!("sinks.{id}.path: {e}")),
-            }
+                ),
+                Err(e) => return Err(format!("sinks.{id}.path: {e}")),
+            };
+            Ok(format!("{dir}{bucket}"))
         })
+    }
+}
+
+/// `check` of the bucket: credentials found and accepted, the bucket reachable, and Object
+/// Lock enabled on it when `object_lock` is set.
+async fn probe_bucket(id: &str, s3: &s3::S3Config) -> Result<String, String> {
+    let key = format!("sinks.{id}.s3");
+    let credentials = s3::credentials::CredentialChain::from_env(&s3.region)?;
+    let source = credentials.get().await?.source;
+    let client = s3::client::S3Client::new(&key, s3, Arc::new(credentials))?;
+    let enabled = client
+        .object_lock_enabled()
+        .await
+        .map_err(|e| format!("{key}: bucket {} ({source} credentials): {e}", s3.bucket))?;
+    match (&s3.object_lock, enabled) {
+        (Some(_), false) => Err(format!(
+            "{key}.object_lock: bucket {} does not have Object Lock enabled, so no retention can be set; create a bucket with Object Lock enabled (it can't be switched on for every existing bucket) or remove object_lock",
+            s3.bucket
+        )),
+        (Some(lock), true) => Ok(format!(
+            "bucket {} reachable with {source} credentials, Object Lock enabled ({} {} days)",
+            s3.bucket,
+            lock.mode.as_str(),
+            lock.retain_days
+        )),
+        (None, _) => Ok(format!(
+            "bucket {} reachable with {source} credentials",
+            s3.bucket
+        )),
     }
 }
 
@@ -102,7 +155,38 @@ impl SinkSettings for ArchiveSinkConfig {
 pub struct ArchiveSink {
     id: Arc<str>,
     writer: Arc<Mutex<ArchiveWriter>>,
+    uploads: Option<Uploads>,
     _ticker: AbortOnDropHandle<()>,
+}
+
+/// The S3 uploader of an archive sink and its task.
+struct Uploads {
+    uploader: Arc<tokio::sync::Mutex<Uploader>>,
+    wake: Arc<Notify>,
+    _task: AbortOnDropHandle<()>,
+}
+
+impl Uploads {
+    fn start(id: &str, config: &ArchiveSinkConfig) -> Result<Option<Uploads>, SinkError> {
+        let Some(s3) = &config.s3 else {
+            return Ok(None);
+        };
+        let fatal = |e: String| SinkError::Fatal(format!("sink `{id}`: S3 upload: {e}"));
+        let credentials = s3::credentials::CredentialChain::from_env(&s3.region).map_err(fatal)?;
+        let client =
+            s3::client::S3Client::new(&format!("sinks.{id}.s3"), s3, Arc::new(credentials))
+                .map_err(fatal)?;
+        let uploader = Uploader::new(id, &config.path, s3.clone(), client).map_err(fatal)?;
+        let uploader = Arc::new(tokio::sync::Mutex::new(uploader));
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(s3::upload::run(uploader.clone(), wake.clone()));
+        tracing::info!(sink_id = id, bucket = %s3.bucket, prefix = %s3.prefix, "archive: uploading sealed segments and digests to S3");
+        Ok(Some(Uploads {
+            uploader,
+            wake,
+            _task: AbortOnDropHandle::new(task),
+        }))
+    }
 }
 
 impl ArchiveSink {
@@ -127,21 +211,29 @@ impl ArchiveSink {
         }
         tracing::info!(sink_id = id, path = %config.path.display(), key = %fingerprint, "archive open");
         let writer = Arc::new(Mutex::new(writer));
+        let uploads = Uploads::start(id, config)?;
         let ticker = tokio::spawn(rotate(
             Arc::from(id),
             writer.clone(),
             config.rotate_interval,
+            uploads.as_ref().map(|u| u.wake.clone()),
         ));
         Ok(ArchiveSink {
             id: Arc::from(id),
             writer,
+            uploads,
             _ticker: AbortOnDropHandle::new(ticker),
         })
     }
 }
 
 /// Seal the open segment once it is `interval` old, even when no batch comes.
-async fn rotate(id: Arc<str>, writer: Arc<Mutex<ArchiveWriter>>, interval: Duration) {
+async fn rotate(
+    id: Arc<str>,
+    writer: Arc<Mutex<ArchiveWriter>>,
+    interval: Duration,
+    uploads: Option<Arc<Notify>>,
+) {
     loop {
         tokio::time::sleep(interval.min(TICK)).await;
         let writer = writer.clone();
@@ -156,7 +248,10 @@ async fn rotate(id: Arc<str>, writer: Arc<Mutex<ArchiveWriter>>, interval: Durat
         .await;
         match sealed {
             Ok(Ok(Some(digest))) => {
-                tracing::info!(sink_id = %id, digest = %digest, "archive segment sealed")
+                tracing::info!(sink_id = %id, digest = %digest, "archive segment sealed");
+                if let Some(wake) = &uploads {
+                    wake.notify_one();
+                }
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
@@ -181,16 +276,22 @@ impl Sink for ArchiveSink {
             let writer = self.writer.clone();
             let written = tokio::task::spawn_blocking(move || {
                 let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                // A full segment is sealed inside append: then nothing is open after it.
                 w.append(&lines, events, first, last)
+                    .map(|()| w.open_segment().is_none())
             })
             .await
             .map_err(|e| SinkError::Retryable(format!("sink `{}`: {e}", self.id)))?;
-            written.map_err(|e| {
+            let sealed = written.map_err(|e| {
                 SinkError::Retryable(format!(
                     "sink `{}`: cannot write the archive segment: {e}; the batch is retried",
                     self.id
                 ))
-            })
+            })?;
+            if sealed && let Some(u) = &self.uploads {
+                u.wake.notify_one();
+            }
+            Ok(())
         })
     }
 
@@ -202,7 +303,7 @@ impl Sink for ArchiveSink {
             })
             .await
             .map_err(|e| SinkError::Retryable(e.to_string()))?;
-            match sealed {
+            let result = match sealed {
                 Ok(Some(digest)) => {
                     tracing::info!(sink_id = %self.id, digest = %digest, "archive segment sealed at shutdown");
                     Ok(())
@@ -212,7 +313,21 @@ impl Sink for ArchiveSink {
                     "sink `{}`: sealing the open segment failed: {e}; it is sealed at the next start",
                     self.id
                 ))),
+            };
+            if let Some(u) = &self.uploads {
+                // One last pass, bounded: what does not make it goes at the next start.
+                let last = async { u.uploader.lock().await.pass().await };
+                match tokio::time::timeout(UPLOAD_GRACE, last).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(sink_id = %self.id, error = %e, "archive: S3 upload at shutdown failed; pending files are uploaded at the next start")
+                    }
+                    Err(_) => {
+                        tracing::warn!(sink_id = %self.id, "archive: S3 uploads did not finish within {UPLOAD_GRACE:?} of shutdown; pending files are uploaded at the next start")
+                    }
+                }
             }
+            result
         })
     }
 }

@@ -139,8 +139,14 @@ struct Stamp {
 pub fn scan(path: &Path, timestamps: bool) -> io::Result<Scan> {
     let file = File::open(path)?;
     let file_len = file.metadata()?.len();
+    scan_reader(file, file_len, timestamps)
+}
+
+/// [`scan`] over any reader of a segment's bytes (`file_len` is its length, as listed),
+/// e.g. an object streamed from S3.
+pub fn scan_reader<R: Read>(reader: R, file_len: u64, timestamps: bool) -> io::Result<Scan> {
     let mut input = Counting {
-        inner: BufReader::with_capacity(256 * 1024, file),
+        inner: BufReader::with_capacity(256 * 1024, reader),
         pos: 0,
     };
     let mut hash = Context::new(&SHA256);

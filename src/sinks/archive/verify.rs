@@ -1,4 +1,5 @@
-//! `veeam-siem verify`: checks a whole archive directory and reports every problem by file.
+//! `veeam-siem verify`: checks a whole archive (a directory, or through [`ArchiveSource`] a
+//! bucket: `s3::verify`) and reports every problem by file.
 //!
 //! What it checks: every digest parses, is signed by one of the given public keys and sits
 //! where its name says; the digests form one unbroken chain (each names the previous one's
@@ -81,20 +82,45 @@ impl Report {
     }
 }
 
-/// The `verify` command: load the keys, verify `root`, print the report (text or JSON) on
-/// stdout. Returns the exit code: 0 intact, 1 any problem, 2 usage errors (a key file or
-/// the directory can't be used), with the reason on stderr.
-pub fn run(root: &Path, key_files: &[std::path::PathBuf], json: bool) -> u8 {
+/// The keys of `--public-key`, or the usage error (printed) as `Err(2)`.
+pub fn load_keys(key_files: &[std::path::PathBuf]) -> Result<Vec<PublicKey>, u8> {
     let mut keys = Vec::new();
     for file in key_files {
         match PublicKey::from_pem_file(file) {
             Ok(k) => keys.push(k),
             Err(e) => {
                 eprintln!("error: --public-key: {e}");
-                return 2;
+                return Err(2);
             }
         }
     }
+    Ok(keys)
+}
+
+/// Print `report` (text or JSON) on stdout; the exit code: 0 intact, 1 any problem.
+pub fn print_report(report: &Report, json: bool) -> u8 {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print!("{}", report.render_text());
+    }
+    if report.ok { 0 } else { 1 }
+}
+
+/// The `verify` command: load the keys, verify `root`, print the report (text or JSON) on
+/// stdout. Returns the exit code: 0 intact, 1 any problem, 2 usage errors (a key file or
+/// the directory can't be used), with the reason on stderr.
+pub fn run(root: &Path, key_files: &[std::path::PathBuf], json: bool) -> u8 {
+    let keys = match load_keys(key_files) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
     if !root.is_dir() {
         eprintln!(
             "error: {} is not a directory; give the archive sink's `path`",
@@ -109,18 +135,7 @@ pub fn run(root: &Path, key_files: &[std::path::PathBuf], json: bool) -> u8 {
             return 2;
         }
     };
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 1;
-            }
-        }
-    } else {
-        print!("{}", report.render_text());
-    }
-    if report.ok { 0 } else { 1 }
+    print_report(&report, json)
 }
 
 struct Found {
@@ -129,9 +144,39 @@ struct Found {
     digest: Digest,
 }
 
+/// Where an archive is read from: a directory, or a bucket and prefix (`s3::verify`).
+pub trait ArchiveSource {
+    /// Every segment and digest, by relative name.
+    fn list(&self) -> io::Result<segment::Listing>;
+    /// A whole (small) file: digests.
+    fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// A segment, streamed ([`segment::scan_reader`]).
+    fn scan(&self, name: &str) -> io::Result<segment::Scan>;
+}
+
+/// An archive directory.
+pub struct Dir<'a>(pub &'a Path);
+
+impl ArchiveSource for Dir<'_> {
+    fn list(&self) -> io::Result<segment::Listing> {
+        segment::list(self.0)
+    }
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(path_of(self.0, name))
+    }
+    fn scan(&self, name: &str) -> io::Result<segment::Scan> {
+        segment::scan(&path_of(self.0, name), false)
+    }
+}
+
 /// Verify the archive at `root` against `keys`. `Err` only when `root` can't be read.
 pub fn verify_dir(root: &Path, keys: &[PublicKey]) -> io::Result<Report> {
-    let listing = segment::list(root)?;
+    verify_archive(&Dir(root), keys)
+}
+
+/// Verify the archive `source` holds against `keys`. `Err` only when it can't be listed.
+pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Result<Report> {
+    let listing = source.list()?;
     let mut report = Report::default();
     let mut problems = Vec::new();
     let mut problem = |file: &str, what: String| {
@@ -144,7 +189,7 @@ pub fn verify_dir(root: &Path, keys: &[PublicKey]) -> io::Result<Report> {
     let mut by_sequence: BTreeMap<u64, Found> = BTreeMap::new();
     let mut by_name: BTreeMap<String, (u64, String, Option<String>)> = BTreeMap::new();
     for name in &listing.digests {
-        let bytes = match std::fs::read(path_of(root, name)) {
+        let bytes = match source.read(name) {
             Ok(b) => b,
             Err(e) => {
                 problem(name, format!("unreadable ({e})"));
@@ -273,7 +318,7 @@ pub fn verify_dir(root: &Path, keys: &[PublicKey]) -> io::Result<Report> {
                 continue;
             }
             report.segments += 1;
-            let scan = match segment::scan(&path_of(root, &entry.file), false) {
+            let scan = match source.scan(&entry.file) {
                 Ok(s) => s,
                 Err(e) => {
                     problem(&entry.file, format!("unreadable ({e})"));
