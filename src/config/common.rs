@@ -200,6 +200,15 @@ pub struct SecretHint {
     pub extra: &'static str,
 }
 
+/// The error for a secret given both inline and as a file (`key` is the inline key).
+fn both_given(key: &str) -> ConfigError {
+    let name = key.rsplit('.').next().unwrap_or(key);
+    invalid(
+        key,
+        format!("set either `{name}` or `{name}_file`, not both"),
+    )
+}
+
 /// The one rule for a secret given as `<name>` or `<name>_file`: exactly one of the two,
 /// and not empty. `key` is the inline key's full path (e.g. "sinks.splunk.token"); errors
 /// name it and never show the value.
@@ -211,10 +220,7 @@ pub fn check_secret(
 ) -> Result<(), ConfigError> {
     let name = key.rsplit('.').next().unwrap_or(key);
     match (inline, file) {
-        (Some(_), Some(_)) => Err(invalid(
-            key,
-            format!("set either `{name}` or `{name}_file`, not both"),
-        )),
+        (Some(_), Some(_)) => Err(both_given(key)),
         (None, None) => Err(invalid(
             key,
             format!(
@@ -239,11 +245,7 @@ pub fn take_secret_file(
         return Ok(());
     };
     if inline.is_some() {
-        let name = key.rsplit('.').next().unwrap_or(key);
-        return Err(invalid(
-            key,
-            format!("set either `{name}` or `{name}_file`, not both"),
-        ));
+        return Err(both_given(key));
     }
     *inline = Some(read_secret_file(&format!("{key}_file"), &path)?);
     Ok(())
@@ -258,13 +260,7 @@ pub fn resolve_secret(
     let secret = match (inline, file) {
         (Some(s), None) => s.clone(),
         (None, Some(path)) => read_secret_file(&format!("{key}_file"), path)?,
-        (Some(_), Some(_)) => {
-            let name = key.rsplit('.').next().unwrap_or(key);
-            return Err(invalid(
-                key,
-                format!("set either `{name}` or `{name}_file`, not both"),
-            ));
-        }
+        (Some(_), Some(_)) => return Err(both_given(key)),
         (None, None) => return Err(invalid(key, "missing")),
     };
     if secret.is_empty() {

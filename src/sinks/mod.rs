@@ -46,18 +46,24 @@ pub trait SinkSettings: std::fmt::Debug + Send + Sync {
     }
     /// The sink `id`, ready to deliver.
     fn build(&self, id: &str, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
+    /// The state dir the `check` probe builds the sink on: the scratch dir, unless the sink
+    /// must read what the running daemon keeps there (it only reads it).
+    fn probe_state_dir(&self, _id: &str, ctx: &ProbeContext) -> PathBuf {
+        ctx.scratch.clone()
+    }
     /// `check`: prove the destination would accept events, without sending any. The
-    /// default builds the sink on `scratch` state and runs its health check.
+    /// default builds the sink on [`SinkSettings::probe_state_dir`] and runs its health
+    /// check.
     fn probe<'a>(
         &'a self,
         id: &'a str,
         ctx: &'a ProbeContext,
     ) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let scratch = SinkContext {
-                state_dir: ctx.scratch.clone(),
+            let state = SinkContext {
+                state_dir: self.probe_state_dir(id, ctx),
             };
-            let mut sink = self.build(id, &scratch).map_err(|e| e.to_string())?;
+            let mut sink = self.build(id, &state).map_err(|e| e.to_string())?;
             sink.healthcheck().await.map_err(|e| e.to_string())?;
             Ok(format!(
                 "{} sink is reachable and accepting",

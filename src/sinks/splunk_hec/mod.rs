@@ -45,7 +45,7 @@ pub use config::{Compression, HecSinkConfig};
 pub use sink::{HEC_REPLY_LIMIT, HecSink};
 pub use wire::default_sourcetype;
 
-use futures::future::BoxFuture;
+use std::path::PathBuf;
 
 use super::{ProbeContext, Sink, SinkContext, SinkError, SinkSettings};
 use crate::config::common::{Cleartext, ConfigError, check_header_secret, take_secret_file};
@@ -85,22 +85,13 @@ impl SinkSettings for HecSinkConfig {
         Ok(Box::new(HecSink::new(id, self, ctx)?))
     }
 
-    /// Like the default, but with the live channel id when the daemon already has one
-    /// (indexer acknowledgement is per channel; the probe only reads the file).
-    fn probe<'a>(
-        &'a self,
-        id: &'a str,
-        ctx: &'a ProbeContext,
-    ) -> BoxFuture<'a, Result<String, String>> {
-        Box::pin(async move {
-            let live = files::channel_path(&ctx.state_dir, id).exists();
-            let state_dir = if live { &ctx.state_dir } else { &ctx.scratch };
-            let sink_ctx = SinkContext {
-                state_dir: state_dir.clone(),
-            };
-            let mut sink = self.build(id, &sink_ctx).map_err(|e| e.to_string())?;
-            sink.healthcheck().await.map_err(|e| e.to_string())?;
-            Ok("splunk_hec sink is reachable and accepting".to_string())
-        })
+    /// The live state dir when the daemon already has a channel id there (indexer
+    /// acknowledgement is per channel; the probe only reads the file).
+    fn probe_state_dir(&self, id: &str, ctx: &ProbeContext) -> PathBuf {
+        if files::channel_path(&ctx.state_dir, id).exists() {
+            ctx.state_dir.clone()
+        } else {
+            ctx.scratch.clone()
+        }
     }
 }
