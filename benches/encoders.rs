@@ -178,9 +178,6 @@ fn bench_hec(c: &mut Criterion) {
             })
             .collect::<Vec<_>>()
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
     let mut g = c.benchmark_group("hec");
     g.throughput(Throughput::Elements(events.len() as u64));
     g.bench_function("envelope", |b| b.iter(|| envelopes(&events)));
@@ -192,14 +189,52 @@ fn bench_hec(c: &mut Criterion) {
             let chunks = wire::pack(envelopes(&events), HEC_MAX_EVENTS, HEC_MAX_BYTES, &alone);
             let mut compressed = 0;
             for chunk in chunks {
-                compressed += runtime
-                    .block_on(wire::gzip(&chunk.body))
-                    .expect("gzip")
-                    .len();
+                compressed += wire::gzip(&chunk.body, 6).expect("gzip").len();
             }
             compressed
         })
     });
+    g.finish();
+
+    // Deflate backends and levels on the same request bodies (500 envelopes each): flate2
+    // on zlib-rs (what the sink uses) against miniz_oxide (flate2's default backend).
+    let chunks = wire::pack(envelopes(&events), HEC_MAX_EVENTS, HEC_MAX_BYTES, &alone);
+    let raw: usize = chunks.iter().map(|c| c.body.len()).sum();
+    let mut g = c.benchmark_group("hec-gzip");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    for level in [1u32, 3, 6] {
+        let zlib_rs: usize = chunks
+            .iter()
+            .map(|c| wire::gzip(&c.body, level).expect("gzip").len())
+            .sum();
+        let miniz: usize = chunks
+            .iter()
+            .map(|c| miniz_oxide::deflate::compress_to_vec(&c.body, level as u8).len())
+            .sum();
+        eprintln!(
+            "hec-gzip level {level}: {raw} bytes -> zlib-rs {zlib_rs} ({:.1} B/event), miniz_oxide {miniz} ({:.1} B/event)",
+            zlib_rs as f64 / events.len() as f64,
+            miniz as f64 / events.len() as f64
+        );
+        g.bench_function(format!("zlib-rs/{level}"), |b| {
+            b.iter(|| {
+                chunks
+                    .iter()
+                    .map(|c| wire::gzip(black_box(&c.body), level).expect("gzip").len())
+                    .sum::<usize>()
+            })
+        });
+        g.bench_function(format!("miniz_oxide/{level}"), |b| {
+            b.iter(|| {
+                chunks
+                    .iter()
+                    .map(|c| {
+                        miniz_oxide::deflate::compress_to_vec(black_box(&c.body), level as u8).len()
+                    })
+                    .sum::<usize>()
+            })
+        });
+    }
     g.finish();
 }
 

@@ -4,26 +4,37 @@
 #
 #   benches/hec_e2e.sh [SESSIONS] [EVENTS_PER_SESSION] [PAGE_SIZE]
 #
-# Defaults: 100 sessions × 1000 events (≈100k events), page_size 1000. Runs four
-# configurations (compression none/gzip × indexer_ack off/on) against a fresh peer each
-# and prints, per run: events/s of the `run --once` process (wall clock, includes the TLS
-# login to the simulator and every page fetch), bytes on the wire per event (request
-# bodies as received by the peer) and the peer's duplicate count.
+# Defaults: 200 sessions × 1000 events (≈200k events), page_size 1000, HTTPS source: the
+# set-up of issue 17. Runs the configurations in RUNS (default: all of them) against a
+# fresh peer each, and prints one `RESULT` line per run: events/s of the `run --once`
+# process (wall clock, includes the TLS login to the simulator and every page fetch), the
+# daemon's CPU (user + system) and peak RSS (GNU time), bytes on the wire per event
+# (request bodies as received by the peer) and the peer's duplicate count.
 #
-# Environment: ACK_DELAY (peer: time until an ackId reports true, default 0s),
-# ACK_POLL (sink: ack_poll_interval, default 500ms), BIN / PEER to override the binaries
-# (default: release builds, built if missing).
+#   file           the file sink alone (the rest of the pipeline, for comparison)
+#   hec-none       HEC, no compression, no indexer ack
+#   hec-gzip       HEC, gzip, no indexer ack
+#   file+hec-gzip  the file sink and HEC (gzip, no ack) reading the same source
+#   hec-gzip-ack   HEC, gzip, indexer ack; the peer confirms each ackId after ACK_DELAY
+#
+# Environment: RUNS (space-separated subset of the above), ACK_DELAY (default 100ms),
+# ACK_POLL (sink: ack_poll_interval, default: the sink's default), HEC_EXTRA (extra TOML
+# lines for the HEC sink, e.g. 'compression_level = 1'), BIN / PEER to override the
+# binaries (default: release builds, built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SESSIONS=${1:-100}
+SESSIONS=${1:-200}
 EVENTS=${2:-1000}
 PAGE=${3:-1000}
-ACK_DELAY=${ACK_DELAY:-0s}
-ACK_POLL=${ACK_POLL:-500ms}
-BIN=${BIN:-target/release/veeam-siem}
-PEER=${PEER:-target/release/examples/hec_peer}
-[ -x "$BIN" ] || cargo build --release --quiet
-[ -x "$PEER" ] || cargo build --release --quiet --example hec_peer
+RUNS=${RUNS:-file hec-none hec-gzip file+hec-gzip hec-gzip-ack}
+ACK_DELAY=${ACK_DELAY:-100ms}
+ACK_POLL=${ACK_POLL:-}
+HEC_EXTRA=${HEC_EXTRA:-}
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=${BIN:-$TARGET/release/veeam-siem}
+PEER=${PEER:-$TARGET/release/examples/hec_peer}
+[ -x "$BIN" ] || cargo build --release --locked --quiet --bin veeam-siem
+[ -x "$PEER" ] || cargo build --release --locked --quiet --example hec_peer
 SIM_PORT=${SIM_PORT:-18443}
 HEC_PORT=${HEC_PORT:-18088}
 TOKEN=4c1f7a2e-9b0d-4e21-8f6a-1d2c3b4a5e6f
@@ -38,17 +49,22 @@ trap cleanup EXIT
 "$BIN" simulate --listen "127.0.0.1:$SIM_PORT" --sessions "$SESSIONS" \
   --events-per-session "$EVENTS" --write-ca "$WORK/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
-for _ in $(seq 1 100); do [ -s "$WORK/ca.pem" ] && break; sleep 0.1; done
-grep -m1 "events:" "$WORK/sim.out" || true
-echo "page_size $PAGE, ack delay $ACK_DELAY, ack poll $ACK_POLL"
+for _ in $(seq 1 600); do grep -q "events:" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
+grep -q "events:" "$WORK/sim.out" || { echo "simulator did not start:" >&2; cat "$WORK/sim.err" >&2; exit 1; }
+grep -m1 "events:" "$WORK/sim.out"
+echo "page_size $PAGE; ack delay $ACK_DELAY; ack poll ${ACK_POLL:-default}; extra HEC keys: ${HEC_EXTRA:-none}; $(nproc) cores"
 
-run() { # compression indexer_ack
-  local compression=$1 ack=$2 peer_args=()
-  [ "$ack" = true ] && peer_args=(--ack --ack-delay "$ACK_DELAY")
-  "$PEER" --listen "127.0.0.1:$HEC_PORT" "${peer_args[@]}" >"$WORK/peer.json" 2>"$WORK/peer.err" &
-  PEER_PID=$!
-  for _ in $(seq 1 100); do grep -q listening "$WORK/peer.err" 2>/dev/null && break; sleep 0.1; done
-  rm -rf "$WORK/state"
+run() { # name
+  local name=$1 compression=none ack=false file=false hec=true
+  case $name in
+    file) file=true hec=false ;;
+    hec-none) ;;
+    hec-gzip) compression=gzip ;;
+    file+hec-gzip) file=true compression=gzip ;;
+    hec-gzip-ack) compression=gzip ack=true ;;
+    *) echo "unknown run $name" >&2; exit 2 ;;
+  esac
+  rm -rf "$WORK/state" "$WORK/out.ndjson" "$WORK/peer.json"
   cat >"$WORK/bench.toml" <<TOML
 [state]
 dir = "$WORK/state"
@@ -60,6 +76,17 @@ password = "sim-password"
 page_size = $PAGE
 start_time = "2000-01-01T00:00:00Z"
 tls = { ca_file = "$WORK/ca.pem" }
+TOML
+  if [ "$file" = true ]; then
+    printf '[sinks.file]\ntype = "file"\ninputs = ["bench"]\npath = "%s"\n' "$WORK/out.ndjson" >>"$WORK/bench.toml"
+  fi
+  if [ "$hec" = true ]; then
+    local peer_args=()
+    [ "$ack" = true ] && peer_args=(--ack --ack-delay "$ACK_DELAY")
+    "$PEER" --listen "127.0.0.1:$HEC_PORT" "${peer_args[@]}" >"$WORK/peer.json" 2>"$WORK/peer.err" &
+    PEER_PID=$!
+    for _ in $(seq 1 100); do grep -q listening "$WORK/peer.err" 2>/dev/null && break; sleep 0.1; done
+    cat >>"$WORK/bench.toml" <<TOML
 [sinks.splunk]
 type = "splunk_hec"
 inputs = ["bench"]
@@ -67,29 +94,45 @@ endpoint = "http://127.0.0.1:$HEC_PORT"
 token = "$TOKEN"
 compression = "$compression"
 indexer_ack = $ack
-ack_poll_interval = "$ACK_POLL"
+$([ -n "$ACK_POLL" ] && echo "ack_poll_interval = \"$ACK_POLL\"")
+$HEC_EXTRA
 TOML
+  fi
   local start end
   start=$(date +%s.%N)
-  "$BIN" --log-level warn run --config "$WORK/bench.toml" --once
+  /usr/bin/time -v "$BIN" --log-level warn run --config "$WORK/bench.toml" --once 2>"$WORK/time.err"
   end=$(date +%s.%N)
-  kill -INT "$PEER_PID"
-  wait "$PEER_PID" || true
-  PEER_PID=
-  python3 - "$WORK/peer.json" "$start" "$end" "$compression" "$ack" <<'PY'
-import json, sys
-stats = json.load(open(sys.argv[1]))
-start, end = float(sys.argv[2]), float(sys.argv[3])
-n = stats["events_indexed"]
+  if [ -n "${PEER_PID:-}" ]; then
+    kill -INT "$PEER_PID"
+    wait "$PEER_PID" || true
+    PEER_PID=
+  fi
+  grep -v -E '^\s' "$WORK/time.err" | grep -v 'Command being timed' >&2 || true
+  python3 - "$WORK" "$start" "$end" "$name" <<'PY'
+import json, os, re, sys
+work, start, end, name = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 t = end - start
-print(f"compression={sys.argv[4]:<4} indexer_ack={sys.argv[5]:<5} events: {n}  elapsed: {t:.2f} s  "
-      f"throughput: {n / t:.0f} events/s  wire: {stats['wire_bytes'] / max(n, 1):.0f} B/event  "
-      f"(uncompressed {stats['decoded_bytes'] / max(n, 1):.0f} B/event)  requests: {stats['accepted_requests']}  "
-      f"duplicates: {stats['duplicates']}  violations: {len(stats['violations'])}")
+timed = open(os.path.join(work, "time.err")).read()
+def field(label):
+    m = re.search(re.escape(label) + r":\s*([0-9.]+)", timed)
+    return float(m.group(1)) if m else 0.0
+cpu = field("User time (seconds)") + field("System time (seconds)")
+rss = field("Maximum resident set size (kbytes)") / 1024
+line = f"RESULT run={name} seconds={t:.2f}"
+peer = os.path.join(work, "peer.json")
+if os.path.exists(peer) and os.path.getsize(peer) > 0:
+    stats = json.load(open(peer))
+    n = stats["events_indexed"]
+    line += (f" events={n} events_per_s={n / t:.0f} cpu_s={cpu:.2f} peak_rss_mib={rss:.1f}"
+             f" wire_b_per_event={stats['wire_bytes'] / max(n, 1):.0f}"
+             f" raw_b_per_event={stats['decoded_bytes'] / max(n, 1):.0f}"
+             f" requests={stats['accepted_requests']} duplicates={stats['duplicates']}"
+             f" violations={len(stats['violations'])}")
+else:
+    n = sum(1 for _ in open(os.path.join(work, "out.ndjson")))
+    line += f" events={n} events_per_s={n / t:.0f} cpu_s={cpu:.2f} peak_rss_mib={rss:.1f}"
+print(line, flush=True)
 PY
 }
 
-run none false
-run gzip false
-run none true
-run gzip true
+for r in $RUNS; do run "$r"; done

@@ -46,8 +46,8 @@ use crate::sources::{Emitter, RunMode, Source, SourceBatch, SourceError};
 
 /// Batches buffered between a source and its router.
 const SOURCE_QUEUE: usize = 2;
-/// Batches buffered in front of each sink. A sink works on one batch at a time
-/// (invariant 3), so two queued keep it busy; more would only hold memory.
+/// Batches buffered in front of each sink. A sink works on at most its window of batches
+/// at a time (invariant 3), so two queued keep it busy; more would only hold memory.
 const SINK_QUEUE: usize = 2;
 
 #[derive(Debug, Clone)]
@@ -598,7 +598,119 @@ fn abandoned(id: &str, batch: Option<&Batch>, queued: usize, message: Option<&st
     SinkEnd::Abandoned
 }
 
+/// What a sink task needs besides the sink and its queue.
+struct SinkTaskCtx {
+    id: String,
+    acks: mpsc::UnboundedSender<TrackerMsg>,
+    opts: RunOptions,
+    stop_sources: CancellationToken,
+    abandon: CancellationToken,
+}
+
+impl SinkTaskCtx {
+    /// Stop the pipeline because this sink failed for good.
+    fn fail(&self, message: String) -> PipelineError {
+        self.stop_sources.cancel();
+        PipelineError::Sink {
+            sink_id: self.id.clone(),
+            message,
+        }
+    }
+}
+
+/// How [`hand_over`] gives a batch to the sink.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HandOver {
+    /// `Sink::deliver`: durable on return.
+    Deliver,
+    /// `Sink::submit`: sent, durable when the confirmation resolves.
+    Submit,
+}
+
+/// Give `batch` to the sink, retrying with backoff what may pass. `Ok(Err(end))`: the drain
+/// timeout ran out meanwhile.
+async fn hand_over(
+    ctx: &SinkTaskCtx,
+    sink: &mut Box<dyn sinks::Sink>,
+    batch: &Batch,
+    how: HandOver,
+    queued: usize,
+) -> Result<Result<sinks::Confirmation, SinkEnd>, PipelineError> {
+    let (id, m) = (&ctx.id, metrics::global());
+    let events = batch.events.len() as u64;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let handed = tokio::select! {
+            biased;
+            _ = ctx.abandon.cancelled() => {
+                return Ok(Err(abandoned(id, Some(batch), queued, None)));
+            }
+            r = async {
+                match how {
+                    HandOver::Deliver => sink.deliver(batch).await.map(|()| {
+                        let done: sinks::Confirmation = Box::pin(async { Ok(()) });
+                        done
+                    }),
+                    HandOver::Submit => sink.submit(batch).await,
+                }
+            } => r,
+        };
+        let message = match handed {
+            Ok(confirmation) => return Ok(Ok(confirmation)),
+            Err(SinkError::Retryable(message)) => message,
+            Err(e) => return Err(stop_on(ctx, e, events)),
+        };
+        m.batch_failed(id, events);
+        m.sink_health(id, false);
+        if ctx.opts.mode == RunMode::Once && attempt >= ctx.opts.once_sink_attempts {
+            return Err(ctx.fail(format!("{message} (gave up after {attempt} attempts)")));
+        }
+        // Capped at 10 s: a receiver back from an outage is used again soon.
+        let delay = Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(10));
+        tracing::warn!(sink_id = %id, attempt, delay_ms = delay.as_millis() as u64, error = %message, "delivery failed; retrying");
+        tokio::select! {
+            biased;
+            _ = ctx.abandon.cancelled() => {
+                return Ok(Err(abandoned(id, Some(batch), queued, Some(&message))));
+            }
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// A sink error that is not retried: the pipeline stops (without acknowledging).
+fn stop_on(ctx: &SinkTaskCtx, e: SinkError, events: u64) -> PipelineError {
+    let (id, m) = (&ctx.id, metrics::global());
+    match e {
+        SinkError::Closed => {
+            tracing::info!(sink_id = %id, "output closed by the reader; stopping");
+            ctx.stop_sources.cancel();
+            PipelineError::OutputClosed {
+                sink_id: id.clone(),
+            }
+        }
+        SinkError::Fatal(message) | SinkError::Retryable(message) => {
+            m.batch_failed(id, events);
+            m.sink_health(id, false);
+            tracing::error!(sink_id = %id, error = %message, "sink failed; stopping without acknowledging");
+            ctx.fail(message)
+        }
+    }
+}
+
+/// A batch handed over by `Sink::submit`, its confirmation pending.
+type Confirming =
+    futures::future::BoxFuture<'static, (Arc<Batch>, std::time::Instant, Result<(), SinkError>)>;
+
 /// Sink task: deliver each batch (retrying), then acknowledge it.
+///
+/// With `Sink::window` = 1 a batch is delivered, acknowledged, and the next one taken only
+/// once the tracker wrote the checkpoint it enabled. With a larger window up to that many
+/// batches are handed over (`Sink::submit`) or acknowledged-but-not-checkpointed at once;
+/// confirmations are taken in order, and a batch whose confirmation fails is delivered
+/// again (`Sink::deliver`, retried) before later ones are acknowledged. Either way at most
+/// `window` batches are delivered but not checkpointed: what a crash may send twice.
 async fn sink_task(
     id: String,
     mut sink: Box<dyn sinks::Sink>,
@@ -608,17 +720,21 @@ async fn sink_task(
     stop_sources: CancellationToken,
     abandon: CancellationToken,
 ) -> Result<SinkEnd, PipelineError> {
-    let fail = |message: String| {
-        stop_sources.cancel();
-        PipelineError::Sink {
-            sink_id: id.clone(),
-            message,
-        }
+    use futures::StreamExt;
+    use futures::stream::{FuturesOrdered, FuturesUnordered};
+
+    let ctx = SinkTaskCtx {
+        id,
+        acks,
+        opts,
+        stop_sources,
+        abandon,
     };
+    let id = ctx.id.clone();
     let m = metrics::global();
     let health = tokio::select! {
         biased;
-        _ = abandon.cancelled() => return Ok(abandoned(&id, None, rx.len(), None)),
+        _ = ctx.abandon.cancelled() => return Ok(abandoned(&id, None, rx.len(), None)),
         h = sink.healthcheck() => h,
     };
     match health {
@@ -628,89 +744,83 @@ async fn sink_task(
         }
         Err(SinkError::Fatal(message)) => {
             tracing::error!(sink_id = %id, error = %message, "sink failed its health check");
-            return Err(fail(message));
+            return Err(ctx.fail(message));
         }
         Err(SinkError::Closed) => {
             return Err(PipelineError::OutputClosed { sink_id: id });
         }
     }
+    let window = sink.window().max(1);
+    let how = if window > 1 {
+        HandOver::Submit
+    } else {
+        HandOver::Deliver
+    };
+    // Handed over, confirmation pending, oldest first (`confirming` resolves in this order).
+    let mut held: std::collections::VecDeque<Arc<Batch>> = std::collections::VecDeque::new();
+    let mut confirming: FuturesOrdered<Confirming> = FuturesOrdered::new();
+    // Acknowledged, the checkpoint it enabled not yet written: counts against the window,
+    // which bounds the batches a crash may send twice.
+    let mut persisting: FuturesUnordered<oneshot::Receiver<()>> = FuturesUnordered::new();
+    let mut input_done = false;
     loop {
-        let batch = tokio::select! {
+        if input_done && held.is_empty() && persisting.is_empty() {
+            if let Err(e) = sink.close().await {
+                tracing::warn!(sink_id = %id, error = %e, "sink did not close cleanly");
+            }
+            return Ok(SinkEnd::Drained);
+        }
+        let room = held.len() + persisting.len() < window;
+        tokio::select! {
             biased;
-            _ = abandon.cancelled() => return Ok(abandoned(&id, None, rx.len(), None)),
-            b = rx.recv() => match b {
-                Some(b) => b,
-                None => {
-                    if let Err(e) = sink.close().await {
-                        tracing::warn!(sink_id = %id, error = %e, "sink did not close cleanly");
+            _ = ctx.abandon.cancelled() => {
+                let queued = rx.len() + held.len().saturating_sub(1);
+                return Ok(abandoned(&id, held.front().map(|b| &**b), queued, None));
+            }
+            Some(_) = persisting.next(), if !persisting.is_empty() => {}
+            Some((batch, started, confirmed)) = confirming.next(), if !confirming.is_empty() => {
+                held.pop_front();
+                let events = batch.events.len() as u64;
+                match confirmed {
+                    Ok(()) => {}
+                    Err(SinkError::Retryable(message)) => {
+                        m.batch_failed(&id, events);
+                        tracing::warn!(sink_id = %id, source_id = %batch.source_id, seq = batch.seq, error = %message, "a batch sent earlier was not confirmed; delivering it again");
+                        let queued = rx.len() + held.len();
+                        match hand_over(&ctx, &mut sink, &batch, HandOver::Deliver, queued).await? {
+                            Ok(_) => {}
+                            Err(end) => return Ok(end),
+                        }
                     }
-                    return Ok(SinkEnd::Drained);
+                    Err(e) => return Err(stop_on(&ctx, e, events)),
+                }
+                m.batch_delivered(&id, &batch.source_id, events, started.elapsed());
+                m.sink_health(&id, true);
+                let (persisted, on_disk) = oneshot::channel();
+                let _ = ctx.acks.send(TrackerMsg::Ack {
+                    source: batch.source_index,
+                    seq: batch.seq,
+                    persisted,
+                });
+                persisting.push(on_disk);
+            }
+            b = rx.recv(), if room && !input_done => match b {
+                None => input_done = true,
+                Some(batch) => {
+                    m.queue_depth(&id, rx.len());
+                    let started = std::time::Instant::now();
+                    let queued = rx.len() + held.len();
+                    let confirmation = match hand_over(&ctx, &mut sink, &batch, how, queued).await? {
+                        Ok(c) => c,
+                        Err(end) => return Ok(end),
+                    };
+                    held.push_back(batch.clone());
+                    confirming.push_back(Box::pin(async move {
+                        let confirmed = confirmation.await;
+                        (batch, started, confirmed)
+                    }));
                 }
             },
-        };
-        m.queue_depth(&id, rx.len());
-        let started = std::time::Instant::now();
-        let events = batch.events.len() as u64;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let delivered = tokio::select! {
-                biased;
-                _ = abandon.cancelled() => {
-                    return Ok(abandoned(&id, Some(&batch), rx.len(), None));
-                }
-                r = sink.deliver(&batch) => r,
-            };
-            match delivered {
-                Ok(()) => {
-                    m.batch_delivered(&id, &batch.source_id, events, started.elapsed());
-                    m.sink_health(&id, true);
-                    let (persisted, on_disk) = oneshot::channel();
-                    let _ = acks.send(TrackerMsg::Ack {
-                        source: batch.source_index,
-                        seq: batch.seq,
-                        persisted,
-                    });
-                    // Wait for the checkpoint before taking the next batch: then at most
-                    // one delivered-but-not-checkpointed batch exists at any time, which
-                    // bounds the duplicates a crash can cause.
-                    let _ = on_disk.await;
-                    break;
-                }
-                Err(SinkError::Closed) => {
-                    tracing::info!(sink_id = %id, "output closed by the reader; stopping");
-                    stop_sources.cancel();
-                    return Err(PipelineError::OutputClosed {
-                        sink_id: id.clone(),
-                    });
-                }
-                Err(SinkError::Fatal(message)) => {
-                    m.batch_failed(&id, events);
-                    m.sink_health(&id, false);
-                    tracing::error!(sink_id = %id, error = %message, "sink failed; stopping without acknowledging");
-                    return Err(fail(message));
-                }
-                Err(SinkError::Retryable(message)) => {
-                    m.batch_failed(&id, events);
-                    m.sink_health(&id, false);
-                    if opts.mode == RunMode::Once && attempt >= opts.once_sink_attempts {
-                        return Err(fail(format!(
-                            "{message} (gave up after {attempt} attempts)"
-                        )));
-                    }
-                    // Capped at 10 s: a receiver back from an outage is used again soon.
-                    let delay = Duration::from_millis(200u64 << attempt.min(8))
-                        .min(Duration::from_secs(10));
-                    tracing::warn!(sink_id = %id, attempt, delay_ms = delay.as_millis() as u64, error = %message, "delivery failed; retrying");
-                    tokio::select! {
-                        biased;
-                        _ = abandon.cancelled() => {
-                            return Ok(abandoned(&id, Some(&batch), rx.len(), Some(&message)));
-                        }
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
         }
     }
 }

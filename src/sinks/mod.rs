@@ -119,10 +119,39 @@ pub enum SinkError {
     Closed,
 }
 
+/// Resolves once a batch handed over by [`Sink::submit`] is durable at the receiver
+/// (`Ok`), or must be delivered again ([`SinkError::Retryable`]; the pipeline then calls
+/// [`Sink::deliver`] for it) or never will be ([`SinkError::Fatal`]).
+pub type Confirmation = BoxFuture<'static, Result<(), SinkError>>;
+
 /// A delivery target.
 pub trait Sink: Send {
     /// Deliver every event of `batch`; return once they are durable.
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// How many batches this sink may have handed over but not yet confirmed durable
+    /// (ARCHITECTURE.md invariant 3). `1` (the default): the pipeline calls
+    /// [`Sink::deliver`] and takes the next batch only once the previous one is
+    /// acknowledged and checkpointed. More: the pipeline calls [`Sink::submit`] for up to
+    /// this many batches and acknowledges each when its [`Confirmation`] resolves; a crash
+    /// may then re-send up to this many batches.
+    fn window(&self) -> usize {
+        1
+    }
+
+    /// Send `batch` without waiting until the receiver made it durable; the returned
+    /// [`Confirmation`] says when it did. The default delivers (durable on return) and
+    /// confirms at once.
+    fn submit<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+    ) -> BoxFuture<'a, Result<Confirmation, SinkError>> {
+        Box::pin(async move {
+            self.deliver(batch).await?;
+            let confirmed: Confirmation = Box::pin(async { Ok(()) });
+            Ok(confirmed)
+        })
+    }
 
     /// Probe the destination before the first batch. `Fatal` stops the pipeline at
     /// startup (e.g. a rejected token); `Retryable` is logged and delivery retries later.

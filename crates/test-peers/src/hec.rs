@@ -103,6 +103,12 @@ pub struct PeerConfig {
     pub proxy_refuse_all: bool,
     /// Answers with a body that does not end (see [`Endless`]).
     pub endless: Option<Endless>,
+    /// A load balancer with sticky sessions in front of two indexers: an event request
+    /// without the balancer's cookie is pinned to an indexer and answered with
+    /// `Set-Cookie: HECLB=<indexer>`; an ack query reaches the indexer its cookie names
+    /// (the other one without a cookie), and an indexer reports `false` for ackIds it
+    /// did not issue, like Splunk behind a balancer without affinity.
+    pub sticky_cookie: bool,
 }
 
 /// Which endpoint an [`Endless`] fault hits.
@@ -142,6 +148,7 @@ impl Default for PeerConfig {
             proxy_max_body: None,
             proxy_refuse_all: false,
             endless: None,
+            sticky_cookie: false,
         }
     }
 }
@@ -172,12 +179,34 @@ pub struct PeerStats {
     pub proxy_413: u64,
     /// Requests answered with an endless body.
     pub endless_answers: u64,
+    /// Ack queries that reached another indexer than the one that issued their ackIds
+    /// (no or another balancer cookie; with `sticky_cookie`).
+    pub ack_queries_elsewhere: u64,
+    /// Most ackIds of one channel outstanding (issued, not yet reported `true`) at once.
+    pub max_pending_acks: u64,
     pub violations: Vec<String>,
 }
 
 struct Pending {
     ready_at: Instant,
     ids: Vec<String>,
+    /// The indexer (behind the sticky balancer) that issued the ackId.
+    indexer: String,
+}
+
+/// The balancer's cookie.
+const LB_COOKIE: &str = "HECLB";
+
+/// The indexer a request's `HECLB` cookie pins it to, if any.
+fn pinned_indexer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == LB_COOKIE)
+        .map(|(_, value)| value.to_string())
 }
 
 #[derive(Default)]
@@ -671,6 +700,8 @@ async fn handle_event(
     }
     inner.stats.accepted_requests += 1;
     let ack_delay = inner.ack_delay;
+    let pinned = pinned_indexer(&headers);
+    let indexer = pinned.clone().unwrap_or_else(|| "idx-1".to_string());
     match channel.filter(|_| cfg.ack_enabled) {
         Some(channel) => {
             let ch = inner.channels.entry(channel).or_default();
@@ -681,14 +712,24 @@ async fn handle_event(
                 Pending {
                     ready_at: Instant::now() + ack_delay,
                     ids,
+                    indexer: indexer.clone(),
                 },
             );
+            let outstanding = ch.pending.len() as u64;
+            inner.stats.max_pending_acks = inner.stats.max_pending_acks.max(outstanding);
             inner.stats.ack_ids_issued += 1;
-            (
+            let mut answer = (
                 StatusCode::OK,
                 axum::Json(json!({ "text": "Success", "code": 0, "ackId": ack_id })),
             )
-                .into_response()
+                .into_response();
+            if cfg.sticky_cookie && pinned.is_none() {
+                let cookie = format!("{LB_COOKIE}={indexer}; Path=/; HttpOnly");
+                if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+                    answer.headers_mut().insert(header::SET_COOKIE, v);
+                }
+            }
+            answer
         }
         None => {
             for id in ids {
@@ -778,15 +819,30 @@ async fn handle_ack(
     let now = Instant::now();
     let mut answer = serde_json::Map::new();
     let mut newly_acked = Vec::new();
+    // Behind the sticky balancer: the indexer this query reaches.
+    let reached = cfg
+        .sticky_cookie
+        .then(|| pinned_indexer(&headers).unwrap_or_else(|| "idx-2".to_string()));
+    let mut elsewhere = false;
     {
         let ch = inner.channels.entry(channel).or_default();
         for id in ids {
-            let ready = ch.pending.get(&id).is_some_and(|p| p.ready_at <= now);
+            let here = match (&reached, ch.pending.get(&id)) {
+                (Some(at), Some(p)) if p.indexer != *at => {
+                    elsewhere = true;
+                    false
+                }
+                _ => true,
+            };
+            let ready = here && ch.pending.get(&id).is_some_and(|p| p.ready_at <= now);
             if ready && let Some(p) = ch.pending.remove(&id) {
                 newly_acked.extend(p.ids);
             }
             answer.insert(id.to_string(), Value::Bool(ready));
         }
+    }
+    if elsewhere {
+        inner.stats.ack_queries_elsewhere += 1;
     }
     inner.stats.acks_reported_true +=
         answer.values().filter(|v| **v == Value::Bool(true)).count() as u64;

@@ -52,6 +52,16 @@ pub struct HecSinkConfig {
     pub host: Option<String>,
     #[serde(default)]
     pub compression: Compression,
+    /// gzip level, 1 (fastest) to 9 (smallest), with `compression = "gzip"`.
+    #[serde(default = "default_compression_level")]
+    pub compression_level: u32,
+    /// HEC requests of one batch sent at the same time.
+    #[serde(default = "default_in_flight_requests")]
+    pub in_flight_requests: usize,
+    /// Batches sent and not yet confirmed (indexer ack) or checkpointed at the same time:
+    /// also the most a crash may send twice.
+    #[serde(default = "default_in_flight_batches")]
+    pub in_flight_batches: usize,
     /// Events per HEC request.
     #[serde(default = "default_max_events")]
     pub max_events: usize,
@@ -85,6 +95,15 @@ pub struct HecSinkConfig {
 
 fn default_max_events() -> usize {
     500
+}
+fn default_compression_level() -> u32 {
+    6
+}
+fn default_in_flight_requests() -> usize {
+    4
+}
+fn default_in_flight_batches() -> usize {
+    8
 }
 fn default_max_bytes() -> usize {
     1_000_000
@@ -149,6 +168,26 @@ impl HecSinkConfig {
                     self.max_bytes
                 ),
             ));
+        }
+        if !(1..=9).contains(&self.compression_level) {
+            return Err(invalid(
+                format!("{key}.compression_level"),
+                format!(
+                    "must be between 1 (fastest) and 9 (smallest) (got {})",
+                    self.compression_level
+                ),
+            ));
+        }
+        for (name, value) in [
+            ("in_flight_requests", self.in_flight_requests),
+            ("in_flight_batches", self.in_flight_batches),
+        ] {
+            if !(1..=64).contains(&value) {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    format!("must be between 1 and 64 (got {value})"),
+                ));
+            }
         }
         for (name, value, max) in [
             ("ack_timeout", self.ack_timeout, MAX_ACK_TIMEOUT),

@@ -35,6 +35,7 @@
 //! and travels only in the `Authorization` header, marked sensitive); silently downgrade
 
 mod config;
+mod cookies;
 pub mod files;
 mod sink;
 // `pub` (hidden from docs) only so `benches/encoders.rs` can measure the wire format.

@@ -1,20 +1,38 @@
 //! The HEC sink itself: packing, posting, splitting on 413, dead letters, indexer-ack
 //! polling and the health probe (the algorithm is described in `sinks::splunk_hec`).
+//!
+//! Speed without giving up durability (issue 17):
+//! - the requests of a batch go out up to `in_flight_requests` at a time, each compressed
+//!   on the blocking pool (`spawn_blocking`), so gzip never stalls the runtime's threads
+//!   and one request compresses while others travel;
+//! - with `in_flight_batches` above 1 the pipeline hands over the next batch while earlier
+//!   ones wait for their indexer acknowledgement ([`Sink::submit`]); one ack poller per
+//!   sink ([`AckPoller`]) asks about every outstanding ackId in one query per
+//!   `ack_poll_interval`, so batches don't wait behind each other's polls;
+//! - answers' `Set-Cookie` are sent back on every request of the channel
+//!   ([`CookieJar`]): behind a load balancer the ack query reaches the indexer that
+//!   issued the ackId.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::BoxFuture;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use futures::stream::FuturesUnordered;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, HeaderValue};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::common::ConfigError;
 use crate::http::{self, HttpError, RetryPolicy};
-use crate::sinks::{Batch, Sink, SinkContext, SinkError};
+use crate::sinks::{Batch, Confirmation, Sink, SinkContext, SinkError};
 
 use super::config::*;
+use super::cookies::CookieJar;
 use super::wire::{CHANNEL_HEADER, Chunk, ErrCtx, SizeEvidence, Verdict};
 use super::{files, wire};
 
@@ -27,14 +45,46 @@ const ACK_QUERY_MAX: usize = 1000;
 /// answers are read for an excerpt only ([`http::ERROR_EXCERPT_BYTES`]).
 pub const HEC_REPLY_LIMIT: usize = 1024 * 1024;
 
-/// Which events of the batch in progress are done (delivered and, with ack, confirmed;
-/// or quarantined). Kept across the pipeline's retries of the same batch.
+/// Where one event of the batch in progress stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not sent, or to be sent again.
+    Pending,
+    /// Accepted (code 0), its ackId not yet reported `true`.
+    Sent,
+    /// Delivered (and, with ack, confirmed), or quarantined.
+    Done,
+}
+
+/// Where each event of a batch stands. Kept across the pipeline's retries of the same
+/// batch, so a retry re-sends only what is not done.
 struct Progress {
     key: (usize, u64),
-    done: Vec<bool>,
+    state: Vec<State>,
     /// Events to send in a request of their own (to find a bad event HEC didn't name).
     alone: HashSet<usize>,
 }
+
+impl Progress {
+    fn new(batch: &Batch) -> Progress {
+        Progress {
+            key: (batch.source_index, batch.seq),
+            state: vec![State::Pending; batch.events.len()],
+            alone: HashSet::new(),
+        }
+    }
+
+    fn set(&mut self, events: &[usize], to: State) {
+        for &i in events {
+            if let Some(s) = self.state.get_mut(i) {
+                *s = to;
+            }
+        }
+    }
+}
+
+/// Requests accepted with an ackId, waiting for it: (ackId, the events it carries).
+type Waiting = Vec<(u64, Vec<usize>)>;
 
 /// What HEC did with one request.
 enum Posted {
@@ -53,7 +103,9 @@ struct AckSettings {
     poll_interval: Duration,
 }
 
-pub struct HecSink {
+/// What every request of the sink needs: shared by the requests in flight and the ack
+/// poller (no `&mut`, so they run concurrently).
+struct Conn {
     id: String,
     /// Base URL for messages (no credentials: they are refused by validation).
     endpoint: String,
@@ -65,126 +117,42 @@ pub struct HecSink {
     auth: HeaderValue,
     channel: String,
     channel_file: PathBuf,
-    meta: wire::Meta,
-    compression: Compression,
-    max_events: usize,
-    max_bytes: usize,
-    ack: Option<AckSettings>,
+    index: Option<String>,
+    /// gzip level when `compression = "gzip"`.
+    gzip: Option<u32>,
+    /// Whether `indexer_ack` is on (an answer without ackId is then an error).
+    ack: bool,
     policy: RetryPolicy,
     /// One attempt only (probes and ack polls: their callers decide about retrying).
     once: RetryPolicy,
-    dead_letters: files::DeadLetters,
-    progress: Option<Progress>,
-    ack_failing: bool,
-    /// Sizes of the requests HEC accepted: decides whether a 413 for a single event means
-    /// the event is too large (see [`SizeEvidence`]).
-    sizes: SizeEvidence,
+    cookies: CookieJar,
 }
 
-impl HecSink {
-    /// Build the sink: resolve the token, set up the HTTPS client, load (or create) the
-    /// data channel. No network I/O.
-    pub fn new(id: &str, cfg: &HecSinkConfig, ctx: &SinkContext) -> Result<HecSink, SinkError> {
-        let key = format!("sinks.{id}");
-        let fatal = |e: ConfigError| SinkError::Fatal(e.to_string());
-        cfg.validate(&key).map_err(fatal)?;
-        let endpoint = base_url(&key, &cfg.endpoint).map_err(fatal)?;
-        let token = crate::config::common::resolve_secret(
-            &format!("{key}.token"),
-            cfg.token.as_ref(),
-            cfg.token_file.as_deref(),
-        )
-        .map_err(fatal)?;
-        let mut auth = HeaderValue::from_str(&format!("Splunk {}", token.expose().trim()))
-            .map_err(|_| {
-                SinkError::Fatal(format!(
-                    "{key}.token contains characters that cannot travel in an HTTP header; check the value (it is not shown)"
-                ))
-            })?;
-        auth.set_sensitive(true);
-        let client = http::build_client(&format!("{key}.tls"), &cfg.tls, cfg.request_timeout)
-            .map_err(|e| SinkError::Fatal(e.to_string()))?;
-        let channel_file = files::channel_path(&ctx.state_dir, id);
-        let channel = files::load_or_create_channel(&channel_file)
-            .map_err(|e| SinkError::Fatal(format!("{key}: {e}")))?;
-        let dead_letters =
-            files::DeadLetters::new(id, ctx.state_dir.join(format!("{id}.deadletter.ndjson")));
-        let policy = RetryPolicy {
-            max_retries: cfg.max_retries,
-            max_delay: cfg.retry_max_delay,
-            ..RetryPolicy::default()
-        };
-        Ok(HecSink {
-            id: id.to_string(),
-            event_url: format!("{endpoint}/services/collector/event"),
-            ack_url: format!("{endpoint}/services/collector/ack?channel={channel}"),
-            health_url: format!("{endpoint}/services/collector/health"),
-            endpoint,
-            client,
-            auth,
-            channel,
-            channel_file,
-            meta: wire::Meta {
-                index: cfg.index.clone(),
-                sourcetype: cfg.sourcetype.clone(),
-                source: cfg.source.clone(),
-                host: cfg.host.clone(),
-            },
-            compression: cfg.compression,
-            max_events: cfg.max_events,
-            max_bytes: cfg.max_bytes,
-            ack: cfg.indexer_ack.then_some(AckSettings {
-                timeout: cfg.ack_timeout,
-                poll_interval: cfg.ack_poll_interval,
-            }),
-            policy,
-            once: RetryPolicy {
-                max_retries: 0,
-                ..RetryPolicy::default()
-            },
-            dead_letters,
-            progress: None,
-            ack_failing: false,
-            sizes: SizeEvidence::default(),
-        })
-    }
-
-    /// The data channel GUID (stable across restarts).
-    pub fn channel(&self) -> &str {
-        &self.channel
-    }
-
-    /// Events sent to the dead-letter file by this process.
-    pub fn dead_letter_count(&self) -> u64 {
-        self.dead_letters.count()
-    }
-
-    pub fn dead_letter_path(&self) -> &Path {
-        self.dead_letters.path()
-    }
-
+impl Conn {
     fn err_ctx(&self) -> ErrCtx<'_> {
         ErrCtx {
             sink_id: &self.id,
             endpoint: &self.endpoint,
-            index: self.meta.index.as_deref(),
+            index: self.index.as_deref(),
             channel: &self.channel,
             channel_file: &self.channel_file,
         }
     }
 
-    fn post_event_request(&self, body: Bytes, gzip: bool) -> reqwest::RequestBuilder {
-        let req = self
+    /// A POST to HEC with the token, the channel and the balancer's cookies.
+    fn request(&self, url: &str, body: Bytes, gzip: bool) -> reqwest::RequestBuilder {
+        let mut req = self
             .client
-            .post(&self.event_url)
+            .post(url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(CHANNEL_HEADER, &self.channel)
             .header(CONTENT_TYPE, "application/json");
-        let req = if gzip {
-            req.header(CONTENT_ENCODING, "gzip")
-        } else {
-            req
-        };
+        if gzip {
+            req = req.header(CONTENT_ENCODING, "gzip");
+        }
+        if let Some(cookies) = self.cookies.header() {
+            req = req.header(COOKIE, cookies);
+        }
         req.body(body)
     }
 
@@ -200,26 +168,49 @@ impl HecSink {
         }
     }
 
-    /// Read a HEC answer body, at most [`HEC_REPLY_LIMIT`] bytes.
+    /// Read a HEC answer body, at most [`HEC_REPLY_LIMIT`] bytes, keeping its cookies.
     async fn read_reply(&self, url: &str, resp: reqwest::Response) -> Result<String, HttpError> {
+        self.cookies.store(resp.headers());
         let body = http::read_body_capped(url, resp, HEC_REPLY_LIMIT).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// POST one request (retrying what may pass) and say what HEC did with it, with the
-    /// size of the body as sent (after gzip).
-    async fn post(&self, raw: &[u8]) -> Result<(Posted, usize), SinkError> {
-        let gzip = self.compression == Compression::Gzip;
-        let body = if gzip {
-            Bytes::from(wire::gzip(raw).await.map_err(|e| {
-                SinkError::Retryable(format!("sink `{}`: gzip failed: {e}", self.id))
-            })?)
-        } else {
-            Bytes::copy_from_slice(raw)
+    /// size of the body as sent (after gzip). Compression runs on the blocking pool. An
+    /// error leaves the request's events pending: nothing of it counts as delivered.
+    async fn post(self: Arc<Self>, chunk: Chunk) -> Result<(Chunk, Posted, usize), SinkError> {
+        let (chunk, body) = match self.gzip {
+            Some(level) => {
+                let packed = tokio::task::spawn_blocking(move || {
+                    let gz = wire::gzip(&chunk.body, level);
+                    (chunk, gz)
+                })
+                .await;
+                match packed {
+                    Ok((chunk, Ok(gz))) => (chunk, Bytes::from(gz)),
+                    Ok((_, Err(e))) => {
+                        return Err(SinkError::Retryable(format!(
+                            "sink `{}`: gzip failed: {e}",
+                            self.id
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(SinkError::Retryable(format!(
+                            "sink `{}`: compressing a request failed: {e}",
+                            self.id
+                        )));
+                    }
+                }
+            }
+            None => {
+                let body = Bytes::copy_from_slice(&chunk.body);
+                (chunk, body)
+            }
         };
+        let gzip = self.gzip.is_some();
         let sent = body.len();
         let result = http::send_with_retry(&self.policy, &self.event_url, || {
-            self.post_event_request(body.clone(), gzip).send()
+            self.request(&self.event_url, body.clone(), gzip).send()
         })
         .await;
         let ctx = self.err_ctx();
@@ -234,7 +225,7 @@ impl HecSink {
                 })?;
                 match wire::parse_reply(&text) {
                     Some(reply) if reply.code == Some(0) => {
-                        if self.ack.is_some() && reply.ack_id.is_none() {
+                        if self.ack && reply.ack_id.is_none() {
                             // Code 0 without an ackId: the token has acknowledgement off.
                             let off = wire::Reply {
                                 code: Some(14),
@@ -247,11 +238,7 @@ impl HecSink {
                             }
                         } else {
                             Posted::Accepted {
-                                ack_id: if self.ack.is_some() {
-                                    reply.ack_id
-                                } else {
-                                    None
-                                },
+                                ack_id: if self.ack { reply.ack_id } else { None },
                             }
                         }
                     }
@@ -278,7 +265,7 @@ impl HecSink {
             }
             Err(e) => return Err(self.transport_failure(&format!("HEC at {}", self.endpoint), e)),
         };
-        Ok((posted, sent))
+        Ok((chunk, posted, sent))
     }
 
     /// Query the ack endpoint once for `ids`; returns those reported `true`.
@@ -286,13 +273,7 @@ impl HecSink {
         let body = Bytes::from(serde_json::json!({ "acks": ids }).to_string());
         let query_bytes = body.len();
         let result = http::send_with_retry(&self.once, &self.ack_url, || {
-            self.client
-                .post(&self.ack_url)
-                .header(AUTHORIZATION, self.auth.clone())
-                .header(CHANNEL_HEADER, &self.channel)
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .send()
+            self.request(&self.ack_url, body.clone(), false).send()
         })
         .await;
         match result {
@@ -332,62 +313,311 @@ impl HecSink {
             ))),
         }
     }
+}
 
-    /// Poll until every ackId of `waiting` reports true (marking its events done), or the
-    /// ack timeout passes (→ `Retryable`: the pipeline retries and the rest is re-sent).
-    async fn await_acks(
-        &mut self,
-        mut waiting: Vec<(u64, Vec<usize>)>,
-        progress: &mut Progress,
-    ) -> Result<(), SinkError> {
-        let Some(ack) = &self.ack else {
-            return Ok(());
-        };
-        let (timeout, poll) = (ack.timeout, ack.poll_interval);
-        // Checked: an absurd ack_timeout means "no deadline", never an overflow panic.
-        let deadline = Instant::now().checked_add(timeout);
-        while !waiting.is_empty() {
-            let left = deadline.map_or(poll, |d| d.saturating_duration_since(Instant::now()));
-            tokio::time::sleep(poll.min(left)).await;
-            let ids: Vec<u64> = waiting.iter().map(|(id, _)| *id).collect();
-            for chunk in ids.chunks(ACK_QUERY_MAX) {
-                match self.query_acks(chunk).await {
-                    Ok(acked) => {
-                        if self.ack_failing {
-                            self.ack_failing = false;
-                            tracing::info!(sink_id = %self.id, "ack queries work again");
-                        }
-                        waiting.retain(|(id, events)| {
-                            if acked.contains(id) {
-                                for &i in events {
-                                    progress.done[i] = true;
-                                }
-                                false
-                            } else {
-                                true
-                            }
-                        });
+/// The ackIds every batch in flight waits for, and how the poller wakes up.
+#[derive(Default)]
+struct AckBook {
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Result<(), String>>>>,
+    wake: Notify,
+}
+
+impl AckBook {
+    /// Wait for `id`: the receiver gets `Ok` once HEC reports it `true`, `Err` when ack
+    /// polling failed for good.
+    fn register(&self, id: u64) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.insert(id, tx);
+        }
+        self.wake.notify_one();
+        rx
+    }
+
+    /// Stop waiting for `id` (its request will be sent again).
+    fn forget(&self, id: u64) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.remove(&id);
+        }
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .waiting
+            .lock()
+            .map(|w| w.keys().copied().collect())
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// One per sink: asks HEC about every outstanding ackId, one query (per
+/// [`ACK_QUERY_MAX`] ids) per `ack_poll_interval` while any is outstanding; idle
+/// otherwise. Stops with the sink (its task is aborted on drop).
+struct AckPoller {
+    book: Arc<AckBook>,
+    _task: AbortOnDropHandle<()>,
+}
+
+impl AckPoller {
+    fn start(conn: Arc<Conn>, interval: Duration) -> AckPoller {
+        let book = Arc::new(AckBook::default());
+        let task = tokio::spawn(poll_acks(conn, book.clone(), interval));
+        AckPoller {
+            book,
+            _task: AbortOnDropHandle::new(task),
+        }
+    }
+}
+
+async fn poll_acks(conn: Arc<Conn>, book: Arc<AckBook>, interval: Duration) {
+    let mut failing = false;
+    loop {
+        if book.ids().is_empty() {
+            book.wake.notified().await;
+            continue;
+        }
+        tokio::time::sleep(interval).await;
+        let ids = book.ids();
+        for chunk in ids.chunks(ACK_QUERY_MAX) {
+            match conn.query_acks(chunk).await {
+                Ok(acked) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!(sink_id = %conn.id, "ack queries work again");
                     }
-                    Err(AckError::Fatal(m)) => return Err(SinkError::Fatal(m)),
-                    Err(AckError::Transient(m)) => {
-                        if !self.ack_failing {
-                            self.ack_failing = true;
-                            tracing::warn!(sink_id = %self.id, error = %m, "ack query failed; polling on until ack_timeout");
+                    if let Ok(mut waiting) = book.waiting.lock() {
+                        for id in acked {
+                            if let Some(tx) = waiting.remove(&id) {
+                                let _ = tx.send(Ok(()));
+                            }
+                        }
+                    }
+                }
+                Err(AckError::Transient(m)) => {
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(sink_id = %conn.id, error = %m, "ack query failed; polling on until ack_timeout");
+                    }
+                }
+                Err(AckError::Fatal(m)) => {
+                    if let Ok(mut waiting) = book.waiting.lock() {
+                        for (_, tx) in waiting.drain() {
+                            let _ = tx.send(Err(m.clone()));
                         }
                     }
                 }
             }
-            if !waiting.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
-                let events: usize = waiting.iter().map(|(_, e)| e.len()).sum();
-                return Err(SinkError::Retryable(format!(
-                    "HEC at {}: {} request(s) ({events} events) not acknowledged by the indexers within ack_timeout ({}); sending them again (a duplicate is possible: event.id identifies it)",
-                    self.endpoint,
-                    waiting.len(),
-                    humantime::format_duration(timeout)
-                )));
+        }
+    }
+}
+
+/// Wait until every ackId of `waiting` reports `true` (marking its events done), or
+/// `timeout` passes: the unconfirmed events are then pending again and the answer is
+/// `Retryable` (they are sent again; a duplicate is possible, `event.id` identifies it).
+async fn confirm(
+    book: Arc<AckBook>,
+    waiting: Waiting,
+    progress: &mut Progress,
+    timeout: Duration,
+    endpoint: &str,
+) -> Result<(), SinkError> {
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let mut open: HashMap<u64, Vec<usize>> = HashMap::with_capacity(waiting.len());
+    let mut answers = FuturesUnordered::new();
+    for (id, events) in waiting {
+        let rx = book.register(id);
+        open.insert(id, events);
+        answers.push(async move { (id, rx.await) });
+    }
+    // Checked: an absurd ack_timeout means "no deadline", never an overflow panic.
+    let deadline = Instant::now().checked_add(timeout);
+    let failure = loop {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, answers.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let events: usize = open.values().map(Vec::len).sum();
+                    break SinkError::Retryable(format!(
+                        "HEC at {endpoint}: {} request(s) ({events} events) not acknowledged by the indexers within ack_timeout ({}); sending them again (a duplicate is possible: event.id identifies it)",
+                        open.len(),
+                        humantime::format_duration(timeout)
+                    ));
+                }
+            },
+            None => answers.next().await,
+        };
+        match next {
+            None => return Ok(()),
+            Some((id, Ok(Ok(())))) => {
+                if let Some(events) = open.remove(&id) {
+                    progress.set(&events, State::Done);
+                }
+            }
+            Some((_, Ok(Err(m)))) => break SinkError::Fatal(m),
+            Some((_, Err(_))) => {
+                break SinkError::Retryable(format!(
+                    "HEC at {endpoint}: ack polling stopped; the unconfirmed requests are sent again"
+                ));
             }
         }
-        Ok(())
+    };
+    for (id, events) in open {
+        book.forget(id);
+        progress.set(&events, State::Pending);
+    }
+    Err(failure)
+}
+
+pub struct HecSink {
+    conn: Arc<Conn>,
+    meta: wire::Meta,
+    max_events: usize,
+    max_bytes: usize,
+    in_flight_requests: usize,
+    in_flight_batches: usize,
+    ack: Option<AckSettings>,
+    poller: Option<AckPoller>,
+    dead_letters: files::DeadLetters,
+    /// Progress of batches that failed (by `(source index, seq)`), for their retry.
+    saved: Arc<Mutex<HashMap<(usize, u64), Progress>>>,
+    /// Sizes of the requests HEC accepted: decides whether a 413 for a single event means
+    /// the event is too large (see [`SizeEvidence`]).
+    sizes: SizeEvidence,
+}
+
+impl HecSink {
+    /// Build the sink: resolve the token, set up the HTTPS client, load (or create) the
+    /// data channel. No network I/O.
+    pub fn new(id: &str, cfg: &HecSinkConfig, ctx: &SinkContext) -> Result<HecSink, SinkError> {
+        let key = format!("sinks.{id}");
+        let fatal = |e: ConfigError| SinkError::Fatal(e.to_string());
+        cfg.validate(&key).map_err(fatal)?;
+        let endpoint = base_url(&key, &cfg.endpoint).map_err(fatal)?;
+        let token = crate::config::common::resolve_secret(
+            &format!("{key}.token"),
+            cfg.token.as_ref(),
+            cfg.token_file.as_deref(),
+        )
+        .map_err(fatal)?;
+        let mut auth = HeaderValue::from_str(&format!("Splunk {}", token.expose().trim()))
+            .map_err(|_| {
+                SinkError::Fatal(format!(
+                    "{key}.token contains characters that cannot travel in an HTTP header; check the value (it is not shown)"
+                ))
+            })?;
+        auth.set_sensitive(true);
+        let client = http::build_client(&format!("{key}.tls"), &cfg.tls, cfg.request_timeout)
+            .map_err(|e| SinkError::Fatal(e.to_string()))?;
+        let channel_file = files::channel_path(&ctx.state_dir, id);
+        let channel = files::load_or_create_channel(&channel_file)
+            .map_err(|e| SinkError::Fatal(format!("{key}: {e}")))?;
+        let dead_letters =
+            files::DeadLetters::new(id, ctx.state_dir.join(format!("{id}.deadletter.ndjson")));
+        let policy = RetryPolicy {
+            max_retries: cfg.max_retries,
+            max_delay: cfg.retry_max_delay,
+            ..RetryPolicy::default()
+        };
+        let conn = Conn {
+            id: id.to_string(),
+            event_url: format!("{endpoint}/services/collector/event"),
+            ack_url: format!("{endpoint}/services/collector/ack?channel={channel}"),
+            health_url: format!("{endpoint}/services/collector/health"),
+            endpoint,
+            client,
+            auth,
+            channel,
+            channel_file,
+            index: cfg.index.clone(),
+            gzip: (cfg.compression == Compression::Gzip).then_some(cfg.compression_level),
+            ack: cfg.indexer_ack,
+            policy,
+            once: RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            },
+            cookies: CookieJar::default(),
+        };
+        Ok(HecSink {
+            conn: Arc::new(conn),
+            meta: wire::Meta {
+                index: cfg.index.clone(),
+                sourcetype: cfg.sourcetype.clone(),
+                source: cfg.source.clone(),
+                host: cfg.host.clone(),
+            },
+            max_events: cfg.max_events,
+            max_bytes: cfg.max_bytes,
+            in_flight_requests: cfg.in_flight_requests,
+            in_flight_batches: cfg.in_flight_batches,
+            ack: cfg.indexer_ack.then_some(AckSettings {
+                timeout: cfg.ack_timeout,
+                poll_interval: cfg.ack_poll_interval,
+            }),
+            poller: None,
+            dead_letters,
+            saved: Arc::default(),
+            sizes: SizeEvidence::default(),
+        })
+    }
+
+    /// The data channel GUID (stable across restarts).
+    pub fn channel(&self) -> &str {
+        &self.conn.channel
+    }
+
+    /// Events sent to the dead-letter file by this process.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_letters.count()
+    }
+
+    pub fn dead_letter_path(&self) -> &Path {
+        self.dead_letters.path()
+    }
+
+    /// The ack book, its poller started on first use (needs the runtime).
+    fn ack_book(&mut self) -> Option<(Arc<AckBook>, Duration)> {
+        let ack = self.ack.as_ref()?;
+        let (timeout, interval) = (ack.timeout, ack.poll_interval);
+        let poller = self
+            .poller
+            .get_or_insert_with(|| AckPoller::start(self.conn.clone(), interval));
+        Some((poller.book.clone(), timeout))
+    }
+
+    /// Wait for the acknowledgements of `waiting` (see [`confirm`]).
+    async fn await_acks(
+        &mut self,
+        waiting: Waiting,
+        progress: &mut Progress,
+    ) -> Result<(), SinkError> {
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let Some((book, timeout)) = self.ack_book() else {
+            return Ok(());
+        };
+        confirm(book, waiting, progress, timeout, &self.conn.endpoint).await
+    }
+
+    /// The progress kept from an earlier attempt at `batch`, or a fresh one.
+    fn progress_for(&self, batch: &Batch) -> Progress {
+        let key = (batch.source_index, batch.seq);
+        let kept = self.saved.lock().ok().and_then(|mut s| s.remove(&key));
+        match kept {
+            Some(p) if p.state.len() == batch.events.len() => p,
+            _ => Progress::new(batch),
+        }
+    }
+
+    fn keep_progress(saved: &Mutex<HashMap<(usize, u64), Progress>>, progress: Progress) {
+        if let Ok(mut s) = saved.lock() {
+            s.insert(progress.key, progress);
+        }
     }
 
     async fn quarantine(
@@ -403,19 +633,19 @@ impl HecSink {
                 "internal error: no event {index} in the batch"
             )));
         };
+        let id = self.conn.id.clone();
         self.dead_letters
             .quarantine(status, code, text, &event.json)
             .await
             .map_err(|e| {
                 SinkError::Retryable(format!(
-                    "sink `{}`: cannot write the dead-letter file {}: {e}",
-                    self.id,
+                    "sink `{id}`: cannot write the dead-letter file {}: {e}",
                     self.dead_letters.path().display()
                 ))
             })?;
-        crate::metrics::global().quarantined(&self.id, 1);
+        crate::metrics::global().quarantined(&id, 1);
         tracing::warn!(
-            sink_id = %self.id,
+            sink_id = %id,
             event_id = %event.event.event.id,
             http_status = status,
             code = code.unwrap_or(-1),
@@ -427,57 +657,83 @@ impl HecSink {
         Ok(())
     }
 
-    /// Deliver what `progress` says is not done yet; see the module docs.
-    async fn deliver_pending(
+    /// The pending events of `batch` in HEC envelopes, packed into requests.
+    fn pack_pending(&self, batch: &Batch, progress: &Progress) -> Result<Vec<Chunk>, SinkError> {
+        let mut scratch = Vec::new();
+        let mut envelopes = Vec::new();
+        for (i, e) in batch.events.iter().enumerate() {
+            if progress.state.get(i) != Some(&State::Pending) {
+                continue;
+            }
+            let mut env = Vec::with_capacity(e.json.len() + 256);
+            wire::encode_envelope(&self.meta, e, &mut env, &mut scratch).map_err(|err| {
+                SinkError::Fatal(format!(
+                    "sink `{}`: cannot encode event {}: {err}",
+                    self.conn.id, e.event.event.id
+                ))
+            })?;
+            envelopes.push((i, env));
+        }
+        Ok(wire::pack(
+            envelopes,
+            self.max_events,
+            self.max_bytes,
+            &progress.alone,
+        ))
+    }
+
+    /// Send every pending event of the batch (see the module docs of `sinks::splunk_hec`),
+    /// up to `in_flight_requests` requests at a time. Returns the accepted requests whose
+    /// ackIds are still to be confirmed, and whether everything was sent (an error leaves
+    /// the events it concerns pending).
+    async fn send_pending(
         &mut self,
         batch: &Batch,
         progress: &mut Progress,
-    ) -> Result<(), SinkError> {
-        let mut scratch = Vec::new();
+    ) -> (Waiting, Result<(), SinkError>) {
+        let mut waiting: Waiting = Vec::new();
         loop {
-            let mut envelopes = Vec::new();
-            for (i, e) in batch.events.iter().enumerate() {
-                if progress.done[i] {
-                    continue;
-                }
-                let mut env = Vec::with_capacity(e.json.len() + 256);
-                wire::encode_envelope(&self.meta, e, &mut env, &mut scratch).map_err(|err| {
-                    SinkError::Fatal(format!(
-                        "sink `{}`: cannot encode event {}: {err}",
-                        self.id, e.event.event.id
-                    ))
-                })?;
-                envelopes.push((i, env));
+            let chunks = match self.pack_pending(batch, progress) {
+                Ok(c) => c,
+                Err(e) => return (waiting, Err(e)),
+            };
+            if chunks.is_empty() {
+                return (waiting, Ok(()));
             }
-            if envelopes.is_empty() {
-                return Ok(());
-            }
-            let chunks = wire::pack(envelopes, self.max_events, self.max_bytes, &progress.alone);
             let mut queue: VecDeque<Chunk> = chunks.into();
-            let mut waiting: Vec<(u64, Vec<usize>)> = Vec::new();
+            let mut flying = FuturesUnordered::new();
             let mut stop: Option<SinkError> = None;
             // Single events answered 413, judged once this pass is over (what it gets
             // accepted is evidence too): (event, raw bytes, bytes as sent).
             let mut refused: Vec<(usize, usize, usize)> = Vec::new();
             let mut splits = 0usize;
-            while let Some(chunk) = queue.pop_front() {
-                let (posted, sent) = match self.post(&chunk.body).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        stop = Some(e);
+            loop {
+                while stop.is_none() && flying.len() < self.in_flight_requests.max(1) {
+                    let Some(chunk) = queue.pop_front() else {
                         break;
+                    };
+                    flying.push(self.conn.clone().post(chunk));
+                }
+                let Some(result) = flying.next().await else {
+                    break;
+                };
+                let (chunk, posted, sent) = match result {
+                    Ok(p) => p,
+                    Err(e @ SinkError::Fatal(_)) => return (waiting, Err(e)),
+                    Err(e) => {
+                        stop.get_or_insert(e);
+                        continue;
                     }
                 };
                 match posted {
                     Posted::Accepted { ack_id } => {
                         self.sizes.accepted(chunk.body.len(), sent);
                         match ack_id {
-                            Some(id) => waiting.push((id, chunk.events)),
-                            None => {
-                                for &i in &chunk.events {
-                                    progress.done[i] = true;
-                                }
+                            Some(id) => {
+                                progress.set(&chunk.events, State::Sent);
+                                waiting.push((id, chunk.events));
                             }
+                            None => progress.set(&chunk.events, State::Done),
                         }
                     }
                     Posted::Rejected {
@@ -491,7 +747,7 @@ impl HecSink {
                             // the halves go again (first, keeping the order).
                             (Some((a, b)), _) => {
                                 splits += 1;
-                                tracing::debug!(sink_id = %self.id, events, bytes = raw, "HEC answered 413; sending the request again in two halves");
+                                tracing::debug!(sink_id = %self.conn.id, events, bytes = raw, "HEC answered 413; sending the request again in two halves");
                                 queue.push_front(b);
                                 queue.push_front(a);
                             }
@@ -503,62 +759,68 @@ impl HecSink {
                         verdict: Verdict::Retry(m),
                         ..
                     } => {
-                        stop = Some(SinkError::Retryable(format!(
+                        stop.get_or_insert(SinkError::Retryable(format!(
                             "{m} (gave up after {} retries; the batch will be retried)",
-                            self.policy.max_retries
+                            self.conn.policy.max_retries
                         )));
-                        break;
                     }
                     Posted::Rejected {
                         verdict: Verdict::Fatal(m),
                         ..
-                    } => return Err(SinkError::Fatal(m)),
+                    } => return (waiting, Err(SinkError::Fatal(m))),
                     Posted::Rejected {
                         status,
                         verdict: Verdict::Poison { index, code, text },
-                    } => match (index, chunk.events.as_slice()) {
-                        (_, [only]) => {
-                            self.quarantine(batch, *only, status, code, &text).await?;
-                            progress.done[*only] = true;
+                    } => {
+                        let bad = match (index, chunk.events.as_slice()) {
+                            (_, [only]) => Some(*only),
+                            (Some(n), events) => {
+                                let Some(&i) = usize::try_from(n).ok().and_then(|n| events.get(n))
+                                else {
+                                    return (
+                                        waiting,
+                                        Err(SinkError::Fatal(format!(
+                                            "HEC at {} named invalid event number {n} in a request of {} events; cannot tell which event is bad",
+                                            self.conn.endpoint,
+                                            events.len()
+                                        ))),
+                                    );
+                                };
+                                Some(i)
+                            }
+                            (None, events) => {
+                                // HEC didn't say which event is bad: send each alone.
+                                tracing::warn!(sink_id = %self.conn.id, http_status = status, code = code.unwrap_or(-1), text, events = events.len(), "HEC rejected a request without naming the bad event; sending its events one by one");
+                                progress.alone.extend(events.iter().copied());
+                                None
+                            }
+                        };
+                        if let Some(i) = bad {
+                            if let Err(e) = self.quarantine(batch, i, status, code, &text).await {
+                                return (waiting, Err(e));
+                            }
+                            progress.set(&[i], State::Done);
                         }
-                        (Some(n), events) => {
-                            let Some(&i) = usize::try_from(n).ok().and_then(|n| events.get(n))
-                            else {
-                                return Err(SinkError::Fatal(format!(
-                                    "HEC at {} named invalid event number {n} in a request of {} events; cannot tell which event is bad",
-                                    self.endpoint,
-                                    events.len()
-                                )));
-                            };
-                            self.quarantine(batch, i, status, code, &text).await?;
-                            progress.done[i] = true;
-                        }
-                        (None, events) => {
-                            // HEC didn't say which event is bad: send each alone.
-                            tracing::warn!(sink_id = %self.id, http_status = status, code = code.unwrap_or(-1), text, events = events.len(), "HEC rejected a request without naming the bad event; sending its events one by one");
-                            progress.alone.extend(events.iter().copied());
-                        }
-                    },
+                    }
                 }
             }
             if splits > 0 {
                 tracing::warn!(
-                    sink_id = %self.id,
-                    endpoint = %self.endpoint,
+                    sink_id = %self.conn.id,
+                    endpoint = %self.conn.endpoint,
                     requests = splits,
                     largest_accepted_bytes = self.sizes.raw,
                     "HEC (or a proxy in front of it) refused requests as too large (HTTP 413); they were split and sent again. Lower sinks.{}.max_bytes below the body limit to avoid the extra requests",
-                    self.id
+                    self.conn.id
                 );
             }
-            // Wait for the acknowledgements of what was accepted, even when something
-            // must be sent again: confirmed requests are then never re-sent.
-            self.await_acks(waiting, progress).await?;
             if let Some(e) = stop {
-                return Err(e);
+                return (waiting, Err(e));
             }
-            self.judge_refused(batch, progress, &refused).await?;
-            // Loop: anything still not done (neighbours of a poison event) goes again.
+            if let Err(e) = self.judge_refused(batch, progress, &refused).await {
+                return (waiting, Err(e));
+            }
+            // Loop: anything still pending (neighbours of a poison event) goes again.
         }
     }
 
@@ -578,10 +840,10 @@ impl HecSink {
             if seen.too_large(raw, sent) {
                 let reason = format!(
                     "request too large: HTTP 413 without a HEC error code for this event alone ({raw} bytes, {sent} as sent), larger than any request HEC at {} accepted (up to {} bytes, {} as sent); raise the body limit of HEC (max_content_length) or of the proxy in front of it, then re-ingest",
-                    self.endpoint, seen.raw, seen.wire
+                    self.conn.endpoint, seen.raw, seen.wire
                 );
                 self.quarantine(batch, index, 413, None, &reason).await?;
-                progress.done[index] = true;
+                progress.set(&[index], State::Done);
             } else {
                 kept.push((raw, sent));
             }
@@ -599,29 +861,30 @@ impl HecSink {
         };
         Err(SinkError::Retryable(format!(
             "HEC at {} answered HTTP 413 (request too large) without a HEC error code even to a single event ({raw} bytes, {sent} as sent; {} event(s) of this batch refused like this), and {why}: a proxy or load balancer in front of HEC, or HEC's max_content_length, refuses these requests. Nothing was quarantined and the checkpoint stays; the batch is retried. Raise that body limit (e.g. nginx client_max_body_size, Splunk limits.conf [http_input] max_content_length) or lower sinks.{}.max_bytes below it",
-            self.endpoint,
+            self.conn.endpoint,
             kept.len(),
-            self.id
+            self.conn.id
         )))
     }
 
     async fn healthcheck_inner(&mut self) -> Result<(), SinkError> {
         let mut retryable: Vec<String> = Vec::new();
-        let ctx = self.err_ctx();
+        let conn = self.conn.clone();
+        let ctx = conn.err_ctx();
 
         // 1. Health endpoint (no token needed): reachable, TLS trusted, queues not full.
-        match http::send_with_retry(&self.once, &self.health_url, || {
-            self.client.get(&self.health_url).send()
+        match http::send_with_retry(&conn.once, &conn.health_url, || {
+            conn.client.get(&conn.health_url).send()
         })
         .await
         {
             Ok(resp) => {
-                if let Err(e) = self.read_reply(&self.health_url, resp).await {
-                    retryable.push(format!("HEC health at {}: {e}", self.endpoint));
+                if let Err(e) = conn.read_reply(&conn.health_url, resp).await {
+                    retryable.push(format!("HEC health at {}: {e}", conn.endpoint));
                 }
             }
             Err(HttpError::Status { status: 404, .. }) => {
-                tracing::warn!(sink_id = %self.id, url = %self.health_url, "HEC has no health endpoint (Splunk before 6.6?); skipping that probe");
+                tracing::warn!(sink_id = %conn.id, url = %conn.health_url, "HEC has no health endpoint (Splunk before 6.6?); skipping that probe");
             }
             Err(HttpError::Status { status, body, .. }) => {
                 let reply = wire::parse_reply(&body);
@@ -630,14 +893,14 @@ impl HecSink {
                     Verdict::Fatal(m) => return Err(SinkError::Fatal(m)),
                     Verdict::Poison { .. } | Verdict::TooLarge => retryable.push(format!(
                         "HEC health at {} answered HTTP {status}",
-                        self.endpoint
+                        conn.endpoint
                     )),
                 }
             }
-            Err(e) => match self.transport_failure(
+            Err(e) => match conn.transport_failure(
                 &format!(
                     "cannot reach HEC at {} (check sinks.{}.endpoint and that HEC is enabled)",
-                    self.endpoint, self.id
+                    conn.endpoint, conn.id
                 ),
                 e,
             ) {
@@ -648,14 +911,14 @@ impl HecSink {
 
         // 2. Token and channel: an empty POST is answered "No data" (code 5) only when
         //    the token (and, with ack on, the channel) is accepted.
-        match http::send_with_retry(&self.once, &self.event_url, || {
-            self.post_event_request(Bytes::new(), false).send()
+        match http::send_with_retry(&conn.once, &conn.event_url, || {
+            conn.request(&conn.event_url, Bytes::new(), false).send()
         })
         .await
         {
             Ok(resp) => {
-                if let Err(e) = self.read_reply(&self.event_url, resp).await {
-                    retryable.push(format!("HEC at {}: {e}", self.endpoint));
+                if let Err(e) = conn.read_reply(&conn.event_url, resp).await {
+                    retryable.push(format!("HEC at {}: {e}", conn.endpoint));
                 }
             }
             Err(HttpError::Status { status, body, .. }) => {
@@ -666,13 +929,13 @@ impl HecSink {
                         Verdict::Fatal(m) => return Err(SinkError::Fatal(m)),
                         Verdict::TooLarge => retryable.push(format!(
                             "HEC at {} answered HTTP 413 (request too large) to an empty request: a proxy in front of HEC seems to refuse every POST; events will not be delivered (nor quarantined) until its body limit is raised",
-                            self.endpoint
+                            conn.endpoint
                         )),
                         Verdict::Poison { .. } => {}
                     }
                 }
             }
-            Err(e) => match self.transport_failure(&format!("HEC at {}", self.endpoint), e) {
+            Err(e) => match conn.transport_failure(&format!("HEC at {}", conn.endpoint), e) {
                 SinkError::Retryable(m) => retryable.push(m),
                 other => return Err(other),
             },
@@ -682,7 +945,7 @@ impl HecSink {
         //    rather than deliver without it. Asking about ackId 0 changes nothing we rely
         //    on: nothing of this process is waiting for it.
         if self.ack.is_some() {
-            match self.query_acks(&[0]).await {
+            match conn.query_acks(&[0]).await {
                 Ok(_) => {}
                 Err(AckError::Transient(m)) => retryable.push(m),
                 Err(AckError::Fatal(m)) => return Err(SinkError::Fatal(m)),
@@ -690,7 +953,7 @@ impl HecSink {
         }
 
         if retryable.is_empty() {
-            tracing::info!(sink_id = %self.id, endpoint = %self.endpoint, channel = %self.channel, indexer_ack = self.ack.is_some(), "Splunk HEC is healthy and accepts the token");
+            tracing::info!(sink_id = %conn.id, endpoint = %conn.endpoint, channel = %conn.channel, indexer_ack = self.ack.is_some(), "Splunk HEC is healthy and accepts the token");
             Ok(())
         } else {
             Err(SinkError::Retryable(retryable.join("; ")))
@@ -704,21 +967,56 @@ impl Sink for HecSink {
             if batch.events.is_empty() {
                 return Ok(());
             }
-            let key = (batch.source_index, batch.seq);
-            let mut progress = match self.progress.take() {
-                Some(p) if p.key == key && p.done.len() == batch.events.len() => p,
-                _ => Progress {
-                    key,
-                    done: vec![false; batch.events.len()],
-                    alone: HashSet::new(),
-                },
-            };
-            let result = self.deliver_pending(batch, &mut progress).await;
+            let mut progress = self.progress_for(batch);
+            let (waiting, sent) = self.send_pending(batch, &mut progress).await;
+            // Wait for the acknowledgements of what was accepted, even when something
+            // must be sent again: confirmed requests are then never re-sent.
+            let confirmed = self.await_acks(waiting, &mut progress).await;
+            let result = sent.and(confirmed);
             if result.is_err() {
                 // The pipeline retries this batch: only what is not done goes again.
-                self.progress = Some(progress);
+                Self::keep_progress(&self.saved, progress);
             }
             result
+        })
+    }
+
+    fn window(&self) -> usize {
+        self.in_flight_batches
+    }
+
+    /// Send the batch; with indexer ack, its confirmation waits for the ackIds (the
+    /// shared poller asks about them) while the pipeline hands over the next batches.
+    fn submit<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+    ) -> BoxFuture<'a, Result<Confirmation, SinkError>> {
+        Box::pin(async move {
+            let done: Confirmation = Box::pin(async { Ok(()) });
+            if batch.events.is_empty() {
+                return Ok(done);
+            }
+            let mut progress = self.progress_for(batch);
+            let (waiting, sent) = self.send_pending(batch, &mut progress).await;
+            if let Err(e) = sent {
+                let _ = self.await_acks(waiting, &mut progress).await;
+                Self::keep_progress(&self.saved, progress);
+                return Err(e);
+            }
+            let Some((book, timeout)) = self.ack_book().filter(|_| !waiting.is_empty()) else {
+                return Ok(done);
+            };
+            let saved = self.saved.clone();
+            let endpoint = self.conn.endpoint.clone();
+            let confirmation: Confirmation = Box::pin(async move {
+                let result = confirm(book, waiting, &mut progress, timeout, &endpoint).await;
+                if result.is_err() {
+                    // The pipeline delivers this batch again: only what is not done goes.
+                    Self::keep_progress(&saved, progress);
+                }
+                result
+            });
+            Ok(confirmation)
         })
     }
 
@@ -862,8 +1160,12 @@ mod tests {
         let b = HecSink::new("splunk", hec(&c), &ctx).unwrap();
         assert_eq!(a.channel(), b.channel());
         assert!(dir.path().join("splunk.hec-channel").exists());
-        assert!(!format!("{:?}", a.auth).contains("tok-Secret-123"));
-        assert!(a.ack_url.ends_with(&format!("channel={}", a.channel())));
+        assert!(!format!("{:?}", a.conn.auth).contains("tok-Secret-123"));
+        assert!(
+            a.conn
+                .ack_url
+                .ends_with(&format!("channel={}", a.channel()))
+        );
     }
 
     /// A HEC that accepts everything: code 0 with ackIds, every ackId `true` at once.

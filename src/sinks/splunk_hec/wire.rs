@@ -38,7 +38,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use crate::event::dataset;
 use crate::sinks::EncodedEvent;
@@ -249,13 +248,16 @@ pub fn pack(
     chunks
 }
 
-/// gzip a request body (async-compression, default level).
-pub async fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder =
-        async_compression::tokio::write::GzipEncoder::new(Vec::with_capacity(raw.len() / 4 + 64));
-    encoder.write_all(raw).await?;
-    encoder.shutdown().await?;
-    Ok(encoder.into_inner())
+/// gzip a request body at `level` (1–9; flate2 on zlib-rs). Synchronous and CPU-bound:
+/// the sink calls it on the blocking pool.
+pub fn gzip(raw: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 8 + 64),
+        flate2::Compression::new(level),
+    );
+    encoder.write_all(raw)?;
+    encoder.finish()
 }
 
 /// A HEC reply: `{"text":"Success","code":0,"ackId":7}` or an error with
@@ -575,16 +577,19 @@ mod tests {
         assert!(!gz.too_large(5_000, 1_000));
     }
 
-    #[tokio::test]
-    async fn gzip_roundtrip() {
-        use tokio::io::AsyncReadExt;
+    #[test]
+    fn gzip_roundtrip_at_every_level() {
+        use std::io::Read;
         let raw = b"{\"event\":1}{\"event\":2}".repeat(100);
-        let packed = gzip(&raw).await.unwrap();
-        assert!(packed.len() < raw.len());
-        let mut dec = async_compression::tokio::bufread::GzipDecoder::new(&packed[..]);
-        let mut back = Vec::new();
-        dec.read_to_end(&mut back).await.unwrap();
-        assert_eq!(back, raw);
+        for level in 1..=9 {
+            let packed = gzip(&raw, level).unwrap();
+            assert!(packed.len() < raw.len(), "level {level}");
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&packed[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, raw, "level {level}");
+        }
     }
 
     #[test]
