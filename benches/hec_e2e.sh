@@ -64,7 +64,7 @@ run() { # name
     hec-gzip-ack) compression=gzip ack=true ;;
     *) echo "unknown run $name" >&2; exit 2 ;;
   esac
-  rm -rf "$WORK/state" "$WORK/out.ndjson" "$WORK/peer.json"
+  rm -rf "$WORK/state" "$WORK/out.ndjson" "$WORK/peer.json" "$WORK/peer.time"
   cat >"$WORK/bench.toml" <<TOML
 [state]
 dir = "$WORK/state"
@@ -83,7 +83,7 @@ TOML
   if [ "$hec" = true ]; then
     local peer_args=()
     [ "$ack" = true ] && peer_args=(--ack --ack-delay "$ACK_DELAY")
-    "$PEER" --listen "127.0.0.1:$HEC_PORT" "${peer_args[@]}" >"$WORK/peer.json" 2>"$WORK/peer.err" &
+    /usr/bin/time -v -o "$WORK/peer.time" "$PEER" --listen "127.0.0.1:$HEC_PORT" "${peer_args[@]}" >"$WORK/peer.json" 2>"$WORK/peer.err" &
     PEER_PID=$!
     for _ in $(seq 1 100); do grep -q listening "$WORK/peer.err" 2>/dev/null && break; sleep 0.1; done
     cat >>"$WORK/bench.toml" <<TOML
@@ -103,7 +103,9 @@ TOML
   /usr/bin/time -v "$BIN" --log-level warn run --config "$WORK/bench.toml" --once 2>"$WORK/time.err"
   end=$(date +%s.%N)
   if [ -n "${PEER_PID:-}" ]; then
-    kill -INT "$PEER_PID"
+    # To the peer under GNU time (time does not forward signals): it prints its counters
+    # and exits.
+    pkill -INT -P "$PEER_PID" || kill -INT "$PEER_PID"
     wait "$PEER_PID" || true
     PEER_PID=
   fi
@@ -113,11 +115,13 @@ import json, os, re, sys
 work, start, end, name = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 t = end - start
 timed = open(os.path.join(work, "time.err")).read()
-def field(label):
-    m = re.search(re.escape(label) + r":\s*([0-9.]+)", timed)
+def field(text, label):
+    m = re.search(re.escape(label) + r":\s*([0-9.]+)", text)
     return float(m.group(1)) if m else 0.0
-cpu = field("User time (seconds)") + field("System time (seconds)")
-rss = field("Maximum resident set size (kbytes)") / 1024
+def cpu_of(text):
+    return field(text, "User time (seconds)") + field(text, "System time (seconds)")
+cpu = cpu_of(timed)
+rss = field(timed, "Maximum resident set size (kbytes)") / 1024
 line = f"RESULT run={name} seconds={t:.2f}"
 peer = os.path.join(work, "peer.json")
 if os.path.exists(peer) and os.path.getsize(peer) > 0:
@@ -128,6 +132,9 @@ if os.path.exists(peer) and os.path.getsize(peer) > 0:
              f" raw_b_per_event={stats['decoded_bytes'] / max(n, 1):.0f}"
              f" requests={stats['accepted_requests']} duplicates={stats['duplicates']}"
              f" violations={len(stats['violations'])}")
+    peer_time = os.path.join(work, "peer.time")
+    if os.path.exists(peer_time):
+        line += f" peer_cpu_s={cpu_of(open(peer_time).read()):.2f}"
 else:
     n = sum(1 for _ in open(os.path.join(work, "out.ndjson")))
     line += f" events={n} events_per_s={n / t:.0f} cpu_s={cpu:.2f} peak_rss_mib={rss:.1f}"

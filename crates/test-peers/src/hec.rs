@@ -426,51 +426,72 @@ async fn gunzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn event_id(envelope: &Value) -> String {
-    envelope["event"]["event"]["id"]
-        .as_str()
-        .unwrap_or("<no event.id>")
-        .to_string()
+/// One envelope as HEC reads it: metadata checked, `event` kept raw (only its
+/// `event.id` is read, unless the peer records events). Unknown keys are refused.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(default)]
+    time: Option<Value>,
+    #[serde(default)]
+    host: Option<Value>,
+    #[serde(default)]
+    source: Option<Value>,
+    #[serde(default)]
+    sourcetype: Option<Value>,
+    #[serde(default)]
+    index: Option<Value>,
+    #[serde(default)]
+    fields: Option<Value>,
+    /// `None` when absent; a present `null` is `Some("null")`.
+    #[serde(default, borrow, deserialize_with = "present")]
+    event: Option<&'a serde_json::value::RawValue>,
 }
 
-/// Validate one envelope; `Err((hec, is_violation))`.
-fn check_envelope(cfg: &PeerConfig, v: &Value) -> Result<(), (Hec, Option<String>)> {
-    let Some(obj) = v.as_object() else {
-        return Err((
-            INVALID_FORMAT,
-            Some("body item is not a JSON object".into()),
-        ));
-    };
-    if cfg.poison_ids.contains(&event_id(v)) {
+fn present<'de, D>(d: D) -> Result<Option<&'de serde_json::value::RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&serde_json::value::RawValue as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// `event.event.id` of a raw event (other members are skipped, not built).
+fn raw_event_id(event: Option<&serde_json::value::RawValue>) -> String {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        event: Option<Meta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        id: Option<String>,
+    }
+    event
+        .and_then(|raw| serde_json::from_str::<Doc>(raw.get()).ok())
+        .and_then(|d| d.event)
+        .and_then(|m| m.id)
+        .unwrap_or_else(|| "<no event.id>".to_string())
+}
+
+/// Validate one envelope (its event id already read); `Err((hec, is_violation))`.
+fn check_envelope(
+    cfg: &PeerConfig,
+    v: &Envelope<'_>,
+    id: &str,
+) -> Result<(), (Hec, Option<String>)> {
+    if cfg.poison_ids.contains(id) {
         return Err((INVALID_FORMAT, None));
     }
-    for key in obj.keys() {
-        if ![
-            "time",
-            "host",
-            "source",
-            "sourcetype",
-            "index",
-            "event",
-            "fields",
-        ]
-        .contains(&key.as_str())
-        {
-            return Err((
-                INVALID_FORMAT,
-                Some(format!("unknown envelope key `{key}`")),
-            ));
-        }
-    }
-    match obj.get("event") {
+    match v.event.map(|raw| raw.get().trim()) {
         None => return Err((EVENT_REQUIRED, Some("envelope without `event`".into()))),
-        Some(Value::Null) => return Err((EVENT_BLANK, Some("`event` is null".into()))),
-        Some(Value::String(s)) if s.is_empty() => {
+        Some("null") => return Err((EVENT_BLANK, Some("`event` is null".into()))),
+        Some("\"\"") => {
             return Err((EVENT_BLANK, Some("`event` is an empty string".into())));
         }
         Some(_) => {}
     }
-    if let Some(t) = obj.get("time") {
+    if let Some(t) = &v.time {
         let secs = match t {
             Value::Number(n) => n.as_f64(),
             Value::String(s) => s.parse::<f64>().ok(),
@@ -498,8 +519,12 @@ fn check_envelope(cfg: &PeerConfig, v: &Value) -> Result<(), (Hec, Option<String
             }
         }
     }
-    for key in ["host", "source", "sourcetype"] {
-        if let Some(value) = obj.get(key)
+    for (key, value) in [
+        ("host", &v.host),
+        ("source", &v.source),
+        ("sourcetype", &v.sourcetype),
+    ] {
+        if let Some(value) = value
             && value.as_str().is_none_or(str::is_empty)
         {
             return Err((
@@ -508,7 +533,7 @@ fn check_envelope(cfg: &PeerConfig, v: &Value) -> Result<(), (Hec, Option<String
             ));
         }
     }
-    if let Some(index) = obj.get("index") {
+    if let Some(index) = &v.index {
         let Some(index) = index.as_str() else {
             return Err((INVALID_FORMAT, Some("`index` is not a string".into())));
         };
@@ -516,7 +541,7 @@ fn check_envelope(cfg: &PeerConfig, v: &Value) -> Result<(), (Hec, Option<String
             return Err((INCORRECT_INDEX, None));
         }
     }
-    if let Some(fields) = obj.get("fields") {
+    if let Some(fields) = &v.fields {
         let flat = fields.as_object().is_some_and(|f| {
             f.values().all(|v| match v {
                 Value::String(_) => true,
@@ -635,12 +660,53 @@ async fn handle_event(
         }
     };
 
+    // Read the body before taking the lock: concurrent requests are parsed in parallel.
+    let too_large = data.len() > cfg.max_content_length;
+    let blank = data.iter().all(u8::is_ascii_whitespace);
+    let mut ids: Vec<String> = Vec::new();
+    let mut recorded: Vec<Value> = Vec::new();
+    let mut failure: Option<(Hec, usize, Option<String>)> = None;
+    if !too_large && !blank {
+        let mut stream = serde_json::Deserializer::from_slice(&data).into_iter::<Envelope>();
+        for i in 0.. {
+            let start = stream.byte_offset();
+            let checked = match stream.next() {
+                None => break,
+                Some(Ok(v)) => {
+                    let id = raw_event_id(v.event);
+                    check_envelope(cfg, &v, &id).map(|()| id)
+                }
+                Some(Err(e)) => Err((
+                    INVALID_FORMAT,
+                    Some(format!(
+                        "body is not concatenated HEC envelopes (JSON objects with known keys): {e}"
+                    )),
+                )),
+            };
+            match checked {
+                Ok(id) => {
+                    ids.push(id);
+                    if cfg.record_events
+                        && let Some(item) = data.get(start..stream.byte_offset())
+                        && let Ok(v) = serde_json::from_slice::<Value>(item)
+                    {
+                        recorded.push(v);
+                    }
+                }
+                Err((hec, violation)) => {
+                    failure = Some((hec, i, violation));
+                    break;
+                }
+            }
+        }
+    }
+
     let mut inner = shared.lock();
     if encoding.as_deref() == Some("gzip") {
         inner.stats.gzip_requests += 1;
     }
     inner.stats.decoded_bytes += data.len() as u64;
-    if data.len() > cfg.max_content_length {
+    if too_large {
         *inner.stats.errors_by_code.entry(413).or_insert(0) += 1;
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -650,41 +716,22 @@ async fn handle_event(
         )
             .into_response();
     }
-    if data.iter().all(u8::is_ascii_whitespace) {
+    if blank {
         return inner.refuse(NO_DATA);
     }
-    let mut envelopes = Vec::new();
-    let mut failure: Option<Hec> = None;
-    for (i, item) in serde_json::Deserializer::from_slice(&data)
-        .into_iter::<Value>()
-        .enumerate()
-    {
-        let checked = match item {
-            Ok(v) => check_envelope(cfg, &v).map(|()| v),
-            Err(e) => Err((
-                INVALID_FORMAT,
-                Some(format!("body is not concatenated JSON objects: {e}")),
-            )),
-        };
-        match checked {
-            Ok(v) => envelopes.push(v),
-            Err((hec, violation)) => {
-                if let Some(v) = violation {
-                    inner.violation(format!("event {i}: {v}"));
-                }
-                failure = Some(hec.at(i));
-                break;
-            }
+    let failure = failure.map(|(hec, i, violation)| {
+        if let Some(v) = violation {
+            inner.violation(format!("event {i}: {v}"));
         }
-    }
+        hec.at(i)
+    });
     // Index what came before any failure (Splunk processes the body in order).
-    let ids: Vec<String> = envelopes.iter().map(event_id).collect();
     inner.stats.events_indexed += ids.len() as u64;
     for id in &ids {
         *inner.indexed.entry(id.clone()).or_insert(0) += 1;
     }
     if cfg.record_events {
-        inner.events.extend(envelopes);
+        inner.events.extend(recorded);
     }
     maybe_start_outage(&shared, &mut inner);
     if !inner.token_disable_fired

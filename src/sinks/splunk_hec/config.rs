@@ -97,7 +97,7 @@ fn default_max_events() -> usize {
     500
 }
 fn default_compression_level() -> u32 {
-    6
+    4
 }
 fn default_in_flight_requests() -> usize {
     4

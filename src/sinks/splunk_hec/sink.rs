@@ -659,27 +659,21 @@ impl HecSink {
 
     /// The pending events of `batch` in HEC envelopes, packed into requests.
     fn pack_pending(&self, batch: &Batch, progress: &Progress) -> Result<Vec<Chunk>, SinkError> {
-        let mut scratch = Vec::new();
-        let mut envelopes = Vec::new();
+        let mut packer = wire::Packer::new(self.max_events, self.max_bytes, &progress.alone);
         for (i, e) in batch.events.iter().enumerate() {
             if progress.state.get(i) != Some(&State::Pending) {
                 continue;
             }
-            let mut env = Vec::with_capacity(e.json.len() + 256);
-            wire::encode_envelope(&self.meta, e, &mut env, &mut scratch).map_err(|err| {
-                SinkError::Fatal(format!(
-                    "sink `{}`: cannot encode event {}: {err}",
-                    self.conn.id, e.event.event.id
-                ))
-            })?;
-            envelopes.push((i, env));
+            packer
+                .add(i, |body| wire::encode_envelope(&self.meta, e, body))
+                .map_err(|err| {
+                    SinkError::Fatal(format!(
+                        "sink `{}`: cannot encode event {}: {err}",
+                        self.conn.id, e.event.event.id
+                    ))
+                })?;
         }
-        Ok(wire::pack(
-            envelopes,
-            self.max_events,
-            self.max_bytes,
-            &progress.alone,
-        ))
+        Ok(packer.finish())
     }
 
     /// Send every pending event of the batch (see the module docs of `sinks::splunk_hec`),

@@ -90,12 +90,11 @@ struct Head<'a> {
     fields: Fields<'a>,
 }
 
-/// Append the HEC envelope of `e` to `out`. `scratch` is reused between calls.
+/// Append the HEC envelope of `e` to `out`.
 pub fn encode_envelope(
     meta: &Meta,
     e: &EncodedEvent,
     out: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
 ) -> Result<(), serde_json::Error> {
     let ev = &e.event;
     let source = match &meta.source {
@@ -120,22 +119,28 @@ pub fn encode_envelope(
             organization: ev.organization.as_ref().and_then(|o| o.name.as_deref()),
         },
     };
-    scratch.clear();
-    serde_json::to_writer(&mut *scratch, &head)?;
-    // `scratch` is `{...}`: splice its members between our `time` and `event`.
-    let members = scratch
-        .get(1..scratch.len().saturating_sub(1))
-        .unwrap_or_default();
+    // `{"time":<s.ms>` then the head's members (its `{` becomes the `,`), straight into
+    // `out`: no intermediate buffer.
     let ms = ev.timestamp.timestamp_millis();
-    out.extend_from_slice(
-        format!(
-            "{{\"time\":{}.{:03},",
+    {
+        use std::io::Write;
+        write!(
+            out,
+            "{{\"time\":{}.{:03}",
             ms.div_euclid(1000),
             ms.rem_euclid(1000)
         )
-        .as_bytes(),
-    );
-    out.extend_from_slice(members);
+        .map_err(serde_json::Error::io)?;
+    }
+    let head_at = out.len();
+    serde_json::to_writer(&mut *out, &head)?;
+    if out.get(head_at) != Some(&b'{') || out.last() != Some(&b'}') {
+        return Err(serde_json::Error::io(std::io::Error::other(
+            "the envelope head is not a JSON object",
+        )));
+    }
+    out[head_at] = b',';
+    out.pop();
     out.extend_from_slice(b",\"event\":");
     out.extend_from_slice(e.json.as_bytes());
     out.push(b'}');
@@ -210,42 +215,102 @@ impl SizeEvidence {
     }
 }
 
-/// Pack encoded envelopes into requests of at most `max_events` events and `max_bytes`
-/// bytes (an envelope larger than `max_bytes` travels alone). Events in `alone` get a
-/// request of their own (used to find a bad event when HEC doesn't say which it is).
+/// Capacity reserved for a request body up front (so it rarely grows by copying):
+/// `max_bytes`, but never more than this for absurdly large settings.
+const BODY_RESERVE: usize = 2 * 1024 * 1024;
+
+/// Cuts envelopes into requests of at most `max_events` events and `max_bytes` bytes as
+/// they are written, straight into the request body (no per-envelope buffer, no copy).
+/// An envelope larger than `max_bytes` travels alone; events in `alone` get a request of
+/// their own (used to find a bad event when HEC doesn't say which it is).
+pub struct Packer<'a> {
+    max_events: usize,
+    max_bytes: usize,
+    alone: &'a HashSet<usize>,
+    chunks: Vec<Chunk>,
+    current: Chunk,
+}
+
+impl<'a> Packer<'a> {
+    pub fn new(max_events: usize, max_bytes: usize, alone: &'a HashSet<usize>) -> Packer<'a> {
+        Packer {
+            max_events: max_events.max(1),
+            max_bytes,
+            alone,
+            chunks: Vec::new(),
+            current: Chunk::default(),
+        }
+    }
+
+    /// Add event `index`, whose envelope `write` appends to the body it is given.
+    pub fn add<E>(
+        &mut self,
+        index: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.alone.contains(&index) {
+            self.flush();
+            let mut chunk = Chunk::default();
+            write(&mut chunk.body)?;
+            chunk.events.push(index);
+            chunk.ends.push(chunk.body.len());
+            self.chunks.push(chunk);
+            return Ok(());
+        }
+        if self.current.events.len() >= self.max_events {
+            self.flush();
+        }
+        let reserve = self.max_bytes.min(BODY_RESERVE);
+        if self.current.body.capacity() < reserve {
+            self.current.body.reserve(reserve - self.current.body.len());
+        }
+        let start = self.current.body.len();
+        if let Err(e) = write(&mut self.current.body) {
+            self.current.body.truncate(start);
+            return Err(e);
+        }
+        if !self.current.events.is_empty() && self.current.body.len() > self.max_bytes {
+            // Over the limit with this envelope: it starts the next request.
+            let envelope = self.current.body.split_off(start);
+            self.flush();
+            self.current.body = envelope;
+            let len = self.current.body.len();
+            self.current.body.reserve(reserve.saturating_sub(len));
+        }
+        self.current.events.push(index);
+        self.current.ends.push(self.current.body.len());
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if !self.current.events.is_empty() {
+            self.chunks.push(std::mem::take(&mut self.current));
+        }
+    }
+
+    /// The requests, in event order.
+    pub fn finish(mut self) -> Vec<Chunk> {
+        self.flush();
+        self.chunks
+    }
+}
+
+/// [`Packer`] over envelopes encoded beforehand (tests and benchmarks).
 pub fn pack(
     envelopes: Vec<(usize, Vec<u8>)>,
     max_events: usize,
     max_bytes: usize,
     alone: &HashSet<usize>,
 ) -> Vec<Chunk> {
-    let mut chunks = Vec::new();
-    let mut current = Chunk::default();
-    let flush = |current: &mut Chunk, chunks: &mut Vec<Chunk>| {
-        if !current.events.is_empty() {
-            chunks.push(std::mem::take(current));
-        }
-    };
+    let mut packer = Packer::new(max_events, max_bytes, alone);
     for (index, envelope) in envelopes {
-        if alone.contains(&index) {
-            flush(&mut current, &mut chunks);
-            chunks.push(Chunk {
-                events: vec![index],
-                ends: vec![envelope.len()],
-                body: envelope,
-            });
-            continue;
-        }
-        if !current.events.is_empty()
-            && (current.events.len() >= max_events.max(1)
-                || current.body.len().saturating_add(envelope.len()) > max_bytes)
-        {
-            flush(&mut current, &mut chunks);
-        }
-        current.push(index, &envelope);
+        let added = packer.add(index, |body| {
+            body.extend_from_slice(&envelope);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let Ok(()) = added;
     }
-    flush(&mut current, &mut chunks);
-    chunks
+    packer.finish()
 }
 
 /// gzip a request body at `level` (1–9; flate2 on zlib-rs). Synchronous and CPU-bound:
@@ -450,8 +515,7 @@ mod tests {
     fn envelope_has_time_metadata_event_and_flat_fields() {
         let e = sample_event();
         let mut out = Vec::new();
-        let mut scratch = Vec::new();
-        encode_envelope(&Meta::default(), &e, &mut out, &mut scratch).unwrap();
+        encode_envelope(&Meta::default(), &e, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("{\"time\":1741075201.234,"), "{text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -473,7 +537,7 @@ mod tests {
             host: Some("h".into()),
         };
         let mut out = Vec::new();
-        encode_envelope(&meta, &e, &mut out, &mut scratch).unwrap();
+        encode_envelope(&meta, &e, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             (&v["index"], &v["sourcetype"], &v["source"], &v["host"]),
