@@ -97,7 +97,7 @@ fn default_max_events() -> usize {
     500
 }
 fn default_compression_level() -> u32 {
-    4
+    5
 }
 fn default_in_flight_requests() -> usize {
     4
@@ -112,7 +112,7 @@ fn default_ack_timeout() -> Duration {
     Duration::from_secs(300)
 }
 fn default_ack_poll_interval() -> Duration {
-    Duration::from_millis(500)
+    Duration::from_millis(200)
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)

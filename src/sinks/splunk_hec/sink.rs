@@ -1065,6 +1065,15 @@ mod tests {
         assert!(!h.indexer_ack);
         assert_eq!(h.ack_timeout, Duration::from_secs(300));
         assert_eq!((h.max_events, h.max_bytes), (500, 1_000_000));
+        assert_eq!(h.ack_poll_interval, Duration::from_millis(200));
+        assert_eq!(
+            (
+                h.compression_level,
+                h.in_flight_requests,
+                h.in_flight_batches
+            ),
+            (5, 4, 8)
+        );
         assert_eq!(
             base_url("sinks.splunk", &h.endpoint).unwrap(),
             "https://splunk.example.net:8088"
@@ -1113,6 +1122,24 @@ mod tests {
                 token = "t"
                 linger = "1s""#,
                 "linger",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                compression_level = 10"#,
+                "sinks.splunk.compression_level",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                in_flight_batches = 0"#,
+                "sinks.splunk.in_flight_batches",
+            ),
+            (
+                r#"endpoint = "https://x:8088"
+                token = "t"
+                in_flight_requests = 65"#,
+                "sinks.splunk.in_flight_requests",
             ),
             (
                 r#"endpoint = "https://x:8088"
