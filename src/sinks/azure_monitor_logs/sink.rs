@@ -297,7 +297,9 @@ impl AzureMonitorLogsSink {
                     let _ = http::read_body_capped(&self.url, resp, REPLY_LIMIT).await;
                     return Ok(Posted::Accepted);
                 }
-                Err(HttpError::Status { status, body, .. }) if status < 500 && status != 429 => {
+                Err(HttpError::Status { status, body, .. })
+                    if !http::is_retryable_status(status) =>
+                {
                     (status, body)
                 }
                 Err(e) if e.is_retryable() => {

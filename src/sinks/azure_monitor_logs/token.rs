@@ -120,7 +120,9 @@ impl TokenCache {
         .await;
         let resp = match result {
             Ok(resp) => resp,
-            Err(HttpError::Status { status, body, .. }) if (400..500).contains(&status) => {
+            Err(HttpError::Status { status, body, .. })
+                if (400..500).contains(&status) && !http::is_retryable_status(status) =>
+            {
                 return Err(TokenError::Rejected(rejection(key, url, status, &body)));
             }
             Err(e) if e.is_retryable() => {
