@@ -23,7 +23,7 @@ BIN=${BIN:-target/release/veeam-siem}
 PEER=${PEER:-target/release/examples/azure_monitor_peer}
 [ -x "$BIN" ] || cargo build --release --quiet
 [ -x "$PEER" ] || cargo build --release --quiet --example azure_monitor_peer
-SIM_PORT=${SIM_PORT:-18443}
+SIM_PORT=${SIM_PORT:-18444}
 AZ_PORT=${AZ_PORT:-18089}
 # The peer's fixed test credentials (crates/test-peers/src/azure_monitor.rs).
 TENANT=72f988bf-86f1-41af-91ab-2d7cd011db47

@@ -519,3 +519,184 @@ async fn check_probes_the_token_and_the_endpoint() {
     assert!(failed[0].contains("client_secret"), "{stdout}");
     assert!(!text(&out).contains("wrong-Secret-882"));
 }
+
+/// The peer itself: it refuses what the service refuses, loudly (answer + violation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_rejects_what_the_service_rejects() {
+    use std::io::Write as _;
+    let p = AzureMonitorPeer::start(PeerConfig {
+        token_lifetime: Duration::from_secs(1),
+        ..peer_config()
+    })
+    .await
+    .unwrap();
+    let http = veeam_siem::http::build_client(
+        "test",
+        &veeam_siem::config::common::TlsConfig::default(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let token_url = format!("{}/{TENANT}/oauth2/v2.0/token", p.url());
+    let token = |secret: &'static str| {
+        let http = http.clone();
+        let url = token_url.clone();
+        async move {
+            http.post(&url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT_ID),
+                    ("client_secret", secret),
+                    ("scope", peer::SCOPE),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let bad = token("nope").await;
+    assert_eq!(bad.status(), 401);
+    assert!(bad.text().await.unwrap().contains("invalid_client"));
+    let good: Value = token(CLIENT_SECRET).await.json().await.unwrap();
+    assert_eq!(good["token_type"], "Bearer");
+    let bearer = format!("Bearer {}", good["access_token"].as_str().unwrap());
+    let url = |dcr: &str, stream: &str| {
+        format!(
+            "{}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01",
+            p.url()
+        )
+    };
+    let gz = |body: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(body).unwrap();
+        enc.finish().unwrap()
+    };
+    let row = |extra: &str| {
+        let mut cols: Vec<String> = declared_streams()[STREAM]
+            .iter()
+            .map(|(n, _)| format!("\"{n}\":null"))
+            .collect();
+        if !extra.is_empty() {
+            cols.push(extra.to_string());
+        }
+        format!("[{{{}}}]", cols.join(","))
+    };
+    let post = |u: String, ct: &'static str, body: Vec<u8>, auth: Option<String>| {
+        let http = http.clone();
+        async move {
+            let mut req = http
+                .post(u)
+                .header("content-type", ct)
+                .header("content-encoding", "gzip")
+                .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string())
+                .body(body);
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let ok = row("");
+    let (status, _) = post(
+        url(DCR, STREAM),
+        "application/json",
+        gz(ok.as_bytes()),
+        Some(bearer.clone()),
+    )
+    .await;
+    assert_eq!(status, 204);
+    // (status wanted, what, url, content type, body, authorization)
+    type Case = (
+        u16,
+        &'static str,
+        String,
+        &'static str,
+        Vec<u8>,
+        Option<String>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            401,
+            "no token",
+            url(DCR, STREAM),
+            "application/json",
+            gz(ok.as_bytes()),
+            None,
+        ),
+        (
+            415,
+            "content type",
+            url(DCR, STREAM),
+            "text/plain",
+            gz(ok.as_bytes()),
+            Some(bearer.clone()),
+        ),
+        (
+            404,
+            "unknown DCR",
+            url("dcr-00000000000000000000000000000000", STREAM),
+            "application/json",
+            gz(ok.as_bytes()),
+            Some(bearer.clone()),
+        ),
+        (
+            400,
+            "unknown stream",
+            url(DCR, "Custom-Nope_CL"),
+            "application/json",
+            gz(ok.as_bytes()),
+            Some(bearer.clone()),
+        ),
+        (
+            400,
+            "unknown column",
+            url(DCR, STREAM),
+            "application/json",
+            gz(row("\"Extra\":1").as_bytes()),
+            Some(bearer.clone()),
+        ),
+        (
+            413,
+            "over 1 MiB decompressed",
+            url(DCR, STREAM),
+            "application/json",
+            gz(&vec![b' '; peer::MAX_BODY + 1]),
+            Some(bearer.clone()),
+        ),
+    ];
+    for (want, what, u, ct, body, auth) in cases {
+        let (status, text) = post(u, ct, body, auth).await;
+        assert_eq!(status, want, "{what}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: {text}"));
+        assert!(v["error"]["code"].is_string(), "{what}: {text}");
+    }
+    // A wrong-typed value is refused too.
+    let typed = row("").replace("\"ItemSizeBytes\":null", "\"ItemSizeBytes\":\"big\"");
+    let (status, _) = post(
+        url(DCR, STREAM),
+        "application/json",
+        gz(typed.as_bytes()),
+        Some(bearer.clone()),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // The token expires.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, text) = post(
+        url(DCR, STREAM),
+        "application/json",
+        gz(ok.as_bytes()),
+        Some(bearer),
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+    let stats = p.stats();
+    assert_eq!(stats.rows_ingested, 1);
+    assert!(
+        stats.violations.len() >= 4,
+        "client mistakes are recorded: {:?}",
+        stats.violations
+    );
+    p.shutdown().await;
+}
