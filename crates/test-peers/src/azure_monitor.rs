@@ -482,6 +482,83 @@ fn admit(
     Ok((columns.clone(), encoding))
 }
 
+/// Check the decoded body against the stream and store its rows (all or nothing).
+// The error is the answer itself; boxing it would only add noise to a test peer.
+#[allow(clippy::result_large_err)]
+fn store(
+    shared: &Shared,
+    stream: &str,
+    columns: &[(String, String)],
+    body_len: usize,
+    decoded: std::io::Result<Vec<u8>>,
+) -> Result<(), Response> {
+    let cfg = &shared.cfg;
+    let mut inner = shared.lock();
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            inner.violation(format!("gzip body does not decode: {e}"));
+            return Err(inner.error(
+                400,
+                "InvalidPayload",
+                "The gzip body could not be decompressed",
+            ));
+        }
+    };
+    if decoded.len() > MAX_BODY {
+        return Err(inner.error(
+            413,
+            "ContentLengthLimitExceeded",
+            "The decompressed request body is over the 1 MB limit",
+        ));
+    }
+    let rows: Vec<Value> = match serde_json::from_slice(&decoded) {
+        Ok(Value::Array(rows)) => rows,
+        Ok(_) => {
+            inner.violation("the body is not a JSON array".into());
+            return Err(inner.error(400, "InvalidPayload", "The body must be a JSON array"));
+        }
+        Err(e) => {
+            inner.violation(format!("the body is not JSON: {e}"));
+            return Err(inner.error(400, "InvalidPayload", "The body is not valid JSON"));
+        }
+    };
+    for row in &rows {
+        if let Some(problem) = row_problem(columns, row) {
+            inner.violation(format!("stream {stream}: {problem}"));
+            return Err(inner.error(400, "InvalidPayload", &problem));
+        }
+        if let Some(id) = row.get("EventId").and_then(Value::as_str)
+            && cfg.poison_ids.contains(id)
+        {
+            return Err(inner.error(
+                400,
+                "InvalidPayload",
+                &format!("The row with EventId '{id}' could not be processed"),
+            ));
+        }
+    }
+    let s = &mut inner.stats;
+    s.accepted_requests += 1;
+    s.rows_ingested += rows.len() as u64;
+    s.wire_bytes += body_len as u64;
+    s.decoded_bytes += decoded.len() as u64;
+    s.max_wire_bytes = s.max_wire_bytes.max(body_len);
+    s.max_decoded_bytes = s.max_decoded_bytes.max(decoded.len());
+    for row in rows {
+        let id = row
+            .get("EventId")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        *inner.ingested.entry(id).or_default() += 1;
+        if cfg.record_rows {
+            inner.rows.push(row);
+        }
+    }
+    Ok(())
+}
+
 async fn handle_ingest(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(PeerAddr(remote)): ConnectInfo<PeerAddr>,
@@ -490,15 +567,11 @@ async fn handle_ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let cfg = &shared.cfg;
     let (fault, delay) = {
         let mut inner = shared.lock();
         inner.stats.ingest_requests += 1;
         (inner.faults.pop_front(), inner.delay)
     };
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     match fault {
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
         Some(Fault::Reset) => {
@@ -558,68 +631,13 @@ async fn handle_ingest(
             );
         }
     };
-    let mut inner = shared.lock();
-    let decoded = match decoded {
-        Ok(d) => d,
-        Err(e) => {
-            inner.violation(format!("gzip body does not decode: {e}"));
-            return inner.error(
-                400,
-                "InvalidPayload",
-                "The gzip body could not be decompressed",
-            );
-        }
-    };
-    if decoded.len() > MAX_BODY {
-        return inner.error(
-            413,
-            "ContentLengthLimitExceeded",
-            "The decompressed request body is over the 1 MB limit",
-        );
+    if let Err(resp) = store(&shared, &stream, &columns, body.len(), decoded) {
+        return resp;
     }
-    let rows: Vec<Value> = match serde_json::from_slice(&decoded) {
-        Ok(Value::Array(rows)) => rows,
-        Ok(_) => {
-            inner.violation("the body is not a JSON array".into());
-            return inner.error(400, "InvalidPayload", "The body must be a JSON array");
-        }
-        Err(e) => {
-            inner.violation(format!("the body is not JSON: {e}"));
-            return inner.error(400, "InvalidPayload", "The body is not valid JSON");
-        }
-    };
-    for row in &rows {
-        if let Some(problem) = row_problem(&columns, row) {
-            inner.violation(format!("stream {stream}: {problem}"));
-            return inner.error(400, "InvalidPayload", &problem);
-        }
-        if let Some(id) = row.get("EventId").and_then(Value::as_str)
-            && cfg.poison_ids.contains(id)
-        {
-            return inner.error(
-                400,
-                "InvalidPayload",
-                &format!("The row with EventId '{id}' could not be processed"),
-            );
-        }
-    }
-    let s = &mut inner.stats;
-    s.accepted_requests += 1;
-    s.rows_ingested += rows.len() as u64;
-    s.wire_bytes += body.len() as u64;
-    s.decoded_bytes += decoded.len() as u64;
-    s.max_wire_bytes = s.max_wire_bytes.max(body.len());
-    s.max_decoded_bytes = s.max_decoded_bytes.max(decoded.len());
-    for row in rows {
-        let id = row
-            .get("EventId")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        *inner.ingested.entry(id).or_default() += 1;
-        if cfg.record_rows {
-            inner.rows.push(row);
-        }
+    // A slow service: the rows are in, the answer takes its time (a client that gives up
+    // now re-sends rows already stored).
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -811,7 +829,7 @@ impl AzureMonitorPeer {
         self.shared.lock().busy_rate = rate;
     }
 
-    /// Delay every ingestion answer by this much.
+    /// Delay every 204 by this much (after the rows are stored).
     pub fn set_delay(&self, delay: Duration) {
         self.shared.lock().delay = delay;
     }
