@@ -721,3 +721,38 @@ async fn the_peer_rejects_what_the_service_rejects() {
     );
     p.shutdown().await;
 }
+
+/// A DCR whose stream does not match the rows (here: it lacks the `Event` column)
+/// refuses every row: the sink bisects, finds no row the API accepts, and stops instead of
+/// quarantining everything; nothing is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_refuses_every_row_stops_the_sink_without_quarantining() {
+    let mut streams = declared_streams();
+    streams
+        .get_mut(STREAM)
+        .unwrap()
+        .retain(|(name, _)| name != "Event");
+    let s = Setup::start(
+        SimConfig {
+            seed: 3,
+            sessions: 2,
+            events_per_session: 4,
+            ..SimConfig::default()
+        },
+        PeerConfig {
+            streams,
+            ..PeerConfig::default()
+        },
+        "",
+        "",
+    )
+    .await;
+    let out = s.run_once(CLIENT_SECRET, "mismatch").await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("examples/siem/sentinel"), "{t}");
+    assert!(t.contains("sinks.sentinel.stream"), "{t}");
+    assert!(s.dead_letters().is_empty(), "nothing quarantined");
+    assert_eq!(s.peer.stats().rows_ingested, 0);
+    assert!(!s.checkpoint_exists());
+}
