@@ -315,7 +315,9 @@ impl AzureMonitorLogsSink {
                     )));
                 }
             };
-            let code = string_field(&text, "code");
+            // Server text: escaped before it reaches a log or an error.
+            let code = string_field(&text, "code")
+                .map(|c| crate::escape::escape_controls(&c).into_owned());
             let message =
                 crate::escape::escape_controls(&string_field(&text, "message").unwrap_or_default())
                     .into_owned();
@@ -640,6 +642,51 @@ mod tests {
         assert_eq!(a.events, vec![0]);
         assert_eq!(b.events, vec![1, 2]);
         assert!(a.split().is_none());
+    }
+
+    fn sink() -> AzureMonitorLogsSink {
+        let cfg: AzureMonitorLogsConfig = toml::from_str(
+            r#"
+inputs = ["v"]
+endpoint = "https://dce.example.net"
+dcr_immutable_id = "dcr-0123456789abcdef0123456789abcdef"
+stream = "Custom-VeeamRestore_CL"
+tenant_id = "t"
+client_id = "c"
+client_secret = "Sec-123"
+"#,
+        )
+        .unwrap();
+        let dir = std::env::temp_dir();
+        AzureMonitorLogsSink::new("sentinel", &cfg, &SinkContext { state_dir: dir }).unwrap()
+    }
+
+    #[test]
+    fn configuration_answers_name_the_key_and_row_answers_do_not_stop() {
+        let s = sink();
+        let text = |e: Option<SinkError>| e.map(|e| e.to_string()).unwrap_or_default();
+        let m = text(s.config_error(400, Some("InvalidStream"), "no such stream"));
+        assert!(m.contains("sinks.sentinel.stream"), "{m}");
+        let m = text(s.config_error(404, Some("NotFound"), ""));
+        assert!(m.contains("sinks.sentinel.dcr_immutable_id"), "{m}");
+        let m = text(s.config_error(400, Some("InvalidDcrImmutableId"), ""));
+        assert!(m.contains("sinks.sentinel.dcr_immutable_id"), "{m}");
+        let m = text(s.config_error(400, Some("InvalidApiVersion"), ""));
+        assert!(m.contains("bug"), "{m}");
+        assert!(
+            s.config_error(400, Some("InvalidPayload"), "bad row")
+                .is_none()
+        );
+        assert!(s.config_error(400, None, "").is_none());
+        let m = s.role_error(403, Some("OperationFailed")).to_string();
+        assert!(
+            m.contains(ROLE) && m.contains("sinks.sentinel.client_id"),
+            "{m}"
+        );
+        assert!(!m.contains("Sec-123"));
+        assert!(s.url.ends_with(
+            "/dataCollectionRules/dcr-0123456789abcdef0123456789abcdef/streams/Custom-VeeamRestore_CL?api-version=2023-01-01"
+        ));
     }
 
     #[tokio::test]
