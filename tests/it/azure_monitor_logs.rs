@@ -473,6 +473,15 @@ async fn configuration_errors_are_fatal_and_name_the_key() {
     assert_no_secret(&out);
     s.peer.set_authorized(true);
 
+    // A 200 (a web server or a proxy page, not the API) is not an acceptance.
+    s.peer.push_faults([Fault::Status {
+        status: 200,
+        retry_after: None,
+    }]);
+    let out = s.run_once(CLIENT_SECRET, "not204").await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("instead of 204"), "{}", text(&out));
+
     for (extra, key) in [
         (
             "dcr_immutable_id = \"dcr-00000000000000000000000000000000\"",

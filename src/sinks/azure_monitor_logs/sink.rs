@@ -293,8 +293,17 @@ impl AzureMonitorLogsSink {
             .await;
             let (status, text) = match result {
                 Ok(resp) => {
+                    let status = resp.status().as_u16();
                     // 204 has no body; read what there is (capped) to reuse the connection.
                     let _ = http::read_body_capped(&self.url, resp, REPLY_LIMIT).await;
+                    if status != 204 {
+                        // Not the Logs Ingestion API (a web server, a proxy's page): its
+                        // 200 proves nothing was stored.
+                        return Err(SinkError::Fatal(format!(
+                            "{} answered HTTP {status} instead of 204 to an upload; check {}.endpoint is the logs ingestion endpoint of a DCE or DCR (the template's output logsIngestionEndpoint)",
+                            self.endpoint, self.key
+                        )));
+                    }
                     return Ok(Posted::Accepted);
                 }
                 Err(HttpError::Status { status, body, .. })
