@@ -35,10 +35,10 @@
 //! a cap.
 
 mod config;
-pub mod files;
+mod files;
 pub mod row;
 mod sink;
-pub mod token;
+mod token;
 
 pub use config::{AzureMonitorLogsConfig, DEFAULT_AUTHORITY, MAX_REQUEST_BYTES};
 pub use row::COLUMNS;

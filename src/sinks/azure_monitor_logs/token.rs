@@ -71,11 +71,6 @@ impl TokenCache {
         }
     }
 
-    /// The token endpoint (for messages).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Tokens obtained by this cache.
     pub fn grants(&self) -> u64 {
         self.grants
