@@ -143,6 +143,7 @@ components! {
         SplunkHec(HecSinkConfig) = "splunk_hec",
         Kafka(KafkaSinkConfig) = "kafka",
         Archive(ArchiveSinkConfig) = "archive",
+        AzureMonitorLogs(crate::sinks::azure_monitor_logs::AzureMonitorLogsConfig) = "azure_monitor_logs",
     }
 }
 

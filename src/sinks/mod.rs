@@ -11,6 +11,7 @@
 //! reaches it only through [`SinkSettings`], the pipeline only through [`Sink`].
 
 pub mod archive;
+pub mod azure_monitor_logs;
 pub mod file;
 pub mod kafka;
 pub mod splunk_hec;

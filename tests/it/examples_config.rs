@@ -177,6 +177,14 @@ fn resolve_all_secrets(config: &Config) -> Result<usize, ConfigError> {
                 )?;
                 resolved += 1;
             }
+            SinkConfig::AzureMonitorLogs(c) => {
+                resolve_secret(
+                    &format!("sinks.{id}.client_secret"),
+                    c.client_secret.as_ref(),
+                    c.client_secret_file.as_deref(),
+                )?;
+                resolved += 1;
+            }
             SinkConfig::Kafka(c) => {
                 if let Some(sasl) = &c.sasl {
                     resolve_secret(

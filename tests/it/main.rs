@@ -17,6 +17,7 @@ mod support;
 
 mod archive;
 mod archive_s3;
+mod azure_monitor_logs;
 mod check;
 mod cli;
 mod daemon_ops;

@@ -1,6 +1,8 @@
 //! Test peers of veeam-siem: the other ends of its connections, for the integration tests
 //! (`tests/it`), `examples/hec_peer.rs` and the benches. Dev-only (`publish = false`).
 //!
+//! - [`azure_monitor`]: an Entra ID token endpoint and Azure Monitor Logs Ingestion API
+//!   peer (axum), strict about the API, with fault injection.
 //! - [`hec`]: a Splunk HTTP Event Collector peer (axum), strict about the protocol, with
 //!   fault injection.
 //! - [`rsyslog`]: a private rsyslogd on a free loopback port (UDP, TCP, TLS) and a strict
@@ -13,6 +15,7 @@
 //! crate must not depend on veeam-siem (the compiler would also refuse the dev-dependency
 //! cycle). Helpers that need veeam-siem's types or binary stay in the test binary.
 
+pub mod azure_monitor;
 pub mod hec;
 pub mod kafka;
 pub mod rsyslog;

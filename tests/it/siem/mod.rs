@@ -1,5 +1,7 @@
 //! Checkers of SIEM content, written for the tests of `examples/siem/` (`siem_content`):
-//! [`sigma`] loads, lints and evaluates the Sigma rules (the subset of the language they
+//! [`kql`] checks the Microsoft Sentinel content (template, analytics rules) against the
+//! `azure_monitor_logs` sink and runs the rules with a small KQL evaluator (its tests live
+//! there too); [`sigma`] loads, lints and evaluates the Sigma rules (the subset of the language they
 //! use, correlations included); [`spl`] parses the Splunk app's `.conf` files and analyzes
 //! the fields each SPL search reads. Both check field names against the output schema's
 //! property paths, which live here ([`schema_paths`]).
@@ -7,6 +9,7 @@
 //! They are tools, with their own tests of what they accept and reject; what the content
 //! must satisfy is asserted in `siem_content`.
 
+pub mod kql;
 pub mod sigma;
 pub mod spl;
 
