@@ -32,11 +32,95 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// `@timestamp` and the other times as RFC 3339 UTC, byte for byte what chrono's serde
+/// writes (`2025-03-04T08:00:01.234Z`: 0, 3, 6 or 9 fraction digits as the value needs,
+/// then `Z`), but without chrono's `fmt` machinery: the router serializes up to eight of
+/// them per event, and that path was ~4.5 % of the daemon's CPU (BENCHMARKS.md). Years
+/// outside 0000–9999 and leap seconds go through chrono itself.
+mod utc_time {
+    use chrono::{DateTime, Datelike, Timelike, Utc};
+    use serde::{Serialize, Serializer};
+
+    /// `YYYY-MM-DDTHH:MM:SS.fffffffffZ` at most.
+    const MAX_LEN: usize = 30;
+
+    fn two(out: &mut [u8; MAX_LEN], at: usize, v: u32) {
+        out[at] = b'0' + (v / 10 % 10) as u8;
+        out[at + 1] = b'0' + (v % 10) as u8;
+    }
+
+    /// The text, or `None` when chrono must write it.
+    pub(super) fn format(t: &DateTime<Utc>, out: &mut [u8; MAX_LEN]) -> Option<usize> {
+        let t = t.naive_utc();
+        let year = t.year();
+        let nano = t.nanosecond();
+        if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+            return None;
+        }
+        let year = year as u32;
+        two(out, 0, year / 100);
+        two(out, 2, year % 100);
+        out[4] = b'-';
+        two(out, 5, t.month());
+        out[7] = b'-';
+        two(out, 8, t.day());
+        out[10] = b'T';
+        two(out, 11, t.hour());
+        out[13] = b':';
+        two(out, 14, t.minute());
+        out[16] = b':';
+        two(out, 17, t.second());
+        let mut len = 19;
+        let (digits, mut frac) = if nano == 0 {
+            (0, 0)
+        } else if nano.is_multiple_of(1_000_000) {
+            (3, nano / 1_000_000)
+        } else if nano.is_multiple_of(1_000) {
+            (6, nano / 1_000)
+        } else {
+            (9, nano)
+        };
+        if digits > 0 {
+            out[len] = b'.';
+            for i in (0..digits).rev() {
+                out[len + 1 + i] = b'0' + (frac % 10) as u8;
+                frac /= 10;
+            }
+            len += 1 + digits;
+        }
+        out[len] = b'Z';
+        Some(len + 1)
+    }
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; MAX_LEN];
+        match format(t, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
+            Some(text) => s.serialize_str(text),
+            None => t.serialize(s),
+        }
+    }
+
+    /// For `Option` fields (`None` is skipped by `skip_serializing_if`).
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
 /// One output event. Serializes to the JSON documented in `schemas/`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
-    #[serde(rename = "@timestamp")]
+    #[serde(rename = "@timestamp", serialize_with = "utc_time::serialize")]
     pub timestamp: DateTime<Utc>,
     pub ecs: Ecs,
     pub message: String,
@@ -95,10 +179,19 @@ pub struct EventMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<i64>,
     /// When veeam-siem fetched the record.
+    #[serde(serialize_with = "utc_time::serialize")]
     pub created: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_time::option::serialize"
+    )]
     pub start: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_time::option::serialize"
+    )]
     pub end: Option<DateTime<Utc>>,
     /// Nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,9 +338,17 @@ pub struct RestoreSession {
     /// True when `initiatedBy` names the organization (Cloud Connect gateway restores).
     #[serde(default, skip_serializing_if = "is_false")]
     pub initiated_by_is_organization: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_time::option::serialize"
+    )]
     pub creation_time: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_time::option::serialize"
+    )]
     pub end_time: Option<DateTime<Utc>>,
     /// v8 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,9 +423,17 @@ pub struct JobSession {
     pub progress: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processed_objects: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_time::option::serialize"
+    )]
     pub creation_time: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_time::option::serialize"
+    )]
     pub end_time: Option<DateTime<Utc>>,
     /// Nanoseconds between creation and end, when ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,4 +456,50 @@ pub struct Log {
     pub items: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_bytes_per_sec: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast RFC 3339 writer produces chrono's serde text exactly, for every kind of
+    /// fraction, the edges of the year range, and the values it hands back to chrono.
+    #[test]
+    fn times_serialize_exactly_as_chrono_does() {
+        use chrono::TimeZone;
+        let chrono_text = |t: &DateTime<Utc>| serde_json::to_string(t).unwrap();
+        let ours = |t: &DateTime<Utc>| {
+            let mut out = Vec::new();
+            let mut ser = serde_json::Serializer::new(&mut out);
+            super::utc_time::serialize(t, &mut ser).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            seed >> 11
+        };
+        let mut cases: Vec<DateTime<Utc>> = vec![
+            Utc.timestamp_opt(0, 0).unwrap(),
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(-1, 6, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+        ];
+        for _ in 0..20_000 {
+            let secs = (next() % 400_000_000_000) as i64 - 62_000_000_000;
+            let nanos = match next() % 4 {
+                0 => 0,
+                1 => (next() % 1000) as u32 * 1_000_000,
+                2 => (next() % 1_000_000) as u32 * 1000,
+                _ => (next() % 1_000_000_000) as u32,
+            };
+            if let Some(t) = Utc.timestamp_opt(secs, nanos).single() {
+                cases.push(t);
+            }
+        }
+        for t in &cases {
+            assert_eq!(ours(t), chrono_text(t), "{t:?}");
+        }
+    }
 }
