@@ -206,6 +206,15 @@ async fn verify_accepts_the_archive_and_names_every_tampered_file() {
             }),
         ),
         (
+            "a digest blown up to 64 MiB (read capped, reported)",
+            Box::new(move |r| {
+                let p = path_of(r, &dig(1));
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(64 << 20).unwrap();
+                dig(1)
+            }),
+        ),
+        (
             "an unlisted segment",
             Box::new(move |r| {
                 let extra = "2001/01/01/0000000999-20010101T000000Z.ndjson.gz".to_string();

@@ -14,6 +14,27 @@ use serde::{Deserialize, Serialize};
 use super::hex;
 use super::keys::{PublicKey, SigningKey};
 
+/// Largest digest file read (a real one is about 1 KiB): a planted or corrupted huge
+/// `*.digest.json` is reported as not a digest, never loaded whole into memory (by `verify`,
+/// locally or from S3, nor by the writer reopening the archive).
+pub const MAX_DIGEST_BYTES: u64 = 1 << 20;
+
+/// Read a digest file, refusing one larger than [`MAX_DIGEST_BYTES`].
+pub fn read_digest_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_DIGEST_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DIGEST_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_DIGEST_BYTES} bytes, far more than any digest"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The format name written into every digest.
 pub const FORMAT: &str = "veeam-siem-archive-digest/1";
 /// Signed before the canonical JSON, so a signature can't be replayed for another use.
@@ -134,6 +155,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 mod tests {
     use super::super::keys::testing::write_key_pair;
     use super::*;
+
+    #[test]
+    fn a_huge_digest_file_is_refused_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small.digest.json");
+        std::fs::write(&small, b"{}").unwrap();
+        assert_eq!(read_digest_file(&small).unwrap(), b"{}");
+        let huge = dir.path().join("huge.digest.json");
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(MAX_DIGEST_BYTES * 64).unwrap();
+        let err = read_digest_file(&huge).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
 
     fn sample() -> Digest {
         let t = "2026-12-03T10:00:00Z".parse().unwrap();

@@ -148,7 +148,7 @@ struct Found {
 pub trait ArchiveSource {
     /// Every segment and digest, by relative name.
     fn list(&self) -> io::Result<segment::Listing>;
-    /// A whole (small) file: digests.
+    /// A whole digest file, at most [`super::digest::MAX_DIGEST_BYTES`].
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
     /// A segment, streamed ([`segment::scan_reader`]).
     fn scan(&self, name: &str) -> io::Result<segment::Scan>;
@@ -162,7 +162,7 @@ impl ArchiveSource for Dir<'_> {
         segment::list(self.0)
     }
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        std::fs::read(path_of(self.0, name))
+        super::digest::read_digest_file(&path_of(self.0, name))
     }
     fn scan(&self, name: &str) -> io::Result<segment::Scan> {
         segment::scan(&path_of(self.0, name), false)

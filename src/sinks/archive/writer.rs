@@ -83,7 +83,12 @@ impl ArchiveWriter {
         let head = match newest {
             None => None,
             Some((sequence, name)) => {
-                let bytes = std::fs::read(path_of(root, name))?;
+                let bytes = super::digest::read_digest_file(&path_of(root, name)).map_err(|e| {
+                    other(format!(
+                        "the newest digest {name} is unreadable ({e}); the chain can't be extended. Run `veeam-siem verify {}` and move the damaged archive aside",
+                        root.display()
+                    ))
+                })?;
                 let digest = Digest::parse(&bytes).map_err(|e| {
                     other(format!(
                         "the newest digest {name} is unreadable ({e}); the chain can't be extended. Run `veeam-siem verify {}` and move the damaged archive aside",

@@ -75,10 +75,14 @@ impl ArchiveSource for Bucket {
                 .get(&self.object(name), len)
                 .await
                 .map_err(io::Error::other)?;
-            crate::http::read_body_capped(name, resp, 16 << 20)
-                .await
-                .map(|b| b.to_vec())
-                .map_err(io::Error::other)
+            crate::http::read_body_capped(
+                name,
+                resp,
+                crate::sinks::archive::digest::MAX_DIGEST_BYTES as usize,
+            )
+            .await
+            .map(|b| b.to_vec())
+            .map_err(io::Error::other)
         })
     }
 
