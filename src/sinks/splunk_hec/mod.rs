@@ -15,17 +15,22 @@
 //!    halves and sent again; a single event still refused goes to the dead-letter file only
 //!    when it is larger than every request HEC accepted (`wire::SizeEvidence`), else the
 //!    batch fails and is retried (a proxy refusing every POST must not cost evidence);
-//! 4. with `indexer_ack`, the ackIds are polled on `/services/collector/ack` until each
-//!    reports `true`; requests still unconfirmed after `ack_timeout` are sent again;
+//! 4. with `indexer_ack`, the ackIds go to the sink's one ack poller, which queries
+//!    `/services/collector/ack` for every outstanding ackId until each reports `true`;
+//!    requests still unconfirmed after `ack_timeout` are sent again;
 //! 5. only then is the batch acknowledged to the pipeline, which may move the checkpoint.
+//!
+//! Steps 1–3 run for up to `in_flight_requests` requests at a time, and with
+//! `in_flight_batches` above 1 the pipeline hands over the next batches ([`Sink::submit`])
+//! while earlier ones wait in step 4 (see `sink.rs`).
 //!
 //! Progress inside a batch is kept across the pipeline's retries of that batch, so a
 //! retry re-sends only what was not confirmed. Token, index and channel errors are
 //! [`SinkError::Fatal`]: the pipeline stops, the checkpoint stays where it was.
 //!
-//! There is no buffering across pipeline batches (no `linger`): the pipeline hands a
-//! sink its next batch only after the previous one is acknowledged and checkpointed
-//! (invariant 3 of ARCHITECTURE.md), so a source page is the unit of batching.
+//! There is no buffering across pipeline batches (no `linger`): a source page is the unit
+//! of batching, and at most `in_flight_batches` of them are sent but not yet confirmed and
+//! checkpointed (invariant 3 of ARCHITECTURE.md): what a crash may send twice.
 //!
 //! Every answer body is read with a cap ([`HEC_REPLY_LIMIT`]; error excerpts 4 KiB), and
 //! deadlines use checked arithmetic (duration settings are also bounded by validation).
