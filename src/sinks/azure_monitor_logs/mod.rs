@@ -4,8 +4,8 @@
 //!
 //! Owns: the sink's config and checks (`config.rs`), the row shape (`row.rs`: one ECS
 //! event → one flat row, the column list the DCR and table must match), the Entra ID
-//! client-credentials token (`token.rs`), the dead-letter file (`files.rs`), and delivery
-//! and the probe (`sink.rs`). A pipeline batch is delivered like this:
+//! client-credentials token (`token.rs`), and delivery, the probe and what a dead-letter
+//! line says (`sink.rs`; the file itself is the shared `sinks::dead_letters`). A pipeline batch is delivered like this:
 //!
 //! 1. each event not yet delivered becomes a row; a row that alone exceeds `max_bytes`
 //!    (1 MiB by default: the API takes at most 1 MB per call) goes to the dead-letter file
@@ -35,7 +35,6 @@
 //! a cap.
 
 mod config;
-mod files;
 pub mod row;
 mod sink;
 mod token;

@@ -10,10 +10,10 @@ use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue
 
 use crate::config::common::ConfigError;
 use crate::http::{self, HttpError, RetryPolicy};
+use crate::sinks::dead_letters::DeadLetters;
 use crate::sinks::{Batch, SinkContext, SinkError};
 
 use super::config::{AzureMonitorLogsConfig, base_url};
-use super::files::DeadLetters;
 use super::row::encode_row;
 use super::token::{ClientCredentials, TokenCache, TokenError, string_field};
 
@@ -98,6 +98,16 @@ fn pack(rows: Vec<(usize, Vec<u8>)>, max_bytes: usize) -> Vec<Chunk> {
         chunks.push(current);
     }
     chunks
+}
+
+/// Why the API can never take an event, as written in its line of the dead-letter file:
+/// `http_status` (none when the event was never sent: it alone exceeds the request
+/// limit), `code` (the API's `error.code`), `reason`.
+#[derive(serde::Serialize)]
+struct Rejection<'a> {
+    http_status: Option<u16>,
+    code: Option<&'a str>,
+    reason: &'a str,
 }
 
 /// What the API did with one request.
@@ -365,8 +375,13 @@ impl AzureMonitorLogsSink {
                 "internal error: no event {index} in the batch"
             )));
         };
+        let why = Rejection {
+            http_status: status,
+            code,
+            reason,
+        };
         self.dead_letters
-            .quarantine(status, code, reason, &event.json)
+            .quarantine(&why, &event.json)
             .await
             .map_err(|e| {
                 SinkError::Retryable(format!(

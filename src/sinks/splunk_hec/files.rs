@@ -6,23 +6,19 @@
 //!   restarted by cron or Kubernetes doesn't leave a trail of abandoned channels on the
 //!   indexers (Splunk caps channels per token and expires idle ones). `check` only reads it
 //!   ([`read_channel`]) and probes with a throwaway channel when there is none yet.
-//! - `<sink_id>.deadletter.ndjson` (mode 0600) receives the events HEC rejects as
-//!   malformed, one JSON line each (`time`, `sink_id`, `http_status`, `code`, `text`,
-//!   `event`), appended and fsynced through [`durable::Appender`] before the batch they
-//!   belong to is acknowledged: a write error fails that batch, and a failed write is cut
-//!   back off the file.
+//! - `<sink_id>.deadletter.ndjson` receives the events HEC rejects as malformed (or too
+//!   large), through the shared [`DeadLetters`] file; [`Rejection`] is what a HEC line
+//!   says about why (`http_status`, `code`, `text`).
 //!
-//! Must not: decide what is poison (that is the HEC reply, classified in
-//! `wire.rs`), or lose a line: an unterminated last line left by a crash is
-//! closed with a newline before anything is appended.
+//! Must not: decide what is poison (that is the HEC reply, classified in `wire.rs`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::durable::{self, Appender, Modes, PRIVATE_DIR, PRIVATE_FILE, TornTail};
+use crate::durable::{self, PRIVATE_DIR, PRIVATE_FILE};
+pub use crate::sinks::dead_letters::DeadLetters;
 
 /// Where the channel GUID of sink `sink_id` lives.
 pub fn channel_path(state_dir: &Path, sink_id: &str) -> PathBuf {
@@ -72,80 +68,13 @@ fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
     durable::sync_dir(dir)
 }
 
-/// One dead letter, as written.
+/// Why HEC refused an event for good, as written in its line of the dead-letter file
+/// ([`DeadLetters`]): `http_status`, `code` (the HEC code, when the reply had one), `text`.
 #[derive(Serialize)]
-struct Line<'a> {
-    time: DateTime<Utc>,
-    sink_id: &'a str,
-    /// HTTP status of the rejection.
-    http_status: u16,
-    /// HEC code, when the reply had one.
-    code: Option<i64>,
-    text: &'a str,
-    event: &'a serde_json::value::RawValue,
-}
-
-/// The dead-letter file of one sink, opened on first use.
-pub struct DeadLetters {
-    sink_id: String,
-    path: PathBuf,
-    file: Option<Appender>,
-    count: u64,
-}
-
-impl DeadLetters {
-    pub fn new(sink_id: &str, path: PathBuf) -> Self {
-        DeadLetters {
-            sink_id: sink_id.to_string(),
-            path,
-            file: None,
-            count: 0,
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Events quarantined by this process (metrics will export it).
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    /// Append one event and fsync. `event_json` is the event's serialized JSON. An error
-    /// means the line is not on disk (and not half there either).
-    pub async fn quarantine(
-        &mut self,
-        http_status: u16,
-        code: Option<i64>,
-        text: &str,
-        event_json: &str,
-    ) -> std::io::Result<()> {
-        let event: &serde_json::value::RawValue =
-            serde_json::from_str(event_json).map_err(std::io::Error::other)?;
-        let mut line = serde_json::to_vec(&Line {
-            time: Utc::now(),
-            sink_id: &self.sink_id,
-            http_status,
-            code,
-            text,
-            event,
-        })
-        .map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        let (file, _line, result) = durable::append_blocking(
-            self.file.take(),
-            self.path.clone(),
-            Modes::PRIVATE,
-            TornTail::Close,
-            line,
-        )
-        .await;
-        self.file = file;
-        result.map_err(durable::AppendError::into_source)?;
-        self.count += 1;
-        Ok(())
-    }
+pub struct Rejection<'a> {
+    pub http_status: u16,
+    pub code: Option<i64>,
+    pub text: &'a str,
 }
 
 #[cfg(test)]
@@ -172,18 +101,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("splunk.deadletter.ndjson");
         std::fs::write(&path, "{\"torn\":").unwrap();
-        let mut dl = DeadLetters::new("splunk", path.clone());
+        let mut dl = DeadLetters::at("splunk", path.clone());
         dl.quarantine(
-            400,
-            Some(6),
-            "Invalid data format",
+            &Rejection {
+                http_status: 400,
+                code: Some(6),
+                text: "Invalid data format",
+            },
             r#"{"event":{"id":"a"}}"#,
         )
         .await
         .unwrap();
-        dl.quarantine(413, None, "request too large", r#"{"event":{"id":"b"}}"#)
-            .await
-            .unwrap();
+        dl.quarantine(
+            &Rejection {
+                http_status: 413,
+                code: None,
+                text: "request too large",
+            },
+            r#"{"event":{"id":"b"}}"#,
+        )
+        .await
+        .unwrap();
         assert_eq!(dl.count(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -220,11 +158,13 @@ mod tests {
         assert_eq!(mode(&channel), 0o600);
         assert_eq!(mode(&state), 0o700);
         let path = state.join("splunk.deadletter.ndjson");
-        let mut dl = DeadLetters::new("splunk", path.clone());
+        let mut dl = DeadLetters::at("splunk", path.clone());
         dl.quarantine(
-            400,
-            Some(6),
-            "Invalid data format",
+            &Rejection {
+                http_status: 400,
+                code: Some(6),
+                text: "Invalid data format",
+            },
             r#"{"event":{"id":"a"}}"#,
         )
         .await
@@ -237,12 +177,14 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_failed_dead_letter_write_is_an_error() {
-        let mut dl = DeadLetters::new("splunk", PathBuf::from("/dev/full"));
+        let mut dl = DeadLetters::at("splunk", PathBuf::from("/dev/full"));
         let e = dl
             .quarantine(
-                400,
-                Some(6),
-                "Invalid data format",
+                &Rejection {
+                    http_status: 400,
+                    code: Some(6),
+                    text: "Invalid data format",
+                },
                 r#"{"event":{"id":"a"}}"#,
             )
             .await

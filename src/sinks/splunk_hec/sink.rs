@@ -515,8 +515,7 @@ impl HecSink {
         let channel_file = files::channel_path(&ctx.state_dir, id);
         let channel = files::load_or_create_channel(&channel_file)
             .map_err(|e| SinkError::Fatal(format!("{key}: {e}")))?;
-        let dead_letters =
-            files::DeadLetters::new(id, ctx.state_dir.join(format!("{id}.deadletter.ndjson")));
+        let dead_letters = files::DeadLetters::new(id, &ctx.state_dir);
         let policy = RetryPolicy {
             max_retries: cfg.max_retries,
             max_delay: cfg.retry_max_delay,
@@ -634,8 +633,13 @@ impl HecSink {
             )));
         };
         let id = self.conn.id.clone();
+        let why = files::Rejection {
+            http_status: status,
+            code,
+            text,
+        };
         self.dead_letters
-            .quarantine(status, code, text, &event.json)
+            .quarantine(&why, &event.json)
             .await
             .map_err(|e| {
                 SinkError::Retryable(format!(

@@ -1,11 +1,13 @@
-//! The sink's dead-letter file, `<sink_id>.deadletter.ndjson` in `[state] dir` (mode
-//! 0600): one JSON line per event the Logs Ingestion API can never take (`time`,
-//! `sink_id`, `http_status` (none when the event was never sent: it alone exceeds the
-//! request limit), `code` (the API's `error.code`), `reason`, `event`), appended and
-//! fsynced through [`durable::append_blocking`] before the batch is acknowledged; a write
-//! error fails the batch, and a torn last line left by a crash is closed first.
+//! A sink's dead-letter file, `<sink_id>.deadletter.ndjson` in `[state] dir` (mode 0600):
+//! one JSON line per event the receiver can never take, `time`, `sink_id`, the sink's own
+//! fields saying why (HEC: `http_status`, `code`, `text`; Sentinel: `http_status`, `code`,
+//! `reason`), then the whole `event`. Each line is appended and fsynced through
+//! [`durable::append_blocking`] before the batch it belongs to is acknowledged: a write
+//! error fails that batch (a failed write is cut back off the file), and an unterminated
+//! last line left by a crash is closed with a newline before anything is appended.
 //!
-//! Must not: decide what is poison (that is `sink.rs`).
+//! Shared by the sinks that quarantine (`splunk_hec`, `azure_monitor_logs`).
+//! Must not: decide what is poison (each sink does), or lose or tear a line.
 
 use std::path::{Path, PathBuf};
 
@@ -15,12 +17,11 @@ use serde::Serialize;
 use crate::durable::{self, Appender, Modes, TornTail};
 
 #[derive(Serialize)]
-struct Line<'a> {
+struct Line<'a, W: Serialize> {
     time: DateTime<Utc>,
     sink_id: &'a str,
-    http_status: Option<u16>,
-    code: Option<&'a str>,
-    reason: &'a str,
+    #[serde(flatten)]
+    why: &'a W,
     event: &'a serde_json::value::RawValue,
 }
 
@@ -33,10 +34,19 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
+    /// `<state_dir>/<sink_id>.deadletter.ndjson`.
     pub fn new(sink_id: &str, state_dir: &Path) -> Self {
+        Self::at(
+            sink_id,
+            state_dir.join(format!("{sink_id}.deadletter.ndjson")),
+        )
+    }
+
+    /// A dead-letter file at `path` (tests use `/dev/full`).
+    pub fn at(sink_id: &str, path: PathBuf) -> Self {
         DeadLetters {
             sink_id: sink_id.to_string(),
-            path: state_dir.join(format!("{sink_id}.deadletter.ndjson")),
+            path,
             file: None,
             count: 0,
         }
@@ -51,13 +61,11 @@ impl DeadLetters {
         self.count
     }
 
-    /// Append one event (its serialized JSON) and fsync. An error means the line is not
-    /// on disk (and not half there either).
-    pub async fn quarantine(
+    /// Append one event (its serialized JSON) with the fields of `why` (a struct) and
+    /// fsync. An error means the line is not on disk (and not half there either).
+    pub async fn quarantine<W: Serialize>(
         &mut self,
-        http_status: Option<u16>,
-        code: Option<&str>,
-        reason: &str,
+        why: &W,
         event_json: &str,
     ) -> std::io::Result<()> {
         let event: &serde_json::value::RawValue =
@@ -65,9 +73,7 @@ impl DeadLetters {
         let mut line = serde_json::to_vec(&Line {
             time: Utc::now(),
             sink_id: &self.sink_id,
-            http_status,
-            code,
-            reason,
+            why,
             event,
         })
         .map_err(std::io::Error::other)?;
@@ -91,6 +97,13 @@ impl DeadLetters {
 mod tests {
     use super::*;
 
+    #[derive(Serialize)]
+    struct Why<'a> {
+        http_status: Option<u16>,
+        code: Option<&'a str>,
+        reason: &'a str,
+    }
+
     #[tokio::test]
     async fn dead_letters_are_private_lines_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
@@ -98,37 +111,41 @@ mod tests {
         let mut dl = DeadLetters::new("sentinel", &state);
         std::fs::create_dir_all(&state).unwrap();
         std::fs::write(dl.path(), "{\"torn\":").unwrap();
-        dl.quarantine(None, None, "too large", r#"{"event":{"id":"a"}}"#)
+        let why = Why {
+            http_status: None,
+            code: None,
+            reason: "too large",
+        };
+        dl.quarantine(&why, r#"{"event":{"id":"a"}}"#)
             .await
             .unwrap();
-        dl.quarantine(
-            Some(400),
-            Some("InvalidPayload"),
-            "bad",
-            r#"{"event":{"id":"b"}}"#,
-        )
-        .await
-        .unwrap();
+        let why = Why {
+            http_status: Some(400),
+            code: Some("InvalidPayload"),
+            reason: "bad",
+        };
+        dl.quarantine(&why, r#"{"event":{"id":"b"}}"#)
+            .await
+            .unwrap();
         assert_eq!(dl.count(), 2);
         let text = std::fs::read_to_string(dl.path()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
-        assert_eq!(v["sink_id"], "sentinel");
-        assert!(v["http_status"].is_null());
-        assert_eq!(v["reason"], "too large");
-        assert_eq!(v["event"]["event"]["id"], "a");
+        assert_eq!(lines.len(), 3, "the torn line was closed, then two lines");
+        // Field order: time, sink_id, the reason's fields, event.
+        assert!(
+            lines[1].contains(r#""sink_id":"sentinel","http_status":null,"code":null,"reason":"too large","event":{"#),
+            "{}",
+            lines[1]
+        );
         let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
         assert_eq!(v["code"], "InvalidPayload");
+        assert_eq!(v["event"]["event"]["id"], "b");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             // A file we create is private (an existing file keeps its mode).
             let mut fresh = DeadLetters::new("fresh", &dir.path().join("new"));
-            fresh
-                .quarantine(None, None, "x", r#"{"a":1}"#)
-                .await
-                .unwrap();
+            fresh.quarantine(&why, r#"{"a":1}"#).await.unwrap();
             let mode = std::fs::metadata(fresh.path())
                 .unwrap()
                 .permissions()
