@@ -72,6 +72,25 @@ pub fn check_nonzero(key: &str, values: &[(&str, Duration)]) -> Result<(), Confi
     }
 }
 
+/// Each of `(name, value, max)` under `key` is greater than zero and at most `max` (bounds
+/// that keep every deadline computed from the value far from overflowing).
+pub fn check_bounded(key: &str, values: &[(&str, Duration, Duration)]) -> Result<(), ConfigError> {
+    for &(name, value, max) in values {
+        check_nonzero(key, &[(name, value)])?;
+        if value > max {
+            return Err(invalid(
+                format!("{key}.{name}"),
+                format!(
+                    "must be at most {} (got {})",
+                    humantime::format_duration(max),
+                    humantime::format_duration(value)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An endpoint configured with plain `http://`: what would travel in clear text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cleartext {

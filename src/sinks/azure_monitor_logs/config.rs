@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::common::{
-    ConfigError, SecretHint, TlsConfig, check_secret, check_tls, de_duration, invalid, parse_url,
+    ConfigError, SecretHint, TlsConfig, check_bounded, check_secret, check_tls, de_duration,
+    invalid, parse_url,
 };
 use crate::secret::Secret;
 
@@ -118,27 +119,13 @@ impl AzureMonitorLogsConfig {
                 ),
             ));
         }
-        for (name, value, max) in [
-            ("request_timeout", self.request_timeout, MAX_REQUEST_TIMEOUT),
-            ("retry_max_delay", self.retry_max_delay, MAX_RETRY_MAX_DELAY),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    "must be greater than zero",
-                ));
-            }
-            if value > max {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    format!(
-                        "must be at most {} (got {})",
-                        humantime::format_duration(max),
-                        humantime::format_duration(value)
-                    ),
-                ));
-            }
-        }
+        check_bounded(
+            key,
+            &[
+                ("request_timeout", self.request_timeout, MAX_REQUEST_TIMEOUT),
+                ("retry_max_delay", self.retry_max_delay, MAX_RETRY_MAX_DELAY),
+            ],
+        )?;
         check_tls(&format!("{key}.tls"), &self.tls)
     }
 }

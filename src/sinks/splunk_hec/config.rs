@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::common::{
-    ConfigError, SecretHint, TlsConfig, check_secret, check_tls, de_duration, invalid, parse_url,
+    ConfigError, SecretHint, TlsConfig, check_bounded, check_secret, check_tls, de_duration,
+    invalid, parse_url,
 };
 use crate::secret::Secret;
 
@@ -189,29 +190,15 @@ impl HecSinkConfig {
                 ));
             }
         }
-        for (name, value, max) in [
-            ("ack_timeout", self.ack_timeout, MAX_ACK_TIMEOUT),
-            ("ack_poll_interval", self.ack_poll_interval, MAX_ACK_TIMEOUT),
-            ("request_timeout", self.request_timeout, MAX_REQUEST_TIMEOUT),
-            ("retry_max_delay", self.retry_max_delay, MAX_RETRY_MAX_DELAY),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    "must be greater than zero",
-                ));
-            }
-            if value > max {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    format!(
-                        "must be at most {} (got {})",
-                        humantime::format_duration(max),
-                        humantime::format_duration(value)
-                    ),
-                ));
-            }
-        }
+        check_bounded(
+            key,
+            &[
+                ("ack_timeout", self.ack_timeout, MAX_ACK_TIMEOUT),
+                ("ack_poll_interval", self.ack_poll_interval, MAX_ACK_TIMEOUT),
+                ("request_timeout", self.request_timeout, MAX_REQUEST_TIMEOUT),
+                ("retry_max_delay", self.retry_max_delay, MAX_RETRY_MAX_DELAY),
+            ],
+        )?;
         if self.ack_poll_interval >= self.ack_timeout {
             return Err(invalid(
                 format!("{key}.ack_poll_interval"),
