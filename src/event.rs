@@ -5,8 +5,14 @@
 //! only with a CHANGELOG entry. It holds no logic beyond construction helpers; mapping lives
 //! in `map/`, serialization for each wire format in `sinks/`.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// A field whose value is usually one of our constants (`event.dataset`, `observer.vendor`...):
+/// borrowed then, so building an event doesn't allocate them (a parsed event owns them).
+pub type Text = Cow<'static, str>;
 
 /// ECS version the event shape follows.
 pub const ECS_VERSION: &str = "9.4.0";
@@ -151,13 +157,13 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ecs {
-    pub version: String,
+    pub version: Text,
 }
 
 impl Default for Ecs {
     fn default() -> Self {
         Ecs {
-            version: ECS_VERSION.to_string(),
+            version: Text::Borrowed(ECS_VERSION),
         }
     }
 }
@@ -167,13 +173,13 @@ impl Default for Ecs {
 #[serde(deny_unknown_fields)]
 pub struct EventMeta {
     /// Always "event".
-    pub kind: String,
-    pub category: Vec<String>,
+    pub kind: Text,
+    pub category: Vec<Text>,
     #[serde(rename = "type")]
-    pub kind_type: Vec<String>,
+    pub kind_type: Vec<Text>,
     pub action: String,
     /// success | failure | unknown
-    pub outcome: String,
+    pub outcome: Text,
     /// Stable id: Veeam's own id of the record, so SIEMs can de-duplicate.
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,10 +202,10 @@ pub struct EventMeta {
     /// Nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i64>,
-    pub dataset: String,
-    pub module: String,
+    pub dataset: Text,
+    pub module: Text,
     /// "vbo" | "vdc"
-    pub provider: String,
+    pub provider: Text,
     /// The raw record as received, when the source has `keep_original = true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<String>,
@@ -208,8 +214,8 @@ pub struct EventMeta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Observer {
-    pub vendor: String,
-    pub product: String,
+    pub vendor: Text,
+    pub product: Text,
     /// Host part of the source URL.
     pub hostname: String,
 }

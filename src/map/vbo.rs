@@ -23,7 +23,7 @@ use super::{
 };
 use crate::event::{
     Client, Ecs, Event, EventMeta, Gateway, Labels, MODULE, Observer, Organization, Related,
-    RestoreEvent, RestoreSession, SourceEndpoint, User, VENDOR, Veeam, dataset, outcome,
+    RestoreEvent, RestoreSession, SourceEndpoint, Text, User, VENDOR, Veeam, dataset, outcome,
 };
 
 /// Problem prefix of session fields.
@@ -460,25 +460,25 @@ pub fn map_restore_event(
         ecs: Ecs::default(),
         message,
         event: EventMeta {
-            kind: "event".to_string(),
+            kind: Text::Borrowed("event"),
             category,
             kind_type,
             action,
-            outcome: outcome_for(&event.status).to_string(),
+            outcome: Text::Borrowed(outcome_for(&event.status)),
             id: event.id.clone(),
             sequence: Some(event.order),
             created: ctx.fetched_at,
             start,
             end,
             duration,
-            dataset: dataset::VBO_RESTORE.to_string(),
-            module: MODULE.to_string(),
-            provider: PROVIDER.to_string(),
+            dataset: Text::Borrowed(dataset::VBO_RESTORE),
+            module: Text::Borrowed(MODULE),
+            provider: Text::Borrowed(PROVIDER),
             original: original.map(str::to_string),
         },
         observer: Observer {
-            vendor: VENDOR.to_string(),
-            product: PRODUCT.to_string(),
+            vendor: Text::Borrowed(VENDOR),
+            product: Text::Borrowed(PRODUCT),
             hostname: ctx.observer_hostname.to_string(),
         },
         labels: Labels {
@@ -611,11 +611,7 @@ fn marker_action(title: Option<&str>, message: Option<&str>, order: i64) -> &'st
 
 /// `event.category` and `event.type`, kept within ECS's expected pairs:
 /// session → start | end | info; email → info; file → creation | access | info.
-fn categorize(
-    session_type: &str,
-    item_type: Option<&str>,
-    action: &str,
-) -> (Vec<String>, Vec<String>) {
+fn categorize(session_type: &str, item_type: Option<&str>, action: &str) -> (Vec<Text>, Vec<Text>) {
     let (category, kind) = match item_type {
         None => (
             "session",
@@ -636,7 +632,7 @@ fn categorize(
             },
         ),
     };
-    (vec![category.to_string()], vec![kind.to_string()])
+    (vec![Text::Borrowed(category)], vec![Text::Borrowed(kind)])
 }
 
 /// `event.outcome` from the event status (case-insensitive).

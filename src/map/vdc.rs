@@ -30,8 +30,8 @@ use super::wire_checks::{
 };
 use super::{MapContext, degraded, nanos_between, non_empty, push_unique};
 use crate::event::{
-    Ecs, Event, EventMeta, Job, JobSession, Labels, Log, MODULE, Observer, Related, VENDOR, Veeam,
-    dataset, outcome,
+    Ecs, Event, EventMeta, Job, JobSession, Labels, Log, MODULE, Observer, Related, Text, VENDOR,
+    Veeam, dataset, outcome,
 };
 
 /// `observer.product` for every VDC event.
@@ -728,25 +728,25 @@ pub fn map_log_entry(
         ecs: Ecs::default(),
         message,
         event: EventMeta {
-            kind: "event".to_string(),
-            category: vec![CATEGORY.to_string()],
-            kind_type: vec![kind_type.to_string()],
+            kind: Text::Borrowed("event"),
+            category: vec![Text::Borrowed(CATEGORY)],
+            kind_type: vec![Text::Borrowed(kind_type)],
             action: action.to_string(),
-            outcome: outcome_for(parsed.status.as_deref()).to_string(),
+            outcome: Text::Borrowed(outcome_for(parsed.status.as_deref())),
             id: log_event_id(&session.id, index, entry),
             sequence: Some(i64::try_from(index).unwrap_or(i64::MAX)),
             created: ctx.fetched_at,
             start,
             end,
             duration: start.zip(end).and_then(|(s, e)| nanos_between(s, e)),
-            dataset: dataset::VDC_JOB_LOG.to_string(),
-            module: MODULE.to_string(),
-            provider: PROVIDER.to_string(),
+            dataset: Text::Borrowed(dataset::VDC_JOB_LOG),
+            module: Text::Borrowed(MODULE),
+            provider: Text::Borrowed(PROVIDER),
             original: original.map(str::to_string),
         },
         observer: Observer {
-            vendor: VENDOR.to_string(),
-            product: PRODUCT.to_string(),
+            vendor: Text::Borrowed(VENDOR),
+            product: Text::Borrowed(PRODUCT),
             hostname: ctx.observer_hostname.to_string(),
         },
         labels: Labels {

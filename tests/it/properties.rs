@@ -998,7 +998,7 @@ fn syslog_event() -> impl Strategy<Value = Event> {
                 let mut e =
                     map_restore_event(&ctx(&observer), &session, &event, original.as_deref());
                 if let Some(d) = dataset {
-                    e.event.dataset = d;
+                    e.event.dataset = d.into();
                 }
                 Some(e)
             },

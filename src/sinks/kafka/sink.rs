@@ -253,11 +253,11 @@ impl KafkaSink {
                             })
                             .insert(Header {
                                 key: "dataset",
-                                value: Some(e.event.event.dataset.as_str()),
+                                value: Some(&*e.event.event.dataset),
                             })
                             .insert(Header {
                                 key: "schema_version",
-                                value: Some(e.event.ecs.version.as_str()),
+                                value: Some(&*e.event.ecs.version),
                             }),
                     );
                 }

@@ -183,7 +183,7 @@ impl SeverityMap {
         .into_iter()
         .flatten()
         .any(|s| s.trim().eq_ignore_ascii_case("warning"));
-        match event.event.outcome.as_str() {
+        match &*event.event.outcome {
             outcome::FAILURE => self.failure,
             outcome::SUCCESS if veeam_warning => self.warning,
             outcome::SUCCESS => self.success,
