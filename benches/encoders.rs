@@ -194,7 +194,9 @@ fn bench_hec(c: &mut Criterion) {
         b.iter(|| {
             let mut compressed = 0;
             for chunk in packed(&events) {
-                compressed += wire::gzip(&chunk.body, 4).expect("gzip").len();
+                compressed += veeam_siem::sinks::gzip::gzip(&chunk.body, 4)
+                    .expect("gzip")
+                    .len();
             }
             compressed
         })
@@ -210,7 +212,11 @@ fn bench_hec(c: &mut Criterion) {
     for level in [1u32, 2, 3, 4, 5, 6] {
         let zlib_rs: usize = chunks
             .iter()
-            .map(|c| wire::gzip(&c.body, level).expect("gzip").len())
+            .map(|c| {
+                veeam_siem::sinks::gzip::gzip(&c.body, level)
+                    .expect("gzip")
+                    .len()
+            })
             .sum();
         let miniz: usize = chunks
             .iter()
@@ -225,7 +231,11 @@ fn bench_hec(c: &mut Criterion) {
             b.iter(|| {
                 chunks
                     .iter()
-                    .map(|c| wire::gzip(black_box(&c.body), level).expect("gzip").len())
+                    .map(|c| {
+                        veeam_siem::sinks::gzip::gzip(black_box(&c.body), level)
+                            .expect("gzip")
+                            .len()
+                    })
                     .sum::<usize>()
             })
         });

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod azure_monitor_logs;
 pub mod dead_letters;
 pub mod file;
+pub mod gzip;
 pub mod kafka;
 pub mod splunk_hec;
 pub mod stdout;

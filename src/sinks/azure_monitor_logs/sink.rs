@@ -3,7 +3,6 @@
 //! answers the API documents handled (see `sinks::azure_monitor_logs`), and the probe.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
@@ -612,18 +611,11 @@ impl AzureMonitorLogsSink {
     }
 }
 
-/// Gzip a body off the async threads.
+/// Gzip a body (at the fastest level) off the async threads.
 async fn gzip(raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    tokio::task::spawn_blocking(move || {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(raw.len() / 4 + 64),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&raw)?;
-        enc.finish()
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    tokio::task::spawn_blocking(move || crate::sinks::gzip::gzip(&raw, 1))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]

@@ -182,7 +182,7 @@ impl Conn {
         let (chunk, body) = match self.gzip {
             Some(level) => {
                 let packed = tokio::task::spawn_blocking(move || {
-                    let gz = wire::gzip(&chunk.body, level);
+                    let gz = crate::sinks::gzip::gzip(&chunk.body, level);
                     (chunk, gz)
                 })
                 .await;

@@ -313,18 +313,6 @@ pub fn pack(
     packer.finish()
 }
 
-/// gzip a request body at `level` (1–9; flate2 on zlib-rs). Synchronous and CPU-bound:
-/// the sink calls it on the blocking pool.
-pub fn gzip(raw: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(raw.len() / 8 + 64),
-        flate2::Compression::new(level),
-    );
-    encoder.write_all(raw)?;
-    encoder.finish()
-}
-
 /// A HEC reply: `{"text":"Success","code":0,"ackId":7}` or an error with
 /// `invalid-event-number`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -639,21 +627,6 @@ mod tests {
         assert!(gz.too_large(5_000, 2_500), "larger on the wire");
         assert!(gz.too_large(30_000, 1_000), "larger decompressed");
         assert!(!gz.too_large(5_000, 1_000));
-    }
-
-    #[test]
-    fn gzip_roundtrip_at_every_level() {
-        use std::io::Read;
-        let raw = b"{\"event\":1}{\"event\":2}".repeat(100);
-        for level in 1..=9 {
-            let packed = gzip(&raw, level).unwrap();
-            assert!(packed.len() < raw.len(), "level {level}");
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&packed[..])
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, raw, "level {level}");
-        }
     }
 
     #[test]
