@@ -341,6 +341,11 @@ impl AckBook {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.waiting.lock().map_or(true, |w| w.is_empty())
+    }
+
+    /// The outstanding ackIds, ascending.
     fn ids(&self) -> Vec<u64> {
         let mut ids: Vec<u64> = self
             .waiting
@@ -374,7 +379,7 @@ impl AckPoller {
 async fn poll_acks(conn: Arc<Conn>, book: Arc<AckBook>, interval: Duration) {
     let mut failing = false;
     loop {
-        if book.ids().is_empty() {
+        if book.is_empty() {
             book.wake.notified().await;
             continue;
         }
