@@ -6,6 +6,7 @@
 //! in `map/`, serialization for each wire format in `sinks/`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -133,16 +134,17 @@ pub struct Event {
     pub event: EventMeta,
     pub observer: Observer,
     pub labels: Labels,
-    #[serde(default, skip_serializing_if = "Related::is_empty")]
-    pub related: Related,
+    /// Shared by the events of one restore session (mapped once per session).
+    #[serde(default, skip_serializing_if = "Related::is_empty_shared")]
+    pub related: Arc<Related>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<Organization>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<User>,
+    pub user: Option<Arc<User>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<Client>,
+    pub client: Option<Arc<Client>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<SourceEndpoint>,
+    pub source: Option<Arc<SourceEndpoint>>,
     /// ECS `tags`: `veeam_field_degraded` when Veeam sent odd values that were left out or
     /// kept as text (see `error.message`), `veeam_time_assumed_utc` when a time had no
     /// offset and was read as UTC.
@@ -216,15 +218,15 @@ pub struct EventMeta {
 pub struct Observer {
     pub vendor: Text,
     pub product: Text,
-    /// Host part of the source URL.
-    pub hostname: String,
+    /// Host part of the source URL (one allocation per source, shared by its events).
+    pub hostname: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Labels {
-    /// The config id of the source that produced the event.
-    pub source_id: String,
+    /// The config id of the source that produced the event (shared by its events).
+    pub source_id: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -241,6 +243,10 @@ pub struct Related {
 impl Related {
     pub fn is_empty(&self) -> bool {
         self.user.is_empty() && self.hosts.is_empty() && self.ip.is_empty()
+    }
+
+    fn is_empty_shared(related: &Arc<Related>) -> bool {
+        related.is_empty()
     }
 }
 
@@ -297,8 +303,9 @@ pub struct ErrorField {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Veeam {
+    /// Shared by the events of one restore session (mapped once per session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_session: Option<RestoreSession>,
+    pub restore_session: Option<Arc<RestoreSession>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_event: Option<RestoreEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

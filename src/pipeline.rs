@@ -39,7 +39,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::common::url_host;
 use crate::config::{Config, ConfigError};
-use crate::map::{self, MapContext};
+use crate::map::{self, MapContext, Record};
 use crate::metrics;
 use crate::sinks::{self, Batch, EncodedEvent, SinkError};
 use crate::sources::{Emitter, RunMode, Source, SourceBatch, SourceError};
@@ -463,17 +463,23 @@ fn log_topology(config: &Config) {
 }
 
 /// Map one source batch's records to encoded events (pure apart from logging).
-fn map_batch(source_id: &str, observer: &str, batch: &SourceBatch) -> Vec<EncodedEvent> {
+fn map_batch(
+    source_id: &str,
+    observer: &str,
+    records: Vec<Record>,
+    fetched_at: DateTime<Utc>,
+) -> Vec<EncodedEvent> {
     let ctx = MapContext {
         source_id,
         observer_hostname: observer,
-        fetched_at: batch.fetched_at,
+        fetched_at,
     };
-    let mut out = Vec::with_capacity(batch.records.len());
+    let mut mapper = map::Mapper::new(ctx);
+    let mut out = Vec::with_capacity(records.len());
     // Sized from the previous event: one allocation per event, no regrowth copies.
     let mut size_hint = 1024;
-    for record in &batch.records {
-        let event = map::map_record(&ctx, record);
+    for record in records {
+        let event = mapper.map(record);
         let mut buf = Vec::with_capacity(size_hint + size_hint / 4);
         match serde_json::to_writer(&mut buf, &event) {
             Ok(()) => {
@@ -528,8 +534,13 @@ async fn route(
             },
         };
         seq += 1;
-        m.records_read(&source_id, source_batch.records.len() as u64);
-        let mut events = map_batch(&source_id, &observer, &source_batch);
+        let SourceBatch {
+            records,
+            checkpoint,
+            fetched_at,
+        } = source_batch;
+        m.records_read(&source_id, records.len() as u64);
+        let mut events = map_batch(&source_id, &observer, records, fetched_at);
         if let Some(w) = window {
             let before = events.len();
             events.retain(|e| w.contains(e.event.timestamp));
@@ -548,7 +559,7 @@ async fn route(
             sinks,
             events: events.len() as u64,
             newest,
-            checkpoint: source_batch.checkpoint,
+            checkpoint,
         });
         if sinks == 0 {
             continue;

@@ -428,6 +428,55 @@ fn vbo_fixtures() {
     });
 }
 
+/// The batch mapper, which maps a session's shared parts once per run of its events,
+/// gives exactly what [`vbo::map_restore_event`] gives for each record, however the
+/// sessions of every VB365 case follow each other in a batch.
+#[test]
+fn batch_mapper_matches_mapping_each_record_alone() {
+    use std::sync::Arc;
+
+    use super::{Mapper, Record, map_record};
+
+    let placement: DateTime<Utc> = PLACEMENT.parse().expect("PLACEMENT");
+    let dir = mapping_dir("vbo");
+    let mut decoded = Vec::new();
+    for case in case_names(&dir).expect("vbo cases") {
+        let text = std::fs::read_to_string(dir.join(format!("{case}.input.json"))).expect(&case);
+        let input: VboInput = parse(&text).expect(&case);
+        // Cases whose essential fields are unusable have no event to compare.
+        let (Ok(session), Ok(event)) = (
+            vbo::decode_session(compact(input.session.get()), placement),
+            vbo::decode_event(compact(input.event.get())),
+        ) else {
+            continue;
+        };
+        decoded.push((Arc::new(session), event));
+    }
+    assert!(decoded.len() > 3, "too few VB365 cases decode");
+    // Runs of one session, a session coming back after another, single events.
+    let order = (0..decoded.len())
+        .flat_map(|i| std::iter::repeat_n(i, 1 + i % 3))
+        .chain((0..decoded.len()).rev())
+        .chain([0, 1, 0, 1]);
+    let records: Vec<Record> = order
+        .map(|i| Record::VboEvent {
+            session: decoded[i].0.clone(),
+            event: decoded[i].1.clone(),
+            original: (i % 2 == 1).then(|| format!("record {i}").into()),
+        })
+        .collect();
+    let ctx = MapContext {
+        source_id: "vbo_main",
+        observer_hostname: "vbo.example.com",
+        fetched_at: placement,
+    };
+    let mut mapper = Mapper::new(ctx.clone());
+    for (n, record) in records.into_iter().enumerate() {
+        let alone = map_record(&ctx, &record);
+        assert_eq!(mapper.map(record), alone, "record {n}");
+    }
+}
+
 #[test]
 fn vdc_fixtures() {
     run_cases("vdc", |text| {

@@ -19,9 +19,11 @@ pub mod vbo;
 pub mod vdc;
 pub mod wire_checks;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, FixedOffset, Utc};
 
-use crate::event::ErrorField;
+use crate::event::{ErrorField, Event};
 pub use record::Record;
 use wire_checks::{Problem, TAG_ASSUMED_UTC, TAG_DEGRADED};
 
@@ -42,6 +44,11 @@ pub struct MapContext<'a> {
 /// should find exactly what the Veeam console shows.
 pub fn non_empty(value: Option<&str>) -> Option<String> {
     value.filter(|s| !s.trim().is_empty()).map(str::to_string)
+}
+
+/// [`non_empty`] of a string the caller owns (kept, not copied).
+pub fn non_empty_owned(value: Option<String>) -> Option<String> {
+    value.filter(|s| !s.trim().is_empty())
 }
 
 /// Convert any RFC 3339 offset Veeam sends (old servers used local offsets) to UTC.
@@ -183,8 +190,52 @@ fn digits(s: &str, min: usize, max: usize) -> Option<i64> {
     s.parse().ok()
 }
 
+/// Maps the records of one batch in order, mapping what the events of one VB365 restore
+/// session share once per run of records of that session ([`vbo::SessionParts`]) rather
+/// than once per event. The result is exactly [`map_record`]'s.
+#[derive(Debug)]
+pub struct Mapper<'a> {
+    ctx: MapContext<'a>,
+    /// The last session seen (kept alive, so pointer equality means the same session).
+    vbo_session: Option<(Arc<vbo::RawRestoreSession>, vbo::SessionParts)>,
+}
+
+impl<'a> Mapper<'a> {
+    pub fn new(ctx: MapContext<'a>) -> Self {
+        Mapper {
+            ctx,
+            vbo_session: None,
+        }
+    }
+
+    /// Map one record (see [`map_record`]); its strings move into the event.
+    pub fn map(&mut self, record: Record) -> Event {
+        match record {
+            Record::VboEvent {
+                session,
+                event,
+                original,
+            } => {
+                if self
+                    .vbo_session
+                    .as_ref()
+                    .is_some_and(|(last, _)| !Arc::ptr_eq(last, &session))
+                {
+                    self.vbo_session = None;
+                }
+                let ctx = &self.ctx;
+                let (_, parts) = self.vbo_session.get_or_insert_with(|| {
+                    (session.clone(), vbo::SessionParts::new(ctx, &session))
+                });
+                vbo::map_restore_event_with(ctx, parts, &session, event, original.map(String::from))
+            }
+            Record::VdcLog { .. } => map_record(&self.ctx, &record),
+        }
+    }
+}
+
 /// Map any fetched record to its output event (the one dispatch point for every source).
-pub fn map_record(ctx: &MapContext<'_>, record: &Record) -> crate::event::Event {
+pub fn map_record(ctx: &MapContext<'_>, record: &Record) -> Event {
     match record {
         Record::VboEvent {
             session,

@@ -12,6 +12,8 @@
 //! placement (see [`decode_session`]). Every other field is best-effort: an odd value is
 //! left out or kept as the text Veeam sent, and listed in the record's `problems`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,7 +21,8 @@ use serde_json::Value;
 use super::client_host::{parse_client_host, parse_initiated_by};
 use super::wire_checks::{Fields, Problem, Unusable, read_record};
 use super::{
-    MapContext, degraded, nanos_between, non_empty, parse_dotnet_timespan, push_unique, to_utc,
+    MapContext, degraded, nanos_between, non_empty, non_empty_owned, parse_dotnet_timespan,
+    push_unique, to_utc,
 };
 use crate::event::{
     Client, Ecs, Event, EventMeta, Gateway, Labels, MODULE, Observer, Organization, Related,
@@ -359,6 +362,110 @@ pub mod action {
     pub const ITEM_SENT: &str = "item-sent";
 }
 
+/// What every event of one restore session shares, mapped once per session: the session
+/// itself (`veeam.restore_session`), who ran it and from where (`initiatedBy` and
+/// `clientHost` parsed into `user`, `client`, `source`, `related`), and the source's
+/// constants. [`crate::map::Mapper`] keeps the last one, so a page of one session's events
+/// parses and copies these once instead of once per event (they are shared by `Arc`).
+#[derive(Debug, Clone)]
+pub struct SessionParts {
+    source_id: Arc<str>,
+    observer_hostname: Arc<str>,
+    organization_name: Option<String>,
+    user: Option<Arc<User>>,
+    client: Option<Arc<Client>>,
+    source: Option<Arc<SourceEndpoint>>,
+    gateway_ip: Option<String>,
+    related: Arc<Related>,
+    restore_session: Arc<RestoreSession>,
+}
+
+impl SessionParts {
+    pub fn new(ctx: &MapContext<'_>, session: &RawRestoreSession) -> Self {
+        let mut related = Related::default();
+
+        // initiatedBy → user.*
+        let organization_name = non_empty(session.organization.as_deref());
+        let initiated_by_raw = non_empty(session.initiated_by.as_deref());
+        let initiated = parse_initiated_by(
+            initiated_by_raw.as_deref().unwrap_or(""),
+            organization_name.as_deref(),
+        );
+        let user = initiated.name.as_ref().map(|name| {
+            Arc::new(User {
+                name: Some(name.clone()),
+                domain: initiated.domain.clone(),
+                email: initiated.email.clone(),
+                id: None,
+            })
+        });
+        if let Some(name) = &initiated.name {
+            push_unique(&mut related.user, name);
+            if let Some(raw) = &initiated_by_raw {
+                push_unique(&mut related.user, raw.trim());
+            }
+        }
+
+        // clientHost → client.*, source.ip, veeam.gateway.ip
+        let client_host_raw = non_empty(session.client_host.as_deref());
+        let host = parse_client_host(client_host_raw.as_deref().unwrap_or(""));
+        let client =
+            (host.address.is_some() || host.domain.is_some() || host.ip.is_some()).then(|| {
+                Arc::new(Client {
+                    address: host.address.clone(),
+                    domain: host.domain.clone(),
+                    ip: host.ip.map(|ip| ip.to_string()),
+                })
+            });
+        if let Some(domain) = &host.domain {
+            push_unique(&mut related.hosts, domain);
+        }
+        if let Some(ip) = host.ip {
+            push_unique(&mut related.ip, &ip.to_string());
+        }
+        let gateway_ip = host.gateway_ip.map(|ip| ip.to_string());
+        if let Some(ip) = &gateway_ip {
+            push_unique(&mut related.ip, ip);
+        }
+
+        SessionParts {
+            source_id: Arc::from(ctx.source_id),
+            observer_hostname: Arc::from(ctx.observer_hostname),
+            organization_name,
+            user,
+            client,
+            source: gateway_ip
+                .clone()
+                .map(|ip| Arc::new(SourceEndpoint { ip: Some(ip) })),
+            gateway_ip,
+            related: Arc::new(related),
+            restore_session: Arc::new(RestoreSession {
+                id: session.id.clone(),
+                name: non_empty(session.name.as_deref()),
+                session_type: non_empty(Some(&session.session_type)),
+                state: non_empty(Some(&session.state)),
+                result: non_empty(session.result.as_deref()),
+                reason: non_empty(session.reason.as_deref()),
+                scope_name: non_empty(session.scope_name.as_deref()),
+                details: non_empty(session.details.as_deref()),
+                client_host: client_host_raw,
+                initiated_by: initiated_by_raw,
+                initiated_by_is_organization: initiated.is_organization,
+                creation_time: session_created(session),
+                end_time: session.end_time.map(to_utc),
+                etag: session.etag,
+            }),
+        }
+    }
+}
+
+/// The session's `creationTime` in UTC, when Veeam sent a usable one.
+fn session_created(session: &RawRestoreSession) -> Option<DateTime<Utc>> {
+    session
+        .creation_time_known
+        .then(|| to_utc(session.creation_time))
+}
+
 /// Map one restore-session event (with its session) to the output event.
 ///
 /// `original` is the raw JSON of the event record, kept in `event.original` when the
@@ -371,13 +478,33 @@ pub fn map_restore_event(
     event: &RawRestoreEvent,
     original: Option<&str>,
 ) -> Event {
+    let parts = SessionParts::new(ctx, session);
+    map_restore_event_with(
+        ctx,
+        &parts,
+        session,
+        event.clone(),
+        original.map(str::to_string),
+    )
+}
+
+/// [`map_restore_event`] with the session's shared parts already mapped (`parts` must
+/// come from [`SessionParts::new`] for this `session`), taking the event's strings
+/// instead of copying them.
+pub fn map_restore_event_with(
+    ctx: &MapContext<'_>,
+    parts: &SessionParts,
+    session: &RawRestoreSession,
+    event: RawRestoreEvent,
+    original: Option<String>,
+) -> Event {
     let start = event.start_time.map(to_utc);
     let end = event.end_time.map(to_utc);
-    let session_created = session
-        .creation_time_known
-        .then(|| to_utc(session.creation_time));
     // Decoding guarantees a start or an end; a hand-built record may have neither.
-    let timestamp = start.or(end).or(session_created).unwrap_or(ctx.fetched_at);
+    let timestamp = start
+        .or(end)
+        .or(parts.restore_session.creation_time)
+        .unwrap_or(ctx.fetched_at);
     let report = degraded(session.problems.iter().chain(&event.problems));
     let item_type = item_event_type(event.event_type.as_deref());
     let action = event_action(
@@ -387,55 +514,7 @@ pub fn map_restore_event(
         event.order,
     );
     let (category, kind_type) = categorize(&session.session_type, item_type, &action);
-
-    let mut related = Related::default();
-
-    // initiatedBy → user.*
-    let organization_name = non_empty(session.organization.as_deref());
-    let initiated_by_raw = non_empty(session.initiated_by.as_deref());
-    let initiated = parse_initiated_by(
-        initiated_by_raw.as_deref().unwrap_or(""),
-        organization_name.as_deref(),
-    );
-    let user = initiated.name.as_ref().map(|name| User {
-        name: Some(name.clone()),
-        domain: initiated.domain.clone(),
-        email: initiated.email.clone(),
-        id: None,
-    });
-    if let Some(name) = &initiated.name {
-        push_unique(&mut related.user, name);
-        if let Some(raw) = &initiated_by_raw {
-            push_unique(&mut related.user, raw.trim());
-        }
-    }
-
-    // clientHost → client.*, source.ip, veeam.gateway.ip
-    let client_host_raw = non_empty(session.client_host.as_deref());
-    let host = parse_client_host(client_host_raw.as_deref().unwrap_or(""));
-    let client =
-        (host.address.is_some() || host.domain.is_some() || host.ip.is_some()).then(|| Client {
-            address: host.address.clone(),
-            domain: host.domain.clone(),
-            ip: host.ip.map(|ip| ip.to_string()),
-        });
-    if let Some(domain) = &host.domain {
-        push_unique(&mut related.hosts, domain);
-    }
-    if let Some(ip) = host.ip {
-        push_unique(&mut related.ip, &ip.to_string());
-    }
-    let gateway_ip = host.gateway_ip.map(|ip| ip.to_string());
-    if let Some(ip) = &gateway_ip {
-        push_unique(&mut related.ip, ip);
-    }
-
-    let organization_id = non_empty(event.organization_id.as_deref());
-    let organization =
-        (organization_name.is_some() || organization_id.is_some()).then(|| Organization {
-            name: organization_name.clone(),
-            id: organization_id,
-        });
+    let outcome = outcome_for(&event.status);
 
     let duration = event
         .duration
@@ -448,11 +527,40 @@ pub fn map_restore_event(
                 .and_then(|(start, end)| nanos_between(start, end))
         });
 
-    let message = non_empty(event.message.as_deref())
-        .or_else(|| non_empty(event.title.as_deref()))
-        .unwrap_or_else(|| match non_empty(event.item_name.as_deref()) {
+    let RawRestoreEvent {
+        id,
+        event_type,
+        status,
+        title,
+        message,
+        order,
+        item_name,
+        item_type,
+        item_size_bytes,
+        source,
+        target,
+        organization_id,
+        backed_up_organization_id,
+        user_id,
+        group_id,
+        site_id,
+        team_id,
+        ..
+    } = event;
+    let title = non_empty_owned(title);
+    let item_name = non_empty_owned(item_name);
+    let message = non_empty_owned(message)
+        .or_else(|| title.clone())
+        .unwrap_or_else(|| match &item_name {
             Some(item) => format!("{action} {item}"),
             None => action.clone(),
+        });
+
+    let organization_id = non_empty_owned(organization_id);
+    let organization =
+        (parts.organization_name.is_some() || organization_id.is_some()).then(|| Organization {
+            name: parts.organization_name.clone(),
+            id: organization_id,
         });
 
     Event {
@@ -464,9 +572,9 @@ pub fn map_restore_event(
             category,
             kind_type,
             action,
-            outcome: Text::Borrowed(outcome_for(&event.status)),
-            id: event.id.clone(),
-            sequence: Some(event.order),
+            outcome: Text::Borrowed(outcome),
+            id,
+            sequence: Some(order),
             created: ctx.fetched_at,
             start,
             end,
@@ -474,57 +582,42 @@ pub fn map_restore_event(
             dataset: Text::Borrowed(dataset::VBO_RESTORE),
             module: Text::Borrowed(MODULE),
             provider: Text::Borrowed(PROVIDER),
-            original: original.map(str::to_string),
+            original,
         },
         observer: Observer {
             vendor: Text::Borrowed(VENDOR),
             product: Text::Borrowed(PRODUCT),
-            hostname: ctx.observer_hostname.to_string(),
+            hostname: parts.observer_hostname.clone(),
         },
         labels: Labels {
-            source_id: ctx.source_id.to_string(),
+            source_id: parts.source_id.clone(),
         },
-        related,
+        related: parts.related.clone(),
         organization,
-        user,
-        client,
-        source: gateway_ip.clone().map(|ip| SourceEndpoint { ip: Some(ip) }),
+        user: parts.user.clone(),
+        client: parts.client.clone(),
+        source: parts.source.clone(),
         tags: report.tags,
         error: report.error,
         veeam: Veeam {
-            restore_session: Some(RestoreSession {
-                id: session.id.clone(),
-                name: non_empty(session.name.as_deref()),
-                session_type: non_empty(Some(&session.session_type)),
-                state: non_empty(Some(&session.state)),
-                result: non_empty(session.result.as_deref()),
-                reason: non_empty(session.reason.as_deref()),
-                scope_name: non_empty(session.scope_name.as_deref()),
-                details: non_empty(session.details.as_deref()),
-                client_host: client_host_raw,
-                initiated_by: initiated_by_raw,
-                initiated_by_is_organization: initiated.is_organization,
-                creation_time: session_created,
-                end_time: session.end_time.map(to_utc),
-                etag: session.etag,
-            }),
+            restore_session: Some(parts.restore_session.clone()),
             restore_event: Some(RestoreEvent {
-                event_type: non_empty(event.event_type.as_deref()),
-                status: non_empty(Some(&event.status)),
-                title: non_empty(event.title.as_deref()),
-                order: event.order,
-                item_name: non_empty(event.item_name.as_deref()),
-                item_type: non_empty(event.item_type.as_deref()),
-                item_size_bytes: event.item_size_bytes.filter(|n| *n >= 0),
-                source: non_empty(event.source.as_deref()),
-                target: non_empty(event.target.as_deref()),
-                user_id: non_empty(event.user_id.as_deref()),
-                backed_up_organization_id: non_empty(event.backed_up_organization_id.as_deref()),
-                group_id: non_empty(event.group_id.as_deref()),
-                site_id: non_empty(event.site_id.as_deref()),
-                team_id: non_empty(event.team_id.as_deref()),
+                event_type: non_empty_owned(event_type),
+                status: non_empty_owned(Some(status)),
+                title,
+                order,
+                item_name,
+                item_type: non_empty_owned(item_type),
+                item_size_bytes: item_size_bytes.filter(|n| *n >= 0),
+                source: non_empty_owned(source),
+                target: non_empty_owned(target),
+                user_id: non_empty_owned(user_id),
+                backed_up_organization_id: non_empty_owned(backed_up_organization_id),
+                group_id: non_empty_owned(group_id),
+                site_id: non_empty_owned(site_id),
+                team_id: non_empty_owned(team_id),
             }),
-            gateway: gateway_ip.map(|ip| Gateway { ip }),
+            gateway: parts.gateway_ip.clone().map(|ip| Gateway { ip }),
             degraded_fields: report.fields,
             ..Veeam::default()
         },

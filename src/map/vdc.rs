@@ -747,12 +747,12 @@ pub fn map_log_entry(
         observer: Observer {
             vendor: Text::Borrowed(VENDOR),
             product: Text::Borrowed(PRODUCT),
-            hostname: ctx.observer_hostname.to_string(),
+            hostname: ctx.observer_hostname.into(),
         },
         labels: Labels {
-            source_id: ctx.source_id.to_string(),
+            source_id: ctx.source_id.into(),
         },
-        related,
+        related: related.into(),
         organization: None,
         user: None,
         client: None,

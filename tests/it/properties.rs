@@ -693,7 +693,7 @@ proptest! {
         let log = e.veeam.log.expect("log");
         prop_assert_eq!(log.object_type, Some(type_want));
         if let Some(n) = name_want.filter(|n| n.contains('@') && !n.contains(char::is_whitespace)) {
-            prop_assert_eq!(e.related.user, vec![n.to_string()]);
+            prop_assert_eq!(&e.related.user, &vec![n.to_string()]);
         }
     }
 

@@ -193,25 +193,35 @@ fn maximal_event() -> Event {
             user: vec!["alice".into(), "LAB\\alice".into()],
             hosts: vec!["WS-ALICE01".into()],
             ip: vec!["192.0.2.1".into(), "2001:db8::10".into()],
-        },
+        }
+        .into(),
         organization: Some(Organization {
             name: Some("contoso.onmicrosoft.com".into()),
             id: Some("5e0d6c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6".into()),
         }),
-        user: Some(User {
-            name: Some("alice".into()),
-            domain: Some("LAB".into()),
-            id: Some("S-1-5-21-1".into()),
-            email: Some("alice@contoso.com".into()),
-        }),
-        client: Some(Client {
-            address: Some("WS-ALICE01".into()),
-            domain: Some("WS-ALICE01".into()),
-            ip: Some("192.0.2.1".into()),
-        }),
-        source: Some(SourceEndpoint {
-            ip: Some("2001:db8::10".into()),
-        }),
+        user: Some(
+            User {
+                name: Some("alice".into()),
+                domain: Some("LAB".into()),
+                id: Some("S-1-5-21-1".into()),
+                email: Some("alice@contoso.com".into()),
+            }
+            .into(),
+        ),
+        client: Some(
+            Client {
+                address: Some("WS-ALICE01".into()),
+                domain: Some("WS-ALICE01".into()),
+                ip: Some("192.0.2.1".into()),
+            }
+            .into(),
+        ),
+        source: Some(
+            SourceEndpoint {
+                ip: Some("2001:db8::10".into()),
+            }
+            .into(),
+        ),
         tags: vec![
             "veeam_field_degraded".into(),
             "veeam_time_assumed_utc".into(),
@@ -220,22 +230,25 @@ fn maximal_event() -> Event {
             message: "restoreEvent.itemSizeBytes: \"12 KB\" is not a whole number".into(),
         }),
         veeam: Veeam {
-            restore_session: Some(RestoreSession {
-                id: "3f2c8a10-6d4e-4b1a-9c55-0e7a2b9d1f01".into(),
-                name: Some("Exchange restore (manual)".into()),
-                session_type: Some("Vex".into()),
-                state: Some("Stopped".into()),
-                result: Some("Success".into()),
-                reason: Some("audit".into()),
-                scope_name: Some("scope".into()),
-                details: Some("details".into()),
-                client_host: Some("WS-ALICE01 (via: 2001:db8::10)".into()),
-                initiated_by: Some("LAB\\alice".into()),
-                initiated_by_is_organization: true,
-                creation_time: Some(t("2025-03-04T08:01:12Z")),
-                end_time: Some(t("2025-03-04T08:20:47Z")),
-                etag: Some(7),
-            }),
+            restore_session: Some(
+                RestoreSession {
+                    id: "3f2c8a10-6d4e-4b1a-9c55-0e7a2b9d1f01".into(),
+                    name: Some("Exchange restore (manual)".into()),
+                    session_type: Some("Vex".into()),
+                    state: Some("Stopped".into()),
+                    result: Some("Success".into()),
+                    reason: Some("audit".into()),
+                    scope_name: Some("scope".into()),
+                    details: Some("details".into()),
+                    client_host: Some("WS-ALICE01 (via: 2001:db8::10)".into()),
+                    initiated_by: Some("LAB\\alice".into()),
+                    initiated_by_is_organization: true,
+                    creation_time: Some(t("2025-03-04T08:01:12Z")),
+                    end_time: Some(t("2025-03-04T08:20:47Z")),
+                    etag: Some(7),
+                }
+                .into(),
+            ),
             restore_event: Some(RestoreEvent {
                 event_type: Some("Save".into()),
                 status: Some("Success".into()),

@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::Deserialize;
@@ -314,7 +315,7 @@ impl Encoder {
             Some(h) => Cow::Borrowed(h.as_str()),
             None => {
                 // url's host_str writes IPv6 in brackets; syslog wants the bare address.
-                let h = event.observer.hostname.as_str();
+                let h = &*event.observer.hostname;
                 let h = h
                     .strip_prefix('[')
                     .and_then(|h| h.strip_suffix(']'))
@@ -419,7 +420,7 @@ fn cuttable_field<'a>(event: &'a mut Event, name: &str) -> Option<&'a mut String
             .veeam
             .restore_session
             .as_mut()
-            .and_then(|s| s.details.as_mut()),
+            .and_then(|s| Arc::make_mut(s).details.as_mut()),
         "veeam.restore_event.title" => event
             .veeam
             .restore_event
