@@ -43,12 +43,17 @@ pub struct MapContext<'a> {
 /// The value itself is kept verbatim (not trimmed): it is Veeam's data, and SIEM searches
 /// should find exactly what the Veeam console shows.
 pub fn non_empty(value: Option<&str>) -> Option<String> {
-    value.filter(|s| !s.trim().is_empty()).map(str::to_string)
+    value.filter(|s| has_text(s)).map(str::to_string)
 }
 
 /// [`non_empty`] of a string the caller owns (kept, not copied).
 pub fn non_empty_owned(value: Option<String>) -> Option<String> {
-    value.filter(|s| !s.trim().is_empty())
+    value.filter(|s| has_text(s))
+}
+
+/// Not only whitespace (`!s.trim().is_empty()`, stopping at the first other character).
+fn has_text(s: &str) -> bool {
+    s.contains(|c: char| !c.is_whitespace())
 }
 
 /// Convert any RFC 3339 offset Veeam sends (old servers used local offsets) to UTC.
