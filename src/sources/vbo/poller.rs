@@ -60,6 +60,40 @@ struct ReadPage {
     facts: PageFacts,
 }
 
+/// The events listing of restore session `session_id`, from `offset` on.
+#[derive(Debug, Clone, PartialEq)]
+struct PageAt {
+    session_id: String,
+    path: String,
+    offset: u64,
+}
+
+/// A page asked for ahead of its turn (with the `limit` it was read with).
+struct Prefetched {
+    at: PageAt,
+    limit: u32,
+    page: Result<ReadPage, SourceError>,
+}
+
+/// `RestoreSessions/{id}/Events`.
+fn events_path(session_id: &str) -> String {
+    format!("RestoreSessions/{session_id}/Events")
+}
+
+/// Decode a page's event records (CPU work, run on the blocking pool), each with its raw
+/// text (kept as the original of a degraded record, or to name a skipped one).
+fn decode_events(
+    records: Vec<Box<RawValue>>,
+) -> Vec<(
+    Result<RawRestoreEvent, crate::map::wire_checks::Unusable>,
+    Box<RawValue>,
+)> {
+    records
+        .into_iter()
+        .map(|raw| (crate::map::vbo::decode_event(raw.get()), raw))
+        .collect()
+}
+
 /// The checkpointed state of a VB365 source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,7 +260,11 @@ impl VboPoller {
                 .collect();
             sessions.sort_by_key(|s| s.creation_time);
             let listed_from = minus(self.state.horizon, self.lookback);
-            for session in sessions {
+            // The next session's first page, asked for while the last page of the one
+            // before it is decoded.
+            let mut ahead: Option<Prefetched> = None;
+            let mut sessions = sessions.into_iter().peekable();
+            while let Some(session) = sessions.next() {
                 if listed.contains(&session.id) {
                     // Listed again by the overlap between listing pages (below).
                     continue;
@@ -241,7 +279,9 @@ impl VboPoller {
                 }
                 listed.insert(session.id.clone());
                 newest = newest.max(created);
-                self.ship_session(Arc::new(session), emitter, fetched_at)
+                let then = sessions.peek().and_then(|next| self.first_page_at(next));
+                ahead = self
+                    .ship_session(Arc::new(session), emitter, fetched_at, ahead.take(), then)
                     .await?;
                 if ordered {
                     self.advance_horizon(newest);
@@ -280,8 +320,8 @@ impl VboPoller {
             {
                 Ok((_, body)) => match crate::map::vbo::decode_session(&body, placement) {
                     Ok(session) => {
-                        self.ship_session(Arc::new(session), emitter, fetched_at)
-                            .await?
+                        self.ship_session(Arc::new(session), emitter, fetched_at, None, None)
+                            .await?;
                     }
                     Err(e) => {
                         self.problems += 1;
@@ -374,6 +414,21 @@ impl VboPoller {
     /// `max_retries` as a 5xx before the page counts as failed. A body over
     /// [`MAX_PAGE_BYTES`] is asked for again with half the `limit` (kept for the rest of
     /// the listing).
+    /// Where [`Self::ship_session`] will start reading `session`'s events (`None`: it
+    /// won't, the session is done).
+    fn first_page_at(&self, session: &RawRestoreSession) -> Option<PageAt> {
+        let offset = match self.state.sessions.get(&session.id) {
+            Some(cursor) if cursor.done => return None,
+            Some(cursor) => u64::try_from(cursor.next_order).unwrap_or(0),
+            None => 0,
+        };
+        Some(PageAt {
+            session_id: session.id.clone(),
+            path: events_path(&session.id),
+            offset,
+        })
+    }
+
     async fn fetch_page(
         &self,
         path: &str,
@@ -448,12 +503,18 @@ impl VboPoller {
     }
 
     /// Emit the events of one session that we haven't emitted yet.
+    ///
+    /// `first` is this session's first page when the previous session already asked for
+    /// it; `then` is where the session shipped after this one starts: its first page is
+    /// asked for while this session's last page is decoded, and returned.
     async fn ship_session(
         &mut self,
         session: Arc<RawRestoreSession>,
         emitter: &Emitter,
         fetched_at: DateTime<Utc>,
-    ) -> Result<(), SourceError> {
+        first: Option<Prefetched>,
+        then: Option<PageAt>,
+    ) -> Result<Option<Prefetched>, SourceError> {
         let sid = session.id.clone();
         let cursor = self
             .state
@@ -465,7 +526,7 @@ impl VboPoller {
                 done: false,
             });
         if cursor.done {
-            return Ok(());
+            return Ok(None);
         }
         let mut next_order = cursor.next_order;
         // Event offsets normally equal `order`; if they don't, rescan from 0 once.
@@ -473,31 +534,86 @@ impl VboPoller {
         let mut pager = Pager::new(start, u64::from(self.page_size));
         let mut limit = self.page_size;
         let mut rescanned = start == 0;
-        let path = format!("RestoreSessions/{sid}/Events");
+        let path = events_path(&sid);
+        // The next page, asked for while the current one is decoded (on the blocking pool):
+        // a server's answer time and our decoding overlap instead of adding up.
+        let mut prefetched: Option<(u64, Result<ReadPage, SourceError>)> = None;
+        if let Some(first) = first.filter(|p| p.at.path == path && p.at.offset == start) {
+            limit = first.limit;
+            prefetched = Some((start, first.page));
+        }
+        let mut handoff;
         loop {
             let offset = pager.offset();
-            let page = match self
-                .fetch_page(&path, &[], offset, &mut limit, Some(&sid))
-                .await
-            {
+            let fetched = match prefetched.take() {
+                Some((at, fetched)) if at == offset => fetched,
+                _ => {
+                    self.fetch_page(&path, &[], offset, &mut limit, Some(&sid))
+                        .await
+                }
+            };
+            let page = match fetched {
                 Ok(page) => page,
                 Err(SourceError::Http { error, .. }) if error.status() == Some(404) => {
                     tracing::warn!(source_id = %self.id, session_id = %sid, "restore session disappeared while reading its events; forgetting it");
                     self.state.sessions.remove(&sid);
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(SourceError::Http { error, .. }) => {
                     self.problems += 1;
                     tracing::warn!(source_id = %self.id, session_id = %sid, error = %error, "cannot read restore session events; will retry next cycle");
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(other) => return Err(other),
             };
-            let mut events: Vec<(RawRestoreEvent, &RawValue)> = page
-                .records
-                .iter()
-                .filter_map(|raw| match crate::map::vbo::decode_event(raw.get()) {
-                    Ok(e) => Some((e, raw.as_ref())),
+            // Where paging goes next depends on the page alone, not on its decoded events;
+            // a paging error is acted on once this page's events are shipped.
+            let step = pager.after_page(page.count, fingerprint(&page.records), page.facts, 0);
+            let ReadPage { url, records, .. } = page;
+            let decoding = tokio::task::spawn_blocking(move || decode_events(records));
+            let next_page = async {
+                match (&step, &then) {
+                    (Ok(Step::Next(at)), _) => {
+                        let page = self
+                            .fetch_page(&path, &[], *at, &mut limit, Some(&sid))
+                            .await;
+                        (Some((*at, page)), None)
+                    }
+                    // The last page of this session: the next session's first one.
+                    (Ok(Step::Done), Some(next)) => {
+                        let mut limit = self.page_size;
+                        let page = self
+                            .fetch_page(
+                                &next.path,
+                                &[],
+                                next.offset,
+                                &mut limit,
+                                Some(&next.session_id),
+                            )
+                            .await;
+                        let at = next.clone();
+                        (None, Some(Prefetched { at, limit, page }))
+                    }
+                    _ => (None, None),
+                }
+            };
+            let (decoded, (next_page, next_session)) = tokio::join!(decoding, next_page);
+            prefetched = next_page;
+            handoff = next_session;
+            let decoded = match decoded {
+                Ok(decoded) => decoded,
+                // A panic while decoding (a bug) or a runtime shutting down: nothing of this
+                // page was shipped, so the next cycle reads it again.
+                Err(e) => {
+                    self.problems += 1;
+                    tracing::warn!(source_id = %self.id, session_id = %sid, url = %url, error = %e, "cannot decode restore session events; will retry next cycle");
+                    return Ok(None);
+                }
+            };
+            let mut events: Vec<(RawRestoreEvent, Box<RawValue>)> = decoded
+                .into_iter()
+                .filter_map(|(decoded, raw)| match decoded {
+                    Ok(e) => Some((e, raw)),
                     Err(e) => {
                         tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %record_id(raw.get()), error = %e, "skipping malformed restore event");
                         crate::metrics::global().record_skipped(&self.id);
@@ -510,6 +626,7 @@ impl VboPoller {
                 tracing::debug!(source_id = %self.id, session_id = %sid, "event offsets don't follow `order`; rescanning from offset 0");
                 rescanned = true;
                 pager.restart(0);
+                prefetched = None;
                 continue;
             }
             events.retain(|(e, _)| e.order >= next_order);
@@ -543,14 +660,13 @@ impl VboPoller {
                     })
                     .await?;
             }
-            let print = fingerprint(&page.records);
-            match pager.after_page(page.count, print, page.facts, 0) {
+            match step {
                 Ok(Step::Next(_)) => {}
                 Ok(Step::Done) => break,
                 Err(e) => {
                     self.problems += 1;
-                    tracing::warn!(source_id = %self.id, session_id = %sid, url = %page.url, error = %e, "cannot page through restore session events; will retry next cycle");
-                    return Ok(());
+                    tracing::warn!(source_id = %self.id, session_id = %sid, url = %url, error = %e, "cannot page through restore session events; will retry next cycle");
+                    return Ok(None);
                 }
             }
         }
@@ -559,7 +675,7 @@ impl VboPoller {
         {
             c.done = true;
         }
-        Ok(())
+        Ok(handoff)
     }
 
     /// `check`: log in, read the newest restore session and a few of its events.
