@@ -133,7 +133,7 @@ pub fn encode_envelope(
         .map_err(serde_json::Error::io)?;
     }
     let head_at = out.len();
-    crate::json::to_writer(out, &head)?;
+    serde_json::to_writer(&mut *out, &head)?;
     if out.get(head_at) != Some(&b'{') || out.last() != Some(&b'}') {
         return Err(serde_json::Error::io(std::io::Error::other(
             "the envelope head is not a JSON object",
