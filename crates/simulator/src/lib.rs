@@ -456,6 +456,11 @@ fn serve_plain(
 ) -> JoinHandle<()> {
     let app = vb365::router(shared, faults).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
+        // Like real servers (IIS/Kestrel send with TCP_NODELAY): without it, the last
+        // small segment of a large page waits for the client's delayed ACK (~40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
@@ -474,9 +479,12 @@ fn serve_tls(
 ) -> io::Result<JoinHandle<()>> {
     let app = vb365::router(shared, faults).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
-    let server =
-        axum_server::from_tcp_rustls(listener.into_std()?, RustlsConfig::from_config(config))?
-            .handle(handle.clone());
+    // TCP_NODELAY, as for plain HTTP (see `serve_plain`).
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(config))
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let server = axum_server::from_tcp(listener.into_std()?)?
+        .acceptor(acceptor)
+        .handle(handle.clone());
     tokio::spawn(async move {
         stop.cancelled().await;
         handle.graceful_shutdown(Some(GRACE));

@@ -989,17 +989,24 @@ async fn supervise(
             async move { shared.wake.notified().await }
         };
         match &tls {
+            // TCP_NODELAY on every connection, as real servers send.
             None => {
+                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let _ = axum::serve(l, app).with_graceful_shutdown(stop).await;
             }
             Some(config) => {
                 let handle = axum_server::Handle::new();
-                let server = match l.into_std().and_then(|std| {
-                    axum_server::from_tcp_rustls(
-                        std,
-                        axum_server::tls_rustls::RustlsConfig::from_config(config.clone()),
-                    )
-                }) {
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(config.clone()),
+                )
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                let server = match l
+                    .into_std()
+                    .and_then(axum_server::from_tcp)
+                    .map(|server| server.acceptor(acceptor))
+                {
                     Ok(s) => s.handle(handle.clone()),
                     Err(e) => {
                         eprintln!("hec peer: TLS listener: {e}");
