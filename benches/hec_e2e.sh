@@ -18,6 +18,7 @@
 #   hec-gzip-ack   HEC, gzip, indexer ack; the peer confirms each ackId after ACK_DELAY
 #
 # Environment: RUNS (space-separated subset of the above), ACK_DELAY (default 100ms),
+# SIM_BIN (the simulator's binary, default BIN),
 # ACK_POLL (sink: ack_poll_interval, default: the sink's default), HEC_EXTRA (extra TOML
 # lines for the HEC sink, e.g. 'compression_level = 1'), BIN / PEER to override the
 # binaries (default: release builds, built if missing).
@@ -32,6 +33,9 @@ ACK_POLL=${ACK_POLL:-}
 HEC_EXTRA=${HEC_EXTRA:-}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=${BIN:-$TARGET/release/veeam-siem}
+# The simulator's binary (default: BIN); set it to compare an older daemon against today's
+# simulator (which sends with TCP_NODELAY, as real servers do).
+SIM_BIN=${SIM_BIN:-$BIN}
 PEER=${PEER:-$TARGET/release/examples/hec_peer}
 [ -x "$BIN" ] || cargo build --release --locked --quiet --bin veeam-siem
 [ -x "$PEER" ] || cargo build --release --locked --quiet --example hec_peer
@@ -46,7 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" simulate --listen "127.0.0.1:$SIM_PORT" --sessions "$SESSIONS" \
+"$SIM_BIN" simulate --listen "127.0.0.1:$SIM_PORT" --sessions "$SESSIONS" \
   --events-per-session "$EVENTS" --write-ca "$WORK/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
 for _ in $(seq 1 600); do grep -q "events:" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
