@@ -13,7 +13,12 @@
 //!    starting at the session's `next_order` and emit every event with `order >= next_order`
 //!    (one batch per page, each with a state snapshot). The session's state was read
 //!    *before* its events, so when it said `Stopped`, the events we got are complete and
-//!    the session is marked done.
+//!    the session is marked done. A page is decoded on the blocking pool while the next
+//!    page, or after a session's last page the next listed session's first one, is
+//!    fetched: the server's answer time and our decoding overlap. Where paging goes next
+//!    depends on the page alone (count, fingerprint, `totalCount`/`_links`), never on its
+//!    decoded events; a page fetched ahead is used only for the session and offset it was
+//!    asked for, and batches still go out strictly in order.
 //! 3. Sessions still open in our state but not in this listing (they started before the
 //!    listing window) are re-read by id and shipped the same way; a 404 means the server
 //!    dropped the session and we forget it (logged).
