@@ -47,14 +47,16 @@ pub enum CheckpointError {
     },
 }
 
+/// The file's shape; `S` is the state, borrowed when saving (a large state is written per
+/// batch, so it is not copied first).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Envelope {
+struct Envelope<S> {
     format: u32,
     source_id: String,
     source_type: String,
     updated: chrono::DateTime<chrono::Utc>,
-    state: serde_json::Value,
+    state: S,
 }
 
 /// The checkpoint file of one source.
@@ -107,7 +109,7 @@ impl CheckpointStore {
             path: self.path.clone(),
             problem,
         };
-        let env: Envelope =
+        let env: Envelope<serde_json::Value> =
             serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
         if env.format != FORMAT_VERSION {
             return Err(corrupt(format!(
@@ -131,7 +133,7 @@ impl CheckpointStore {
             source_id: self.source_id.clone(),
             source_type: self.source_type.clone(),
             updated: chrono::Utc::now(),
-            state: state.clone(),
+            state,
         };
         let write_err = |source| CheckpointError::Write {
             path: self.path.clone(),
