@@ -5,6 +5,8 @@
 //! - A server that caps `limit` (asked 500, served 100), reporting the capped or the asked
 //!   limit, with or without `_links`/`totalCount`: every event arrives, on v6 and v8, and
 //!   for the VDC collections.
+//! - Pages read ahead by the VB365 source are each asked for once (none thrown away and
+//!   fetched again), on v8 and v6.
 //! - A server that ignores `offset` and returns full pages forever: `--once` ends with
 //!   exit 1 and an error naming the problem, instead of running forever.
 //! - Pages that are not JSON (HTML with status 200), twice in a row: retried inside the
@@ -94,6 +96,40 @@ async fn a_server_capping_the_page_size_loses_nothing() {
         assert!(out.status.success(), "{what}: {}", text(&out));
         let problems = exactly_once_problems(&id_counts(&env.events()), &expected);
         assert!(problems.is_empty(), "{what}, second run: {problems:?}");
+    }
+}
+
+/// The VB365 source reads a page ahead (the next page of a session, or the next session's
+/// first page, while the current one is decoded): every events page is still asked for
+/// exactly once, so nothing fetched ahead is thrown away and fetched again, and every event
+/// arrives once. Sessions of several pages, of one, and (with v6's unordered paging rules)
+/// both API generations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_read_ahead_are_each_asked_for_once() {
+    for version in ["v8", "v6"] {
+        let env = Env::start(sim(7, 60, FaultConfig::default())).await;
+        let page = 25usize;
+        let cfg = write_config(
+            &env,
+            &format!("api_version = \"{version}\"\npage_size = {page}"),
+            env.file_sink(),
+        );
+        let out = run_once(&cfg, &[], "ahead").await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        assert_exactly_once(&id_counts(&env.events()), &all_ids(&env));
+        let sessions = env.sim.session_ids();
+        assert!(sessions.len() <= page, "one listing page");
+        let events_pages: usize = sessions
+            .iter()
+            .map(|id| env.sim.session_event_ids(id).len().div_ceil(page).max(1))
+            .sum();
+        assert!(events_pages > sessions.len(), "some sessions span pages");
+        let requests = env.sim.stats().data_requests;
+        assert_eq!(
+            requests,
+            1 + events_pages as u64,
+            "{version}: one listing page and {events_pages} events pages expected"
+        );
     }
 }
 
