@@ -7,6 +7,8 @@
 //!   for the VDC collections.
 //! - Pages read ahead by the VB365 source are each asked for once (none thrown away and
 //!   fetched again), on v8 and v6.
+//! - A v6/v7 (unordered) listing is shipped oldest first with the horizon following it:
+//!   the checkpoint keeps only the lookback window's sessions.
 //! - A server that ignores `offset` and returns full pages forever: `--once` ends with
 //!   exit 1 and an error naming the problem, instead of running forever.
 //! - Pages that are not JSON (HTML with status 200), twice in a row: retried inside the
@@ -130,6 +132,85 @@ async fn pages_read_ahead_are_each_asked_for_once() {
             1 + events_pages as u64,
             "{version}: one listing page and {events_pages} events pages expected"
         );
+    }
+}
+
+/// VB365 v6/v7 list sessions in no order. The source reads such a listing whole, ships it
+/// oldest first and lets the horizon follow, so the checkpoint (written with every batch)
+/// keeps only the sessions of the lookback window instead of every session of the cycle
+/// (which made a backfill quadratic). Every event arrives once, sessions in creation
+/// order, and a second run sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unordered_listing_ships_oldest_first_and_keeps_the_state_small() {
+    for version in ["v6", "v7"] {
+        // A little latency, so the run lasts long enough to watch its checkpoints.
+        let env = Env::start(SimConfig {
+            latency: Duration::from_millis(10),
+            ..sim(120, 3, FaultConfig::default())
+        })
+        .await;
+        let cfg = write_config(
+            &env,
+            &format!("api_version = \"{version}\"\npage_size = 50"),
+            env.file_sink(),
+        );
+        let path = env.state_dir().join("vbo_test.checkpoint.json");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The most sessions any checkpoint written during the run held (files are
+        // replaced whole, so every read is a complete checkpoint).
+        let watcher = tokio::spawn({
+            let (path, stop) = (path.clone(), stop.clone());
+            async move {
+                let mut most = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(text) = tokio::fs::read_to_string(&path).await
+                        && let Ok(cp) = serde_json::from_str::<serde_json::Value>(&text)
+                    {
+                        let held = cp["state"]["sessions"].as_object().map_or(0, |s| s.len());
+                        most = most.max(held);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                most
+            }
+        });
+        let out = run_once(&cfg, &[], "backfill").await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let most = watcher.await.expect("watcher");
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        assert!(
+            most < 120 / 3,
+            "{version}: a checkpoint written during the run held {most} of 120 sessions"
+        );
+        let expected = all_ids(&env);
+        let events = env.events();
+        assert_exactly_once(&id_counts(&events), &expected);
+        let created: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["veeam"]["restore_session"]["creation_time"].as_str())
+            .collect();
+        assert_eq!(
+            created.len(),
+            events.len(),
+            "{version}: every event has its session's time"
+        );
+        assert!(
+            created.windows(2).all(|w| w[0] <= w[1]),
+            "{version}: sessions shipped oldest first"
+        );
+        let checkpoint: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("checkpoint"))
+                .expect("checkpoint JSON");
+        let kept = checkpoint["state"]["sessions"]
+            .as_object()
+            .map_or(0, |sessions| sessions.len());
+        assert!(
+            kept < 120 / 3,
+            "{version}: {kept} of 120 sessions still in the checkpoint"
+        );
+        let out = run_once(&cfg, &[], "again").await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        assert_exactly_once(&id_counts(&env.events()), &expected);
     }
 }
 

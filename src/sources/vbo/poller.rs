@@ -22,9 +22,12 @@
 //! 3. Sessions still open in our state but not in this listing (they started before the
 //!    listing window) are re-read by id and shipped the same way; a 404 means the server
 //!    dropped the session and we forget it (logged).
-//! 4. The horizon moves to the newest `creationTime` seen (on v8, whose listing is oldest
-//!    first, after every session; else at the end of the cycle); finished sessions older than
-//!    `horizon - lookback` are pruned (the next listing can't return them).
+//! 4. The horizon moves to the newest `creationTime` seen, after every session: v8 lists
+//!    oldest first; a v6/v7 listing (no order) is read whole first, up to
+//!    [`MAX_HELD_SESSIONS`], and shipped oldest first. A larger or failed v6/v7 listing is
+//!    shipped as read and the horizon moves at the end of the cycle. Finished sessions older
+//!    than `horizon - lookback` are pruned (the next listing can't return them), which
+//!    keeps the state, written with every batch, to the lookback window.
 //!
 //! Duplicates are avoided by the per-session cursor, not by time bounds, so it doesn't
 //! matter whether the server's `startTimeFrom` is inclusive or not. A bad record is logged
@@ -98,6 +101,10 @@ fn decode_events(
         .map(|raw| (crate::map::vbo::decode_event(raw.get()), raw))
         .collect()
 }
+
+/// Sessions of a v6/v7 listing held to be shipped oldest first (~1 KiB each); a larger
+/// listing is shipped as it is read, and the horizon then moves at the end of the cycle.
+const MAX_HELD_SESSIONS: usize = 20_000;
 
 /// The checkpointed state of a VB365 source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,9 +243,16 @@ impl VboPoller {
         let mut listed = HashSet::new();
         let mut pager = Pager::new(0, u64::from(self.page_size));
         let mut limit = self.page_size;
-        // v8 lists oldest first (orderAsc), so the horizon can follow the listing.
+        // v8 lists oldest first (orderAsc), so the horizon can follow the listing. v6/v7
+        // list in no order: the whole listing is read first (up to MAX_HELD_SESSIONS) and
+        // shipped oldest first, so the horizon can follow it too and the state keeps only
+        // the sessions of the lookback window (else it would hold every session of the
+        // cycle, written whole after every batch: quadratic in a backfill).
         let ordered = self.version == ApiVersion::V8;
-        loop {
+        let mut held: Vec<RawRestoreSession> = Vec::new();
+        let mut held_ids = HashSet::new();
+        let mut spilled = false;
+        let listing = loop {
             let mut query = vec![(
                 "startTimeFrom",
                 from.to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -248,10 +262,14 @@ impl VboPoller {
                 query.push(("orderAsc", "true".to_string()));
             }
             let offset = pager.offset();
-            let page = self
+            let page = match self
                 .fetch_page("RestoreSessions", &query, offset, &mut limit, None)
-                .await?;
-            let mut sessions: Vec<RawRestoreSession> = page
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => break Err(e),
+            };
+            let sessions: Vec<RawRestoreSession> = page
                 .records
                 .iter()
                 .filter_map(|raw| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
@@ -263,33 +281,30 @@ impl VboPoller {
                     }
                 })
                 .collect();
-            sessions.sort_by_key(|s| s.creation_time);
-            let listed_from = minus(self.state.horizon, self.lookback);
-            // The next session's first page, asked for while the last page of the one
-            // before it is decoded.
-            let mut ahead: Option<Prefetched> = None;
-            let mut sessions = sessions.into_iter().peekable();
-            while let Some(session) = sessions.next() {
-                if listed.contains(&session.id) {
-                    // Listed again by the overlap between listing pages (below).
-                    continue;
-                }
-                let created = session.creation_time.with_timezone(&Utc);
-                if ordered
-                    && created < listed_from
-                    && !self.state.sessions.contains_key(&session.id)
-                {
-                    // Done and pruned earlier in this cycle (a page overlap listed it again).
-                    continue;
-                }
-                listed.insert(session.id.clone());
-                newest = newest.max(created);
-                let then = sessions.peek().and_then(|next| self.first_page_at(next));
-                ahead = self
-                    .ship_session(Arc::new(session), emitter, fetched_at, ahead.take(), then)
-                    .await?;
-                if ordered {
-                    self.advance_horizon(newest);
+            if ordered {
+                self.ship_listed(
+                    sessions,
+                    true,
+                    &mut listed,
+                    &mut newest,
+                    emitter,
+                    fetched_at,
+                )
+                .await?;
+            } else {
+                // The overlap between listing pages lists a few sessions twice.
+                held.extend(
+                    sessions
+                        .into_iter()
+                        .filter(|s| held_ids.insert(s.id.clone())),
+                );
+                if held.len() >= MAX_HELD_SESSIONS {
+                    // Too many to hold: ship these now; the horizon then moves only at
+                    // the end of the cycle, as the rest of the listing may be older.
+                    spilled = true;
+                    let batch = std::mem::take(&mut held);
+                    self.ship_listed(batch, false, &mut listed, &mut newest, emitter, fetched_at)
+                        .await?;
                 }
             }
             // Step back a little: when a session listed earlier disappears, later ones
@@ -299,10 +314,23 @@ impl VboPoller {
             let print = fingerprint(&page.records);
             match pager.after_page(page.count, print, page.facts, overlap) {
                 Ok(Step::Next(_)) => {}
-                Ok(Step::Done) => break,
-                Err(e) => return Err(self.paging_error(&page.url, e)),
+                Ok(Step::Done) => break Ok(()),
+                Err(e) => break Err(self.paging_error(&page.url, e)),
             }
-        }
+        };
+        // What was listed is shipped even when the listing failed part way (then without
+        // moving the horizon: the unread pages may hold older sessions).
+        let complete = listing.is_ok() && !spilled;
+        self.ship_listed(
+            held,
+            complete,
+            &mut listed,
+            &mut newest,
+            emitter,
+            fetched_at,
+        )
+        .await?;
+        listing?;
 
         // Sessions still open that started before the listing window.
         let open: Vec<String> = self
@@ -413,12 +441,52 @@ impl VboPoller {
         })
     }
 
-    /// GET one page of `path` at `offset`, `limit` records (`limit` and `offset` are added
-    /// to `query`), and read it. A body that isn't a page at all (a proxy's HTML error page
-    /// with status 200, a body cut short) is requested again with the same backoff and
-    /// `max_retries` as a 5xx before the page counts as failed. A body over
-    /// [`MAX_PAGE_BYTES`] is asked for again with half the `limit` (kept for the rest of
-    /// the listing).
+    /// Ship `sessions` (one listing page on v8, a whole v6/v7 listing) oldest first,
+    /// skipping those shipped already this cycle. With `follow`, everything listed before
+    /// each session is known, so the horizon follows it (and finished sessions older than
+    /// the lookback window leave the state).
+    async fn ship_listed(
+        &mut self,
+        mut sessions: Vec<RawRestoreSession>,
+        follow: bool,
+        listed: &mut HashSet<String>,
+        newest: &mut DateTime<Utc>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        sessions.sort_by_key(|s| s.creation_time);
+        let listed_from = minus(self.state.horizon, self.lookback);
+        // The next session's first page, asked for while the last page of the one before
+        // it is decoded.
+        let mut ahead: Option<Prefetched> = None;
+        let mut sessions = sessions.into_iter().peekable();
+        while let Some(session) = sessions.next() {
+            if listed.contains(&session.id) {
+                // Listed again by the overlap between listing pages.
+                continue;
+            }
+            let created = session.creation_time.with_timezone(&Utc);
+            if self.version == ApiVersion::V8
+                && created < listed_from
+                && !self.state.sessions.contains_key(&session.id)
+            {
+                // Done and pruned earlier in this cycle (a page overlap listed it again; a
+                // held v6/v7 listing has each session once).
+                continue;
+            }
+            listed.insert(session.id.clone());
+            *newest = (*newest).max(created);
+            let then = sessions.peek().and_then(|next| self.first_page_at(next));
+            ahead = self
+                .ship_session(Arc::new(session), emitter, fetched_at, ahead.take(), then)
+                .await?;
+            if follow {
+                self.advance_horizon(*newest);
+            }
+        }
+        Ok(())
+    }
+
     /// Where [`Self::ship_session`] will start reading `session`'s events (`None`: it
     /// won't, the session is done).
     fn first_page_at(&self, session: &RawRestoreSession) -> Option<PageAt> {
@@ -434,6 +502,12 @@ impl VboPoller {
         })
     }
 
+    /// GET one page of `path` at `offset`, `limit` records (`limit` and `offset` are added
+    /// to `query`), and read it. A body that isn't a page at all (a proxy's HTML error page
+    /// with status 200, a body cut short) is requested again with the same backoff and
+    /// `max_retries` as a 5xx before the page counts as failed. A body over
+    /// [`MAX_PAGE_BYTES`] is asked for again with half the `limit` (kept for the rest of
+    /// the listing).
     async fn fetch_page(
         &self,
         path: &str,
