@@ -195,7 +195,7 @@ impl RawRestoreSession {
 /// and keeps the session inside the listing window; the session is shipped with its
 /// problems reported. `Err` only when the `id` is unusable.
 pub fn decode_session(
-    raw: impl AsRef<[u8]>,
+    raw: impl AsRef<str>,
     placement: DateTime<Utc>,
 ) -> Result<RawRestoreSession, Unusable> {
     let mut f = Fields::new(SESSION_RECORD);
@@ -332,7 +332,7 @@ impl RawRestoreEvent {
 
 /// Decode one restore-session event record (JSON) leniently. `Err` only when an essential
 /// field is unusable: `id`, `order`, or both `startTime` and `endTime`.
-pub fn decode_event(raw: impl AsRef<[u8]>) -> Result<RawRestoreEvent, Unusable> {
+pub fn decode_event(raw: impl AsRef<str>) -> Result<RawRestoreEvent, Unusable> {
     let mut f = Fields::new(EVENT_RECORD);
     let wire: WireEvent = read_record(raw.as_ref(), &mut f)?;
     RawRestoreEvent::from_wire(wire, f)

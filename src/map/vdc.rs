@@ -256,21 +256,21 @@ impl RawLogEntry {
 }
 
 /// Decode one backup job record (JSON) leniently; `Err` only when its `id` is unusable.
-pub fn decode_job(raw: impl AsRef<[u8]>) -> Result<RawJob, Unusable> {
+pub fn decode_job(raw: impl AsRef<str>) -> Result<RawJob, Unusable> {
     let mut f = Fields::new(JOB_RECORD);
     let wire = read_record(raw.as_ref(), &mut f)?;
     RawJob::from_wire(wire, f)
 }
 
 /// Decode one job session record (JSON) leniently; `Err` only when its `id` is unusable.
-pub fn decode_job_session(raw: impl AsRef<[u8]>) -> Result<RawJobSession, Unusable> {
+pub fn decode_job_session(raw: impl AsRef<str>) -> Result<RawJobSession, Unusable> {
     let mut f = Fields::new(SESSION_RECORD);
     let wire = read_record(raw.as_ref(), &mut f)?;
     RawJobSession::from_wire(wire, f)
 }
 
 /// Decode one log entry record (JSON) leniently; `Err` only when it is not a JSON object.
-pub fn decode_log_entry(raw: impl AsRef<[u8]>) -> Result<RawLogEntry, Unusable> {
+pub fn decode_log_entry(raw: impl AsRef<str>) -> Result<RawLogEntry, Unusable> {
     let mut f = Fields::new(LOG_RECORD);
     let wire = read_record(raw.as_ref(), &mut f)?;
     Ok(RawLogEntry::from_wire(wire, f))

@@ -351,7 +351,11 @@ impl VboPoller {
                 .get(&format!("RestoreSessions/{session_id}"), &[])
                 .await
             {
-                Ok((_, body)) => match crate::map::vbo::decode_session(&body, placement) {
+                Ok((_, body)) => match std::str::from_utf8(&body)
+                    .map_err(|e| format!("restoreSession: not UTF-8: {e}"))
+                    .and_then(|text| {
+                        crate::map::vbo::decode_session(text, placement).map_err(|e| e.to_string())
+                    }) {
                     Ok(session) => {
                         self.ship_session(Arc::new(session), emitter, fetched_at, None, None)
                             .await?;
