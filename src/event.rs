@@ -11,6 +11,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod pretty;
+mod shared;
+pub use shared::Shared;
+
 /// A field whose value is usually one of our constants (`event.dataset`, `observer.vendor`...):
 /// borrowed then, so building an event doesn't allocate them (a parsed event owns them).
 pub type Text = Cow<'static, str>;
@@ -136,15 +140,15 @@ pub struct Event {
     pub labels: Labels,
     /// Shared by the events of one restore session (mapped once per session).
     #[serde(default, skip_serializing_if = "Related::is_empty_shared")]
-    pub related: Arc<Related>,
+    pub related: Shared<Related>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<Organization>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<Arc<User>>,
+    pub user: Option<Shared<User>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<Arc<Client>>,
+    pub client: Option<Shared<Client>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<Arc<SourceEndpoint>>,
+    pub source: Option<Shared<SourceEndpoint>>,
     /// ECS `tags`: `veeam_field_degraded` when Veeam sent odd values that were left out or
     /// kept as text (see `error.message`), `veeam_time_assumed_utc` when a time had no
     /// offset and was read as UTC.
@@ -245,7 +249,7 @@ impl Related {
         self.user.is_empty() && self.hosts.is_empty() && self.ip.is_empty()
     }
 
-    fn is_empty_shared(related: &Arc<Related>) -> bool {
+    fn is_empty_shared(related: &Shared<Related>) -> bool {
         related.is_empty()
     }
 }
@@ -305,7 +309,7 @@ pub struct ErrorField {
 pub struct Veeam {
     /// Shared by the events of one restore session (mapped once per session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_session: Option<Arc<RestoreSession>>,
+    pub restore_session: Option<Shared<RestoreSession>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_event: Option<RestoreEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -359,8 +359,8 @@ fn run_cases(source: &str, map: impl Fn(&str) -> Result<Event, String>) {
         }
         let old = std::fs::read_to_string(&expected_path).ok();
         if update {
-            let text = match serde_json::to_string_pretty(&event) {
-                Ok(text) => text + "\n",
+            let text = match serde_json::to_string(&event) {
+                Ok(text) => crate::event::pretty::indent(&text) + "\n",
                 Err(e) => {
                     failures.push(format!("{what}: the event does not serialize: {e}"));
                     continue;

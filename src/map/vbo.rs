@@ -26,7 +26,8 @@ use super::{
 };
 use crate::event::{
     Client, Ecs, Event, EventMeta, Gateway, Labels, MODULE, Observer, Organization, Related,
-    RestoreEvent, RestoreSession, SourceEndpoint, Text, User, VENDOR, Veeam, dataset, outcome,
+    RestoreEvent, RestoreSession, Shared, SourceEndpoint, Text, User, VENDOR, Veeam, dataset,
+    outcome,
 };
 
 /// Problem prefix of session fields.
@@ -372,12 +373,12 @@ pub struct SessionParts {
     source_id: Arc<str>,
     observer_hostname: Arc<str>,
     organization_name: Option<String>,
-    user: Option<Arc<User>>,
-    client: Option<Arc<Client>>,
-    source: Option<Arc<SourceEndpoint>>,
+    user: Option<Shared<User>>,
+    client: Option<Shared<Client>>,
+    source: Option<Shared<SourceEndpoint>>,
     gateway_ip: Option<String>,
-    related: Arc<Related>,
-    restore_session: Arc<RestoreSession>,
+    related: Shared<Related>,
+    restore_session: Shared<RestoreSession>,
 }
 
 impl SessionParts {
@@ -392,7 +393,7 @@ impl SessionParts {
             organization_name.as_deref(),
         );
         let user = initiated.name.as_ref().map(|name| {
-            Arc::new(User {
+            Shared::new(User {
                 name: Some(name.clone()),
                 domain: initiated.domain.clone(),
                 email: initiated.email.clone(),
@@ -411,7 +412,7 @@ impl SessionParts {
         let host = parse_client_host(client_host_raw.as_deref().unwrap_or(""));
         let client =
             (host.address.is_some() || host.domain.is_some() || host.ip.is_some()).then(|| {
-                Arc::new(Client {
+                Shared::new(Client {
                     address: host.address.clone(),
                     domain: host.domain.clone(),
                     ip: host.ip.map(|ip| ip.to_string()),
@@ -436,10 +437,10 @@ impl SessionParts {
             client,
             source: gateway_ip
                 .clone()
-                .map(|ip| Arc::new(SourceEndpoint { ip: Some(ip) })),
+                .map(|ip| Shared::new(SourceEndpoint { ip: Some(ip) })),
             gateway_ip,
-            related: Arc::new(related),
-            restore_session: Arc::new(RestoreSession {
+            related: Shared::new(related),
+            restore_session: Shared::new(RestoreSession {
                 id: session.id.clone(),
                 name: non_empty(session.name.as_deref()),
                 session_type: non_empty(Some(&session.session_type)),

@@ -65,8 +65,8 @@ impl Sink for StdoutSink {
             self.buf.clear();
             for e in &batch.events {
                 if self.pretty {
-                    serde_json::to_writer_pretty(&mut self.buf, &e.event)
-                        .map_err(|e| SinkError::Fatal(format!("cannot encode event: {e}")))?;
+                    self.buf
+                        .extend_from_slice(crate::event::pretty::indent(&e.json).as_bytes());
                 } else {
                     self.buf.extend_from_slice(e.json.as_bytes());
                 }

@@ -17,12 +17,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::Deserialize;
 
-use crate::event::{Event, outcome};
+use crate::event::{Event, Shared, outcome};
 
 /// RFC 5424 NILVALUE.
 pub const NILVALUE: &str = "-";
@@ -420,7 +419,7 @@ fn cuttable_field<'a>(event: &'a mut Event, name: &str) -> Option<&'a mut String
             .veeam
             .restore_session
             .as_mut()
-            .and_then(|s| Arc::make_mut(s).details.as_mut()),
+            .and_then(|s| Shared::make_mut(s).details.as_mut()),
         "veeam.restore_event.title" => event
             .veeam
             .restore_event
