@@ -493,6 +493,8 @@ mod tests {
     fn page_size_range() {
         let e = err_text(&GOOD.replace("poll_interval = \"45s\"", "page_size = 20000"));
         assert!(e.contains("sources.vbo_main.page_size"), "{e}");
+        let e = err_text(&GOOD.replace("poll_interval = \"45s\"", "max_held_sessions = 0"));
+        assert!(e.contains("sources.vbo_main.max_held_sessions"), "{e}");
     }
 
     #[test]

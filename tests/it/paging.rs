@@ -142,7 +142,9 @@ async fn pages_read_ahead_are_each_asked_for_once() {
 /// order, and a second run sends nothing again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unordered_listing_ships_oldest_first_and_keeps_the_state_small() {
-    for version in ["v6", "v7"] {
+    // The last: a listing of 120 sessions read in passes of 25 (each keeps the oldest 25
+    // sessions not shipped yet; the next lists again from the new horizon).
+    for (version, extra) in [("v6", ""), ("v7", ""), ("v7", "\nmax_held_sessions = 25")] {
         // A little latency, so the run lasts long enough to watch its checkpoints.
         let env = Env::start(SimConfig {
             latency: Duration::from_millis(10),
@@ -151,7 +153,7 @@ async fn an_unordered_listing_ships_oldest_first_and_keeps_the_state_small() {
         .await;
         let cfg = write_config(
             &env,
-            &format!("api_version = \"{version}\"\npage_size = 50"),
+            &format!("api_version = \"{version}\"\npage_size = 50{extra}"),
             env.file_sink(),
         );
         let path = env.state_dir().join("vbo_test.checkpoint.json");
@@ -178,6 +180,15 @@ async fn an_unordered_listing_ships_oldest_first_and_keeps_the_state_small() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let most = watcher.await.expect("watcher");
         assert!(out.status.success(), "{version}: {}", text(&out));
+        let passes = stderr_of(&out).matches("listing again").count();
+        if extra.is_empty() {
+            assert_eq!(passes, 0, "{version}: one listing pass");
+        } else {
+            assert!(
+                passes >= 4,
+                "{version}: {passes} extra listing passes for 120 / 25"
+            );
+        }
         assert!(
             most < 120 / 3,
             "{version}: a checkpoint written during the run held {most} of 120 sessions"

@@ -66,6 +66,11 @@ pub struct VboSourceConfig {
     /// Keep the raw record JSON in `event.original`.
     #[serde(default)]
     pub keep_original: bool,
+    /// v6/v7 only (they list sessions in no order): how many listed sessions one listing
+    /// pass holds in memory (~1 KiB each) to ship them oldest first; a longer listing is
+    /// read again from the new horizon for the rest.
+    #[serde(default = "default_max_held_sessions")]
+    pub max_held_sessions: usize,
 }
 
 fn default_api_version() -> ApiVersion {
@@ -86,6 +91,9 @@ fn default_timeout() -> Duration {
 fn default_max_retries() -> u32 {
     8
 }
+fn default_max_held_sessions() -> usize {
+    20_000
+}
 
 /// How to give the password, for the "missing" error.
 const PASSWORD_HINT: SecretHint = SecretHint {
@@ -102,6 +110,15 @@ impl VboSourceConfig {
             return Err(invalid(
                 format!("{key}.page_size"),
                 format!("must be between 1 and 10000 (got {})", self.page_size),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_held_sessions) {
+            return Err(invalid(
+                format!("{key}.max_held_sessions"),
+                format!(
+                    "must be between 1 and 1000000 (got {})",
+                    self.max_held_sessions
+                ),
             ));
         }
         check_nonzero(

@@ -1,8 +1,9 @@
 //! `type = "vbo"`: Veeam Backup for Microsoft 365's REST API (restore sessions and their
 //! events). `config` holds the keys, `token` the OAuth2 password-grant tokens, `poller`
-//! the algorithm and the resumable state.
+//! the algorithm and the resumable state, `oldest` the sessions a v6/v7 listing pass keeps.
 
 mod config;
+mod oldest;
 mod poller;
 pub mod token;
 

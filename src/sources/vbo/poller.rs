@@ -23,10 +23,11 @@
 //!    listing window) are re-read by id and shipped the same way; a 404 means the server
 //!    dropped the session and we forget it (logged).
 //! 4. The horizon moves to the newest `creationTime` seen, after every session: v8 lists
-//!    oldest first; a v6/v7 listing (no order) is read whole first, up to
-//!    [`MAX_HELD_SESSIONS`], and shipped oldest first. A larger or failed v6/v7 listing is
-//!    shipped as read and the horizon moves at the end of the cycle. Finished sessions older
-//!    than `horizon - lookback` are pruned (the next listing can't return them), which
+//!    oldest first; a v6/v7 listing (no order) is read whole first, keeping its oldest
+//!    `max_held_sessions` sessions not yet shipped ([`Oldest`]), which are shipped oldest
+//!    first; when it had more, it is listed again from the new horizon for the rest (a
+//!    failed listing ships what it kept without moving the horizon). Finished sessions
+//!    older than `horizon - lookback` are pruned (the next listing can't return them), which
 //!    keeps the state, written with every batch, to the lookback window.
 //!
 //! Duplicates are avoided by the per-session cursor, not by time bounds, so it doesn't
@@ -45,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::config::{ApiVersion, VboSource};
+use super::oldest::Oldest;
 use super::token::{Credentials, TokenManager};
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::map::Record;
@@ -102,9 +104,9 @@ fn decode_events(
         .collect()
 }
 
-/// Sessions of a v6/v7 listing held to be shipped oldest first (~1 KiB each); a larger
-/// listing is shipped as it is read, and the horizon then moves at the end of the cycle.
-const MAX_HELD_SESSIONS: usize = 20_000;
+/// Listing passes of one cycle at most (v6/v7: each ships up to `max_held_sessions` new
+/// sessions, so this only stops a server that never stops listing new ones).
+const MAX_LISTING_PASSES: usize = 10_000;
 
 /// The checkpointed state of a VB365 source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +156,8 @@ pub struct VboPoller {
     lookback: chrono::Duration,
     poll_interval: Duration,
     keep_original: bool,
+    /// v6/v7: sessions one listing pass holds to ship oldest first.
+    max_held: usize,
     state: VboState,
     /// Failed requests in the current cycle.
     problems: usize,
@@ -208,6 +212,7 @@ impl VboPoller {
             lookback: to_chrono(s.lookback),
             poll_interval: s.poll_interval,
             keep_original: s.keep_original,
+            max_held: s.max_held_sessions,
             state,
             problems: 0,
         })
@@ -238,99 +243,28 @@ impl VboPoller {
     pub async fn cycle(&mut self, emitter: &Emitter) -> Result<(), SourceError> {
         self.problems = 0;
         let fetched_at = Utc::now();
-        let from = minus(self.state.horizon, self.lookback);
         let mut newest = self.state.horizon;
         let mut listed = HashSet::new();
-        let mut pager = Pager::new(0, u64::from(self.page_size));
-        let mut limit = self.page_size;
-        // v8 lists oldest first (orderAsc), so the horizon can follow the listing. v6/v7
-        // list in no order: the whole listing is read first (up to MAX_HELD_SESSIONS) and
-        // shipped oldest first, so the horizon can follow it too and the state keeps only
-        // the sessions of the lookback window (else it would hold every session of the
-        // cycle, written whole after every batch: quadratic in a backfill).
-        let ordered = self.version == ApiVersion::V8;
-        let mut held: Vec<RawRestoreSession> = Vec::new();
-        let mut held_ids = HashSet::new();
-        let mut spilled = false;
-        let listing = loop {
-            let mut query = vec![(
-                "startTimeFrom",
-                from.to_rfc3339_opts(SecondsFormat::Micros, true),
-            )];
-            if self.version == ApiVersion::V8 {
-                query.push(("orderBy", "CreationTime".to_string()));
-                query.push(("orderAsc", "true".to_string()));
+        let mut passes = 0;
+        while self
+            .list_pass(&mut listed, &mut newest, emitter, fetched_at)
+            .await?
+        {
+            passes += 1;
+            if passes >= MAX_LISTING_PASSES {
+                return Err(SourceError::Http {
+                    source_id: self.id.clone(),
+                    error: HttpError::Decode {
+                        url: format!("{}/RestoreSessions", self.api_base),
+                        message: format!(
+                            "the listing still had new sessions after {MAX_LISTING_PASSES} passes of {} (sources.{}.max_held_sessions); will retry next cycle",
+                            self.max_held, self.id
+                        ),
+                    },
+                });
             }
-            let offset = pager.offset();
-            let page = match self
-                .fetch_page("RestoreSessions", &query, offset, &mut limit, None)
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => break Err(e),
-            };
-            let sessions: Vec<RawRestoreSession> = page
-                .records
-                .iter()
-                .filter_map(|raw| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!(source_id = %self.id, session_id = %record_id(raw.get()), error = %e, "skipping malformed restore session");
-                        crate::metrics::global().record_skipped(&self.id);
-                        None
-                    }
-                })
-                .collect();
-            if ordered {
-                self.ship_listed(
-                    sessions,
-                    true,
-                    &mut listed,
-                    &mut newest,
-                    emitter,
-                    fetched_at,
-                )
-                .await?;
-            } else {
-                // The overlap between listing pages lists a few sessions twice.
-                held.extend(
-                    sessions
-                        .into_iter()
-                        .filter(|s| held_ids.insert(s.id.clone())),
-                );
-                if held.len() >= MAX_HELD_SESSIONS {
-                    // Too many to hold: ship these now; the horizon then moves only at
-                    // the end of the cycle, as the rest of the listing may be older.
-                    spilled = true;
-                    let batch = std::mem::take(&mut held);
-                    self.ship_listed(batch, false, &mut listed, &mut newest, emitter, fetched_at)
-                        .await?;
-                }
-            }
-            // Step back a little: when a session listed earlier disappears, later ones
-            // move down an offset, and without the overlap the one at the page boundary
-            // would never be listed (and the horizon would move past it).
-            let overlap = listing_overlap(page.count) as u64;
-            let print = fingerprint(&page.records);
-            match pager.after_page(page.count, print, page.facts, overlap) {
-                Ok(Step::Next(_)) => {}
-                Ok(Step::Done) => break Ok(()),
-                Err(e) => break Err(self.paging_error(&page.url, e)),
-            }
-        };
-        // What was listed is shipped even when the listing failed part way (then without
-        // moving the horizon: the unread pages may hold older sessions).
-        let complete = listing.is_ok() && !spilled;
-        self.ship_listed(
-            held,
-            complete,
-            &mut listed,
-            &mut newest,
-            emitter,
-            fetched_at,
-        )
-        .await?;
-        listing?;
+            tracing::info!(source_id = %self.id, shipped = listed.len(), max_held_sessions = self.max_held, "restore session listing longer than max_held_sessions: listing again from the new horizon for the rest");
+        }
 
         // Sessions still open that started before the listing window.
         let open: Vec<String> = self
@@ -443,6 +377,95 @@ impl VboPoller {
             records: page.records,
             facts: PageFacts::default(),
         })
+    }
+
+    /// List the sessions created since `horizon - lookback` and ship them, oldest first.
+    /// Returns whether sessions were left for another pass.
+    ///
+    /// v8 lists oldest first (`orderAsc`), so each page is shipped as read and the horizon
+    /// follows it. v6/v7 list in no order: the pass keeps the oldest `max_held_sessions`
+    /// sessions not yet shipped this cycle and not finished ([`Oldest`]), ships them when
+    /// the listing is read, and the horizon follows them; the state then keeps only the
+    /// sessions of the lookback window (else it would hold every session of the cycle,
+    /// written whole after every batch: quadratic in a backfill). When some were left out,
+    /// they are all at least as new as the horizon, and the next pass lists them.
+    async fn list_pass(
+        &mut self,
+        listed: &mut HashSet<String>,
+        newest: &mut DateTime<Utc>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<bool, SourceError> {
+        let from = minus(self.state.horizon, self.lookback);
+        let mut pager = Pager::new(0, u64::from(self.page_size));
+        let mut limit = self.page_size;
+        let ordered = self.version == ApiVersion::V8;
+        let mut held = Oldest::new(self.max_held);
+        let listing = loop {
+            let mut query = vec![(
+                "startTimeFrom",
+                from.to_rfc3339_opts(SecondsFormat::Micros, true),
+            )];
+            if ordered {
+                query.push(("orderBy", "CreationTime".to_string()));
+                query.push(("orderAsc", "true".to_string()));
+            }
+            let offset = pager.offset();
+            let page = match self
+                .fetch_page("RestoreSessions", &query, offset, &mut limit, None)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => break Err(e),
+            };
+            let sessions: Vec<RawRestoreSession> = page
+                .records
+                .iter()
+                .filter_map(|raw| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(source_id = %self.id, session_id = %record_id(raw.get()), error = %e, "skipping malformed restore session");
+                        crate::metrics::global().record_skipped(&self.id);
+                        None
+                    }
+                })
+                .collect();
+            if ordered {
+                self.ship_listed(sessions, true, listed, newest, emitter, fetched_at)
+                    .await?;
+            } else {
+                for session in sessions {
+                    let finished = self.state.sessions.get(&session.id).is_some_and(|c| c.done);
+                    if !finished && !listed.contains(&session.id) {
+                        held.offer(session);
+                    }
+                }
+            }
+            // Step back a little: when a session listed earlier disappears, later ones
+            // move down an offset, and without the overlap the one at the page boundary
+            // would never be listed (and the horizon would move past it).
+            let overlap = listing_overlap(page.count) as u64;
+            let print = fingerprint(&page.records);
+            match pager.after_page(page.count, print, page.facts, overlap) {
+                Ok(Step::Next(_)) => {}
+                Ok(Step::Done) => break Ok(()),
+                Err(e) => break Err(self.paging_error(&page.url, e)),
+            }
+        };
+        // What was listed is shipped even when the listing failed part way (then without
+        // moving the horizon: the unread pages may hold older sessions).
+        let more = held.left_out();
+        self.ship_listed(
+            held.into_sessions(),
+            listing.is_ok(),
+            listed,
+            newest,
+            emitter,
+            fetched_at,
+        )
+        .await?;
+        listing?;
+        Ok(more)
     }
 
     /// Ship `sessions` (one listing page on v8, a whole v6/v7 listing) oldest first,
