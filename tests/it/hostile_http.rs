@@ -801,3 +801,75 @@ async fn sighup_while_starting_is_not_fatal() {
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log_text.contains("panicked"), "{log_text}");
 }
+
+/// A fake VDC API with one job and two finished sessions: `s-big`, whose `/logs` is three
+/// pages of one ~45 MiB entry each (more than a JSON-mode log may hold), and `s-small`, an
+/// ordinary two-entry log.
+async fn fake_vdc_with_a_huge_log() -> Server {
+    let big = Arc::new("x".repeat(45 * 1024 * 1024));
+    let app = Router::new().fallback(
+        move |uri: axum::http::Uri, Query(q): Query<HashMap<String, String>>| {
+            let big = big.clone();
+            async move {
+                let entry = |id: &str, title: &str| {
+                    json!({"id": id, "creationTime": "2025-03-03T02:00:01Z",
+                           "endTime": "2025-03-03T02:00:02Z", "title": title})
+                };
+                let body = match uri.path().to_ascii_lowercase().as_str() {
+                    "/v1/reports/backup-jobs" => json!([{"id": "j1", "name": "Mailboxes"}]),
+                    "/v1/reports/backup-jobs/j1/job-sessions" => json!([
+                        {"id": "s-big", "creationTime": "2025-03-03T02:00:00Z",
+                         "endTime": "2025-03-03T02:10:00Z", "status": "Success"},
+                        {"id": "s-small", "creationTime": "2025-03-03T03:00:00Z",
+                         "endTime": "2025-03-03T03:10:00Z", "status": "Success"},
+                    ]),
+                    "/v1/reports/backup-jobs/j1/job-sessions/s-big/logs" => {
+                        let offset: usize =
+                            q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+                        json!({"offset": offset, "limit": 1, "totalCount": 3,
+                               "results": [entry(&format!("big-{offset}"), &big)]})
+                    }
+                    "/v1/reports/backup-jobs/j1/job-sessions/s-small/logs" => json!([
+                        entry("small-1", "[Success] Processing mailbox: a@contoso.com"),
+                        entry("small-2", "[Success] Processing mailbox: b@contoso.com"),
+                    ]),
+                    _ => return StatusCode::NOT_FOUND.into_response(),
+                };
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response()
+            }
+        },
+    );
+    Server::start(app).await
+}
+
+/// A session log longer than a JSON-mode log may hold (128 MiB over its pages) is not read
+/// into memory page after page: that session fails, naming the fix (`log_mode =
+/// "download"`, which streams), and the other session's log still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vdc_log_too_large_to_hold_fails_alone_and_names_the_download_mode() {
+    let vdc = fake_vdc_with_a_huge_log().await;
+    let case = Case::new();
+    let cfg = case.config([
+        Table::source("vdc_h", "vdc")
+            .set("url", vdc.url())
+            .set("api_key", VDC_KEY)
+            .set("start_time", "2025-01-01T00:00:00Z")
+            .set("max_retries", 1),
+        case.file_sink("vdc_h"),
+    ]);
+    let out = case.run_once(&cfg).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("log_mode = \"download\""), "{log}");
+    assert!(log.contains("s-big"), "{log}");
+    let ids: Vec<String> = read_ndjson(&case.out())
+        .iter()
+        .filter_map(|e| e["event"]["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids, ["small-1", "small-2"]);
+    assert_no_secret(&out);
+}

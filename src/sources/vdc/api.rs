@@ -33,6 +33,11 @@ use crate::sources::paging::{MAX_PAGES, PageFacts, PagingError, fingerprint};
 /// Largest collection page body read; a hostile or broken server can't grow memory past it.
 pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Largest collection read whole (its records' JSON over all its pages): a collection is
+/// held in memory until read (a `/logs` list may be newest first and is turned round), so
+/// a longer one fails the request instead of growing memory page after page.
+pub const MAX_COLLECTION_BYTES: usize = 128 * 1024 * 1024;
+
 /// Where the API key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyHeader {
@@ -385,13 +390,15 @@ impl VdcApi {
     /// explicit fact it carries, until its total is reached or its `_links` has no `next`
     /// (a page shorter than the `limit` it reports is not taken as the last: servers cap
     /// page sizes). An envelope with neither these nor a `limit` doesn't page. A
-    /// server that answers the same full page for a new offset, or pages past
-    /// [`MAX_PAGES`], fails the request: the collection can't be read whole.
+    /// server that answers the same full page for a new offset, pages past [`MAX_PAGES`],
+    /// or sends more than [`MAX_COLLECTION_BYTES`] of records, fails the request: the
+    /// collection can't be read whole.
     pub async fn collection(
         &self,
         endpoint: Endpoint<'_>,
     ) -> Result<(String, Vec<Box<RawValue>>), SourceError> {
         let mut all: Vec<Box<RawValue>> = Vec::new();
+        let mut held_bytes = 0usize;
         let mut query: Vec<(&str, String)> = Vec::new();
         let mut first_url = None;
         let mut previous: Option<u64> = None;
@@ -414,6 +421,19 @@ impl VdcApi {
                         count,
                     },
                 ));
+            }
+            held_bytes = page
+                .items
+                .iter()
+                .fold(held_bytes, |n, raw| n.saturating_add(raw.get().len()));
+            if held_bytes > MAX_COLLECTION_BYTES {
+                return Err(SourceError::Http {
+                    source_id: self.source_id.clone(),
+                    error: HttpError::TooLarge {
+                        url: first_url.unwrap_or(url),
+                        limit: MAX_COLLECTION_BYTES,
+                    },
+                });
             }
             all.extend(page.items);
             // The most explicit fact decides: a total, then `_links`. A page that only

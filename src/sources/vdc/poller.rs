@@ -358,6 +358,15 @@ impl VdcPoller {
         };
         let raws = match self.api.collection(endpoint).await {
             Ok((_, raws)) => raws,
+            Err(SourceError::Http {
+                error: error @ HttpError::TooLarge { .. },
+                ..
+            }) => {
+                // Read again next cycle, it would fail again: say what reads it.
+                self.problems += 1;
+                tracing::error!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, "this job session's log is too large to read as JSON; set sources.{}.log_mode = \"download\", which streams it entry by entry", self.id);
+                return Ok(false);
+            }
             Err(SourceError::Http { error, .. }) => {
                 self.problems += 1;
                 tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, "cannot read the job session log; will retry next cycle");
