@@ -455,15 +455,24 @@ impl VboPoller {
         // What was listed is shipped even when the listing failed part way (then without
         // moving the horizon: the unread pages may hold older sessions).
         let more = held.left_out();
-        self.ship_listed(
-            held.into_sessions(),
-            listing.is_ok(),
-            listed,
-            newest,
-            emitter,
-            fetched_at,
-        )
-        .await?;
+        let mut sessions = held.into_sessions();
+        let follow = listing.is_ok();
+        if more && follow {
+            // Sessions left out may be exactly as new as the newest kept: those kept at
+            // that time are shipped without the horizon reaching it, so the next pass
+            // lists their twins even if the server's `startTimeFrom` is exclusive (and
+            // `lookback` is 0). They are in `listed` then, so every pass ships new ones.
+            let newest_kept = sessions.last().map(|s| s.creation_time);
+            let split = sessions.partition_point(|s| Some(s.creation_time) < newest_kept);
+            let at_newest = sessions.split_off(split);
+            self.ship_listed(sessions, true, listed, newest, emitter, fetched_at)
+                .await?;
+            self.ship_listed(at_newest, false, listed, newest, emitter, fetched_at)
+                .await?;
+        } else {
+            self.ship_listed(sessions, follow, listed, newest, emitter, fetched_at)
+                .await?;
+        }
         listing?;
         Ok(more)
     }
