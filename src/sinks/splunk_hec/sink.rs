@@ -669,12 +669,13 @@ impl HecSink {
     /// The pending events of `batch` in HEC envelopes, packed into requests.
     fn pack_pending(&self, batch: &Batch, progress: &Progress) -> Result<Vec<Chunk>, SinkError> {
         let mut packer = wire::Packer::new(self.max_events, self.max_bytes, &progress.alone);
+        let mut envelopes = wire::Envelopes::new(&self.meta);
         for (i, e) in batch.events.iter().enumerate() {
             if progress.state.get(i) != Some(&State::Pending) {
                 continue;
             }
             packer
-                .add(i, |body| wire::encode_envelope(&self.meta, e, body))
+                .add(i, |body| envelopes.encode(e, body))
                 .map_err(|err| {
                     SinkError::Fatal(format!(
                         "sink `{}`: cannot encode event {}: {err}",

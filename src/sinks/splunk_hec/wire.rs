@@ -66,20 +66,8 @@ pub fn default_sourcetype(event_dataset: &str) -> Cow<'static, str> {
     }
 }
 
-/// Indexed fields: flat, string values only (HEC rejects nested values).
-#[derive(Serialize)]
-struct Fields<'a> {
-    event_id: &'a str,
-    dataset: &'a str,
-    action: &'a str,
-    outcome: &'a str,
-    source_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    organization: Option<&'a str>,
-}
-
-/// Everything of the envelope except `time` (written by hand, to keep exactly ms
-/// precision) and `event` (the pre-encoded JSON, appended as is).
+/// The envelope members every event of one source and dataset shares (written by serde,
+/// once per [`Envelopes`] key).
 #[derive(Serialize)]
 struct Head<'a> {
     host: &'a str,
@@ -87,43 +75,31 @@ struct Head<'a> {
     sourcetype: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<&'a str>,
-    fields: Fields<'a>,
 }
 
-/// Append the HEC envelope of `e` to `out`.
-pub fn encode_envelope(
-    meta: &Meta,
-    e: &EncodedEvent,
-    out: &mut Vec<u8>,
-) -> Result<(), serde_json::Error> {
-    let ev = &e.event;
-    let source = match &meta.source {
-        Some(s) => Cow::Borrowed(s.as_str()),
-        None => Cow::Owned(format!("veeam-siem:{}", ev.labels.source_id)),
-    };
-    let sourcetype = match &meta.sourcetype {
-        Some(s) => Cow::Borrowed(s.as_str()),
-        None => default_sourcetype(&ev.event.dataset),
-    };
-    let head = Head {
-        host: meta.host.as_deref().unwrap_or(&ev.observer.hostname),
-        source: &source,
-        sourcetype: &sourcetype,
-        index: meta.index.as_deref(),
-        fields: Fields {
-            event_id: &ev.event.id,
-            dataset: &ev.event.dataset,
-            action: &ev.event.action,
-            outcome: &ev.event.outcome,
-            source_id: &ev.labels.source_id,
-            organization: ev.organization.as_ref().and_then(|o| o.name.as_deref()),
-        },
-    };
-    // `{"time":<s.ms>` then the head's members (its `{` becomes the `,`), straight into
-    // `out`: no intermediate buffer.
-    let ms = ev.timestamp.timestamp_millis();
-    {
+/// Writes HEC envelopes: `{"time":<s.ms>,"host":…,"source":…,"sourcetype":…[,"index":…],
+/// "fields":{…},"event":<the pre-encoded event>}`. `fields` are indexed fields, flat and
+/// string-valued only (HEC rejects nested values): `event_id`, `dataset`, `action`,
+/// `outcome`, `source_id` and, when known, `organization`. What the events of one source
+/// and dataset share (`host` … `index`) is encoded once and copied, since a batch's events
+/// almost always share it.
+pub struct Envelopes<'m> {
+    meta: &'m Meta,
+    /// (`observer.hostname`, `labels.source_id`, `event.dataset`) and its encoded members,
+    /// from `,"host":` to `"fields":{"event_id":`.
+    head: Option<(String, String, String, Vec<u8>)>,
+}
+
+impl<'m> Envelopes<'m> {
+    pub fn new(meta: &'m Meta) -> Self {
+        Envelopes { meta, head: None }
+    }
+
+    /// Append the HEC envelope of `e` to `out`.
+    pub fn encode(&mut self, e: &EncodedEvent, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         use std::io::Write;
+        let ev = &e.event;
+        let ms = ev.timestamp.timestamp_millis();
         write!(
             out,
             "{{\"time\":{}.{:03}",
@@ -131,20 +107,75 @@ pub fn encode_envelope(
             ms.rem_euclid(1000)
         )
         .map_err(serde_json::Error::io)?;
+        out.extend_from_slice(self.head_of(e)?);
+        serde_json::to_writer(&mut *out, &*ev.event.id)?;
+        out.extend_from_slice(b",\"dataset\":");
+        serde_json::to_writer(&mut *out, &*ev.event.dataset)?;
+        out.extend_from_slice(b",\"action\":");
+        serde_json::to_writer(&mut *out, &*ev.event.action)?;
+        out.extend_from_slice(b",\"outcome\":");
+        serde_json::to_writer(&mut *out, &*ev.event.outcome)?;
+        out.extend_from_slice(b",\"source_id\":");
+        serde_json::to_writer(&mut *out, &*ev.labels.source_id)?;
+        if let Some(organization) = ev.organization.as_ref().and_then(|o| o.name.as_deref()) {
+            out.extend_from_slice(b",\"organization\":");
+            serde_json::to_writer(&mut *out, organization)?;
+        }
+        out.extend_from_slice(b"},\"event\":");
+        out.extend_from_slice(e.json.as_bytes());
+        out.push(b'}');
+        Ok(())
     }
-    let head_at = out.len();
-    serde_json::to_writer(&mut *out, &head)?;
-    if out.get(head_at) != Some(&b'{') || out.last() != Some(&b'}') {
-        return Err(serde_json::Error::io(std::io::Error::other(
-            "the envelope head is not a JSON object",
-        )));
+
+    /// The shared members for `e`'s host, source and dataset, encoded when they change.
+    fn head_of(&mut self, e: &EncodedEvent) -> Result<&[u8], serde_json::Error> {
+        let ev = &e.event;
+        let (hostname, source_id, dataset) = (
+            &*ev.observer.hostname,
+            &*ev.labels.source_id,
+            &*ev.event.dataset,
+        );
+        let cached = self
+            .head
+            .as_ref()
+            .is_some_and(|(h, s, d, _)| h == hostname && s == source_id && d == dataset);
+        if !cached {
+            let meta = self.meta;
+            let source = match &meta.source {
+                Some(s) => Cow::Borrowed(s.as_str()),
+                None => Cow::Owned(format!("veeam-siem:{source_id}")),
+            };
+            let sourcetype = match &meta.sourcetype {
+                Some(s) => Cow::Borrowed(s.as_str()),
+                None => default_sourcetype(dataset),
+            };
+            let mut bytes = serde_json::to_vec(&Head {
+                host: meta.host.as_deref().unwrap_or(hostname),
+                source: &source,
+                sourcetype: &sourcetype,
+                index: meta.index.as_deref(),
+            })?;
+            // `{…}` → `,…,"fields":{"event_id":`
+            if bytes.first() != Some(&b'{') || bytes.pop() != Some(b'}') {
+                return Err(serde_json::Error::io(std::io::Error::other(
+                    "the envelope head is not a JSON object",
+                )));
+            }
+            bytes[0] = b',';
+            bytes.extend_from_slice(b",\"fields\":{\"event_id\":");
+            self.head = Some((hostname.into(), source_id.into(), dataset.into(), bytes));
+        }
+        Ok(self.head.as_ref().map_or(&[][..], |(_, _, _, bytes)| bytes))
     }
-    out[head_at] = b',';
-    out.pop();
-    out.extend_from_slice(b",\"event\":");
-    out.extend_from_slice(e.json.as_bytes());
-    out.push(b'}');
-    Ok(())
+}
+
+/// Append the HEC envelope of `e` to `out` (see [`Envelopes`]; a writer for one event).
+pub fn encode_envelope(
+    meta: &Meta,
+    e: &EncodedEvent,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    Envelopes::new(meta).encode(e, out)
 }
 
 /// One HEC request: which events of the batch it carries, and its (uncompressed) body.
@@ -536,6 +567,108 @@ mod tests {
                 &serde_json::json!("h")
             )
         );
+    }
+
+    /// The envelope as the all-serde writer before [`Envelopes`] wrote it.
+    fn reference_envelope(meta: &Meta, e: &EncodedEvent) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            event_id: &'a str,
+            dataset: &'a str,
+            action: &'a str,
+            outcome: &'a str,
+            source_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            organization: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Head<'a> {
+            host: &'a str,
+            source: &'a str,
+            sourcetype: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            index: Option<&'a str>,
+            fields: Fields<'a>,
+        }
+        let ev = &e.event;
+        let source = meta
+            .source
+            .clone()
+            .unwrap_or_else(|| format!("veeam-siem:{}", ev.labels.source_id));
+        let sourcetype = meta
+            .sourcetype
+            .clone()
+            .unwrap_or_else(|| default_sourcetype(&ev.event.dataset).into_owned());
+        let head = serde_json::to_string(&Head {
+            host: meta.host.as_deref().unwrap_or(&ev.observer.hostname),
+            source: &source,
+            sourcetype: &sourcetype,
+            index: meta.index.as_deref(),
+            fields: Fields {
+                event_id: &ev.event.id,
+                dataset: &ev.event.dataset,
+                action: &ev.event.action,
+                outcome: &ev.event.outcome,
+                source_id: &ev.labels.source_id,
+                organization: ev.organization.as_ref().and_then(|o| o.name.as_deref()),
+            },
+        })
+        .unwrap();
+        let ms = ev.timestamp.timestamp_millis();
+        format!(
+            "{{\"time\":{}.{:03},{},\"event\":{}}}",
+            ms.div_euclid(1000),
+            ms.rem_euclid(1000),
+            &head[1..head.len() - 1],
+            e.json
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn envelopes_are_byte_for_byte_what_serde_writes_across_sources_and_datasets() {
+        let base = sample_event();
+        let variant = |id: &str, source: &str, dataset: &'static str, org: Option<&str>| {
+            let mut event = base.event.clone();
+            event.event.id = id.into();
+            event.labels.source_id = source.into();
+            event.event.dataset = dataset.into();
+            event.organization = org.map(|name| crate::event::Organization {
+                name: Some(name.into()),
+                id: None,
+            });
+            let json = serde_json::to_string(&event).unwrap();
+            EncodedEvent { event, json }
+        };
+        let events = [
+            variant("ev-1", "vbo_main", "veeam.vbo_restore", Some("contoso")),
+            variant("ev-\"2\"\n\u{1}", "vbo_main", "veeam.vbo_restore", None),
+            variant(
+                "ev-3",
+                "vdc_emea",
+                "veeam.vdc_job_log",
+                Some("fab\\rikam é"),
+            ),
+            variant("ev-4", "vbo_main", "veeam.vbo_restore", Some("contoso")),
+            variant("ev-5", "vbo_main", "veeam.vdc_job_log", None),
+        ];
+        let custom = Meta {
+            index: Some("veeam".into()),
+            sourcetype: Some("custom".into()),
+            source: Some("src \"x\"".into()),
+            host: Some("h".into()),
+        };
+        for meta in [Meta::default(), custom] {
+            let mut envelopes = Envelopes::new(&meta);
+            for e in &events {
+                let mut out = Vec::new();
+                envelopes.encode(e, &mut out).unwrap();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    String::from_utf8(reference_envelope(&meta, e)).unwrap()
+                );
+            }
+        }
     }
 
     #[test]
