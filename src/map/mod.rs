@@ -128,21 +128,29 @@ const NANOS_PER_SEC: i64 = 1_000_000_000;
 /// assert_eq!(parse_dotnet_timespan("soon"), None);
 /// ```
 pub fn parse_dotnet_timespan(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (negative, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
+    // Read as bytes (every separator is ASCII); this runs twice for every VB365 event.
+    // `trim` is Unicode-aware, so it only runs when an end is not plain ASCII.
+    let plain = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !b.is_ascii_whitespace());
+    let s = if plain(s.as_bytes().first()) && plain(s.as_bytes().last()) {
+        s.as_bytes()
+    } else {
+        s.trim().as_bytes()
     };
+    let (negative, s) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let find = |s: &[u8], c: u8| s.iter().position(|&b| b == c);
 
     // Split "d.hh:mm:ss.fffffff" into days / clock / fraction. A '.' before the first ':'
     // separates days; a '.' after the last ':' starts the fraction.
-    let first_colon = s.find(':')?;
-    let (days, clock_and_fraction) = match s[..first_colon].find('.') {
+    let first_colon = find(s, b':')?;
+    let (days, clock_and_fraction) = match find(&s[..first_colon], b'.') {
         Some(dot) => (Some(&s[..dot]), &s[dot + 1..]),
         None => (None, s),
     };
-    let last_colon = clock_and_fraction.rfind(':')?;
-    let (clock, fraction) = match clock_and_fraction[last_colon..].find('.') {
+    let last_colon = clock_and_fraction.iter().rposition(|&b| b == b':')?;
+    let (clock, fraction) = match find(&clock_and_fraction[last_colon..], b'.') {
         Some(dot) => {
             let dot = last_colon + dot;
             (
@@ -153,7 +161,7 @@ pub fn parse_dotnet_timespan(s: &str) -> Option<i64> {
         None => (clock_and_fraction, None),
     };
 
-    let mut parts = clock.split(':');
+    let mut parts = clock.split(|&b| b == b':');
     let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
@@ -188,11 +196,17 @@ pub fn parse_dotnet_timespan(s: &str) -> Option<i64> {
 }
 
 /// An unsigned decimal of `min..=max` ASCII digits (no sign, no spaces).
-fn digits(s: &str, min: usize, max: usize) -> Option<i64> {
-    if s.len() < min || s.len() > max || !s.bytes().all(|b| b.is_ascii_digit()) {
+fn digits(s: &[u8], min: usize, max: usize) -> Option<i64> {
+    if s.len() < min || s.len() > max {
         return None;
     }
-    s.parse().ok()
+    s.iter().try_fold(0i64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(i64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// Maps the records of one batch in order, mapping what the events of one VB365 restore
