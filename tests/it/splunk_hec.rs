@@ -28,7 +28,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The sink's default `in_flight_batches`: batches sent but not yet confirmed and
 /// checkpointed, so what a crash may send again.
-pub const HEC_WINDOW: usize = 8;
+pub const HEC_WINDOW: usize = 16;
 
 struct Setup {
     env: Env,

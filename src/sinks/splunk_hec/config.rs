@@ -104,7 +104,7 @@ fn default_in_flight_requests() -> usize {
     4
 }
 fn default_in_flight_batches() -> usize {
-    8
+    16
 }
 fn default_max_bytes() -> usize {
     1_000_000
