@@ -582,12 +582,9 @@ mod tests {
             organization: Option<&'a str>,
         }
         #[derive(Serialize)]
-        struct Head<'a> {
-            host: &'a str,
-            source: &'a str,
-            sourcetype: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            index: Option<&'a str>,
+        struct Full<'a> {
+            #[serde(flatten)]
+            head: Head<'a>,
             fields: Fields<'a>,
         }
         let ev = &e.event;
@@ -599,11 +596,13 @@ mod tests {
             .sourcetype
             .clone()
             .unwrap_or_else(|| default_sourcetype(&ev.event.dataset).into_owned());
-        let head = serde_json::to_string(&Head {
-            host: meta.host.as_deref().unwrap_or(&ev.observer.hostname),
-            source: &source,
-            sourcetype: &sourcetype,
-            index: meta.index.as_deref(),
+        let head = serde_json::to_string(&Full {
+            head: Head {
+                host: meta.host.as_deref().unwrap_or(&ev.observer.hostname),
+                source: &source,
+                sourcetype: &sourcetype,
+                index: meta.index.as_deref(),
+            },
             fields: Fields {
                 event_id: &ev.event.id,
                 dataset: &ev.event.dataset,
