@@ -38,6 +38,7 @@ mod simulator_conformance;
 mod sink_faults;
 mod splunk_hec;
 mod syslog_rsyslog;
+mod vbo_odd_servers;
 mod vbo_pipeline;
 mod vdc_pipeline;
 mod vendor_drift;

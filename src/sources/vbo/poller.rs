@@ -10,8 +10,11 @@
 //!    so sessions created while we page are appended, not inserted; v6/v7 have no ordering
 //!    parameters and we don't rely on any order.
 //! 2. For each session not yet finished, page through `/RestoreSessions/{id}/Events`
-//!    starting at the session's `next_order` and emit every event with `order >= next_order`
-//!    (one batch per page, each with a state snapshot). The session's state was read
+//!    from the session's `next_offset` (the records of the listing read so far) and emit
+//!    every event read (one batch per page, sorted by `order`, each with a state snapshot).
+//!    Offsets, not `order` values, track progress: a server whose `order` starts at 1,
+//!    has gaps or repeats a value still has each event read once; the listing is assumed
+//!    to grow at its end (VB365 numbers events 0, 1, 2… in the order they happen). The session's state was read
 //!    *before* its events, so when it said `Stopped`, the events we got are complete and
 //!    the session is marked done. A page is decoded on the blocking pool while the next
 //!    page, or after a session's last page the next listed session's first one, is
@@ -125,11 +128,29 @@ pub struct VboState {
 #[serde(deny_unknown_fields)]
 pub struct SessionCursor {
     pub creation_time: DateTime<Utc>,
-    /// Events with `order` below this have been emitted.
+    /// One past the highest event `order` emitted (informational since `next_offset`; a
+    /// checkpoint written before it resumes here, as `offset` equalled `order` then).
     pub next_order: i64,
+    /// Records of the session's events listing read so far: where the next page starts.
+    /// Offsets, not `order` values, say what was read: a server whose `order` starts at 1,
+    /// skips numbers or repeats them still has every event read once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
+    /// The id of the last event of the last page read: a server whose pages start one
+    /// record early sends it again first when the session is read on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_id: Option<String>,
     /// The session is `Stopped` and all its events were emitted.
     #[serde(default)]
     pub done: bool,
+}
+
+impl SessionCursor {
+    /// The offset of the session's events listing to read from.
+    fn start_offset(&self) -> u64 {
+        self.next_offset
+            .unwrap_or_else(|| u64::try_from(self.next_order).unwrap_or(0))
+    }
 }
 
 /// Only the id of a record, to name it in a log line when the rest doesn't parse.
@@ -400,6 +421,10 @@ impl VboPoller {
         let mut pager = Pager::new(0, u64::from(self.page_size));
         let mut limit = self.page_size;
         let ordered = self.version == ApiVersion::V8;
+        // v8 is asked for oldest first; a server that lists otherwise anyway is read like
+        // v6/v7 from the first session out of order on (the horizon must not follow it).
+        let mut unordered = !ordered;
+        let mut last_listed: Option<DateTime<Utc>> = None;
         let mut held = Oldest::new(self.max_held);
         let listing = loop {
             let mut query = vec![(
@@ -430,7 +455,20 @@ impl VboPoller {
                     }
                 })
                 .collect();
-            if ordered {
+            // Older than the listing window and not in the state: finished and pruned
+            // before (a server that ignores `startTimeFrom` lists them every cycle).
+            let sessions: Vec<RawRestoreSession> = sessions
+                .into_iter()
+                .filter(|s| {
+                    s.creation_time.with_timezone(&Utc) >= from
+                        || self.state.sessions.contains_key(&s.id)
+                })
+                .collect();
+            if !unordered && !listed_in_order(&sessions, listed, &mut last_listed) {
+                tracing::warn!(source_id = %self.id, "the server lists restore sessions out of order although asked for `orderAsc=true`; reading this listing whole before shipping it, oldest first");
+                unordered = true;
+            }
+            if !unordered {
                 self.ship_listed(sessions, true, listed, newest, emitter, fetched_at)
                     .await?;
             } else {
@@ -491,7 +529,6 @@ impl VboPoller {
         fetched_at: DateTime<Utc>,
     ) -> Result<(), SourceError> {
         sessions.sort_by_key(|s| s.creation_time);
-        let listed_from = minus(self.state.horizon, self.lookback);
         // The next session's first page, asked for while the last page of the one before
         // it is decoded.
         let mut ahead: Option<Prefetched> = None;
@@ -502,14 +539,6 @@ impl VboPoller {
                 continue;
             }
             let created = session.creation_time.with_timezone(&Utc);
-            if self.version == ApiVersion::V8
-                && created < listed_from
-                && !self.state.sessions.contains_key(&session.id)
-            {
-                // Done and pruned earlier in this cycle (a page overlap listed it again; a
-                // held v6/v7 listing has each session once).
-                continue;
-            }
             listed.insert(session.id.clone());
             *newest = (*newest).max(created);
             let then = sessions.peek().and_then(|next| self.first_page_at(next));
@@ -528,7 +557,7 @@ impl VboPoller {
     fn first_page_at(&self, session: &RawRestoreSession) -> Option<PageAt> {
         let offset = match self.state.sessions.get(&session.id) {
             Some(cursor) if cursor.done => return None,
-            Some(cursor) => u64::try_from(cursor.next_order).unwrap_or(0),
+            Some(cursor) => cursor.start_offset(),
             None => 0,
         };
         Some(PageAt {
@@ -638,17 +667,21 @@ impl VboPoller {
             .or_insert_with(|| SessionCursor {
                 creation_time: session.creation_time.with_timezone(&Utc),
                 next_order: 0,
+                next_offset: Some(0),
+                last_event_id: None,
                 done: false,
             });
         if cursor.done {
             return Ok(None);
         }
         let mut next_order = cursor.next_order;
-        // Event offsets normally equal `order`; if they don't, rescan from 0 once.
-        let start = u64::try_from(next_order).unwrap_or(0);
+        // A checkpoint from before `next_offset` resumes at `offset = next_order` (what it
+        // assumed) and skips events below that order once, as it did.
+        let legacy_floor = cursor.next_offset.is_none().then_some(next_order);
+        let start = cursor.start_offset();
+        let mut previous_ids: HashSet<String> = cursor.last_event_id.iter().cloned().collect();
         let mut pager = Pager::new(start, u64::from(self.page_size));
         let mut limit = self.page_size;
-        let mut rescanned = start == 0;
         let path = events_path(&sid);
         // The next page, asked for while the current one is decoded (on the blocking pool):
         // a server's answer time and our decoding overlap instead of adding up.
@@ -684,6 +717,7 @@ impl VboPoller {
             // Where paging goes next depends on the page alone, not on its decoded events;
             // a paging error is acted on once this page's events are shipped.
             let step = pager.after_page(page.count, fingerprint(&page.records), page.facts, 0);
+            let page_end = offset.saturating_add(page.count as u64);
             let ReadPage { url, records, .. } = page;
             let decoding = tokio::task::spawn_blocking(move || decode_events(records));
             let next_page = async {
@@ -736,22 +770,28 @@ impl VboPoller {
                     }
                 })
                 .collect();
-            let lowest = events.iter().map(|(e, _)| e.order).min();
-            if !rescanned && lowest.is_some_and(|o| o > next_order) {
-                tracing::debug!(source_id = %self.id, session_id = %sid, "event offsets don't follow `order`; rescanning from offset 0");
-                rescanned = true;
-                pager.restart(0);
-                prefetched = None;
-                continue;
+            if let Some(floor) = legacy_floor {
+                events.retain(|(e, _)| e.order >= floor);
             }
-            events.retain(|(e, _)| e.order >= next_order);
+            let last_id = events.last().map(|(e, _)| e.id.clone());
+            // A record served again (a page starting early, repeating the end of the one
+            // before; the same id twice on a page) is the same event: shipped once.
+            let mut page_ids = HashSet::with_capacity(events.len());
+            events.retain(|(e, _)| !previous_ids.contains(&e.id) && page_ids.insert(e.id.clone()));
+            previous_ids = page_ids;
+            // Within a page, oldest first; events sharing an `order` are all kept.
             events.sort_by_key(|(e, _)| e.order);
-            events.dedup_by_key(|(e, _)| e.order);
-            if let Some((last, _)) = events.last() {
-                next_order = last.order.saturating_add(1);
-                if let Some(c) = self.state.sessions.get_mut(&sid) {
-                    c.next_order = next_order;
+            if let Some(max) = events.iter().map(|(e, _)| e.order).max() {
+                next_order = next_order.max(max.saturating_add(1));
+            }
+            if let Some(c) = self.state.sessions.get_mut(&sid) {
+                c.next_order = next_order;
+                c.next_offset = Some(page_end);
+                if last_id.is_some() {
+                    c.last_event_id = last_id;
                 }
+            }
+            if !events.is_empty() {
                 let records = events
                     .into_iter()
                     .map(|(event, raw)| {
@@ -926,6 +966,24 @@ impl VboPoller {
     }
 }
 
+/// Whether `sessions` (one listing page, as listed) continue an oldest-first listing whose
+/// newest session so far is `last`; sessions listed already (the overlap between pages)
+/// don't count. Moves `last` on.
+fn listed_in_order(
+    sessions: &[RawRestoreSession],
+    listed: &HashSet<String>,
+    last: &mut Option<DateTime<Utc>>,
+) -> bool {
+    for s in sessions.iter().filter(|s| !listed.contains(&s.id)) {
+        let created = s.creation_time.with_timezone(&Utc);
+        if last.is_some_and(|l| created < l) {
+            return false;
+        }
+        *last = Some(created);
+    }
+    true
+}
+
 /// Listing records fetched again at the start of the next page (see `cycle`).
 fn listing_overlap(page_len: usize) -> usize {
     (page_len / 20).clamp(1, 25).min(page_len.saturating_sub(1))
@@ -1001,6 +1059,8 @@ mod tests {
             SessionCursor {
                 creation_time: Utc::now(),
                 next_order: 4,
+                next_offset: Some(4),
+                last_event_id: Some("e3".into()),
                 done: false,
             },
         );

@@ -1,0 +1,413 @@
+//! VB365 servers that are valid by the letter of the spec but don't behave like Veeam's,
+//! against the real binary: events whose `order` is not their offset (1-based, gapped,
+//! repeated), events listed newest first, a v8 server that ignores `orderAsc=true`, and a
+//! v6 server that ignores `startTimeFrom`. Each is run with `--once` several times, the
+//! server's data growing in between: every event arrives exactly once.
+//!
+//! The server is a scriptable fake written here (axum on loopback): pages capped at a few
+//! records (a server's own maximum), the page envelope of the spec (`offset`, `limit`,
+//! `results`, no `_links`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::support::config::{ConfigBuilder, Table};
+use crate::support::harness::{bin, id_counts, read_ndjson, text};
+
+/// One restore session and its events, as the server lists them.
+#[derive(Clone)]
+struct Session {
+    id: String,
+    created: String,
+    stopped: bool,
+    /// (event id, `order`)
+    events: Vec<(String, i64)>,
+}
+
+#[derive(Default)]
+struct World {
+    sessions: Vec<Session>,
+    /// Records per page at most, whatever `limit` asks (0: as asked).
+    cap: usize,
+    /// Sessions listed newest first whatever `orderAsc` says.
+    sessions_newest_first: bool,
+    /// Events listed newest first.
+    events_newest_first: bool,
+    /// `startTimeFrom` ignored.
+    ignore_start_time_from: bool,
+}
+
+type Shared = Arc<Mutex<World>>;
+
+fn session_json(s: &Session) -> Value {
+    json!({
+        "id": s.id,
+        "name": "Restore session",
+        "organization": "contoso.onmicrosoft.com",
+        "type": "Vex",
+        "creationTime": s.created,
+        "endTime": if s.stopped { json!(s.created) } else { Value::Null },
+        "state": if s.stopped { "Stopped" } else { "Working" },
+        "result": "Success",
+        "initiatedBy": "alice@contoso.com",
+        "clientHost": "WS01"
+    })
+}
+
+fn event_json(s: &Session, id: &str, order: i64) -> Value {
+    json!({
+        "id": id,
+        "type": "Restore",
+        "status": "Success",
+        "startTime": s.created,
+        "endTime": s.created,
+        "duration": "00:00:01",
+        "title": "Item is successfully restored.",
+        "message": format!("Item {id} was restored successfully"),
+        "order": order,
+        "itemName": id,
+        "itemType": "Item",
+        "itemSizeBytes": 1
+    })
+}
+
+/// `limit`/`offset` paging over `items`, capped at `cap` records a page.
+fn page(items: Vec<Value>, q: &HashMap<String, String>, cap: usize) -> Response {
+    let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(30);
+    if cap > 0 {
+        limit = limit.min(cap);
+    }
+    let results: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    axum::Json(json!({"offset": offset, "limit": limit, "results": results})).into_response()
+}
+
+async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
+    let lw = world.clone();
+    let ew = world.clone();
+    let sw = world.clone();
+    let app = Router::new()
+        .route(
+            "/{version}/token",
+            post(|| async {
+                axum::Json(json!({
+                    "access_token": "AT-odd", "refresh_token": "RT-odd",
+                    "token_type": "bearer", "expires_in": 3600
+                }))
+            }),
+        )
+        .route(
+            "/{version}/RestoreSessions",
+            get(move |Query(q): Query<HashMap<String, String>>| {
+                let w = lw.lock().unwrap();
+                let from = q
+                    .get("startTimeFrom")
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                let mut listed: Vec<&Session> = w
+                    .sessions
+                    .iter()
+                    .filter(|s| {
+                        w.ignore_start_time_from
+                            || from.is_none_or(|from| {
+                                chrono::DateTime::parse_from_rfc3339(&s.created).unwrap() >= from
+                            })
+                    })
+                    .collect();
+                listed.sort_by(|a, b| a.created.cmp(&b.created));
+                let ascending = q.get("orderAsc").is_some_and(|v| v == "true");
+                if w.sessions_newest_first || !ascending {
+                    listed.reverse();
+                }
+                let items = listed.into_iter().map(session_json).collect();
+                std::future::ready(page(items, &q, w.cap))
+            }),
+        )
+        .route(
+            "/{version}/RestoreSessions/{id}",
+            get(move |UrlPath((_, id)): UrlPath<(String, String)>| {
+                let w = sw.lock().unwrap();
+                let answer = match w.sessions.iter().find(|s| s.id == id) {
+                    Some(s) => axum::Json(session_json(s)).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                };
+                std::future::ready(answer)
+            }),
+        )
+        .route(
+            "/{version}/RestoreSessions/{id}/Events",
+            get(
+                move |UrlPath((_, id)): UrlPath<(String, String)>,
+                      Query(q): Query<HashMap<String, String>>| {
+                    let w = ew.lock().unwrap();
+                    let answer = match w.sessions.iter().find(|s| s.id == id) {
+                        Some(s) => {
+                            let mut items: Vec<Value> = s
+                                .events
+                                .iter()
+                                .map(|(id, order)| event_json(s, id, *order))
+                                .collect();
+                            if w.events_newest_first {
+                                items.reverse();
+                            }
+                            page(items, &q, w.cap)
+                        }
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    };
+                    std::future::ready(answer)
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+    world: Shared,
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Case {
+    async fn new(world: World) -> Case {
+        let world = Arc::new(Mutex::new(world));
+        let (url, task) = start(world.clone()).await;
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+            world,
+            url,
+            task,
+        }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("out.ndjson")
+    }
+
+    fn config(&self, api_version: &str, page_size: u32) -> PathBuf {
+        ConfigBuilder::new(self.dir.path().join("state"))
+            .table(
+                Table::vbo("vbo_odd", &self.url)
+                    .set("api_version", api_version)
+                    .set("username", "svc")
+                    .set("password", "pw")
+                    .set("page_size", i64::from(page_size))
+                    .set("start_time", "2025-01-01T00:00:00Z")
+                    .set("max_retries", 1),
+            )
+            .table(Table::file("out", &["vbo_odd"], &self.out()))
+            .write(&self.dir.path().join("config.toml"))
+    }
+
+    async fn run_once(&self, config: &Path) -> Output {
+        let config = config.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            bin()
+                .args(["run", "--config", &config, "--once"])
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("binary runs")
+        })
+        .await
+        .unwrap()
+    }
+
+    fn all_event_ids(&self) -> HashSet<String> {
+        let w = self.world.lock().unwrap();
+        w.sessions
+            .iter()
+            .flat_map(|s| s.events.iter().map(|(id, _)| id.clone()))
+            .collect()
+    }
+
+    /// Every event the server has arrived exactly once.
+    #[track_caller]
+    fn assert_exactly_once(&self, what: &str) {
+        let counts = id_counts(&read_ndjson(&self.out()));
+        let expected = self.all_event_ids();
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .collect();
+        let repeated: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        let extra: Vec<&String> = counts.keys().filter(|id| !expected.contains(*id)).collect();
+        assert!(
+            missing.is_empty() && repeated.is_empty() && extra.is_empty(),
+            "{what}: missing {missing:?}, repeated {repeated:?}, unknown {extra:?}"
+        );
+    }
+}
+
+fn session(id: &str, created: &str, stopped: bool, orders: &[i64]) -> Session {
+    Session {
+        id: id.into(),
+        created: created.into(),
+        stopped,
+        events: orders
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (format!("{id}-e{i}"), *o))
+            .collect(),
+    }
+}
+
+/// Add events with these orders to session `index` (ids continue its numbering).
+fn grow(world: &Shared, index: usize, orders: &[i64], stop: bool) {
+    let mut w = world.lock().unwrap();
+    let s = &mut w.sessions[index];
+    for o in orders {
+        let id = format!("{}-e{}", s.id, s.events.len());
+        s.events.push((id, *o));
+    }
+    s.stopped = stop;
+}
+
+/// `order` values that are not offsets: starting at 1, with gaps, at 1000, all the same:
+/// a running session read, grown and stopped, read again, then once more: each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_orders_that_are_not_offsets_lose_and_repeat_nothing() {
+    let cases: [(&str, Vec<i64>, Vec<i64>); 4] = [
+        ("one-based", vec![1, 2, 3, 4, 5], vec![6, 7]),
+        ("gapped", vec![0, 2, 4, 6, 8], vec![10, 12, 14, 16]),
+        (
+            "from-1000",
+            vec![1000, 1001, 1002, 1003, 1004],
+            vec![1005, 1006, 1007, 1008],
+        ),
+        ("all-zero", vec![0; 5], vec![0; 3]),
+    ];
+    for (name, first, then) in cases {
+        let case = Case::new(World {
+            sessions: vec![session("s1", "2025-06-01T10:00:00Z", false, &first)],
+            cap: 2,
+            ..World::default()
+        })
+        .await;
+        let cfg = case.config("v8", 500);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        case.assert_exactly_once(&format!("{name}, first run"));
+        grow(&case.world, 0, &then, true);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        case.assert_exactly_once(&format!("{name}, after the session stopped"));
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        case.assert_exactly_once(&format!("{name}, once more"));
+    }
+}
+
+/// A stopped session whose events are listed newest first, in pages of 2: every page is
+/// read and every event arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_listed_newest_first_all_arrive() {
+    let case = Case::new(World {
+        sessions: vec![session(
+            "s1",
+            "2025-06-01T10:00:00Z",
+            true,
+            &[0, 1, 2, 3, 4, 5],
+        )],
+        cap: 2,
+        events_newest_first: true,
+        ..World::default()
+    })
+    .await;
+    let cfg = case.config("v8", 500);
+    for run in ["first", "second"] {
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{run}: {}", text(&out));
+        case.assert_exactly_once(run);
+    }
+}
+
+/// A v8 server that lists sessions newest first although asked for `orderAsc=true`, in
+/// pages of 2: no session is lost (the horizon doesn't follow a listing out of order), the
+/// warning says what the server does, and a second run repeats nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v8_server_ignoring_order_asc_loses_no_session() {
+    let sessions = (0..6)
+        .map(|i| {
+            let id = format!("s{i}");
+            session(&id, &format!("2025-06-01T1{i}:00:00Z"), true, &[0, 1])
+        })
+        .collect();
+    let case = Case::new(World {
+        sessions,
+        cap: 2,
+        sessions_newest_first: true,
+        ..World::default()
+    })
+    .await;
+    let cfg = case.config("v8", 500);
+    let out = case.run_once(&cfg).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("out of order"),
+        "{}",
+        text(&out)
+    );
+    case.assert_exactly_once("first run");
+    // A new session, newest of all.
+    case.world.lock().unwrap().sessions.push(session(
+        "s6",
+        "2025-06-02T10:00:00Z",
+        true,
+        &[0, 1, 2],
+    ));
+    let out = case.run_once(&cfg).await;
+    assert!(out.status.success(), "{}", text(&out));
+    case.assert_exactly_once("second run");
+}
+
+/// A v6 (and a v8) server that ignores `startTimeFrom` lists every session ever, each
+/// cycle: sessions finished and pruned from the checkpoint are not shipped again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_ignoring_start_time_from_repeats_nothing() {
+    for version in ["v6", "v8"] {
+        let case = Case::new(World {
+            sessions: vec![
+                session("s0", "2025-06-01T10:00:00Z", true, &[0, 1]),
+                session("s1", "2025-06-02T10:00:00Z", true, &[0, 1]),
+                session("s2", "2025-06-03T10:00:00Z", true, &[0, 1]),
+            ],
+            cap: 2,
+            ignore_start_time_from: true,
+            ..World::default()
+        })
+        .await;
+        let cfg = case.config(version, 500);
+        for run in ["first", "second", "third"] {
+            let out = case.run_once(&cfg).await;
+            assert!(out.status.success(), "{version} {run}: {}", text(&out));
+            case.assert_exactly_once(&format!("{version}, {run} run"));
+        }
+        case.world
+            .lock()
+            .unwrap()
+            .sessions
+            .push(session("s3", "2025-06-04T10:00:00Z", true, &[0]));
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        case.assert_exactly_once(&format!("{version}, after a new session"));
+    }
+}
