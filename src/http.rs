@@ -292,16 +292,28 @@ impl ServerCertVerifier for AcceptAnyCert {
     }
 }
 
-/// Parse `Retry-After` (delta-seconds; HTTP dates are treated as "1 s" rather than parsed).
+/// Parse `Retry-After` (RFC 9110 §10.2.3): delta-seconds, or an HTTP-date (the wait until
+/// then; none for a date already past). Anything else counts as "1 s".
 pub fn retry_after(resp: &Response) -> Option<Duration> {
     let value = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?;
-    match value.trim().parse::<u64>() {
-        Ok(secs) => Some(Duration::from_secs(secs)),
-        Err(_) => Some(Duration::from_secs(1)),
+    Some(parse_retry_after(value, chrono::Utc::now()))
+}
+
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Duration {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Duration::from_secs(secs);
+    }
+    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is RFC 2822 syntax.
+    match chrono::DateTime::parse_from_rfc2822(value) {
+        Ok(at) => (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+        Err(_) => Duration::from_secs(1),
     }
 }
 
@@ -410,8 +422,10 @@ fn shown_location(base: &reqwest::Url, location: &str) -> String {
     }
 }
 
-/// First `max` chars of a body, on one line.
+/// First `max` chars of a body, on one line, with any secret of ours the server echoed
+/// replaced by `***` ([`crate::secret::redact`]).
 pub fn excerpt(body: &str, max: usize) -> String {
+    let body = crate::secret::redact(body);
     let one_line: String = body
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -519,6 +533,23 @@ mod tests {
         for s in [400, 401, 403, 404, 409, 422] {
             assert!(!is_retryable_status(s), "{s}");
         }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after(" 7 ", now), Duration::from_secs(7));
+        assert_eq!(
+            parse_retry_after("Thu, 03 Dec 2026 10:00:20 GMT", now),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 03 Dec 2026 09:00:00 GMT", now),
+            Duration::ZERO
+        );
+        assert_eq!(parse_retry_after("soon", now), Duration::from_secs(1));
     }
 
     #[test]

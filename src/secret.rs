@@ -2,15 +2,66 @@
 //!
 //! `Debug` and `Display` print `***`; there is deliberately no `Serialize`. The only way to
 //! the value is [`Secret::expose`], which makes every use greppable.
+//!
+//! A server or proxy may still echo a secret back (a form body or a header quoted in an
+//! error page). Every live secret is therefore known here, and [`redact`] replaces it, as
+//! sent or as it would appear URL- or JSON-encoded, in text from the network before that
+//! text reaches an error or a log. The registry holds weak references: a secret dropped
+//! (an expired token) leaves it, so it never grows with a long run.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
 
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Default for Secret {
+    fn default() -> Self {
+        Secret(Arc::from(""))
+    }
+}
+
+/// Secrets shorter than this are not redacted from text (they would match ordinary words).
+const MIN_REDACTED_LEN: usize = 4;
+
+/// Every secret alive in the process.
+static KNOWN: Mutex<Vec<Weak<str>>> = Mutex::new(Vec::new());
+
+fn known() -> std::sync::MutexGuard<'static, Vec<Weak<str>>> {
+    KNOWN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `text` with every live secret replaced by `***`: as sent, form-URL-encoded (`+` or
+/// `%20` for a space) and JSON-escaped.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let live: Vec<Arc<str>> = known().iter().filter_map(Weak::upgrade).collect();
+    let mut out = Cow::Borrowed(text);
+    for secret in live {
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let json = serde_json::to_string(&*secret).unwrap_or_default();
+        let json = json.trim_matches('"').to_string();
+        let forms = [secret.to_string(), form.replace('+', "%20"), form, json];
+        for form in forms {
+            if form.len() >= MIN_REDACTED_LEN && out.contains(form.as_str()) {
+                out = Cow::Owned(out.replace(form.as_str(), "***"));
+            }
+        }
+    }
+    out
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value: Arc<str> = Arc::from(value.into());
+        if value.trim().len() >= MIN_REDACTED_LEN {
+            let mut known = known();
+            known.retain(|w| w.strong_count() > 0);
+            known.push(Arc::downgrade(&value));
+        }
+        Secret(value)
     }
 
     /// The secret value. Call only where it goes on the wire.
@@ -53,11 +104,11 @@ impl<'de> serde::de::Visitor<'de> for SecretVisitor {
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
+        Ok(Secret::new(v))
     }
 
     fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
-        Ok(Secret(v))
+        Ok(Secret::new(v))
     }
 
     fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
@@ -85,7 +136,7 @@ impl<'de> serde::de::Visitor<'de> for SecretVisitor {
     }
 
     fn visit_char<E: serde::de::Error>(self, v: char) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
+        Ok(Secret::new(v))
     }
 
     fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Secret, E> {
@@ -143,6 +194,24 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn echoed_secrets_are_redacted_while_alive() {
+        let password = Secret::new("S3cret Passw0rd!");
+        let key = Secret::new("k3y\"quoted");
+        let echo = "grant_type=password&password=S3cret+Passw0rd%21 or S3cret%20Passw0rd%21 \
+                    or S3cret Passw0rd! and {\"x-api-key\":\"k3y\\\"quoted\"}";
+        let shown = redact(echo);
+        for leak in ["S3cret", "Passw0rd", "k3y"] {
+            assert!(!shown.contains(leak), "{shown}");
+        }
+        assert_eq!(shown.matches("***").count(), 4, "{shown}");
+        drop((password, key));
+        assert_eq!(redact("S3cret Passw0rd!"), "S3cret Passw0rd!");
+        let short = Secret::new("ab");
+        assert_eq!(redact("abc"), "abc");
+        drop(short);
     }
 
     #[derive(Debug, serde::Deserialize)]

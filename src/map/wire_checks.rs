@@ -410,7 +410,7 @@ pub fn read_record<W: serde::de::DeserializeOwned>(
 }
 
 /// Read a wire time. Accepted: RFC 3339 with any offset and 0–9 (or more, cut to
-/// nanoseconds) fraction digits; the same without an offset (or with a space for `T`),
+/// nanoseconds) fraction digits; ISO 8601's offset without a colon (`+0200`); the same without an offset (or with a space for `T`),
 /// read as UTC (`assumed_utc`). `.NET`'s `DateTime.MinValue` (`0001-01-01T00:00:00`, with or
 /// without an offset) is [`WireTime::NoValue`]. Refused, with the reason: anything that is
 /// not a string or not a time, and a time whose year in UTC falls outside 0000–9999 (RFC
@@ -431,6 +431,12 @@ pub fn read_time_text(text: &str) -> Result<WireTime, String> {
     let shown = || excerpt(&Value::String(text.to_string()).to_string());
     let trimmed = text.trim();
     let (time, assumed_utc) = if let Ok(t) = DateTime::parse_from_rfc3339(trimmed) {
+        (t, false)
+    } else if let Some(t) = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
+        .iter()
+        .find_map(|f| DateTime::parse_from_str(trimmed, f).ok())
+    {
+        // ISO 8601 with an offset RFC 3339 doesn't allow (`+0200`): exact all the same.
         (t, false)
     } else if let Some(naive) = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
         .iter()
@@ -553,6 +559,12 @@ mod tests {
             ("2025-03-04 08:00:00.5", "2025-03-04T08:00:00.5Z", true),
             (" 2025-03-04T08:00:00Z ", "2025-03-04T08:00:00Z", false),
             ("0000-01-01T05:00:00+05:00", "0000-01-01T00:00:00Z", false),
+            ("2025-03-04T10:00:00+0200", "2025-03-04T08:00:00Z", false),
+            (
+                "2025-03-04 10:00:00.25-0130",
+                "2025-03-04T11:30:00.25Z",
+                false,
+            ),
         ];
         for (input, want, assumed) in cases {
             match read_time(&json!(input)) {

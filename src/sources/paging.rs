@@ -11,8 +11,8 @@
 //! 1. an empty page;
 //! 2. a reported `totalCount` reached by `offset + count`;
 //! 3. HAL `_links` without a `next` link (VB365 adds `next` whenever more pages exist);
-//! 4. a page repeating the previous one when it is short (a server ignoring `offset` whose
-//!    whole collection fits in one page).
+//! 4. a page repeating the previous one when it is short, or longer than asked (a server
+//!    ignoring `offset`, and maybe `limit`, whose whole collection is in one page).
 //!
 //! Without any of these facts, the next page is requested until one comes back empty.
 
@@ -130,8 +130,9 @@ impl Pager {
             && previous_print == print
             && previous != self.offset
         {
-            if count < self.asked_limit {
-                // Offset ignored, but the whole collection fits in the page we have.
+            if count != self.asked_limit {
+                // Offset ignored, but the whole collection is in the page we have: it is
+                // shorter than asked, or longer (`limit` ignored too: everything at once).
                 return Ok(Step::Done);
             }
             return Err(PagingError::Repeated {
@@ -289,6 +290,17 @@ mod tests {
         );
         assert_eq!(
             p.after_page(n(0..7), fp(0..7), facts(None, None), 0),
+            Ok(Step::Done)
+        );
+
+        // `limit` ignored as well: asked 2, served all 3 every time.
+        let mut p = Pager::new(0, 2);
+        assert_eq!(
+            p.after_page(n(0..3), fp(0..3), facts(None, None), 0),
+            Ok(Step::Next(3))
+        );
+        assert_eq!(
+            p.after_page(n(0..3), fp(0..3), facts(None, None), 0),
             Ok(Step::Done)
         );
     }
