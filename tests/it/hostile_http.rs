@@ -117,6 +117,8 @@ enum TokenMode {
     Redirect(String),
     /// A valid answer after this many bytes of leading whitespace.
     Padded(usize),
+    /// 500 quoting the request body back (a careless proxy or debug page).
+    Echo,
 }
 
 #[derive(Clone)]
@@ -212,6 +214,13 @@ async fn fake_vbo(b: VboBehaviour) -> Server {
             post(move |body: String| {
                 let tb = tb.clone();
                 async move {
+                    if matches!(tb.token, TokenMode::Echo) {
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("Bad request: {body} (as JSON: {})", json!({ "body": body })),
+                        )
+                            .into_response();
+                    }
                     if !body.contains(PASSWORD) && !body.contains("refresh_token") {
                         return (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_grant\"}")
                             .into_response();
@@ -225,6 +234,7 @@ async fn fake_vbo(b: VboBehaviour) -> Server {
                         TokenMode::Redirect(loc) => {
                             redirect(StatusCode::TEMPORARY_REDIRECT, loc.clone())
                         }
+                        TokenMode::Echo => unreachable!("answered above"),
                         TokenMode::Padded(n) => (
                             [(header::CONTENT_TYPE, "application/json")],
                             format!("{}{}", " ".repeat(*n), token_answer(Some("3600"))),
@@ -511,6 +521,29 @@ async fn an_oversized_token_response_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("larger than"), "{stderr}");
     assert_no_secret(&out);
+}
+
+/// A token endpoint that quotes the request (with the password) in its 500 page: the
+/// password is in neither the run's errors and logs nor `check`'s report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_echoing_the_password_does_not_get_it_printed() {
+    let vbo = fake_vbo(VboBehaviour {
+        token: TokenMode::Echo,
+        ..VboBehaviour::default()
+    })
+    .await;
+    let case = Case::new();
+    let cfg = case.config([case.vbo_source(&vbo.url()), case.file_sink("vbo_h")]);
+    for out in [case.run_once(&cfg).await, case.check(&cfg).await] {
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let all = text(&out);
+        assert!(
+            all.contains("Bad request"),
+            "the server's text is still shown: {all}"
+        );
+        assert!(all.contains("password=***"), "{all}");
+        assert_no_secret(&out);
+    }
 }
 
 /// Whatever `expires_in` says, `check` and `run` neither panic nor fail: the lifetime is
