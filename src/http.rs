@@ -28,7 +28,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::config::common::{TlsConfig, redact_userinfo, warn_if_insecure};
+use crate::config::common::{TlsConfig, read_certs, redact_userinfo, warn_if_insecure};
 
 /// An HTTP failure, with the URL (never credentials) and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -226,21 +226,6 @@ pub fn rustls_client_config(
                 })
         }
     }
-}
-
-/// Every certificate of a PEM file; at least one. Errors start with the path.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no certificate (expected PEM \"BEGIN CERTIFICATE\")",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// `insecure_skip_verify`: trust any certificate, but still check handshake signatures.

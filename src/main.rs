@@ -36,8 +36,9 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Log level (RUST_LOG, when set, wins).
-    #[arg(long, global = true, default_value = "info")]
+    /// Log level: error, warn, info, debug, trace or off; or filter directives such as
+    /// "info,veeam_siem=debug" (RUST_LOG, when set, wins).
+    #[arg(long, global = true, default_value = "info", value_parser = parse_log_level)]
     log_level: String,
     #[command(subcommand)]
     command: Command,
@@ -102,6 +103,25 @@ enum Command {
     Simulate(cli::SimulateArgs),
     /// Print the JSON Schema of the output event.
     Schema,
+}
+
+/// `--log-level`: a level name, or directives with a target (`target=level`, comma
+/// separated). A bare word that is not a level would silently filter for a target of that
+/// name and show nothing, so it is a usage error.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let t = text.trim();
+    let is_level = LEVELS.iter().any(|l| l.eq_ignore_ascii_case(t));
+    let directives = t.contains('=') || t.contains(',');
+    if !is_level && !directives {
+        return Err(format!(
+            "`{t}` is not a log level; use one of {}, or directives like \"info,veeam_siem=debug\"",
+            LEVELS.join(", ")
+        ));
+    }
+    EnvFilter::try_new(t)
+        .map(|_| t.to_string())
+        .map_err(|e| format!("`{t}` is not a valid log filter: {e}"))
 }
 
 /// Logs on stderr. Server text in log fields is escaped: the text format writes control

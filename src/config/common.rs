@@ -9,6 +9,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
@@ -145,15 +147,24 @@ pub fn parse_url(key: &str, text: &str) -> Result<Url, ConfigError> {
     if url.host_str().is_none() {
         return Err(invalid(key, "has no host"));
     }
+    if url.query().is_some() || url.fragment().is_some() {
+        // Not shown: a query may carry a key.
+        return Err(invalid(
+            key,
+            "must not contain a query (`?…`) or a fragment (`#…`); give the base URL only, e.g. \"https://vbo.example.net:4443\" (secrets have their own keys)",
+        ));
+    }
     Ok(url)
 }
 
-/// The host of a configured URL, or "" (for `observer.hostname`).
+/// The host of a configured URL, or "" (for `observer.hostname`); an IPv6 address without
+/// the URL's brackets.
 pub fn url_host(text: &str) -> String {
-    Url::parse(text.trim())
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default()
+    match Url::parse(text.trim()).ok().as_ref().and_then(Url::host) {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => String::new(),
+    }
 }
 
 /// `text` (a URL, maybe one that doesn't even parse) with everything that may be userinfo
@@ -188,15 +199,37 @@ pub fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
     check_ca_file(key, tls.ca_file.as_deref())
 }
 
-/// A configured `ca_file` under `key` exists.
+/// A configured `ca_file` under `key` exists and holds PEM certificates (checked when the
+/// config is loaded, so a wrong file is a config error, exit 2, not a runtime failure).
 pub fn check_ca_file(key: &str, ca_file: Option<&Path>) -> Result<(), ConfigError> {
     match ca_file {
         Some(ca) if !ca.is_file() => Err(invalid(
             format!("{key}.ca_file"),
             format!("{} does not exist or is not a file", ca.display()),
         )),
-        _ => Ok(()),
+        Some(ca) => read_certs(ca).map(|_| ()).map_err(|problem| {
+            invalid(
+                format!("{key}.ca_file"),
+                format!("{problem}; give the PEM file of the CA (or self-signed certificate)"),
+            )
+        }),
+        None => Ok(()),
     }
+}
+
+/// Every certificate of a PEM file; at least one. Errors start with the path.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (expected PEM \"BEGIN CERTIFICATE\")",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// The one startup warning for `tls.insecure_skip_verify = true` (`key` is the `tls`
@@ -327,6 +360,20 @@ pub fn check_header_secret(key: &str, secret: Option<&Secret>) -> Result<(), Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_with_a_query_are_refused_and_ipv6_hosts_lose_their_brackets() {
+        let e = parse_url("sources.v.url", "https://vbo:4443/?api_key=s3cr3t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.v.url") && e.contains("query"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(parse_url("k", "https://vbo:4443/#x").is_err());
+        assert!(parse_url("k", "https://vbo:4443/base/").is_ok());
+        assert_eq!(url_host("http://[::1]:9000/"), "::1");
+        assert_eq!(url_host("https://Vbo.Example.NET:4443"), "vbo.example.net");
+        assert_eq!(url_host("https://10.0.0.1"), "10.0.0.1");
+    }
 
     #[test]
     fn userinfo_is_redacted_even_from_broken_urls() {

@@ -92,6 +92,22 @@ fn bad_configs_exit_2_naming_the_key() {
             &["sources.vbo_main.tls.ca_file"],
         ),
         (
+            "ca file that is not PEM",
+            BASE.replace(
+                "username = \"svc\"",
+                "username = \"svc\"\ntls = { ca_file = \"/etc/hostname\" }",
+            ),
+            &["sources.vbo_main.tls.ca_file", "certificate"],
+        ),
+        (
+            "url with a query",
+            BASE.replace(
+                "vbo.example.net:4443\"",
+                "vbo.example.net:4443/?api_key=Sup3r-secret-value\"",
+            ),
+            &["sources.vbo_main.url", "query"],
+        ),
+        (
             "unknown sink type",
             BASE.replace("type = \"stdout\"", "type = \"pigeon\""),
             &["sinks.console", "pigeon"],
@@ -123,6 +139,21 @@ fn missing_config_file_exits_2() {
 fn usage_error_exits_2() {
     let out = bin().args(["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// `--log-level`: a level or filter directives; a bare word that is neither is a usage
+/// error (it would filter for a target of that name and log nothing).
+#[test]
+fn log_levels_are_checked() {
+    for ok in ["debug", "WARN", "off", "info,veeam_siem=debug"] {
+        let out = bin().args(["--log-level", ok, "schema"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{ok}: {}", text(&out));
+    }
+    for bad in ["bogus", "veeam_siem=loud"] {
+        let out = bin().args(["--log-level", bad, "schema"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(text(&out).contains("log"), "{bad}: {}", text(&out));
+    }
 }
 
 #[test]

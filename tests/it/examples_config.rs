@@ -90,6 +90,11 @@ fn localize_files(value: &mut toml::Value, path: &str, dir: &Path) -> std::io::R
                         let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
                             .join("tests/fixtures/keys/test-only-archive.pem");
                         std::fs::copy(fixture, &file)?;
+                    } else if key == "ca_file" {
+                        // Checked at load: a PEM certificate.
+                        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+                            .join("tests/fixtures/keys/test-only-ca.pem");
+                        std::fs::copy(fixture, &file)?;
                     } else {
                         std::fs::write(&file, "example-secret-or-pem\n")?;
                     }

@@ -68,7 +68,8 @@ pub struct SyslogSinkConfig {
     pub mode: Mode,
     #[serde(default)]
     pub format: Format,
-    /// TCP/TLS only; default octet counting (the only framing TLS allows).
+    /// TCP/TLS only; default octet counting (RFC 5425's framing for TLS). Newline framing
+    /// over TLS is allowed for receivers that only split on LF (the contract lists it).
     #[serde(default)]
     pub framing: Option<Framing>,
     #[serde(default = "default_facility")]
@@ -161,12 +162,6 @@ impl SyslogSinkConfig {
                     "applies to mode = \"tcp\" and \"tls\" only (UDP has no acknowledgement); remove it",
                 ));
             }
-        }
-        if self.mode == Mode::Tls && self.framing == Some(Framing::Newline) {
-            return Err(invalid(
-                format!("{key}.framing"),
-                "syslog over TLS requires octet counting (RFC 5425); use framing = \"octet-counting\" or remove the key",
-            ));
         }
         if let Some(max) = self.max_message_bytes {
             if stream {

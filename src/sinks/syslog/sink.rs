@@ -345,11 +345,6 @@ mod tests {
                 "remove it",
             ),
             (
-                "address = \"h:6514\"\nmode = \"tls\"\nframing = \"newline\"",
-                "sinks.siem.framing",
-                "RFC 5425",
-            ),
-            (
                 "address = \"h:514\"\nmode = \"tcp\"\nmax_message_bytes = 4096",
                 "sinks.siem.max_message_bytes",
                 "udp",
@@ -412,7 +407,12 @@ mod tests {
             "/tmp/veeam-sim-ca.pem",
         ] {
             let local = dir.path().join(Path::new(path).file_name().unwrap());
-            std::fs::write(&local, "").unwrap();
+            // A CA file must hold a certificate when the config is loaded.
+            std::fs::write(
+                &local,
+                include_str!("../../../tests/fixtures/keys/test-only-ca.pem"),
+            )
+            .unwrap();
             text = text.replace(path, &local.display().to_string());
         }
         let c = Config::from_toml(&text, Path::new("syslog-tls.toml"), &|n| {
