@@ -411,7 +411,7 @@ async fn fatal_idempotence_error_starts_a_new_producer_session() {
 fn the_example_config_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "placeholder").unwrap();
+    std::fs::write(&ca, include_str!("../fixtures/keys/test-only-ca.pem")).unwrap();
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/vbo-to-kafka.toml"
