@@ -83,7 +83,8 @@ enum Command {
         config: PathBuf,
     },
     /// Check a compliance archive (the `archive` sink's directory): every digest's signature,
-    /// the chain, every segment's hash; exit 1 on any problem, 2 on usage errors.
+    /// the chain, every segment's hash, every segment sealed; exit 1 on any problem (an
+    /// unsealed segment and an empty archive are problems), 2 on usage errors.
     Verify {
         /// The archive directory, or `s3://BUCKET/PREFIX` (region from AWS_REGION, an
         /// S3-compatible endpoint from AWS_ENDPOINT_URL_S3, credentials from the AWS chain).
@@ -98,6 +99,11 @@ enum Command {
         /// DAYS after it was stored.
         #[arg(long, value_name = "DAYS")]
         check_retention: Option<u32>,
+        /// For the archive of a running daemon: one segment newer than the newest digest is
+        /// the open one, not a problem. Without it every segment must be sealed (a clean
+        /// stop seals); with it, a removed newest digest looks like an open segment.
+        #[arg(long)]
+        allow_open: bool,
     },
     /// Run only the VB365 and VDC API simulator (for trying SIEM pipelines without a Veeam server).
     Simulate(cli::SimulateArgs),
@@ -325,8 +331,10 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
             public_keys,
             format,
             check_retention,
+            allow_open,
         } => {
             let json = matches!(format, ReportFormat::Json);
+            let options = veeam_siem::sinks::archive::verify::Options { allow_open };
             match path.to_str().filter(|p| p.starts_with("s3://")) {
                 Some(location) => ExitCode::from(
                     veeam_siem::sinks::archive::s3::verify::run(
@@ -334,6 +342,7 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
                         &public_keys,
                         json,
                         check_retention,
+                        options,
                     )
                     .await,
                 ),
@@ -347,6 +356,7 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
                     &path,
                     &public_keys,
                     json,
+                    options,
                 )),
             }
         }

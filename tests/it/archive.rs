@@ -50,15 +50,35 @@ fn archive_sink(path: &Path, key: &Path, extra: &str) -> Table {
 }
 
 fn verify(path: &Path, keys: &[&Path], json: bool) -> Output {
+    verify_with(path, keys, if json { &["--format", "json"] } else { &[] })
+}
+
+/// `verify PATH --public-key …` with `extra` arguments.
+fn verify_with(path: &Path, keys: &[&Path], extra: &[&str]) -> Output {
     let mut cmd = bin();
     cmd.arg("verify").arg(path);
     for k in keys {
         cmd.arg("--public-key").arg(k);
     }
-    if json {
-        cmd.args(["--format", "json"]);
-    }
+    cmd.args(extra);
     cmd.output().unwrap()
+}
+
+/// The `problems` of a `--format json` report, as (file, kind).
+fn json_problems(out: &Output) -> Vec<(String, String)> {
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)));
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["file"].as_str().unwrap().to_string(),
+                p["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -249,6 +269,175 @@ async fn verify_accepts_the_archive_and_names_every_tampered_file() {
     assert_eq!(bad_key.status.code(), Some(2), "{}", text(&bad_key));
     let no_dir = verify(&env.dir.path().join("nope"), &[&public], false);
     assert_eq!(no_dir.status.code(), Some(2));
+}
+
+/// Strict by default: a segment no digest covers is a problem even when it is the next in
+/// the chain (a removed newest or only digest, a copy named with the next sequence), and
+/// so is an empty archive; `--allow-open` tolerates the one open segment, not emptiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_is_strict_about_unsealed_segments_and_empty_archives() {
+    let Some(_) = require_tool("openssl") else {
+        return;
+    };
+    let env = Env::start(SimConfig::default()).await;
+    let (private, public) = openssl_keys(env.dir.path(), "archive");
+    let root = env.dir.path().join("archive");
+    let config = write_config(
+        &env,
+        "",
+        archive_sink(&root, &private, "max_segment_bytes = 20000"),
+    );
+    let out = run_once(&config, &[PASSWORD_ENV], "archive").await;
+    assert!(out.status.success(), "{}", text(&out));
+    // `run --once` seals at its end: the strict check passes.
+    let ok = verify(&root, &[&public], false);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let listing = segment::list(&root).unwrap();
+    let n = listing.segments.len();
+    assert!(n >= 3, "{:?}", listing.segments);
+    let (segments, digests) = (listing.segments, listing.digests);
+
+    // Each case: (what, change the copy, the file that must be named unsealed).
+    type Tamper<'a> = Box<dyn Fn(&Path) -> String + 'a>;
+    let cases: Vec<(&str, Tamper)> = vec![
+        (
+            "the newest digest deleted",
+            Box::new(|r| {
+                std::fs::remove_file(path_of(r, &digests[n - 1])).unwrap();
+                segments[n - 1].clone()
+            }),
+        ),
+        (
+            "the only digest deleted (a one-segment archive)",
+            Box::new(|r| {
+                for name in segments.iter().skip(1).chain(&digests) {
+                    std::fs::remove_file(path_of(r, name)).unwrap();
+                }
+                segments[0].clone()
+            }),
+        ),
+        (
+            "a segment copied under the next sequence number",
+            Box::new(|r| {
+                let copy = format!(
+                    "{}{:010}-20991231T000000Z.ndjson.gz",
+                    &segments[0][..11],
+                    n + 1
+                );
+                std::fs::copy(path_of(r, &segments[0]), path_of(r, &copy)).unwrap();
+                copy
+            }),
+        ),
+    ];
+    for (i, (what, tamper)) in cases.iter().enumerate() {
+        let copy = env.dir.path().join(format!("unsealed-{i}"));
+        copy_dir(&root, &copy);
+        let file = tamper(&copy);
+        let out = verify(&copy, &[&public], false);
+        let report = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&format!("{file}: ")))
+            .unwrap_or_else(|| panic!("{what}: no line names {file}:\n{report}"));
+        assert!(
+            line.contains("not sealed")
+                && line.contains("digest was removed")
+                && line.contains("--allow-open"),
+            "{what}: {line}"
+        );
+        let json = verify(&copy, &[&public], true);
+        assert_eq!(json.status.code(), Some(1), "{what}: {}", text(&json));
+        assert_eq!(
+            json_problems(&json),
+            vec![(file.clone(), "unsealed".to_string())],
+            "{what}"
+        );
+        // Indistinguishable from a live archive's open segment: accepted with --allow-open.
+        let live = verify_with(&copy, &[&public], &["--allow-open", "--format", "json"]);
+        assert_eq!(live.status.code(), Some(0), "{what}: {}", text(&live));
+        let report: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
+        assert_eq!(report["open_segment"], file.as_str(), "{what}: {report}");
+    }
+
+    // An empty directory (a mistyped path, or nothing archived yet): exit 1, with or
+    // without --allow-open.
+    let empty = env.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for extra in [&[][..], &["--allow-open"][..]] {
+        let out = verify_with(&empty, &[&public], extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", text(&out));
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.starts_with(&format!("{}: no archive", empty.display())),
+            "{extra:?}: {report}"
+        );
+    }
+    let json = verify(&empty, &[&public], true);
+    assert_eq!(
+        json_problems(&json),
+        vec![(empty.display().to_string(), "no_archive".to_string())]
+    );
+}
+
+/// A running daemon's archive has an open segment: the strict check names it, the check
+/// with `--allow-open` passes, and after a clean stop (which seals) the strict one passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_archive_verifies_with_allow_open_and_strictly_after_a_clean_stop() {
+    let Some(_) = require_tool("openssl") else {
+        return;
+    };
+    let env = Env::start(SimConfig::default()).await;
+    let (private, public) = openssl_keys(env.dir.path(), "archive");
+    let root = env.dir.path().join("archive");
+    let config = write_config(
+        &env,
+        "",
+        archive_sink(&root, &private, "rotate_interval = \"1h\""),
+    );
+    let mut d = Daemon::spawn(&config, false, &[PASSWORD_ENV], "live");
+    let total = env.sim.event_ids().len() as u64;
+    let archived = || {
+        segment::list(&root).map_or(0, |l| {
+            l.segments
+                .iter()
+                .map(|s| segment::scan(&path_of(&root, s), false).map_or(0, |x| x.events))
+                .sum::<u64>()
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while archived() < total {
+        assert!(
+            std::time::Instant::now() < deadline && d.alive(),
+            "nothing archived: {}",
+            tail(&d.stderr(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listing = segment::list(&root).unwrap();
+    assert_eq!(listing.digests.len(), 0, "sealed before the 1h rotation");
+    let open = listing.segments[0].clone();
+
+    let strict = verify(&root, &[&public], false);
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    assert!(
+        String::from_utf8_lossy(&strict.stdout).starts_with(&format!("{open}: not sealed")),
+        "{}",
+        text(&strict)
+    );
+    let live = verify_with(&root, &[&public], &["--allow-open"]);
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
+    assert!(
+        String::from_utf8_lossy(&live.stdout)
+            .contains(&format!("note: {open} is taken as the open segment")),
+        "{}",
+        text(&live)
+    );
+
+    let status = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}: {}", tail(&d.stderr(), 20));
+    let stopped = verify(&root, &[&public], false);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -294,9 +294,14 @@ fn s3_sink_unlocked(root: &Path, key: &Path, moto: &Moto, bucket: &str, extra: &
 
 /// `verify s3://BUCKET/prod` against moto, with `extra` arguments.
 fn verify_s3(moto: &Moto, bucket: &str, public: &Path, extra: &[&str]) -> Output {
+    verify_s3_at(moto, &format!("s3://{bucket}/prod"), public, extra)
+}
+
+/// `verify LOCATION` against moto, with `extra` arguments.
+fn verify_s3_at(moto: &Moto, location: &str, public: &Path, extra: &[&str]) -> Output {
     let mut cmd = bin();
     cmd.arg("verify")
-        .arg(format!("s3://{bucket}/prod"))
+        .arg(location)
         .arg("--public-key")
         .arg(public)
         .args(extra)
@@ -561,6 +566,57 @@ async fn verify_s3_names_a_replaced_object() {
         text(&unlocked).contains("no Object Lock retention"),
         "{}",
         text(&unlocked)
+    );
+
+    // Strict as for a directory: without its newest digest the newest segment is unsealed
+    // (with --allow-open, the one whose digest is not uploaded yet); an empty prefix (a
+    // mistyped one) is no archive.
+    let listing = segment::list(&root).unwrap();
+    let (newest_segment, newest_digest) = (
+        listing.segments.last().unwrap().clone(),
+        listing.digests.last().unwrap().clone(),
+    );
+    let object = format!("{}/plain-bucket/{PREFIX}{newest_digest}", moto.url());
+    let deleted = http()
+        .delete(&object)
+        .header("authorization", unchecked_auth("s3"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let strict = verify_s3(&moto, "plain-bucket", &public, &[]);
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    assert!(
+        text(&strict)
+            .lines()
+            .any(|l| l.starts_with(&format!("{newest_segment}: not sealed"))),
+        "{}",
+        text(&strict)
+    );
+    let live = verify_s3(&moto, "plain-bucket", &public, &["--allow-open"]);
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
+    let restored = http()
+        .put(&object)
+        .header("authorization", unchecked_auth("s3"))
+        .body(std::fs::read(segment::path_of(&root, &newest_digest)).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(restored.status().is_success());
+    let ok = verify_s3(&moto, "plain-bucket", &public, &[]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let typo = verify_s3_at(
+        &moto,
+        "s3://plain-bucket/prdo",
+        &public,
+        &["--format", "json"],
+    );
+    assert_eq!(typo.status.code(), Some(1), "{}", text(&typo));
+    let report: serde_json::Value = serde_json::from_slice(&typo.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "no_archive", "{report}");
+    assert_eq!(
+        report["problems"][0]["file"], "s3://plain-bucket/prdo",
+        "{report}"
     );
 
     // Replace one segment in the bucket (possible without Object Lock).

@@ -5,8 +5,14 @@
 //! where its name says; the digests form one unbroken chain (each names the previous one's
 //! file, hash and signature; the earliest says it is the first); every segment a digest
 //! lists exists and its decompressed content has the recorded SHA-256 and size; no
-//! segment is there that no digest covers, except the one still open (the next in the
-//! chain). Segments are streamed, so memory stays constant whatever their size.
+//! segment is there that no digest covers; and there is an archive at all (an empty
+//! directory or prefix is a problem: a mistyped path must not pass). Segments are streamed,
+//! so memory stays constant whatever their size.
+//!
+//! Strict by default: an unsealed segment is a problem even when it is the next in the
+//! chain, because it can't be told apart from a sealed segment whose digest was removed.
+//! [`Options::allow_open`] (`--allow-open`) is for a running daemon's archive: it tolerates
+//! exactly one uncovered segment, the next in the chain, and reports it as the open one.
 //!
 //! What it cannot see alone: a deleted *tail* (the newest digests and their segments)
 //! leaves a shorter but valid chain; compare the newest digest with an external record
@@ -22,11 +28,50 @@ use super::digest::{Digest, sha256_hex};
 use super::keys::PublicKey;
 use super::segment::{self, digest_name, path_of, sequence_of};
 
+/// What kind of problem (`kind` in the JSON report), for machines; `problem` says it for
+/// people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The path holds no segment and no digest.
+    NoArchive,
+    /// A file that can't be read.
+    Unreadable,
+    /// Content, a digest field or a signature changed, or a file cut short.
+    Modified,
+    /// A digest signed by a key not given with `--public-key`.
+    SignedByAnotherKey,
+    /// A digest not where its name and content say.
+    Renamed,
+    /// Sequences that don't follow each other.
+    OutOfOrder,
+    /// A digest that names no previous one and does not say it is the first.
+    ChainBroken,
+    /// A file a digest names that is not there.
+    Missing,
+    /// A segment no digest covers that can't be the open one.
+    Extra,
+    /// The next segment in the chain, covered by no digest: open (a running or crashed
+    /// daemon) or its digest was removed. Not reported with `--allow-open`.
+    Unsealed,
+    /// An object's Object Lock retention is missing or too short (`--check-retention`).
+    Retention,
+}
+
 /// One thing wrong, named by the file it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Problem {
     pub file: String,
+    pub kind: Kind,
     pub problem: String,
+}
+
+/// How strict [`verify_archive`] is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// A running daemon's archive: one uncovered segment, the next in the chain, is the open
+    /// one and no problem (`--allow-open`). Off: every segment must be sealed.
+    pub allow_open: bool,
 }
 
 /// The outcome of a verification.
@@ -39,7 +84,8 @@ pub struct Report {
     pub events: u64,
     /// Uncompressed bytes whose hash was checked.
     pub bytes: u64,
-    /// The segment still being written (covered by no digest yet), if any.
+    /// The segment still being written (covered by no digest yet), if any; only with
+    /// `--allow-open` (without it such a segment is an `unsealed` problem).
     pub open_segment: Option<String>,
     /// The newest digest: keep a record of it elsewhere to detect a deleted tail.
     pub newest_digest: Option<String>,
@@ -59,7 +105,7 @@ impl Report {
         }
         if let Some(open) = &self.open_segment {
             out.push_str(&format!(
-                "note: {} is the open segment (not sealed yet, so not covered)\n",
+                "note: {} is taken as the open segment (--allow-open): not sealed yet, so no digest covers or checks it\n",
                 crate::escape::escape_controls(open)
             ));
         }
@@ -116,7 +162,7 @@ pub fn print_report(report: &Report, json: bool) -> u8 {
 /// The `verify` command: load the keys, verify `root`, print the report (text or JSON) on
 /// stdout. Returns the exit code: 0 intact, 1 any problem, 2 usage errors (a key file or
 /// the directory can't be used), with the reason on stderr.
-pub fn run(root: &Path, key_files: &[std::path::PathBuf], json: bool) -> u8 {
+pub fn run(root: &Path, key_files: &[std::path::PathBuf], json: bool, options: Options) -> u8 {
     let keys = match load_keys(key_files) {
         Ok(k) => k,
         Err(code) => return code,
@@ -128,7 +174,7 @@ pub fn run(root: &Path, key_files: &[std::path::PathBuf], json: bool) -> u8 {
         );
         return 2;
     }
-    let report = match verify_dir(root, &keys) {
+    let report = match verify_dir(root, &keys, options) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot read the archive {}: {e}", root.display());
@@ -146,6 +192,8 @@ struct Found {
 
 /// Where an archive is read from: a directory, or a bucket and prefix (`s3::verify`).
 pub trait ArchiveSource {
+    /// Where the archive is, as the user gave it (the file named by a `no_archive` problem).
+    fn location(&self) -> String;
     /// Every segment and digest, by relative name.
     fn list(&self) -> io::Result<segment::Listing>;
     /// A whole digest file, at most [`super::digest::MAX_DIGEST_BYTES`].
@@ -158,6 +206,9 @@ pub trait ArchiveSource {
 pub struct Dir<'a>(pub &'a Path);
 
 impl ArchiveSource for Dir<'_> {
+    fn location(&self) -> String {
+        self.0.display().to_string()
+    }
     fn list(&self) -> io::Result<segment::Listing> {
         segment::list(self.0)
     }
@@ -170,21 +221,36 @@ impl ArchiveSource for Dir<'_> {
 }
 
 /// Verify the archive at `root` against `keys`. `Err` only when `root` can't be read.
-pub fn verify_dir(root: &Path, keys: &[PublicKey]) -> io::Result<Report> {
-    verify_archive(&Dir(root), keys)
+pub fn verify_dir(root: &Path, keys: &[PublicKey], options: Options) -> io::Result<Report> {
+    verify_archive(&Dir(root), keys, options)
 }
 
+/// Why an uncovered next-in-chain segment is a problem without `--allow-open`.
+const UNSEALED: &str = "not sealed: no digest covers this segment. Either it is the open segment of a running daemon (or one a crash left open; the next start seals it), or it was sealed and its digest was removed. Stop the daemon cleanly (it seals at every stop) and verify again; to check a running daemon's archive, use --allow-open";
+
 /// Verify the archive `source` holds against `keys`. `Err` only when it can't be listed.
-pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Result<Report> {
+pub fn verify_archive(
+    source: &dyn ArchiveSource,
+    keys: &[PublicKey],
+    options: Options,
+) -> io::Result<Report> {
     let listing = source.list()?;
     let mut report = Report::default();
     let mut problems = Vec::new();
-    let mut problem = |file: &str, what: String| {
+    let mut problem = |file: &str, kind: Kind, what: String| {
         problems.push(Problem {
             file: file.to_string(),
+            kind,
             problem: what,
         })
     };
+    if listing.segments.is_empty() && listing.digests.is_empty() {
+        problem(
+            &source.location(),
+            Kind::NoArchive,
+            "no archive: no segment and no digest here (a wrong path, or an archive sink that has not archived any event yet)".to_string(),
+        );
+    }
     // Every digest: parse, name, signature.
     let mut by_sequence: BTreeMap<u64, Found> = BTreeMap::new();
     let mut by_name: BTreeMap<String, (u64, String, Option<String>)> = BTreeMap::new();
@@ -192,14 +258,14 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
         let bytes = match source.read(name) {
             Ok(b) => b,
             Err(e) => {
-                problem(name, format!("unreadable ({e})"));
+                problem(name, Kind::Unreadable, format!("unreadable ({e})"));
                 continue;
             }
         };
         let digest = match Digest::parse(&bytes) {
             Ok(d) => d,
             Err(e) => {
-                problem(name, format!("modified or truncated: {e}"));
+                problem(name, Kind::Modified, format!("modified or truncated: {e}"));
                 continue;
             }
         };
@@ -209,6 +275,7 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
         {
             None => problem(
                 name,
+                Kind::SignedByAnotherKey,
                 format!(
                     "signed by another key ({}), not one given with --public-key",
                     digest.key_fingerprint
@@ -216,6 +283,7 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
             ),
             Some(key) if !digest.signed_by(key) => problem(
                 name,
+                Kind::Modified,
                 "modified: its signature does not match its content".to_string(),
             ),
             Some(_) => {}
@@ -224,6 +292,7 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
         if sequence_of(name) != Some(digest.sequence) || expected.as_deref() != Some(name) {
             problem(
                 name,
+                Kind::Renamed,
                 format!(
                     "renamed or moved: digest {} belongs at {}",
                     digest.sequence,
@@ -243,6 +312,7 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
         if let Some(other) = by_sequence.get(&digest.sequence) {
             problem(
                 name,
+                Kind::OutOfOrder,
                 format!(
                     "out of order: sequence {} is also claimed by {}",
                     digest.sequence, other.name
@@ -269,6 +339,7 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
                 if Some(d.sequence) != earliest {
                     problem(
                         &found.name,
+                        Kind::OutOfOrder,
                         "out of order: says it is the first digest, but earlier ones exist"
                             .to_string(),
                     );
@@ -276,18 +347,21 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
             }
             None => problem(
                 &found.name,
+                Kind::ChainBroken,
                 "the chain is broken: no previous digest named and not marked as the first"
                     .to_string(),
             ),
             Some(prev) => match by_name.get(&prev.file) {
                 None => problem(
                     &prev.file,
+                    Kind::Missing,
                     format!("missing: {} names it as the previous digest", found.name),
                 ),
                 Some((sequence, sha256, signature)) => {
                     if *sha256 != prev.sha256 || signature.as_deref() != Some(&prev.signature) {
                         problem(
                             &prev.file,
+                            Kind::Modified,
                             format!(
                                 "modified: its hash or signature differs from what {} recorded",
                                 found.name
@@ -297,6 +371,7 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
                     if *sequence + 1 != d.sequence {
                         problem(
                             &found.name,
+                            Kind::OutOfOrder,
                             format!(
                                 "out of order: sequence {} follows {} (sequence {sequence})",
                                 d.sequence, prev.file
@@ -314,27 +389,36 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
         for entry in &found.digest.segments {
             covered.insert(entry.file.clone());
             if !present.contains(&entry.file) {
-                problem(&entry.file, format!("missing: listed in {}", found.name));
+                problem(
+                    &entry.file,
+                    Kind::Missing,
+                    format!("missing: listed in {}", found.name),
+                );
                 continue;
             }
             report.segments += 1;
             let scan = match source.scan(&entry.file) {
                 Ok(s) => s,
                 Err(e) => {
-                    problem(&entry.file, format!("unreadable ({e})"));
+                    problem(&entry.file, Kind::Unreadable, format!("unreadable ({e})"));
                     continue;
                 }
             };
             report.bytes += scan.uncompressed_bytes;
             report.events += scan.events;
             if let Some(why) = scan.problem {
-                problem(&entry.file, format!("modified or truncated: {why}"));
+                problem(
+                    &entry.file,
+                    Kind::Modified,
+                    format!("modified or truncated: {why}"),
+                );
             } else if scan.sha256 != entry.sha256
                 || scan.uncompressed_bytes != entry.uncompressed_bytes
                 || scan.events != entry.events
             {
                 problem(
                     &entry.file,
+                    Kind::Modified,
                     format!(
                         "modified: content differs from what {} recorded ({} events, {} bytes, sha256 {}; now {} events, {} bytes, sha256 {})",
                         found.name,
@@ -349,16 +433,27 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
             }
         }
     }
-    // Segments no digest covers: only the next one in the chain may be open.
+    // Segments no digest covers: only the next one in the chain may be open, and only
+    // with --allow-open is that no problem.
     let next = by_sequence.keys().next_back().map_or(1, |s| s + 1);
+    let mut next_seen = false;
     for name in &listing.segments {
         if covered.contains(name) {
             continue;
         }
-        if sequence_of(name) == Some(next) && report.open_segment.is_none() {
-            report.open_segment = Some(name.clone());
+        if sequence_of(name) == Some(next) && !next_seen {
+            next_seen = true;
+            if options.allow_open {
+                report.open_segment = Some(name.clone());
+            } else {
+                problem(name, Kind::Unsealed, UNSEALED.to_string());
+            }
         } else {
-            problem(name, "extra: no digest covers this segment".to_string());
+            problem(
+                name,
+                Kind::Extra,
+                "extra: no digest covers this segment".to_string(),
+            );
         }
     }
     if let Some(newest) = by_sequence.values().next_back() {
@@ -370,4 +465,154 @@ pub fn verify_archive(source: &dyn ArchiveSource, keys: &[PublicKey]) -> io::Res
     report.problems.dedup();
     report.ok = report.problems.is_empty();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::{SigningKey, testing::write_key_pair};
+    use super::super::writer::ArchiveWriter;
+    use super::*;
+
+    /// An archive of `sealed` sealed segments, plus an open one when `open`; the public key.
+    fn archive(dir: &Path, sealed: u64, open: bool) -> (std::path::PathBuf, PublicKey) {
+        let (private, public) = write_key_pair(dir, "k");
+        let root = dir.join("archive");
+        let key = SigningKey::from_pem_file(&private).unwrap();
+        let (mut w, _) = ArchiveWriter::open(&root, key, 1 << 20).unwrap();
+        for n in 0..sealed + u64::from(open) {
+            w.append(format!("{{\"n\":{n}}}\n").as_bytes(), 1, None, None)
+                .unwrap();
+            if n < sealed {
+                w.seal().unwrap();
+            }
+        }
+        // Dropped without a seal: the open segment stays as a crash or a live daemon has it.
+        drop(w);
+        (root, PublicKey::from_pem_file(&public).unwrap())
+    }
+
+    const STRICT: Options = Options { allow_open: false };
+    const LIVE: Options = Options { allow_open: true };
+
+    fn check(root: &Path, key: &PublicKey, options: Options) -> Report {
+        verify_dir(root, std::slice::from_ref(key), options).unwrap()
+    }
+
+    fn kinds(report: &Report) -> Vec<(String, Kind)> {
+        report
+            .problems
+            .iter()
+            .map(|p| (p.file.clone(), p.kind))
+            .collect()
+    }
+
+    #[test]
+    fn a_sealed_archive_verifies_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 3, false);
+        let report = check(&root, &key, STRICT);
+        assert!(report.ok, "{}", report.render_text());
+        assert_eq!((report.digests, report.segments), (3, 3));
+        assert_eq!(report.open_segment, None);
+    }
+
+    #[test]
+    fn an_open_segment_is_a_problem_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 2, true);
+        let open = segment::list(&root).unwrap().segments[2].clone();
+        let strict = check(&root, &key, STRICT);
+        assert_eq!(kinds(&strict), vec![(open.clone(), Kind::Unsealed)]);
+        let text = strict.render_text();
+        assert!(text.starts_with(&format!("{open}: not sealed")), "{text}");
+        assert!(text.contains("--allow-open"), "{text}");
+        assert!(text.contains("digest was removed"), "{text}");
+        assert!(text.contains("FAILED"), "{text}");
+        let live = check(&root, &key, LIVE);
+        assert!(live.ok, "{}", live.render_text());
+        assert_eq!(live.open_segment.as_deref(), Some(open.as_str()));
+        assert!(live.render_text().contains("taken as the open segment"));
+    }
+
+    #[test]
+    fn a_lone_open_segment_without_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 0, true);
+        let open = segment::list(&root).unwrap().segments[0].clone();
+        assert_eq!(
+            kinds(&check(&root, &key, STRICT)),
+            vec![(open, Kind::Unsealed)]
+        );
+        assert!(check(&root, &key, LIVE).ok);
+    }
+
+    #[test]
+    fn the_newest_digest_deleted_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 3, false);
+        let listing = segment::list(&root).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.digests[2])).unwrap();
+        let strict = check(&root, &key, STRICT);
+        assert_eq!(
+            kinds(&strict),
+            vec![(listing.segments[2].clone(), Kind::Unsealed)]
+        );
+        // What --allow-open cannot tell from an open segment (documented).
+        assert!(check(&root, &key, LIVE).ok);
+    }
+
+    #[test]
+    fn the_only_digest_deleted_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 1, false);
+        let listing = segment::list(&root).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.digests[0])).unwrap();
+        let strict = check(&root, &key, STRICT);
+        assert_eq!(
+            kinds(&strict),
+            vec![(listing.segments[0].clone(), Kind::Unsealed)]
+        );
+        assert_eq!(strict.digests, 0);
+    }
+
+    #[test]
+    fn a_copied_segment_named_next_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 3, false);
+        let first = segment::list(&root).unwrap().segments[0].clone();
+        let copy = format!("{}0000000004-20991231T000000Z.ndjson.gz", &first[..11]);
+        std::fs::copy(path_of(&root, &first), path_of(&root, &copy)).unwrap();
+        assert_eq!(
+            kinds(&check(&root, &key, STRICT)),
+            vec![(copy.clone(), Kind::Unsealed)]
+        );
+        // Beside a real open segment, it is extra even with --allow-open.
+        let second = copy.replace("0000000004-2099", "0000000005-2099");
+        std::fs::copy(path_of(&root, &first), path_of(&root, &second)).unwrap();
+        assert_eq!(
+            kinds(&check(&root, &key, LIVE)),
+            vec![(second, Kind::Extra)]
+        );
+    }
+
+    #[test]
+    fn an_empty_archive_is_a_problem_even_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = write_key_pair(dir.path(), "k");
+        let key = PublicKey::from_pem_file(&public).unwrap();
+        let root = dir.path().join("empty");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("notes.txt"), "not an archive").unwrap();
+        for options in [STRICT, LIVE] {
+            let report = check(&root, &key, options);
+            assert_eq!(
+                kinds(&report),
+                vec![(root.display().to_string(), Kind::NoArchive)]
+            );
+            assert!(report.render_text().contains("no archive"));
+        }
+        let json = serde_json::to_value(check(&root, &key, STRICT)).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["problems"][0]["kind"], "no_archive");
+    }
 }

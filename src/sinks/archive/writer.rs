@@ -352,7 +352,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::keys::{PublicKey, testing::write_key_pair};
-    use super::super::verify::verify_dir;
+    use super::super::verify::{Kind, Options, verify_dir};
     use super::*;
 
     #[derive(Debug, Clone)]
@@ -430,8 +430,15 @@ mod tests {
                 }
             }
             w.seal().unwrap();
-            let report = verify_dir(&root, std::slice::from_ref(&public)).unwrap();
-            prop_assert!(report.ok, "{}", report.render_text());
+            // Strict: after the last seal nothing is open.
+            let report = verify_dir(&root, std::slice::from_ref(&public), Options::default()).unwrap();
+            if acked.is_empty() {
+                // Nothing appended, so nothing archived: an empty archive is a problem.
+                prop_assert!(!report.ok);
+                prop_assert!(report.problems.iter().all(|p| p.kind == Kind::NoArchive), "{}", report.render_text());
+            } else {
+                prop_assert!(report.ok, "{}", report.render_text());
+            }
             prop_assert_eq!(archived_lines(&root), acked);
         }
     }

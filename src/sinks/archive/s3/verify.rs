@@ -22,7 +22,7 @@ use super::config::S3Config;
 use super::credentials::CredentialChain;
 use crate::config::common::TlsConfig;
 use crate::sinks::archive::segment::{self, DIGEST_SUFFIX, Listing, SEGMENT_SUFFIX, Scan};
-use crate::sinks::archive::verify::{self, ArchiveSource, Problem};
+use crate::sinks::archive::verify::{self, ArchiveSource, Kind, Options, Problem};
 
 /// `s3://bucket/prefix` → (bucket, prefix); the prefix gets a trailing `/` when it has none.
 pub fn parse_location(text: &str) -> Option<(String, String)> {
@@ -41,6 +41,8 @@ pub fn parse_location(text: &str) -> Option<(String, String)> {
 
 /// The bucket under a prefix, read from a blocking thread through `handle`.
 struct Bucket {
+    /// `s3://bucket/prefix`, as given.
+    location: String,
     handle: Handle,
     client: S3Client,
     prefix: String,
@@ -55,6 +57,10 @@ impl Bucket {
 }
 
 impl ArchiveSource for Bucket {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
     fn list(&self) -> io::Result<Listing> {
         let mut out = Listing::default();
         for name in self.sizes.keys() {
@@ -144,11 +150,14 @@ fn settings(bucket: String, prefix: String) -> S3Config {
 }
 
 /// `verify s3://…`: the exit code (0 intact, 1 any problem, 2 usage or access errors).
+/// `options` as for a directory: the uploader sends a segment before its digest, so with
+/// `--allow-open` the segment whose digest is not uploaded yet counts as the open one.
 pub async fn run(
     location: &str,
     key_files: &[PathBuf],
     json: bool,
     check_retention_days: Option<u32>,
+    options: Options,
 ) -> u8 {
     let keys = match verify::load_keys(key_files) {
         Ok(k) => k,
@@ -185,13 +194,14 @@ pub async fn run(
         .collect();
     let names: Vec<String> = sizes.keys().cloned().collect();
     let source = Bucket {
+        location: location.to_string(),
         handle: Handle::current(),
         client,
         prefix: config.prefix.clone(),
         sizes,
     };
     let checked = tokio::task::spawn_blocking(move || {
-        let report = verify::verify_archive(&source, &keys);
+        let report = verify::verify_archive(&source, &keys, options);
         (report, source)
     })
     .await;
@@ -217,6 +227,7 @@ pub async fn run(
             if let Some(problem) = retention_problem(&source, name, days).await {
                 report.problems.push(Problem {
                     file: name.clone(),
+                    kind: Kind::Retention,
                     problem,
                 });
             }
