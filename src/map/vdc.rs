@@ -240,11 +240,17 @@ impl RawLogEntry {
                 None
             }
         };
+        let title = text(&mut f, "title", w.title);
+        let creation_time = time(&mut f, "creationTime", w.creation_time);
+        let end_time = time(&mut f, "endTime", w.end_time);
+        if creation_time.is_none() && end_time.is_none() {
+            report_no_time(&mut f);
+        }
         RawLogEntry {
             id,
-            title: text(&mut f, "title", w.title),
-            creation_time: time(&mut f, "creationTime", w.creation_time),
-            end_time: time(&mut f, "endTime", w.end_time),
+            title,
+            creation_time,
+            end_time,
             problems: f.into_problems(),
         }
     }
@@ -291,9 +297,14 @@ pub fn log_entry_from_value(value: Value) -> Result<RawLogEntry, Unusable> {
 /// `creationTime<TAB>title`); a line of any other shape is all title. Times are read as
 /// in JSON records (RFC 3339; without an offset: UTC, reported; `DateTime.MinValue`: none).
 pub fn decode_text_line(line: &str) -> RawLogEntry {
-    let whole = || RawLogEntry {
-        title: Some(line.trim().to_string()),
-        ..RawLogEntry::default()
+    let whole = || {
+        let mut f = Fields::new(LOG_RECORD);
+        report_no_time(&mut f);
+        RawLogEntry {
+            title: Some(line.trim().to_string()),
+            problems: f.into_problems(),
+            ..RawLogEntry::default()
+        }
     };
     let mut f = Fields::new(LOG_RECORD);
     let mut fields = line.splitn(3, '\t');
@@ -324,6 +335,9 @@ pub fn decode_text_line(line: &str) -> RawLogEntry {
         // Two fields: creationTime<TAB>title.
         None => (None, second),
     };
+    if creation_time.is_none() && end_time.is_none() {
+        report_no_time(&mut f);
+    }
     RawLogEntry {
         id: None,
         title: Some(title.trim().to_string()),
@@ -331,6 +345,15 @@ pub fn decode_text_line(line: &str) -> RawLogEntry {
         end_time,
         problems: f.into_problems(),
     }
+}
+
+/// A log entry with neither a usable `creationTime` nor `endTime`: it still ships (its
+/// session places it), with `@timestamp` taken from the session, and says so.
+fn report_no_time(f: &mut Fields) {
+    f.report_time_missing(
+        "creationTime",
+        "no usable creationTime or endTime: @timestamp is the job session's creationTime (or, without one, when the entry was fetched)",
+    );
 }
 
 /// Whether the event shipped for this log entry reports odd values (of the job, the
@@ -1211,10 +1234,38 @@ mod tests {
         assert!(e.problems[0].assumed_utc);
         let e = decode_text_line("2025-03-03T02:00:01Z\t2025-03-03T02:00:02Z\tok");
         assert!(e.problems.is_empty());
+        // No time at all: shipped, and reported as placed by its session.
         let e = decode_text_line("0001-01-01T00:00:00\t\tno time");
-        assert_eq!((e.creation_time, e.problems.len()), (None, 0));
+        assert_eq!(e.creation_time, None);
+        assert!(e.problems.len() == 1 && e.problems[0].time_missing, "{e:?}");
         let e = decode_text_line("not a time\tx\ty");
         assert_eq!(e.title.as_deref(), Some("not a time\tx\ty"));
-        assert!(e.problems.is_empty());
+        assert!(e.problems.len() == 1 && e.problems[0].time_missing, "{e:?}");
+    }
+
+    #[test]
+    fn an_entry_without_a_usable_time_is_placed_by_its_session_and_says_so() {
+        let session = session();
+        for raw in [
+            r#"{"id":"n1","title":"[Success] x","creationTime":null,"endTime":null}"#,
+            r#"{"id":"n1","title":"[Success] x","creationTime":"3/3/2025 2:00:07 AM"}"#,
+            r#"{"id":"n1","title":"[Success] x","creationTime":"0001-01-01T00:00:00"}"#,
+        ] {
+            let entry = decode_log_entry(raw).unwrap();
+            assert!(is_degraded(&job(), &session, &entry), "{raw}");
+            let event = map_log_entry(&ctx(), &job(), &session, &entry, 0, Some(raw));
+            assert_eq!(Some(event.timestamp), session.creation_time, "{raw}");
+            assert!(
+                event.tags.iter().any(|t| t == "veeam_time_missing")
+                    && event.tags.iter().any(|t| t == "veeam_field_degraded"),
+                "{raw}: {:?}",
+                event.tags
+            );
+            let message = event.error.map(|e| e.message).unwrap_or_default();
+            assert!(message.contains("no usable creationTime"), "{message}");
+        }
+        // Either time is enough.
+        let entry = decode_log_entry(r#"{"id":"n1","endTime":"2025-03-03T02:00:00Z"}"#).unwrap();
+        assert!(!entry.problems.iter().any(|p| p.time_missing));
     }
 }
