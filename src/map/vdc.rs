@@ -347,6 +347,14 @@ pub fn decode_text_line(line: &str) -> RawLogEntry {
     }
 }
 
+/// Report something about a log entry as a whole (`logEntry.record`), found outside its
+/// decoding (a download line cut at the cap, or where the body ended).
+pub fn report_record(entry: &mut RawLogEntry, detail: impl Into<String>) {
+    let mut f = Fields::new(LOG_RECORD);
+    f.report("record", detail);
+    entry.problems.extend(f.into_problems());
+}
+
 /// A log entry with neither a usable `creationTime` nor `endTime`: it still ships (its
 /// session places it), with `@timestamp` taken from the session, and says so.
 fn report_no_time(f: &mut Fields) {

@@ -609,7 +609,14 @@ impl VdcPoller {
         tracing::debug!(source_id = %self.id, url, encoding = ?reader.encoding(), "reading log download");
         let mut out = Progress::new(self.next_of(&job.id, &session.id));
         let mut index = 0u64;
+        let running = session.is_running();
         while let Some(item) = reader.next().await.map_err(body_error)? {
+            if item.unterminated && running {
+                // A running session's log may be caught mid-write: what the body ended
+                // inside is neither shipped nor counted; the next cycle reads it whole.
+                tracing::debug!(source_id = %self.id, session_id = %session.id, position = index, "the download of a running session ends inside an entry; reading it again next cycle");
+                break;
+            }
             let position = index;
             index += 1;
             if position < out.from {
@@ -1048,8 +1055,9 @@ mod tests {
         assert_eq!(detect_order([a, c, b]), None, "as many steps up as down");
     }
 
-    /// A VDC with one job and one session whose `/logs` answer is `logs(phase)`; the
-    /// session runs in phase 0 and has ended from phase 1 on.
+    /// A VDC with one job and one session whose `/logs` answer is `logs(phase)` (and
+    /// `/logs/download` the text of it, when it is a JSON string); the session runs in
+    /// phase 0 and has ended from phase 1 on.
     async fn phased_server(
         phase: Arc<std::sync::atomic::AtomicUsize>,
         logs: fn(usize) -> serde_json::Value,
@@ -1058,6 +1066,7 @@ mod tests {
         use serde_json::json;
         use std::sync::atomic::Ordering::SeqCst;
         let p1 = phase.clone();
+        let p2 = phase.clone();
         let app = Router::new()
             .route(
                 "/v1/reports/backup-jobs",
@@ -1077,6 +1086,12 @@ mod tests {
             .route(
                 "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs",
                 get(move || async move { Json(logs(phase.load(SeqCst))) }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs/download",
+                get(move || async move {
+                    logs(p2.load(SeqCst)).as_str().unwrap_or_default().to_string()
+                }),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -1092,10 +1107,20 @@ mod tests {
         logs: fn(usize) -> serde_json::Value,
         phases: usize,
     ) -> (Vec<Vec<(u64, String)>>, VdcState) {
+        runs_per_phase_with(logs, phases, "").await
+    }
+
+    async fn runs_per_phase_with(
+        logs: fn(usize) -> serde_json::Value,
+        phases: usize,
+        extra: &str,
+    ) -> (Vec<Vec<(u64, String)>>, VdcState) {
         let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (url, server) = phased_server(phase.clone(), logs).await;
-        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0")
-            .unwrap();
+        let cfg = parse(&format!(
+            "api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0\n{extra}"
+        ))
+        .unwrap();
         let src = VdcSource {
             url,
             ..VdcSource::resolve("vdc_t", &cfg).unwrap()
@@ -1111,7 +1136,8 @@ mod tests {
             while let Ok(batch) = rx.try_recv() {
                 for r in batch.records {
                     if let Record::VdcLog { entry, index, .. } = r {
-                        shipped.push((index, entry.id.unwrap_or_default()));
+                        let id = entry.id.or(entry.title).unwrap_or_default();
+                        shipped.push((index, id));
                     }
                 }
             }
@@ -1177,6 +1203,41 @@ mod tests {
         .await;
         assert_eq!(shipped_ids(&runs), [vec!["a", "b"], vec!["c", "d", "e"]]);
         assert!(state.jobs["j1"].sessions.is_empty() || state.jobs["j1"].sessions["s1"].done);
+    }
+
+    #[tokio::test]
+    async fn a_running_sessions_download_cut_mid_line_ships_the_whole_line_later() {
+        const BODY: &str = "2025-03-03T02:00:00Z\t\t[Success] Job started\n\
+            2025-03-03T02:00:01Z\t\t[Success] Processing mailbox: u1@contoso.com\n\
+            2025-03-03T02:00:02Z\t\t[Success] Processing mailbox: u3@contoso.com\n";
+        let (runs, _) = runs_per_phase_with(
+            |phase| {
+                // While running, the body ends inside the last line ("u3@").
+                let body = if phase == 0 {
+                    &BODY[..BODY.find("u3@").unwrap() + 3]
+                } else {
+                    // Ended: a last line without a line end ships.
+                    BODY.trim_end()
+                };
+                serde_json::Value::String(body.to_string())
+            },
+            2,
+            "log_mode = \"download\"",
+        )
+        .await;
+        assert_eq!(
+            runs,
+            [
+                vec![
+                    (0, "[Success] Job started".to_string()),
+                    (1, "[Success] Processing mailbox: u1@contoso.com".into())
+                ],
+                vec![(
+                    2,
+                    "[Success] Processing mailbox: u3@contoso.com".to_string()
+                )]
+            ]
+        );
     }
 
     #[tokio::test]
