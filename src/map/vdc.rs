@@ -241,6 +241,7 @@ impl RawLogEntry {
             }
         };
         let title = text(&mut f, "title", w.title);
+        report_odd_transfer(&mut f, title.as_deref());
         let creation_time = time(&mut f, "creationTime", w.creation_time);
         let end_time = time(&mut f, "endTime", w.end_time);
         if creation_time.is_none() && end_time.is_none() {
@@ -338,6 +339,7 @@ pub fn decode_text_line(line: &str) -> RawLogEntry {
     if creation_time.is_none() && end_time.is_none() {
         report_no_time(&mut f);
     }
+    report_odd_transfer(&mut f, Some(title));
     RawLogEntry {
         id: None,
         title: Some(title.trim().to_string()),
@@ -508,6 +510,12 @@ fn processing(rest: &str) -> TitleKind {
 
 /// `[:] 168.8 MB (2472 items) at 1.8 MB/s (26 items/s)`, each part optional after the size.
 fn transfer(rest: &str) -> Transfer {
+    transfer_and_rest(rest).0
+}
+
+/// [`transfer`], and whether the grammar read all of it (a size, and a rate when `at`
+/// says there is one, and nothing after).
+fn transfer_and_rest(rest: &str) -> (Transfer, bool) {
     let mut p = Scanner::new(rest);
     p.eat(":");
     let mut out = Transfer {
@@ -517,16 +525,39 @@ fn transfer(rest: &str) -> Transfer {
     if let Some(n) = p.counted("items") {
         out.items = Some(n);
     }
+    let mut whole = out.bytes.is_some();
     if p.eat_word("at") {
         let rate = p.size();
         if rate.is_some() && (p.eat("/s") || p.eat("/sec") || p.eat("ps")) {
             out.rate_bytes_per_sec = rate;
+        } else {
+            whole = false;
         }
     }
     if let Some(n) = p.counted("items/s") {
         out.items_per_sec = Some(n);
     }
-    out
+    p.skip_ws();
+    (out, whole && p.rest.is_empty())
+}
+
+/// A `Transferred:` title the grammar doesn't read whole (`168,8 MB`, `n/a`): what it
+/// couldn't read is left out of `veeam.log.*`, and the entry reports it.
+fn report_odd_transfer(f: &mut Fields, title: Option<&str>) {
+    let Some(title) = title else { return };
+    let (_, text) = split_status(title);
+    let Some(rest) = strip_word(text, "transferred") else {
+        return;
+    };
+    if !transfer_and_rest(rest).1 {
+        f.report(
+            "title",
+            format!(
+                "a \"Transferred:\" title that doesn't read as `<size> [(<n> items)] [at <rate>/s] [(<n> items/s)]`: {} (what didn't read is left out of veeam.log)",
+                excerpt(&Value::String(title.trim().to_string()).to_string())
+            ),
+        );
+    }
 }
 
 /// A tiny case-insensitive scanner over a title's remainder.
@@ -1249,6 +1280,35 @@ mod tests {
         let e = decode_text_line("not a time\tx\ty");
         assert_eq!(e.title.as_deref(), Some("not a time\tx\ty"));
         assert!(e.problems.len() == 1 && e.problems[0].time_missing, "{e:?}");
+    }
+
+    #[test]
+    fn transferred_titles_that_dont_read_whole_are_reported() {
+        let odd = [
+            "[Success] Transferred: 168,8 MB (2472 items) at 1,8 MB/s",
+            "[Error] Transferred: n/a",
+            "Transferred: 5 MB at 2 MB",
+            "Transferred: 168.8 XB (2472 items)",
+            "Transferred:",
+        ];
+        let fine = [
+            "[Success] Transferred: 168.8 MB (2472 items) at 1.8 MB/s (26 items/s)",
+            "[Success] Transferred: 2 TB at 3.5 KB/s",
+            "Transferred: 1,234.5 KB",
+            "[Warning] Transferred: 10 KB",
+            "[Success] Processing mailbox: x@y",
+        ];
+        for (titles, reported) in [(&odd, true), (&fine, false)] {
+            for title in titles {
+                let raw = serde_json::json!({"id": "t", "title": title, "creationTime": "2025-03-03T02:00:00Z"});
+                let entry = decode_log_entry(raw.to_string()).unwrap();
+                let line = decode_text_line(&format!("2025-03-03T02:00:00Z\t\t{title}"));
+                for e in [&entry, &line] {
+                    let found = e.problems.iter().any(|p| p.field == "logEntry.title");
+                    assert_eq!(found, reported, "{title}: {:?}", e.problems);
+                }
+            }
+        }
     }
 
     #[test]
