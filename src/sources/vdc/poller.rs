@@ -598,9 +598,11 @@ impl VdcPoller {
                 retry: false,
             });
         }
+        // Name the URL: a body error alone ("error decoding response body") says nothing of
+        // which download broke.
         let body_error = |error: std::io::Error| DownloadFailure::Body {
             retry: error.kind() != std::io::ErrorKind::InvalidData,
-            error,
+            error: std::io::Error::new(error.kind(), format!("{url}: {error}")),
         };
         let mut reader =
             DownloadReader::open(Box::pin(response.bytes_stream()), encoding.as_deref())
