@@ -151,7 +151,8 @@ pub struct Event {
     pub source: Option<Shared<SourceEndpoint>>,
     /// ECS `tags`: `veeam_field_degraded` when Veeam sent odd values that were left out or
     /// kept as text (see `error.message`), `veeam_time_assumed_utc` when a time had no
-    /// offset and was read as UTC.
+    /// offset and was read as UTC, `veeam_time_missing` when the record had no usable time
+    /// and `@timestamp` was taken from elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// ECS `error.*`: set on degraded events, naming each odd field and what was done.

@@ -25,7 +25,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::event::{ErrorField, Event};
 pub use record::Record;
-use wire_checks::{Problem, TAG_ASSUMED_UTC, TAG_DEGRADED};
+use wire_checks::{Problem, TAG_ASSUMED_UTC, TAG_DEGRADED, TAG_TIME_MISSING};
 
 /// Everything a mapping needs besides the record itself.
 #[derive(Debug, Clone)]
@@ -77,7 +77,8 @@ pub fn push_unique(list: &mut Vec<String>, value: &str) {
 /// What an event says about its record's odd values: nothing for a clean record.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Degraded {
-    /// `tags`: [`TAG_DEGRADED`], plus [`TAG_ASSUMED_UTC`] when a time had no offset.
+    /// `tags`: [`TAG_DEGRADED`], plus [`TAG_ASSUMED_UTC`] when a time had no offset and
+    /// [`TAG_TIME_MISSING`] when the record had no usable time of its own.
     pub tags: Vec<String>,
     /// `error.message`: every problem, `<field>: <what was wrong and done>`, `; `-separated.
     pub error: Option<ErrorField>,
@@ -91,10 +92,12 @@ pub fn degraded<'p>(problems: impl Iterator<Item = &'p Problem>) -> Degraded {
     let mut out = Degraded::default();
     let mut details = Vec::new();
     let mut assumed_utc = false;
+    let mut time_missing = false;
     for problem in problems {
         push_unique(&mut out.fields, &problem.field);
         details.push(problem.to_string());
         assumed_utc |= problem.assumed_utc;
+        time_missing |= problem.time_missing;
     }
     if details.is_empty() {
         return out;
@@ -102,6 +105,9 @@ pub fn degraded<'p>(problems: impl Iterator<Item = &'p Problem>) -> Degraded {
     out.tags.push(TAG_DEGRADED.to_string());
     if assumed_utc {
         out.tags.push(TAG_ASSUMED_UTC.to_string());
+    }
+    if time_missing {
+        out.tags.push(TAG_TIME_MISSING.to_string());
     }
     out.error = Some(ErrorField {
         message: format!(

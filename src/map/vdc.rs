@@ -240,11 +240,18 @@ impl RawLogEntry {
                 None
             }
         };
+        let title = text(&mut f, "title", w.title);
+        report_odd_transfer(&mut f, title.as_deref());
+        let creation_time = time(&mut f, "creationTime", w.creation_time);
+        let end_time = time(&mut f, "endTime", w.end_time);
+        if creation_time.is_none() && end_time.is_none() {
+            report_no_time(&mut f);
+        }
         RawLogEntry {
             id,
-            title: text(&mut f, "title", w.title),
-            creation_time: time(&mut f, "creationTime", w.creation_time),
-            end_time: time(&mut f, "endTime", w.end_time),
+            title,
+            creation_time,
+            end_time,
             problems: f.into_problems(),
         }
     }
@@ -291,9 +298,14 @@ pub fn log_entry_from_value(value: Value) -> Result<RawLogEntry, Unusable> {
 /// `creationTime<TAB>title`); a line of any other shape is all title. Times are read as
 /// in JSON records (RFC 3339; without an offset: UTC, reported; `DateTime.MinValue`: none).
 pub fn decode_text_line(line: &str) -> RawLogEntry {
-    let whole = || RawLogEntry {
-        title: Some(line.trim().to_string()),
-        ..RawLogEntry::default()
+    let whole = || {
+        let mut f = Fields::new(LOG_RECORD);
+        report_no_time(&mut f);
+        RawLogEntry {
+            title: Some(line.trim().to_string()),
+            problems: f.into_problems(),
+            ..RawLogEntry::default()
+        }
     };
     let mut f = Fields::new(LOG_RECORD);
     let mut fields = line.splitn(3, '\t');
@@ -324,6 +336,10 @@ pub fn decode_text_line(line: &str) -> RawLogEntry {
         // Two fields: creationTime<TAB>title.
         None => (None, second),
     };
+    if creation_time.is_none() && end_time.is_none() {
+        report_no_time(&mut f);
+    }
+    report_odd_transfer(&mut f, Some(title));
     RawLogEntry {
         id: None,
         title: Some(title.trim().to_string()),
@@ -331,6 +347,23 @@ pub fn decode_text_line(line: &str) -> RawLogEntry {
         end_time,
         problems: f.into_problems(),
     }
+}
+
+/// Report something about a log entry as a whole (`logEntry.record`), found outside its
+/// decoding (a download line cut at the cap, or where the body ended).
+pub fn report_record(entry: &mut RawLogEntry, detail: impl Into<String>) {
+    let mut f = Fields::new(LOG_RECORD);
+    f.report("record", detail);
+    entry.problems.extend(f.into_problems());
+}
+
+/// A log entry with neither a usable `creationTime` nor `endTime`: it still ships (its
+/// session places it), with `@timestamp` taken from the session, and says so.
+fn report_no_time(f: &mut Fields) {
+    f.report_time_missing(
+        "creationTime",
+        "no usable creationTime or endTime: @timestamp is the job session's creationTime (or, without one, when the entry was fetched)",
+    );
 }
 
 /// Whether the event shipped for this log entry reports odd values (of the job, the
@@ -477,6 +510,12 @@ fn processing(rest: &str) -> TitleKind {
 
 /// `[:] 168.8 MB (2472 items) at 1.8 MB/s (26 items/s)`, each part optional after the size.
 fn transfer(rest: &str) -> Transfer {
+    transfer_and_rest(rest).0
+}
+
+/// [`transfer`], and whether the grammar read all of it (a size, and a rate when `at`
+/// says there is one, and nothing after).
+fn transfer_and_rest(rest: &str) -> (Transfer, bool) {
     let mut p = Scanner::new(rest);
     p.eat(":");
     let mut out = Transfer {
@@ -486,16 +525,39 @@ fn transfer(rest: &str) -> Transfer {
     if let Some(n) = p.counted("items") {
         out.items = Some(n);
     }
+    let mut whole = out.bytes.is_some();
     if p.eat_word("at") {
         let rate = p.size();
         if rate.is_some() && (p.eat("/s") || p.eat("/sec") || p.eat("ps")) {
             out.rate_bytes_per_sec = rate;
+        } else {
+            whole = false;
         }
     }
     if let Some(n) = p.counted("items/s") {
         out.items_per_sec = Some(n);
     }
-    out
+    p.skip_ws();
+    (out, whole && p.rest.is_empty())
+}
+
+/// A `Transferred:` title the grammar doesn't read whole (`168,8 MB`, `n/a`): what it
+/// couldn't read is left out of `veeam.log.*`, and the entry reports it.
+fn report_odd_transfer(f: &mut Fields, title: Option<&str>) {
+    let Some(title) = title else { return };
+    let (_, text) = split_status(title);
+    let Some(rest) = strip_word(text, "transferred") else {
+        return;
+    };
+    if !transfer_and_rest(rest).1 {
+        f.report(
+            "title",
+            format!(
+                "a \"Transferred:\" title that doesn't read as `<size> [(<n> items)] [at <rate>/s] [(<n> items/s)]`: {} (what didn't read is left out of veeam.log)",
+                excerpt(&Value::String(title.trim().to_string()).to_string())
+            ),
+        );
+    }
 }
 
 /// A tiny case-insensitive scanner over a title's remainder.
@@ -1211,10 +1273,67 @@ mod tests {
         assert!(e.problems[0].assumed_utc);
         let e = decode_text_line("2025-03-03T02:00:01Z\t2025-03-03T02:00:02Z\tok");
         assert!(e.problems.is_empty());
+        // No time at all: shipped, and reported as placed by its session.
         let e = decode_text_line("0001-01-01T00:00:00\t\tno time");
-        assert_eq!((e.creation_time, e.problems.len()), (None, 0));
+        assert_eq!(e.creation_time, None);
+        assert!(e.problems.len() == 1 && e.problems[0].time_missing, "{e:?}");
         let e = decode_text_line("not a time\tx\ty");
         assert_eq!(e.title.as_deref(), Some("not a time\tx\ty"));
-        assert!(e.problems.is_empty());
+        assert!(e.problems.len() == 1 && e.problems[0].time_missing, "{e:?}");
+    }
+
+    #[test]
+    fn transferred_titles_that_dont_read_whole_are_reported() {
+        let odd = [
+            "[Success] Transferred: 168,8 MB (2472 items) at 1,8 MB/s",
+            "[Error] Transferred: n/a",
+            "Transferred: 5 MB at 2 MB",
+            "Transferred: 168.8 XB (2472 items)",
+            "Transferred:",
+        ];
+        let fine = [
+            "[Success] Transferred: 168.8 MB (2472 items) at 1.8 MB/s (26 items/s)",
+            "[Success] Transferred: 2 TB at 3.5 KB/s",
+            "Transferred: 1,234.5 KB",
+            "[Warning] Transferred: 10 KB",
+            "[Success] Processing mailbox: x@y",
+        ];
+        for (titles, reported) in [(&odd, true), (&fine, false)] {
+            for title in titles {
+                let raw = serde_json::json!({"id": "t", "title": title, "creationTime": "2025-03-03T02:00:00Z"});
+                let entry = decode_log_entry(raw.to_string()).unwrap();
+                let line = decode_text_line(&format!("2025-03-03T02:00:00Z\t\t{title}"));
+                for e in [&entry, &line] {
+                    let found = e.problems.iter().any(|p| p.field == "logEntry.title");
+                    assert_eq!(found, reported, "{title}: {:?}", e.problems);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_entry_without_a_usable_time_is_placed_by_its_session_and_says_so() {
+        let session = session();
+        for raw in [
+            r#"{"id":"n1","title":"[Success] x","creationTime":null,"endTime":null}"#,
+            r#"{"id":"n1","title":"[Success] x","creationTime":"3/3/2025 2:00:07 AM"}"#,
+            r#"{"id":"n1","title":"[Success] x","creationTime":"0001-01-01T00:00:00"}"#,
+        ] {
+            let entry = decode_log_entry(raw).unwrap();
+            assert!(is_degraded(&job(), &session, &entry), "{raw}");
+            let event = map_log_entry(&ctx(), &job(), &session, &entry, 0, Some(raw));
+            assert_eq!(Some(event.timestamp), session.creation_time, "{raw}");
+            assert!(
+                event.tags.iter().any(|t| t == "veeam_time_missing")
+                    && event.tags.iter().any(|t| t == "veeam_field_degraded"),
+                "{raw}: {:?}",
+                event.tags
+            );
+            let message = event.error.map(|e| e.message).unwrap_or_default();
+            assert!(message.contains("no usable creationTime"), "{message}");
+        }
+        // Either time is enough.
+        let entry = decode_log_entry(r#"{"id":"n1","endTime":"2025-03-03T02:00:00Z"}"#).unwrap();
+        assert!(!entry.problems.iter().any(|p| p.time_missing));
     }
 }

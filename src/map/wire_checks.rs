@@ -23,6 +23,10 @@ use serde_json::Value;
 pub const TAG_DEGRADED: &str = "veeam_field_degraded";
 /// `tags` entry of an event with a time Veeam sent without an offset (read as UTC).
 pub const TAG_ASSUMED_UTC: &str = "veeam_time_assumed_utc";
+/// `tags` entry of an event whose record had no usable time of its own: `@timestamp` was
+/// taken from elsewhere (a VDC log entry: its job session's creation time, or the fetch
+/// time).
+pub const TAG_TIME_MISSING: &str = "veeam_time_missing";
 
 /// Longest excerpt of an odd value quoted in a problem (the whole record is in
 /// `event.original`).
@@ -38,6 +42,9 @@ pub struct Problem {
     pub detail: String,
     /// A time without an offset, read as UTC (tagged [`TAG_ASSUMED_UTC`] too).
     pub assumed_utc: bool,
+    /// The record had no usable time: `@timestamp` comes from elsewhere (tagged
+    /// [`TAG_TIME_MISSING`] too).
+    pub time_missing: bool,
 }
 
 impl fmt::Display for Problem {
@@ -101,6 +108,18 @@ impl Fields {
             field: self.path(name),
             detail: detail.into(),
             assumed_utc: false,
+            time_missing: false,
+        });
+    }
+
+    /// Record that the record has no usable time of its own (`name`: the time field that
+    /// should have given it); `detail` says where `@timestamp` comes from instead.
+    pub fn report_time_missing(&mut self, name: &str, detail: impl Into<String>) {
+        self.problems.push(Problem {
+            field: self.path(name),
+            detail: detail.into(),
+            assumed_utc: false,
+            time_missing: true,
         });
     }
 
@@ -186,6 +205,7 @@ impl Fields {
                             excerpt(&value.to_string())
                         ),
                         assumed_utc: true,
+                        time_missing: false,
                     });
                 }
                 Some(time)

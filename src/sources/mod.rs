@@ -94,8 +94,15 @@ impl Emitter {
 }
 
 /// The end of one poll cycle, shared by every source's run loop: record it in the metrics
-/// and decide whether the run is over (`Some`: `--once`, or the pipeline closed) or the
-/// source polls again after its interval (`None`; a failure is logged and retried then).
+/// and decide whether the run is over (`Some`: `--once`, the pipeline closed, or a rejected
+/// API key) or the source polls again after its interval (`None`; a failure is logged and
+/// retried then).
+///
+/// A rejected VDC API key ([`SourceError::ApiKey`], 401/403) stops the source in every
+/// mode (README: "A rejected key (401/403) stops the source … `run` exits 1"): asking again
+/// with the same key can't succeed, and a fixed key comes with a reload or restart. A
+/// VB365 login failure ([`SourceError::Auth`]) is retried as before: its token endpoint
+/// also fails that way while the identity service is unwell.
 pub fn after_cycle(
     source_id: &str,
     mode: RunMode,
@@ -110,7 +117,7 @@ pub fn after_cycle(
         }
         Err(e) => {
             metrics.poll_failed(source_id);
-            if mode == RunMode::Once {
+            if mode == RunMode::Once || matches!(e, SourceError::ApiKey { .. }) {
                 return Some(Err(e));
             }
             tracing::error!(source_id, error = %e, "poll cycle failed; retrying at the next poll interval");
@@ -187,5 +194,43 @@ mod tests {
         );
         let t = Utc::now();
         assert_eq!(minus(t, chrono::Duration::zero()), t);
+    }
+
+    #[test]
+    fn a_rejected_api_key_stops_a_following_source_other_failures_do_not() {
+        let key = || SourceError::ApiKey {
+            source_id: "v".into(),
+            url: "https://h".into(),
+            header: "x-api-key".into(),
+            status: 401,
+        };
+        let incomplete = || SourceError::Incomplete {
+            source_id: "v".into(),
+            problems: 1,
+        };
+        let auth = || SourceError::Auth {
+            source_id: "b".into(),
+            url: "https://h".into(),
+            username: "u".into(),
+            reason: "invalid_grant".into(),
+        };
+        assert!(matches!(
+            after_cycle("v", RunMode::Follow, Err(key())),
+            Some(Err(SourceError::ApiKey { status: 401, .. }))
+        ));
+        assert!(matches!(
+            after_cycle("v", RunMode::Once, Err(key())),
+            Some(Err(SourceError::ApiKey { .. }))
+        ));
+        assert!(after_cycle("v", RunMode::Follow, Err(incomplete())).is_none());
+        assert!(after_cycle("b", RunMode::Follow, Err(auth())).is_none());
+        assert!(matches!(
+            after_cycle("b", RunMode::Once, Err(auth())),
+            Some(Err(SourceError::Auth { .. }))
+        ));
+        assert!(matches!(
+            after_cycle("v", RunMode::Follow, Err(SourceError::Closed)),
+            Some(Ok(()))
+        ));
     }
 }

@@ -258,6 +258,42 @@ async fn wrong_api_key_fails_clearly_without_leaking_it() {
     assert!(env.events().is_empty());
 }
 
+/// Following (no `--once`), a rejected key stops the source and `run` exits 1, instead of
+/// asking again with the same key every poll interval.
+#[tokio::test]
+async fn a_rejected_api_key_stops_a_following_run() {
+    let env = Env::start(SimConfig::default()).await;
+    let cfg = write_config(&env, "");
+    let wrong = "wrong-Key-7731";
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = harness::bin()
+            .args(["run", "--config", &cfg])
+            .env(KEY_ENV, wrong)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.wait_with_output().expect("output")
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the API key"), "{err}");
+    assert!(!err.contains(wrong), "key leaked: {err}");
+    let asked = env.sim.stats().vdc_unauthorized;
+    assert!((1..=2).contains(&asked), "asked {asked} times");
+}
+
 #[test]
 fn demo_ships_both_sources() {
     let out = harness::bin().arg("demo").output().unwrap();

@@ -14,8 +14,10 @@
 //!   of `reports`, and the case that worked is used from then on.
 //! - A collection may be a bare array (what the samples show) or an envelope
 //!   `{"results"|"items"|"data"|"value": [...], "offset", "limit", "totalCount"}`; an
-//!   envelope is followed page by page with `offset`/`limit` until a short or empty page,
-//!   `totalCount`, or a page that repeats the previous one (a server ignoring `offset`).
+//!   envelope is followed page by page with `offset`/`limit` until an empty page, or until
+//!   `totalCount` is reached and `_links` (if any) has no `next`, or a short page repeats
+//!   the previous one (a server ignoring `offset`). A bare `count` is a total only when it
+//!   exceeds the page (it is often the page's own length).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -111,12 +113,17 @@ pub struct Page {
 }
 
 /// A bare JSON array, or an envelope holding one under a known key (case-insensitive).
+///
+/// A leading UTF-8 byte order mark (some .NET serializers and proxies write one) and
+/// whitespace are skipped.
 pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
-    let first = body
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    let start = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
-        .map(|i| body[i]);
-    match first {
+        .unwrap_or(body.len());
+    let body = &body[start..];
+    match body.first() {
         Some(b'[') => serde_json::from_slice(body)
             .map(|items| Page {
                 items,
@@ -126,10 +133,13 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
         Some(b'{') => {
             let map: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_slice(body).map_err(|e| format!("invalid JSON object: {e}"))?;
+            // The first of `names` present wins (the map's own key order is alphabetical).
             let field = |names: &[&str]| {
-                map.iter()
-                    .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
-                    .map(|(_, v)| v)
+                names.iter().find_map(|n| {
+                    map.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v)
+                })
             };
             let number = |names: &[&str]| field(names).and_then(serde_json::Value::as_u64);
             let Some(serde_json::Value::Array(values)) = field(&ENVELOPE_KEYS) else {
@@ -146,15 +156,32 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
                 items,
                 enveloped: true,
                 limit: number(&["limit", "pageSize"]),
-                total: number(&["totalCount", "total", "count"]),
+                total: total(
+                    number(&["totalCount", "total", "@odata.count"]),
+                    number(&["count"]),
+                    values.len(),
+                ),
                 next_link: PageFacts::from_envelope(&map).next_link,
             })
         }
         _ => Err(format!(
-            "expected JSON, got: {}",
+            "expected a JSON array or object, got: {}",
             http::excerpt(&String::from_utf8_lossy(body), 120)
         )),
     }
+}
+
+/// The UTF-8 byte order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The collection's total from an envelope: `totalCount` (or `total`, OData's
+/// `@odata.count`) when present. A bare `count` is ambiguous: many APIs send the number of
+/// records on *this* page under it, others (Django REST framework, say) the total. It is
+/// taken as a total only when it can't be this page's count (it is larger than the page);
+/// otherwise it is ignored, and the listing ends on another signal (an empty page, `_links`
+/// without `next`), never early.
+fn total(explicit: Option<u64>, count: Option<u64>, on_page: usize) -> Option<u64> {
+    explicit.or_else(|| count.filter(|c| *c > on_page as u64))
 }
 
 /// The VDC API of one source.
@@ -386,10 +413,10 @@ impl VdcApi {
     /// Every record of a collection, following an envelope's pages. Returns the first URL.
     ///
     /// The first request carries no paging parameters (the samples show whole arrays). An
-    /// envelope is followed with `offset`/`limit` until an empty page or, by the most
-    /// explicit fact it carries, until its total is reached or its `_links` has no `next`
-    /// (a page shorter than the `limit` it reports is not taken as the last: servers cap
-    /// page sizes). An envelope with neither these nor a `limit` doesn't page. A
+    /// envelope is followed with `offset`/`limit` until an empty page or until every
+    /// explicit fact it carries says the end is reached: its total (see [`total`]) and its
+    /// `_links` without `next` (a page shorter than the `limit` it reports is not taken as
+    /// the last: servers cap page sizes). An envelope with neither these nor a `limit` doesn't page. A
     /// server that answers the same full page for a new offset, pages past [`MAX_PAGES`],
     /// or sends more than [`MAX_COLLECTION_BYTES`] of records, fails the request: the
     /// collection can't be read whole.
@@ -436,17 +463,18 @@ impl VdcApi {
                 });
             }
             all.extend(page.items);
-            // The most explicit fact decides: a total, then `_links`. A page that only
-            // reports its `limit` may be capped below it: read on until an empty page. An
-            // envelope with none of these doesn't page.
-            let finished = !page.enveloped
-                || count == 0
-                || match (page.total, page.next_link, limit) {
-                    (Some(total), _, _) => all.len() as u64 >= total,
-                    (None, Some(next), _) => !next,
-                    (None, None, Some(_)) => false,
-                    (None, None, None) => true,
-                };
+            // Read on while any fact says there is more: a `next` link, a total not yet
+            // reached, or (with neither) a `limit`, since a page may be capped below it. A
+            // listing ends on an empty page, or when every fact it gives says so; an
+            // envelope with none of these doesn't page. Facts that disagree (a total reached
+            // but a `next` link) cost one more request, never a record.
+            let more = match (page.total, page.next_link) {
+                (None, None) => limit.is_some(),
+                (total, next) => {
+                    next == Some(true) || total.is_some_and(|t| (all.len() as u64) < t)
+                }
+            };
+            let finished = !page.enveloped || count == 0 || !more;
             if finished {
                 return Ok((first_url.unwrap_or_default(), all));
             }
@@ -584,5 +612,94 @@ mod tests {
         );
         assert!(parse_collection(b"<html>").unwrap_err().contains("<html>"));
         assert!(parse_collection(b"[1,").is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_whitespace_before_json_are_skipped() {
+        let p = parse_collection(b"\xEF\xBB\xBF[{\"id\":1}]").unwrap();
+        assert_eq!(p.items.len(), 1);
+        let p = parse_collection(b"\xEF\xBB\xBF \r\n{\"items\":[{\"id\":1}]}").unwrap();
+        assert!(p.enveloped && p.items.len() == 1);
+        let e = parse_collection(b"\xEF\xBB\xBF<html>").unwrap_err();
+        assert!(e.starts_with("expected a JSON array or object"), "{e}");
+    }
+
+    #[test]
+    fn a_page_count_is_not_a_total_but_total_count_is() {
+        // `count` (this page) sorts before `totalCount`: the explicit total still wins.
+        let p = parse_collection(
+            br#"{"offset":0,"limit":2,"results":[{"id":1},{"id":2}],"count":2,"totalCount":5}"#,
+        )
+        .unwrap();
+        assert_eq!(p.total, Some(5));
+        let p = parse_collection(br#"{"total":7,"totalCount":5,"items":[{"id":1}]}"#).unwrap();
+        assert_eq!(p.total, Some(5), "totalCount before total");
+        // A `count` equal to the page's length may be the page's own: no total.
+        let p = parse_collection(br#"{"count":2,"items":[{"id":1},{"id":2}]}"#).unwrap();
+        assert_eq!(p.total, None);
+        // Larger than the page: it can only be the total (Django REST framework).
+        let p = parse_collection(br#"{"count":25,"results":[{"id":1},{"id":2}]}"#).unwrap();
+        assert_eq!(p.total, Some(25));
+    }
+
+    /// Builds what a page adds to `{offset, limit, results}` from (offset, limit, length).
+    type Extra = fn(u64, u64, usize) -> serde_json::Value;
+
+    /// Serves 25 records 10 at a time under `/v1/reports/backup-jobs`, each page built by
+    /// `extra(offset, limit, page)` on top of `{offset, limit, results}`.
+    async fn paged_server(extra: Extra) -> (String, tokio::task::JoinHandle<()>) {
+        use axum::{Json, Router, extract::Query, routing::get};
+        use std::collections::HashMap;
+        let app = Router::new().route(
+            "/v1/reports/backup-jobs",
+            get(move |Query(q): Query<HashMap<String, u64>>| async move {
+                let offset = q.get("offset").copied().unwrap_or(0);
+                let limit = q.get("limit").copied().unwrap_or(10).min(10);
+                let page: Vec<_> = (offset..(offset + limit).min(25))
+                    .map(|i| serde_json::json!({"id": i}))
+                    .collect();
+                let mut body = serde_json::json!({"offset": offset, "limit": limit});
+                if let (Some(b), serde_json::Value::Object(more)) =
+                    (body.as_object_mut(), extra(offset, limit, page.len()))
+                {
+                    b.extend(more);
+                }
+                body["results"] = serde_json::Value::Array(page);
+                Json(body)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}"), server)
+    }
+
+    #[tokio::test]
+    async fn paging_reads_every_page_when_the_envelope_has_a_page_count() {
+        let cases: [(&str, Extra); 3] = [
+            (
+                "count + totalCount",
+                |_, _, n| serde_json::json!({"count": n, "totalCount": 25}),
+            ),
+            ("count + _links", |o, l, n| {
+                let mut links = serde_json::json!({"self": {"href": "x"}});
+                if o + l < 25 {
+                    links["next"] = serde_json::json!({"href": "y"});
+                }
+                serde_json::json!({"count": n, "_links": links})
+            }),
+            ("count only", |_, _, n| serde_json::json!({"count": n})),
+        ];
+        for (name, extra) in cases {
+            let (base, server) = paged_server(extra).await;
+            let (_, all) = api(&base, "x-api-key")
+                .collection(Endpoint::Jobs)
+                .await
+                .unwrap();
+            assert_eq!(all.len(), 25, "{name}");
+            server.abort();
+        }
     }
 }

@@ -44,6 +44,10 @@ pub const ENVELOPE_KEYS: [&str; 6] = ["results", "items", "data", "value", "logs
 pub struct DownloadItem {
     pub entry: Result<RawLogEntry, String>,
     pub raw: String,
+    /// The body ended inside this entry: a last line without a line end, or a JSON value
+    /// left open. A running session's download may end so mid-write; the poller then reads
+    /// it again next cycle instead of shipping (and counting) what may be part of it.
+    pub unterminated: bool,
 }
 
 /// How the body was encoded (for logs and tests).
@@ -209,33 +213,50 @@ impl DownloadReader {
     async fn read_text_line(&mut self) -> io::Result<()> {
         match read_line_capped(&mut self.reader, &mut self.line).await? {
             None => self.eof = true,
-            Some(truncated) => {
+            Some((truncated, terminated)) => {
                 let text = String::from_utf8_lossy(&self.line).into_owned();
                 let first = !std::mem::replace(&mut self.seen_text, true);
+                // Tab-separated (ours) or CSV (comma or semicolon) header.
                 let is_header = first
-                    && text
-                        .split('\t')
-                        .next()
-                        .is_some_and(|f| f.trim().eq_ignore_ascii_case("creationTime"));
+                    && text.split(['\t', ',', ';']).next().is_some_and(|f| {
+                        f.trim()
+                            .trim_matches('"')
+                            .eq_ignore_ascii_case("creationTime")
+                    });
                 if !is_header {
-                    self.push_text(&text, truncated);
+                    self.push_text(&text, truncated, !terminated);
                 }
             }
         }
         Ok(())
     }
 
-    fn push_text(&mut self, line: &str, truncated: bool) {
+    fn push_text(&mut self, line: &str, truncated: bool, unterminated: bool) {
         let line = line.trim_end_matches(['\r', '\n']);
         if line.trim().is_empty() {
             return;
         }
+        let mut entry = parse_text_line(line);
         if truncated {
             self.truncated_lines += 1;
+            crate::map::vdc::report_record(
+                &mut entry,
+                format!(
+                    "the download line was longer than {MAX_ENTRY_BYTES} bytes and was cut there"
+                ),
+            );
+        }
+        // A last line without a line end that doesn't have the line shape may be cut.
+        if unterminated && !entry.problems.is_empty() {
+            crate::map::vdc::report_record(
+                &mut entry,
+                "the download ended inside this line (no line end), which may be cut",
+            );
         }
         self.queue.push_back(DownloadItem {
-            entry: Ok(parse_text_line(line)),
+            entry: Ok(entry),
             raw: line.to_string(),
+            unterminated,
         });
     }
 
@@ -248,10 +269,17 @@ impl DownloadReader {
         };
         if read == 0 {
             self.eof = true;
-            self.json.finish(&mut out);
-        } else {
-            self.reader.consume(read);
+            self.queue_json(out);
+            let mut tail = Vec::new();
+            self.json.finish(&mut tail);
+            let from = self.queue.len();
+            self.queue_json(tail);
+            for item in self.queue.iter_mut().skip(from) {
+                item.unterminated |= item.entry.is_err();
+            }
+            return Ok(());
         }
+        self.reader.consume(read);
         self.queue_json(out);
         Ok(())
     }
@@ -263,6 +291,7 @@ impl DownloadReader {
                 Err(problem) => self.queue.push_back(DownloadItem {
                     entry: Err(problem),
                     raw: String::new(),
+                    unterminated: false,
                 }),
             }
         }
@@ -284,6 +313,7 @@ fn json_items(bytes: &[u8]) -> Vec<DownloadItem> {
             return vec![DownloadItem {
                 entry: Err(format!("invalid JSON: {e}")),
                 raw,
+                unterminated: false,
             }];
         }
     };
@@ -301,12 +331,14 @@ fn json_items(bytes: &[u8]) -> Vec<DownloadItem> {
             .map(|item| DownloadItem {
                 entry: entry_from_value(item.clone()),
                 raw: item.to_string(),
+                unterminated: false,
             })
             .collect();
     }
     vec![DownloadItem {
         entry: entry_from_value(value),
         raw,
+        unterminated: false,
     }]
 }
 
@@ -315,8 +347,12 @@ fn entry_from_value(value: serde_json::Value) -> Result<RawLogEntry, String> {
 }
 
 /// Reads one line (without the `\n`) into `buf`, keeping at most [`MAX_ENTRY_BYTES`].
-/// `None` at the end of the input; `Some(true)` when the line was cut.
-async fn read_line_capped(reader: &mut Reader, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
+/// `None` at the end of the input; else `(cut, terminated)`: whether the line was cut at
+/// the cap, and whether a `\n` ended it (not: the input ended inside it).
+async fn read_line_capped(
+    reader: &mut Reader,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<(bool, bool)>> {
     buf.clear();
     let mut truncated = false;
     let mut any = false;
@@ -324,7 +360,7 @@ async fn read_line_capped(reader: &mut Reader, buf: &mut Vec<u8>) -> io::Result<
         let (used, done) = {
             let available = reader.fill_buf().await?;
             if available.is_empty() {
-                return Ok(any.then_some(truncated));
+                return Ok(any.then_some((truncated, false)));
             }
             any = true;
             let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
@@ -342,7 +378,7 @@ async fn read_line_capped(reader: &mut Reader, buf: &mut Vec<u8>) -> io::Result<
         };
         reader.consume(used);
         if done {
-            return Ok(Some(truncated));
+            return Ok(Some((truncated, true)));
         }
     }
 }
@@ -804,6 +840,65 @@ mod tests {
         let truncated = r#"[{"title":"a"},{"title":"b"#;
         let (items, _) = read_all(vec![truncated.as_bytes().to_vec()], None).await;
         assert_eq!(titles(&items), ["a", "<bad>"]);
+        assert_eq!(
+            items.iter().map(|i| i.unterminated).collect::<Vec<_>>(),
+            [false, true],
+            "the value the body ended inside is marked"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_at_the_cap_is_reported_in_its_entry() {
+        let long = format!("2025-03-03T02:00:00Z		{}", "x".repeat(MAX_ENTRY_BYTES));
+        let text = format!("{long}\n2025-03-03T02:00:01Z\t\tok\n");
+        let (items, _) = read_all(chunked(text.as_bytes(), 4096), None).await;
+        let problems = |i: usize| items[i].entry.as_ref().unwrap().problems.clone();
+        assert!(
+            problems(0)
+                .iter()
+                .any(|p| p.field == "logEntry.record" && p.detail.contains("was cut")),
+            "{:?}",
+            problems(0)
+        );
+        assert!(problems(1).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_last_line_without_a_line_end_is_marked() {
+        let body = "2025-03-03T02:00:00Z\t\t[Success] a\n2025-03-03T02:00:01Z\t\t[Success] Processing mailbox: u3@";
+        for size in [1, 7, 4096] {
+            let (items, _) = read_all(chunked(body.as_bytes(), size), None).await;
+            assert_eq!(
+                items.iter().map(|i| i.unterminated).collect::<Vec<_>>(),
+                [false, true],
+                "chunks of {size}"
+            );
+            // It has the line shape: nothing says it is cut (it ships as is once the
+            // session has ended).
+            assert!(items[1].entry.as_ref().unwrap().problems.is_empty());
+        }
+        // Cut inside its time: it has no line shape, and says it may be cut.
+        let (items, _) = read_all(vec![b"2025-03-03T02:0".to_vec()], None).await;
+        let problems = &items[0].entry.as_ref().unwrap().problems;
+        assert!(items[0].unterminated);
+        assert!(
+            problems.iter().any(|p| p.detail.contains("may be cut")),
+            "{problems:?}"
+        );
+        let (items, _) = read_all(vec![b"a\nb\n".to_vec()], None).await;
+        assert!(items.iter().all(|i| !i.unterminated));
+    }
+
+    #[tokio::test]
+    async fn a_csv_header_is_not_an_entry() {
+        for header in [
+            "creationTime,endTime,title",
+            "\"creationTime\";\"endTime\";\"title\"",
+        ] {
+            let text = format!("{header}\n2025-03-03T02:00:00Z\t\tok\n");
+            let (items, _) = read_all(vec![text.into_bytes()], None).await;
+            assert_eq!(titles(&items), ["ok"], "{header}");
+        }
     }
 
     #[tokio::test]

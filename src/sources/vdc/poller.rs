@@ -22,7 +22,9 @@
 //!
 //! Log entries are identified by their position in the session log (oldest first), so
 //! de-duplication is by cursor, not by time or id: this assumes a session log only grows at
-//! its end, which is how job logs work. A record that doesn't parse is logged with its
+//! its end, which is how job logs work. A `/logs` list's order is told by its entries'
+//! times ([`detect_order`]) and remembered per session; while it can't be told (all times
+//! equal), entries are recognised by id ([`SessionCursor::shipped_ids`], bounded). A record that doesn't parse is logged with its
 //! session id and skipped alone (it still counts as a position). Failures of one job or
 //! session don't stop the others; the cycle then ends with [`SourceError::Incomplete`] and
 //! the failed part is read again next time. A rejected API key (401/403) stops the source
@@ -46,6 +48,9 @@ use super::config::*;
 
 /// Log entries per emitted batch.
 pub const BATCH: usize = 500;
+/// Most ids a session cursor holds while its `/logs` order is unknown (see
+/// [`SessionCursor::shipped_ids`]); a longer log of that kind falls back to positions.
+pub const MAX_SHIPPED_IDS: usize = 1000;
 /// Default horizon of the first run.
 const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
 /// What a download request accepts: our assumed text format first, JSON too.
@@ -84,6 +89,48 @@ pub struct SessionCursor {
     /// The session had ended and its whole log was emitted.
     #[serde(default)]
     pub done: bool,
+    /// The order of the session's `/logs` list, once its entries' times told it; kept, so
+    /// that a later list whose times can't tell (or disagree by an odd time) is read the same
+    /// way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<LogOrder>,
+    /// Ids of the entries shipped while the list's order was unknown (every entry at the
+    /// same time): until the order is known or the session ends, entries are recognised by
+    /// id, so new ones are shipped wherever the server put them. At most [`MAX_SHIPPED_IDS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shipped_ids: Vec<String>,
+}
+
+/// In which order a `/logs` list comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogOrder {
+    OldestFirst,
+    NewestFirst,
+}
+
+/// The order of a log from its entries' times (entries without one are passed over): the
+/// direction most steps between neighbours take, so that one odd time (a wrong offset, a
+/// clock step) doesn't turn the list round. `None` when it can't tell (no two different
+/// times, or as many steps up as down).
+pub fn detect_order(times: impl IntoIterator<Item = Option<DateTime<Utc>>>) -> Option<LogOrder> {
+    let mut previous: Option<DateTime<Utc>> = None;
+    let (mut up, mut down) = (0usize, 0usize);
+    for time in times.into_iter().flatten() {
+        if let Some(p) = previous {
+            match p.cmp(&time) {
+                std::cmp::Ordering::Less => up += 1,
+                std::cmp::Ordering::Greater => down += 1,
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+        previous = Some(time);
+    }
+    match up.cmp(&down) {
+        std::cmp::Ordering::Greater => Some(LogOrder::OldestFirst),
+        std::cmp::Ordering::Less => Some(LogOrder::NewestFirst),
+        std::cmp::Ordering::Equal => None,
+    }
 }
 
 /// Why a download attempt stopped.
@@ -307,6 +354,8 @@ impl VdcPoller {
                     creation_time: session.creation_time,
                     next: 0,
                     done: false,
+                    order: None,
+                    shipped_ids: Vec::new(),
                 });
         }
         let complete = match self.log_mode {
@@ -324,6 +373,7 @@ impl VdcPoller {
             && let Some(c) = self.session_cursor(&job.id, &session.id)
         {
             c.done = true;
+            c.shipped_ids = Vec::new();
         }
         Ok(())
     }
@@ -384,22 +434,74 @@ impl VdcPoller {
                 (entry, raw)
             })
             .collect();
-        // Positions count oldest first (as the samples are); turn a newest-first list round.
-        let times: Vec<DateTime<Utc>> = entries
-            .iter()
-            .filter_map(|(e, _)| e.as_ref().ok().and_then(|e| e.creation_time))
-            .collect();
-        if let (Some(first), Some(last)) = (times.first(), times.last())
-            && first > last
-        {
+        // Positions count oldest first. The list's order is the one remembered for the
+        // session, else what its times tell (then remembered); newest first is turned round.
+        let detected = detect_order(
+            entries
+                .iter()
+                .map(|(e, _)| e.as_ref().ok().and_then(|e| e.creation_time)),
+        );
+        let Some(cursor) = self
+            .state
+            .jobs
+            .get_mut(&job.id)
+            .and_then(|j| j.sessions.get_mut(&session.id))
+        else {
+            return Ok(false);
+        };
+        let order = match (cursor.order, detected) {
+            (Some(known), Some(now)) if known != now => {
+                tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, ?known, ?now, "the job session log's times now suggest the other order; keeping the order found first");
+                Some(known)
+            }
+            (known, now) => known.or(now),
+        };
+        cursor.order = order;
+        if order == Some(LogOrder::NewestFirst) {
             entries.reverse();
         }
-        let mut out = Progress::new(self.next_of(&job.id, &session.id));
-        for (index, (entry, raw)) in entries.into_iter().enumerate() {
-            let index = index as u64;
-            if index < out.from {
-                continue;
+        // While the order is unknown (every entry at the same time), entries are recognised
+        // by id (when every entry has a distinct one), so a grown list ships exactly its new
+        // entries wherever they are; once the order is known, by position.
+        let by_id = (order.is_none() || !cursor.shipped_ids.is_empty())
+            && distinct_ids(&entries)
+            && (entries.len() <= MAX_SHIPPED_IDS || !cursor.shipped_ids.is_empty());
+        if !by_id && !cursor.shipped_ids.is_empty() {
+            tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, "the job session log's entries no longer all have distinct ids; counting them by position");
+            cursor.shipped_ids = Vec::new();
+        }
+        if order.is_none() && !by_id {
+            // Positions in the list's own order (the samples' order, oldest first).
+            if entries.len() > 1 {
+                tracing::debug!(source_id = %self.id, job_id = %job.id, session_id = %session.id, "the job session log's order can't be told from its times and its entries have no distinct ids; taking it as oldest first");
             }
+            if entries.len() > MAX_SHIPPED_IDS {
+                cursor.order = Some(LogOrder::OldestFirst);
+            }
+        }
+        let shipped: HashSet<String> = if by_id {
+            cursor.shipped_ids.iter().cloned().collect()
+        } else {
+            HashSet::new()
+        };
+        let mut out = Progress::new(self.next_of(&job.id, &session.id));
+        for (position, (entry, raw)) in entries.into_iter().enumerate() {
+            let index = if by_id {
+                let id = entry.as_ref().ok().and_then(|e| e.id.clone());
+                match id {
+                    Some(id) if !shipped.contains(&id) => {
+                        out.ids.push(id);
+                        out.next
+                    }
+                    _ => continue,
+                }
+            } else {
+                let position = position as u64;
+                if position < out.from {
+                    continue;
+                }
+                position
+            };
             let degraded = entry
                 .as_ref()
                 .is_ok_and(|e| crate::map::vdc::is_degraded(job, session, e));
@@ -412,6 +514,15 @@ impl VdcPoller {
         }
         self.flush(&mut out, job, session, emitter, fetched_at)
             .await?;
+        if let Some(c) = self.session_cursor(&job.id, &session.id)
+            && !c.shipped_ids.is_empty()
+            && (c.order.is_some() || c.shipped_ids.len() > MAX_SHIPPED_IDS)
+        {
+            // Known now (or too long to hold): every listed entry is shipped, so from here
+            // on positions count them (a list of ids only was the list's own order).
+            c.order.get_or_insert(LogOrder::OldestFirst);
+            c.shipped_ids = Vec::new();
+        }
         Ok(true)
     }
 
@@ -487,9 +598,11 @@ impl VdcPoller {
                 retry: false,
             });
         }
+        // Name the URL: a body error alone ("error decoding response body") says nothing of
+        // which download broke.
         let body_error = |error: std::io::Error| DownloadFailure::Body {
             retry: error.kind() != std::io::ErrorKind::InvalidData,
-            error,
+            error: std::io::Error::new(error.kind(), format!("{url}: {error}")),
         };
         let mut reader =
             DownloadReader::open(Box::pin(response.bytes_stream()), encoding.as_deref())
@@ -498,7 +611,14 @@ impl VdcPoller {
         tracing::debug!(source_id = %self.id, url, encoding = ?reader.encoding(), "reading log download");
         let mut out = Progress::new(self.next_of(&job.id, &session.id));
         let mut index = 0u64;
+        let running = session.is_running();
         while let Some(item) = reader.next().await.map_err(body_error)? {
+            if item.unterminated && running {
+                // A running session's log may be caught mid-write: what the body ended
+                // inside is neither shipped nor counted; the next cycle reads it whole.
+                tracing::debug!(source_id = %self.id, session_id = %session.id, position = index, "the download of a running session ends inside an entry; reading it again next cycle");
+                break;
+            }
             let position = index;
             index += 1;
             if position < out.from {
@@ -572,8 +692,10 @@ impl VdcPoller {
         if out.pending == 0 {
             return Ok(());
         }
+        let ids = std::mem::take(&mut out.ids);
         if let Some(c) = self.session_cursor(&job.id, &session.id) {
             c.next = c.next.max(out.next);
+            c.shipped_ids.extend(ids);
         }
         out.pending = 0;
         emitter
@@ -679,6 +801,8 @@ struct Progress {
     records: Vec<Record>,
     /// Entries collected since the last flush, bad ones included.
     pending: usize,
+    /// Ids of the collected entries, when they are recognised by id.
+    ids: Vec<String>,
 }
 
 impl Progress {
@@ -688,8 +812,25 @@ impl Progress {
             next: from,
             records: Vec::new(),
             pending: 0,
+            ids: Vec::new(),
         }
     }
+}
+
+/// Every entry of the list decoded and has an id, and no two the same.
+fn distinct_ids(
+    entries: &[(
+        Result<RawLogEntry, String>,
+        Box<serde_json::value::RawValue>,
+    )],
+) -> bool {
+    let mut seen = HashSet::new();
+    entries.iter().all(|(e, _)| {
+        e.as_ref()
+            .ok()
+            .and_then(|e| e.id.as_deref())
+            .is_some_and(|id| seen.insert(id))
+    })
 }
 
 /// After a complete listing of a job's sessions: raise the floor to the oldest open session
@@ -746,6 +887,8 @@ mod tests {
             creation_time: Some(t(created)),
             next,
             done,
+            order: None,
+            shipped_ids: Vec::new(),
         }
     }
 
@@ -891,6 +1034,244 @@ mod tests {
             assert!(batch.records.is_empty());
         }
         server.abort();
+    }
+
+    #[test]
+    fn log_order_is_what_most_steps_say() {
+        let at = |s: &str| Some(t(s));
+        let a = at("2025-03-03T02:00:00Z");
+        let b = at("2025-03-03T02:00:01Z");
+        let c = at("2025-03-03T02:00:02Z");
+        // One entry written with a +02:00 offset is earlier in UTC than all the others.
+        let odd = at("2025-03-03T02:00:03+02:00");
+        let d = at("2025-03-03T02:00:04Z");
+        assert_eq!(detect_order([a, b, c]), Some(LogOrder::OldestFirst));
+        assert_eq!(detect_order([c, b, a]), Some(LogOrder::NewestFirst));
+        assert_eq!(
+            detect_order([a, None, b, c, odd, d]),
+            Some(LogOrder::OldestFirst)
+        );
+        assert_eq!(detect_order([a, b, c, odd]), Some(LogOrder::OldestFirst));
+        assert_eq!(detect_order([a, a, a]), None, "all at the same time");
+        assert_eq!(detect_order([a, None]), None);
+        assert_eq!(detect_order([a, c, b]), None, "as many steps up as down");
+    }
+
+    /// A VDC with one job and one session whose `/logs` answer is `logs(phase)` (and
+    /// `/logs/download` the text of it, when it is a JSON string); the session runs in
+    /// phase 0 and has ended from phase 1 on.
+    async fn phased_server(
+        phase: Arc<std::sync::atomic::AtomicUsize>,
+        logs: fn(usize) -> serde_json::Value,
+    ) -> (Url, tokio::task::JoinHandle<()>) {
+        use axum::{Json, Router, routing::get};
+        use serde_json::json;
+        use std::sync::atomic::Ordering::SeqCst;
+        let p1 = phase.clone();
+        let p2 = phase.clone();
+        let app = Router::new()
+            .route(
+                "/v1/reports/backup-jobs",
+                get(|| async { Json(json!([{"id": "j1", "name": "J"}])) }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions",
+                get(move || async move {
+                    Json(if p1.load(SeqCst) == 0 {
+                        json!([{"id": "s1", "creationTime": "2025-03-03T02:00:00Z", "status": "Running"}])
+                    } else {
+                        json!([{"id": "s1", "creationTime": "2025-03-03T02:00:00Z",
+                                "endTime": "2025-03-03T03:00:00Z", "status": "Success"}])
+                    })
+                }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs",
+                get(move || async move { Json(logs(phase.load(SeqCst))) }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs/download",
+                get(move || async move {
+                    logs(p2.load(SeqCst)).as_str().unwrap_or_default().to_string()
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (Url::parse(&format!("http://{addr}")).unwrap(), server)
+    }
+
+    /// One `--once` run per phase, each a new poller resuming from the previous one's
+    /// state (a restart): the (index, entry id) pairs each run shipped.
+    async fn runs_per_phase(
+        logs: fn(usize) -> serde_json::Value,
+        phases: usize,
+    ) -> (Vec<Vec<(u64, String)>>, VdcState) {
+        runs_per_phase_with(logs, phases, "").await
+    }
+
+    async fn runs_per_phase_with(
+        logs: fn(usize) -> serde_json::Value,
+        phases: usize,
+        extra: &str,
+    ) -> (Vec<Vec<(u64, String)>>, VdcState) {
+        let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (url, server) = phased_server(phase.clone(), logs).await;
+        let cfg = parse(&format!(
+            "api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0\n{extra}"
+        ))
+        .unwrap();
+        let src = VdcSource {
+            url,
+            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
+        };
+        let mut stored = None;
+        let mut runs = Vec::new();
+        for p in 0..phases {
+            phase.store(p, std::sync::atomic::Ordering::SeqCst);
+            let mut poller = VdcPoller::new(&src, stored.take()).unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            poller.cycle(&Emitter::new(tx)).await.unwrap();
+            let mut shipped = Vec::new();
+            while let Ok(batch) = rx.try_recv() {
+                for r in batch.records {
+                    if let Record::VdcLog { entry, index, .. } = r {
+                        let id = entry.id.or(entry.title).unwrap_or_default();
+                        shipped.push((index, id));
+                    }
+                }
+            }
+            runs.push(shipped);
+            stored = Some(serde_json::to_value(poller.state()).unwrap());
+        }
+        server.abort();
+        let state = serde_json::from_value(stored.unwrap()).unwrap();
+        (runs, state)
+    }
+
+    fn shipped_ids(runs: &[Vec<(u64, String)>]) -> Vec<Vec<&str>> {
+        runs.iter()
+            .map(|r| r.iter().map(|(_, id)| id.as_str()).collect())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_newest_first_log_with_equal_times_ships_each_entry_once() {
+        // Newest first, every entry in the same second: the order can't be told by time.
+        let (runs, state) = runs_per_phase(
+            |phase| {
+                let n = if phase == 0 { 2 } else { 3 };
+                let list: Vec<_> = (0..n)
+                    .rev()
+                    .map(|i| serde_json::json!({"id": format!("e{i}"), "title": format!("[Success] entry {i}"), "creationTime": "2025-03-03T02:00:00Z"}))
+                    .collect();
+                serde_json::Value::Array(list)
+            },
+            3,
+        )
+        .await;
+        assert_eq!(
+            shipped_ids(&runs),
+            [vec!["e1", "e0"], vec!["e2"], vec![]],
+            "nothing repeated, nothing lost"
+        );
+        assert_eq!(runs[1][0].0, 2, "positions go on counting");
+        let c = &state.jobs["j1"].sessions;
+        assert!(c.values().all(|c| c.shipped_ids.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn the_order_found_once_is_kept_when_the_times_no_longer_tell() {
+        // Phase 0: the times say newest first; phase 1: two more entries at the same time as
+        // the newest, so the whole list's times alone would say nothing.
+        let (runs, state) = runs_per_phase(
+            |phase| {
+                let mut list = vec![
+                    serde_json::json!({"id": "b", "title": "x", "creationTime": "2025-03-03T02:00:05Z"}),
+                    serde_json::json!({"id": "a", "title": "x", "creationTime": "2025-03-03T02:00:00Z"}),
+                ];
+                if phase > 0 {
+                    for id in ["c", "d"] {
+                        list.insert(0, serde_json::json!({"id": id, "title": "x", "creationTime": "2025-03-03T02:00:05Z"}));
+                    }
+                    list.insert(0, serde_json::json!({"id": "e", "title": "x", "creationTime": "2025-03-03T01:59:00Z"}));
+                }
+                serde_json::Value::Array(list)
+            },
+            2,
+        )
+        .await;
+        assert_eq!(shipped_ids(&runs), [vec!["a", "b"], vec!["c", "d", "e"]]);
+        assert!(state.jobs["j1"].sessions.is_empty() || state.jobs["j1"].sessions["s1"].done);
+    }
+
+    #[tokio::test]
+    async fn a_running_sessions_download_cut_mid_line_ships_the_whole_line_later() {
+        const BODY: &str = "2025-03-03T02:00:00Z\t\t[Success] Job started\n\
+            2025-03-03T02:00:01Z\t\t[Success] Processing mailbox: u1@contoso.com\n\
+            2025-03-03T02:00:02Z\t\t[Success] Processing mailbox: u3@contoso.com\n";
+        let (runs, _) = runs_per_phase_with(
+            |phase| {
+                // While running, the body ends inside the last line ("u3@").
+                let body = if phase == 0 {
+                    &BODY[..BODY.find("u3@").unwrap() + 3]
+                } else {
+                    // Ended: a last line without a line end ships.
+                    BODY.trim_end()
+                };
+                serde_json::Value::String(body.to_string())
+            },
+            2,
+            "log_mode = \"download\"",
+        )
+        .await;
+        assert_eq!(
+            runs,
+            [
+                vec![
+                    (0, "[Success] Job started".to_string()),
+                    (1, "[Success] Processing mailbox: u1@contoso.com".into())
+                ],
+                vec![(
+                    2,
+                    "[Success] Processing mailbox: u3@contoso.com".to_string()
+                )]
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_entry_with_an_odd_offset_does_not_turn_an_oldest_first_log_round() {
+        let (runs, _) = runs_per_phase(
+            |phase| {
+                let mut list = vec![
+                    serde_json::json!({"id": "o1", "title": "x", "creationTime": "2025-03-03T02:00:00Z"}),
+                    serde_json::json!({"id": "o2", "title": "x", "creationTime": "2025-03-03T02:00:01Z"}),
+                    serde_json::json!({"id": "o3", "title": "x", "creationTime": "2025-03-03T02:00:02Z"}),
+                    serde_json::json!({"id": "o4", "title": "x", "creationTime": "2025-03-03T02:00:03+02:00"}),
+                ];
+                if phase > 0 {
+                    list.push(serde_json::json!({"id": "o5", "title": "x", "creationTime": "0001-01-01T00:00:00"}));
+                }
+                serde_json::Value::Array(list)
+            },
+            2,
+        )
+        .await;
+        assert_eq!(
+            runs,
+            [
+                vec![
+                    (0, "o1".to_string()),
+                    (1, "o2".into()),
+                    (2, "o3".into()),
+                    (3, "o4".into())
+                ],
+                vec![(4, "o5".to_string())]
+            ]
+        );
     }
 
     fn parse(extra: &str) -> Result<VdcSourceConfig, String> {
