@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::client_host::{parse_client_host, parse_initiated_by};
-use super::wire_checks::{Fields, Problem, Unusable, read_record};
+use super::wire_checks::{Fields, Problem, Unusable, excerpt, read_record};
 use super::{
     MapContext, degraded, nanos_between, non_empty, non_empty_owned, parse_dotnet_timespan,
     push_unique, to_utc,
@@ -135,6 +135,9 @@ impl RawRestoreSession {
         let details = f.text("details", w.details, false);
         let scope_name = f.text("scopeName", w.scope_name, false);
         let client_host = f.text("clientHost", w.client_host, false);
+        if let Some(raw) = client_host.as_deref() {
+            report_odd_client_host(&mut f, raw);
+        }
         let reason = f.text("reason", w.reason, false);
         let etag = f.int("eTag", w.etag);
         let (creation_time, creation_time_known) = match (created, placement) {
@@ -185,6 +188,39 @@ impl RawRestoreSession {
     /// The session had odd values (each of its events reports them).
     pub fn is_degraded(&self) -> bool {
         !self.problems.is_empty()
+    }
+}
+
+/// Report the parts of a `clientHost` the mapping can't place in their fields (it keeps
+/// the string whole in `veeam.restore_session.client_host`): a gateway that is not an IP
+/// address, a client that is neither an IP address nor a host name.
+fn report_odd_client_host(f: &mut Fields, raw: &str) {
+    let host = parse_client_host(raw);
+    if let Some(gateway) = host
+        .gateway_raw
+        .as_deref()
+        .filter(|_| host.gateway_ip.is_none())
+    {
+        f.report(
+            "clientHost",
+            format!(
+                "gateway {} is not an IP address (no veeam.gateway.ip, no source.ip)",
+                excerpt(gateway)
+            ),
+        );
+    }
+    if let Some(client) = host
+        .address
+        .as_deref()
+        .filter(|_| host.ip.is_none() && host.domain.is_none())
+    {
+        f.report(
+            "clientHost",
+            format!(
+                "client {} is neither an IP address nor a host name (no client.ip, no client.domain)",
+                excerpt(client)
+            ),
+        );
     }
 }
 
@@ -1081,6 +1117,44 @@ mod tests {
                     .outcome,
                 want
             );
+        }
+    }
+
+    #[test]
+    fn client_host_parts_that_fit_no_field_are_reported() {
+        let decode = |client_host: &str| {
+            let raw = serde_json::json!({
+                "id": "s1", "type": "Vex", "creationTime": "2025-03-04T08:00:00Z",
+                "state": "Stopped", "result": "Success", "clientHost": client_host
+            });
+            decode_session(raw.to_string(), Utc::now()).unwrap()
+        };
+        for clean in [
+            "BXYDEV01 (via: 203.0.113.10)",
+            "2001:db8::1",
+            "WS01",
+            "",
+            "WS01 (via: [2001:db8::2]:443)",
+        ] {
+            assert!(
+                decode(clean).problems.is_empty(),
+                "{clean}: {:?}",
+                decode(clean).problems
+            );
+        }
+        for (odd, needle) in [
+            ("HOST (via: gw.example.net)", "gateway"),
+            ("fe80::1%eth0 (via: 10.0.0.1)", "client"),
+        ] {
+            let s = decode(odd);
+            assert_eq!(s.problems.len(), 1, "{odd}: {:?}", s.problems);
+            assert!(
+                s.problems[0].field.ends_with("clientHost"),
+                "{:?}",
+                s.problems
+            );
+            assert!(s.problems[0].detail.contains(needle), "{:?}", s.problems);
+            assert_eq!(s.client_host.as_deref(), Some(odd), "kept whole");
         }
     }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::format::{self, Facility, Format, Framing, MAX_APP_NAME, MAX_HOSTNAME, SeverityMap};
+use super::format::{
+    self, Facility, Format, Framing, MAX_APP_NAME, MAX_HOSTNAME, MAX_TAG_3164, SeverityMap,
+};
 use crate::config::common::{ConfigError, TlsConfig, check_tls, de_duration, invalid};
 /// Transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -181,11 +183,16 @@ impl SyslogSinkConfig {
                 ));
             }
         }
-        if !format::is_header_value(&self.app_name, MAX_APP_NAME) {
+        // RFC 3164 §4.1.3: the TAG is at most 32 characters; RFC 5424's APP-NAME 48.
+        let (max_app_name, rfc) = match self.format {
+            Format::Rfc3164 => (MAX_TAG_3164, "RFC 3164"),
+            _ => (MAX_APP_NAME, "RFC 5424"),
+        };
+        if !format::is_header_value(&self.app_name, max_app_name) {
             return Err(invalid(
                 format!("{key}.app_name"),
                 format!(
-                    "must be 1 to {MAX_APP_NAME} printable ASCII characters without spaces (RFC 5424)"
+                    "must be 1 to {max_app_name} printable ASCII characters without spaces ({rfc})"
                 ),
             ));
         }

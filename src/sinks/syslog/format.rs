@@ -30,6 +30,8 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// RFC 5424 field length limits (§6).
 pub const MAX_HOSTNAME: usize = 255;
 pub const MAX_APP_NAME: usize = 48;
+/// RFC 3164 §4.1.3: the TAG (our `app_name` there) is at most 32 characters.
+pub const MAX_TAG_3164: usize = 32;
 pub const MAX_MSGID: usize = 32;
 pub const MAX_SD_NAME: usize = 32;
 /// RFC 5424 §7.3.1: `sequenceId` runs 1..=2147483647, then wraps to 1.

@@ -365,6 +365,11 @@ mod tests {
                 "mode = \"tls\"",
             ),
             (
+                "address = \"h:514\"\nmode = \"udp\"\nformat = \"rfc3164\"\napp_name = \"veeam-siem-backup-audit-shipper-eu1\"",
+                "sinks.siem.app_name",
+                "RFC 3164",
+            ),
+            (
                 "address = \"h:514\"\nmode = \"tcp\"\napp_name = \"veeam siem\"",
                 "sinks.siem.app_name",
                 "printable",
