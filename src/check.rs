@@ -125,8 +125,15 @@ pub async fn run(config: &Config) -> Report {
     for cleartext in config.cleartext_endpoints() {
         report.push(cleartext.key.clone(), Status::Warn, cleartext.problem());
     }
-    for (id, source) in &config.sources {
-        check_source(config, id, source, &mut report).await;
+    // Probes run side by side (each may wait up to its timeout); rows keep config order.
+    let sources = futures::future::join_all(config.sources.iter().map(|(id, source)| async move {
+        let mut rows = Report::default();
+        check_source(config, id, source, &mut rows).await;
+        rows
+    }))
+    .await;
+    for rows in sources {
+        report.rows.extend(rows.rows);
     }
     // Sinks keep their files in a throwaway dir during the probe, unless the daemon's own
     // (a HEC channel file) already exists and is only read.
@@ -145,17 +152,18 @@ pub async fn run(config: &Config) -> Report {
         }
     };
     let ctx = ProbeContext::new(&config.state.dir, scratch.path());
-    for (id, sink_cfg) in &config.sinks {
+    let ctx = &ctx;
+    let sinks = futures::future::join_all(config.sinks.iter().map(|(id, sink_cfg)| async move {
         let component = format!("sink {id}");
-        match tokio::time::timeout(PROBE_TIMEOUT, sink_cfg.probe(id, &ctx)).await {
-            Ok(Ok(detail)) => report.push(component, Status::Ok, detail),
-            Ok(Err(e)) => report.push(component, Status::Fail, e),
-            Err(_) => report.push(
-                component,
-                Status::Fail,
-                format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
-            ),
+        match tokio::time::timeout(PROBE_TIMEOUT, sink_cfg.probe(id, ctx)).await {
+            Ok(Ok(detail)) => (component, Status::Ok, detail),
+            Ok(Err(e)) => (component, Status::Fail, e),
+            Err(_) => (component, Status::Fail, no_answer("its endpoint")),
         }
+    }))
+    .await;
+    for (component, status, detail) in sinks {
+        report.push(component, status, detail);
     }
     report
 }
@@ -225,9 +233,18 @@ async fn check_source(config: &Config, id: &str, source: &SourceConfig, report: 
         Err(_) => report.push(
             component,
             Status::Fail,
-            format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+            no_answer(&crate::config::common::redact_userinfo(source.url())),
         ),
     }
+}
+
+/// A probe that ran out of time: usually every try failed (unreachable host, refused
+/// connection, TLS) and the retries' backoff used the time up.
+fn no_answer(what: &str) -> String {
+    format!(
+        "no answer from {what} within {} s: unreachable, refusing connections, or failing every try (the retries' warnings above say which; run with --log-level debug for each attempt)",
+        PROBE_TIMEOUT.as_secs()
+    )
 }
 
 fn map_sample(source_id: &str, observer: &str, record: &Record) -> Event {
