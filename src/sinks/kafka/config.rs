@@ -319,6 +319,16 @@ impl KafkaSinkConfig {
                     "is empty; remove it to keep librdkafka's default",
                 ));
             }
+            // librdkafka checks the name and the value (no client is created): an unknown
+            // property or a bad value is a config error now, not a failure at startup.
+            let mut one = rdkafka::ClientConfig::new();
+            one.set(name.as_str(), value.to_property());
+            if let Err(e) = one.create_native_config() {
+                return Err(invalid(
+                    format!("{key}.options.\"{name}\""),
+                    format!("librdkafka refuses it: {e}; see librdkafka's CONFIGURATION.md"),
+                ));
+            }
         }
         Ok(())
     }

@@ -553,6 +553,14 @@ mod tests {
             let e = config(&format!("options = {{ \"{bad}\" = \"x\" }}")).unwrap_err();
             assert!(e.contains(bad) && !e.contains("\"x\""), "{e}");
         }
+        // What librdkafka refuses is a config error naming the option.
+        for (bad, value) in [("bogus.prop", "1"), ("compression.type", "\"bogus\"")] {
+            let e = config(&format!("options = {{ \"{bad}\" = {value} }}")).unwrap_err();
+            assert!(
+                e.contains(&format!("options.\"{bad}\"")) && e.contains("librdkafka"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
