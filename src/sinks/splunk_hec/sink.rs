@@ -12,6 +12,21 @@
 //! - answers' `Set-Cookie` are sent back on every request of the channel
 //!   ([`CookieJar`]): behind a load balancer the ack query reaches the indexer that
 //!   issued the ackId.
+//!
+//! Never confirming a request by another one's acknowledgement: HEC hands ackIds out again
+//! (from 0 after a restart or an idle-channel cleanup, per indexer behind a balancer
+//! without affinity), so the [`AckBook`] tracks requests by registration, not by ackId. A
+//! `true` counts only for a request answered before the query was sent, and only once
+//! every POST in flight during the query is answered; an ackId handed out again
+//! supersedes the unconfirmed holder, and when the two requests were in flight together
+//! (answers may arrive in another order than HEC gave the ids) both; a lost answer
+//! supersedes every waiting request. Superseded requests are sent again: duplicates, never
+//! a loss.
+//!
+//! Never trusting an answer that is not HEC's: an HTTP 200 without a HEC reply is retried
+//! (or fatal when the endpoint never answered like HEC: not its port), and per-event
+//! rejections are quarantined only among acceptances ([`FormatEvidence`]), so a receiver
+//! rejecting everything costs no evidence.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -449,6 +464,11 @@ struct BookState {
     next_post: u64,
     /// Event POSTs sent and not yet answered (their ackIds are unknown).
     posts: BTreeSet<u64>,
+    /// For each ackId answered while POSTs that may carry it again were in flight: the
+    /// serial of the next event POST when the last answer with it arrived. A POST with a
+    /// lower serial was sent before that answer, so HEC may have handed the ackId to it
+    /// first (see [`PostTicket::finish`]). Forgotten once no such POST is in flight.
+    answered: HashMap<u64, u64>,
     parked: Vec<Parked>,
 }
 
@@ -496,7 +516,9 @@ impl BookState {
 /// have been given that ackId before the query's answer was used: a request whose ackId
 /// is handed out again (or when an answer that may have carried an ackId was lost) is
 /// [`AckOutcome::Superseded`] and sent again, and a query's `true`s wait until the POSTs
-/// in flight during the query are answered.
+/// in flight during the query are answered. Answers arrive in any order, so "earlier" is
+/// decided by sending order: a request that was in flight while another one's answer
+/// with the same ackId arrived is superseded as well (HEC may have handed it the id first).
 #[derive(Default)]
 struct AckBook {
     state: Mutex<BookState>,
@@ -603,8 +625,16 @@ impl PostTicket {
     }
 
     /// The POST was answered: with `Some(ackId)` when HEC accepted it. Returns the
-    /// registration to wait on; an earlier request waiting for the same ackId is
-    /// superseded.
+    /// registration to wait on.
+    ///
+    /// When a request still waits for the same ackId, HEC handed it out twice, and a
+    /// `true` for it can no longer be given to the older holder: that one is superseded.
+    /// Which request is the newer holder is known only when this POST was sent after
+    /// every earlier answer with that ackId arrived. If it was in flight together with
+    /// one of them (waiting, confirmed or given up), answers may arrive in another order
+    /// than HEC handed out the ackIds (it may have given the id to this request first,
+    /// restarted, then to the other, whose `true` would then confirm this one), so this
+    /// request is superseded too and nobody waits for that ackId.
     fn finish(mut self, ack_id: Option<u64>) -> Option<(u64, oneshot::Receiver<AckOutcome>)> {
         self.done = true;
         let book = self.book.clone();
@@ -614,13 +644,29 @@ impl PostTicket {
             let reg = s.next_reg;
             s.next_reg += 1;
             let (tx, rx) = oneshot::channel();
-            if let Some(old) = s.waiting.insert(id, Waiter { reg, tx }) {
-                let _ = old.tx.send(AckOutcome::Superseded(format!(
-                    "HEC handed out ackId {id} again while an earlier request with it was unconfirmed (HEC restarted, cleaned up an idle channel, or another indexer answered behind a balancer without affinity)"
-                )));
+            let again = format!(
+                "HEC handed out ackId {id} again while an earlier request with it was unconfirmed (HEC restarted, cleaned up an idle channel, or another indexer answered behind a balancer without affinity)"
+            );
+            let ambiguous = s.answered.get(&id).is_some_and(|&after| self.serial < after);
+            let next_post = s.next_post;
+            let after = s.answered.entry(id).or_insert(0);
+            *after = (*after).max(next_post);
+            if let Some(old) = s.waiting.remove(&id) {
+                tracing::debug!(ack_id = id, ambiguous, "HEC handed out an ackId a waiting request holds; it is sent again");
+                let _ = old.tx.send(AckOutcome::Superseded(again.clone()));
+            }
+            if ambiguous {
+                // Nobody waits for `id` now: no `true` for it confirms anything.
+                tracing::debug!(ack_id = id, "HEC handed out an ackId to requests in flight together; both are sent again");
+                let _ = tx.send(AckOutcome::Superseded(again));
+            } else {
+                s.waiting.insert(id, Waiter { reg, tx });
             }
             (reg, rx)
         });
+        // No POST still to be answered was sent before these answers: forget them.
+        let oldest = s.posts.first().copied().unwrap_or(s.next_post);
+        s.answered.retain(|_, after| *after > oldest);
         s.release();
         drop(s);
         if registered.is_some() {
@@ -1649,5 +1695,125 @@ mod tests {
             .await
             .expect("delivered, not stuck");
         assert!(delivered.is_ok(), "{delivered:?}");
+    }
+
+    /// What a waiting request has heard so far: `None` while it still waits.
+    fn outcome(rx: &mut oneshot::Receiver<AckOutcome>) -> Option<&'static str> {
+        match rx.try_recv() {
+            Ok(AckOutcome::Confirmed) => Some("confirmed"),
+            Ok(AckOutcome::Superseded(_)) => Some("superseded"),
+            Ok(AckOutcome::Failed(_)) => Some("failed"),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some("closed"),
+        }
+    }
+
+    /// A POST answered with `id`: its registration and receiver.
+    fn answered(ticket: PostTicket, id: u64) -> (u64, oneshot::Receiver<AckOutcome>) {
+        ticket.finish(Some(id)).expect("registered")
+    }
+
+    /// An ackId handed out again to a request sent after the first one was answered:
+    /// HEC restarted between the two, the first is unconfirmed (sent again), and a
+    /// `true` for the id is the second one's.
+    #[test]
+    fn an_ack_id_handed_out_again_later_supersedes_the_earlier_request() {
+        let book = Arc::new(AckBook::default());
+        let (_, mut first) = answered(book.post_started(), 0);
+        let (second_reg, mut second) = answered(book.post_started(), 0);
+        assert_eq!(outcome(&mut first), Some("superseded"));
+        assert_eq!(outcome(&mut second), None);
+        assert_eq!(book.snapshot(), vec![(0, second_reg)]);
+        book.reported(vec![(0, second_reg)]);
+        assert_eq!(outcome(&mut second), Some("confirmed"));
+    }
+
+    /// Two requests in flight together get the same ackId (HEC gave it to one, restarted,
+    /// then gave it to the other): their answers may arrive in either order, so neither
+    /// can be told to be the newer one and neither is confirmed by a `true` for it. The
+    /// regression: the one answered last was taken for the newer and confirmed by the
+    /// other's `true`, while HEC had lost its data in the restart.
+    #[test]
+    fn an_ack_id_given_to_two_requests_in_flight_together_confirms_neither() {
+        for later_answered_first in [true, false] {
+            let book = Arc::new(AckBook::default());
+            let sent_first = book.post_started();
+            let sent_second = book.post_started();
+            let ((reg_a, mut a), (reg_b, mut b)) = if later_answered_first {
+                let b = answered(sent_second, 0);
+                (answered(sent_first, 0), b)
+            } else {
+                let a = answered(sent_first, 0);
+                (a, answered(sent_second, 0))
+            };
+            assert_eq!(outcome(&mut a), Some("superseded"));
+            assert_eq!(outcome(&mut b), Some("superseded"));
+            assert!(book.snapshot().is_empty(), "nobody waits for ackId 0");
+            book.reported(vec![(0, reg_a), (0, reg_b)]);
+            assert!(book.is_empty());
+        }
+    }
+
+    /// A query answered while a POST is in flight: its `true`s wait for that POST's
+    /// answer, which may carry the same ackId (then the `true` may be that request's).
+    #[test]
+    fn trues_wait_for_the_posts_in_flight_during_the_query() {
+        for other_id in [5, 0] {
+            let book = Arc::new(AckBook::default());
+            let (reg, mut waiting) = answered(book.post_started(), 0);
+            let in_flight = book.post_started();
+            book.reported(vec![(0, reg)]);
+            assert_eq!(
+                outcome(&mut waiting),
+                None,
+                "parked while a POST is in flight"
+            );
+            let (_, mut other) = answered(in_flight, other_id);
+            if other_id == 0 {
+                assert_eq!(outcome(&mut waiting), Some("superseded"));
+                assert_eq!(outcome(&mut other), None, "the newer holder waits on");
+            } else {
+                assert_eq!(outcome(&mut waiting), Some("confirmed"));
+                assert_eq!(outcome(&mut other), None);
+            }
+        }
+    }
+
+    /// Three requests in flight together all get ackId 0 (two restarts): the third answer
+    /// is as ambiguous as the second, though nobody waits for 0 when it arrives; so is an
+    /// answer overlapping a request that was given up (timed out) meanwhile.
+    #[test]
+    fn an_ack_id_shared_with_any_overlapping_request_confirms_nothing() {
+        let book = Arc::new(AckBook::default());
+        let tickets: Vec<PostTicket> = (0..3).map(|_| book.post_started()).collect();
+        let mut outcomes: Vec<_> = tickets.into_iter().map(|t| answered(t, 0).1).collect();
+        for o in &mut outcomes {
+            assert_eq!(outcome(o), Some("superseded"));
+        }
+        assert!(book.is_empty());
+
+        let book = Arc::new(AckBook::default());
+        let overlapping = book.post_started();
+        let (reg, mut given_up) = answered(book.post_started(), 7);
+        book.forget(7, reg);
+        assert_eq!(outcome(&mut given_up), Some("closed"));
+        let (_, mut late) = answered(overlapping, 7);
+        assert_eq!(outcome(&mut late), Some("superseded"));
+        // Nothing in flight any more: the next holder of 7 is the newer one for sure.
+        let (_, mut next) = answered(book.post_started(), 7);
+        assert_eq!(outcome(&mut next), None);
+        assert!(book.lock().answered.len() <= 1, "answers are forgotten");
+    }
+
+    /// An answer lost after sending may have carried any ackId: nothing waiting can be
+    /// confirmed any more.
+    #[test]
+    fn a_lost_answer_supersedes_every_waiting_request() {
+        let book = Arc::new(AckBook::default());
+        let (reg, mut waiting) = answered(book.post_started(), 3);
+        let lost = book.post_started();
+        book.reported(vec![(3, reg)]);
+        drop(lost);
+        assert_eq!(outcome(&mut waiting), Some("superseded"));
     }
 }
