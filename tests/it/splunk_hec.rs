@@ -1049,3 +1049,49 @@ async fn a_passing_200_page_is_retried_and_a_wrong_port_stops() {
         assert_eq!(peer.stats().waf_answers, 3);
     }
 }
+
+/// `check` beside a running daemon builds the sink on the daemon's channel: its probe of
+/// indexer acknowledgement asks on a fresh channel of its own, so it never takes the
+/// `true` (HEC reports one once) of a request the daemon waits for, which would then be
+/// sent again after `ack_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ack_probe_never_takes_a_running_sinks_true() {
+    use veeam_siem::sinks::Sink;
+    let bound = Duration::from_secs(30);
+    let peer = HecPeer::start(PeerConfig {
+        ack_enabled: true,
+        ack_delay: Duration::from_millis(200),
+        ..PeerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The running sink asks late: the probes have the time to ask before it.
+    let extra = "indexer_ack = true\nack_poll_interval = \"1s\"\nack_timeout = \"3s\"";
+    let mut running = direct_sink(&peer, dir.path(), extra);
+    let mut check = direct_sink(&peer, dir.path(), extra);
+    assert_eq!(
+        running.channel(),
+        check.channel(),
+        "check uses the daemon's channel"
+    );
+    let batch = numbered_batch(1, 0, 2);
+    let probes = async {
+        for _ in 0..12 {
+            let health = check.healthcheck().await;
+            assert!(health.is_ok(), "{health:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (delivered, ()) = tokio::time::timeout(bound, async {
+        tokio::join!(running.deliver(&batch), probes)
+    })
+    .await
+    .unwrap();
+    assert!(delivered.is_ok(), "{delivered:?}");
+    let stats = peer.stats();
+    assert_eq!(stats.ack_ids_issued, 1, "sent once: {stats:?}");
+    assert_eq!(stats.acks_reported_true, 1, "{stats:?}");
+    assert!(peer.indexed().values().all(|&c| c == 1));
+    assert_eq!(peer.acknowledged().len(), 2);
+}

@@ -107,8 +107,9 @@ impl SinkSettings for HecSinkConfig {
         Ok(Box::new(HecSink::new(id, self, ctx)?))
     }
 
-    /// The live state dir when the daemon already has a channel id there (indexer
-    /// acknowledgement is per channel; the probe only reads the file).
+    /// The live state dir when the daemon already has a channel id there, so the probe
+    /// checks that HEC accepts the daemon's channel (it only reads the file; its ack
+    /// query uses a fresh channel of its own, see `sink.rs`).
     fn probe_state_dir(&self, id: &str, ctx: &ProbeContext) -> PathBuf {
         if files::channel_path(&ctx.state_dir, id).exists() {
             ctx.state_dir.clone()

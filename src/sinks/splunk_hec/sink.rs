@@ -198,11 +198,22 @@ impl Conn {
 
     /// A POST to HEC with the token, the channel and the balancer's cookies.
     fn request(&self, url: &str, body: Bytes, gzip: bool) -> reqwest::RequestBuilder {
+        self.request_on(&self.channel, url, body, gzip)
+    }
+
+    /// [`Conn::request`] on another data channel than the sink's.
+    fn request_on(
+        &self,
+        channel: &str,
+        url: &str,
+        body: Bytes,
+        gzip: bool,
+    ) -> reqwest::RequestBuilder {
         let mut req = self
             .client
             .post(url)
             .header(AUTHORIZATION, self.auth.clone())
-            .header(CHANNEL_HEADER, &self.channel)
+            .header(CHANNEL_HEADER, channel)
             .header(CONTENT_TYPE, "application/json");
         if gzip {
             req = req.header(CONTENT_ENCODING, "gzip");
@@ -376,16 +387,27 @@ impl Conn {
 
     /// Query the ack endpoint once for `ids`; returns those reported `true`.
     async fn query_acks(&self, ids: &[u64]) -> Result<HashSet<u64>, AckError> {
+        self.query_acks_on(&self.channel, &self.ack_url, ids).await
+    }
+
+    /// [`Conn::query_acks`] on `channel`, whose ack URL is `ack_url`.
+    async fn query_acks_on(
+        &self,
+        channel: &str,
+        ack_url: &str,
+        ids: &[u64],
+    ) -> Result<HashSet<u64>, AckError> {
         let body = Bytes::from(serde_json::json!({ "acks": ids }).to_string());
         let query_bytes = body.len();
-        let result = http::send_with_retry(&self.once, &self.ack_url, || {
-            self.request(&self.ack_url, body.clone(), false).send()
+        let result = http::send_with_retry(&self.once, ack_url, || {
+            self.request_on(channel, ack_url, body.clone(), false)
+                .send()
         })
         .await;
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let text = self.read_reply(&self.ack_url, resp).await.map_err(|e| {
+                let text = self.read_reply(ack_url, resp).await.map_err(|e| {
                     AckError::Transient(format!("reading the ack answer of {}: {e}", self.endpoint))
                 })?;
                 match wire::parse_ack_reply(&text) {
@@ -1377,10 +1399,17 @@ impl HecSink {
         }
 
         // 3. Indexer acknowledgement must really be on (code 14 otherwise): fail loudly
-        //    rather than deliver without it. Asking about ackId 0 changes nothing we rely
-        //    on: nothing of this process is waiting for it.
+        //    rather than deliver without it. Asked on a fresh channel of its own: HEC
+        //    reports a `true` only once, so asking about an ackId of the sink's channel
+        //    could take the `true` of a request that a running daemon (`check` beside
+        //    `run`) or this sink waits for, which then times out and is sent again.
         if self.ack.is_some() {
-            match conn.query_acks(&[0]).await {
+            let probe_channel = uuid::Uuid::new_v4().hyphenated().to_string();
+            let probe_url = format!(
+                "{}/services/collector/ack?channel={probe_channel}",
+                conn.endpoint
+            );
+            match conn.query_acks_on(&probe_channel, &probe_url, &[0]).await {
                 Ok(_) => {}
                 Err(AckError::Transient(m)) => retryable.push(m),
                 Err(AckError::Fatal(m)) => return Err(SinkError::Fatal(m)),
