@@ -881,7 +881,10 @@ async fn ack_ids_handed_out_again_after_hec_restarts_lose_nothing() {
         )
         .await;
         let (stop, monitor) = watch_checkpoint(&s);
-        let out = s.run_once(TOKEN).await;
+        // Every batch is sent several times (restarts lose what HEC had not confirmed, and
+        // the pipeline backs off between attempts): about 80 s with window 1 here, so a
+        // longer bound than other runs, to stay clear of it on a loaded machine.
+        let out = run_bounded(&s.config, TOKEN, Duration::from_secs(240)).await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let (_, problems) = monitor.await.unwrap();
         assert!(out.status.success(), "window {window}: {}", text(&out));
