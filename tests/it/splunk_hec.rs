@@ -204,6 +204,70 @@ fn checkpoint_ahead(s: &Setup) -> Vec<String> {
     problems
 }
 
+/// Watch the checkpoint while a run goes on (every 100 ms until `stop`): what it claims
+/// must already be acknowledged by HEC. The task returns (checkpoints seen, problems).
+fn watch_checkpoint(
+    s: &Setup,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<(u32, Vec<String>)>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let monitor = {
+        let stop = stop.clone();
+        let checkpoint = s.checkpoint();
+        let peer = s.peer.clone();
+        tokio::spawn(async move {
+            let mut seen = 0u32;
+            let mut problems = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(text) = tokio::fs::read_to_string(&checkpoint).await
+                    && let Ok(cp) = serde_json::from_str::<serde_json::Value>(&text)
+                {
+                    seen += 1;
+                    // Read the peer *after* the checkpoint: acknowledgements only grow.
+                    let acked = peer.acknowledged();
+                    let mut orders: HashMap<String, HashSet<i64>> = HashMap::new();
+                    for e in peer.events() {
+                        if acked.contains_key(e["event"]["event"]["id"].as_str().unwrap_or("")) {
+                            orders
+                                .entry(
+                                    e["event"]["veeam"]["restore_session"]["id"]
+                                        .as_str()
+                                        .unwrap_or("")
+                                        .to_string(),
+                                )
+                                .or_default()
+                                .insert(
+                                    e["event"]["veeam"]["restore_event"]["order"]
+                                        .as_i64()
+                                        .unwrap_or(-1),
+                                );
+                        }
+                    }
+                    for (sid, c) in cp["state"]["sessions"]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        let next = c["next_order"].as_i64().unwrap_or(0);
+                        let have = orders.get(&sid).cloned().unwrap_or_default();
+                        let missing: Vec<i64> = (0..next).filter(|o| !have.contains(o)).collect();
+                        if !missing.is_empty() {
+                            problems.push(format!(
+                                "session {sid} checkpointed to {next} before HEC acknowledged orders {missing:?}"
+                            ));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (seen, problems)
+        })
+    };
+    (stop, monitor)
+}
+
 fn duplicates(indexed: &HashMap<String, u32>) -> u32 {
     indexed.values().map(|c| c - 1).sum()
 }
@@ -268,59 +332,7 @@ max_retries = 20"#,
     )
     .await;
 
-    // Watch the checkpoint during the run: what it claims must already be acknowledged.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let monitor = {
-        let stop = stop.clone();
-        let checkpoint = s.checkpoint();
-        let peer = s.peer.clone();
-        tokio::spawn(async move {
-            let mut seen = 0u32;
-            let mut problems = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok(text) = tokio::fs::read_to_string(&checkpoint).await
-                    && let Ok(cp) = serde_json::from_str::<serde_json::Value>(&text)
-                {
-                    seen += 1;
-                    // Read the peer *after* the checkpoint: acknowledgements only grow.
-                    let acked = peer.acknowledged();
-                    let mut orders: HashMap<String, HashSet<i64>> = HashMap::new();
-                    for e in peer.events() {
-                        if acked.contains_key(e["event"]["event"]["id"].as_str().unwrap_or("")) {
-                            orders
-                                .entry(
-                                    e["event"]["veeam"]["restore_session"]["id"]
-                                        .as_str()
-                                        .unwrap_or("")
-                                        .to_string(),
-                                )
-                                .or_default()
-                                .insert(
-                                    e["event"]["veeam"]["restore_event"]["order"]
-                                        .as_i64()
-                                        .unwrap_or(-1),
-                                );
-                        }
-                    }
-                    for (sid, c) in cp["state"]["sessions"]
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default()
-                    {
-                        let next = c["next_order"].as_i64().unwrap_or(0);
-                        let have = orders.get(&sid).cloned().unwrap_or_default();
-                        if (0..next).any(|o| !have.contains(&o)) {
-                            problems.push(format!(
-                                "session {sid} checkpointed to {next} before HEC acknowledged it"
-                            ));
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (seen, problems)
-        })
-    };
+    let (stop, monitor) = watch_checkpoint(&s);
     let out = s.run_once(TOKEN).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (seen, problems) = monitor.await.unwrap();
@@ -839,4 +851,250 @@ async fn sticky_sessions_keep_ack_queries_on_the_issuing_indexer() {
         "every ack query carried the balancer's cookie: {stats:?}"
     );
     assert_eq!(stats.acks_reported_true, stats.ack_ids_issued);
+}
+
+/// HEC restarts its ackId numbering (a Splunk restart, an idle-channel cleanup) and loses
+/// what it had not acknowledged: ackIds are handed out again while earlier requests with
+/// them are unconfirmed. No request may be confirmed by another one's `true`, in one
+/// batch or across batches: every event reaches HEC's acknowledged store, and the
+/// checkpoint never passes one that didn't.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_ids_handed_out_again_after_hec_restarts_lose_nothing() {
+    for window in [1usize, 4] {
+        let s = Setup::start(
+            SimConfig {
+                seed: 59,
+                sessions: 3,
+                events_per_session: 16,
+                ..SimConfig::default()
+            },
+            PeerConfig {
+                ack_enabled: true,
+                ack_delay: Duration::from_millis(300),
+                ack_restart_every: Some(3),
+                ..PeerConfig::default()
+            },
+            "page_size = 8",
+            &format!(
+                "indexer_ack = true\nack_poll_interval = \"100ms\"\nack_timeout = \"2s\"\nmax_events = 2\nin_flight_batches = {window}"
+            ),
+        )
+        .await;
+        let (stop, monitor) = watch_checkpoint(&s);
+        // Every batch is sent several times (restarts lose what HEC had not confirmed, and
+        // the pipeline backs off between attempts): about 80 s with window 1 here, so a
+        // longer bound than other runs, to stay clear of it on a loaded machine.
+        let out = run_bounded(&s.config, TOKEN, Duration::from_secs(240)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (_, problems) = monitor.await.unwrap();
+        assert!(out.status.success(), "window {window}: {}", text(&out));
+        assert!(problems.is_empty(), "window {window}: {problems:?}");
+        let dups = assert_complete(&s, &HashSet::new());
+        let stats = s.peer.stats();
+        eprintln!("window {window}: {dups} duplicates; {stats:?}");
+        assert!(
+            stats.ack_restarts > 0 && stats.events_lost_on_restart > 0,
+            "{stats:?}"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("handed out ackId"), "window {window}: {err}");
+    }
+}
+
+/// A sink driven directly against `peer` (gzip, no indexer ack).
+fn direct_sink(peer: &HecPeer, dir: &Path, extra: &str) -> veeam_siem::sinks::splunk_hec::HecSink {
+    use veeam_siem::sinks::SinkContext;
+    use veeam_siem::sinks::splunk_hec::{HecSink, HecSinkConfig};
+    let cfg: HecSinkConfig = toml::from_str(&format!(
+        "inputs = [\"vbo_main\"]\nendpoint = \"{}\"\ntoken = \"{TOKEN}\"\ncompression = \"gzip\"\nmax_events = 3\nmax_retries = 0\n{extra}",
+        peer.url()
+    ))
+    .unwrap();
+    let ctx = SinkContext {
+        state_dir: dir.to_path_buf(),
+    };
+    HecSink::new("direct", &cfg, &ctx).unwrap()
+}
+
+fn numbered_batch(seq: u64, first: usize, n: usize) -> veeam_siem::sinks::Batch {
+    let mut batch = sample_batch(first + n);
+    batch.events.drain(..first);
+    batch.seq = seq;
+    batch
+}
+
+/// Per-event rejections (code 6) are believed only among acceptances: one bad event
+/// among good ones goes to the dead-letter file, exactly; a proxy that strips
+/// `Content-Encoding: gzip` (HEC then answers code 6 to everything) quarantines nothing,
+/// the batch fails with an error naming the sink, the endpoint and the fix, and goes
+/// through once the proxy is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_rejecting_everything_as_malformed_quarantines_nothing() {
+    use veeam_siem::sinks::{Sink, SinkError};
+    let bound = Duration::from_secs(30);
+
+    // From the start: nothing was ever accepted, not even a batch of one event.
+    let peer = HecPeer::start(PeerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = direct_sink(&peer, dir.path(), "");
+    peer.set_strip_content_encoding(true);
+    for batch in [numbered_batch(1, 0, 7), numbered_batch(2, 7, 1)] {
+        let got = tokio::time::timeout(bound, sink.deliver(&batch))
+            .await
+            .unwrap();
+        match got {
+            Err(SinkError::Retryable(m)) => {
+                assert!(
+                    m.contains("sink `direct`")
+                        && m.contains(&peer.url())
+                        && m.contains("Content-Encoding")
+                        && m.contains("sinks.direct.compression")
+                        && !m.contains(TOKEN),
+                    "{m}"
+                );
+            }
+            other => panic!("expected a retryable receiver problem, got {other:?}"),
+        }
+    }
+    assert_eq!(sink.dead_letter_count(), 0);
+    assert!(!sink.dead_letter_path().exists());
+    peer.set_strip_content_encoding(false);
+    for batch in [numbered_batch(1, 0, 7), numbered_batch(2, 7, 1)] {
+        let got = tokio::time::timeout(bound, sink.deliver(&batch))
+            .await
+            .unwrap();
+        assert!(got.is_ok(), "{got:?}");
+    }
+    assert_eq!(peer.acknowledged().len(), 8);
+    assert_eq!(sink.dead_letter_count(), 0);
+
+    // One bad event among good ones: quarantined exactly; then the proxy breaks after
+    // acceptances: nothing more is quarantined.
+    let peer = HecPeer::start(PeerConfig {
+        poison_ids: ["direct-4".to_string()].into(),
+        ..PeerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = direct_sink(&peer, dir.path(), "");
+    let got = tokio::time::timeout(bound, sink.deliver(&numbered_batch(1, 0, 10)))
+        .await
+        .unwrap();
+    assert!(got.is_ok(), "{got:?}");
+    assert_eq!(sink.dead_letter_count(), 1);
+    let dead = harness::read_ndjson(sink.dead_letter_path());
+    assert_eq!(dead[0]["event"]["event"]["id"], "direct-4");
+    assert_eq!(peer.acknowledged().len(), 9);
+    peer.set_strip_content_encoding(true);
+    let batch = numbered_batch(2, 10, 6);
+    let got = tokio::time::timeout(bound, sink.deliver(&batch))
+        .await
+        .unwrap();
+    assert!(matches!(got, Err(SinkError::Retryable(_))), "{got:?}");
+    assert_eq!(sink.dead_letter_count(), 1, "nothing more quarantined");
+    peer.set_strip_content_encoding(false);
+    let got = tokio::time::timeout(bound, sink.deliver(&batch))
+        .await
+        .unwrap();
+    assert!(got.is_ok(), "{got:?}");
+    assert_eq!(peer.acknowledged().len(), 15);
+    assert_eq!(sink.dead_letter_count(), 1);
+}
+
+/// An HTTP 200 without a HEC reply (a balancer or WAF page) from an endpoint that has
+/// answered like HEC is retried like a 5xx, nothing acknowledged; from one that never
+/// did, it stops the sink with the "wrong port" diagnosis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_200_page_is_retried_and_a_wrong_port_stops() {
+    use veeam_siem::sinks::{Sink, SinkError};
+    let bound = Duration::from_secs(30);
+    for ack in [false, true] {
+        let peer = HecPeer::start(PeerConfig {
+            ack_enabled: ack,
+            ..PeerConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let extra = format!("indexer_ack = {ack}\nack_poll_interval = \"50ms\"");
+        let mut sink = direct_sink(&peer, dir.path(), &extra);
+        peer.set_waf_pages(1);
+        let got = tokio::time::timeout(bound, sink.deliver(&numbered_batch(1, 0, 2)))
+            .await
+            .unwrap();
+        match got {
+            Err(SinkError::Fatal(m)) => assert!(m.contains("not Splunk Web"), "{m}"),
+            other => panic!("never answered like HEC: expected Fatal, got {other:?}"),
+        }
+        let health = tokio::time::timeout(bound, sink.healthcheck())
+            .await
+            .unwrap();
+        assert!(health.is_ok(), "{health:?}");
+        let batch = numbered_batch(2, 2, 7);
+        peer.set_waf_pages(2);
+        let got = tokio::time::timeout(bound, sink.deliver(&batch))
+            .await
+            .unwrap();
+        match got {
+            Err(SinkError::Retryable(m)) => assert!(m.contains("without a HEC reply"), "{m}"),
+            other => panic!("a passing page: expected Retryable, got {other:?}"),
+        }
+        let got = tokio::time::timeout(bound, sink.deliver(&batch))
+            .await
+            .unwrap();
+        assert!(got.is_ok(), "{got:?}");
+        let acked = peer.acknowledged();
+        assert!(
+            (2..9).all(|i| acked.contains_key(&format!("direct-{i}"))),
+            "{acked:?}"
+        );
+        assert_eq!(peer.stats().waf_answers, 3);
+    }
+}
+
+/// `check` beside a running daemon builds the sink on the daemon's channel: its probe of
+/// indexer acknowledgement asks on a fresh channel of its own, so it never takes the
+/// `true` (HEC reports one once) of a request the daemon waits for, which would then be
+/// sent again after `ack_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ack_probe_never_takes_a_running_sinks_true() {
+    use veeam_siem::sinks::Sink;
+    let bound = Duration::from_secs(30);
+    let peer = HecPeer::start(PeerConfig {
+        ack_enabled: true,
+        ack_delay: Duration::from_millis(200),
+        ..PeerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The running sink asks late: the probes have the time to ask before it.
+    let extra = "indexer_ack = true\nack_poll_interval = \"1s\"\nack_timeout = \"3s\"";
+    let mut running = direct_sink(&peer, dir.path(), extra);
+    let mut check = direct_sink(&peer, dir.path(), extra);
+    assert_eq!(
+        running.channel(),
+        check.channel(),
+        "check uses the daemon's channel"
+    );
+    let batch = numbered_batch(1, 0, 2);
+    let probes = async {
+        for _ in 0..12 {
+            let health = check.healthcheck().await;
+            assert!(health.is_ok(), "{health:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (delivered, ()) = tokio::time::timeout(bound, async {
+        tokio::join!(running.deliver(&batch), probes)
+    })
+    .await
+    .unwrap();
+    assert!(delivered.is_ok(), "{delivered:?}");
+    let stats = peer.stats();
+    assert_eq!(stats.ack_ids_issued, 1, "sent once: {stats:?}");
+    assert_eq!(stats.acks_reported_true, 1, "{stats:?}");
+    assert!(peer.indexed().values().all(|&c| c == 1));
+    assert_eq!(peer.acknowledged().len(), 2);
 }

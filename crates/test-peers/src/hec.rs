@@ -19,6 +19,9 @@
 //!   per channel from 0; `POST /services/collector/ack` with `{"acks":[...]}` answers
 //!   `{"acks":{"N":true|false}}`; an ackId reports `true` once (after `ack_delay`), then
 //!   is forgotten (`false` again); a token without acknowledgement answers 400 code 14.
+//!   A restart of HEC (`ack_restart_every`) loses what is not yet acknowledged and starts
+//!   every channel's numbering at 0 again, as Splunk does after a restart or an idle-
+//!   channel cleanup: ackIds are then handed out a second time.
 //! - `GET /services/collector/health[/1.0]`: 200 code 17, or 503 code 18 while unhealthy.
 //!
 //! Fault injection: `busy_rate` (503 code 9 on event and ack requests), `ack_delay`,
@@ -29,6 +32,10 @@
 //! gets the proxy's own 413 HTML page, no HEC reply) and `proxy_refuse_all` (every POST
 //! gets it, even an empty one); and `endless` answers (the first N requests to the event
 //! or ack endpoint get a status with a chunked body that goes on far beyond any sane cap).
+//! `strip_content_encoding` (a proxy dropping `Content-Encoding`, so HEC reads gzip bytes
+//! as JSON and answers code 6) and `waf_pages` (the next N event POSTs are answered HTTP
+//! 200 with an HTML page by a balancer or WAF, never reaching HEC) are switched at
+//! runtime ([`HecPeer::set_strip_content_encoding`], [`HecPeer::set_waf_pages`]).
 //!
 //! It records what it indexed and what it acknowledged (per `event.id`, with counts) and
 //! every protocol violation by the client (a malformed envelope is a bug in the client,
@@ -109,6 +116,10 @@ pub struct PeerConfig {
     /// (the other one without a cookie), and an indexer reports `false` for ackIds it
     /// did not issue, like Splunk behind a balancer without affinity.
     pub sticky_cookie: bool,
+    /// HEC "restarts" after every this many accepted event requests with an ackId: every
+    /// channel's data not yet acknowledged is lost (never indexed, never reported `true`)
+    /// and its ackId numbering starts at 0 again.
+    pub ack_restart_every: Option<u64>,
 }
 
 /// Which endpoint an [`Endless`] fault hits.
@@ -149,6 +160,7 @@ impl Default for PeerConfig {
             proxy_refuse_all: false,
             endless: None,
             sticky_cookie: false,
+            ack_restart_every: None,
         }
     }
 }
@@ -179,11 +191,16 @@ pub struct PeerStats {
     pub proxy_413: u64,
     /// Requests answered with an endless body.
     pub endless_answers: u64,
+    /// Event POSTs answered 200 with an HTML page by the balancer or WAF.
+    pub waf_answers: u64,
     /// Ack queries that reached another indexer than the one that issued their ackIds
     /// (no or another balancer cookie; with `sticky_cookie`).
     pub ack_queries_elsewhere: u64,
     /// Most ackIds of one channel outstanding (issued, not yet reported `true`) at once.
     pub max_pending_acks: u64,
+    /// Restarts of HEC (`ack_restart_every`), and the events they lost.
+    pub ack_restarts: u64,
+    pub events_lost_on_restart: u64,
     pub violations: Vec<String>,
 }
 
@@ -217,6 +234,8 @@ struct Channel {
 
 struct Inner {
     stats: PeerStats,
+    strip_content_encoding: bool,
+    waf_pages: u64,
     rng: u64,
     busy_rate: f64,
     ack_delay: Duration,
@@ -615,6 +634,17 @@ async fn handle_event(
         return answer;
     }
     let cfg = &shared.cfg;
+    let strip = {
+        let mut inner = shared.lock();
+        if inner.waf_pages > 0 {
+            inner.waf_pages -= 1;
+            inner.stats.waf_answers += 1;
+            let page =
+                "<html><head><title>Request queued</title></head><body>Please wait</body></html>";
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/html")], page).into_response();
+        }
+        inner.strip_content_encoding
+    };
     let channel = {
         let mut inner = shared.lock();
         inner.stats.event_requests += 1;
@@ -639,6 +669,7 @@ async fn handle_event(
 
     let encoding = headers
         .get(header::CONTENT_ENCODING)
+        .filter(|_| !strip)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
     let data = match encoding.as_deref() {
@@ -765,6 +796,12 @@ async fn handle_event(
             let outstanding = ch.pending.len() as u64;
             inner.stats.max_pending_acks = inner.stats.max_pending_acks.max(outstanding);
             inner.stats.ack_ids_issued += 1;
+            if cfg
+                .ack_restart_every
+                .is_some_and(|n| n > 0 && inner.stats.ack_ids_issued % n == 0)
+            {
+                restart(&mut inner);
+            }
             let mut answer = (
                 StatusCode::OK,
                 axum::Json(json!({ "text": "Success", "code": 0, "ackId": ack_id })),
@@ -783,6 +820,31 @@ async fn handle_event(
                 *inner.acknowledged.entry(id).or_insert(0) += 1;
             }
             reply(StatusCode::OK, "Success", 0)
+        }
+    }
+}
+
+/// HEC restarts: data not yet acknowledged is lost, ackIds are counted from 0 again.
+fn restart(inner: &mut Inner) {
+    inner.stats.ack_restarts += 1;
+    let lost: Vec<String> = inner
+        .channels
+        .values_mut()
+        .flat_map(|ch| {
+            ch.next_ack = 0;
+            std::mem::take(&mut ch.pending)
+                .into_values()
+                .flat_map(|p| p.ids)
+        })
+        .collect();
+    inner.stats.events_lost_on_restart += lost.len() as u64;
+    inner.stats.events_indexed = inner.stats.events_indexed.saturating_sub(lost.len() as u64);
+    for id in lost {
+        if let Some(n) = inner.indexed.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inner.indexed.remove(&id);
+            }
         }
     }
 }
@@ -1049,6 +1111,8 @@ impl HecPeer {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 stats: PeerStats::default(),
+                strip_content_encoding: false,
+                waf_pages: 0,
                 rng: cfg.seed,
                 busy_rate: cfg.busy_rate,
                 ack_delay: cfg.ack_delay,
@@ -1115,6 +1179,16 @@ impl HecPeer {
     /// Applies to requests indexed from now on.
     pub fn set_ack_delay(&self, delay: Duration) {
         self.shared.lock().ack_delay = delay;
+    }
+
+    /// A proxy in front of HEC drops (or stops dropping) `Content-Encoding`.
+    pub fn set_strip_content_encoding(&self, strip: bool) {
+        self.shared.lock().strip_content_encoding = strip;
+    }
+
+    /// The next `n` event POSTs get a balancer's or WAF's HTTP 200 HTML page.
+    pub fn set_waf_pages(&self, n: u64) {
+        self.shared.lock().waf_pages = n;
     }
 
     pub fn set_busy_rate(&self, rate: f64) {

@@ -8,16 +8,28 @@
 //!    (`max_events`, `max_bytes`), gzipped when `compression = "gzip"`;
 //! 2. each request is POSTed to `/services/collector/event`; busy/unhealthy answers (codes
 //!    9, 18–20, 5xx), timeouts and connection errors are retried with backoff honouring
-//!    `Retry-After` (`http::send_with_retry`);
+//!    `Retry-After` (`http::send_with_retry`). An HTTP 200 without a HEC reply (a balancer
+//!    or WAF page) is never a delivery: retried once the endpoint has answered like HEC,
+//!    else fatal (most likely not the HEC port);
 //! 3. a request rejected for one malformed event (codes 6, 12, 13, 15 with
-//!    `invalid-event-number`) sends that event to the dead-letter file and the others again;
-//!    a request answered 413 without a HEC code (too large for HEC or a proxy) is split in
-//!    halves and sent again; a single event still refused goes to the dead-letter file only
-//!    when it is larger than every request HEC accepted (`wire::SizeEvidence`), else the
-//!    batch fails and is retried (a proxy refusing every POST must not cost evidence);
-//! 4. with `indexer_ack`, the ackIds go to the sink's one ack poller, which queries
-//!    `/services/collector/ack` for every outstanding ackId until each reports `true`;
-//!    requests still unconfirmed after `ack_timeout` are sent again;
+//!    `invalid-event-number`) sends the others again; the rejected event goes to the
+//!    dead-letter file once the rest of the batch was sent, only when HEC accepted
+//!    something since startup and at most one rejection followed the last acceptance
+//!    (`wire::FormatEvidence`), else the batch fails and is retried (a receiver rejecting
+//!    everything, e.g. behind a proxy stripping `Content-Encoding`, must not cost
+//!    evidence); a request answered 413 without a HEC code (too large for HEC or a proxy)
+//!    is split in halves and sent again; a single event still refused goes to the
+//!    dead-letter file only when it is larger than every request HEC accepted
+//!    (`wire::SizeEvidence`), else the batch fails and is retried (a proxy refusing every
+//!    POST must not cost evidence);
+//! 4. with `indexer_ack`, each accepted request waits in the sink's ack book, and its one
+//!    ack poller queries `/services/collector/ack` for every outstanding ackId until each
+//!    reports `true`; requests still unconfirmed after `ack_timeout` are sent again. HEC
+//!    hands ackIds out again after a restart or an idle-channel cleanup, so a `true`
+//!    confirms only a request answered before the query was sent, once the POSTs in flight
+//!    meanwhile are answered; a request whose ackId was handed out again (or that was in
+//!    flight with another request given the same ackId, or when an answer was lost) is
+//!    sent again (see `sink.rs`, `AckBook`);
 //! 5. only then is the batch acknowledged to the pipeline, which may move the checkpoint.
 //!
 //! Steps 1–3 run for up to `in_flight_requests` requests at a time, and with
@@ -36,8 +48,12 @@
 //! deadlines use checked arithmetic (duration settings are also bounded by validation).
 //!
 //! Must not: acknowledge before HEC accepted every event (code 0) and, with
-//! `indexer_ack`, before every ackId reported `true`; print the token (it is a [`Secret`]
-//! and travels only in the `Authorization` header, marked sensitive); silently downgrade
+//! `indexer_ack`, before every request's own ackId reported `true` (never on a `true` that
+//! may be another request's HEC gave the same ackId);
+//! quarantine events on evidence that the receiver, not the event, is at fault; print the
+//! token (it is a [`Secret`] and travels only in the `Authorization` header, marked
+//! sensitive); silently downgrade to delivery without indexer acknowledgement when
+//! `indexer_ack` is on (code 14, or code 0 without an ackId, stops the sink).
 
 mod config;
 mod cookies;
@@ -91,8 +107,9 @@ impl SinkSettings for HecSinkConfig {
         Ok(Box::new(HecSink::new(id, self, ctx)?))
     }
 
-    /// The live state dir when the daemon already has a channel id there (indexer
-    /// acknowledgement is per channel; the probe only reads the file).
+    /// The live state dir when the daemon already has a channel id there, so the probe
+    /// checks that HEC accepts the daemon's channel (it only reads the file; its ack
+    /// query uses a fresh channel of its own, see `sink.rs`).
     fn probe_state_dir(&self, id: &str, ctx: &ProbeContext) -> PathBuf {
         if files::channel_path(&ctx.state_dir, id).exists() {
             ctx.state_dir.clone()

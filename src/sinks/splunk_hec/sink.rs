@@ -12,10 +12,26 @@
 //! - answers' `Set-Cookie` are sent back on every request of the channel
 //!   ([`CookieJar`]): behind a load balancer the ack query reaches the indexer that
 //!   issued the ackId.
+//!
+//! Never confirming a request by another one's acknowledgement: HEC hands ackIds out again
+//! (from 0 after a restart or an idle-channel cleanup, per indexer behind a balancer
+//! without affinity), so the [`AckBook`] tracks requests by registration, not by ackId. A
+//! `true` counts only for a request answered before the query was sent, and only once
+//! every POST in flight during the query is answered; an ackId handed out again
+//! supersedes the unconfirmed holder, and when the two requests were in flight together
+//! (answers may arrive in another order than HEC gave the ids) both; a lost answer
+//! supersedes every waiting request. Superseded requests are sent again: duplicates, never
+//! a loss.
+//!
+//! Never trusting an answer that is not HEC's: an HTTP 200 without a HEC reply is retried
+//! (or fatal when the endpoint never answered like HEC: not its port), and per-event
+//! rejections are quarantined only among acceptances ([`FormatEvidence`]), so a receiver
+//! rejecting everything costs no evidence.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,7 +49,7 @@ use crate::sinks::{Batch, Confirmation, Sink, SinkContext, SinkError};
 
 use super::config::*;
 use super::cookies::CookieJar;
-use super::wire::{CHANNEL_HEADER, Chunk, ErrCtx, SizeEvidence, Verdict};
+use super::wire::{CHANNEL_HEADER, Chunk, ErrCtx, FormatEvidence, SizeEvidence, Verdict};
 use super::{files, wire};
 
 /// At most this many ackIds per query to the ack endpoint.
@@ -83,13 +99,24 @@ impl Progress {
     }
 }
 
-/// Requests accepted with an ackId, waiting for it: (ackId, the events it carries).
-type Waiting = Vec<(u64, Vec<usize>)>;
+/// An event HEC rejected as malformed, waiting to be judged (see `FormatEvidence`).
+struct Held {
+    index: usize,
+    status: u16,
+    code: Option<i64>,
+    text: String,
+}
 
 /// What HEC did with one request.
 enum Posted {
-    Accepted { ack_id: Option<u64> },
-    Rejected { status: u16, verdict: Verdict },
+    /// Code 0; with indexer ack, the request's entry in the [`AckBook`].
+    Accepted {
+        ack: Option<AckWait>,
+    },
+    Rejected {
+        status: u16,
+        verdict: Verdict,
+    },
 }
 
 /// An ack-endpoint failure that polling may outlive, or one that stops the sink.
@@ -126,9 +153,39 @@ struct Conn {
     /// One attempt only (probes and ack polls: their callers decide about retrying).
     once: RetryPolicy,
     cookies: CookieJar,
+    /// The requests waiting for their ackIds and the POSTs whose ackIds are unknown.
+    book: Arc<AckBook>,
+    /// Whether this endpoint has answered like HEC (a HEC JSON reply) since startup: a
+    /// later answer without one is a passing proxy or balancer page, retried; before
+    /// that, most likely the wrong port (see [`Conn::not_hec`]).
+    hec_seen: AtomicBool,
 }
 
 impl Conn {
+    /// An HTTP 200 whose body is not a HEC reply (`what`: which endpoint). Once this
+    /// endpoint has answered like HEC, a load balancer, WAF or proxy page passing by:
+    /// retried like a 5xx, nothing acknowledged. Never answered like HEC since startup:
+    /// most likely Splunk Web or another port, which retrying won't fix: stop.
+    fn not_hec(&self, what: &str, status: u16, text: &str) -> Result<String, String> {
+        let excerpt = http::excerpt(text, 120);
+        if self.hec_seen.load(Ordering::Relaxed) {
+            tracing::warn!(sink_id = %self.id, endpoint = %self.endpoint, http_status = status, body = %excerpt, "HEC answered {what} with HTTP {status} but no HEC reply (a load balancer, WAF or proxy page?); nothing of it counts as delivered, retrying");
+            Err(format!(
+                "HEC at {} answered {what} with HTTP {status} without a HEC reply ({excerpt}), after answering like HEC before: a load balancer, WAF or proxy in front of it answered instead; retrying (nothing of it counts as delivered)",
+                self.endpoint
+            ))
+        } else {
+            Ok(format!(
+                "HEC at {} answered {what} with HTTP {status} without a HEC reply ({excerpt}) and has not answered like HEC since startup; check sinks.{}.endpoint points at the HEC port (8088 by default), not Splunk Web",
+                self.endpoint, self.id
+            ))
+        }
+    }
+
+    fn seen_hec(&self) {
+        self.hec_seen.store(true, Ordering::Relaxed);
+    }
+
     fn err_ctx(&self) -> ErrCtx<'_> {
         ErrCtx {
             sink_id: &self.id,
@@ -141,11 +198,22 @@ impl Conn {
 
     /// A POST to HEC with the token, the channel and the balancer's cookies.
     fn request(&self, url: &str, body: Bytes, gzip: bool) -> reqwest::RequestBuilder {
+        self.request_on(&self.channel, url, body, gzip)
+    }
+
+    /// [`Conn::request`] on another data channel than the sink's.
+    fn request_on(
+        &self,
+        channel: &str,
+        url: &str,
+        body: Bytes,
+        gzip: bool,
+    ) -> reqwest::RequestBuilder {
         let mut req = self
             .client
             .post(url)
             .header(AUTHORIZATION, self.auth.clone())
-            .header(CHANNEL_HEADER, &self.channel)
+            .header(CHANNEL_HEADER, channel)
             .header(CONTENT_TYPE, "application/json");
         if gzip {
             req = req.header(CONTENT_ENCODING, "gzip");
@@ -209,14 +277,32 @@ impl Conn {
         };
         let gzip = self.gzip.is_some();
         let sent = body.len();
+        // With indexer ack, HEC may hand out an ackId from the moment the POST leaves.
+        let ticket = self.ack.then(|| self.book.post_started());
+        let lost = AtomicBool::new(false);
         let result = http::send_with_retry(&self.policy, &self.event_url, || {
-            self.request(&self.event_url, body.clone(), gzip).send()
+            let sending = self.request(&self.event_url, body.clone(), gzip).send();
+            let lost = &lost;
+            async move {
+                let answer = sending.await;
+                // Sent (not refused at connect) but unanswered: HEC may have taken it.
+                if answer.as_ref().is_err_and(|e| !e.is_connect()) {
+                    lost.store(true, Ordering::Relaxed);
+                }
+                answer
+            }
         })
         .await;
+        if lost.load(Ordering::Relaxed)
+            && let Some(t) = &ticket
+        {
+            t.answer_lost(&self.endpoint);
+        }
         let ctx = self.err_ctx();
         let posted = match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                // An unreadable answer drops the ticket unfinished: lost.
                 let text = self.read_reply(&self.event_url, resp).await.map_err(|e| {
                     SinkError::Retryable(format!(
                         "reading the answer of HEC at {}: {e}; the request is sent again",
@@ -225,7 +311,11 @@ impl Conn {
                 })?;
                 match wire::parse_reply(&text) {
                     Some(reply) if reply.code == Some(0) => {
+                        self.seen_hec();
                         if self.ack && reply.ack_id.is_none() {
+                            if let Some(t) = ticket {
+                                t.answered();
+                            }
                             // Code 0 without an ackId: the token has acknowledgement off.
                             let off = wire::Reply {
                                 code: Some(14),
@@ -237,58 +327,99 @@ impl Conn {
                                 verdict: wire::classify(400, Some(&off), &ctx),
                             }
                         } else {
-                            Posted::Accepted {
-                                ack_id: if self.ack { reply.ack_id } else { None },
-                            }
+                            let ack = match (ticket, reply.ack_id) {
+                                (Some(t), Some(id)) => {
+                                    t.finish(Some(id)).map(|(reg, rx)| AckWait {
+                                        id,
+                                        reg,
+                                        rx,
+                                        events: Vec::new(),
+                                    })
+                                }
+                                _ => None,
+                            };
+                            Posted::Accepted { ack }
                         }
                     }
-                    Some(reply) => Posted::Rejected {
-                        status,
-                        verdict: wire::classify(status, Some(&reply), &ctx),
-                    },
+                    Some(reply) => {
+                        self.seen_hec();
+                        if let Some(t) = ticket {
+                            t.answered();
+                        }
+                        Posted::Rejected {
+                            status,
+                            verdict: wire::classify(status, Some(&reply), &ctx),
+                        }
+                    }
+                    // Not HEC's answer: the ticket is dropped unfinished (lost), as
+                    // whatever answered may have hidden HEC's.
                     None => {
-                        return Err(SinkError::Fatal(format!(
-                            "HEC at {} answered HTTP {status} without a HEC reply ({}); check sinks.{}.endpoint points at the HEC port (8088 by default), not Splunk Web",
-                            self.endpoint,
-                            http::excerpt(&text, 120),
-                            self.id
-                        )));
+                        return Err(match self.not_hec("a request", status, &text) {
+                            Err(m) => SinkError::Retryable(m),
+                            Ok(m) => SinkError::Fatal(m),
+                        });
                     }
                 }
             }
             Err(HttpError::Status { status, body, .. }) => {
+                if let Some(t) = ticket {
+                    t.answered();
+                }
                 let reply = wire::parse_reply(&body);
+                if reply.is_some() {
+                    self.seen_hec();
+                }
                 Posted::Rejected {
                     status,
                     verdict: wire::classify(status, reply.as_ref(), &ctx),
                 }
             }
-            Err(e) => return Err(self.transport_failure(&format!("HEC at {}", self.endpoint), e)),
+            Err(e) => {
+                // A lost answer was dealt with above; refused connections took nothing.
+                if let Some(t) = ticket {
+                    t.answered();
+                }
+                return Err(self.transport_failure(&format!("HEC at {}", self.endpoint), e));
+            }
         };
         Ok((chunk, posted, sent))
     }
 
     /// Query the ack endpoint once for `ids`; returns those reported `true`.
     async fn query_acks(&self, ids: &[u64]) -> Result<HashSet<u64>, AckError> {
+        self.query_acks_on(&self.channel, &self.ack_url, ids).await
+    }
+
+    /// [`Conn::query_acks`] on `channel`, whose ack URL is `ack_url`.
+    async fn query_acks_on(
+        &self,
+        channel: &str,
+        ack_url: &str,
+        ids: &[u64],
+    ) -> Result<HashSet<u64>, AckError> {
         let body = Bytes::from(serde_json::json!({ "acks": ids }).to_string());
         let query_bytes = body.len();
-        let result = http::send_with_retry(&self.once, &self.ack_url, || {
-            self.request(&self.ack_url, body.clone(), false).send()
+        let result = http::send_with_retry(&self.once, ack_url, || {
+            self.request_on(channel, ack_url, body.clone(), false)
+                .send()
         })
         .await;
         match result {
             Ok(resp) => {
-                let text = self.read_reply(&self.ack_url, resp).await.map_err(|e| {
+                let status = resp.status().as_u16();
+                let text = self.read_reply(ack_url, resp).await.map_err(|e| {
                     AckError::Transient(format!("reading the ack answer of {}: {e}", self.endpoint))
                 })?;
-                wire::parse_ack_reply(&text).ok_or_else(|| {
-                    AckError::Fatal(format!(
-                        "HEC at {} answered the ack query with something else than {{\"acks\":{{...}}}} ({}); check sinks.{}.endpoint",
-                        self.endpoint,
-                        http::excerpt(&text, 120),
-                        self.id
-                    ))
-                })
+                match wire::parse_ack_reply(&text) {
+                    Some(acked) => {
+                        self.seen_hec();
+                        Ok(acked)
+                    }
+                    None => Err(match self.not_hec("an ack query", status, &text) {
+                        Err(m) => AckError::Transient(m),
+                        Ok(m) => AckError::Fatal(m),
+                    }),
+                }
             }
             Err(HttpError::Status { status, body, .. }) => {
                 let reply = wire::parse_reply(&body);
@@ -315,45 +446,269 @@ impl Conn {
     }
 }
 
-/// The ackIds every batch in flight waits for, and how the poller wakes up.
+/// What became of a request waiting for its ackId.
+#[derive(Debug)]
+enum AckOutcome {
+    /// HEC reported its ackId `true` to a query sent after the request was answered, and
+    /// no other request can have been given that ackId meanwhile.
+    Confirmed,
+    /// The ackId was handed out again (or an answer that may have carried an ackId was
+    /// lost) while this request was unconfirmed: a `true` for that ackId can no longer be
+    /// told apart, so the request counts as unconfirmed and is sent again.
+    Superseded(String),
+    /// Ack polling failed for good.
+    Failed(String),
+}
+
+/// One request waiting for its ackId in the book; `reg` tells it apart from any other
+/// request HEC gave the same ackId (before or after it).
+struct Waiter {
+    reg: u64,
+    tx: oneshot::Sender<AckOutcome>,
+}
+
+/// `true`s from an ack query answered while event POSTs were in flight: one of those may
+/// come back with the same ackId (HEC restarted its numbering), and then the `true` may
+/// be that request's. Applied once every POST sent before the answer arrived is answered.
+struct Parked {
+    /// (ackId, registration) pairs reported `true`.
+    trues: Vec<(u64, u64)>,
+    /// Every POST with a serial below this must be answered first.
+    after: u64,
+}
+
+#[derive(Default)]
+struct BookState {
+    /// The request waiting for each ackId (the newest one HEC gave it).
+    waiting: HashMap<u64, Waiter>,
+    next_reg: u64,
+    /// Serial of the next event POST.
+    next_post: u64,
+    /// Event POSTs sent and not yet answered (their ackIds are unknown).
+    posts: BTreeSet<u64>,
+    /// For each ackId answered while POSTs that may carry it again were in flight: the
+    /// serial of the next event POST when the last answer with it arrived. A POST with a
+    /// lower serial was sent before that answer, so HEC may have handed the ackId to it
+    /// first (see [`PostTicket::finish`]). Forgotten once no such POST is in flight.
+    answered: HashMap<u64, u64>,
+    parked: Vec<Parked>,
+}
+
+impl BookState {
+    /// Confirm the requests whose `(ackId, registration)` is still waiting.
+    fn apply(&mut self, trues: &[(u64, u64)]) {
+        for &(id, reg) in trues {
+            if self.waiting.get(&id).is_some_and(|w| w.reg == reg)
+                && let Some(w) = self.waiting.remove(&id)
+            {
+                let _ = w.tx.send(AckOutcome::Confirmed);
+            }
+        }
+    }
+
+    /// Apply the parked `true`s no POST in flight can contradict any more.
+    fn release(&mut self) {
+        let oldest = self.posts.first().copied();
+        let (ready, wait): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| oldest.is_none_or(|o| o >= p.after));
+        self.parked = wait;
+        for p in ready {
+            self.apply(&p.trues);
+        }
+    }
+
+    /// Every waiting request is unconfirmed from now on: an ackId we don't know may have
+    /// been handed out.
+    fn supersede_all(&mut self, why: &str) {
+        for (_, w) in self.waiting.drain() {
+            let _ = w.tx.send(AckOutcome::Superseded(why.to_string()));
+        }
+        self.parked.clear();
+    }
+}
+
+/// The ackIds every batch in flight waits for, the event POSTs whose answers (and so
+/// ackIds) are still unknown, and how the poller wakes up.
+///
+/// HEC numbers ackIds per channel from 0 and starts again at 0 after a restart, an
+/// idle-channel cleanup, or on another indexer behind a balancer without affinity: two
+/// requests can get the same ackId. So a request is confirmed only by a `true` for its
+/// ackId to a query sent after its answer arrived, and only if no other request can
+/// have been given that ackId before the query's answer was used: a request whose ackId
+/// is handed out again (or when an answer that may have carried an ackId was lost) is
+/// [`AckOutcome::Superseded`] and sent again, and a query's `true`s wait until the POSTs
+/// in flight during the query are answered. Answers arrive in any order, so "earlier" is
+/// decided by sending order: a request that was in flight while another one's answer
+/// with the same ackId arrived is superseded as well (HEC may have handed it the id first).
 #[derive(Default)]
 struct AckBook {
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Result<(), String>>>>,
+    state: Mutex<BookState>,
     wake: Notify,
 }
 
+/// A request waiting for its ackId: what [`confirm`] waits on.
+struct AckWait {
+    id: u64,
+    reg: u64,
+    rx: oneshot::Receiver<AckOutcome>,
+    events: Vec<usize>,
+}
+
+/// Requests accepted with an ackId, waiting for it.
+type Waiting = Vec<AckWait>;
+
+/// An event POST in flight with indexer acknowledgement: until it is answered, HEC may
+/// have handed out an ackId we don't know yet. Dropped without [`PostTicket::finish`]
+/// means its answer was lost (see [`AckBook`]).
+struct PostTicket {
+    book: Arc<AckBook>,
+    serial: u64,
+    done: bool,
+}
+
 impl AckBook {
-    /// Wait for `id`: the receiver gets `Ok` once HEC reports it `true`, `Err` when ack
-    /// polling failed for good.
-    fn register(&self, id: u64) -> oneshot::Receiver<Result<(), String>> {
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.insert(id, tx);
-        }
-        self.wake.notify_one();
-        rx
+    fn lock(&self) -> std::sync::MutexGuard<'_, BookState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stop waiting for `id` (its request will be sent again).
-    fn forget(&self, id: u64) {
-        if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.remove(&id);
+    /// An event POST is about to be sent.
+    fn post_started(self: &Arc<Self>) -> PostTicket {
+        let mut s = self.lock();
+        let serial = s.next_post;
+        s.next_post += 1;
+        s.posts.insert(serial);
+        PostTicket {
+            book: self.clone(),
+            serial,
+            done: false,
         }
+    }
+
+    /// Stop waiting for `id` if `reg` still holds it (its request will be sent again).
+    fn forget(&self, id: u64, reg: u64) {
+        let mut s = self.lock();
+        if s.waiting.get(&id).is_some_and(|w| w.reg == reg) {
+            s.waiting.remove(&id);
+        }
+    }
+
+    /// The outstanding `(ackId, registration)` pairs, by ackId; drops requests nobody
+    /// waits for any more (their batch was abandoned).
+    fn snapshot(&self) -> Vec<(u64, u64)> {
+        let mut s = self.lock();
+        s.waiting.retain(|_, w| !w.tx.is_closed());
+        let mut ids: Vec<(u64, u64)> = s.waiting.iter().map(|(&id, w)| (id, w.reg)).collect();
+        ids.sort_unstable();
+        ids
     }
 
     fn is_empty(&self) -> bool {
-        self.waiting.lock().map_or(true, |w| w.is_empty())
+        self.lock().waiting.is_empty()
     }
 
-    /// The outstanding ackIds, ascending.
-    fn ids(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self
-            .waiting
-            .lock()
-            .map(|w| w.keys().copied().collect())
-            .unwrap_or_default();
-        ids.sort_unstable();
-        ids
+    /// A query sent when `trues` were registered reported them `true`.
+    fn reported(&self, trues: Vec<(u64, u64)>) {
+        if trues.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        if s.posts.is_empty() {
+            s.apply(&trues);
+        } else {
+            let after = s.next_post;
+            s.parked.push(Parked { trues, after });
+        }
+    }
+
+    /// Ack polling failed for good: every waiting request fails with `m`.
+    fn fail_all(&self, m: &str) {
+        let mut s = self.lock();
+        for (_, w) in s.waiting.drain() {
+            let _ = w.tx.send(AckOutcome::Failed(m.to_string()));
+        }
+        s.parked.clear();
+    }
+}
+
+impl PostTicket {
+    /// An attempt of this POST lost its answer after sending (a timeout, a reset, an
+    /// unreadable body): HEC may have handed out an ackId we'll never see, maybe one a
+    /// waiting request holds, so none of them can be confirmed any more.
+    fn answer_lost(&self, endpoint: &str) {
+        self.book.lock().supersede_all(&format!(
+            "the answer to a request sent to HEC at {endpoint} was lost, and it may have carried an ackId the unconfirmed requests hold"
+        ));
+    }
+
+    /// The POST was answered without an ackId (refused, or acknowledgement off).
+    fn answered(self) {
+        let _ = self.finish(None);
+    }
+
+    /// The POST was answered: with `Some(ackId)` when HEC accepted it. Returns the
+    /// registration to wait on.
+    ///
+    /// When a request still waits for the same ackId, HEC handed it out twice, and a
+    /// `true` for it can no longer be given to the older holder: that one is superseded.
+    /// Which request is the newer holder is known only when this POST was sent after
+    /// every earlier answer with that ackId arrived. If it was in flight together with
+    /// one of them (waiting, confirmed or given up), answers may arrive in another order
+    /// than HEC handed out the ackIds (it may have given the id to this request first,
+    /// restarted, then to the other, whose `true` would then confirm this one), so this
+    /// request is superseded too and nobody waits for that ackId.
+    fn finish(mut self, ack_id: Option<u64>) -> Option<(u64, oneshot::Receiver<AckOutcome>)> {
+        self.done = true;
+        let book = self.book.clone();
+        let mut s = book.lock();
+        s.posts.remove(&self.serial);
+        let registered = ack_id.map(|id| {
+            let reg = s.next_reg;
+            s.next_reg += 1;
+            let (tx, rx) = oneshot::channel();
+            let again = format!(
+                "HEC handed out ackId {id} again while an earlier request with it was unconfirmed (HEC restarted, cleaned up an idle channel, or another indexer answered behind a balancer without affinity)"
+            );
+            let ambiguous = s.answered.get(&id).is_some_and(|&after| self.serial < after);
+            let next_post = s.next_post;
+            let after = s.answered.entry(id).or_insert(0);
+            *after = (*after).max(next_post);
+            if let Some(old) = s.waiting.remove(&id) {
+                tracing::debug!(ack_id = id, ambiguous, "HEC handed out an ackId a waiting request holds; it is sent again");
+                let _ = old.tx.send(AckOutcome::Superseded(again.clone()));
+            }
+            if ambiguous {
+                // Nobody waits for `id` now: no `true` for it confirms anything.
+                tracing::debug!(ack_id = id, "HEC handed out an ackId to requests in flight together; both are sent again");
+                let _ = tx.send(AckOutcome::Superseded(again));
+            } else {
+                s.waiting.insert(id, Waiter { reg, tx });
+            }
+            (reg, rx)
+        });
+        // No POST still to be answered was sent before these answers: forget them.
+        let oldest = s.posts.first().copied().unwrap_or(s.next_post);
+        s.answered.retain(|_, after| *after > oldest);
+        s.release();
+        drop(s);
+        if registered.is_some() {
+            book.wake.notify_one();
+        }
+        registered
+    }
+}
+
+impl Drop for PostTicket {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut s = self.book.lock();
+        s.posts.remove(&self.serial);
+        s.supersede_all(
+            "the answer to a request sent to HEC was lost, and it may have carried an ackId the unconfirmed requests hold",
+        );
+        s.release();
     }
 }
 
@@ -367,7 +722,7 @@ struct AckPoller {
 
 impl AckPoller {
     fn start(conn: Arc<Conn>, interval: Duration) -> AckPoller {
-        let book = Arc::new(AckBook::default());
+        let book = conn.book.clone();
         let task = tokio::spawn(poll_acks(conn, book.clone(), interval));
         AckPoller {
             book,
@@ -384,21 +739,24 @@ async fn poll_acks(conn: Arc<Conn>, book: Arc<AckBook>, interval: Duration) {
             continue;
         }
         tokio::time::sleep(interval).await;
-        let ids = book.ids();
-        for chunk in ids.chunks(ACK_QUERY_MAX) {
-            match conn.query_acks(chunk).await {
+        // Taken before the query is sent: a request registered later (or registered
+        // again under the same ackId) is not confirmed by this query's answer.
+        let outstanding = book.snapshot();
+        for chunk in outstanding.chunks(ACK_QUERY_MAX) {
+            let ids: Vec<u64> = chunk.iter().map(|&(id, _)| id).collect();
+            match conn.query_acks(&ids).await {
                 Ok(acked) => {
                     if failing {
                         failing = false;
                         tracing::info!(sink_id = %conn.id, "ack queries work again");
                     }
-                    if let Ok(mut waiting) = book.waiting.lock() {
-                        for id in acked {
-                            if let Some(tx) = waiting.remove(&id) {
-                                let _ = tx.send(Ok(()));
-                            }
-                        }
-                    }
+                    book.reported(
+                        chunk
+                            .iter()
+                            .filter(|(id, _)| acked.contains(id))
+                            .copied()
+                            .collect(),
+                    );
                 }
                 Err(AckError::Transient(m)) => {
                     if !failing {
@@ -406,21 +764,17 @@ async fn poll_acks(conn: Arc<Conn>, book: Arc<AckBook>, interval: Duration) {
                         tracing::warn!(sink_id = %conn.id, error = %m, "ack query failed; polling on until ack_timeout");
                     }
                 }
-                Err(AckError::Fatal(m)) => {
-                    if let Ok(mut waiting) = book.waiting.lock() {
-                        for (_, tx) in waiting.drain() {
-                            let _ = tx.send(Err(m.clone()));
-                        }
-                    }
-                }
+                Err(AckError::Fatal(m)) => book.fail_all(&m),
             }
         }
     }
 }
 
-/// Wait until every ackId of `waiting` reports `true` (marking its events done), or
+/// Wait until every request of `waiting` is confirmed (marking its events done), or
 /// `timeout` passes: the unconfirmed events are then pending again and the answer is
 /// `Retryable` (they are sent again; a duplicate is possible, `event.id` identifies it).
+/// A request whose ackId HEC handed out again meanwhile is unconfirmed too (see
+/// [`AckBook`]): its events are pending again once the others are settled.
 async fn confirm(
     book: Arc<AckBook>,
     waiting: Waiting,
@@ -431,13 +785,16 @@ async fn confirm(
     if waiting.is_empty() {
         return Ok(());
     }
-    let mut open: HashMap<u64, Vec<usize>> = HashMap::with_capacity(waiting.len());
+    // By registration, never by ackId: two requests may carry the same ackId.
+    let mut open: HashMap<u64, (u64, Vec<usize>)> = HashMap::with_capacity(waiting.len());
     let mut answers = FuturesUnordered::new();
-    for (id, events) in waiting {
-        let rx = book.register(id);
-        open.insert(id, events);
-        answers.push(async move { (id, rx.await) });
+    for w in waiting {
+        let (reg, rx) = (w.reg, w.rx);
+        open.insert(reg, (w.id, w.events));
+        answers.push(async move { (reg, rx.await) });
     }
+    let mut superseded: Vec<Vec<usize>> = Vec::new();
+    let mut why_superseded = String::new();
     // Checked: an absurd ack_timeout means "no deadline", never an overflow panic.
     let deadline = Instant::now().checked_add(timeout);
     let failure = loop {
@@ -445,36 +802,57 @@ async fn confirm(
             Some(d) => match tokio::time::timeout_at(d, answers.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    let events: usize = open.values().map(Vec::len).sum();
-                    break SinkError::Retryable(format!(
+                    let events: usize = open.values().map(|(_, e)| e.len()).sum();
+                    break Some(SinkError::Retryable(format!(
                         "HEC at {endpoint}: {} request(s) ({events} events) not acknowledged by the indexers within ack_timeout ({}); sending them again (a duplicate is possible: event.id identifies it)",
                         open.len(),
                         humantime::format_duration(timeout)
-                    ));
+                    )));
                 }
             },
             None => answers.next().await,
         };
         match next {
-            None => return Ok(()),
-            Some((id, Ok(Ok(())))) => {
-                if let Some(events) = open.remove(&id) {
+            None => break None,
+            Some((reg, Ok(AckOutcome::Confirmed))) => {
+                if let Some((_, events)) = open.remove(&reg) {
                     progress.set(&events, State::Done);
                 }
             }
-            Some((_, Ok(Err(m)))) => break SinkError::Fatal(m),
+            Some((reg, Ok(AckOutcome::Superseded(m)))) => {
+                if let Some((_, events)) = open.remove(&reg) {
+                    progress.set(&events, State::Pending);
+                    superseded.push(events);
+                }
+                if why_superseded.is_empty() {
+                    why_superseded = m;
+                }
+            }
+            Some((_, Ok(AckOutcome::Failed(m)))) => break Some(SinkError::Fatal(m)),
             Some((_, Err(_))) => {
-                break SinkError::Retryable(format!(
+                break Some(SinkError::Retryable(format!(
                     "HEC at {endpoint}: ack polling stopped; the unconfirmed requests are sent again"
-                ));
+                )));
             }
         }
     };
-    for (id, events) in open {
-        book.forget(id);
+    for (reg, (id, events)) in open {
+        book.forget(id, reg);
         progress.set(&events, State::Pending);
     }
-    Err(failure)
+    if superseded.is_empty() {
+        return failure.map_or(Ok(()), Err);
+    }
+    let events: usize = superseded.iter().map(Vec::len).sum();
+    let m = format!(
+        "HEC at {endpoint}: {} request(s) ({events} events) cannot be confirmed: {why_superseded}; sending them again (a duplicate is possible: event.id identifies it)",
+        superseded.len()
+    );
+    Err(match failure {
+        None => SinkError::Retryable(m),
+        Some(SinkError::Retryable(f)) => SinkError::Retryable(format!("{m}; {f}")),
+        Some(other) => other,
+    })
 }
 
 pub struct HecSink {
@@ -492,6 +870,9 @@ pub struct HecSink {
     /// Sizes of the requests HEC accepted: decides whether a 413 for a single event means
     /// the event is too large (see [`SizeEvidence`]).
     sizes: SizeEvidence,
+    /// The order of HEC's acceptances and per-event rejections: decides whether rejected
+    /// events are malformed or the receiver rejects everything (see [`FormatEvidence`]).
+    format: FormatEvidence,
 }
 
 impl HecSink {
@@ -545,6 +926,8 @@ impl HecSink {
                 ..RetryPolicy::default()
             },
             cookies: CookieJar::default(),
+            book: Arc::default(),
+            hec_seen: AtomicBool::new(false),
         };
         Ok(HecSink {
             conn: Arc::new(conn),
@@ -566,6 +949,7 @@ impl HecSink {
             dead_letters,
             saved: Arc::default(),
             sizes: SizeEvidence::default(),
+            format: FormatEvidence::default(),
         })
     }
 
@@ -666,12 +1050,18 @@ impl HecSink {
         Ok(())
     }
 
-    /// The pending events of `batch` in HEC envelopes, packed into requests.
-    fn pack_pending(&self, batch: &Batch, progress: &Progress) -> Result<Vec<Chunk>, SinkError> {
+    /// The pending events of `batch` in HEC envelopes, packed into requests; `held`
+    /// (rejected, waiting to be judged) are left out.
+    fn pack_pending(
+        &self,
+        batch: &Batch,
+        progress: &Progress,
+        held: &[Held],
+    ) -> Result<Vec<Chunk>, SinkError> {
         let mut packer = wire::Packer::new(self.max_events, self.max_bytes, &progress.alone);
         let mut envelopes = wire::Envelopes::new(&self.meta);
         for (i, e) in batch.events.iter().enumerate() {
-            if progress.state.get(i) != Some(&State::Pending) {
+            if progress.state.get(i) != Some(&State::Pending) || held.iter().any(|h| h.index == i) {
                 continue;
             }
             packer
@@ -696,13 +1086,23 @@ impl HecSink {
         progress: &mut Progress,
     ) -> (Waiting, Result<(), SinkError>) {
         let mut waiting: Waiting = Vec::new();
+        // Events HEC rejected as malformed, judged once the rest of the batch was sent
+        // (their neighbours' answers are the evidence, see `FormatEvidence`).
+        let mut held: Vec<Held> = Vec::new();
         loop {
-            let chunks = match self.pack_pending(batch, progress) {
+            let chunks = match self.pack_pending(batch, progress, &held) {
                 Ok(c) => c,
                 Err(e) => return (waiting, Err(e)),
             };
             if chunks.is_empty() {
-                return (waiting, Ok(()));
+                if held.is_empty() {
+                    return (waiting, Ok(()));
+                }
+                if let Err(e) = self.judge_rejected(batch, progress, &held).await {
+                    return (waiting, Err(e));
+                }
+                held.clear();
+                continue;
             }
             let mut queue: VecDeque<Chunk> = chunks.into();
             let mut flying = FuturesUnordered::new();
@@ -730,12 +1130,14 @@ impl HecSink {
                     }
                 };
                 match posted {
-                    Posted::Accepted { ack_id } => {
+                    Posted::Accepted { ack } => {
                         self.sizes.accepted(chunk.body.len(), sent);
-                        match ack_id {
-                            Some(id) => {
+                        self.format.accepted();
+                        match ack {
+                            Some(mut wait) => {
                                 progress.set(&chunk.events, State::Sent);
-                                waiting.push((id, chunk.events));
+                                wait.events = chunk.events;
+                                waiting.push(wait);
                             }
                             None => progress.set(&chunk.events, State::Done),
                         }
@@ -776,6 +1178,8 @@ impl HecSink {
                         status,
                         verdict: Verdict::Poison { index, code, text },
                     } => {
+                        self.format
+                            .rejected(index.filter(|_| chunk.events.len() > 1));
                         let bad = match (index, chunk.events.as_slice()) {
                             (_, [only]) => Some(*only),
                             (Some(n), events) => {
@@ -799,11 +1203,13 @@ impl HecSink {
                                 None
                             }
                         };
-                        if let Some(i) = bad {
-                            if let Err(e) = self.quarantine(batch, i, status, code, &text).await {
-                                return (waiting, Err(e));
-                            }
-                            progress.set(&[i], State::Done);
+                        if let Some(index) = bad {
+                            held.push(Held {
+                                index,
+                                status,
+                                code,
+                                text,
+                            });
                         }
                     }
                 }
@@ -826,6 +1232,47 @@ impl HecSink {
             }
             // Loop: anything still pending (neighbours of a poison event) goes again.
         }
+    }
+
+    /// Events HEC rejected as malformed, now that the rest of the batch was sent: to the
+    /// dead-letter file when HEC's answers make that believable ([`FormatEvidence`]),
+    /// else the batch fails (retried, nothing quarantined) with an error saying what is
+    /// likely wrong in front of HEC.
+    async fn judge_rejected(
+        &mut self,
+        batch: &Batch,
+        progress: &mut Progress,
+        held: &[Held],
+    ) -> Result<(), SinkError> {
+        let Some(first) = held.first() else {
+            return Ok(());
+        };
+        if self.format.believable() {
+            for h in held {
+                self.quarantine(batch, h.index, h.status, h.code, &h.text)
+                    .await?;
+                progress.set(&[h.index], State::Done);
+            }
+            return Ok(());
+        }
+        let why = if self.format.accepted_any {
+            format!(
+                "{} requests in a row were rejected like this with none accepted in between",
+                self.format.streak
+            )
+        } else {
+            "it has accepted no request from this sink since startup".to_string()
+        };
+        let id = &self.conn.id;
+        tracing::error!(sink_id = %id, endpoint = %self.conn.endpoint, events = held.len(), http_status = first.status, code = first.code.unwrap_or(-1), text = %first.text, "HEC rejects events as malformed that cannot all be malformed; nothing quarantined, retrying");
+        Err(SinkError::Retryable(format!(
+            "sink `{id}`: HEC at {} rejected {} event(s) of this batch as malformed (HTTP {}, code {}: {}), and {why}: the receiver, not the events, is the likely problem. A proxy in front of HEC stripping `Content-Encoding: gzip`, or a HEC-compatible receiver without gzip support, answers this way: fix the proxy, or set sinks.{id}.compression = \"none\". Nothing was quarantined and the checkpoint stays; the batch is retried",
+            self.conn.endpoint,
+            held.len(),
+            first.status,
+            first.code.unwrap_or(-1),
+            http::excerpt(&first.text, 120),
+        )))
     }
 
     /// Single events answered 413 without a HEC code: quarantined when they are larger
@@ -882,11 +1329,14 @@ impl HecSink {
         })
         .await
         {
-            Ok(resp) => {
-                if let Err(e) = conn.read_reply(&conn.health_url, resp).await {
-                    retryable.push(format!("HEC health at {}: {e}", conn.endpoint));
+            Ok(resp) => match conn.read_reply(&conn.health_url, resp).await {
+                Ok(text) => {
+                    if wire::parse_reply(&text).is_some() {
+                        conn.seen_hec();
+                    }
                 }
-            }
+                Err(e) => retryable.push(format!("HEC health at {}: {e}", conn.endpoint)),
+            },
             Err(HttpError::Status { status: 404, .. }) => {
                 tracing::warn!(sink_id = %conn.id, url = %conn.health_url, "HEC has no health endpoint (Splunk before 6.6?); skipping that probe");
             }
@@ -927,6 +1377,9 @@ impl HecSink {
             }
             Err(HttpError::Status { status, body, .. }) => {
                 let reply = wire::parse_reply(&body);
+                if reply.is_some() {
+                    conn.seen_hec();
+                }
                 if reply.as_ref().and_then(|r| r.code) != Some(5) {
                     match wire::classify(status, reply.as_ref(), &ctx) {
                         Verdict::Retry(m) => retryable.push(m),
@@ -946,10 +1399,17 @@ impl HecSink {
         }
 
         // 3. Indexer acknowledgement must really be on (code 14 otherwise): fail loudly
-        //    rather than deliver without it. Asking about ackId 0 changes nothing we rely
-        //    on: nothing of this process is waiting for it.
+        //    rather than deliver without it. Asked on a fresh channel of its own: HEC
+        //    reports a `true` only once, so asking about an ackId of the sink's channel
+        //    could take the `true` of a request that a running daemon (`check` beside
+        //    `run`) or this sink waits for, which then times out and is sent again.
         if self.ack.is_some() {
-            match conn.query_acks(&[0]).await {
+            let probe_channel = uuid::Uuid::new_v4().hyphenated().to_string();
+            let probe_url = format!(
+                "{}/services/collector/ack?channel={probe_channel}",
+                conn.endpoint
+            );
+            match conn.query_acks_on(&probe_channel, &probe_url, &[0]).await {
                 Ok(_) => {}
                 Err(AckError::Transient(m)) => retryable.push(m),
                 Err(AckError::Fatal(m)) => return Err(SinkError::Fatal(m)),
@@ -1264,5 +1724,125 @@ mod tests {
             .await
             .expect("delivered, not stuck");
         assert!(delivered.is_ok(), "{delivered:?}");
+    }
+
+    /// What a waiting request has heard so far: `None` while it still waits.
+    fn outcome(rx: &mut oneshot::Receiver<AckOutcome>) -> Option<&'static str> {
+        match rx.try_recv() {
+            Ok(AckOutcome::Confirmed) => Some("confirmed"),
+            Ok(AckOutcome::Superseded(_)) => Some("superseded"),
+            Ok(AckOutcome::Failed(_)) => Some("failed"),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some("closed"),
+        }
+    }
+
+    /// A POST answered with `id`: its registration and receiver.
+    fn answered(ticket: PostTicket, id: u64) -> (u64, oneshot::Receiver<AckOutcome>) {
+        ticket.finish(Some(id)).expect("registered")
+    }
+
+    /// An ackId handed out again to a request sent after the first one was answered:
+    /// HEC restarted between the two, the first is unconfirmed (sent again), and a
+    /// `true` for the id is the second one's.
+    #[test]
+    fn an_ack_id_handed_out_again_later_supersedes_the_earlier_request() {
+        let book = Arc::new(AckBook::default());
+        let (_, mut first) = answered(book.post_started(), 0);
+        let (second_reg, mut second) = answered(book.post_started(), 0);
+        assert_eq!(outcome(&mut first), Some("superseded"));
+        assert_eq!(outcome(&mut second), None);
+        assert_eq!(book.snapshot(), vec![(0, second_reg)]);
+        book.reported(vec![(0, second_reg)]);
+        assert_eq!(outcome(&mut second), Some("confirmed"));
+    }
+
+    /// Two requests in flight together get the same ackId (HEC gave it to one, restarted,
+    /// then gave it to the other): their answers may arrive in either order, so neither
+    /// can be told to be the newer one and neither is confirmed by a `true` for it. The
+    /// regression: the one answered last was taken for the newer and confirmed by the
+    /// other's `true`, while HEC had lost its data in the restart.
+    #[test]
+    fn an_ack_id_given_to_two_requests_in_flight_together_confirms_neither() {
+        for later_answered_first in [true, false] {
+            let book = Arc::new(AckBook::default());
+            let sent_first = book.post_started();
+            let sent_second = book.post_started();
+            let ((reg_a, mut a), (reg_b, mut b)) = if later_answered_first {
+                let b = answered(sent_second, 0);
+                (answered(sent_first, 0), b)
+            } else {
+                let a = answered(sent_first, 0);
+                (a, answered(sent_second, 0))
+            };
+            assert_eq!(outcome(&mut a), Some("superseded"));
+            assert_eq!(outcome(&mut b), Some("superseded"));
+            assert!(book.snapshot().is_empty(), "nobody waits for ackId 0");
+            book.reported(vec![(0, reg_a), (0, reg_b)]);
+            assert!(book.is_empty());
+        }
+    }
+
+    /// A query answered while a POST is in flight: its `true`s wait for that POST's
+    /// answer, which may carry the same ackId (then the `true` may be that request's).
+    #[test]
+    fn trues_wait_for_the_posts_in_flight_during_the_query() {
+        for other_id in [5, 0] {
+            let book = Arc::new(AckBook::default());
+            let (reg, mut waiting) = answered(book.post_started(), 0);
+            let in_flight = book.post_started();
+            book.reported(vec![(0, reg)]);
+            assert_eq!(
+                outcome(&mut waiting),
+                None,
+                "parked while a POST is in flight"
+            );
+            let (_, mut other) = answered(in_flight, other_id);
+            if other_id == 0 {
+                assert_eq!(outcome(&mut waiting), Some("superseded"));
+                assert_eq!(outcome(&mut other), None, "the newer holder waits on");
+            } else {
+                assert_eq!(outcome(&mut waiting), Some("confirmed"));
+                assert_eq!(outcome(&mut other), None);
+            }
+        }
+    }
+
+    /// Three requests in flight together all get ackId 0 (two restarts): the third answer
+    /// is as ambiguous as the second, though nobody waits for 0 when it arrives; so is an
+    /// answer overlapping a request that was given up (timed out) meanwhile.
+    #[test]
+    fn an_ack_id_shared_with_any_overlapping_request_confirms_nothing() {
+        let book = Arc::new(AckBook::default());
+        let tickets: Vec<PostTicket> = (0..3).map(|_| book.post_started()).collect();
+        let mut outcomes: Vec<_> = tickets.into_iter().map(|t| answered(t, 0).1).collect();
+        for o in &mut outcomes {
+            assert_eq!(outcome(o), Some("superseded"));
+        }
+        assert!(book.is_empty());
+
+        let book = Arc::new(AckBook::default());
+        let overlapping = book.post_started();
+        let (reg, mut given_up) = answered(book.post_started(), 7);
+        book.forget(7, reg);
+        assert_eq!(outcome(&mut given_up), Some("closed"));
+        let (_, mut late) = answered(overlapping, 7);
+        assert_eq!(outcome(&mut late), Some("superseded"));
+        // Nothing in flight any more: the next holder of 7 is the newer one for sure.
+        let (_, mut next) = answered(book.post_started(), 7);
+        assert_eq!(outcome(&mut next), None);
+        assert!(book.lock().answered.len() <= 1, "answers are forgotten");
+    }
+
+    /// An answer lost after sending may have carried any ackId: nothing waiting can be
+    /// confirmed any more.
+    #[test]
+    fn a_lost_answer_supersedes_every_waiting_request() {
+        let book = Arc::new(AckBook::default());
+        let (reg, mut waiting) = answered(book.post_started(), 3);
+        let lost = book.post_started();
+        book.reported(vec![(3, reg)]);
+        drop(lost);
+        assert_eq!(outcome(&mut waiting), Some("superseded"));
     }
 }

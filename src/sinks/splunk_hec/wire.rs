@@ -5,7 +5,9 @@
 //! Owns: the envelope (`time`, `host`, `source`, `sourcetype`, `index`, `event`, flat
 //! `fields`), the request splitting rule (`max_events`, `max_bytes`, halving after a 413),
 //! the rule deciding when a single event refused with 413 is too large to ever pass
-//! ([`SizeEvidence`]), the parsing of HEC replies and the code table with the fix to print
+//! ([`SizeEvidence`]), the rule deciding when per-event rejections (codes 6, 12, 13,
+//! 15) mean malformed events rather than a receiver rejecting everything
+//! ([`FormatEvidence`]), the parsing of HEC replies and the code table with the fix to print
 //! for each failure.
 //! Must not: do network or file I/O (that is `sink.rs` and `files.rs`),
 //! or ever see the token (messages are built without it).
@@ -20,14 +22,14 @@
 //! | 2, 3 | 401 | Token is required / Invalid authorization | stop |
 //! | 4 | 403 | Invalid token | stop |
 //! | 5 | 400 | No data | stop (a bug on our side) |
-//! | 6 | 400 | Invalid data format | quarantine `invalid-event-number`, re-send the rest |
+//! | 6 | 400 | Invalid data format | quarantine `invalid-event-number`, re-send the rest; see [`FormatEvidence`] |
 //! | 7 | 400 | Incorrect index | stop |
 //! | 8 | 500 | Internal server error | retry |
 //! | 9 | 503 | Server is busy | retry (backoff, `Retry-After`) |
 //! | 10, 11 | 400 | Data channel is missing / Invalid data channel | stop |
-//! | 12, 13 | 400 | Event field is required / cannot be blank | quarantine, re-send the rest |
+//! | 12, 13 | 400 | Event field is required / cannot be blank | quarantine, re-send the rest (idem) |
 //! | 14 | 400 | ACK is disabled | stop (never silently downgrade) |
-//! | 15 | 400 | Error in handling indexed fields | quarantine, re-send the rest |
+//! | 15 | 400 | Error in handling indexed fields | quarantine, re-send the rest (idem) |
 //! | 16 | 400 | Query string authorization is not enabled | stop |
 //! | 17 | 200 | HEC is healthy | (health endpoint only) |
 //! | 18–20 | 503 | HEC is unhealthy (queues full and/or ack service unavailable) | retry |
@@ -243,6 +245,54 @@ impl SizeEvidence {
     /// plausibly too large by itself (see the type's docs).
     pub fn too_large(&self, raw: usize, wire: usize) -> bool {
         self.raw > 0 && (raw > self.raw || wire > self.wire)
+    }
+}
+
+/// Whether HEC's per-event rejections (codes 6, 12, 13, 15) can be believed, from the
+/// order of its answers.
+///
+/// A genuinely malformed event is rejected among events HEC accepts; a receiver that
+/// rejects everything (a proxy stripping `Content-Encoding: gzip`, a HEC-compatible
+/// receiver without gzip) rejects every request, whatever it carries. So rejected events
+/// are quarantined only when HEC has accepted a request since startup (or parsed events
+/// before the one it named) and at most one per-event rejection came after the last
+/// acceptance: a rejection followed by acceptances of its neighbours is believed; two
+/// rejections in a row with no acceptance between (a single event rejected and then the
+/// next ones too, every event of a batch) are a receiver or configuration problem, and
+/// the batch is retried without quarantining anything. The sink judges a batch's
+/// rejected events once everything else of it was sent, so their neighbours' answers
+/// count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FormatEvidence {
+    /// HEC accepted (parsed) something from this sink since startup.
+    pub accepted_any: bool,
+    /// Per-event rejections since the last acceptance.
+    pub streak: u32,
+}
+
+impl FormatEvidence {
+    /// HEC accepted a request (code 0).
+    pub fn accepted(&mut self) {
+        self.accepted_any = true;
+        self.streak = 0;
+    }
+
+    /// HEC rejected a request with a per-event code; `named` is its
+    /// `invalid-event-number` when the request had more than one event (above 0: HEC
+    /// parsed the events before it, so it reads our requests).
+    pub fn rejected(&mut self, named: Option<i64>) {
+        if named.is_some_and(|n| n > 0) {
+            self.accepted_any = true;
+            self.streak = 1;
+        } else {
+            self.streak = self.streak.saturating_add(1);
+        }
+    }
+
+    /// Whether the events rejected so far can be quarantined as malformed (see the
+    /// type's docs).
+    pub fn believable(&self) -> bool {
+        self.accepted_any && self.streak <= 1
     }
 }
 
@@ -759,6 +809,39 @@ mod tests {
         assert!(gz.too_large(5_000, 2_500), "larger on the wire");
         assert!(gz.too_large(30_000, 1_000), "larger decompressed");
         assert!(!gz.too_large(5_000, 1_000));
+    }
+
+    #[test]
+    fn per_event_rejections_are_believed_only_among_acceptances() {
+        // Nothing accepted since startup: a receiver rejecting everything.
+        let mut e = FormatEvidence::default();
+        e.rejected(None);
+        assert!(!e.believable());
+        // HEC parsed events before the one it named: it reads our requests.
+        let mut e = FormatEvidence::default();
+        e.rejected(Some(3));
+        assert!(e.believable());
+        // One bad event, its neighbours accepted afterwards.
+        let mut e = FormatEvidence::default();
+        e.accepted();
+        e.rejected(Some(0));
+        assert!(e.believable());
+        e.accepted();
+        assert!(e.believable());
+        // Two bad events in a row, then acceptances: both believed.
+        e.rejected(None);
+        e.rejected(None);
+        assert!(!e.believable());
+        e.accepted();
+        assert!(e.believable());
+        // A single event rejected, then the next ones too: not the events.
+        e.rejected(None);
+        assert!(e.believable());
+        e.rejected(None);
+        assert!(!e.believable());
+        // Named above 0 after a streak: one rejection after HEC parsed events.
+        e.rejected(Some(2));
+        assert!(e.believable());
     }
 
     #[test]
