@@ -19,6 +19,7 @@ use veeam_siem_test_peers::hec as hec_peer;
 
 use crate::support::config::Table;
 use crate::support::event_schema;
+use crate::support::faults::Daemon;
 use crate::support::harness;
 use harness::{Env, PASSWORD, text};
 use hec_peer::{HecPeer, Outage, OutageMode, PeerConfig, TOKEN};
@@ -882,12 +883,38 @@ async fn ack_ids_handed_out_again_after_hec_restarts_lose_nothing() {
         .await;
         let (stop, monitor) = watch_checkpoint(&s);
         // Every batch is sent several times (restarts lose what HEC had not confirmed, and
-        // the pipeline backs off between attempts): about 80 s with window 1 here, so a
-        // longer bound than other runs, to stay clear of it on a loaded machine.
-        let out = run_bounded(&s.config, TOKEN, Duration::from_secs(240)).await;
+        // the pipeline backs off between attempts): the daemon follows (it never gives a
+        // batch up, as `--once` does after a few attempts) until HEC has acknowledged every
+        // event, or 240 s.
+        let mut daemon = tokio::task::block_in_place(|| {
+            Daemon::spawn(&s.config, false, &[("TEST_HEC_TOKEN", TOKEN)], "restarts")
+        });
+        let expected = s.expected_ids();
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let acked = s.peer.acknowledged();
+            if expected.iter().all(|id| acked.contains_key(id)) {
+                break;
+            }
+            assert!(
+                daemon.alive(),
+                "window {window}: the daemon died:\n{}",
+                daemon.stderr()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "window {window}: not every event acknowledged after 240 s:\n{}",
+                daemon.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Let the last confirmations reach the checkpoint, then stop it as an operator would.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let status = tokio::task::block_in_place(|| daemon.terminate(Duration::from_secs(60)));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let (_, problems) = monitor.await.unwrap();
-        assert!(out.status.success(), "window {window}: {}", text(&out));
+        let err = daemon.stderr();
+        assert!(status.success(), "window {window}: {status:?}\n{err}");
         assert!(problems.is_empty(), "window {window}: {problems:?}");
         let dups = assert_complete(&s, &HashSet::new());
         let stats = s.peer.stats();
@@ -896,7 +923,6 @@ async fn ack_ids_handed_out_again_after_hec_restarts_lose_nothing() {
             stats.ack_restarts > 0 && stats.events_lost_on_restart > 0,
             "{stats:?}"
         );
-        let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("handed out ackId"), "window {window}: {err}");
     }
 }
