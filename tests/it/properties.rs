@@ -1786,6 +1786,11 @@ proptest! {
             prop_assert!(message.contains(&format!("{name}: ")), "{message}");
             prop_assert!(event.tags.iter().any(|t| t == "veeam_field_degraded"));
             prop_assert!(event.event.original.is_some());
+        } else if field == "clientHost" && !event.tags.is_empty() {
+            // Text that is neither a host name nor an IP can't fill `client.*`: reported as
+            // a client host (the string is kept whole in `client_host`).
+            prop_assert_eq!(&event.veeam.degraded_fields, &vec![name.clone()]);
+            prop_assert!(message.contains("neither an IP address nor a host name"), "{message}");
         } else {
             prop_assert!(event.tags.is_empty(), "{name} {mutation:?}: {message}");
             prop_assert!(event.veeam.degraded_fields.is_empty());
