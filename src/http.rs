@@ -407,6 +407,26 @@ fn shown_location(base: &reqwest::Url, location: &str) -> String {
     }
 }
 
+/// `text` as one URL path segment: every byte but RFC 3986's unreserved characters
+/// (`A-Z a-z 0-9 - . _ ~`) percent-encoded, so an id from the network with `/ ? # % \\`
+/// in it stays one segment of the path it was meant for. (`.` and `..` alone still read
+/// as dot segments to any URL parser: no encoding can address them.)
+pub fn path_segment(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if text.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if plain(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// First `max` chars of a body, on one line, with any secret of ours the server echoed
 /// replaced by `***` ([`crate::secret::redact`]).
 pub fn excerpt(body: &str, max: usize) -> String {
@@ -508,6 +528,22 @@ pub fn is_unauthorized(err: &HttpError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_stay_one_path_segment() {
+        use super::path_segment;
+        assert_eq!(path_segment("6f1c-AB_9.x~"), "6f1c-AB_9.x~");
+        assert_eq!(path_segment("sess?x=1"), "sess%3Fx%3D1");
+        assert_eq!(path_segment("a/b#c%2F\\d"), "a%2Fb%23c%252F%5Cd");
+        assert_eq!(path_segment("é space"), "%C3%A9%20space");
+        let url = reqwest::Url::parse(&format!(
+            "https://vbo.example.net/v8/RestoreSessions/{}/Events",
+            path_segment("x/../y?z#w")
+        ))
+        .unwrap();
+        assert_eq!(url.path(), "/v8/RestoreSessions/x%2F..%2Fy%3Fz%23w/Events");
+        assert_eq!(url.query(), None);
+    }
+
     use super::*;
 
     #[test]

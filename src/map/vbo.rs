@@ -196,6 +196,21 @@ impl RawRestoreSession {
 /// address, a client that is neither an IP address nor a host name.
 fn report_odd_client_host(f: &mut Fields, raw: &str) {
     let host = parse_client_host(raw);
+    if raw
+        .to_ascii_lowercase()
+        .replace(char::is_whitespace, "")
+        .matches("(via")
+        .count()
+        > 1
+    {
+        f.report(
+            "clientHost",
+            format!(
+                "{} names more than one gateway (only the parsed one is in veeam.gateway.ip; the whole string is in veeam.restore_session.client_host)",
+                excerpt(raw)
+            ),
+        );
+    }
     if let Some(gateway) = host
         .gateway_raw
         .as_deref()
@@ -330,9 +345,24 @@ impl RawRestoreEvent {
                 "{EVENT_RECORD}: no usable startTime or endTime ({why})"
             )));
         }
+        let event_type = f.keyword("type", w.event_type, &EVENT_TYPES, false);
+        let item_name = f.text("itemName", w.item_name, false);
+        let item_type = f.text("itemType", w.item_type, false);
+        let names_item = [&item_name, &item_type]
+            .into_iter()
+            .flatten()
+            .any(|t| !t.trim().is_empty());
+        if names_item && event_type.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            // A marker by its type, an item operation by its fields: say so, as a detection
+            // filtering on `email`/`file` would not see it.
+            f.report(
+                "type",
+                "missing or empty on an event that names an item (mapped as a session event; the item is kept in veeam.restore_event)",
+            );
+        }
         Ok(RawRestoreEvent {
             id,
-            event_type: f.keyword("type", w.event_type, &EVENT_TYPES, false),
+            event_type,
             status: f
                 .keyword("status", w.status, &EVENT_STATUSES, true)
                 .unwrap_or_default(),
@@ -342,8 +372,8 @@ impl RawRestoreEvent {
             title: f.text("title", w.title, false),
             message: f.text("message", w.message, true),
             order,
-            item_name: f.text("itemName", w.item_name, false),
-            item_type: f.text("itemType", w.item_type, false),
+            item_name,
+            item_type,
             item_size_bytes: f.size("itemSizeBytes", w.item_size_bytes),
             source: f.text("source", w.source, false),
             target: f.text("target", w.target, false),
@@ -1313,5 +1343,68 @@ mod tests {
         assert!(e.problems[0].detail.contains("duplicate field"));
         assert!(decode_event("[1]").is_err());
         assert!(decode_event("not json").is_err());
+    }
+
+    #[test]
+    fn an_array_is_never_read_as_an_event() {
+        // serde's derived structs would take it field by field, in order.
+        let raw = r#"["arr-ev","Restore","Success","2025-03-04T08:00:01Z",null,null,"t","m",1,"ceo-mailbox.pst"]"#;
+        let err = decode_event(raw).unwrap_err().to_string();
+        assert!(
+            err.contains("an array where a JSON object was expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_client_host_with_two_gateways_is_reported() {
+        let mut raw = spec_json(SESSIONS_PAGE, 0);
+        raw["clientHost"] = serde_json::json!("host6 (via: 10.0.0.1) ( via 203.0.113.13)");
+        let s = decode_session(raw.to_string(), placement()).unwrap();
+        assert!(
+            s.problems
+                .iter()
+                .any(|p| p.field == "restoreSession.clientHost"
+                    && p.detail.contains("more than one gateway")),
+            "{:?}",
+            s.problems
+        );
+        raw["clientHost"] = serde_json::json!("host6 (via: 10.0.0.1)");
+        let s = decode_session(raw.to_string(), placement()).unwrap();
+        assert!(
+            !s.problems
+                .iter()
+                .any(|p| p.field == "restoreSession.clientHost")
+        );
+    }
+
+    #[test]
+    fn an_item_event_without_a_type_is_reported() {
+        let raw = spec_json(EVENTS_PAGE, 1);
+        for odd in [Value::Null, serde_json::json!(""), serde_json::json!("  ")] {
+            let mut r = raw.clone();
+            r["type"] = odd.clone();
+            r["itemName"] = serde_json::json!("Q3 plan.docx");
+            let e = decode_event(r.to_string()).unwrap();
+            assert!(
+                e.problems
+                    .iter()
+                    .any(|p| p.field == "restoreEvent.type" && p.detail.contains("names an item")),
+                "{odd}: {:?}",
+                e.problems
+            );
+        }
+        // A marker (no item) without a type is not odd.
+        let mut r = raw.clone();
+        r["type"] = Value::Null;
+        for key in ["itemName", "itemType"] {
+            r[key] = Value::Null;
+        }
+        let e = decode_event(r.to_string()).unwrap();
+        assert!(
+            !e.problems.iter().any(|p| p.field == "restoreEvent.type"),
+            "{:?}",
+            e.problems
+        );
     }
 }

@@ -219,16 +219,21 @@ impl TryFrom<WireLogEntry> for RawLogEntry {
 
 impl RawLogEntry {
     fn from_wire(w: WireLogEntry, mut f: Fields) -> Self {
+        const DERIVED: &str =
+            "the event id is derived from the job session, the entry's position and its title";
         let id = match w.id {
-            Some(Value::String(s)) => non_empty(Some(s.trim())),
-            Some(Value::Number(n)) => {
-                f.report(
-                    "id",
-                    "a number where a text id was expected (used as its text)",
-                );
-                Some(n.to_string())
+            Some(Value::String(s)) => {
+                let id = non_empty(Some(s.trim()));
+                if id.is_none() {
+                    f.report("id", format!("empty ({DERIVED})"));
+                }
+                id
             }
-            None => None,
+            Some(Value::Number(n)) => Some(n.to_string()),
+            None => {
+                f.report("id", format!("missing or null ({DERIVED})"));
+                None
+            }
             Some(other) => {
                 f.report(
                     "id",
@@ -240,6 +245,15 @@ impl RawLogEntry {
                 None
             }
         };
+        if let Some(id) = id.as_deref().filter(|id| Uuid::parse_str(id).is_err()) {
+            f.report(
+                "id",
+                format!(
+                    "{} is not a UUID: event.id is derived from the job session id and it (ids that count per session would collide across sessions)",
+                    excerpt(&Value::String(id.to_string()).to_string())
+                ),
+            );
+        }
         let title = text(&mut f, "title", w.title);
         report_odd_transfer(&mut f, title.as_deref());
         let creation_time = time(&mut f, "creationTime", w.creation_time);
@@ -704,10 +718,17 @@ pub fn outcome_for(status: Option<&str>) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // Mapping
 
-/// `event.id` of a log entry: its own id, else the UUIDv5 of (session id, index, title).
+/// `event.id` of a log entry: its own id when it is a UUID (as documented); the UUIDv5 of
+/// (session id, `id`, id) when it is something else (a counter per session, say, would
+/// give two sessions' entries the same `event.id`); with no id, the UUIDv5 of (session
+/// id, index, title).
 pub fn log_event_id(session_id: &str, index: u64, entry: &RawLogEntry) -> String {
     if let Some(id) = &entry.id {
-        return id.clone();
+        if Uuid::parse_str(id).is_ok() {
+            return id.clone();
+        }
+        let name = format!("{session_id}\nid\n{id}");
+        return Uuid::new_v5(&LOG_ID_NAMESPACE, name.as_bytes()).to_string();
     }
     let title = entry.title.as_deref().unwrap_or("");
     let name = format!("{session_id}\n{index}\n{title}");
@@ -1213,6 +1234,44 @@ mod tests {
             a,
             Uuid::new_v5(&LOG_ID_NAMESPACE, b"s1\n0\n[Success] Job started").to_string()
         );
+    }
+
+    #[test]
+    fn log_ids_that_are_not_uuids_are_made_unique_per_session_and_reported() {
+        let uuid = "11111111-2222-4333-8444-555555555501";
+        let e = decode_log_entry(format!(
+            r#"{{"id":"{uuid}","title":"t","creationTime":"2025-03-03T02:00:00Z"}}"#
+        ))
+        .unwrap();
+        assert!(e.problems.is_empty(), "{:?}", e.problems);
+        assert_eq!(log_event_id("s1", 0, &e), uuid);
+        for raw in [
+            r#"{"id":"1","title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+            r#"{"id":1,"title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+        ] {
+            let e = decode_log_entry(raw).unwrap();
+            assert_eq!(e.id.as_deref(), Some("1"));
+            assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+            assert!(
+                e.problems[0].detail.contains("not a UUID"),
+                "{:?}",
+                e.problems
+            );
+            let (a, b) = (log_event_id("s1", 0, &e), log_event_id("s2", 0, &e));
+            assert_ne!(a, b, "the same log id in two sessions");
+            assert_eq!(a, log_event_id("s1", 5, &e), "the position does not matter");
+            assert_eq!(a, Uuid::new_v5(&LOG_ID_NAMESPACE, b"s1\nid\n1").to_string());
+        }
+        for raw in [
+            r#"{"title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+            r#"{"id":null,"title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+            r#"{"id":" ","title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+        ] {
+            let e = decode_log_entry(raw).unwrap();
+            assert_eq!(e.id, None);
+            assert_eq!(e.problems.len(), 1, "{raw}: {:?}", e.problems);
+            assert!(e.problems[0].detail.contains("derived"), "{:?}", e.problems);
+        }
     }
 
     // How sessions and entries with odd values map (kept as text, rounded, left out,

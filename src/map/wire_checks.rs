@@ -73,6 +73,10 @@ pub enum WireTime {
     At {
         time: DateTime<FixedOffset>,
         assumed_utc: bool,
+        /// Sent with second 60 (RFC 3339's leap second, which .NET never writes): read as
+        /// second 0 of the next minute, so no output time has a second 60 that a strict
+        /// parser (the schema's `date-time`, Elasticsearch) refuses.
+        leap_second: bool,
     },
     /// .NET's `DateTime.MinValue` (`0001-01-01T00:00:00`, with or without an offset):
     /// Veeam's way of writing "no value".
@@ -196,7 +200,20 @@ impl Fields {
             return None;
         };
         match read_time(&value) {
-            Ok(WireTime::At { time, assumed_utc }) => {
+            Ok(WireTime::At {
+                time,
+                assumed_utc,
+                leap_second,
+            }) => {
+                if leap_second {
+                    self.report(
+                        name,
+                        format!(
+                            "{} has second 60 (read as second 0 of the next minute)",
+                            excerpt(&value.to_string())
+                        ),
+                    );
+                }
                 if assumed_utc {
                     self.problems.push(Problem {
                         field: self.path(name),
@@ -391,10 +408,14 @@ impl Fields {
     }
 }
 
-/// Parse one record (a JSON object) into its all-`Option<Value>` wire struct `W`. An object
-/// that repeats a key (serde refuses that) is read again with the last value of each key,
-/// and that is reported on `fields` as a problem of `record`. Not JSON, or not an object:
-/// [`Unusable`].
+/// Parse one record (a JSON object) into its all-`Option<Value>` wire struct `W`.
+///
+/// Lenient where the value is still evidence, and reported on `fields` as a problem of
+/// `record`: an object that repeats a key (serde refuses that) is read with the last value
+/// of each key; a lone UTF-16 surrogate escape (`"\ud83d"`: half an emoji, cut by whatever
+/// truncated a file name), which serde refuses in a string, is read as U+FFFD. Not JSON,
+/// or not an object (serde's derived structs would read an array field by field, in
+/// order, as if it were the record): [`Unusable`].
 ///
 /// Takes text, not bytes: records come out of a page already checked to be UTF-8, and
 /// serde_json's `&str` reader does not check every string again (2.4 % of a VB365 run's
@@ -403,30 +424,99 @@ pub fn read_record<W: serde::de::DeserializeOwned>(
     raw: &str,
     fields: &mut Fields,
 ) -> Result<W, Unusable> {
-    let strict = match serde_json::from_str::<W>(raw) {
-        Ok(wire) => return Ok(wire),
-        Err(e) => e,
-    };
-    match serde_json::from_str::<Value>(raw) {
-        Ok(Value::Object(map)) => {
-            let wire = serde_json::from_value::<W>(Value::Object(map))
-                .map_err(|e| Unusable(format!("{}: {e}", fields.path("record"))))?;
-            fields.report(
-                "record",
-                format!("{strict} (the last value of each repeated key was used)"),
-            );
-            Ok(wire)
+    let object = raw.trim_start().starts_with('{');
+    let strict = if object {
+        match serde_json::from_str::<W>(raw) {
+            Ok(wire) => return Ok(wire),
+            Err(e) => Some(e),
         }
-        Ok(other) => Err(Unusable(format!(
+    } else {
+        None
+    };
+    let (value, repaired) = match serde_json::from_str::<Value>(raw) {
+        Ok(value) => (value, None),
+        Err(e) => match replace_lone_surrogates(raw) {
+            Some(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(value) => (value, Some(e)),
+                Err(_) => {
+                    return Err(Unusable(format!(
+                        "{}: not JSON: {e}",
+                        fields.path("record")
+                    )));
+                }
+            },
+            None => {
+                return Err(Unusable(format!(
+                    "{}: not JSON: {e}",
+                    fields.path("record")
+                )));
+            }
+        },
+    };
+    let Value::Object(map) = value else {
+        return Err(Unusable(format!(
             "{}: {} where a JSON object was expected",
             fields.path("record"),
-            kind(&other)
-        ))),
-        Err(e) => Err(Unusable(format!(
-            "{}: not JSON: {e}",
-            fields.path("record")
-        ))),
+            kind(&value)
+        )));
+    };
+    let wire = serde_json::from_value::<W>(Value::Object(map))
+        .map_err(|e| Unusable(format!("{}: {e}", fields.path("record"))))?;
+    match repaired {
+        Some(e) => fields.report(
+            "record",
+            format!("{e}: each lone UTF-16 surrogate escape was read as U+FFFD"),
+        ),
+        None => {
+            if let Some(strict) = strict {
+                fields.report(
+                    "record",
+                    format!("{strict} (the last value of each repeated key was used)"),
+                );
+            }
+        }
     }
+    Ok(wire)
+}
+
+/// `text` with every `\uXXXX` escape of a UTF-16 surrogate that is not half of a
+/// high-low pair replaced by `\uFFFD`; `None` when there is none. Works on JSON text
+/// (escapes only occur inside strings, and `\\` is skipped as a pair).
+pub fn replace_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        let hex = bytes.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    };
+    let is_high = |u: u16| (0xD800..0xDC00).contains(&u);
+    let is_low = |u: u16| (0xDC00..0xE000).contains(&u);
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(u) if is_high(u) && unit(i + 6).is_some_and(is_low) => i += 12,
+            Some(u) if is_high(u) || is_low(u) => {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[copied..i]);
+                o.push_str("\\uFFFD");
+                i += 6;
+                copied = i;
+            }
+            // Any other escape, `\\` included: skip the pair.
+            _ => i += 2,
+        }
+    }
+    let mut o = out?;
+    o.push_str(&text[copied..]);
+    Some(o)
 }
 
 /// Read a wire time. Accepted: RFC 3339 with any offset and 0–9 (or more, cut to
@@ -466,6 +556,15 @@ pub fn read_time_text(text: &str) -> Result<WireTime, String> {
     } else {
         return Err(format!("{} is not an RFC 3339 time", shown()));
     };
+    // chrono keeps a leap second as second 59 with 1e9 or more nanoseconds, in any minute.
+    let leap_second = time.nanosecond() >= 1_000_000_000;
+    let time = if leap_second {
+        time.with_nanosecond(time.nanosecond() - 1_000_000_000)
+            .and_then(|t| t.checked_add_signed(chrono::TimeDelta::seconds(1)))
+            .ok_or_else(|| format!("{} is not a usable time", shown()))?
+    } else {
+        time
+    };
     let local = time.naive_local();
     if local.year() == 1
         && local.ordinal() == 1
@@ -481,7 +580,11 @@ pub fn read_time_text(text: &str) -> Result<WireTime, String> {
             shown()
         ));
     }
-    Ok(WireTime::At { time, assumed_utc })
+    Ok(WireTime::At {
+        time,
+        assumed_utc,
+        leap_second,
+    })
 }
 
 /// `(n, exact)`: an integer (exact), or an integral float or a string holding an integer
@@ -588,13 +691,81 @@ mod tests {
         ];
         for (input, want, assumed) in cases {
             match read_time(&json!(input)) {
-                Ok(WireTime::At { time, assumed_utc }) => {
+                Ok(WireTime::At {
+                    time,
+                    assumed_utc,
+                    leap_second: false,
+                }) => {
                     assert_eq!(time, at(want), "{input}");
                     assert_eq!(assumed_utc, *assumed, "{input}");
                 }
                 other => panic!("{input}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_leap_second_is_read_as_the_next_minute_and_reported() {
+        for (input, want) in [
+            ("2025-03-04T08:00:60Z", "2025-03-04T08:01:00Z"),
+            ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00Z"),
+            ("2025-03-04T08:00:60.5+05:30", "2025-03-04T02:31:00.5Z"),
+        ] {
+            match read_time(&json!(input)) {
+                Ok(WireTime::At {
+                    time,
+                    leap_second: true,
+                    ..
+                }) => assert_eq!(time, at(want), "{input}"),
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+        let mut f = Fields::new("restoreEvent");
+        let t = f.time("startTime", Some(json!("2025-03-04T08:00:60Z")), true);
+        assert_eq!(t, Some(at("2025-03-04T08:01:00Z")));
+        assert_eq!(f.problems.len(), 1, "{:?}", f.problems);
+        assert_eq!(f.problems[0].field, "restoreEvent.startTime");
+        assert!(f.problems[0].detail.contains("second 60"));
+        // Every output time is written from the normalised value: no second 60.
+        let t = t.unwrap().with_timezone(&Utc);
+        assert!(t.nanosecond() < 1_000_000_000 && t.second() == 0, "{t:?}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Wire {
+        id: Option<Value>,
+        name: Option<Value>,
+    }
+
+    #[test]
+    fn a_record_must_be_an_object_even_where_serde_would_take_an_array() {
+        for raw in [r#"["arr-ev","Restore"]"#, " [1,2,3]", r#""text""#, "42"] {
+            let mut f = Fields::new("restoreEvent");
+            let err = read_record::<Wire>(raw, &mut f).unwrap_err();
+            assert!(err.0.starts_with("restoreEvent.record: "), "{err}");
+            assert!(err.0.contains("where a JSON object was expected"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_lone_surrogate_escape_costs_nothing_but_that_character() {
+        let mut f = Fields::new("restoreSession");
+        let raw =
+            r#"{"id":"s-1","name":"Restore \ud83d","details":"\udc00 tail \ud83d\ude00 \\ud800"}"#;
+        let wire: Wire = read_record(raw, &mut f).unwrap();
+        assert_eq!(wire.id, Some(json!("s-1")));
+        assert_eq!(wire.name, Some(json!("Restore \u{FFFD}")));
+        assert_eq!(f.problems.len(), 1, "{:?}", f.problems);
+        assert_eq!(f.problems[0].field, "restoreSession.record");
+        assert!(f.problems[0].detail.contains("U+FFFD"), "{:?}", f.problems);
+        assert_eq!(
+            replace_lone_surrogates(r#""\udc00 tail \ud83d\ude00 \\ud800 \ud800""#).as_deref(),
+            Some(r#""\uFFFD tail \ud83d\ude00 \\ud800 \uFFFD""#)
+        );
+        assert_eq!(replace_lone_surrogates(r#"{"a":"\ud83d\ude00"}"#), None);
+        // Still not JSON after the repair: unusable, as before.
+        let mut f = Fields::new("restoreSession");
+        assert!(read_record::<Wire>(r#"{"id":"\ud83d"#, &mut f).is_err());
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! fails strict parsing is split into its records by a byte-level scan of the `results`
 //! array (or of a bare array) that tracks nesting and strings only, so a syntax error or
 //! invalid UTF-8 *inside* one record stays inside it. Each record is then parsed alone:
-//! invalid UTF-8 is replaced (U+FFFD) and the record kept; a record that still doesn't
-//! parse is reported with its position and whatever id can be read from it.
+//! invalid UTF-8 is replaced (U+FFFD) and the record kept, and so is a record whose only
+//! fault is a raw control character inside a string (escaped: the text is unchanged) or a
+//! `NaN`/`Infinity` literal (kept as a string, which the mapping reports where it reads a
+//! number: [`repair_syntax`]); a record that still doesn't parse is reported with its
+//! position and whatever id can be read from it.
 //!
 //! Must not: guess at structure it can't delimit (unbalanced quotes or brackets make the
 //! whole page unreadable, as before), log, or do I/O.
@@ -27,7 +30,7 @@ pub struct Unreadable {
 pub struct SplitPage {
     pub records: Vec<Box<RawValue>>,
     pub unreadable: Vec<Unreadable>,
-    /// Records kept after replacing invalid UTF-8.
+    /// Records kept after replacing invalid UTF-8 or [`repair_syntax`].
     pub repaired: usize,
 }
 
@@ -51,10 +54,13 @@ pub fn split(body: &[u8]) -> Option<SplitPage> {
             Ok(raw) => page.records.push(raw),
             Err(strict) => {
                 let lossy = String::from_utf8_lossy(span);
-                let repaired = std::str::from_utf8(span)
+                let utf8 = std::str::from_utf8(span)
                     .is_err()
                     .then(|| RawValue::from_string(lossy.to_string()).ok())
                     .flatten();
+                let repaired = utf8.or_else(|| {
+                    repair_syntax(&lossy).and_then(|text| RawValue::from_string(text).ok())
+                });
                 match repaired {
                     Some(raw) => {
                         page.records.push(raw);
@@ -70,6 +76,69 @@ pub fn split(body: &[u8]) -> Option<SplitPage> {
         }
     }
     Some(page)
+}
+
+/// JSON text with the two faults of hand-rolled serializers that lose nothing repaired:
+/// a raw control character (U+0000 to U+001F) inside a string is escaped (`\u0009`: the
+/// string's value is what was sent), and a `NaN`, `Infinity` or `-Infinity` literal where
+/// a value belongs becomes that word as a string (kept as text; a field read as a number
+/// reports it). `None` when there is neither.
+pub fn repair_syntax(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    // The last byte outside strings that was not whitespace.
+    let mut before = b'[';
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                (false, c) if c < 0x20 => {
+                    let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+                    o.push_str(&text[copied..i]);
+                    o.push_str(&format!("\\u{c:04x}"));
+                    copied = i + 1;
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if matches!(before, b':' | b',' | b'[')
+            && let Some(word) = ["NaN", "Infinity", "-Infinity"]
+                .into_iter()
+                .find(|w| text[i..].starts_with(w))
+        {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+            o.push_str(&text[copied..i]);
+            o.push('"');
+            o.push_str(word);
+            o.push('"');
+            i += word.len();
+            copied = i;
+            before = b'"';
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b if b.is_ascii_whitespace() => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        before = b;
+        i += 1;
+    }
+    let mut o = out?;
+    o.push_str(&text[copied..]);
+    Some(o)
 }
 
 /// The byte spans of the records in `{"results": [...]}` or `[...]`.
@@ -228,6 +297,21 @@ mod tests {
         assert_eq!(page.records.len(), 2);
         assert_eq!(page.repaired, 1);
         assert!(page.records[1].get().contains('\u{fffd}'));
+    }
+
+    #[test]
+    fn raw_control_characters_and_nan_are_repaired_and_the_record_kept() {
+        let body = b"{\"results\":[{\"id\":\"a\",\"t\":\"tab\there\nnewline\",\"eTag\":NaN,\"n\":[Infinity, -Infinity]},{\"id\":\"b\",\"x\":\"NaN\"}]}";
+        let page = split(body).unwrap();
+        assert_eq!(page.records.len(), 2, "{:?}", page.unreadable);
+        assert_eq!(page.repaired, 1);
+        let a: serde_json::Value = serde_json::from_str(page.records[0].get()).unwrap();
+        assert_eq!(a["t"], "tab\there\nnewline");
+        assert_eq!(a["eTag"], "NaN");
+        assert_eq!(a["n"], serde_json::json!(["Infinity", "-Infinity"]));
+        // Words inside strings, and records without either fault, are left alone.
+        assert_eq!(repair_syntax(r#"{"x":"NaN","y":"Infinity"}"#), None);
+        assert_eq!(repair_syntax(r#"{"x":"a\"\tb"}"#), None);
     }
 
     #[test]

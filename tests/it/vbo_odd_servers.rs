@@ -24,13 +24,20 @@ use crate::support::config::{ConfigBuilder, Table};
 use crate::support::harness::{bin, id_counts, read_ndjson, text};
 
 /// One restore session and its events, as the server lists them.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Session {
     id: String,
     created: String,
     stopped: bool,
     /// (event id, `order`)
     events: Vec<(String, i64)>,
+    /// Raw JSON members added to the session record (text a Rust string can't hold as a
+    /// value: lone surrogate escapes, raw control characters).
+    extra: Option<&'static str>,
+    /// Raw JSON members added to each event record.
+    event_extra: Option<&'static str>,
+    /// Raw records listed after the events (not objects, say).
+    junk_events: Vec<&'static str>,
 }
 
 #[derive(Default)]
@@ -47,6 +54,19 @@ struct World {
 }
 
 type Shared = Arc<Mutex<World>>;
+
+/// `value` (an object) as text with `extra` raw members appended.
+fn with_extra(value: Value, extra: Option<&str>) -> String {
+    let text = value.to_string();
+    match extra {
+        Some(extra) => format!("{},{extra}}}", &text[..text.len() - 1]),
+        None => text,
+    }
+}
+
+fn session_text(s: &Session) -> String {
+    with_extra(session_json(s), s.extra)
+}
 
 fn session_json(s: &Session) -> Value {
     json!({
@@ -80,15 +100,22 @@ fn event_json(s: &Session, id: &str, order: i64) -> Value {
     })
 }
 
-/// `limit`/`offset` paging over `items`, capped at `cap` records a page.
-fn page(items: Vec<Value>, q: &HashMap<String, String>, cap: usize) -> Response {
+/// `limit`/`offset` paging over `items` (JSON texts), capped at `cap` records a page.
+fn page(items: Vec<String>, q: &HashMap<String, String>, cap: usize) -> Response {
     let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(30);
     if cap > 0 {
         limit = limit.min(cap);
     }
-    let results: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
-    axum::Json(json!({"offset": offset, "limit": limit, "results": results})).into_response()
+    let results: Vec<String> = items.into_iter().skip(offset).take(limit).collect();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!(
+            r#"{{"offset":{offset},"limit":{limit},"results":[{}]}}"#,
+            results.join(",")
+        ),
+    )
+        .into_response()
 }
 
 async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
@@ -127,7 +154,7 @@ async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
                 if w.sessions_newest_first || !ascending {
                     listed.reverse();
                 }
-                let items = listed.into_iter().map(session_json).collect();
+                let items = listed.into_iter().map(session_text).collect();
                 std::future::ready(page(items, &q, w.cap))
             }),
         )
@@ -136,7 +163,11 @@ async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
             get(move |UrlPath((_, id)): UrlPath<(String, String)>| {
                 let w = sw.lock().unwrap();
                 let answer = match w.sessions.iter().find(|s| s.id == id) {
-                    Some(s) => axum::Json(session_json(s)).into_response(),
+                    Some(s) => (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        session_text(s),
+                    )
+                        .into_response(),
                     None => StatusCode::NOT_FOUND.into_response(),
                 };
                 std::future::ready(answer)
@@ -150,14 +181,17 @@ async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
                     let w = ew.lock().unwrap();
                     let answer = match w.sessions.iter().find(|s| s.id == id) {
                         Some(s) => {
-                            let mut items: Vec<Value> = s
+                            let mut items: Vec<String> = s
                                 .events
                                 .iter()
-                                .map(|(id, order)| event_json(s, id, *order))
+                                .map(|(id, order)| {
+                                    with_extra(event_json(s, id, *order), s.event_extra)
+                                })
                                 .collect();
                             if w.events_newest_first {
                                 items.reverse();
                             }
+                            items.extend(s.junk_events.iter().map(|j| j.to_string()));
                             page(items, &q, w.cap)
                         }
                         None => StatusCode::NOT_FOUND.into_response(),
@@ -267,6 +301,7 @@ fn session(id: &str, created: &str, stopped: bool, orders: &[i64]) -> Session {
             .enumerate()
             .map(|(i, o)| (format!("{id}-e{i}"), *o))
             .collect(),
+        ..Session::default()
     }
 }
 
@@ -410,4 +445,68 @@ async fn a_server_ignoring_start_time_from_repeats_nothing() {
         assert!(out.status.success(), "{version}: {}", text(&out));
         case.assert_exactly_once(&format!("{version}, after a new session"));
     }
+}
+
+/// Records Veeam's own serializer would not write but a server may send, and session ids
+/// that are no GUIDs (the audit of 2026-12-04): a lone UTF-16 surrogate escape or a raw
+/// tab in a session or an event, a session id with `? # / % \\` and `..` in it, and a
+/// JSON array where an event belongs. Every event arrives once, the odd ones flagged; the
+/// array is skipped, never read field by field as an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_json_and_odd_session_ids_lose_nothing() {
+    let mut surrogate = session("s-surrogate", "2025-03-04T08:00:00Z", true, &[0, 1]);
+    surrogate.extra = Some(r#""details":"cut emoji \ud83d","scopeName":"tab	here""#);
+    let mut odd_event = session("s-odd-events", "2025-03-04T08:01:00Z", true, &[0, 1, 2]);
+    odd_event.event_extra = Some(r#""source":"\udc00 C:\\share	x","eTag":NaN"#);
+    odd_event.junk_events = vec![
+        r#"["arr-ev","Restore","Success","2025-03-04T08:00:01Z",null,null,"t","m",9,"ceo-mailbox.pst"]"#,
+    ];
+    let odd_ids = ["odd?id#1/..%2F\\x", "..x/../y"];
+    let mut sessions = vec![surrogate, odd_event];
+    for (i, id) in odd_ids.iter().enumerate() {
+        sessions.push(session(
+            id,
+            &format!("2025-03-04T08:0{}:00Z", i + 2),
+            true,
+            &[0, 1],
+        ));
+    }
+    let c = Case::new(World {
+        sessions,
+        ..World::default()
+    })
+    .await;
+    let config = c.config("v8", 50);
+    let out = c.run_once(&config).await;
+    assert!(out.status.success(), "{}", text(&out));
+    c.assert_exactly_once("odd JSON and odd ids");
+    let events = read_ndjson(&c.out());
+    let by_id = |id: &str| {
+        events
+            .iter()
+            .find(|e| e["event"]["id"] == id)
+            .unwrap_or_else(|| panic!("{id} shipped"))
+    };
+    let e = by_id("s-surrogate-e0");
+    let session = &e["veeam"]["restore_session"];
+    assert_eq!(session["details"], "cut emoji \u{FFFD}");
+    assert_eq!(session["scope_name"], "tab\there");
+    assert!(
+        e["tags"].to_string().contains("veeam_field_degraded"),
+        "{e}"
+    );
+    let e = by_id("s-odd-events-e1");
+    assert_eq!(
+        e["veeam"]["restore_event"]["source"],
+        "\u{FFFD} C:\\share\tx"
+    );
+    assert!(
+        e["tags"].to_string().contains("veeam_field_degraded"),
+        "{e}"
+    );
+    assert!(e["event"]["original"].as_str().is_some(), "{e}");
+    assert!(
+        !events.iter().any(|e| e["event"]["id"] == "arr-ev"),
+        "an array is never an event"
+    );
 }

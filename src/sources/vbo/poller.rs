@@ -88,9 +88,9 @@ struct Prefetched {
     page: Result<ReadPage, SourceError>,
 }
 
-/// `RestoreSessions/{id}/Events`.
+/// `RestoreSessions/{id}/Events`, the id percent-encoded ([`http::path_segment`]).
 fn events_path(session_id: &str) -> String {
-    format!("RestoreSessions/{session_id}/Events")
+    format!("RestoreSessions/{}/Events", http::path_segment(session_id))
 }
 
 /// Decode a page's event records (CPU work, run on the blocking pool), each with its raw
@@ -303,7 +303,10 @@ impl VboPoller {
                 .get(&session_id)
                 .map_or(self.state.horizon, |c| c.creation_time);
             match self
-                .get(&format!("RestoreSessions/{session_id}"), &[])
+                .get(
+                    &format!("RestoreSessions/{}", http::path_segment(&session_id)),
+                    &[],
+                )
                 .await
             {
                 Ok((_, body)) => match std::str::from_utf8(&body)
@@ -379,7 +382,7 @@ impl VboPoller {
             "restore session"
         };
         if page.repaired > 0 {
-            tracing::warn!(source_id = %self.id, session_id = session_id.unwrap_or("-"), url, repaired = page.repaired, "invalid UTF-8 in {what} records replaced with U+FFFD");
+            tracing::warn!(source_id = %self.id, session_id = session_id.unwrap_or("-"), url, repaired = page.repaired, "{what} records read after repairing them: invalid UTF-8 replaced with U+FFFD, raw control characters in strings escaped, NaN/Infinity kept as strings");
         }
         for bad in &page.unreadable {
             tracing::warn!(
@@ -872,7 +875,7 @@ impl VboPoller {
             })?;
         let (_, body) = self
             .get(
-                &format!("RestoreSessions/{}/Events", session.id),
+                &events_path(&session.id),
                 &[("limit", "5".to_string()), ("offset", "0".to_string())],
             )
             .await?;

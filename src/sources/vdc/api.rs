@@ -30,6 +30,7 @@ use super::download::ENVELOPE_KEYS;
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::secret::Secret;
 use crate::sources::SourceError;
+use crate::sources::page::repair_syntax;
 use crate::sources::paging::{MAX_PAGES, PageFacts, PagingError, fingerprint};
 
 /// Largest collection page body read; a hostile or broken server can't grow memory past it.
@@ -110,12 +111,17 @@ pub struct Page {
     pub total: Option<u64>,
     /// `Some(has_next)` when the envelope has HAL `_links`.
     pub next_link: Option<bool>,
+    /// The body was read only after [`repair_syntax`] or replacing invalid UTF-8.
+    pub repaired: bool,
 }
 
 /// A bare JSON array, or an envelope holding one under a known key (case-insensitive).
 ///
 /// A leading UTF-8 byte order mark (some .NET serializers and proxies write one) and
-/// whitespace are skipped.
+/// whitespace are skipped. Records stay raw text, so one with a lone surrogate escape
+/// reaches the mapping (which reports it) instead of failing the page. A page that isn't
+/// JSON is read again after [`repair_syntax`] (raw control characters in strings, `NaN`)
+/// and invalid UTF-8 replaced: [`Page::repaired`].
 pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
     let start = body
@@ -123,6 +129,22 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(body.len());
     let body = &body[start..];
+    let strict = match parse_collection_json(body) {
+        Ok(page) => return Ok(page),
+        Err(e) => e,
+    };
+    let lossy = String::from_utf8_lossy(body);
+    let fixed = match repair_syntax(&lossy) {
+        Some(text) => text,
+        None if matches!(lossy, std::borrow::Cow::Owned(_)) => lossy.into_owned(),
+        None => return Err(strict),
+    };
+    let mut page = parse_collection_json(fixed.as_bytes()).map_err(|_| strict)?;
+    page.repaired = true;
+    Ok(page)
+}
+
+fn parse_collection_json(body: &[u8]) -> Result<Page, String> {
     match body.first() {
         Some(b'[') => serde_json::from_slice(body)
             .map(|items| Page {
@@ -131,9 +153,32 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
             })
             .map_err(|e| format!("invalid JSON array: {e}")),
         Some(b'{') => {
-            let map: serde_json::Map<String, serde_json::Value> =
+            // Members raw: only the records' array and the paging facts are read.
+            let members: std::collections::BTreeMap<String, Box<RawValue>> =
                 serde_json::from_slice(body).map_err(|e| format!("invalid JSON object: {e}"))?;
             // The first of `names` present wins (the map's own key order is alphabetical).
+            let member = |names: &[&str]| {
+                names.iter().find_map(|n| {
+                    members
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v)
+                })
+            };
+            let Some(records) = member(&ENVELOPE_KEYS)
+                .and_then(|v| serde_json::from_str::<Vec<Box<RawValue>>>(v.get()).ok())
+            else {
+                return Err(format!(
+                    "expected a JSON array or a page with one of {ENVELOPE_KEYS:?}, got an object with keys {:?}",
+                    members.keys().take(8).collect::<Vec<_>>()
+                ));
+            };
+            // The other members as values, for the paging facts (an unreadable one is
+            // left out: it can only be a fact we don't use).
+            let map: serde_json::Map<String, serde_json::Value> = members
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), serde_json::from_str(v.get()).ok()?)))
+                .collect();
             let field = |names: &[&str]| {
                 names.iter().find_map(|n| {
                     map.iter()
@@ -142,26 +187,18 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
                 })
             };
             let number = |names: &[&str]| field(names).and_then(serde_json::Value::as_u64);
-            let Some(serde_json::Value::Array(values)) = field(&ENVELOPE_KEYS) else {
-                return Err(format!(
-                    "expected a JSON array or a page with one of {ENVELOPE_KEYS:?}, got an object with keys {:?}",
-                    map.keys().take(8).collect::<Vec<_>>()
-                ));
-            };
-            let items = values
-                .iter()
-                .map(|v| serde_json::value::to_raw_value(v).map_err(|e| e.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
+            let on_page = records.len();
             Ok(Page {
-                items,
+                items: records,
                 enveloped: true,
                 limit: number(&["limit", "pageSize"]),
                 total: total(
                     number(&["totalCount", "total", "@odata.count"]),
                     number(&["count"]),
-                    values.len(),
+                    on_page,
                 ),
                 next_link: PageFacts::from_envelope(&map).next_link,
+                repaired: false,
             })
         }
         _ => Err(format!(
@@ -380,7 +417,12 @@ impl VdcApi {
             attempt += 1;
             let (url, body) = self.get_json(endpoint, query).await?;
             match parse_collection(&body) {
-                Ok(page) => return Ok((url, page)),
+                Ok(page) => {
+                    if page.repaired {
+                        tracing::warn!(source_id = %self.source_id, url, "page read after repairing it: invalid UTF-8 replaced with U+FFFD, raw control characters in strings escaped, NaN/Infinity kept as strings");
+                    }
+                    return Ok((url, page));
+                }
                 Err(message) => match delays.next() {
                     Some(delay) => {
                         tracing::warn!(source_id = %self.source_id, url, attempt, delay_ms = delay.as_millis() as u64, error = %message, "unreadable page; requesting it again");
@@ -622,6 +664,30 @@ mod tests {
         assert!(p.enveloped && p.items.len() == 1);
         let e = parse_collection(b"\xEF\xBB\xBF<html>").unwrap_err();
         assert!(e.starts_with("expected a JSON array or object"), "{e}");
+    }
+
+    #[test]
+    fn odd_records_do_not_cost_their_page() {
+        // A lone surrogate escape: the page reads, the record stays raw for the mapping.
+        let p = parse_collection(
+            br#"{"totalCount":2,"items":[{"id":"1","title":"\ud83d"},{"id":"2"}]}"#,
+        )
+        .unwrap();
+        assert_eq!((p.items.len(), p.total, p.repaired), (2, Some(2), false));
+        assert!(p.items[0].get().contains(r"\ud83d"));
+        // A raw tab in a string, NaN, invalid UTF-8: repaired, facts kept.
+        let mut body = b"{\"limit\":2,\"items\":[{\"id\":\"1\",\"title\":\"a\tb\",\"progress\":NaN},{\"id\":\"2\",\"title\":\"".to_vec();
+        body.extend_from_slice(b"\xff\"}]}");
+        let p = parse_collection(&body).unwrap();
+        assert_eq!((p.items.len(), p.limit, p.repaired), (2, Some(2), true));
+        let first: serde_json::Value = serde_json::from_str(p.items[0].get()).unwrap();
+        assert_eq!(first["title"], "a\tb");
+        assert_eq!(first["progress"], "NaN");
+        let p = parse_collection(b"[{\"id\":\"1\",\"title\":\"x\ny\"}]").unwrap();
+        assert!(p.repaired && p.items.len() == 1);
+        // Still broken after the repair: the first error is the one reported.
+        let e = parse_collection(br#"{"items":[{"id":"1"}"#).unwrap_err();
+        assert!(e.starts_with("invalid JSON object"), "{e}");
     }
 
     #[test]
