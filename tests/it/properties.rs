@@ -1539,6 +1539,8 @@ enum FieldKind {
     /// A whole number (or size).
     Number,
     TimeSpan,
+    /// A UUID (VDC log entry ids): any other string is reported.
+    Uuid,
 }
 
 /// Every non-essential field of every record: (record, wire name, kind, required by the
@@ -1588,7 +1590,9 @@ const DRIFT_FIELDS: &[(Rec, &str, FieldKind, bool)] = {
         (JobSession, "status", Text, false),
         (JobSession, "processedObjects", Number, false),
         (JobSession, "jobType", Text, false),
-        (LogEntry, "id", Text, false),
+        // Not essential, but an id that is missing or no UUID changes how `event.id` is
+        // made, so it is reported.
+        (LogEntry, "id", Uuid, true),
         (LogEntry, "title", Text, false),
         (LogEntry, "creationTime", Time, false),
         (LogEntry, "endTime", Time, false),
