@@ -1785,7 +1785,18 @@ proptest! {
         prop_assert!(errors.is_empty(), "{}\n{event:#?}", errors.join("\n"));
         let name = format!("{}.{field}", rec.prefix());
         let message = event.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
-        if mutation.reported(kind, required) {
+        // An event without a type that names an item is an item operation mapped as a
+        // session event: said, so a detection filtering on the type knows.
+        let untyped_item = matches!(rec, Rec::Event)
+            && field == "type"
+            && matches!(mutation, Mutation::Null | Mutation::Remove)
+            && ["itemName", "itemType"].iter().any(|k| {
+                d.event.get(*k).and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty())
+            });
+        if untyped_item {
+            prop_assert!(message.contains("names an item"), "{message}");
+        }
+        if mutation.reported(kind, required) || untyped_item {
             prop_assert_eq!(&event.veeam.degraded_fields, &vec![name.clone()]);
             prop_assert!(message.contains(&format!("{name}: ")), "{message}");
             prop_assert!(event.tags.iter().any(|t| t == "veeam_field_degraded"));
