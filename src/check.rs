@@ -22,7 +22,7 @@ use chrono::Utc;
 
 use crate::checkpoint::CheckpointStore;
 use crate::config::common::url_host;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::durable::{self, Writable};
 use crate::escape::escape_controls;
 use crate::event::Event;
@@ -158,7 +158,7 @@ pub async fn run(config: &Config) -> Report {
         match tokio::time::timeout(PROBE_TIMEOUT, sink_cfg.probe(id, ctx)).await {
             Ok(Ok(detail)) => (component, Status::Ok, detail),
             Ok(Err(e)) => (component, Status::Fail, e),
-            Err(_) => (component, Status::Fail, no_answer("its endpoint")),
+            Err(_) => (component, Status::Fail, no_answer(&probe_targets(sink_cfg))),
         }
     }))
     .await;
@@ -233,8 +233,24 @@ async fn check_source(config: &Config, id: &str, source: &SourceConfig, report: 
         Err(_) => report.push(
             component,
             Status::Fail,
-            no_answer(&crate::config::common::redact_userinfo(source.url())),
+            no_answer(&format!(
+                "{}{}",
+                crate::config::common::redact_userinfo(source.url()),
+                crate::http::proxy_for(source.url())
+                    .map(|p| format!(" (sent through {p})"))
+                    .unwrap_or_default()
+            )),
         ),
+    }
+}
+
+/// What a sink's probe contacts, for the message when it got no answer.
+fn probe_targets(sink: &SinkConfig) -> String {
+    let targets = sink.probe_targets();
+    if targets.is_empty() {
+        "its destination".to_string()
+    } else {
+        targets.join(" or ")
     }
 }
 

@@ -5,12 +5,16 @@
 //!   its parent (a power loss cannot drop a directory holding acknowledged data);
 //! - files created with an exact mode (whatever the process umask), the directory fsynced
 //!   after the creation;
-//! - [`Appender`], the append-only file of the file sink and the HEC dead-letter writer:
-//!   blocking `write_all` + `sync_data` on one std `File`, so every write error (ENOSPC,
+//! - [`Appender`], the append-only file of the file sink and the dead-letter writers: one
+//!   writer per file (an exclusive `flock` while it is open, so a second process appending
+//!   to it, e.g. a backfill given the daemon's `path`, is refused rather than interleaved
+//!   and cut back); blocking `write_all` + `sync_data` on one std `File`, so every write error (ENOSPC,
 //!   quota, EIO) reaches the batch that wrote it; a failed write is cut back to the length
 //!   the file had before it, so no torn line or partial duplicate stays behind; a file that
 //!   is no longer at its path (renamed by logrotate, deleted, replaced) is noticed before
 //!   the next write and a new one is opened;
+//! - exclusive process locks ([`lock_exclusive`]): an `flock` on a file that names its
+//!   holder's PID, released by the kernel when the holder dies;
 //! - the writability probe `check` uses: create and delete a temp file in the nearest
 //!   existing directory, creating nothing that stays.
 //!
@@ -144,6 +148,40 @@ pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
 
 /// Create `dir` and every missing parent with exactly `mode`, fsyncing each new level into
 /// its parent. Existing levels are left as they are.
+/// How [`lock_exclusive`] ended.
+#[derive(Debug)]
+pub enum Locked {
+    /// Ours until the `File` is dropped (or the process ends, even by `kill -9`).
+    Held(File),
+    /// Another open file holds it (another process, or another part of this one); the
+    /// PID its holder wrote, or "unknown".
+    Busy { pid: String },
+}
+
+/// Take the exclusive `flock` on `path` (created 0600 if missing) without waiting, and
+/// write our PID into it so a refused process can say who holds it. The file is never
+/// removed: a stale one is simply locked again.
+pub fn lock_exclusive(path: &Path) -> io::Result<Locked> {
+    use std::io::{Read, Write};
+    let (mut file, _created) = open_or_create(path, PRIVATE_FILE, false)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = match file.read_to_string(&mut text) {
+                Ok(_) if !text.trim().is_empty() => text.trim().to_string(),
+                _ => "unknown".to_string(),
+            };
+            return Ok(Locked::Busy { pid });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.set_len(0)?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    file.sync_data()?;
+    Ok(Locked::Held(file))
+}
+
 pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = mode;
@@ -248,6 +286,21 @@ impl Appender {
             .map_err(|e| AppendError::new("create the directory of", path, e))?;
         let (mut file, _created) = open_or_create(path, modes.file, true)
             .map_err(|e| AppendError::new("open", path, e))?;
+        // Before the tail repair: that cuts a line another writer may be in the middle of.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(AppendError::new(
+                    "lock",
+                    path,
+                    io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        "another process is appending to it (a backfill, or a second daemon, given the same `path`?); give each writer its own path. Retried until it is free",
+                    ),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(AppendError::new("lock", path, e)),
+        }
         match tail {
             TornTail::Trim => trim_partial_tail(&mut file),
             TornTail::Close => close_partial_tail(&mut file),
@@ -558,6 +611,27 @@ mod tests {
             trim_partial_tail(&mut f).unwrap();
             assert_eq!(fs::read_to_string(&p).unwrap(), after, "{before:?}");
         }
+    }
+
+    /// A second writer is refused before it touches the file: its torn-tail repair would
+    /// cut a line the first is writing. The lock goes with the first writer.
+    #[test]
+    fn one_appender_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.ndjson");
+        let mut first = Appender::open(&p, Modes::PRIVATE, TornTail::Trim).unwrap();
+        first.append(b"{\"a\":1}\n{\"b\":").unwrap();
+        let e = Appender::open(&p, Modes::PRIVATE, TornTail::Trim).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ResourceBusy);
+        let text = e.to_string();
+        assert!(
+            text.contains("x.ndjson") && text.contains("another process"),
+            "{text}"
+        );
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"b\":");
+        drop(first);
+        Appender::open(&p, Modes::PRIVATE, TornTail::Trim).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
     }
 
     #[test]

@@ -358,17 +358,24 @@ pub async fn status_error(url: &str, resp: Response) -> HttpError {
     let status = resp.status().as_u16();
     let retry_after = retry_after(&resp);
     let body = read_body_prefix(resp, ERROR_EXCERPT_BYTES).await;
+    let mut body = excerpt(&String::from_utf8_lossy(&body), 300);
+    if status == 407 {
+        // Proxy Authentication Required: the proxy's page says little; say which proxy.
+        body = proxy_hint(url, Some(407)).unwrap_or_else(|| {
+            "proxy authentication required (a proxy on the way wants credentials)".to_string()
+        });
+    }
     HttpError::Status {
         url: url.to_string(),
         status,
-        body: excerpt(&String::from_utf8_lossy(&body), 300),
+        body,
         retry_after,
     }
 }
 
 /// A 3xx answer as [`HttpError::Redirect`], its `Location` resolved against `url` and shown
 /// without userinfo, query or fragment.
-fn redirect_error(url: &str, resp: &Response) -> HttpError {
+pub fn redirect_error(url: &str, resp: &Response) -> HttpError {
     let location = match resp.headers().get(reqwest::header::LOCATION) {
         None => "(no Location header)".to_string(),
         Some(value) => match value.to_str() {
@@ -443,6 +450,36 @@ pub fn excerpt(body: &str, max: usize) -> String {
     }
 }
 
+/// The proxy a request to `url` goes through, shown without userinfo, and the variable that
+/// set it: reqwest reads `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` (as curl
+/// does), and this asks the same matcher.
+pub fn proxy_for(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let proxy = hyper_util::client::proxy::matcher::Matcher::from_env().intercept(&uri)?;
+    let shown = redact_userinfo(&proxy.uri().to_string());
+    let shown = shown.trim_end_matches('/');
+    let var = match uri.scheme_str() {
+        Some("https") => "HTTPS_PROXY",
+        _ => "HTTP_PROXY",
+    };
+    Some(format!(
+        "the proxy {shown} (from {var} or ALL_PROXY; NO_PROXY lists the hosts that bypass it)"
+    ))
+}
+
+/// What to add to an error when a proxy was on the way: which one, and what to check.
+fn proxy_hint(url: &str, status: Option<u16>) -> Option<String> {
+    let proxy = proxy_for(url)?;
+    Some(match status {
+        Some(407) => format!(
+            "{proxy} wants credentials: put them in the proxy URL (http://user:password@host:port)"
+        ),
+        _ => format!(
+            "sent through {proxy}: check that it is reachable and lets this connection through, or add the host to NO_PROXY"
+        ),
+    })
+}
+
 pub fn transport_error(url: &str, err: reqwest::Error) -> HttpError {
     let kind = if err.is_timeout() {
         "timed out"
@@ -464,7 +501,15 @@ pub fn transport_error(url: &str, err: reqwest::Error) -> HttpError {
             message: chain.trim_start_matches(": ").to_string(),
         };
     }
-    let message = format!("{kind}: {}{chain}", err.without_url());
+    let mut message = format!("{kind}: {}{chain}", err.without_url());
+    // A CONNECT refused with 407 (an https URL through a proxy) surfaces as a tunnel error.
+    let refused_407 = chain
+        .contains("proxy authorization required")
+        .then_some(407);
+    if let Some(hint) = proxy_hint(url, refused_407) {
+        message.push_str("; ");
+        message.push_str(&hint);
+    }
     HttpError::Transport {
         url: url.to_string(),
         message,

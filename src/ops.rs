@@ -11,20 +11,36 @@
 //!   alerting, and events are still acknowledged.
 //!
 //! Must not: expose configuration or secrets, or block the pipeline (handlers only read
-//! atomics and one short mutex).
+//! atomics and one short mutex), or let its clients take the daemon's resources: at most
+//! [`MAX_CONNECTIONS`] connections are served at a time, each closed after
+//! [`CONNECTION_LIFETIME`] (a scraper reconnects; a client that never finishes its request,
+//! or holds thousands of idle connections, no longer takes every file descriptor the
+//! checkpoint and the sinks need).
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Connections served at a time; more wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection is closed this long after it was accepted, finished or not.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// A running ops server.
 pub struct OpsServer {
@@ -36,6 +52,14 @@ pub struct OpsServer {
 impl OpsServer {
     /// Bind `listen` and serve until [`shutdown`](Self::shutdown).
     pub async fn start(listen: SocketAddr) -> Result<OpsServer, String> {
+        Self::start_bounded(listen, MAX_CONNECTIONS, CONNECTION_LIFETIME).await
+    }
+
+    async fn start_bounded(
+        listen: SocketAddr,
+        connections: usize,
+        lifetime: Duration,
+    ) -> Result<OpsServer, String> {
         let listener = TcpListener::bind(listen).await.map_err(|e| {
             format!(
                 "ops.listen: cannot listen on {listen}: {e}. Pick a free address or remove [ops]"
@@ -45,6 +69,11 @@ impl OpsServer {
         let stop = CancellationToken::new();
         let app = router();
         let s = stop.clone();
+        let listener = Bounded {
+            inner: listener,
+            permits: Arc::new(Semaphore::new(connections)),
+            lifetime,
+        };
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { s.cancelled().await })
@@ -64,6 +93,86 @@ impl OpsServer {
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.task.await;
+    }
+}
+
+/// The listener with [`MAX_CONNECTIONS`] and [`CONNECTION_LIFETIME`].
+struct Bounded {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+    lifetime: Duration,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = BoundedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (BoundedStream, SocketAddr) {
+        // The semaphore is never closed: a permit always comes.
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let stream = BoundedStream {
+            stream,
+            deadline: Box::pin(tokio::time::sleep(self.lifetime)),
+            _permit: permit,
+        };
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection holding its slot until dropped; reads and writes fail once its
+/// lifetime is over, so the server closes it.
+struct BoundedStream {
+    stream: TcpStream,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl BoundedStream {
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn lifetime_over() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "ops connection lifetime over")
+}
+
+impl AsyncRead for BoundedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BoundedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -96,4 +205,54 @@ async fn ready_handler() -> impl IntoResponse {
         body.push('\n');
     }
     (status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get_health(addr: SocketAddr) -> String {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// Clients that open connections and never finish a request hold at most the
+    /// connection limit, each only for its lifetime: /health answers again after it.
+    #[tokio::test]
+    async fn idle_clients_cannot_hold_the_endpoint() {
+        let lifetime = Duration::from_millis(400);
+        let ops = OpsServer::start_bounded("127.0.0.1:0".parse().unwrap(), 3, lifetime)
+            .await
+            .unwrap();
+        let addr = ops.addr();
+        assert!(get_health(addr).await.ends_with("ok\n"));
+        let mut idle = Vec::new();
+        for _ in 0..6 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nX-Slow: ")
+                .await
+                .unwrap();
+            idle.push(c);
+        }
+        let started = tokio::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(10), get_health(addr))
+            .await
+            .expect("served once the idle connections' lifetime is over");
+        assert!(answer.ends_with("ok\n"), "{answer}");
+        assert!(started.elapsed() >= lifetime / 2, "{:?}", started.elapsed());
+        // The idle clients were disconnected (EOF or reset), not served.
+        for mut c in idle {
+            let mut rest = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+            assert!(read.is_ok(), "an idle connection stayed open");
+        }
+        ops.shutdown().await;
+    }
 }

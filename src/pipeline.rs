@@ -229,7 +229,7 @@ pub async fn run(
             message: e.to_string(),
         })?;
         let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
-        sink_txs.push(tx);
+        sink_txs.push((Arc::<str>::from(id.as_str()), tx));
         sink_tasks.push((
             id.clone(),
             tokio::spawn(sink_task(
@@ -248,8 +248,7 @@ pub async fn run(
     let mut source_tasks: Vec<JoinHandle<Result<(), SourceError>>> = Vec::new();
     for (index, src) in sources.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
-        let outputs: Vec<mpsc::Sender<Arc<Batch>>> =
-            src.sinks.iter().map(|&i| sink_txs[i].clone()).collect();
+        let outputs: Vec<SinkQueue> = src.sinks.iter().map(|&i| sink_txs[i].clone()).collect();
         routers.push(tokio::spawn(route(
             RouteSource {
                 index,
@@ -509,10 +508,13 @@ struct RouteSource {
 }
 
 /// Router: maps a source's batches and fans them out to the source's sinks.
+/// A sink's id and the sender of its queue.
+type SinkQueue = (Arc<str>, mpsc::Sender<Arc<Batch>>);
+
 async fn route(
     src: RouteSource,
     mut rx: mpsc::Receiver<SourceBatch>,
-    outputs: Vec<mpsc::Sender<Arc<Batch>>>,
+    outputs: Vec<SinkQueue>,
     acks: mpsc::UnboundedSender<TrackerMsg>,
     abandon: CancellationToken,
 ) {
@@ -570,7 +572,7 @@ async fn route(
             seq,
             events,
         });
-        for out in &outputs {
+        for (sink_id, out) in &outputs {
             // A closed channel means that sink failed; the pipeline is stopping and the
             // missing ack keeps the checkpoint where it is. A full one in front of a sink
             // that never recovers must not outlive the drain timeout.
@@ -579,6 +581,8 @@ async fn route(
                 _ = abandon.cancelled() => return,
                 _ = out.send(batch.clone()) => {}
             }
+            // Here as well as where the sink takes a batch: a stuck sink takes none.
+            m.queue_depth(sink_id, out.max_capacity() - out.capacity());
         }
     }
 }
@@ -645,7 +649,7 @@ async fn hand_over(
     sink: &mut Box<dyn sinks::Sink>,
     batch: &Batch,
     how: HandOver,
-    queued: usize,
+    queued: &(dyn Fn() -> usize + Sync),
 ) -> Result<Result<sinks::Confirmation, SinkEnd>, PipelineError> {
     let (id, m) = (&ctx.id, metrics::global());
     let events = batch.events.len() as u64;
@@ -655,7 +659,7 @@ async fn hand_over(
         let handed = tokio::select! {
             biased;
             _ = ctx.abandon.cancelled() => {
-                return Ok(Err(abandoned(id, Some(batch), queued, None)));
+                return Ok(Err(abandoned(id, Some(batch), queued(), None)));
             }
             r = async {
                 match how {
@@ -683,7 +687,7 @@ async fn hand_over(
         tokio::select! {
             biased;
             _ = ctx.abandon.cancelled() => {
-                return Ok(Err(abandoned(id, Some(batch), queued, Some(&message))));
+                return Ok(Err(abandoned(id, Some(batch), queued(), Some(&message))));
             }
             _ = tokio::time::sleep(delay) => {}
         }
@@ -797,8 +801,8 @@ async fn sink_task(
                     Err(SinkError::Retryable(message)) => {
                         m.batch_failed(&id, events);
                         tracing::warn!(sink_id = %id, source_id = %batch.source_id, seq = batch.seq, error = %message, "a batch sent earlier was not confirmed; delivering it again");
-                        let queued = rx.len() + held.len();
-                        match hand_over(&ctx, &mut sink, &batch, HandOver::Deliver, queued).await? {
+                        let queued = || rx.len() + held.len();
+                        match hand_over(&ctx, &mut sink, &batch, HandOver::Deliver, &queued).await? {
                             Ok(_) => {}
                             Err(end) => return Ok(end),
                         }
@@ -820,8 +824,8 @@ async fn sink_task(
                 Some(batch) => {
                     m.queue_depth(&id, rx.len());
                     let started = std::time::Instant::now();
-                    let queued = rx.len() + held.len();
-                    let confirmation = match hand_over(&ctx, &mut sink, &batch, how, queued).await? {
+                    let queued = || rx.len() + held.len();
+                    let confirmation = match hand_over(&ctx, &mut sink, &batch, how, &queued).await? {
                         Ok(c) => c,
                         Err(end) => return Ok(end),
                     };
@@ -834,6 +838,26 @@ async fn sink_task(
             },
         }
     }
+}
+
+/// Note batch `seq` as handed out. Event-free batches (a poll cycle's end: only a
+/// checkpoint) queue up behind a batch a stuck sink holds, one per cycle for as long as the
+/// outage lasts; consecutive ones are merged into the newest, which is the one that would
+/// be saved when they are popped together, so memory stays bounded by the batches in
+/// flight.
+fn register(pending: &mut BTreeMap<u64, Pending>, seq: u64, mut batch: Pending) {
+    let idle = |p: &Pending| p.remaining == 0 && p.events == 0;
+    if idle(&batch)
+        && let Some(last) = pending.last_entry()
+        && idle(last.get())
+    {
+        let merged = last.remove();
+        if batch.checkpoint.is_none() {
+            batch.checkpoint = merged.checkpoint;
+        }
+        batch.newest = batch.newest.max(merged.newest);
+    }
+    pending.insert(seq, batch);
 }
 
 /// Tracker: per source, persist the snapshot of the highest batch below which every batch
@@ -870,7 +894,8 @@ async fn track(
                     checkpoint,
                 } => {
                     reports[source].events_sent += events;
-                    pending[source].insert(
+                    register(
+                        &mut pending[source],
                         seq,
                         Pending {
                             remaining: sinks,
@@ -942,6 +967,42 @@ async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A weekend of poll cycles behind a stuck batch holds two entries, not thousands, and
+    /// the newest checkpoint (or the last one given) is what is left to save.
+    #[test]
+    fn idle_cycles_behind_a_stuck_batch_are_merged() {
+        let pending_with = |events, remaining, checkpoint: Option<u64>| Pending {
+            remaining,
+            events,
+            newest: None,
+            checkpoint: checkpoint.map(|c| serde_json::json!({ "c": c })),
+        };
+        let mut pending = BTreeMap::new();
+        register(&mut pending, 0, pending_with(5, 1, Some(0)));
+        for seq in 1..=10_000 {
+            let checkpoint = (seq % 3 != 0 || seq == 9_999).then_some(seq);
+            register(&mut pending, seq, pending_with(0, 0, checkpoint));
+        }
+        assert_eq!(pending.len(), 2);
+        assert_eq!(
+            pending[&10_000].checkpoint,
+            Some(serde_json::json!({ "c": 10_000 }))
+        );
+        // A checkpoint-less cycle keeps the one before it.
+        register(&mut pending, 10_001, pending_with(0, 0, None));
+        assert_eq!(
+            pending[&10_001].checkpoint,
+            Some(serde_json::json!({ "c": 10_000 }))
+        );
+        // A batch with events is never merged, nor is what follows it.
+        register(&mut pending, 10_002, pending_with(3, 1, Some(10_002)));
+        register(&mut pending, 10_003, pending_with(0, 0, Some(10_003)));
+        assert_eq!(
+            pending.keys().copied().collect::<Vec<_>>(),
+            vec![0, 10_001, 10_002, 10_003]
+        );
+    }
 
     #[test]
     fn abandoned_batches_are_named_as_ranges() {

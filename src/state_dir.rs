@@ -13,10 +13,10 @@
 //! be released before the process ends.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::durable::{self, PRIVATE_DIR, PRIVATE_FILE};
+use crate::durable::{self, PRIVATE_DIR};
 
 /// The lock file's name inside the state dir.
 pub const LOCK_FILE: &str = "veeam-siem.lock";
@@ -75,28 +75,16 @@ impl StateLock {
             source,
         };
         durable::create_dirs(dir, PRIVATE_DIR).map_err(io_err)?;
-        let (mut file, _created) =
-            durable::open_or_create(&lock, PRIVATE_FILE, false).map_err(io_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let pid = match file.read_to_string(&mut text) {
-                    Ok(_) if !text.trim().is_empty() => text.trim().to_string(),
-                    _ => "unknown".to_string(),
-                };
+        let file = match durable::lock_exclusive(&lock).map_err(io_err)? {
+            durable::Locked::Held(file) => file,
+            durable::Locked::Busy { pid } => {
                 return Err(LockError::Held {
                     dir: dir.to_path_buf(),
                     lock,
                     pid,
                 });
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
-        }
-        file.set_len(0)
-            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
-            .and_then(|()| file.sync_data())
-            .map_err(io_err)?;
+        };
         tracing::debug!(lock = %lock.display(), "state dir locked");
         Ok(StateLock {
             _file: file,

@@ -250,6 +250,23 @@ impl Config {
             }
             sink.validate(&format!("sinks.{id}"))?;
         }
+        // Two writers on one file interleave and cut each other's lines; on one archive they
+        // fork the chain.
+        let mut paths: BTreeMap<String, &str> = BTreeMap::new();
+        for (id, sink) in &self.sinks {
+            let Some(path) = sink.local_path() else {
+                continue;
+            };
+            let normal = path.trim_end_matches('/').to_string();
+            if let Some(first) = paths.insert(normal, id) {
+                return Err(invalid(
+                    format!("sinks.{id}.path"),
+                    format!(
+                        "is also the path of sinks.{first}: two sinks can't write one file or archive; give each its own path (one sink can read several sources)"
+                    ),
+                ));
+            }
+        }
         for (id, source) in &self.sources {
             if !self
                 .sinks
@@ -427,6 +444,16 @@ mod tests {
         assert_eq!(src.settings.page_size, 500);
         assert_eq!(src.settings.api_version, ApiVersion::V8);
         assert!(!format!("{c:?}").contains("s3cret-value"));
+    }
+
+    #[test]
+    fn two_sinks_on_one_path_are_refused() {
+        let two = format!(
+            "{GOOD}\n[sinks.a]\ntype = \"file\"\ninputs = [\"vbo_main\"]\npath = \"/var/log/v/out.ndjson\"\n[sinks.b]\ntype = \"file\"\ninputs = [\"vbo_main\"]\npath = \"/var/log/v/out.ndjson\"\n"
+        );
+        let e = err_text(&two);
+        assert!(e.contains("sinks.b.path") && e.contains("sinks.a"), "{e}");
+        parse(&two.replace("v/out.ndjson\"\n[sinks.b]", "v/a.ndjson\"\n[sinks.b]")).unwrap();
     }
 
     #[test]

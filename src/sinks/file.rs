@@ -74,6 +74,10 @@ impl SinkSettings for FileSinkConfig {
         Ok(())
     }
 
+    fn local_path(&self) -> Option<String> {
+        Some(self.path.trim().to_string())
+    }
+
     fn build(&self, id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(FileSink::new(id, self)?))
     }

@@ -47,6 +47,16 @@ pub trait SinkSettings: std::fmt::Debug + Send + Sync {
     fn cleartext(&self, _key: &str) -> Option<Cleartext> {
         None
     }
+    /// The local file or directory this sink writes (a `path` key), if any: two sinks of
+    /// one config must not share it.
+    fn local_path(&self) -> Option<String> {
+        None
+    }
+    /// What the `check` probe contacts (URLs without userinfo, `host:port`s), named when
+    /// it gets no answer in time; empty for sinks that only touch local files.
+    fn probe_targets(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The sink `id`, ready to deliver.
     fn build(&self, id: &str, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
     /// The state dir the `check` probe builds the sink on: the scratch dir, unless the sink

@@ -17,7 +17,7 @@ use veeam_siem_test_peers::tools::require_tool;
 
 use crate::support::config::Table;
 use crate::support::faults::{Daemon, run_once, tail, write_config};
-use crate::support::harness::{self, Env, PASSWORD, bin, text};
+use crate::support::harness::{self, Env, PASSWORD, bin, run_bin_async, s, text};
 
 const PASSWORD_ENV: (&str, &str) = ("TEST_VBO_PASSWORD", PASSWORD);
 
@@ -433,6 +433,28 @@ async fn a_live_archive_verifies_with_allow_open_and_strictly_after_a_clean_stop
         "{}",
         text(&live)
     );
+
+    // A backfill given the daemon's config would be a second writer forking the chain:
+    // refused, naming the daemon, and the archive is untouched.
+    let backfill = run_bin_async(
+        s(&[
+            "backfill",
+            "--config",
+            &config.display().to_string(),
+            "--since",
+            "30d",
+        ]),
+        vec![],
+    )
+    .await;
+    assert!(!backfill.status.success(), "{}", text(&backfill));
+    assert!(
+        text(&backfill).contains("in use by another writer")
+            && text(&backfill).contains(&format!("PID {}", d.pid())),
+        "{}",
+        text(&backfill)
+    );
+    assert_eq!(segment::list(&root).unwrap().segments, vec![open.clone()]);
 
     let status = d.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status:?}: {}", tail(&d.stderr(), 20));

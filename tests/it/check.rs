@@ -181,3 +181,75 @@ async fn check_probes_hec_and_kafka_sinks() {
     assert!(!text(&out).contains("not-the-token-9931"), "token leaked");
     peer.shutdown().await;
 }
+
+/// Behind a proxy (`HTTPS_PROXY`, as reqwest and curl read it): a proxy that is down, and
+/// one that wants credentials (407 to the CONNECT), are named in the error with the
+/// variable that set them, never with the proxy's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_proxy_that_failed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::start(SimConfig::default()).await;
+    // No retries: the first failure is the answer (else the probe times out after 30 s).
+    let cfg = env
+        .write_config("v8", "max_retries = 0")
+        .display()
+        .to_string();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A proxy that answers every CONNECT with 407.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth_port = listener.local_addr().unwrap().port();
+    let connects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connects.clone();
+    let proxy = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                if buf[..n].starts_with(b"CONNECT ") {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let _ = conn
+                    .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    for (port, expect) in [(dead_port, "reachable"), (auth_port, "wants credentials")] {
+        let out = run_bin_async(
+            s(&["check", "--config", &cfg]),
+            vec![
+                (
+                    "HTTPS_PROXY".into(),
+                    format!("http://proxyuser:proxy-Pw-3321@127.0.0.1:{port}"),
+                ),
+                ("NO_PROXY".into(), String::new()),
+                ("no_proxy".into(), String::new()),
+            ],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("source vbo_test"))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!("127.0.0.1:{port}"))
+                && line.contains("HTTPS_PROXY")
+                && line.contains(expect),
+            "{stdout}"
+        );
+        assert!(
+            !text(&out).contains("proxy-Pw-3321"),
+            "proxy password leaked"
+        );
+    }
+    assert!(connects.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    proxy.abort();
+}

@@ -276,10 +276,56 @@ fn ids(b: &Batch) -> HashSet<String> {
 }
 
 fn sink(brokers: &str, extra: &str) -> KafkaSink {
+    sink_in(brokers, extra, &tempfile::tempdir().unwrap().keep())
+}
+
+/// A sink whose state dir (dead letters) is `state`.
+fn sink_in(brokers: &str, extra: &str, state: &std::path::Path) -> KafkaSink {
     let text =
         format!("inputs = [\"{SOURCE_ID}\"]\nbrokers = {brokers:?}\ntopic = \"{TOPIC}\"\n{extra}");
     let config: KafkaSinkConfig = toml::from_str(&text).unwrap();
-    KafkaSink::new("bus", &config).unwrap_or_else(|e| panic!("sink builds: {e}"))
+    KafkaSink::new("bus", &config, state).unwrap_or_else(|e| panic!("sink builds: {e}"))
+}
+
+/// One event larger than the producer's `message.max.bytes` (a VDC entry of megabytes,
+/// kept whole in `event.original`): it goes to the dead-letter file, fsynced, and the rest
+/// of the batch is delivered; the sink does not stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_over_message_max_bytes_is_a_dead_letter_not_a_stop() {
+    let mock = mock_cluster();
+    let brokers = mock.bootstrap_servers();
+    let state = tempfile::tempdir().unwrap();
+    let mut sink = sink_in(
+        &brokers,
+        "options = { \"message.max.bytes\" = 20000 }",
+        state.path(),
+    );
+    sink.healthcheck().await.expect("healthy");
+    let mut b = batch("big", 1, 20);
+    let huge = {
+        let e = &mut b.events[7];
+        e.event.event.original = Some("x".repeat(50_000));
+        e.json = serde_json::to_string(&e.event).unwrap();
+        e.event.event.id.clone()
+    };
+    tokio::time::timeout(Duration::from_secs(60), sink.deliver(&b))
+        .await
+        .expect("bounded")
+        .unwrap_or_else(|e| panic!("one oversized event must not fail the batch: {e}"));
+    let rest: HashSet<String> = ids(&b).into_iter().filter(|id| *id != huge).collect();
+    let records = consume(&brokers, TOPIC, Some(&rest)).await;
+    let d = check_delivery(&records, &rest);
+    assert_eq!(d.duplicates, 0, "{d:?}");
+    let dead = std::fs::read_to_string(state.path().join("bus.deadletter.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{dead}");
+    assert_eq!(lines[0]["event"]["event"]["id"], huge.as_str());
+    assert_eq!(lines[0]["sink_id"], "bus");
+    assert_eq!(lines[0]["message_max_bytes"], "20000");
+    assert!(lines[0]["bytes"].as_u64().unwrap() > 50_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,5 +474,5 @@ fn the_example_config_is_valid() {
     let veeam_siem::config::SinkConfig::Kafka(kafka) = &config.sinks["bus"] else {
         panic!("sinks.bus is not a kafka sink");
     };
-    KafkaSink::new("bus", kafka).unwrap_or_else(|e| panic!("{e}"));
+    KafkaSink::new("bus", kafka, &config.state.dir).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -46,7 +46,7 @@ use tokio_util::task::AbortOnDropHandle;
 pub use config::ArchiveSinkConfig;
 
 use super::{Batch, ProbeContext, Sink, SinkContext, SinkError, SinkSettings};
-use crate::config::common::{Cleartext, ConfigError};
+use crate::config::common::{Cleartext, ConfigError, redact_userinfo};
 use crate::durable::{self, Writable};
 use s3::upload::Uploader;
 use writer::ArchiveWriter;
@@ -82,6 +82,20 @@ impl SinkSettings for ArchiveSinkConfig {
             endpoint,
             "the archive's segments and any AWS session token",
         )
+    }
+
+    fn local_path(&self) -> Option<String> {
+        Some(self.path.display().to_string())
+    }
+
+    fn probe_targets(&self) -> Vec<String> {
+        self.s3
+            .as_ref()
+            .map(|s3| match &s3.endpoint {
+                Some(endpoint) => vec![redact_userinfo(endpoint)],
+                None => vec![format!("S3 in {} (bucket {})", s3.region, s3.bucket)],
+            })
+            .unwrap_or_default()
     }
 
     fn build(&self, id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {

@@ -48,15 +48,30 @@ pub fn path_of(root: &Path, name: &str) -> PathBuf {
         .fold(root.to_path_buf(), |p, part| p.join(part))
 }
 
-/// Every segment and digest below `root` (relative `/`-separated names, sorted), and any
-/// other file that looks like ours but isn't (e.g. a renamed segment).
+/// Every segment and digest below `root` (relative `/`-separated names, sorted), and every
+/// other file that is not the archive's own bookkeeping ([`is_bookkeeping`]).
 #[derive(Debug, Default)]
 pub struct Listing {
     pub segments: Vec<String>,
     pub digests: Vec<String>,
+    /// Files that are neither: nothing the sink writes, so `verify` reports them.
+    pub others: Vec<String>,
 }
 
-/// Walk `root`. Temporary files of an interrupted digest write (`*.tmp`) are ignored.
+/// The files the archive sink keeps next to its segments and digests, by relative name:
+/// its lock, the S3 upload progress (and its temp file), the temp file of an interrupted
+/// digest write.
+pub fn is_bookkeeping(name: &str) -> bool {
+    use super::s3::upload::STATE_FILE;
+    name == super::writer::LOCK_FILE
+        || name == STATE_FILE
+        || name.strip_prefix(STATE_FILE) == Some(".tmp")
+        || name
+            .strip_suffix(".tmp")
+            .is_some_and(|n| n.ends_with(DIGEST_SUFFIX))
+}
+
+/// Walk `root` (symbolic links are listed as files, never followed).
 pub fn list(root: &Path) -> io::Result<Listing> {
     let mut out = Listing::default();
     let mut stack = vec![(root.to_path_buf(), String::new())];
@@ -76,11 +91,14 @@ pub fn list(root: &Path) -> io::Result<Listing> {
                 out.segments.push(rel);
             } else if name.ends_with(DIGEST_SUFFIX) {
                 out.digests.push(rel);
+            } else if !is_bookkeeping(&rel) {
+                out.others.push(rel);
             }
         }
     }
     out.segments.sort();
     out.digests.sort();
+    out.others.sort();
     Ok(out)
 }
 

@@ -4,8 +4,10 @@
 //! What it checks: every digest parses, is signed by one of the given public keys and sits
 //! where its name says; the digests form one unbroken chain (each names the previous one's
 //! file, hash and signature; the earliest says it is the first); every segment a digest
-//! lists exists and its decompressed content has the recorded SHA-256 and size; no
-//! segment is there that no digest covers; and there is an archive at all (an empty
+//! lists exists, is the recorded number of bytes long and its decompressed content has the
+//! recorded SHA-256 and size; no segment is there that no digest covers, and no other file
+//! (only the sink's own lock and upload-progress files may sit beside them); and there is
+//! an archive at all (an empty
 //! directory or prefix is a problem: a mistyped path must not pass). Segments are streamed,
 //! so memory stays constant whatever their size.
 //!
@@ -49,7 +51,8 @@ pub enum Kind {
     ChainBroken,
     /// A file a digest names that is not there.
     Missing,
-    /// A segment no digest covers that can't be the open one.
+    /// A segment no digest covers that can't be the open one, or a file that is no part
+    /// of an archive.
     Extra,
     /// The next segment in the chain, covered by no digest: open (a running or crashed
     /// daemon) or its digest was removed. Not reported with `--allow-open`.
@@ -228,6 +231,14 @@ pub fn verify_dir(root: &Path, keys: &[PublicKey], options: Options) -> io::Resu
 /// Why an uncovered next-in-chain segment is a problem without `--allow-open`.
 const UNSEALED: &str = "not sealed: no digest covers this segment. Either it is the open segment of a running daemon (or one a crash left open; the next start seals it), or it was sealed and its digest was removed. Stop the daemon cleanly (it seals at every stop) and verify again; to check a running daemon's archive, use --allow-open";
 
+/// The segment a digest seals, by name (the digest is named after it).
+fn segment_of_digest(digest: &str) -> String {
+    let stem = digest
+        .strip_suffix(super::segment::DIGEST_SUFFIX)
+        .unwrap_or(digest);
+    format!("{stem}{}", super::segment::SEGMENT_SUFFIX)
+}
+
 /// Verify the archive `source` holds against `keys`. `Err` only when it can't be listed.
 pub fn verify_archive(
     source: &dyn ArchiveSource,
@@ -351,12 +362,34 @@ pub fn verify_archive(
                 "the chain is broken: no previous digest named and not marked as the first"
                     .to_string(),
             ),
+            // Digests swapped or renamed onto each other: the `renamed` problems say it.
+            Some(prev) if prev.file == found.name => problem(
+                &found.name,
+                Kind::OutOfOrder,
+                "out of order: it sits at the name of the digest it names as its predecessor (digests were swapped or renamed)".to_string(),
+            ),
             Some(prev) => match by_name.get(&prev.file) {
-                None => problem(
-                    &prev.file,
-                    Kind::Missing,
-                    format!("missing: {} names it as the previous digest", found.name),
-                ),
+                // There but unreadable or damaged: reported above.
+                None if listing.digests.contains(&prev.file) => {}
+                None => {
+                    problem(
+                        &prev.file,
+                        Kind::Missing,
+                        format!("missing: {} names it as the previous digest", found.name),
+                    );
+                    // A digest is named after the segment it seals: gone too, say so.
+                    let sealed = segment_of_digest(&prev.file);
+                    if !listing.segments.contains(&sealed) {
+                        problem(
+                            &sealed,
+                            Kind::Missing,
+                            format!(
+                                "missing: the segment {} sealed (that digest is missing too)",
+                                prev.file
+                            ),
+                        );
+                    }
+                }
                 Some((sequence, sha256, signature)) => {
                     if *sha256 != prev.sha256 || signature.as_deref() != Some(&prev.signature) {
                         problem(
@@ -430,6 +463,17 @@ pub fn verify_archive(
                         scan.sha256
                     ),
                 );
+            } else if scan.file_len != entry.compressed_bytes {
+                // Same content, other bytes: recompressed or rewritten, so not the file
+                // that was sealed (and stored under Object Lock).
+                problem(
+                    &entry.file,
+                    Kind::Modified,
+                    format!(
+                        "modified: the content is intact but the file is {} bytes, not the {} that {} recorded (recompressed or rewritten)",
+                        scan.file_len, entry.compressed_bytes, found.name
+                    ),
+                );
             }
         }
     }
@@ -453,6 +497,16 @@ pub fn verify_archive(
                 name,
                 Kind::Extra,
                 "extra: no digest covers this segment".to_string(),
+            );
+        }
+    }
+    // Nothing the sink writes: a note, a stray copy, an uncompressed "segment".
+    if !(listing.segments.is_empty() && listing.digests.is_empty()) {
+        for name in &listing.others {
+            problem(
+                name,
+                Kind::Extra,
+                "extra: not part of the archive (an archive holds only segments, digests and the sink's own lock and upload-progress files); move it out".to_string(),
             );
         }
     }
@@ -593,6 +647,113 @@ mod tests {
             kinds(&check(&root, &key, LIVE)),
             vec![(second, Kind::Extra)]
         );
+    }
+
+    /// Anything the sink does not write is reported; its own lock, upload progress and
+    /// temp files are not.
+    #[test]
+    fn files_that_are_no_part_of_the_archive_are_extra() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 2, false);
+        let first = segment::list(&root).unwrap().segments[0].clone();
+        let day = &first[..10];
+        for own in [
+            super::super::writer::LOCK_FILE.to_string(),
+            super::super::s3::upload::STATE_FILE.to_string(),
+            format!("{}.tmp", super::super::s3::upload::STATE_FILE),
+            format!("{}.tmp", digest_name(&first)),
+        ] {
+            std::fs::write(path_of(&root, &own), "x").unwrap();
+        }
+        assert!(check(&root, &key, STRICT).ok);
+        let forged = format!("{day}/0000000003-20991231T000000Z.ndjson");
+        for stray in ["notes.txt", ".hidden", forged.as_str()] {
+            std::fs::write(path_of(&root, stray), "{\"n\":1}\n").unwrap();
+        }
+        let report = check(&root, &key, STRICT);
+        let mut expected = vec![
+            (".hidden".to_string(), Kind::Extra),
+            (forged.clone(), Kind::Extra),
+            ("notes.txt".to_string(), Kind::Extra),
+        ];
+        expected.sort();
+        assert_eq!(kinds(&report), expected, "{}", report.render_text());
+        assert!(report.render_text().contains("not part of the archive"));
+    }
+
+    /// The same content compressed again is not the file that was sealed.
+    #[test]
+    fn a_recompressed_segment_is_modified() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 1, false);
+        let name = segment::list(&root).unwrap().segments[0].clone();
+        let path = path_of(&root, &name);
+        let mut text = Vec::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap())
+            .read_to_end(&mut text)
+            .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        gz.write_all(&text).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let report = check(&root, &key, STRICT);
+        assert_eq!(kinds(&report), vec![(name, Kind::Modified)]);
+        assert!(
+            report.render_text().contains("recompressed or rewritten"),
+            "{}",
+            report.render_text()
+        );
+    }
+
+    /// A segment and its digest deleted from the middle: both named.
+    #[test]
+    fn a_deleted_middle_pair_names_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 3, false);
+        let listing = segment::list(&root).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.segments[1])).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.digests[1])).unwrap();
+        let mut expected = vec![
+            (listing.digests[1].clone(), Kind::Missing),
+            (listing.segments[1].clone(), Kind::Missing),
+        ];
+        expected.sort();
+        let report = check(&root, &key, STRICT);
+        assert_eq!(kinds(&report), expected, "{}", report.render_text());
+    }
+
+    /// Two digests swapped: each is renamed, and no digest is called its own predecessor.
+    #[test]
+    fn swapped_digests_are_renamed_not_their_own_predecessors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 3, false);
+        let listing = segment::list(&root).unwrap();
+        let (a, b) = (
+            path_of(&root, &listing.digests[1]),
+            path_of(&root, &listing.digests[2]),
+        );
+        let tmp = root.join("swap");
+        std::fs::rename(&a, &tmp).unwrap();
+        std::fs::rename(&b, &a).unwrap();
+        std::fs::rename(&tmp, &b).unwrap();
+        let report = check(&root, &key, STRICT);
+        let text = report.render_text();
+        assert!(!report.ok);
+        assert!(
+            report
+                .problems
+                .iter()
+                .filter(|p| p.kind == Kind::Renamed)
+                .count()
+                == 2,
+            "{text}"
+        );
+        for p in &report.problems {
+            assert!(
+                !(p.problem.contains(" follows ") && p.problem.contains(&p.file)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! acknowledgement), so an incomplete tail is cut off (it was never acknowledged and is
 //! re-sent), and the segment is sealed at once with a `recovered` note in its digest. An
 //! empty one is removed.
+//!
+//! One writer per archive: [`ArchiveWriter::open`] takes the exclusive lock
+//! [`LOCK_FILE`] in the root and holds it while it lives, so a second writer (a `backfill`
+//! given the daemon's archive `path`, a second daemon, two sinks sharing a path) is refused
+//! instead of forking the digest chain.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -54,8 +59,17 @@ pub struct Opened {
     pub removed: Vec<String>,
 }
 
+/// The archive's lock file, in its root (`verify` knows it and ignores it).
+pub const LOCK_FILE: &str = ".veeam-siem-archive.lock";
+
+/// How long [`ArchiveWriter::open`] waits for a lock that is busy: a reload's previous
+/// writer may still be finishing a blocking write when the new one opens.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct ArchiveWriter {
     root: PathBuf,
+    /// Held while the writer lives.
+    _lock: File,
     key: SigningKey,
     max_segment_bytes: u64,
     head: Option<Head>,
@@ -66,6 +80,29 @@ fn other(message: String) -> io::Error {
     io::Error::other(message)
 }
 
+/// The archive's lock, waiting up to [`LOCK_WAIT`] for a busy one.
+fn lock_archive(root: &Path) -> io::Result<File> {
+    let path = root.join(LOCK_FILE);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match durable::lock_exclusive(&path)? {
+            durable::Locked::Held(file) => return Ok(file),
+            durable::Locked::Busy { pid } if std::time::Instant::now() >= deadline => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "the archive is in use by another writer (PID {pid}, holding {}): two writers would fork its digest chain. A `backfill` needs an archive sink with its own `path`; stop the other process, or give each archive sink its own `path`",
+                        path.display()
+                    ),
+                ));
+            }
+            durable::Locked::Busy { .. } => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+        }
+    }
+}
+
 impl ArchiveWriter {
     /// Open the archive at `root` (created 0700 if missing) and recover what a crash left.
     pub fn open(
@@ -74,6 +111,7 @@ impl ArchiveWriter {
         max_segment_bytes: u64,
     ) -> io::Result<(ArchiveWriter, Opened)> {
         durable::create_dirs(root, PRIVATE_DIR)?;
+        let lock = lock_archive(root)?;
         let listing = segment::list(root)?;
         let newest = listing
             .digests
@@ -105,6 +143,7 @@ impl ArchiveWriter {
         };
         let mut writer = ArchiveWriter {
             root: root.to_path_buf(),
+            _lock: lock,
             key,
             max_segment_bytes,
             head,
@@ -441,6 +480,29 @@ mod tests {
             }
             prop_assert_eq!(archived_lines(&root), acked);
         }
+    }
+
+    /// A second writer on the same archive (a backfill on the daemon's `path`) is refused,
+    /// naming the holder, instead of forking the chain; the lock goes with the writer.
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _) = write_key_pair(dir.path(), "k");
+        let root = dir.path().join("a");
+        let key = || SigningKey::from_pem_file(&private).unwrap();
+        let (first, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        let e = ArchiveWriter::open(&root, key(), 1 << 20)
+            .err()
+            .expect("a second writer must be refused");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("PID {}", std::process::id()))
+                && text.contains("backfill")
+                && text.contains(LOCK_FILE),
+            "{text}"
+        );
+        drop(first);
+        ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
     }
 
     #[test]

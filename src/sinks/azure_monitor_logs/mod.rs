@@ -46,7 +46,7 @@ pub use sink::{API_VERSION, AzureMonitorLogsSink, REQUEST_ID_HEADER, ROLE};
 use futures::future::BoxFuture;
 
 use super::{Batch, Sink, SinkContext, SinkError, SinkSettings};
-use crate::config::common::{Cleartext, ConfigError, take_secret_file};
+use crate::config::common::{Cleartext, ConfigError, redact_userinfo, take_secret_file};
 
 impl SinkSettings for AzureMonitorLogsConfig {
     fn type_name(&self) -> &'static str {
@@ -86,6 +86,18 @@ impl SinkSettings for AzureMonitorLogsConfig {
                 "the access token and the events",
             )
         })
+    }
+
+    /// The probe gets a token first (Entra ID), then asks the endpoint.
+    fn probe_targets(&self) -> Vec<String> {
+        vec![
+            format!(
+                "{}/{}/oauth2/v2.0/token",
+                redact_userinfo(self.authority.trim_end_matches('/')),
+                self.tenant_id
+            ),
+            redact_userinfo(&self.endpoint),
+        ]
     }
 
     fn build(&self, id: &str, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {

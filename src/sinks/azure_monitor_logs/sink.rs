@@ -231,6 +231,19 @@ impl AzureMonitorLogsSink {
         Ok(value)
     }
 
+    /// A 401 on a token that was just fetched: Entra issued it, but not for this API or
+    /// this endpoint's cloud, or it is not valid yet/any more by the API's clock. The
+    /// role assignment is a 403's business.
+    fn token_refused_error(&self, code: Option<&str>) -> SinkError {
+        SinkError::Fatal(format!(
+            "the Logs Ingestion API at {} did not accept a freshly issued token (HTTP 401{}): check that {}.tenant_id is the directory of the app and the DCR, that {}.authority is the Entra ID of the endpoint's cloud (a sovereign cloud has its own), and that this machine's clock is right (tokens are checked against it)",
+            self.endpoint,
+            code.map(|c| format!(", {c}")).unwrap_or_default(),
+            self.key,
+            self.key
+        ))
+    }
+
     fn role_error(&self, status: u16, code: Option<&str>) -> SinkError {
         SinkError::Fatal(format!(
             "the Logs Ingestion API at {} refused the app's token (HTTP {status}{}): the app registration ({}.client_id) needs the role \"{ROLE}\" on the data collection rule {} (assign it on the DCR's Access control (IAM) page, or `az role assignment create --role \"{ROLE}\" --assignee <client id> --scope <DCR resource id>`; assignments can take up to 30 minutes to apply)",
@@ -345,7 +358,8 @@ impl AzureMonitorLogsSink {
                     tracing::info!(sink_id = %self.id, request_id, "the Logs Ingestion API answered 401; getting a new token");
                     self.tokens.invalidate();
                 }
-                401 | 403 => return Err(self.role_error(status, code.as_deref())),
+                401 => return Err(self.token_refused_error(code.as_deref())),
+                403 => return Err(self.role_error(status, code.as_deref())),
                 413 => return Ok(Posted::TooLarge { code }),
                 _ => {
                     if let Some(e) = self.config_error(status, code.as_deref(), &message) {
@@ -694,6 +708,17 @@ client_secret = "Sec-123"
                 .is_none()
         );
         assert!(s.config_error(400, None, "").is_none());
+        let m = s
+            .token_refused_error(Some("InvalidAuthenticationToken"))
+            .to_string();
+        assert!(
+            m.contains("HTTP 401, InvalidAuthenticationToken")
+                && m.contains("sinks.sentinel.tenant_id")
+                && m.contains("sinks.sentinel.authority")
+                && m.contains("clock")
+                && !m.contains(ROLE),
+            "{m}"
+        );
         let m = s.role_error(403, Some("OperationFailed")).to_string();
         assert!(
             m.contains(ROLE) && m.contains("sinks.sentinel.client_id"),

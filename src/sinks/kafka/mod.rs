@@ -15,8 +15,10 @@
 //!   missing, ...) makes the batch [`SinkError::Retryable`]; the pipeline calls `deliver`
 //!   again with the same batch, and this sink re-sends only the events that had no
 //!   successful report (so a retry adds duplicates only for events whose report was lost
-//!   in flight, never loses one). Authorization and "record too large" errors are
-//!   [`SinkError::Fatal`]: they need a human.
+//!   in flight, never loses one). Authorization errors and a broker refusing records as
+//!   too large are [`SinkError::Fatal`]: they need a human. An event larger than the
+//!   producer's own `message.max.bytes` (librdkafka refuses it before sending) goes to
+//!   the dead-letter file (`sinks::dead_letters`) and the rest of the batch is sent.
 //! - A full producer queue is backpressure: we wait for the oldest outstanding delivery
 //!   report and enqueue again, bounded by `message_timeout`.
 //! - A fatal idempotence error (librdkafka's `_FATAL`) ends the producer session; the sink
@@ -74,7 +76,11 @@ impl SinkSettings for KafkaSinkConfig {
         }
     }
 
-    fn build(&self, id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(KafkaSink::new(id, self)?))
+    fn probe_targets(&self) -> Vec<String> {
+        vec![format!("the brokers {}", self.brokers)]
+    }
+
+    fn build(&self, id: &str, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(KafkaSink::new(id, self, &ctx.state_dir)?))
     }
 }

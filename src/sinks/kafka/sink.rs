@@ -15,6 +15,7 @@ use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use crate::config::common::{resolve_secret, warn_if_insecure};
+use crate::sinks::dead_letters::DeadLetters;
 use crate::sinks::{Batch, Sink, SinkError};
 
 use super::config::*;
@@ -50,11 +51,28 @@ pub struct KafkaSink {
     healthcheck_timeout: Duration,
     flush_timeout: Duration,
     retry: Option<RetryState>,
+    /// Events larger than the producer's `message.max.bytes`: no retry can send them.
+    dead_letters: DeadLetters,
+    /// The producer's `message.max.bytes` as configured (for the dead-letter line).
+    max_message_bytes: String,
+}
+
+/// Why an event went to the Kafka sink's dead-letter file.
+#[derive(serde::Serialize)]
+struct TooLarge<'a> {
+    reason: &'static str,
+    bytes: usize,
+    message_max_bytes: &'a str,
 }
 
 impl KafkaSink {
     /// Build the producer. Errors are `Fatal` (configuration problems librdkafka found).
-    pub fn new(id: &str, config: &KafkaSinkConfig) -> Result<KafkaSink, SinkError> {
+    /// Dead letters go to `<state_dir>/<id>.deadletter.ndjson`.
+    pub fn new(
+        id: &str,
+        config: &KafkaSinkConfig,
+        state_dir: &std::path::Path,
+    ) -> Result<KafkaSink, SinkError> {
         let key = format!("sinks.{id}");
         config
             .validate(&key)
@@ -134,7 +152,8 @@ impl KafkaSink {
             cc.set(name.as_str(), value);
         }
 
-        let effective_timeout_ms = ["delivery.timeout.ms", "message.timeout.ms"]
+        // Aliases in librdkafka: the one set last wins, and options are set in key order.
+        let effective_timeout_ms = ["message.timeout.ms", "delivery.timeout.ms"]
             .iter()
             .find_map(|k| config.options.get(*k))
             .map(|v| v.to_property().parse::<u64>().ok())
@@ -156,6 +175,10 @@ impl KafkaSink {
             compression = config.compression.as_str(),
             "kafka producer ready (acks=all, idempotent)"
         );
+        let max_message_bytes = cc
+            .get("message.max.bytes")
+            .unwrap_or("1000000 (librdkafka's default)")
+            .to_string();
         Ok(KafkaSink {
             id: sink_id,
             brokers,
@@ -170,6 +193,8 @@ impl KafkaSink {
             healthcheck_timeout: config.healthcheck_timeout,
             flush_timeout: config.flush_timeout,
             retry: None,
+            dead_letters: DeadLetters::new(id, state_dir),
+            max_message_bytes,
         })
     }
 
@@ -266,6 +291,16 @@ impl KafkaSink {
                         pending.push_back((i, future));
                         break;
                     }
+                    Err((
+                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                        _,
+                    )) => {
+                        // librdkafka's own check against the producer's message.max.bytes:
+                        // this event can never be sent, the rest of the batch can.
+                        self.quarantine_too_large(e).await?;
+                        delivered[i] = true;
+                        break;
+                    }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         // Backpressure: librdkafka's queue is full. Wait for the oldest
                         // outstanding report (which frees room), or briefly if none is ours.
@@ -335,6 +370,40 @@ impl KafkaSink {
         Err(SinkError::Retryable(format!(
             "{what}{restarted}; they will be sent again. Check that the brokers are reachable and the topic exists and accepts writes, or raise `message_timeout`"
         )))
+    }
+
+    /// Write an event librdkafka refuses as too large to the dead-letter file (fsynced),
+    /// so the batch can be acknowledged without it; an I/O error fails the batch.
+    async fn quarantine_too_large(
+        &mut self,
+        event: &crate::sinks::EncodedEvent,
+    ) -> Result<(), SinkError> {
+        let why = TooLarge {
+            reason: "larger than the producer's message.max.bytes",
+            bytes: event.json.len(),
+            message_max_bytes: &self.max_message_bytes,
+        };
+        self.dead_letters
+            .quarantine(&why, &event.json)
+            .await
+            .map_err(|e| {
+                SinkError::Retryable(format!(
+                    "{}: cannot write the dead-letter file {}: {e}",
+                    self.describe(),
+                    self.dead_letters.path().display()
+                ))
+            })?;
+        crate::metrics::global().quarantined(&self.id, 1);
+        tracing::warn!(
+            sink_id = &*self.id,
+            event_id = %event.event.event.id,
+            bytes = event.json.len(),
+            message_max_bytes = %self.max_message_bytes,
+            path = %self.dead_letters.path().display(),
+            quarantined_total = self.dead_letters.count(),
+            "event larger than the producer's message.max.bytes: it went to the dead-letter file (raise message.max.bytes in `options`, with the topic's max.message.bytes, to send such events)"
+        );
+        Ok(())
     }
 
     async fn check_health(&mut self) -> Result<(), SinkError> {

@@ -70,7 +70,9 @@ pub use wire::default_sourcetype;
 use std::path::PathBuf;
 
 use super::{ProbeContext, Sink, SinkContext, SinkError, SinkSettings};
-use crate::config::common::{Cleartext, ConfigError, check_header_secret, take_secret_file};
+use crate::config::common::{
+    Cleartext, ConfigError, check_header_secret, redact_userinfo, take_secret_file,
+};
 
 impl SinkSettings for HecSinkConfig {
     fn type_name(&self) -> &'static str {
@@ -101,6 +103,10 @@ impl SinkSettings for HecSinkConfig {
             &self.endpoint,
             "the HEC token and the events",
         )
+    }
+
+    fn probe_targets(&self) -> Vec<String> {
+        vec![redact_userinfo(&self.endpoint)]
     }
 
     fn build(&self, id: &str, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {

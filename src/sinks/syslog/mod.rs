@@ -54,6 +54,10 @@ impl SinkSettings for SyslogSinkConfig {
         SyslogSinkConfig::validate(self, key)
     }
 
+    fn probe_targets(&self) -> Vec<String> {
+        vec![self.address.clone()]
+    }
+
     fn build(&self, id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(SyslogSink::new(id, self)?))
     }

@@ -409,6 +409,21 @@ async fn expect_ok(op: &'static str, target: &str, resp: Response) -> Result<Res
     if status == 200 {
         return Ok(resp);
     }
+    if resp.status().is_redirection() {
+        // Said like every other client of ours says it: where to, and why not followed
+        // (a bucket in another region answers 301 with the endpoint to use).
+        return Err(S3Error::Status {
+            op,
+            target: target.to_string(),
+            status,
+            message: match http::redirect_error(target, &resp) {
+                HttpError::Redirect { location, .. } => format!(
+                    "a redirect to {location}; redirects are not followed (they would carry the signed request wherever the store points): for a 301, set the bucket's own `region` (or `endpoint`)"
+                ),
+                other => other.to_string(),
+            },
+        });
+    }
     let body = http::read_body_prefix(resp, http::ERROR_EXCERPT_BYTES).await;
     let body = String::from_utf8_lossy(&body);
     Err(S3Error::Status {
@@ -427,8 +442,10 @@ async fn expect_ok(op: &'static str, target: &str, resp: Response) -> Result<Res
 pub fn xml_error(body: &str) -> String {
     use super::credentials::xml_text;
     match (xml_text(body, "Code"), xml_text(body, "Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code,
+        // Through `excerpt` too: a store or proxy may quote our request (its session
+        // token) in its message, and the message has no length limit of its own.
+        (Some(code), Some(message)) => http::excerpt(&format!("{code}: {message}"), 300),
+        (Some(code), None) => http::excerpt(&code, 300),
         _ => http::excerpt(body, 300),
     }
 }
@@ -469,6 +486,20 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), want);
         }
+    }
+
+    #[test]
+    fn an_echoed_session_token_is_hidden_and_the_message_cut() {
+        let token = crate::secret::Secret::new("SessTokSecret987654ABCDEF");
+        let body = format!(
+            "<Error><Code>AccessDenied</Code><Message>headers: x-amz-security-token: {} {}</Message></Error>",
+            token.expose(),
+            "x".repeat(600)
+        );
+        let shown = xml_error(&body);
+        assert!(!shown.contains(token.expose()), "{shown}");
+        assert!(shown.contains("x-amz-security-token: ***"), "{shown}");
+        assert!(shown.chars().count() <= 301, "{}", shown.len());
     }
 
     #[test]

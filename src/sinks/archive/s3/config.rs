@@ -21,7 +21,8 @@ pub struct S3Config {
     /// The bucket (it must exist; with `object_lock`, created with Object Lock enabled).
     pub bucket: String,
     /// Prepended to every object key, e.g. "prod/" (the archive's relative paths follow).
-    #[serde(default)]
+    /// A folder: "prod" is read as "prod/", as `verify s3://bucket/prod` reads it.
+    #[serde(default, deserialize_with = "de_prefix")]
     pub prefix: String,
     /// The bucket's region, e.g. "eu-west-1" (part of every request's signature).
     pub region: String,
@@ -151,6 +152,16 @@ impl S3Config {
     }
 }
 
+/// `prefix` as a folder: a `/` added unless it is empty or has one (else the keys would be
+/// `prod2026/…`, which no `verify s3://bucket/prod` finds).
+fn de_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let mut prefix = String::deserialize(d)?;
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(prefix)
+}
+
 /// S3's bucket naming rules (general purpose buckets).
 fn check_bucket(key: &str, bucket: &str) -> Result<(), ConfigError> {
     let chars_ok = bucket
@@ -205,6 +216,19 @@ keep_local = "7d"
             "https://veeam-audit.s3.eu-west-1.amazonaws.com/"
         );
         assert!(!path_style);
+    }
+
+    /// A prefix is a folder, as `verify s3://bucket/prefix` reads it.
+    #[test]
+    fn a_prefix_without_its_slash_is_a_folder_all_the_same() {
+        let c =
+            parse("bucket = \"veeam-audit\"\nregion = \"eu-west-1\"\nprefix = \"prod\"").unwrap();
+        assert_eq!(
+            c.object_key("2026/x.digest.json"),
+            "prod/2026/x.digest.json"
+        );
+        let c = parse("bucket = \"veeam-audit\"\nregion = \"eu-west-1\"").unwrap();
+        assert_eq!(c.object_key("2026/x.digest.json"), "2026/x.digest.json");
     }
 
     #[test]

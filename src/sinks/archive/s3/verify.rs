@@ -68,6 +68,9 @@ impl ArchiveSource for Bucket {
                 out.segments.push(name.clone());
             } else if name.ends_with(DIGEST_SUFFIX) {
                 out.digests.push(name.clone());
+            } else {
+                // The sink uploads only segments and digests: anything else is extra.
+                out.others.push(name.clone());
             }
         }
         Ok(out)
