@@ -284,8 +284,15 @@ impl Appender {
     pub fn open(path: &Path, modes: Modes, tail: TornTail) -> Result<Appender, AppendError> {
         create_dirs(parent_or_dot(path), modes.dir)
             .map_err(|e| AppendError::new("create the directory of", path, e))?;
-        let (mut file, _created) = open_or_create(path, modes.file, true)
+        let (mut file, created) = open_or_create(path, modes.file, true)
             .map_err(|e| AppendError::new("open", path, e))?;
+        if !created {
+            // Someone else may have created it (logrotate's `create`, or our own earlier
+            // try that failed before its directory fsync): make its entry durable before
+            // anything in it is acknowledged.
+            sync_dir(parent_or_dot(path))
+                .map_err(|e| AppendError::new("sync the directory of", path, e))?;
+        }
         // Before the tail repair: that cuts a line another writer may be in the middle of.
         match file.try_lock() {
             Ok(()) => {}

@@ -780,8 +780,18 @@ async fn sink_task(
     let mut input_done = false;
     loop {
         if input_done && held.is_empty() && persisting.is_empty() {
-            if let Err(e) = sink.close().await {
-                tracing::warn!(sink_id = %id, error = %e, "sink did not close cleanly");
+            // Everything is acknowledged: closing (the archive seals, uploads) is tidying
+            // up, and it too ends at the drain timeout.
+            tokio::select! {
+                biased;
+                _ = ctx.abandon.cancelled() => {
+                    tracing::warn!(sink_id = %id, "sink did not finish closing within the drain timeout; everything it was given is acknowledged");
+                }
+                closed = sink.close() => {
+                    if let Err(e) = closed {
+                        tracing::warn!(sink_id = %id, error = %e, "sink did not close cleanly");
+                    }
+                }
             }
             return Ok(SinkEnd::Drained);
         }
@@ -936,9 +946,15 @@ async fn track(
         for s in 0..n {
             if let Some(state) = to_save[s].take() {
                 let store = stores[s].clone();
-                let result = tokio::task::spawn_blocking(move || store.save(&state))
-                    .await
-                    .map_err(|e| PipelineError::Internal(format!("checkpoint task: {e}")))?;
+                let result = match tokio::task::spawn_blocking(move || store.save(&state)).await {
+                    Ok(result) => result,
+                    Err(e) => {
+                        // Without a tracker nothing is checkpointed again: stop, don't run on.
+                        tracing::error!(source_id = %ids[s], error = %e, "checkpoint task failed; stopping");
+                        stop_sources.cancel();
+                        return Err(PipelineError::Internal(format!("checkpoint task: {e}")));
+                    }
+                };
                 if let Err(e) = result {
                     tracing::error!(source_id = %ids[s], error = %e, "cannot write checkpoint; stopping");
                     stop_sources.cancel();

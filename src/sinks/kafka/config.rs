@@ -230,9 +230,18 @@ fn forbidden_option(name: &str) -> Option<&'static str> {
     if lower == "bootstrap.servers" || lower == "metadata.broker.list" {
         return Some("set the `brokers` key instead");
     }
-    if lower.contains("password") || lower.contains("secret") || lower.contains("jaas") {
+    // Everything librdkafka itself treats as sensitive (a private key, OAuth settings).
+    let sensitive = lower.contains("password")
+        || lower.contains("secret")
+        || lower.contains("jaas")
+        || lower.contains("passphrase")
+        || lower == "ssl.key.pem"
+        || lower == "ssl_key"
+        || lower.starts_with("sasl.oauthbearer.config")
+        || lower.starts_with("sasl.oauthbearer.assertion");
+    if sensitive {
         return Some(
-            "secrets don't belong in `options` (they would be printed like any option); use `sasl.password` or `sasl.password_file`",
+            "secrets don't belong in `options` (they would be printed like any option); use `sasl.password` or `sasl.password_file`, and `tls.key_file` for a client key",
         );
     }
     if lower == "delivery.report.only.error" || lower == "dr_msg_cb" || lower == "dr_cb" {

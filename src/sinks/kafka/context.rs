@@ -15,6 +15,13 @@ pub(super) struct ClientState {
     pub(super) last_error: Mutex<Option<String>>,
 }
 
+impl ClientState {
+    /// What librdkafka last reported through the error callback.
+    pub(super) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|l| l.clone())
+    }
+}
+
 pub(super) struct KafkaContext {
     pub(super) sink_id: Arc<str>,
     pub(super) state: Arc<ClientState>,

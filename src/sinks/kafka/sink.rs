@@ -367,6 +367,18 @@ impl KafkaSink {
                 " (librdkafka ended the producer session: {reason}; a new session was started)"
             );
         }
+        // Records queued while the brokers refuse our credentials or TLS time out like an
+        // outage; librdkafka told the context why.
+        if self.state.auth_failed.swap(false, Ordering::Relaxed) {
+            let reason = self
+                .state
+                .last_error()
+                .unwrap_or_else(|| "authentication or TLS handshake failed".to_string());
+            return Err(SinkError::Retryable(format!(
+                "{what}{restarted}; they will be sent again. The brokers refused the connection's credentials or TLS handshake ({reason}): check sinks.{}.sasl and sinks.{}.tls against the broker's listener",
+                self.id, self.id
+            )));
+        }
         Err(SinkError::Retryable(format!(
             "{what}{restarted}; they will be sent again. Check that the brokers are reachable and the topic exists and accepts writes, or raise `message_timeout`"
         )))
@@ -415,9 +427,11 @@ impl KafkaSink {
                 .client()
                 .fetch_metadata(topic.as_deref(), Timeout::After(timeout))
                 .map(|m| {
-                    let topic_error = m
-                        .topics()
-                        .first()
+                    // A template's topics are only known per event: then the brokers
+                    // alone are checked (the cluster-wide listing names other topics).
+                    let topic_error = topic
+                        .as_deref()
+                        .and_then(|name| m.topics().iter().find(|t| t.name() == name))
                         .and_then(|t| t.error())
                         .map(RDKafkaErrorCode::from);
                     (m.brokers().len(), topic_error)
@@ -428,13 +442,7 @@ impl KafkaSink {
             SinkError::Retryable(format!("{}: health check task: {e}", self.describe()))
         })?;
         let auth_failed = self.state.auth_failed.load(Ordering::Relaxed);
-        let last = self
-            .state
-            .last_error
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .unwrap_or_default();
+        let last = self.state.last_error().unwrap_or_default();
         match result {
             Ok((brokers, None)) => {
                 tracing::info!(sink_id = &*self.id, brokers, "kafka cluster reachable");
@@ -616,12 +624,17 @@ mod tests {
             "bootstrap.servers",
             "sasl.password",
             "ssl.key.password",
+            "ssl.key.pem",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.assertion.private.key.pem",
             "delivery.report.only.error",
             "transactional.id",
         ] {
             let e = config(&format!("options = {{ \"{bad}\" = \"x\" }}")).unwrap_err();
             assert!(e.contains(bad) && !e.contains("\"x\""), "{e}");
         }
+        // A key's path is no secret.
+        config("options = { \"ssl.key.location\" = \"/etc/k.pem\" }").unwrap();
         // What librdkafka refuses is a config error naming the option.
         for (bad, value) in [("bogus.prop", "1"), ("compression.type", "\"bogus\"")] {
             let e = config(&format!("options = {{ \"{bad}\" = {value} }}")).unwrap_err();
