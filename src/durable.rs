@@ -156,6 +156,20 @@ pub enum Locked {
     /// Another open file holds it (another process, or another part of this one); the
     /// PID its holder wrote, or "unknown".
     Busy { pid: String },
+    /// The file system has no `flock` (some NFS set-ups): the file, unlocked, and why.
+    Unsupported { file: File, error: io::Error },
+}
+
+/// Whether a lock error means "this file system can't lock", not "something is wrong".
+pub fn lock_unsupported(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    let errno = matches!(
+        e.raw_os_error(),
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS)
+    );
+    #[cfg(not(unix))]
+    let errno = false;
+    e.kind() == io::ErrorKind::Unsupported || errno
 }
 
 /// Take the exclusive `flock` on `path` (created 0600 if missing) without waiting, and
@@ -173,6 +187,9 @@ pub fn lock_exclusive(path: &Path) -> io::Result<Locked> {
                 _ => "unknown".to_string(),
             };
             return Ok(Locked::Busy { pid });
+        }
+        Err(std::fs::TryLockError::Error(e)) if lock_unsupported(&e) => {
+            return Ok(Locked::Unsupported { file, error: e });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
@@ -305,6 +322,11 @@ impl Appender {
                         "another process is appending to it (a backfill, or a second daemon, given the same `path`?); give each writer its own path. Retried until it is free",
                     ),
                 ));
+            }
+            // A file system without `flock` (some NFS set-ups): writing matters more than
+            // the guard against a second writer.
+            Err(fs::TryLockError::Error(e)) if lock_unsupported(&e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot lock the output file (the file system does not support flock); writing without the guard against a second writer");
             }
             Err(fs::TryLockError::Error(e)) => return Err(AppendError::new("lock", path, e)),
         }
@@ -639,6 +661,22 @@ mod tests {
         drop(first);
         Appender::open(&p, Modes::PRIVATE, TornTail::Trim).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
+    }
+
+    /// A file system that can't lock is told from one that refuses.
+    #[cfg(unix)]
+    #[test]
+    fn lock_errors_that_mean_no_flock() {
+        assert!(lock_unsupported(&io::Error::from_raw_os_error(
+            libc::ENOLCK
+        )));
+        assert!(lock_unsupported(&io::Error::from_raw_os_error(
+            libc::EOPNOTSUPP
+        )));
+        assert!(!lock_unsupported(&io::Error::from_raw_os_error(
+            libc::EACCES
+        )));
+        assert!(!lock_unsupported(&io::Error::from_raw_os_error(libc::EIO)));
     }
 
     #[test]

@@ -77,6 +77,8 @@ impl StateLock {
         durable::create_dirs(dir, PRIVATE_DIR).map_err(io_err)?;
         let file = match durable::lock_exclusive(&lock).map_err(io_err)? {
             durable::Locked::Held(file) => file,
+            // The state dir needs the lock (documented): say why it can't be had.
+            durable::Locked::Unsupported { error, .. } => return Err(io_err(error)),
             durable::Locked::Busy { pid } => {
                 return Err(LockError::Held {
                     dir: dir.to_path_buf(),

@@ -86,6 +86,11 @@ fn lock_archive(root: &Path) -> io::Result<File> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match durable::lock_exclusive(&path)? {
+            // No `flock` on this file system: archive all the same, unguarded, and say so.
+            durable::Locked::Unsupported { file, error } => {
+                tracing::warn!(lock = %path.display(), %error, "cannot lock the archive (the file system does not support flock); archiving without the guard against a second writer");
+                return Ok(file);
+            }
             durable::Locked::Held(file) => return Ok(file),
             durable::Locked::Busy { pid } if std::time::Instant::now() >= deadline => {
                 return Err(io::Error::new(
