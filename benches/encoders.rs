@@ -124,6 +124,7 @@ fn bench_syslog(c: &mut Criterion) {
     let events = page();
     let encoder = Encoder {
         format: Format::Rfc5424,
+        bom: false,
         facility: Facility::LOCAL0,
         severity: SeverityMap::default(),
         app_name: SOFTWARE.to_string(),

@@ -139,7 +139,9 @@ pub struct Event {
     pub observer: Observer,
     pub labels: Labels,
     /// Shared by the events of one restore session (mapped once per session).
-    #[serde(default, skip_serializing_if = "Related::is_empty_shared")]
+    /// Always written, its three arrays too (empty when the event names nobody): the
+    /// contract lists `related.*` as common to every event.
+    #[serde(default)]
     pub related: Shared<Related>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<Organization>,
@@ -237,21 +239,17 @@ pub struct Labels {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Related {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub user: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub hosts: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub ip: Vec<String>,
 }
 
 impl Related {
     pub fn is_empty(&self) -> bool {
         self.user.is_empty() && self.hosts.is_empty() && self.ip.is_empty()
-    }
-
-    fn is_empty_shared(related: &Shared<Related>) -> bool {
-        related.is_empty()
     }
 }
 

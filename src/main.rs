@@ -134,6 +134,7 @@ fn parse_log_level(text: &str) -> Result<String, String> {
 /// characters visibly (`\u{1b}`), the JSON format as JSON escapes (C1, DEL and bidi
 /// controls too, which serde_json would leave raw).
 fn init_logging(format: LogFormat, level: &str) {
+    let _ = JSON_ERRORS.set(matches!(format, LogFormat::Json));
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -151,9 +152,31 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
-/// `error: …` on stderr, control characters escaped (messages can carry server text).
+/// Whether stderr carries JSON log lines (`--log-format json`): the final error is one too.
+static JSON_ERRORS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// `error: …` on stderr, control characters escaped (messages can carry server text); with
+/// `--log-format json`, a JSON line shaped like the log lines (`level` ERROR,
+/// `fields.message`), so every stderr line parses.
 fn print_error(error: impl std::fmt::Display) {
-    eprintln!("error: {}", escape_controls(&error.to_string()));
+    let message = error.to_string();
+    if JSON_ERRORS.get().copied().unwrap_or(false) {
+        let line = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "ERROR",
+            "fields": { "message": format!("error: {message}") },
+            "target": "veeam_siem",
+        });
+        // Through the JSON log writer: C1, DEL and bidi controls escaped like in the logs.
+        use std::io::Write;
+        use tracing_subscriber::fmt::MakeWriter;
+        let writer = JsonLogWriter(std::io::stderr);
+        let _ = writer
+            .make_writer()
+            .write_all(format!("{line}\n").as_bytes());
+    } else {
+        eprintln!("error: {}", escape_controls(&message));
+    }
 }
 
 /// Load the config; `Err` is the exit code (2) after printing the error.

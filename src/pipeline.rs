@@ -77,6 +77,10 @@ impl TimeWindow {
     }
 }
 
+/// In `--once` mode, no new attempt at a batch starts this long after its first one (an
+/// attempt under way is never cut short: the sink's own retries run their course).
+const ONCE_RETRY_WINDOW: Duration = Duration::from_secs(30);
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
@@ -654,6 +658,7 @@ async fn hand_over(
     let (id, m) = (&ctx.id, metrics::global());
     let events = batch.events.len() as u64;
     let mut attempt = 0u32;
+    let first_attempt = std::time::Instant::now();
     loop {
         attempt += 1;
         let handed = tokio::select! {
@@ -678,8 +683,17 @@ async fn hand_over(
         };
         m.batch_failed(id, events);
         m.sink_health(id, false);
-        if ctx.opts.mode == RunMode::Once && attempt >= ctx.opts.once_sink_attempts {
-            return Err(ctx.fail(format!("{message} (gave up after {attempt} attempts)")));
+        // A `--once` run gives up after a few quick tries, or once it has tried for
+        // ONCE_RETRY_WINDOW: a sink that retries by itself (HEC, Sentinel, Kafka) has
+        // already spent its own `max_retries` (or `message_timeout`) in each attempt.
+        if ctx.opts.mode == RunMode::Once
+            && (attempt >= ctx.opts.once_sink_attempts
+                || first_attempt.elapsed() >= ONCE_RETRY_WINDOW)
+        {
+            return Err(ctx.fail(format!(
+                "{message} (gave up after {attempt} attempts in {} s)",
+                first_attempt.elapsed().as_secs()
+            )));
         }
         // Capped at 10 s: a receiver back from an outage is used again soon.
         let delay = Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(10));

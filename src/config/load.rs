@@ -41,17 +41,29 @@ pub(super) fn from_value(value: toml::Value) -> Result<Config, ConfigError> {
     })
 }
 
-/// Deserialize `value` as a `T`; errors name the full key below `key` (`key` itself for
-/// problems of the whole table, such as a missing field).
+/// Deserialize `value` as a `T`; errors name the full key below `key`, a missing one
+/// included (`sources.vbo_main.url`); `key` itself for other problems of the whole table.
 pub(super) fn typed<T: DeserializeOwned>(key: &str, value: toml::Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let full = if path == "." || path.is_empty() {
+        let mut full = if path == "." || path.is_empty() {
             key.to_string()
         } else {
             format!("{key}.{path}")
         };
-        invalid(full, e.into_inner().to_string())
+        // serde says "missing field `url`" at the table; the key is what to name.
+        let message = e.into_inner().to_string();
+        // toml adds "\nin `key`" (the key is named already) and a trailing newline.
+        let message = message.split("\nin `").next().unwrap_or_default().trim();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field.to_string());
+        if let Some(field) = missing {
+            full = format!("{full}.{field}");
+            return invalid(full, "is required but missing; add it");
+        }
+        invalid(full, message.to_string())
     })
 }
 
@@ -83,7 +95,12 @@ fn components<T>(
         let kind = match fields.remove("type") {
             Some(toml::Value::String(kind)) => kind,
             Some(_) => return Err(invalid(format!("{key}.type"), "must be a string")),
-            None => return Err(invalid(&key, "missing field `type`")),
+            None => {
+                return Err(invalid(
+                    format!("{key}.type"),
+                    "is required but missing; add it (e.g. type = \"vbo\", type = \"splunk_hec\")",
+                ));
+            }
         };
         let component = build(&key, &kind, toml::Value::Table(fields))?;
         out.insert(id, component);

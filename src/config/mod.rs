@@ -79,7 +79,30 @@ impl Default for StateConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsConfig {
+    /// `ip:port`, or `host:port` (resolved once, at load: `localhost:9598`).
+    #[serde(deserialize_with = "de_listen")]
     pub listen: std::net::SocketAddr,
+}
+
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::net::SocketAddr, D::Error> {
+    use serde::de::Error;
+    use std::net::ToSocketAddrs;
+    let text = String::deserialize(d)?;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text.to_socket_addrs().map_err(|e| {
+        D::Error::custom(format!(
+            "`{text}` is not an address to listen on ({e}); write ip:port or host:port, e.g. \"127.0.0.1:9598\""
+        ))
+    })?;
+    // IPv4 first: `localhost` usually means 127.0.0.1 to whoever scrapes it.
+    let all: Vec<_> = addrs.by_ref().collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| all.first())
+        .copied()
+        .ok_or_else(|| D::Error::custom(format!("`{text}` resolves to no address")))
 }
 
 /// An enum over the config types of one kind of component, each with its `type` value:
@@ -457,6 +480,14 @@ mod tests {
     }
 
     #[test]
+    fn ops_listen_takes_a_host_name() {
+        let c = parse(&format!("[ops]\nlisten = \"localhost:9598\"\n{GOOD}")).unwrap();
+        assert_eq!(c.ops.unwrap().listen.port(), 9598);
+        let e = err_text(&format!("[ops]\nlisten = \"localhost\"\n{GOOD}"));
+        assert!(e.contains("ops.listen") && e.contains("host:port"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = err_text(&GOOD.replace("poll_interval", "pollinterval"));
         assert!(e.contains("sources.vbo_main"), "{e}");
@@ -601,7 +632,12 @@ mod tests {
             ),
             (
                 GOOD.replace("type = \"stdout\"\n", ""),
-                "at `sinks.console`: missing field `type`",
+                "at `sinks.console.type`: is required but missing",
+                &[],
+            ),
+            (
+                GOOD.replace("url = \"https://vbo.example.net:4443\"\n", ""),
+                "at `sources.vbo_main.url`: is required but missing",
                 &[],
             ),
             (

@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(format!("{shared:?}"), format!("{session:?}"));
         let empty = Shared::<Related>::default();
         assert!(empty.is_empty());
-        assert_eq!(serde_json::to_string(&empty).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&empty).unwrap(),
+            r#"{"user":[],"hosts":[],"ip":[]}"#
+        );
     }
 
     #[test]

@@ -229,7 +229,13 @@ impl RawLogEntry {
                 }
                 id
             }
-            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Number(n)) => {
+                f.report(
+                    "id",
+                    "a number where a text id was expected (used as its text)",
+                );
+                Some(n.to_string())
+            }
             None => {
                 f.report("id", format!("missing or null ({DERIVED})"));
                 None
@@ -245,15 +251,6 @@ impl RawLogEntry {
                 None
             }
         };
-        if let Some(id) = id.as_deref().filter(|id| Uuid::parse_str(id).is_err()) {
-            f.report(
-                "id",
-                format!(
-                    "{} is not a UUID: event.id is derived from the job session id and it (ids that count per session would collide across sessions)",
-                    excerpt(&Value::String(id.to_string()).to_string())
-                ),
-            );
-        }
         let title = text(&mut f, "title", w.title);
         report_odd_transfer(&mut f, title.as_deref());
         let creation_time = time(&mut f, "creationTime", w.creation_time);
@@ -718,17 +715,11 @@ pub fn outcome_for(status: Option<&str>) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // Mapping
 
-/// `event.id` of a log entry: its own id when it is a UUID (as documented); the UUIDv5 of
-/// (session id, `id`, id) when it is something else (a counter per session, say, would
-/// give two sessions' entries the same `event.id`); with no id, the UUIDv5 of (session
-/// id, index, title).
+/// `event.id` of a log entry: Veeam's id as it is (the contract: `event.id` is Veeam's
+/// id, whatever its form); with no id, the UUIDv5 of (session id, index, title).
 pub fn log_event_id(session_id: &str, index: u64, entry: &RawLogEntry) -> String {
     if let Some(id) = &entry.id {
-        if Uuid::parse_str(id).is_ok() {
-            return id.clone();
-        }
-        let name = format!("{session_id}\nid\n{id}");
-        return Uuid::new_v5(&LOG_ID_NAMESPACE, name.as_bytes()).to_string();
+        return id.clone();
     }
     let title = entry.title.as_deref().unwrap_or("");
     let name = format!("{session_id}\n{index}\n{title}");
@@ -1237,30 +1228,30 @@ mod tests {
     }
 
     #[test]
-    fn log_ids_that_are_not_uuids_are_made_unique_per_session_and_reported() {
-        let uuid = "11111111-2222-4333-8444-555555555501";
-        let e = decode_log_entry(format!(
-            r#"{{"id":"{uuid}","title":"t","creationTime":"2025-03-03T02:00:00Z"}}"#
-        ))
-        .unwrap();
-        assert!(e.problems.is_empty(), "{:?}", e.problems);
-        assert_eq!(log_event_id("s1", 0, &e), uuid);
-        for raw in [
-            r#"{"id":"1","title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
-            r#"{"id":1,"title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+    fn log_ids_are_shipped_as_veeam_sent_them() {
+        for (raw, problems) in [
+            (
+                r#"{"id":"11111111-2222-4333-8444-555555555501","title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+                0,
+            ),
+            (
+                r#"{"id":"log-1","title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+                0,
+            ),
+            (
+                r#"{"id":1,"title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,
+                1,
+            ),
         ] {
             let e = decode_log_entry(raw).unwrap();
-            assert_eq!(e.id.as_deref(), Some("1"));
-            assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
-            assert!(
-                e.problems[0].detail.contains("not a UUID"),
-                "{:?}",
-                e.problems
+            assert_eq!(e.problems.len(), problems, "{raw}: {:?}", e.problems);
+            let id = e.id.clone().unwrap();
+            assert_eq!(log_event_id("s1", 0, &e), id);
+            assert_eq!(
+                log_event_id("s2", 5, &e),
+                id,
+                "neither session nor position"
             );
-            let (a, b) = (log_event_id("s1", 0, &e), log_event_id("s2", 0, &e));
-            assert_ne!(a, b, "the same log id in two sessions");
-            assert_eq!(a, log_event_id("s1", 5, &e), "the position does not matter");
-            assert_eq!(a, Uuid::new_v5(&LOG_ID_NAMESPACE, b"s1\nid\n1").to_string());
         }
         for raw in [
             r#"{"title":"t","creationTime":"2025-03-03T02:00:00Z"}"#,

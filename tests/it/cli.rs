@@ -125,6 +125,40 @@ fn bad_configs_exit_2_naming_the_key() {
     }
 }
 
+/// A missing required key is named as the key; with `--log-format json` every stderr
+/// line, the final error too, is a JSON object.
+#[test]
+fn a_missing_key_is_named_and_json_logs_stay_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let state = dir.path().join("state");
+    let config = BASE
+        .replace("url = \"https://vbo.example.net:4443\"\n", "")
+        .replace("STATE", &state.display().to_string());
+    std::fs::write(&path, config).unwrap();
+    let out = bin()
+        .args([
+            "--log-format",
+            "json",
+            "check",
+            "--config",
+            &path.display().to_string(),
+        ])
+        .env("CLI_TEST_PW", SECRET)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.trim().is_empty());
+    for line in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.is_object(), "{line}");
+    }
+    assert!(stderr.contains("sources.vbo_main.url"), "{stderr}");
+}
+
 #[test]
 fn missing_config_file_exits_2() {
     let out = bin()

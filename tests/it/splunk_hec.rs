@@ -1124,3 +1124,86 @@ async fn the_ack_probe_never_takes_a_running_sinks_true() {
     assert!(peer.indexed().values().all(|&c| c == 1));
     assert_eq!(peer.acknowledged().len(), 2);
 }
+
+/// A minimal HEC receiver that refuses bodies it can't parse with a plain 400 (no HEC
+/// reply): the token probe (an empty POST) is no verdict on the token, so the sink starts
+/// and delivers; its events arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_400_to_the_empty_token_probe_does_not_stop_the_sink() {
+    use axum::response::IntoResponse;
+    use std::sync::{Arc, Mutex};
+    use veeam_siem::sinks::splunk_hec::{HecSink, HecSinkConfig};
+    use veeam_siem::sinks::{Sink, SinkContext};
+    // Requests with a body.
+    let received = Arc::new(Mutex::new(0usize));
+    let seen = received.clone();
+    let app = axum::Router::new()
+        .route(
+            "/services/collector/health",
+            axum::routing::get(|| async { r#"{"text":"HEC is healthy","code":17}"# }),
+        )
+        .route(
+            "/services/collector/event",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    if body.is_empty() {
+                        return (axum::http::StatusCode::BAD_REQUEST, "bad request")
+                            .into_response();
+                    }
+                    *seen.lock().unwrap() += 1;
+                    r#"{"text":"Success","code":0}"#.into_response()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg: HecSinkConfig = toml::from_str(&format!(
+        "inputs = [\"vbo_main\"]\nendpoint = \"{url}\"\ntoken = \"{TOKEN}\"\nmax_retries = 0\n"
+    ))
+    .unwrap();
+    let ctx = SinkContext {
+        state_dir: dir.path().to_path_buf(),
+    };
+    let mut sink = HecSink::new("plain", &cfg, &ctx).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), sink.healthcheck())
+        .await
+        .expect("bounded")
+        .unwrap_or_else(|e| panic!("a plain 400 to an empty POST is no verdict: {e}"));
+    let batch = sample_batch(5);
+    tokio::time::timeout(Duration::from_secs(30), sink.deliver(&batch))
+        .await
+        .expect("bounded")
+        .unwrap_or_else(|e| panic!("delivery: {e}"));
+    assert!(*received.lock().unwrap() > 0);
+    server.abort();
+}
+
+/// `run --once` with HEC down (nothing listens): each attempt runs the sink's own retries,
+/// and no new attempt starts 30 s after the first, so the run exits 1 within the bound
+/// (it used to take 6 attempts, about 5 minutes), with no checkpoint written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_with_hec_down_exits_1_in_bounded_time() {
+    let env = Env::start(SimConfig::default()).await;
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = env
+        .config()
+        .table(env.vbo_source())
+        .table(Table::hec(
+            "splunk",
+            &["vbo_test"],
+            &format!("http://127.0.0.1:{dead_port}"),
+        ))
+        .write(&env.dir.path().join("config.toml"));
+    let out = run_bounded(&config, TOKEN, RUN_TIMEOUT).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("gave up after"), "{stderr}");
+    assert!(!env.state_dir().join("vbo_test.checkpoint.json").exists());
+}

@@ -566,6 +566,7 @@ async fn hostile_strings_reach_every_sink_unchanged() {
     for format in [Format::Rfc5424, Format::Rfc3164] {
         let encoder = Encoder {
             format,
+            bom: true,
             facility: Facility::LOCAL0,
             severity: SeverityMap::default(),
             app_name: "veeam-siem".into(),

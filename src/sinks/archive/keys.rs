@@ -90,10 +90,21 @@ impl PublicKey {
 
     /// Read an Ed25519 public key (SPKI PEM, `-----BEGIN PUBLIC KEY-----`).
     pub fn from_pem_file(path: &Path) -> Result<PublicKey, String> {
+        // The signing key given by mistake: say so, and never suggest writing over it.
+        let head = std::fs::read(path)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned())
+            .unwrap_or_default();
+        if head.contains("PRIVATE KEY-----") {
+            return Err(format!(
+                "{} holds a private key; give the public key, made from it with `openssl pkey -in {} -pubout -out archive.pub.pem` (a new file: the private key stays as it is)",
+                path.display(),
+                path.display()
+            ));
+        }
         let der = SubjectPublicKeyInfoDer::from_pem_file(path).map_err(|e| {
             format!(
-                "cannot read a PEM public key from {} ({e}); write one with `openssl pkey -in archive.pem -pubout -out {}`",
-                path.display(),
+                "cannot read a PEM public key from {} ({e}); make one from the signing key with `openssl pkey -in <signing key> -pubout -out archive.pub.pem`",
                 path.display()
             )
         })?;
@@ -189,7 +200,12 @@ mod tests {
         let e = SigningKey::from_pem_file(&public).unwrap_err();
         assert!(e.contains("a.pub.pem"), "{e}");
         let e = PublicKey::from_pem_file(&private).unwrap_err();
-        assert!(e.contains("a.pem"), "{e}");
+        assert!(
+            e.contains("a.pem") && e.contains("holds a private key"),
+            "{e}"
+        );
+        // The hint writes a new file, never over the signing key.
+        assert!(!e.contains(&format!("-out {}", private.display())), "{e}");
         let e = SigningKey::from_pem_file(&dir.path().join("missing.pem")).unwrap_err();
         assert!(e.contains("missing.pem"), "{e}");
     }

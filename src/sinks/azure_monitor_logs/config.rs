@@ -142,19 +142,30 @@ pub(super) fn base_url(key: &str, text: &str) -> Result<String, ConfigError> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// `dcr-` followed by 32 hex digits (the DCR's `immutableId` property).
+/// The DCR's `immutableId` property: `dcr-` and (in Azure) 32 hex digits. The prefix and a
+/// path-safe rest are required (a resource id or a name is refused); another length is a
+/// warning, so a test double's short id works.
 fn check_dcr_id(key: &str, id: &str) -> Result<(), ConfigError> {
-    let ok = id
-        .strip_prefix("dcr-")
-        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+    let rest = id.strip_prefix("dcr-").unwrap_or_default();
+    let usable = !rest.is_empty()
+        && rest.len() <= 128
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !usable {
+        return Err(invalid(
             key,
             "must be the DCR's immutable id, \"dcr-\" and 32 hex digits (az monitor data-collection rule show --query immutableId), not its resource id or name",
-        ))
+        ));
     }
+    if rest.len() != 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        tracing::warn!(
+            key,
+            id,
+            "not the form of an Azure DCR immutable id (\"dcr-\" and 32 hex digits); used as given"
+        );
+    }
+    Ok(())
 }
 
 /// A value that goes into a URL path as is: letters, digits, `-`, `_`, `.`.

@@ -1380,7 +1380,14 @@ impl HecSink {
                 if reply.is_some() {
                     conn.seen_hec();
                 }
-                if reply.as_ref().and_then(|r| r.code) != Some(5) {
+                // A 4xx without HEC's reply to an empty body (a receiver that only checks
+                // that the body parses) says nothing about the token: not a verdict.
+                let silent_4xx = reply.is_none()
+                    && (400..500).contains(&status)
+                    && !matches!(status, 401 | 403 | 413);
+                if silent_4xx {
+                    tracing::warn!(sink_id = %conn.id, endpoint = %conn.endpoint, status, "HEC answered the token probe (an empty request) without a HEC reply; the token is checked by the first delivery instead");
+                } else if reply.as_ref().and_then(|r| r.code) != Some(5) {
                     match wire::classify(status, reply.as_ref(), &ctx) {
                         Verdict::Retry(m) => retryable.push(m),
                         Verdict::Fatal(m) => return Err(SinkError::Fatal(m)),

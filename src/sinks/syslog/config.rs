@@ -70,6 +70,11 @@ pub struct SyslogSinkConfig {
     pub mode: Mode,
     #[serde(default)]
     pub format: Format,
+    /// RFC 5424 only: start MSG with the UTF-8 BOM (RFC 5424's MSG-UTF8). Off by default:
+    /// MSG is then MSG-ANY, which every receiver takes and a JSON parser reads as is (a
+    /// BOM in front of the JSON makes many of them fail).
+    #[serde(default)]
+    pub bom: bool,
     /// TCP/TLS only; default octet counting (RFC 5425's framing for TLS). Newline framing
     /// over TLS is allowed for receivers that only split on LF (the contract lists it).
     #[serde(default)]
@@ -151,28 +156,21 @@ impl SyslogSinkConfig {
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         split_address(self.address.trim()).map_err(|e| invalid(format!("{key}.address"), e))?;
         let stream = matches!(self.mode, Mode::Tcp | Mode::Tls);
+        // Keys of another mode change nothing: ignored with a warning, so one block can
+        // serve every mode. (`tls` without mode = "tls" stays an error: it would mean
+        // clear text where TLS was meant.)
         if !stream {
             if self.framing.is_some() {
-                return Err(invalid(
-                    format!("{key}.framing"),
-                    "applies to mode = \"tcp\" and \"tls\" only (UDP sends one message per datagram); remove it",
-                ));
+                tracing::warn!(key = %format!("{key}.framing"), "applies to mode = \"tcp\" and \"tls\" only (UDP sends one message per datagram); ignored");
             }
             if self.confirm.is_some() {
-                return Err(invalid(
-                    format!("{key}.confirm"),
-                    "applies to mode = \"tcp\" and \"tls\" only (UDP has no acknowledgement); remove it",
-                ));
+                tracing::warn!(key = %format!("{key}.confirm"), "applies to mode = \"tcp\" and \"tls\" only (UDP has no acknowledgement); ignored");
             }
         }
         if let Some(max) = self.max_message_bytes {
             if stream {
-                return Err(invalid(
-                    format!("{key}.max_message_bytes"),
-                    "applies to mode = \"udp\" only (TCP and TLS send whole messages); remove it",
-                ));
-            }
-            if !UDP_MESSAGE_RANGE.contains(&max) {
+                tracing::warn!(key = %format!("{key}.max_message_bytes"), "applies to mode = \"udp\" only (TCP and TLS send whole messages); ignored");
+            } else if !UDP_MESSAGE_RANGE.contains(&max) {
                 return Err(invalid(
                     format!("{key}.max_message_bytes"),
                     format!(

@@ -9,8 +9,8 @@
 //! An RFC 5424 message as produced here:
 //!
 //! ```text
-//! <134>1 2025-03-04T08:00:00.123456Z vbo.example.net veeam-siem - VBO_RESTORE [meta sequenceId="7"][origin software="veeam-siem" swVersion="0.1.0"] BOM{"@timestamp":...}
-//! PRI  V TIMESTAMP (UTC, µs)          HOSTNAME        APP-NAME   PROCID MSGID  STRUCTURED-DATA                                                        MSG (UTF-8, BOM first)
+//! <134>1 2025-03-04T08:00:00.123456Z vbo.example.net veeam-siem - VBO_RESTORE [meta sequenceId="7"][origin software="veeam-siem" swVersion="0.1.0"] {"@timestamp":...}
+//! PRI  V TIMESTAMP (UTC, µs)          HOSTNAME        APP-NAME   PROCID MSGID  STRUCTURED-DATA                                                        MSG (JSON; BOM first with `bom`)
 //! ```
 //! Header fields are printable US-ASCII within the RFC's lengths (NILVALUE `-` when
 //! empty); SD-PARAM values escape `"`, `\` and `]`. The MSG is the JSON event.
@@ -294,6 +294,8 @@ pub fn timestamp_3164(t: DateTime<Utc>) -> String {
 #[derive(Debug, Clone)]
 pub struct Encoder {
     pub format: Format,
+    /// RFC 5424: the BOM before the JSON (MSG-UTF8); without it MSG is MSG-ANY.
+    pub bom: bool,
     pub facility: Facility,
     pub severity: SeverityMap,
     /// Already validated (printable ASCII, ≤ 48).
@@ -309,7 +311,8 @@ impl Encoder {
         self.facility.code() * 8 + self.severity.of(event).code()
     }
 
-    /// Everything before the JSON: `<PRI>1 TS HOST APP - MSGID [SD] BOM` (RFC 5424) or
+    /// Everything before the JSON: `<PRI>1 TS HOST APP - MSGID [SD] ` and, with `bom`, the
+    /// BOM (RFC 5424), or
     /// `<PRI>Mmm dd hh:mm:ss HOST TAG: ` (RFC 3164).
     pub fn header(&self, event: &Event, sequence_id: u32, out: &mut Vec<u8>) {
         let host = match &self.hostname {
@@ -350,7 +353,7 @@ impl Encoder {
             ),
         };
         out.extend_from_slice(text.as_bytes());
-        if self.format == Format::Rfc5424 {
+        if self.format == Format::Rfc5424 && self.bom {
             out.extend_from_slice(BOM);
         }
     }
@@ -556,6 +559,7 @@ mod tests {
     fn encoder(format: Format) -> Encoder {
         Encoder {
             format,
+            bom: false,
             facility: Facility::LOCAL0,
             severity: SeverityMap::default(),
             app_name: SOFTWARE.into(),
@@ -576,13 +580,20 @@ mod tests {
         let e = event("success");
         let msg = encode(&encoder(Format::Rfc5424), &e, 7);
         let json = serde_json::to_string(&e).unwrap();
-        let mut want = b"<134>1 2025-03-04T08:00:00.123456Z vbo.example.net veeam-siem - VBO_RESTORE [meta sequenceId=\"7\"][origin software=\"veeam-siem\" swVersion=\"0.1.0\"] ".to_vec();
-        want.extend_from_slice(BOM);
+        let head = b"<134>1 2025-03-04T08:00:00.123456Z vbo.example.net veeam-siem - VBO_RESTORE [meta sequenceId=\"7\"][origin software=\"veeam-siem\" swVersion=\"0.1.0\"] ".to_vec();
+        let mut want = head.clone();
         want.extend_from_slice(json.as_bytes());
         assert_eq!(
             String::from_utf8_lossy(&msg),
             String::from_utf8_lossy(&want)
         );
+        // `bom = true`: MSG-UTF8, the BOM first.
+        let mut with_bom = encoder(Format::Rfc5424);
+        with_bom.bom = true;
+        let mut want = head;
+        want.extend_from_slice(BOM);
+        want.extend_from_slice(json.as_bytes());
+        assert_eq!(encode(&with_bom, &e, 7), want);
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl SyslogSink {
             max_message_bytes: c.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             encoder: Encoder {
                 format: c.format,
+                bom: c.bom,
                 facility: c.facility,
                 severity: c.severity,
                 app_name: c.app_name.clone(),
@@ -320,6 +321,18 @@ mod tests {
         assert!(sink.target.tls.is_some());
     }
 
+    /// One block for every mode: keys of another mode are ignored (with a warning); only
+    /// `tls` without mode = "tls" is refused (clear text where TLS was meant).
+    #[test]
+    fn keys_of_another_mode_are_ignored() {
+        for sink in [
+            "address = \"h:514\"\nmode = \"udp\"\nframing = \"newline\"\nconfirm = \"close\"",
+            "address = \"h:514\"\nmode = \"tcp\"\nmax_message_bytes = 4096",
+        ] {
+            parse(sink).unwrap_or_else(|e| panic!("{sink}: {e}"));
+        }
+    }
+
     #[test]
     fn errors_name_the_key_and_the_fix() {
         for (sink, key, words) in [
@@ -338,26 +351,11 @@ mod tests {
                 "sinks.siem.address",
                 "not a port",
             ),
-            ("address = \"h:514\"", "sinks.siem", "mode"),
-            (
-                "address = \"h:514\"\nmode = \"udp\"\nframing = \"newline\"",
-                "sinks.siem.framing",
-                "remove it",
-            ),
-            (
-                "address = \"h:514\"\nmode = \"tcp\"\nmax_message_bytes = 4096",
-                "sinks.siem.max_message_bytes",
-                "udp",
-            ),
+            ("address = \"h:514\"", "sinks.siem.mode", "missing"),
             (
                 "address = \"h:514\"\nmode = \"udp\"\nmax_message_bytes = 100",
                 "sinks.siem.max_message_bytes",
                 "between",
-            ),
-            (
-                "address = \"h:514\"\nmode = \"udp\"\nconfirm = \"close\"",
-                "sinks.siem.confirm",
-                "remove it",
             ),
             (
                 "address = \"h:514\"\nmode = \"tcp\"\ntls = { insecure_skip_verify = true }",
