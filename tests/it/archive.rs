@@ -297,14 +297,15 @@ async fn verify_is_strict_about_unsealed_segments_and_empty_archives() {
     assert!(n >= 3, "{:?}", listing.segments);
     let (segments, digests) = (listing.segments, listing.digests);
 
-    // Each case: (what, change the copy, the file that must be named unsealed).
-    type Tamper<'a> = Box<dyn Fn(&Path) -> String + 'a>;
+    // Each case: (what, change the copy) → the file that must be named unsealed, and the
+    // digest the head record names that is gone (then --allow-open fails too).
+    type Tamper<'a> = Box<dyn Fn(&Path) -> (String, Option<String>) + 'a>;
     let cases: Vec<(&str, Tamper)> = vec![
         (
             "the newest digest deleted",
             Box::new(|r| {
                 std::fs::remove_file(path_of(r, &digests[n - 1])).unwrap();
-                segments[n - 1].clone()
+                (segments[n - 1].clone(), Some(digests[n - 1].clone()))
             }),
         ),
         (
@@ -313,7 +314,7 @@ async fn verify_is_strict_about_unsealed_segments_and_empty_archives() {
                 for name in segments.iter().skip(1).chain(&digests) {
                     std::fs::remove_file(path_of(r, name)).unwrap();
                 }
-                segments[0].clone()
+                (segments[0].clone(), Some(digests[n - 1].clone()))
             }),
         ),
         (
@@ -325,14 +326,14 @@ async fn verify_is_strict_about_unsealed_segments_and_empty_archives() {
                     n + 1
                 );
                 std::fs::copy(path_of(r, &segments[0]), path_of(r, &copy)).unwrap();
-                copy
+                (copy, None)
             }),
         ),
     ];
     for (i, (what, tamper)) in cases.iter().enumerate() {
         let copy = env.dir.path().join(format!("unsealed-{i}"));
         copy_dir(&root, &copy);
-        let file = tamper(&copy);
+        let (file, gone) = tamper(&copy);
         let out = verify(&copy, &[&public], false);
         let report = String::from_utf8_lossy(&out.stdout).to_string();
         assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
@@ -348,16 +349,28 @@ async fn verify_is_strict_about_unsealed_segments_and_empty_archives() {
         );
         let json = verify(&copy, &[&public], true);
         assert_eq!(json.status.code(), Some(1), "{what}: {}", text(&json));
-        assert_eq!(
-            json_problems(&json),
-            vec![(file.clone(), "unsealed".to_string())],
-            "{what}"
-        );
-        // Indistinguishable from a live archive's open segment: accepted with --allow-open.
+        let mut want = vec![(file.clone(), "unsealed".to_string())];
+        want.extend(gone.iter().map(|d| (d.clone(), "missing".to_string())));
+        want.sort();
+        assert_eq!(json_problems(&json), want, "{what}");
         let live = verify_with(&copy, &[&public], &["--allow-open", "--format", "json"]);
-        assert_eq!(live.status.code(), Some(0), "{what}: {}", text(&live));
         let report: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
-        assert_eq!(report["open_segment"], file.as_str(), "{what}: {report}");
+        match &gone {
+            // The head record names the removed digest: not an open segment.
+            Some(digest) => {
+                assert_eq!(live.status.code(), Some(1), "{what}: {}", text(&live));
+                assert_eq!(
+                    json_problems(&live),
+                    vec![(digest.clone(), "missing".to_string())],
+                    "{what}"
+                );
+            }
+            // Indistinguishable from a live archive's open segment: accepted.
+            None => {
+                assert_eq!(live.status.code(), Some(0), "{what}: {}", text(&live));
+                assert_eq!(report["open_segment"], file.as_str(), "{what}: {report}");
+            }
+        }
     }
 
     // An empty directory (a mistyped path, or nothing archived yet): exit 1, with or

@@ -22,12 +22,13 @@
 //! Lock optional) by a task of its own ([`s3`]); acknowledgement stays at the local fsync.
 //!
 //! Modules: `config` (keys), [`s3`] (the upload), [`keys`] (Ed25519 from PEM, fingerprints), [`digest`] (the
-//! signed format), [`segment`] (layout, reading members back), [`writer`] (append, seal,
+//! signed format), [`head`] (the signed record of the newest digest), [`segment`] (layout, reading members back), [`writer`] (append, seal,
 //! recover), [`verify`] (the checker). Must not: acknowledge a batch before its member is
 //! fsynced; log key material; let one writer's crash leave an acknowledged event unsigned.
 
 mod config;
 pub mod digest;
+pub mod head;
 mod hex;
 pub mod keys;
 pub mod s3;

@@ -62,8 +62,11 @@ pub struct Listing {
 /// its lock, the S3 upload progress (and its temp file), the temp file of an interrupted
 /// digest write.
 pub fn is_bookkeeping(name: &str) -> bool {
+    use super::head::HEAD_FILE;
     use super::s3::upload::STATE_FILE;
     name == super::writer::LOCK_FILE
+        || name == HEAD_FILE
+        || name.strip_prefix(HEAD_FILE) == Some(".tmp")
         || name == STATE_FILE
         || name.strip_prefix(STATE_FILE) == Some(".tmp")
         || name

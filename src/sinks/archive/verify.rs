@@ -16,9 +16,11 @@
 //! [`Options::allow_open`] (`--allow-open`) is for a running daemon's archive: it tolerates
 //! exactly one uncovered segment, the next in the chain, and reports it as the open one.
 //!
-//! What it cannot see alone: a deleted *tail* (the newest digests and their segments)
-//! leaves a shorter but valid chain; compare the newest digest with an external record
-//! (see the README's "Compliance archive").
+//! A deleted *tail* (the newest digests and their segments) leaves a shorter chain that
+//! is valid on its own; the head record ([`super::head`], local archives) names the newest
+//! digest, so the chain must reach it. What it cannot see alone: an earlier state put back
+//! whole, head record included; compare the newest digest with an external record (see
+//! the README's "Compliance archive").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -203,6 +205,11 @@ pub trait ArchiveSource {
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
     /// A segment, streamed ([`segment::scan_reader`]).
     fn scan(&self, name: &str) -> io::Result<segment::Scan>;
+    /// The head record ([`super::head`]): `None` where the archive keeps none (S3),
+    /// `Some(Ok(None))` where it should but there is none.
+    fn head_record(&self) -> Option<io::Result<Option<Vec<u8>>>> {
+        None
+    }
 }
 
 /// An archive directory.
@@ -221,6 +228,9 @@ impl ArchiveSource for Dir<'_> {
     fn scan(&self, name: &str) -> io::Result<segment::Scan> {
         segment::scan(&path_of(self.0, name), false)
     }
+    fn head_record(&self) -> Option<io::Result<Option<Vec<u8>>>> {
+        Some(super::head::read(self.0))
+    }
 }
 
 /// Verify the archive at `root` against `keys`. `Err` only when `root` can't be read.
@@ -230,6 +240,80 @@ pub fn verify_dir(root: &Path, keys: &[PublicKey], options: Options) -> io::Resu
 
 /// Why an uncovered next-in-chain segment is a problem without `--allow-open`.
 const UNSEALED: &str = "not sealed: no digest covers this segment. Either it is the open segment of a running daemon (or one a crash left open; the next start seals it), or it was sealed and its digest was removed. Stop the daemon cleanly (it seals at every stop) and verify again; to check a running daemon's archive, use --allow-open";
+
+/// Compare the chain (`by_sequence`) with the head record. No record is a problem only
+/// when there are digests.
+fn check_head(
+    record: io::Result<Option<Vec<u8>>>,
+    keys: &[PublicKey],
+    by_sequence: &BTreeMap<u64, Found>,
+    problem: &mut impl FnMut(&str, Kind, String),
+) {
+    use super::head::{HEAD_FILE, Head};
+    let bytes = match record {
+        Err(e) => return problem(HEAD_FILE, Kind::Unreadable, format!("unreadable ({e})")),
+        Ok(None) if by_sequence.is_empty() => return,
+        Ok(None) => {
+            return problem(
+                HEAD_FILE,
+                Kind::Missing,
+                "missing: the head record (the newest digest, signed; rewritten at every seal) is not there, so removed newest digests can't be told from a shorter chain. A running daemon of this version writes it at its start and at every seal".to_string(),
+            );
+        }
+        Ok(Some(b)) => b,
+    };
+    let head = match Head::parse(&bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            return problem(
+                HEAD_FILE,
+                Kind::Modified,
+                format!("modified or truncated: {e}"),
+            );
+        }
+    };
+    match keys
+        .iter()
+        .find(|k| k.fingerprint() == head.key_fingerprint)
+    {
+        None => problem(
+            HEAD_FILE,
+            Kind::SignedByAnotherKey,
+            format!(
+                "signed by another key ({}), not one given with --public-key",
+                head.key_fingerprint
+            ),
+        ),
+        Some(key) if !head.signed_by(key) => problem(
+            HEAD_FILE,
+            Kind::Modified,
+            "modified: its signature does not match its content".to_string(),
+        ),
+        Some(_) => {}
+    }
+    let newest = by_sequence.keys().next_back().copied().unwrap_or(0);
+    match by_sequence.get(&head.sequence) {
+        Some(found) if found.bytes_sha256 != head.digest_sha256 => problem(
+            &found.name,
+            Kind::Modified,
+            format!(
+                "modified: not the digest the head record names as sequence {} (sha256 {})",
+                head.sequence, head.digest_sha256
+            ),
+        ),
+        Some(_) => {}
+        None if head.sequence > newest => problem(
+            &head.digest,
+            Kind::Missing,
+            format!(
+                "missing: the head record names it as the newest digest (sequence {}), but the chain ends at sequence {newest}: the newest digests and their segments were removed",
+                head.sequence
+            ),
+        ),
+        // Within the chain but not there: reported as missing by the chain walk.
+        None => {}
+    }
+}
 
 /// The segment a digest seals, by name (the digest is named after it).
 fn segment_of_digest(digest: &str) -> String {
@@ -500,6 +584,10 @@ pub fn verify_archive(
             );
         }
     }
+    // The head record: the chain must reach the digest it names.
+    if let Some(record) = source.head_record() {
+        check_head(record, keys, &by_sequence, &mut problem);
+    }
     // Nothing the sink writes: a note, a stray copy, an uncompressed "segment".
     if !(listing.segments.is_empty() && listing.digests.is_empty()) {
         for name in &listing.others {
@@ -609,10 +697,58 @@ mod tests {
         let strict = check(&root, &key, STRICT);
         assert_eq!(
             kinds(&strict),
-            vec![(listing.segments[2].clone(), Kind::Unsealed)]
+            vec![
+                (listing.digests[2].clone(), Kind::Missing),
+                (listing.segments[2].clone(), Kind::Unsealed)
+            ]
         );
-        // What --allow-open cannot tell from an open segment (documented).
-        assert!(check(&root, &key, LIVE).ok);
+        // The head record names it: not taken for an open segment either.
+        assert_eq!(
+            kinds(&check(&root, &key, LIVE)),
+            vec![(listing.digests[2].clone(), Kind::Missing)]
+        );
+    }
+
+    /// The newest segment and its digest removed together leave a shorter chain that is
+    /// valid on its own: the head record tells.
+    #[test]
+    fn the_newest_pair_deleted_is_found_through_the_head_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 3, false);
+        let listing = segment::list(&root).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.digests[2])).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.segments[2])).unwrap();
+        for options in [STRICT, LIVE] {
+            let report = check(&root, &key, options);
+            assert_eq!(
+                kinds(&report),
+                vec![(listing.digests[2].clone(), Kind::Missing)],
+                "{}",
+                report.render_text()
+            );
+            assert!(report.render_text().contains("were removed"));
+        }
+        // Removing the record as well is a problem of its own.
+        std::fs::remove_file(root.join(super::super::head::HEAD_FILE)).unwrap();
+        assert_eq!(
+            kinds(&check(&root, &key, STRICT)),
+            vec![(super::super::head::HEAD_FILE.to_string(), Kind::Missing)]
+        );
+    }
+
+    /// A head record edited (to hide a removal) no longer carries a valid signature.
+    #[test]
+    fn an_edited_head_record_is_modified() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 2, false);
+        let path = root.join(super::super::head::HEAD_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"sequence\": 2", "\"sequence\": 1")).unwrap();
+        let kinds = kinds(&check(&root, &key, STRICT));
+        assert!(
+            kinds.contains(&(super::super::head::HEAD_FILE.to_string(), Kind::Modified)),
+            "{kinds:?}"
+        );
     }
 
     #[test]
@@ -624,7 +760,10 @@ mod tests {
         let strict = check(&root, &key, STRICT);
         assert_eq!(
             kinds(&strict),
-            vec![(listing.segments[0].clone(), Kind::Unsealed)]
+            vec![
+                (listing.digests[0].clone(), Kind::Missing),
+                (listing.segments[0].clone(), Kind::Unsealed)
+            ]
         );
         assert_eq!(strict.digests, 0);
     }

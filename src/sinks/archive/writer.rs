@@ -22,6 +22,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use ring::digest::{Context, SHA256};
 
 use super::digest::{Digest, FORMAT, PreviousDigest, Recovery, SegmentEntry, sha256_hex};
+use super::head;
 use super::hex;
 use super::keys::SigningKey;
 use super::segment::{self, digest_name, path_of, segment_name, sequence_of};
@@ -78,6 +79,42 @@ pub struct ArchiveWriter {
 
 fn other(message: String) -> io::Error {
     io::Error::other(message)
+}
+
+/// Refuse to extend a chain shorter than its head record says (the newest digests were
+/// removed) or whose newest digest is not the one the record names. A missing record, or
+/// one behind the chain, is no problem here.
+fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<()> {
+    let Some(bytes) = head::read(root)? else {
+        return Ok(());
+    };
+    let path = root.join(head::HEAD_FILE);
+    let record = head::Head::parse(&bytes).map_err(|e| {
+        other(format!(
+            "the archive's head record {} is damaged ({e}); run `veeam-siem verify {}`, then move the record aside to go on (the chain is then checked without it)",
+            path.display(),
+            root.display()
+        ))
+    })?;
+    let newest_sequence = newest.map_or(0, |h| h.sequence);
+    let gone = record.sequence > newest_sequence;
+    let replaced =
+        newest.is_some_and(|h| h.sequence == record.sequence && h.sha256 != record.digest_sha256);
+    if gone || replaced {
+        return Err(other(format!(
+            "the archive's head record {} names digest {} ({}), but {}: the chain can't be extended without hiding that. Restore the missing files (e.g. from the S3 copy) and run `veeam-siem verify {}`; to go on from here knowingly, move the head record aside",
+            path.display(),
+            record.sequence,
+            record.digest,
+            if gone {
+                format!("the newest digest here is {newest_sequence}: digests were removed")
+            } else {
+                "that digest has other content now".to_string()
+            },
+            root.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The archive's lock, waiting up to [`LOCK_WAIT`] for a busy one.
@@ -146,6 +183,7 @@ impl ArchiveWriter {
                 })
             }
         };
+        check_head_record(root, head.as_ref())?;
         let mut writer = ArchiveWriter {
             root: root.to_path_buf(),
             _lock: lock,
@@ -169,6 +207,11 @@ impl ArchiveWriter {
             } else {
                 opened.removed.push(name.clone());
             }
+        }
+        // A head record that is missing (an archive of an earlier version) or one seal
+        // behind (a crash between a digest and its record) is brought up to date.
+        if writer.head.is_some() {
+            writer.write_head_record()?;
         }
         Ok((writer, opened))
     }
@@ -387,7 +430,24 @@ impl ArchiveWriter {
             sha256: sha256_hex(&bytes),
             signature: digest.signature.unwrap_or_default(),
         });
+        // The digest is durable: the seal stands. A head record that can't be written now
+        // is one seal behind, which the next seal (or start) repairs.
+        if let Err(e) = self.write_head_record() {
+            tracing::warn!(archive = %self.root.display(), error = %e, "archive: cannot update the head record; it is written again at the next seal");
+        }
         Ok(name)
+    }
+
+    /// Replace the head record with the chain's newest digest.
+    fn write_head_record(&self) -> io::Result<()> {
+        let Some(h) = &self.head else {
+            return Ok(());
+        };
+        head::write(
+            &self.root,
+            head::Head::new(h.sequence, &h.file, &h.sha256),
+            &self.key,
+        )
     }
 }
 
@@ -508,6 +568,41 @@ mod tests {
         );
         drop(first);
         ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+    }
+
+    /// The newest pair removed: the writer does not paper over it by extending the shorter
+    /// chain; with the head record moved aside (knowingly), it goes on.
+    #[test]
+    fn a_chain_shorter_than_its_head_record_is_not_extended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _) = write_key_pair(dir.path(), "k");
+        let root = dir.path().join("a");
+        let key = || SigningKey::from_pem_file(&private).unwrap();
+        let (mut w, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        for n in 0..2 {
+            w.append(format!("{{\"n\":{n}}}\n").as_bytes(), 1, None, None)
+                .unwrap();
+            w.seal().unwrap();
+        }
+        drop(w);
+        let listing = segment::list(&root).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.digests[1])).unwrap();
+        std::fs::remove_file(path_of(&root, &listing.segments[1])).unwrap();
+        let e = ArchiveWriter::open(&root, key(), 1 << 20)
+            .err()
+            .expect("a shortened chain must not be extended");
+        let text = e.to_string();
+        assert!(
+            text.contains("digests were removed") && text.contains(&listing.digests[1]),
+            "{text}"
+        );
+        std::fs::rename(
+            root.join(head::HEAD_FILE),
+            dir.path().join("head-moved-aside.json"),
+        )
+        .unwrap();
+        ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        assert!(root.join(head::HEAD_FILE).exists(), "written again at open");
     }
 
     #[test]
