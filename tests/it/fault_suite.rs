@@ -1004,7 +1004,12 @@ fn syslog_counts(rs: &Rsyslog) -> (HashMap<String, usize>, Vec<String>) {
     let mut torn = Vec::new();
     for raw in rs.raw_messages() {
         let event = rsyslog::parse_5424(&raw).ok().and_then(|m| {
-            let json = m.msg.strip_prefix(b"\xEF\xBB\xBF".as_slice())?.to_vec();
+            // MSG is the JSON (a BOM first only with `bom = true`).
+            let json = m
+                .msg
+                .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                .unwrap_or(&m.msg)
+                .to_vec();
             serde_json::from_slice::<Value>(&json).ok()
         });
         match event.as_ref().and_then(|e| e["event"]["id"].as_str()) {

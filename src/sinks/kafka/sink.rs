@@ -172,7 +172,8 @@ impl KafkaSink {
             brokers = %brokers,
             topic = %config.topic,
             security_protocol = config.security_protocol(),
-            compression = config.compression.as_str(),
+            // What librdkafka will use: `options` may override the typed key.
+            compression = cc.get("compression.type").unwrap_or(config.compression.as_str()),
             "kafka producer ready (acks=all, idempotent)"
         );
         let max_message_bytes = cc
