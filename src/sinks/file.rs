@@ -18,7 +18,10 @@
 //! Crash safety: a `kill -9` in the middle of a write can leave a partial last line. That
 //! line was never acknowledged (acknowledgement follows the fsync of complete lines), so
 //! the batch will be sent again; when the sink first opens a file it trims such a tail
-//! back to the last newline instead of leaving a broken record in the archive.
+//! back to the last newline instead of leaving a broken record in the archive. A crash at
+//! a rollover leaves the tail in a file the sink will not write again (yesterday's): so
+//! before its first batch the sink also repairs the files the pattern gave an hour, a day,
+//! a week and a month ago ([`repair_earlier_files`]), unless another process has them.
 //!
 //! Must not: acknowledge bytes that are not on disk, or change existing files' modes.
 
@@ -194,6 +197,50 @@ pub struct FileSink {
     modes: Modes,
     current: Option<Appender>,
     buf: Vec<u8>,
+    /// Whether the earlier files of the pattern were repaired (once, before the first batch).
+    repaired_earlier: bool,
+}
+
+/// How far back [`repair_earlier_files`] looks: the previous file of an hourly, daily,
+/// weekly or monthly pattern.
+const EARLIER: [chrono::TimeDelta; 4] = [
+    chrono::TimeDelta::hours(1),
+    chrono::TimeDelta::days(1),
+    chrono::TimeDelta::weeks(1),
+    chrono::TimeDelta::days(31),
+];
+
+/// Trim a torn last line (a crash mid-write) off the files `pattern` gave before `now`
+/// that exist and are not the current one. Blocking. Returns the files repaired; a file
+/// another process has open is left to it.
+pub fn repair_earlier_files(pattern: &str, now: DateTime<Utc>, modes: Modes) -> Vec<PathBuf> {
+    let Ok(current) = expand_path(pattern, now) else {
+        return Vec::new();
+    };
+    let mut seen = vec![current];
+    let mut repaired = Vec::new();
+    for back in EARLIER {
+        let Ok(path) = expand_path(pattern, now - back) else {
+            continue;
+        };
+        if seen.contains(&path) || !path.is_file() {
+            continue;
+        }
+        seen.push(path.clone());
+        let before = std::fs::metadata(&path).map(|m| m.len()).ok();
+        match Appender::open(&path, modes, TornTail::Trim) {
+            Ok(_) => {
+                if std::fs::metadata(&path).map(|m| m.len()).ok() != before {
+                    repaired.push(path);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot check an earlier output file for a torn last line")
+            }
+        }
+    }
+    repaired
 }
 
 impl FileSink {
@@ -213,6 +260,7 @@ impl FileSink {
             modes,
             current: None,
             buf: Vec::new(),
+            repaired_earlier: false,
         })
     }
 }
@@ -235,6 +283,18 @@ impl Sink for FileSink {
             for e in &batch.events {
                 buf.extend_from_slice(e.json.as_bytes());
                 buf.push(b'\n');
+            }
+            if !self.repaired_earlier {
+                self.repaired_earlier = true;
+                let (pattern, modes) = (self.pattern.clone(), self.modes);
+                let repaired = tokio::task::spawn_blocking(move || {
+                    repair_earlier_files(&pattern, Utc::now(), modes)
+                })
+                .await
+                .unwrap_or_default();
+                for path in repaired {
+                    tracing::warn!(sink_id = %self.id, path = %path.display(), "a torn last line (left by an unclean stop, never acknowledged) was trimmed off an earlier output file");
+                }
             }
             let path = expand_path(&self.pattern, Utc::now()).map_err(SinkError::Fatal)?;
             let (current, buf, result) = durable::append_blocking(
@@ -311,6 +371,36 @@ mod tests {
             PathBuf::from("/var/log/veeam-2025-03-04.ndjson")
         );
         assert!(expand_path("/x/%Q", t).is_err());
+    }
+
+    /// A crash at the rollover left yesterday's file with a torn line the sink will not
+    /// write again: it is trimmed before the first batch; complete files and the current
+    /// one are untouched, and so is a file another writer holds.
+    #[test]
+    fn torn_tails_of_earlier_files_are_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = format!("{}/veeam-%Y-%m-%d.ndjson", dir.path().display());
+        let now: DateTime<Utc> = "2026-12-04T00:00:05Z".parse().unwrap();
+        let yesterday = expand_path(&pattern, now - chrono::TimeDelta::days(1)).unwrap();
+        let last_week = expand_path(&pattern, now - chrono::TimeDelta::weeks(1)).unwrap();
+        std::fs::write(&yesterday, "{\"a\":1}\n{\"b\":").unwrap();
+        std::fs::write(&last_week, "{\"c\":1}\n").unwrap();
+        assert_eq!(
+            repair_earlier_files(&pattern, now, Modes::PRIVATE),
+            vec![yesterday.clone()]
+        );
+        assert_eq!(std::fs::read_to_string(&yesterday).unwrap(), "{\"a\":1}\n");
+        assert_eq!(std::fs::read_to_string(&last_week).unwrap(), "{\"c\":1}\n");
+        std::fs::write(&yesterday, "{\"a\":1}\n{\"b\":").unwrap();
+        // Another writer's file (its lock held) is left alone, torn tail and all.
+        let held = std::fs::File::open(&yesterday).unwrap();
+        held.try_lock().unwrap();
+        assert!(repair_earlier_files(&pattern, now, Modes::PRIVATE).is_empty());
+        assert_eq!(
+            std::fs::read_to_string(&yesterday).unwrap(),
+            "{\"a\":1}\n{\"b\":"
+        );
+        drop(held);
     }
 
     #[test]
