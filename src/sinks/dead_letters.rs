@@ -92,6 +92,25 @@ impl DeadLetters {
         self.count += 1;
         Ok(())
     }
+
+    /// [`DeadLetters::quarantine`] as a sink needs it: a write error fails the batch
+    /// (retryable, naming the sink and the file), a written line is counted in
+    /// `sink_events_quarantined_total`.
+    pub async fn quarantine_for_batch<W: Serialize>(
+        &mut self,
+        why: &W,
+        event_json: &str,
+    ) -> Result<(), crate::sinks::SinkError> {
+        if let Err(e) = self.quarantine(why, event_json).await {
+            return Err(crate::sinks::SinkError::Retryable(format!(
+                "sink `{}`: cannot write the dead-letter file {}: {e}",
+                self.sink_id,
+                self.path.display()
+            )));
+        }
+        crate::metrics::global().quarantined(&self.sink_id, 1);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -394,16 +394,8 @@ impl AzureMonitorLogsSink {
             reason,
         };
         self.dead_letters
-            .quarantine(&why, &event.json)
-            .await
-            .map_err(|e| {
-                SinkError::Retryable(format!(
-                    "sink `{}`: cannot write the dead-letter file {}: {e}",
-                    self.id,
-                    self.dead_letters.path().display()
-                ))
-            })?;
-        crate::metrics::global().quarantined(&self.id, 1);
+            .quarantine_for_batch(&why, &event.json)
+            .await?;
         tracing::warn!(
             sink_id = %self.id,
             event_id = %event.event.event.id,

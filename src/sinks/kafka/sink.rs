@@ -397,16 +397,8 @@ impl KafkaSink {
             message_max_bytes: &self.max_message_bytes,
         };
         self.dead_letters
-            .quarantine(&why, &event.json)
-            .await
-            .map_err(|e| {
-                SinkError::Retryable(format!(
-                    "{}: cannot write the dead-letter file {}: {e}",
-                    self.describe(),
-                    self.dead_letters.path().display()
-                ))
-            })?;
-        crate::metrics::global().quarantined(&self.id, 1);
+            .quarantine_for_batch(&why, &event.json)
+            .await?;
         tracing::warn!(
             sink_id = &*self.id,
             event_id = %event.event.event.id,

@@ -1028,15 +1028,8 @@ impl HecSink {
             text,
         };
         self.dead_letters
-            .quarantine(&why, &event.json)
-            .await
-            .map_err(|e| {
-                SinkError::Retryable(format!(
-                    "sink `{id}`: cannot write the dead-letter file {}: {e}",
-                    self.dead_letters.path().display()
-                ))
-            })?;
-        crate::metrics::global().quarantined(&id, 1);
+            .quarantine_for_batch(&why, &event.json)
+            .await?;
         tracing::warn!(
             sink_id = %id,
             event_id = %event.event.event.id,
