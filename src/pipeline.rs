@@ -511,10 +511,10 @@ struct RouteSource {
     window: Option<TimeWindow>,
 }
 
-/// Router: maps a source's batches and fans them out to the source's sinks.
 /// A sink's id and the sender of its queue.
 type SinkQueue = (Arc<str>, mpsc::Sender<Arc<Batch>>);
 
+/// Router: maps a source's batches and fans them out to the source's sinks.
 async fn route(
     src: RouteSource,
     mut rx: mpsc::Receiver<SourceBatch>,
