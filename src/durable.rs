@@ -148,6 +148,23 @@ pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
 
 /// Create `dir` and every missing parent with exactly `mode`, fsyncing each new level into
 /// its parent. Existing levels are left as they are.
+/// Replace `path` with `bytes` atomically: `<path>.tmp` (mode `mode`) written and fsynced,
+/// renamed over `path`, the directory fsynced. A crash leaves the old file or the new one
+/// (and maybe the temp file, removed by the next replace).
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let (mut file, _) = open_or_create(&tmp, mode, false)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    sync_dir(parent_or_dot(path))
+}
+
 /// How [`lock_exclusive`] ended.
 #[derive(Debug)]
 pub enum Locked {

@@ -104,25 +104,23 @@ impl Digest {
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut unsigned = self.clone();
         unsigned.signature = None;
-        let mut out = SIGNING_CONTEXT.to_vec();
-        // A struct of strings, numbers and times always serializes.
-        out.extend(serde_json::to_vec(&unsigned).expect("a digest serializes"));
-        out
+        canonical(SIGNING_CONTEXT, &unsigned)
     }
 
     /// Sign with `key` (sets `key_fingerprint` and `signature`).
     pub fn sign(&mut self, key: &SigningKey) {
         self.key_fingerprint = key.public().fingerprint().to_string();
         self.signature = None;
-        self.signature = Some(hex::encode(&key.sign(&self.signed_bytes())));
+        self.signature = Some(key.sign_hex(&self.signed_bytes()));
     }
 
     /// Whether `key` signed this digest as it is.
     pub fn signed_by(&self, key: &PublicKey) -> bool {
-        let Some(signature) = self.signature.as_deref().and_then(hex::decode) else {
-            return false;
-        };
-        key.fingerprint() == self.key_fingerprint && key.verifies(&self.signed_bytes(), &signature)
+        key.verifies_hex(
+            &self.key_fingerprint,
+            &self.signed_bytes(),
+            self.signature.as_deref(),
+        )
     }
 
     /// The file's bytes (pretty JSON, newline-terminated).
@@ -144,6 +142,15 @@ impl Digest {
         }
         Ok(digest)
     }
+}
+
+/// The signed form of an archive record: `context`, then the record's compact JSON
+/// (fields in declaration order, its signature left out by the caller).
+pub(super) fn canonical<T: Serialize>(context: &[u8], unsigned: &T) -> Vec<u8> {
+    let mut out = context.to_vec();
+    // Structs of strings, numbers and times always serialize.
+    out.extend(serde_json::to_vec(unsigned).expect("an archive record serializes"));
+    out
 }
 
 /// SHA-256 (hex) of `bytes`.

@@ -9,13 +9,13 @@
 //! of the newest digest for that (README, "Compliance archive"). Only the local archive
 //! has a head: on S3, Object Lock keeps objects from being deleted.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::hex;
+use super::digest::canonical;
 use super::keys::{PublicKey, SigningKey};
 use crate::durable::{self, PRIVATE_FILE};
 
@@ -62,23 +62,22 @@ impl Head {
     fn signed_bytes(&self) -> Vec<u8> {
         let mut unsigned = self.clone();
         unsigned.signature = None;
-        let mut out = SIGNING_CONTEXT.to_vec();
-        out.extend(serde_json::to_vec(&unsigned).expect("a head record serializes"));
-        out
+        canonical(SIGNING_CONTEXT, &unsigned)
     }
 
     pub fn sign(&mut self, key: &SigningKey) {
         self.key_fingerprint = key.public().fingerprint().to_string();
         self.signature = None;
-        self.signature = Some(hex::encode(&key.sign(&self.signed_bytes())));
+        self.signature = Some(key.sign_hex(&self.signed_bytes()));
     }
 
     /// Whether `key` signed this record as it is.
     pub fn signed_by(&self, key: &PublicKey) -> bool {
-        let Some(signature) = self.signature.as_deref().and_then(hex::decode) else {
-            return false;
-        };
-        key.fingerprint() == self.key_fingerprint && key.verifies(&self.signed_bytes(), &signature)
+        key.verifies_hex(
+            &self.key_fingerprint,
+            &self.signed_bytes(),
+            self.signature.as_deref(),
+        )
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Head, String> {
@@ -118,15 +117,7 @@ pub fn write(root: &Path, mut head: Head, key: &SigningKey) -> io::Result<()> {
     head.sign(key);
     let mut bytes = serde_json::to_vec_pretty(&head).map_err(io::Error::other)?;
     bytes.push(b'\n');
-    let path = root.join(HEAD_FILE);
-    let tmp = root.join(format!("{HEAD_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let (mut file, _) = durable::open_or_create(&tmp, PRIVATE_FILE, false)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, &path)?;
-    durable::sync_dir(root)
+    durable::replace_file(&root.join(HEAD_FILE), &bytes, PRIVATE_FILE)
 }
 
 #[cfg(test)]

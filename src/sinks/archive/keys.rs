@@ -57,6 +57,11 @@ impl SigningKey {
         self.pair.sign(message).as_ref().to_vec()
     }
 
+    /// [`SigningKey::sign`] in hex, as digests and the head record carry it.
+    pub fn sign_hex(&self, message: &[u8]) -> String {
+        super::hex::encode(&self.sign(message))
+    }
+
     pub fn public(&self) -> &PublicKey {
         &self.public
     }
@@ -124,6 +129,15 @@ impl PublicKey {
         UnparsedPublicKey::new(&ED25519, &self.raw)
             .verify(message, signature)
             .is_ok()
+    }
+
+    /// Whether a record naming its signer `fingerprint` with the hex `signature` (absent:
+    /// unsigned) was signed by this key over `message`.
+    pub fn verifies_hex(&self, fingerprint: &str, message: &[u8], signature: Option<&str>) -> bool {
+        let Some(signature) = signature.and_then(super::hex::decode) else {
+            return false;
+        };
+        self.fingerprint == fingerprint && self.verifies(message, &signature)
     }
 }
 

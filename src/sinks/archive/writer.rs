@@ -415,15 +415,7 @@ impl ArchiveWriter {
         };
         digest.sign(&self.key);
         let bytes = digest.to_file_bytes();
-        let path = path_of(&self.root, &name);
-        let tmp = path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let (mut file, _) = durable::open_or_create(&tmp, PRIVATE_FILE, false)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)?;
-        durable::sync_dir(durable::parent_or_dot(&path))?;
+        durable::replace_file(&path_of(&self.root, &name), &bytes, PRIVATE_FILE)?;
         self.head = Some(Head {
             sequence,
             file: name.clone(),

@@ -16,7 +16,7 @@
 //! writer's rule); the uploader runs on its own task. Must not: prune a segment whose
 //! upload is not confirmed; upload a digest before its segments.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -279,17 +279,9 @@ async fn blocking<T: Send + 'static>(
 
 /// Write `state` atomically: temp file, fsync, rename, directory fsync.
 fn save_state(root: &Path, state: &UploadState) -> std::io::Result<()> {
-    let path = root.join(STATE_FILE);
-    let tmp = root.join(format!("{STATE_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let (mut file, _) = durable::open_or_create(&tmp, PRIVATE_FILE, false)?;
     let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, &path)?;
-    durable::sync_dir(root)
+    durable::replace_file(&root.join(STATE_FILE), &bytes, PRIVATE_FILE)
 }
 
 /// Sealed digests after `through`, in chain order, with the segments each covers.
