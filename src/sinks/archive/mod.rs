@@ -103,7 +103,8 @@ impl SinkSettings for ArchiveSinkConfig {
         Ok(Box::new(ArchiveSink::new(id, self)?))
     }
 
-    /// Without touching the archive: the key loads and the directory is writable.
+    /// Without touching the archive: the key loads, the directory is writable and the
+    /// chain in it can be extended.
     fn probe<'a>(
         &'a self,
         id: &'a str,
@@ -117,6 +118,8 @@ impl SinkSettings for ArchiveSinkConfig {
                 Some(s3) => format!("; {}", probe_bucket(id, s3).await?),
                 None => String::new(),
             };
+            // What `run` would refuse: a chain cut short, a head record gone or damaged.
+            writer::check_extendable(&self.path).map_err(|e| format!("sinks.{id}.path: {e}"))?;
             let dir = match durable::probe_dir(&self.path) {
                 Ok(Writable::Exists) => format!(
                     "{} is writable; signing key {}",

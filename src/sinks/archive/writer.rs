@@ -81,19 +81,38 @@ fn other(message: String) -> io::Error {
     io::Error::other(message)
 }
 
+/// What to do when the archive can't be extended: it stays as it is, as evidence.
+fn keep_as_evidence(root: &Path) -> String {
+    format!(
+        "Run `veeam-siem verify {}` and keep this archive as it is (restore the missing files from the S3 copy, if any); to go on archiving, give the sink a new `path`, which starts a new chain",
+        root.display()
+    )
+}
+
 /// Refuse to extend a chain shorter than its head record says (the newest digests were
-/// removed) or whose newest digest is not the one the record names. A missing record, or
-/// one behind the chain, is no problem here.
+/// removed), one whose newest digest is not the one the record names, or one with digests
+/// but no record: the writer writes a record before the first seal (sequence 0), so a
+/// missing one means it was removed, with the newest digests it named, perhaps. A record
+/// one seal behind the chain (a crash between a digest and its record) is no problem.
 fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<()> {
-    let Some(bytes) = head::read(root)? else {
-        return Ok(());
-    };
     let path = root.join(head::HEAD_FILE);
+    let Some(bytes) = head::read(root)? else {
+        return match newest {
+            None => Ok(()),
+            Some(newest) => Err(other(format!(
+                "the archive has digests (the newest is {}, sequence {}) but no head record {}: it was removed, perhaps with newer digests it named, and extending the chain would hide that. {}",
+                newest.file,
+                newest.sequence,
+                path.display(),
+                keep_as_evidence(root)
+            ))),
+        };
+    };
     let record = head::Head::parse(&bytes).map_err(|e| {
         other(format!(
-            "the archive's head record {} is damaged ({e}); run `veeam-siem verify {}`, then move the record aside to go on (the chain is then checked without it)",
+            "the archive's head record {} is damaged ({e}). {}",
             path.display(),
-            root.display()
+            keep_as_evidence(root)
         ))
     })?;
     let newest_sequence = newest.map_or(0, |h| h.sequence);
@@ -102,7 +121,7 @@ fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<()> {
         newest.is_some_and(|h| h.sequence == record.sequence && h.sha256 != record.digest_sha256);
     if gone || replaced {
         return Err(other(format!(
-            "the archive's head record {} names digest {} ({}), but {}: the chain can't be extended without hiding that. Restore the missing files (e.g. from the S3 copy) and run `veeam-siem verify {}`; to go on from here knowingly, move the head record aside",
+            "the archive's head record {} names digest {} ({}), but {}: the chain can't be extended without hiding that. {}",
             path.display(),
             record.sequence,
             record.digest,
@@ -111,10 +130,48 @@ fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<()> {
             } else {
                 "that digest has other content now".to_string()
             },
-            root.display()
+            keep_as_evidence(root)
         )));
     }
     Ok(())
+}
+
+/// The chain's newest digest in `root`, `None` for an archive without digests.
+fn newest_digest(root: &Path, listing: &segment::Listing) -> io::Result<Option<Head>> {
+    let Some((sequence, name)) = listing
+        .digests
+        .iter()
+        .filter_map(|d| sequence_of(d).map(|s| (s, d)))
+        .max()
+    else {
+        return Ok(None);
+    };
+    let unreadable = |e: String| {
+        other(format!(
+            "the newest digest {name} is unreadable ({e}); the chain can't be extended. {}",
+            keep_as_evidence(root)
+        ))
+    };
+    let bytes = super::digest::read_digest_file(&path_of(root, name))
+        .map_err(|e| unreadable(e.to_string()))?;
+    let digest = Digest::parse(&bytes).map_err(|e| unreadable(e.to_string()))?;
+    Ok(Some(Head {
+        sequence,
+        file: name.clone(),
+        sha256: sha256_hex(&bytes),
+        signature: digest.signature.unwrap_or_default(),
+    }))
+}
+
+/// Whether a writer could extend the archive at `root` (`check` asks this without the
+/// lock and without changing anything): its newest digest reads, and the head record
+/// agrees with the chain. A missing `root` is fine (it will be created).
+pub fn check_extendable(root: &Path) -> io::Result<()> {
+    if !root.exists() {
+        return Ok(());
+    }
+    let listing = segment::list(root)?;
+    check_head_record(root, newest_digest(root, &listing)?.as_ref())
 }
 
 /// The archive's lock, waiting up to [`LOCK_WAIT`] for a busy one.
@@ -155,34 +212,7 @@ impl ArchiveWriter {
         durable::create_dirs(root, PRIVATE_DIR)?;
         let lock = lock_archive(root)?;
         let listing = segment::list(root)?;
-        let newest = listing
-            .digests
-            .iter()
-            .filter_map(|d| sequence_of(d).map(|s| (s, d)))
-            .max();
-        let head = match newest {
-            None => None,
-            Some((sequence, name)) => {
-                let bytes = super::digest::read_digest_file(&path_of(root, name)).map_err(|e| {
-                    other(format!(
-                        "the newest digest {name} is unreadable ({e}); the chain can't be extended. Run `veeam-siem verify {}` and move the damaged archive aside",
-                        root.display()
-                    ))
-                })?;
-                let digest = Digest::parse(&bytes).map_err(|e| {
-                    other(format!(
-                        "the newest digest {name} is unreadable ({e}); the chain can't be extended. Run `veeam-siem verify {}` and move the damaged archive aside",
-                        root.display()
-                    ))
-                })?;
-                Some(Head {
-                    sequence,
-                    file: name.clone(),
-                    sha256: sha256_hex(&bytes),
-                    signature: digest.signature.unwrap_or_default(),
-                })
-            }
-        };
+        let head = newest_digest(root, &listing)?;
         check_head_record(root, head.as_ref())?;
         let mut writer = ArchiveWriter {
             root: root.to_path_buf(),
@@ -208,11 +238,10 @@ impl ArchiveWriter {
                 opened.removed.push(name.clone());
             }
         }
-        // A head record that is missing (an archive of an earlier version) or one seal
-        // behind (a crash between a digest and its record) is brought up to date.
-        if writer.head.is_some() {
-            writer.write_head_record()?;
-        }
+        // A record one seal behind (a crash between a digest and its record) is brought up
+        // to date; a new archive gets its first one (sequence 0, no digest) before its first
+        // seal, so that from now on a missing record always means a removed one.
+        writer.write_head_record()?;
         Ok((writer, opened))
     }
 
@@ -430,16 +459,14 @@ impl ArchiveWriter {
         Ok(name)
     }
 
-    /// Replace the head record with the chain's newest digest.
+    /// Replace the head record with the chain's newest digest (sequence 0 and no digest
+    /// before the first seal).
     fn write_head_record(&self) -> io::Result<()> {
-        let Some(h) = &self.head else {
-            return Ok(());
+        let record = match &self.head {
+            Some(h) => head::Head::new(h.sequence, &h.file, &h.sha256),
+            None => head::Head::new(0, "", ""),
         };
-        head::write(
-            &self.root,
-            head::Head::new(h.sequence, &h.file, &h.sha256),
-            &self.key,
-        )
+        head::write(&self.root, record, &self.key)
     }
 }
 
@@ -563,7 +590,7 @@ mod tests {
     }
 
     /// The newest pair removed: the writer does not paper over it by extending the shorter
-    /// chain; with the head record moved aside (knowingly), it goes on.
+    /// chain, nor when the head record was removed too; a new `path` starts a new chain.
     #[test]
     fn a_chain_shorter_than_its_head_record_is_not_extended() {
         let dir = tempfile::tempdir().unwrap();
@@ -585,16 +612,49 @@ mod tests {
             .expect("a shortened chain must not be extended");
         let text = e.to_string();
         assert!(
-            text.contains("digests were removed") && text.contains(&listing.digests[1]),
+            text.contains("digests were removed")
+                && text.contains(&listing.digests[1])
+                && text.contains("new `path`"),
             "{text}"
         );
-        std::fs::rename(
-            root.join(head::HEAD_FILE),
-            dir.path().join("head-moved-aside.json"),
-        )
-        .unwrap();
+        assert_eq!(check_extendable(&root).unwrap_err().to_string(), text);
+        std::fs::remove_file(root.join(head::HEAD_FILE)).unwrap();
+        let e = ArchiveWriter::open(&root, key(), 1 << 20)
+            .err()
+            .expect("a chain without its head record must not be extended");
+        let text = e.to_string();
+        assert!(
+            text.contains("no head record") && text.contains(&listing.digests[0]),
+            "{text}"
+        );
+        assert!(check_extendable(&root).is_err());
+        ArchiveWriter::open(&dir.path().join("b"), key(), 1 << 20).unwrap();
+    }
+
+    /// A new archive has a head record before its first seal, so a crash between the first
+    /// digest and its record is told from a removed record.
+    #[test]
+    fn a_new_archive_has_a_head_record_before_its_first_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _) = write_key_pair(dir.path(), "k");
+        let root = dir.path().join("a");
+        let key = || SigningKey::from_pem_file(&private).unwrap();
+        assert!(
+            check_extendable(&root).is_ok(),
+            "a missing root will be created"
+        );
+        let (mut w, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        let record = head::Head::parse(&head::read(&root).unwrap().unwrap()).unwrap();
+        assert_eq!((record.sequence, record.digest.as_str()), (0, ""));
+        w.append(b"{\"n\":1}\n", 1, None, None).unwrap();
+        w.seal().unwrap();
+        drop(w);
+        // The crash: the first digest is there, the record still at sequence 0.
+        head::write(&root, head::Head::new(0, "", ""), &key()).unwrap();
+        assert!(check_extendable(&root).is_ok());
         ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
-        assert!(root.join(head::HEAD_FILE).exists(), "written again at open");
+        let record = head::Head::parse(&head::read(&root).unwrap().unwrap()).unwrap();
+        assert_eq!(record.sequence, 1);
     }
 
     #[test]
