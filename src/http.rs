@@ -358,7 +358,7 @@ pub async fn status_error(url: &str, resp: Response) -> HttpError {
     let status = resp.status().as_u16();
     let retry_after = retry_after(&resp);
     let body = read_body_prefix(resp, ERROR_EXCERPT_BYTES).await;
-    let mut body = excerpt(&String::from_utf8_lossy(&body), 300);
+    let mut body = error_excerpt(&body);
     if status == 407 {
         // Proxy Authentication Required: the proxy's page says little; say which proxy.
         body = proxy_hint(url, Some(407)).unwrap_or_else(|| {
@@ -432,6 +432,45 @@ pub fn path_segment(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// The excerpt of an error answer: [`excerpt`] of its first 300 chars, except that a JSON
+/// answer longer than that stays JSON, its long strings shortened, so that callers can still
+/// read its fields (`error_description`, `code`, ...) instead of a cut-off document.
+/// Secrets are redacted before anything is cut, so no part of one survives a cut.
+pub fn error_excerpt(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    let text = crate::secret::redact(&String::from_utf8_lossy(body)).into_owned();
+    if text.chars().count() > MAX
+        && let Ok(mut value @ serde_json::Value::Object(_)) = serde_json::from_str(&text)
+    {
+        for longest in [200, 100, 50, 20] {
+            shorten_strings(&mut value, longest);
+            let compact = value.to_string();
+            if compact.chars().count() <= MAX {
+                return excerpt(&compact, MAX);
+            }
+        }
+    }
+    excerpt(&text, MAX)
+}
+
+/// Cut every string in `value` to at most `longest` chars (with `…`).
+fn shorten_strings(value: &mut serde_json::Value, longest: usize) {
+    match value {
+        serde_json::Value::String(s) if s.chars().count() > longest => {
+            let mut cut: String = s.chars().take(longest.saturating_sub(1)).collect();
+            cut.push('…');
+            *s = cut;
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| shorten_strings(v, longest))
+        }
+        serde_json::Value::Object(map) => {
+            map.values_mut().for_each(|v| shorten_strings(v, longest))
+        }
+        _ => {}
+    }
 }
 
 /// First `max` chars of a body, on one line, with any secret of ours the server echoed
@@ -573,6 +612,30 @@ pub fn is_unauthorized(err: &HttpError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// A long JSON error stays JSON, so its reason can still be read; a short one and a
+    /// non-JSON one are cut as before.
+    #[test]
+    fn a_long_json_error_answer_keeps_its_fields() {
+        use super::error_excerpt;
+        let long = format!(
+            "{{\"error\":\"invalid_grant\",\"error_description\":\"{}\"}}",
+            "D".repeat(1000)
+        );
+        let shown = error_excerpt(long.as_bytes());
+        assert!(shown.chars().count() <= 300, "{shown}");
+        let parsed: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(parsed["error"], "invalid_grant");
+        assert!(
+            parsed["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with("DDDD")
+        );
+        assert_eq!(error_excerpt(b"{\"code\":9}"), "{\"code\":9}");
+        let html = format!("<html>{}</html>", "x".repeat(1000));
+        assert_eq!(error_excerpt(html.as_bytes()).chars().count(), 301);
+    }
+
     #[test]
     fn ids_stay_one_path_segment() {
         use super::path_segment;
