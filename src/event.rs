@@ -383,7 +383,9 @@ pub struct RestoreEvent {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    pub order: i64,
+    /// As Veeam sent it; absent when missing or unusable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,8 +6,9 @@
 //! not: do I/O, read the clock, log.
 //!
 //! Essential fields (without them a record is [`Unusable`] and the source skips it, logged
-//! with its ids): a session's `id`; an event's `id`, its `order` (the source's cursor
-//! de-duplicates by it) and at least one usable time (`startTime`, else `endTime`). A
+//! with its ids): a session's `id`; an event's `id` and at least one usable time
+//! (`startTime`, else `endTime`). An event without a usable `order` is kept: its
+//! `event.sequence` is then its place in the listing (see [`RawRestoreEvent::position`]). A
 //! session whose `creationTime` is unusable is still shipped: the source gives it a
 //! placement (see [`decode_session`]). Every other field is best-effort: an odd value is
 //! left out or kept as the text Veeam sent, and listed in the record's `problems`.
@@ -271,7 +272,12 @@ pub struct RawRestoreEvent {
     pub duration: Option<String>,
     pub title: Option<String>,
     pub message: Option<String>,
-    pub order: i64,
+    /// `None` when missing or unusable (reported).
+    pub order: Option<i64>,
+    /// The event's 0-based place in its session's listing, set by the source for an event
+    /// without a usable `order`: `event.sequence` then (never `veeam.restore_event.order`,
+    /// which is only what Veeam sent).
+    pub position: Option<i64>,
     pub item_name: Option<String>,
     pub item_type: Option<String>,
     /// Only a non-negative whole number.
@@ -327,7 +333,7 @@ impl TryFrom<WireEvent> for RawRestoreEvent {
 impl RawRestoreEvent {
     fn from_wire(w: WireEvent, mut f: Fields) -> Result<Self, Unusable> {
         let id = f.id("id", w.id)?;
-        let order = f.order("order", w.order)?;
+        let order = f.order("order", w.order);
         let before_times = f.problems().len();
         let start_time = f.time("startTime", w.start_time, true);
         let end_time = f.time("endTime", w.end_time, false);
@@ -372,6 +378,7 @@ impl RawRestoreEvent {
             title: f.text("title", w.title, false),
             message: f.text("message", w.message, true),
             order,
+            position: None,
             item_name,
             item_type,
             item_size_bytes: f.size("itemSizeBytes", w.item_size_bytes),
@@ -398,7 +405,7 @@ impl RawRestoreEvent {
 }
 
 /// Decode one restore-session event record (JSON) leniently. `Err` only when an essential
-/// field is unusable: `id`, `order`, or both `startTime` and `endTime`.
+/// field is unusable: `id`, or both `startTime` and `endTime`.
 pub fn decode_event(raw: impl AsRef<str>) -> Result<RawRestoreEvent, Unusable> {
     let mut f = Fields::new(EVENT_RECORD);
     let wire: WireEvent = read_record(raw.as_ref(), &mut f)?;
@@ -601,6 +608,7 @@ pub fn map_restore_event_with(
         title,
         message,
         order,
+        position,
         item_name,
         item_type,
         item_size_bytes,
@@ -641,7 +649,7 @@ pub fn map_restore_event_with(
             action,
             outcome: Text::Borrowed(outcome),
             id,
-            sequence: Some(order),
+            sequence: order.or(position),
             created: ctx.fetched_at,
             start,
             end,
@@ -705,7 +713,7 @@ pub fn event_action(
     event_type: Option<&str>,
     title: Option<&str>,
     message: Option<&str>,
-    order: i64,
+    order: Option<i64>,
 ) -> String {
     let Some(item_type) = item_event_type(event_type) else {
         return marker_action(title, message, order).to_string();
@@ -746,7 +754,7 @@ pub fn event_action(
 /// The title is consulted before the message; within one text, stop wording wins (a stop
 /// message may well mention when the session started, the reverse is unlikely). With no
 /// wording either way, the first event of a session (order 0) is its start.
-fn marker_action(title: Option<&str>, message: Option<&str>, order: i64) -> &'static str {
+fn marker_action(title: Option<&str>, message: Option<&str>, order: Option<i64>) -> &'static str {
     const STOP_WORDS: [&str; 4] = ["stopped", "ended", "finished", "completed"];
     const START_WORDS: [&str; 3] = ["started", "starting", "start"];
     for text in [title, message].into_iter().flatten() {
@@ -762,7 +770,7 @@ fn marker_action(title: Option<&str>, message: Option<&str>, order: i64) -> &'st
             return action::SESSION_STARTED;
         }
     }
-    if order == 0 {
+    if order == Some(0) {
         action::SESSION_STARTED
     } else {
         action::SESSION_EVENT
@@ -871,7 +879,7 @@ mod tests {
         event.status = status.to_string();
         event.title = Some(title.to_string());
         event.message = Some(title.to_string());
-        event.order = order;
+        event.order = Some(order);
         (session, event)
     }
 
@@ -1109,18 +1117,21 @@ mod tests {
     fn event_action_takes_the_raw_type() {
         let started = Some("Restore session started");
         assert_eq!(
-            event_action(Some("None"), started, None, 5),
+            event_action(Some("None"), started, None, Some(5)),
             "restore-session-started"
         );
         assert_eq!(
-            event_action(None, None, Some("Session stopped"), 5),
+            event_action(None, None, Some("Session stopped"), Some(5)),
             "restore-session-stopped"
         );
         assert_eq!(
-            event_action(Some(" "), None, None, 5),
+            event_action(Some(" "), None, None, Some(5)),
             "restore-session-event"
         );
-        assert_eq!(event_action(Some(" Save "), started, None, 0), "item-saved");
+        assert_eq!(
+            event_action(Some(" Save "), started, None, Some(0)),
+            "item-saved"
+        );
     }
 
     #[test]
@@ -1330,9 +1341,31 @@ mod tests {
         );
         assert_eq!(e.problems.len(), 1);
         let e = with("order", serde_json::json!("1")).unwrap();
-        assert_eq!((e.order, e.problems.len()), (1, 1));
-        assert!(with("order", serde_json::json!("#12")).is_err());
-        assert!(with("order", serde_json::json!(-1)).is_err());
+        assert_eq!((e.order, e.problems.len()), (Some(1), 1));
+        // An unusable or missing order costs no evidence: the event is kept, reported, and
+        // its `event.sequence` is its place in the listing (set by the source).
+        for odd in [serde_json::json!("#12"), serde_json::json!(-1), Value::Null] {
+            let mut e = with("order", odd.clone()).unwrap();
+            assert_eq!(e.order, None, "{odd}");
+            assert_eq!(e.problems[0].field, "restoreEvent.order", "{odd}");
+            e.position = Some(7);
+            let session =
+                decode_session(spec_json(SESSIONS_PAGE, 0).to_string(), placement()).unwrap();
+            let event = map_restore_event(&ctx(), &session, &e, None);
+            assert_eq!(event.event.sequence, Some(7), "{odd}");
+            let json = serde_json::to_value(&event).unwrap();
+            assert!(
+                json["veeam"]["restore_event"].get("order").is_none(),
+                "{odd}"
+            );
+            assert!(
+                json["tags"].to_string().contains("veeam_field_degraded"),
+                "{odd}"
+            );
+        }
+        let mut r = raw.clone();
+        r.as_object_mut().unwrap().remove("order");
+        assert_eq!(decode_event(r.to_string()).unwrap().order, None);
 
         // A repeated key: serde refuses the object; the last value is used and reported.
         let text = raw.to_string();

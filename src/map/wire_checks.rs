@@ -377,19 +377,20 @@ impl Fields {
         }
     }
 
-    /// An essential position (VB365 `order`): a non-negative whole number (an integral
-    /// float or a string holding one is used and reported). Anything else makes the record
-    /// [`Unusable`]: the source de-duplicates by it, and a made-up position could collide
-    /// with a real one.
-    pub fn order(&mut self, name: &str, value: Option<Value>) -> Result<i64, Unusable> {
+    /// A position (VB365 `order`): a non-negative whole number (an integral float or a
+    /// string holding one is used and reported). Anything else, missing included, is
+    /// reported and left out: the record is still placed (by its id and its place in the
+    /// listing), so an odd position costs no evidence.
+    pub fn order(&mut self, name: &str, value: Option<Value>) -> Option<i64> {
         let Some(value) = value else {
-            return Err(Unusable(format!("{}: missing or null", self.path(name))));
+            self.report(name, "missing or null");
+            return None;
         };
         match whole_number(&value) {
-            Ok((n, _)) if n < 0 => Err(Unusable(format!(
-                "{}: {n} is negative; positions count from 0",
-                self.path(name)
-            ))),
+            Ok((n, _)) if n < 0 => {
+                self.report(name, format!("{n} is negative; positions count from 0"));
+                None
+            }
             Ok((n, exact)) => {
                 if !exact {
                     self.report(
@@ -401,9 +402,12 @@ impl Fields {
                         ),
                     );
                 }
-                Ok(n)
+                Some(n)
             }
-            Err(why) => Err(Unusable(format!("{}: {why}", self.path(name)))),
+            Err(why) => {
+                self.report(name, why);
+                None
+            }
         }
     }
 }
@@ -867,14 +871,17 @@ mod tests {
         assert_eq!(f.rounded("progress", Some(json!("40%"))), None);
 
         let mut f = Fields::new("restoreEvent");
-        assert_eq!(f.order("order", Some(json!(3))), Ok(3));
-        assert_eq!(f.order("order", Some(json!("3"))), Ok(3));
-        assert_eq!(f.order("order", Some(json!(3.0))), Ok(3));
+        assert_eq!(f.order("order", Some(json!(3))), Some(3));
+        assert_eq!(f.order("order", Some(json!("3"))), Some(3));
+        assert_eq!(f.order("order", Some(json!(3.0))), Some(3));
         assert_eq!(f.problems().len(), 2);
-        for bad in [json!("#12"), json!(3.5), json!(-1), json!(null), json!([])] {
+        for (n, bad) in [json!("#12"), json!(3.5), json!(-1), json!(null), json!([])]
+            .into_iter()
+            .enumerate()
+        {
             let value = (!bad.is_null()).then_some(bad.clone());
-            let err = f.order("order", value).unwrap_err();
-            assert!(err.0.starts_with("restoreEvent.order: "), "{bad}: {err}");
+            assert_eq!(f.order("order", value), None, "{bad}");
+            assert_eq!(f.problems().len(), 3 + n, "{bad} is reported");
         }
     }
 

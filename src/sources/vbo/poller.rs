@@ -764,8 +764,15 @@ impl VboPoller {
             };
             let mut events: Vec<(RawRestoreEvent, Box<RawValue>)> = decoded
                 .into_iter()
-                .filter_map(|(decoded, raw)| match decoded {
-                    Ok(e) => Some((e, raw)),
+                .enumerate()
+                .filter_map(|(at, (decoded, raw))| match decoded {
+                    Ok(mut e) => {
+                        // No usable `order`: its place in the listing stands in for it.
+                        if e.order.is_none() {
+                            e.position = i64::try_from(offset.saturating_add(at as u64)).ok();
+                        }
+                        Some((e, raw))
+                    }
                     Err(e) => {
                         tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %record_id(raw.get()), error = %e, "skipping malformed restore event");
                         crate::metrics::global().record_skipped(&self.id);
@@ -774,7 +781,7 @@ impl VboPoller {
                 })
                 .collect();
             if let Some(floor) = legacy_floor {
-                events.retain(|(e, _)| e.order >= floor);
+                events.retain(|(e, _)| e.order.is_none_or(|o| o >= floor));
             }
             let last_id = events.last().map(|(e, _)| e.id.clone());
             // A record served again (a page starting early, repeating the end of the one
@@ -782,9 +789,12 @@ impl VboPoller {
             let mut page_ids = HashSet::with_capacity(events.len());
             events.retain(|(e, _)| !previous_ids.contains(&e.id) && page_ids.insert(e.id.clone()));
             previous_ids = page_ids;
-            // Within a page, oldest first; events sharing an `order` are all kept.
-            events.sort_by_key(|(e, _)| e.order);
-            if let Some(max) = events.iter().map(|(e, _)| e.order).max() {
+            // Within a page, oldest first; events sharing an `order` are all kept. A page
+            // with an event without one stays in the server's order.
+            if events.iter().all(|(e, _)| e.order.is_some()) {
+                events.sort_by_key(|(e, _)| e.order);
+            }
+            if let Some(max) = events.iter().filter_map(|(e, _)| e.order).max() {
                 next_order = next_order.max(max.saturating_add(1));
             }
             if let Some(c) = self.state.sessions.get_mut(&sid) {
