@@ -12,7 +12,8 @@
 //! 2. a reported `totalCount` reached by `offset + count`;
 //! 3. HAL `_links` without a `next` link (VB365 adds `next` whenever more pages exist);
 //! 4. a page repeating the previous one when it is short, or longer than asked (a server
-//!    ignoring `offset`, and maybe `limit`, whose whole collection is in one page).
+//!    ignoring `offset`, and maybe `limit`, whose whole collection is in one page), unless
+//!    that page says there is more (`next`, a larger `totalCount`): then the listing fails.
 //!
 //! Without any of these facts, the next page is requested until one comes back empty.
 
@@ -130,9 +131,12 @@ impl Pager {
             && previous_print == print
             && previous != self.offset
         {
-            if count != self.asked_limit {
-                // Offset ignored, but the whole collection is in the page we have: it is
-                // shorter than asked, or longer (`limit` ignored too: everything at once).
+            // Offset ignored, but the whole collection may be in the page we have: it is
+            // shorter than asked, or longer (`limit` ignored too: everything at once). Not
+            // when the page itself says there is more (a `next` link, a larger total): then
+            // the server caps its pages too, and the rest can't be reached.
+            let more_said = facts.next_link == Some(true) || facts.total.is_some_and(|t| t > count);
+            if count != self.asked_limit && !more_said {
                 return Ok(Step::Done);
             }
             return Err(PagingError::Repeated {
@@ -292,6 +296,15 @@ mod tests {
             p.after_page(n(0..7), fp(0..7), facts(None, None), 0),
             Ok(Step::Done)
         );
+
+        // Capped at 3 as well as ignoring `offset`, and saying there is more: refused, not
+        // taken for the whole listing (that lost the rest silently).
+        for more in [facts(None, Some(true)), facts(Some(5), None)] {
+            let mut p = Pager::new(0, 10);
+            assert_eq!(p.after_page(n(0..3), fp(0..3), more, 1), Ok(Step::Next(2)));
+            let e = p.after_page(n(0..3), fp(0..3), more, 1).unwrap_err();
+            assert!(matches!(e, PagingError::Repeated { offset: 2, .. }), "{e}");
+        }
 
         // `limit` ignored as well: asked 2, served all 3 every time.
         let mut p = Pager::new(0, 2);

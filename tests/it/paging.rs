@@ -521,6 +521,28 @@ async fn vdc_server_ignoring_offset_fails_the_run() {
     assert!(log.contains("ignores `offset`"), "{}", tail(&log, 20));
 }
 
+/// A VDC server that ignores `offset` but whose pages hold the whole collection (30 log
+/// lines, pages of up to 100): the repeated short page ends the listing, every line once.
+/// (It used to fall out of the paging loop into "did not end after 10000 pages".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vdc_server_ignoring_offset_with_everything_on_one_page_is_read_once() {
+    let env = Env::start(vdc_sim(
+        30,
+        Some(100),
+        FaultConfig {
+            ignore_offset: true,
+            ..FaultConfig::default()
+        },
+    ))
+    .await;
+    let cfg = vdc_config(&env, "");
+    let out = vdc_once(&env, &cfg, "ignored-whole").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let (counts, expected) = vdc_counts(&env);
+    let problems = exactly_once_problems(&counts, &expected);
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
 /// Every VDC collection URL answers HTML (status 200) twice before the real page, and
 /// some requests get 5xx or a cut connection: one `--once` run delivers everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

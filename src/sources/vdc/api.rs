@@ -478,9 +478,11 @@ impl VdcApi {
             let print = fingerprint(&page.items);
             let limit = page.limit.filter(|l| *l > 0);
             if page_number > 0 && count > 0 && previous == Some(print) {
-                if limit.is_some_and(|l| (count as u64) < l) {
+                let more_said =
+                    page.next_link == Some(true) || page.total.is_some_and(|t| t > count as u64);
+                if limit.is_some_and(|l| (count as u64) < l) && !more_said {
                     // Offset ignored, but the page we have is the whole collection.
-                    break;
+                    return Ok((first_url.unwrap_or_default(), all));
                 }
                 return Err(self.paging_error(
                     url,
