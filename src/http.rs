@@ -195,14 +195,32 @@ pub fn rustls_client_config(
             // Individual broken system certs are not our problem; skip them.
             let _ = roots.add(cert);
         }
+        let mut pinned = Vec::new();
         if let Some(ca) = &tls.ca_file {
             for cert in read_certs(ca).map_err(|m| tls_err(format!("ca_file {m}")))? {
                 roots
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| tls_err(format!("ca_file {}: {e}", ca.display())))?;
+                pinned.push(cert);
             }
         }
-        builder.with_root_certificates(roots)
+        if roots.is_empty() {
+            // No system roots and no `ca_file`: every certificate is refused at the handshake,
+            // with an error that says to set `ca_file`.
+            builder.with_root_certificates(roots)
+        } else {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| tls_err(e.to_string()))?;
+            // webpki, plus trust in `ca_file`'s own certificates even when marked as a CA.
+            let verifier = crate::pinned_cert::CaFileVerifier::new(webpki, pinned);
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        }
     };
     match client_cert {
         None => Ok(builder.with_no_client_auth()),

@@ -32,6 +32,7 @@ pub mod http;
 pub mod map;
 pub mod metrics;
 pub mod ops;
+pub mod pinned_cert;
 pub mod pipeline;
 pub mod schema;
 pub mod secret;
