@@ -133,6 +133,44 @@ pub fn detect_order(times: impl IntoIterator<Item = Option<DateTime<Utc>>>) -> O
     }
 }
 
+/// Positions (first, last) of a kind of entry in a list.
+#[derive(Debug, Default, Clone, Copy)]
+struct Span(Option<(usize, usize)>);
+
+impl Span {
+    fn add(&mut self, position: usize) {
+        self.0 = Some(match self.0 {
+            None => (position, position),
+            Some((first, last)) => (first.min(position), last.max(position)),
+        });
+    }
+}
+
+/// Where a re-read list had its new entries and its already shipped ones.
+#[derive(Debug, Default, Clone, Copy)]
+struct Growth {
+    new: Span,
+    old: Span,
+}
+
+impl Growth {
+    /// The list's order as its growth shows it: every new entry before every shipped one
+    /// is newest first, after them oldest first; `None` when it can't tell.
+    fn order(&self) -> Option<LogOrder> {
+        let (Some((new_first, new_last)), Some((old_first, old_last))) = (self.new.0, self.old.0)
+        else {
+            return None;
+        };
+        if new_last < old_first {
+            Some(LogOrder::NewestFirst)
+        } else if new_first > old_last {
+            Some(LogOrder::OldestFirst)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why a download attempt stopped.
 enum DownloadFailure {
     /// The request failed (already classified; ApiKey/Closed stop the source).
@@ -485,15 +523,23 @@ impl VdcPoller {
             HashSet::new()
         };
         let mut out = Progress::new(self.next_of(&job.id, &session.id));
+        // Where new and already shipped entries sit in a list read by id: where a list grows
+        // tells its order when its times can't.
+        let mut growth = Growth::default();
         for (position, (entry, raw)) in entries.into_iter().enumerate() {
             let index = if by_id {
                 let id = entry.as_ref().ok().and_then(|e| e.id.clone());
                 match id {
                     Some(id) if !shipped.contains(&id) => {
+                        growth.new.add(position);
                         out.ids.push(id);
                         out.next
                     }
-                    _ => continue,
+                    Some(_) => {
+                        growth.old.add(position);
+                        continue;
+                    }
+                    None => continue,
                 }
             } else {
                 let position = position as u64;
@@ -514,13 +560,22 @@ impl VdcPoller {
         }
         self.flush(&mut out, job, session, emitter, fetched_at)
             .await?;
+        let source_id = self.id.clone();
         if let Some(c) = self.session_cursor(&job.id, &session.id)
             && !c.shipped_ids.is_empty()
             && (c.order.is_some() || c.shipped_ids.len() > MAX_SHIPPED_IDS)
         {
             // Known now (or too long to hold): every listed entry is shipped, so from here
-            // on positions count them (a list of ids only was the list's own order).
-            c.order.get_or_insert(LogOrder::OldestFirst);
+            // on positions count them. Too long while the times can't tell the order: the
+            // order is where this read found the new entries (before every shipped one:
+            // newest first), else the samples' order, oldest first.
+            if c.order.is_none() {
+                let order = growth.order();
+                if order.is_none() {
+                    tracing::warn!(source_id = %source_id, job_id = %job.id, session_id = %session.id, ids = c.shipped_ids.len(), "the job session log has more entries at one time than the checkpoint keeps ids for, and neither their times nor where new ones appeared tell its order; counting them by position, oldest first");
+                }
+                c.order = Some(order.unwrap_or(LogOrder::OldestFirst));
+            }
             c.shipped_ids = Vec::new();
         }
         Ok(true)
@@ -1059,10 +1114,11 @@ mod tests {
 
     /// A VDC with one job and one session whose `/logs` answer is `logs(phase)` (and
     /// `/logs/download` the text of it, when it is a JSON string); the session runs in
-    /// phase 0 and has ended from phase 1 on.
+    /// the first `running` phases and has ended from then on.
     async fn phased_server(
         phase: Arc<std::sync::atomic::AtomicUsize>,
         logs: fn(usize) -> serde_json::Value,
+        running: usize,
     ) -> (Url, tokio::task::JoinHandle<()>) {
         use axum::{Json, Router, routing::get};
         use serde_json::json;
@@ -1077,7 +1133,7 @@ mod tests {
             .route(
                 "/v1/Reports/backup-jobs/j1/job-sessions",
                 get(move || async move {
-                    Json(if p1.load(SeqCst) == 0 {
+                    Json(if p1.load(SeqCst) < running {
                         json!([{"id": "s1", "creationTime": "2025-03-03T02:00:00Z", "status": "Running"}])
                     } else {
                         json!([{"id": "s1", "creationTime": "2025-03-03T02:00:00Z",
@@ -1117,8 +1173,17 @@ mod tests {
         phases: usize,
         extra: &str,
     ) -> (Vec<Vec<(u64, String)>>, VdcState) {
+        runs_while_running(logs, phases, 1, extra).await
+    }
+
+    async fn runs_while_running(
+        logs: fn(usize) -> serde_json::Value,
+        phases: usize,
+        running: usize,
+        extra: &str,
+    ) -> (Vec<Vec<(u64, String)>>, VdcState) {
         let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (url, server) = phased_server(phase.clone(), logs).await;
+        let (url, server) = phased_server(phase.clone(), logs, running).await;
         let cfg = parse(&format!(
             "api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0\n{extra}"
         ))
@@ -1180,6 +1245,39 @@ mod tests {
         assert_eq!(runs[1][0].0, 2, "positions go on counting");
         let c = &state.jobs["j1"].sessions;
         assert!(c.values().all(|c| c.shipped_ids.is_empty()));
+    }
+
+    /// More entries at one time than the checkpoint keeps ids for, newest first, in a
+    /// session still running: where the new entries appeared tells the order, so the later
+    /// ones are counted from the right end (they were lost, the oldest sent again).
+    #[tokio::test]
+    async fn a_long_newest_first_log_at_one_time_keeps_its_order_past_the_id_limit() {
+        let sizes = [5, 600, 1100, 1150];
+        let (runs, _) = runs_while_running(
+            |phase| {
+                let n = [5, 600, 1100, 1150][phase];
+                let list: Vec<_> = (0..n)
+                    .rev()
+                    .map(|i| serde_json::json!({"id": format!("e{i}"), "title": "[Success] x", "creationTime": "2025-03-03T02:00:00Z"}))
+                    .collect();
+                serde_json::Value::Array(list)
+            },
+            sizes.len(),
+            3,
+            "",
+        )
+        .await;
+        let mut seen = HashSet::new();
+        for (phase, run) in runs.iter().enumerate() {
+            let before = if phase == 0 { 0 } else { sizes[phase - 1] };
+            assert_eq!(run.len(), sizes[phase] - before, "phase {phase}");
+            for (_, id) in run {
+                assert!(seen.insert(id.clone()), "{id} shipped twice");
+                let n: usize = id[1..].parse().unwrap();
+                assert!((before..sizes[phase]).contains(&n), "phase {phase}: {id}");
+            }
+        }
+        assert_eq!(seen.len(), 1150);
     }
 
     #[tokio::test]
