@@ -525,7 +525,9 @@ fn transfer(rest: &str) -> Transfer {
 }
 
 /// [`transfer`], and whether the grammar read all of it (a size, and a rate when `at`
-/// says there is one, and nothing after).
+/// says there is one, and nothing else). The parts are read independently: one that
+/// doesn't read (`168,8 MB`, `(many items)`) is passed over up to the next `(` or `at`,
+/// and the rest of the line still counts.
 fn transfer_and_rest(rest: &str) -> (Transfer, bool) {
     let mut p = Scanner::new(rest);
     p.eat(":");
@@ -533,23 +535,42 @@ fn transfer_and_rest(rest: &str) -> (Transfer, bool) {
         bytes: p.size(),
         ..Transfer::default()
     };
-    if let Some(n) = p.counted("items") {
-        out.items = Some(n);
-    }
     let mut whole = out.bytes.is_some();
-    if p.eat_word("at") {
-        let rate = p.size();
-        if rate.is_some() && (p.eat("/s") || p.eat("/sec") || p.eat("ps")) {
-            out.rate_bytes_per_sec = rate;
+    if out.bytes.is_none() {
+        p.skip_part();
+    }
+    loop {
+        p.skip_ws();
+        if p.rest.is_empty() {
+            break;
+        }
+        if p.rest.starts_with('(') {
+            if let Some(n) = p.counted("items/s") {
+                out.items_per_sec = out.items_per_sec.or(Some(n));
+            } else if let Some(n) = p.counted("items") {
+                out.items = out.items.or(Some(n));
+            } else {
+                whole = false;
+                p.skip_group();
+            }
+        } else if p.eat_word("at") {
+            let rate = p.attempt(|p| {
+                let rate = p.size()?;
+                (p.eat("/s") || p.eat("/sec") || p.eat("ps")).then_some(rate)
+            });
+            match rate {
+                Some(rate) => out.rate_bytes_per_sec = out.rate_bytes_per_sec.or(Some(rate)),
+                None => {
+                    whole = false;
+                    p.skip_part();
+                }
+            }
         } else {
             whole = false;
+            p.skip_part();
         }
     }
-    if let Some(n) = p.counted("items/s") {
-        out.items_per_sec = Some(n);
-    }
-    p.skip_ws();
-    (out, whole && p.rest.is_empty())
+    (out, whole)
 }
 
 /// A `Transferred:` title the grammar doesn't read whole (`168,8 MB`, `n/a`): what it
@@ -664,6 +685,35 @@ impl<'a> Scanner<'a> {
             p.rest = &p.rest[len..];
             to_u64(n * factor)
         })
+    }
+
+    /// Pass over a part that didn't read: up to the next `(` or word `at` (at least one
+    /// char, so a caller's loop always moves on).
+    fn skip_part(&mut self) {
+        self.skip_ws();
+        let mut chars = self.rest.char_indices().skip(1);
+        let end = loop {
+            match chars.next() {
+                None => break self.rest.len(),
+                Some((i, '(')) => break i,
+                Some((i, c))
+                    if c.is_whitespace()
+                        && strip_word(self.rest[i..].trim_start(), "at").is_some() =>
+                {
+                    break i;
+                }
+                Some(_) => {}
+            }
+        };
+        self.rest = &self.rest[end..];
+    }
+
+    /// Pass over a parenthesised group that didn't read (to its `)`, or the end).
+    fn skip_group(&mut self) {
+        self.rest = match self.rest.find(')') {
+            Some(close) => &self.rest[close + 1..],
+            None => "",
+        };
     }
 
     /// `( N <noun> )`, where the noun may also be singular (`item`, `item/s`).
@@ -1103,7 +1153,13 @@ mod tests {
             ),
             ("Transferred: 7 bytes", Some(7), None, None, None),
             // Units we don't know, broken numbers, missing parts: fields stay absent.
-            ("Transferred: 168.8 XB (2472 items)", None, None, None, None),
+            (
+                "Transferred: 168.8 XB (2472 items)",
+                None,
+                Some(2472),
+                None,
+                None,
+            ),
             ("Transferred: lots", None, None, None, None),
             ("Transferred: 1.2.3 MB", None, None, None, None),
             ("Transferred: 12,34 MB", None, None, None, None),
@@ -1118,9 +1174,31 @@ mod tests {
             (
                 "Transferred: 99999999999999999999999999 TB (1 items)",
                 None,
+                Some(1),
                 None,
                 None,
+            ),
+            // A part that doesn't read costs only itself.
+            (
+                "Transferred: 168,8 MB (2472 items) at 1,8 MB/s (26 items/s)",
                 None,
+                Some(2472),
+                None,
+                Some(26),
+            ),
+            (
+                "Transferred: ? MB (2472 items) at 1.8 MB/s (26 items/s)",
+                None,
+                Some(2472),
+                Some(r(1.8 * MB)),
+                Some(26),
+            ),
+            (
+                "Transferred: 5 MB (many items) at 2 MB/s (3 items/s)",
+                Some(5 * 1024 * 1024),
+                None,
+                Some(2 * 1024 * 1024),
+                Some(3),
             ),
         ];
         for (title, bytes, items, rate, per_sec) in cases {
