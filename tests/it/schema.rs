@@ -253,7 +253,7 @@ fn maximal_event() -> Event {
                 event_type: Some("Save".into()),
                 status: Some("Success".into()),
                 title: Some("Item is successfully restored.".into()),
-                order: 1,
+                order: Some(1),
                 item_name: Some("Quarterly report.msg".into()),
                 item_type: Some("Item".into()),
                 item_size_bytes: Some(48213),
@@ -522,7 +522,7 @@ fn odd_inputs_still_map_to_valid_events() {
             event.duration = Some(a.into());
             event.item_name = Some(b.into());
             event.item_size_bytes = Some(-5);
-            event.order = -1;
+            event.order = Some(-1);
             let mapped = map_restore_event(&ctx(), &session, &event, Some(a));
             let value = serde_json::to_value(&mapped).unwrap();
             if let Err(e) = event_schema::validate_event(&value) {
