@@ -127,14 +127,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The waits between attempts: exponential with jitter, `max_retries` of them.
+    /// The waits between attempts: exponential with jitter, `max_retries` of them, none
+    /// longer than `max_delay` (backon adds its jitter after its own cap, up to twice it).
     pub fn delays(&self) -> impl Iterator<Item = Duration> {
+        let cap = self.max_delay;
         backon::ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay)
             .with_max_times(self.max_retries as usize)
             .with_jitter()
             .build()
+            .map(move |delay| delay.min(cap))
     }
 }
 
@@ -630,6 +633,20 @@ pub fn is_unauthorized(err: &HttpError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// `retry_max_delay` caps every wait, jitter included.
+    #[test]
+    fn no_delay_passes_the_cap() {
+        let policy = super::RetryPolicy {
+            max_retries: 40,
+            min_delay: std::time::Duration::from_millis(100),
+            max_delay: std::time::Duration::from_secs(2),
+            ..super::RetryPolicy::default()
+        };
+        let delays: Vec<_> = policy.delays().collect();
+        assert_eq!(delays.len(), 40);
+        assert!(delays.iter().all(|d| *d <= policy.max_delay), "{delays:?}");
+    }
+
     /// A long JSON error stays JSON, so its reason can still be read; a short one and a
     /// non-JSON one are cut as before.
     #[test]

@@ -311,6 +311,36 @@ impl Metrics {
                 .set(i64::from(*up));
         }
         *ready = next;
+        // Every counter of a component is there from the start, at 0: an alert on
+        // `rate(...) > 0` or `increase(...)` needs the series before the first failure.
+        for source in sources {
+            let label = SourceLabel {
+                source: source.clone(),
+            };
+            for family in [
+                &self.records_read,
+                &self.records_skipped,
+                &self.records_degraded,
+                &self.events_mapped,
+                &self.events_filtered,
+                &self.events_acknowledged,
+                &self.checkpoints_written,
+                &self.poll_failures,
+            ] {
+                drop(family.get_or_create(&label));
+            }
+        }
+        for sink in sinks {
+            let label = SinkLabel { sink: sink.clone() };
+            for family in [
+                &self.events_failed,
+                &self.events_quarantined,
+                &self.events_dropped,
+            ] {
+                drop(family.get_or_create(&label));
+            }
+            drop(self.queue_depth.get_or_create(&label));
+        }
     }
 
     fn set_ready(&self, kind: &str, id: &str, up: bool) {
@@ -383,10 +413,12 @@ impl Metrics {
             .inc_by(events);
     }
 
+    /// A record the source read but could not ship (an essential field unusable): it
+    /// counts as read too, so `read = mapped + skipped`.
     pub fn record_skipped(&self, source: &str) {
-        self.records_skipped
-            .get_or_create(&source_label(source))
-            .inc();
+        let label = source_label(source);
+        self.records_skipped.get_or_create(&label).inc();
+        self.records_read.get_or_create(&label).inc();
     }
 
     /// A record (one event) shipped with odd values of its own or of its session or job.

@@ -141,7 +141,7 @@ pub fn parse_url(key: &str, text: &str) -> Result<Url, ConfigError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(
             key,
-            "must not contain credentials; use the username/password keys",
+            "must not contain credentials (`user:password@`, they would show wherever the URL is logged); give them in the component's own secret keys instead (VB365 `username`/`password`, VDC `api_key`, HEC `token`, S3 credentials from the environment)",
         ));
     }
     if url.host_str().is_none() {

@@ -197,7 +197,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: e.message().to_string(),
+            message: syntax_message(text, &e),
         })?;
         interpolate(&mut value, &mut Vec::new(), env)?;
         let mut config = load::from_value(value)?;
@@ -417,6 +417,33 @@ fn interpolate_str(
     Ok(out)
 }
 
+/// A TOML syntax error with where it is: line, column, and the key or table header of that
+/// line. toml's own rendering quotes the line, which may hold a secret value; this names
+/// only what comes before a `=`.
+fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else {
+        return message.to_string();
+    };
+    let at = span.start.min(text.len());
+    let before = text.get(..at).unwrap_or_default();
+    let line_number = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or_default().trim();
+    let what = if line.starts_with('[') {
+        line.split(']').next().map(|h| format!("{h}]"))
+    } else {
+        line.split_once('=')
+            .map(|(key, _)| format!("`{}`", key.trim()))
+            .filter(|k| k.len() > 2)
+    };
+    match what {
+        Some(what) => format!("{message} (line {line_number}, column {column}, at {what})"),
+        None => format!("{message} (line {line_number}, column {column})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -438,6 +465,21 @@ mod tests {
             "VBO_PASSWORD" => Some("s3cret-value".into()),
             _ => None,
         })
+    }
+
+    /// A syntax error says where (line, column, the key or header of the line), never
+    /// the value on it.
+    #[test]
+    fn syntax_errors_name_the_line_and_key_not_the_value() {
+        let e = parse("[state]\ndir = \"/tmp\"\n[state]\ndir = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate") && e.contains("line 3"), "{e}");
+        let e = parse("[sources.v]\ntype = \"vbo\"\npassword = hunter2-secret\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("`password`"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     const GOOD: &str = r#"

@@ -53,6 +53,18 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The problem of a `record` (`restoreEvent`, `logEntry`, ...) whose text the reader had to
+/// repair: bytes that were not valid UTF-8 replaced with U+FFFD. What it says is not
+/// byte for byte what the server sent.
+pub fn replaced_utf8(record: &str) -> Problem {
+    Problem {
+        field: format!("{record}.record"),
+        detail: "bytes that were not valid UTF-8 were replaced with U+FFFD when the answer was read (the original bytes are lost)".to_string(),
+        assumed_utc: false,
+        time_missing: false,
+    }
+}
+
 /// A record that can't be shipped: one of its essential fields is unusable. The message
 /// names the record and field(s), so the source can log it next to the record's ids.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

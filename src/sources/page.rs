@@ -32,6 +32,9 @@ pub struct SplitPage {
     pub unreadable: Vec<Unreadable>,
     /// Records kept after replacing invalid UTF-8 or [`repair_syntax`].
     pub repaired: usize,
+    /// Which of `records` had bytes that were not valid UTF-8 replaced with U+FFFD: their
+    /// text is not what the server sent, and their events say so.
+    pub replaced: Vec<usize>,
 }
 
 impl SplitPage {
@@ -63,6 +66,9 @@ pub fn split(body: &[u8]) -> Option<SplitPage> {
                 });
                 match repaired {
                     Some(raw) => {
+                        if std::str::from_utf8(span).is_err() {
+                            page.replaced.push(page.records.len());
+                        }
                         page.records.push(raw);
                         page.repaired += 1;
                     }

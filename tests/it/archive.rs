@@ -267,8 +267,11 @@ async fn verify_accepts_the_archive_and_names_every_tampered_file() {
     // Usage errors exit 2.
     let bad_key = verify(&root, &[&private], false);
     assert_eq!(bad_key.status.code(), Some(2), "{}", text(&bad_key));
-    let no_dir = verify(&env.dir.path().join("nope"), &[&public], false);
-    assert_eq!(no_dir.status.code(), Some(2));
+    let not_a_dir = verify(&public, &[&public], false);
+    assert_eq!(not_a_dir.status.code(), Some(2), "{}", text(&not_a_dir));
+    // Nothing at the path: not a usage error but no archive (a daily check must fail).
+    let nothing = verify(&env.dir.path().join("nope"), &[&public], false);
+    assert_eq!(nothing.status.code(), Some(1), "{}", text(&nothing));
 }
 
 /// Strict by default: a segment no digest covers is a problem even when it is the next in
@@ -390,6 +393,15 @@ async fn verify_is_strict_about_unsealed_segments_and_empty_archives() {
     assert_eq!(
         json_problems(&json),
         vec![(empty.display().to_string(), "no_archive".to_string())]
+    );
+    // Nothing at the path at all: the same, not a usage error.
+    let nothing = env.dir.path().join("no-such-archive");
+    let out = verify_with(&nothing, &[&public], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let json = verify(&nothing, &[&public], true);
+    assert_eq!(
+        json_problems(&json),
+        vec![(nothing.display().to_string(), "no_archive".to_string())]
     );
 }
 

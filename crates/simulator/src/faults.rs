@@ -42,8 +42,9 @@ pub enum Corruption {
     /// Broken JSON syntax inside the record (`"status":"Success",,"title":NaN}`): id and
     /// order are still readable, but the page holding it is no longer valid JSON.
     Syntax,
-    /// A field of the wrong type: `order` is a string (`"#12"`) instead of an integer.
-    /// The page stays valid JSON.
+    /// Fields of the wrong type where the record can't do without them: `startTime` is a
+    /// number and `endTime` a boolean, so it has no usable time (odd types elsewhere are
+    /// shipped and reported, not skipped). The page stays valid JSON.
     WrongType,
     /// `message` is a string of [`HUGE_STRING_BYTES`] bytes. Valid JSON and a valid record:
     /// it should be delivered.
@@ -467,8 +468,8 @@ pub(crate) fn spoiled_page(
                 record = serde_json::Value::String(m);
             }
             Some(Corruption::WrongType) => {
-                let order = record["order"].clone();
-                record["order"] = serde_json::Value::String(format!("#{order}"));
+                record["startTime"] = serde_json::json!(12);
+                record["endTime"] = serde_json::json!(true);
             }
             Some(Corruption::HugeString) => {
                 let line = "huge message filler ";
@@ -575,7 +576,8 @@ mod tests {
             ],
         );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["results"][1]["order"], "#1");
+        assert_eq!(v["results"][1]["startTime"], 12);
+        assert_eq!(v["results"][1]["endTime"], true);
         assert_eq!(
             v["results"][2]["message"].as_str().unwrap().len(),
             HUGE_STRING_BYTES

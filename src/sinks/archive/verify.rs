@@ -165,13 +165,26 @@ pub fn print_report(report: &Report, json: bool) -> u8 {
 }
 
 /// The `verify` command: load the keys, verify `root`, print the report (text or JSON) on
-/// stdout. Returns the exit code: 0 intact, 1 any problem, 2 usage errors (a key file or
-/// the directory can't be used), with the reason on stderr.
+/// stdout. Returns the exit code: 0 intact, 1 any problem (nothing at `root` included), 2
+/// usage errors (a key file or the directory can't be used), with the reason on stderr.
 pub fn run(root: &Path, key_files: &[std::path::PathBuf], json: bool, options: Options) -> u8 {
     let keys = match load_keys(key_files) {
         Ok(k) => k,
         Err(code) => return code,
     };
+    if !root.exists() {
+        // Nothing there: a daily check with a mistyped path must fail, not pass.
+        let report = Report {
+            ok: false,
+            problems: vec![Problem {
+                file: root.display().to_string(),
+                kind: Kind::NoArchive,
+                problem: "no archive: there is nothing at this path (a wrong path, or an archive sink that has not started yet)".to_string(),
+            }],
+            ..Report::default()
+        };
+        return print_report(&report, json);
+    }
     if !root.is_dir() {
         eprintln!(
             "error: {} is not a directory; give the archive sink's `path`",

@@ -68,6 +68,8 @@ pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 struct ReadPage {
     url: String,
     records: Vec<Box<RawValue>>,
+    /// Which records had invalid UTF-8 replaced ([`crate::sources::page::SplitPage::replaced`]).
+    replaced: Vec<usize>,
     /// Records on the page, readable or not (for paging).
     count: usize,
     facts: PageFacts,
@@ -368,6 +370,7 @@ impl VboPoller {
                     url: url.to_string(),
                     count: records.len(),
                     records,
+                    replaced: Vec::new(),
                     facts,
                 });
             }
@@ -399,6 +402,7 @@ impl VboPoller {
             url: url.to_string(),
             count: page.len(),
             records: page.records,
+            replaced: page.replaced,
             facts: PageFacts::default(),
         })
     }
@@ -449,8 +453,16 @@ impl VboPoller {
             let sessions: Vec<RawRestoreSession> = page
                 .records
                 .iter()
-                .filter_map(|raw| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
-                    Ok(s) => Some(s),
+                .enumerate()
+                .filter_map(|(at, raw)| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
+                    Ok(mut s) => {
+                        if page.replaced.contains(&at) {
+                            s.problems.push(crate::map::wire_checks::replaced_utf8(
+                                crate::map::vbo::SESSION_RECORD,
+                            ));
+                        }
+                        Some(s)
+                    }
                     Err(e) => {
                         tracing::warn!(source_id = %self.id, session_id = %record_id(raw.get()), error = %e, "skipping malformed restore session");
                         crate::metrics::global().record_skipped(&self.id);
@@ -721,7 +733,12 @@ impl VboPoller {
             // a paging error is acted on once this page's events are shipped.
             let step = pager.after_page(page.count, fingerprint(&page.records), page.facts, 0);
             let page_end = offset.saturating_add(page.count as u64);
-            let ReadPage { url, records, .. } = page;
+            let ReadPage {
+                url,
+                records,
+                replaced,
+                ..
+            } = page;
             let decoding = tokio::task::spawn_blocking(move || decode_events(records));
             let next_page = async {
                 match (&step, &then) {
@@ -767,6 +784,11 @@ impl VboPoller {
                 .enumerate()
                 .filter_map(|(at, (decoded, raw))| match decoded {
                     Ok(mut e) => {
+                        if replaced.contains(&at) {
+                            e.problems.push(crate::map::wire_checks::replaced_utf8(
+                                crate::map::vbo::EVENT_RECORD,
+                            ));
+                        }
                         // No usable `order`: its place in the listing stands in for it.
                         if e.order.is_none() {
                             e.position = i64::try_from(offset.saturating_add(at as u64)).ok();
@@ -892,8 +914,15 @@ impl VboPoller {
         let sample = parse_page(&body)
             .unwrap_or_default()
             .iter()
-            .filter_map(|r| crate::map::vbo::decode_event(r.get()).ok())
-            .max_by_key(|e| e.order)
+            .enumerate()
+            .filter_map(|(at, r)| {
+                let mut event = crate::map::vbo::decode_event(r.get()).ok()?;
+                if event.order.is_none() {
+                    event.position = Some(at as i64);
+                }
+                Some(event)
+            })
+            .max_by_key(|e| e.order.or(e.position))
             .map(|event| Record::VboEvent {
                 session: Arc::new(session.clone()),
                 event,

@@ -113,6 +113,9 @@ pub struct Page {
     pub next_link: Option<bool>,
     /// The body was read only after [`repair_syntax`] or replacing invalid UTF-8.
     pub repaired: bool,
+    /// Items that hold U+FFFD where the body had bytes that were not valid UTF-8: their
+    /// text is not what the server sent.
+    pub replaced: Vec<usize>,
 }
 
 /// A bare JSON array, or an envelope holding one under a known key (case-insensitive).
@@ -134,13 +137,19 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
         Err(e) => e,
     };
     let lossy = String::from_utf8_lossy(body);
+    let replaced_utf8 = matches!(lossy, std::borrow::Cow::Owned(_));
     let fixed = match repair_syntax(&lossy) {
         Some(text) => text,
-        None if matches!(lossy, std::borrow::Cow::Owned(_)) => lossy.into_owned(),
+        None if replaced_utf8 => lossy.into_owned(),
         None => return Err(strict),
     };
     let mut page = parse_collection_json(fixed.as_bytes()).map_err(|_| strict)?;
     page.repaired = true;
+    if replaced_utf8 {
+        page.replaced = (0..page.items.len())
+            .filter(|&i| page.items[i].get().contains(char::REPLACEMENT_CHARACTER))
+            .collect();
+    }
     Ok(page)
 }
 
@@ -199,6 +208,7 @@ fn parse_collection_json(body: &[u8]) -> Result<Page, String> {
                 ),
                 next_link: PageFacts::from_envelope(&map).next_link,
                 repaired: false,
+                replaced: Vec::new(),
             })
         }
         _ => Err(format!(
@@ -466,7 +476,19 @@ impl VdcApi {
         &self,
         endpoint: Endpoint<'_>,
     ) -> Result<(String, Vec<Box<RawValue>>), SourceError> {
+        self.collection_with_repairs(endpoint)
+            .await
+            .map(|(url, records, _)| (url, records))
+    }
+
+    /// [`Self::collection`], and which records (positions in it) had bytes that were not
+    /// valid UTF-8 replaced ([`Page::replaced`]).
+    pub async fn collection_with_repairs(
+        &self,
+        endpoint: Endpoint<'_>,
+    ) -> Result<(String, Vec<Box<RawValue>>, Vec<usize>), SourceError> {
         let mut all: Vec<Box<RawValue>> = Vec::new();
+        let mut replaced: Vec<usize> = Vec::new();
         let mut held_bytes = 0usize;
         let mut query: Vec<(&str, String)> = Vec::new();
         let mut first_url = None;
@@ -482,7 +504,7 @@ impl VdcApi {
                     page.next_link == Some(true) || page.total.is_some_and(|t| t > count as u64);
                 if limit.is_some_and(|l| (count as u64) < l) && !more_said {
                     // Offset ignored, but the page we have is the whole collection.
-                    return Ok((first_url.unwrap_or_default(), all));
+                    return Ok((first_url.unwrap_or_default(), all, replaced));
                 }
                 return Err(self.paging_error(
                     url,
@@ -506,6 +528,7 @@ impl VdcApi {
                     },
                 });
             }
+            replaced.extend(page.replaced.iter().map(|i| all.len() + i));
             all.extend(page.items);
             // Read on while any fact says there is more: a `next` link, a total not yet
             // reached, or (with neither) a `limit`, since a page may be capped below it. A
@@ -520,7 +543,7 @@ impl VdcApi {
             };
             let finished = !page.enveloped || count == 0 || !more;
             if finished {
-                return Ok((first_url.unwrap_or_default(), all));
+                return Ok((first_url.unwrap_or_default(), all, replaced));
             }
             previous = Some(print);
             query = vec![

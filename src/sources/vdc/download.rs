@@ -214,7 +214,9 @@ impl DownloadReader {
         match read_line_capped(&mut self.reader, &mut self.line).await? {
             None => self.eof = true,
             Some((truncated, terminated)) => {
-                let text = String::from_utf8_lossy(&self.line).into_owned();
+                let text = String::from_utf8_lossy(&self.line);
+                let replaced = matches!(text, std::borrow::Cow::Owned(_));
+                let text = text.into_owned();
                 let first = !std::mem::replace(&mut self.seen_text, true);
                 // Tab-separated (ours) or CSV (comma or semicolon) header.
                 let is_header = first
@@ -224,19 +226,24 @@ impl DownloadReader {
                             .eq_ignore_ascii_case("creationTime")
                     });
                 if !is_header {
-                    self.push_text(&text, truncated, !terminated);
+                    self.push_text(&text, truncated, !terminated, replaced);
                 }
             }
         }
         Ok(())
     }
 
-    fn push_text(&mut self, line: &str, truncated: bool, unterminated: bool) {
+    fn push_text(&mut self, line: &str, truncated: bool, unterminated: bool, replaced: bool) {
         let line = line.trim_end_matches(['\r', '\n']);
         if line.trim().is_empty() {
             return;
         }
         let mut entry = parse_text_line(line);
+        if replaced {
+            entry.problems.push(crate::map::wire_checks::replaced_utf8(
+                crate::map::vdc::LOG_RECORD,
+            ));
+        }
         if truncated {
             self.truncated_lines += 1;
             crate::map::vdc::report_record(
@@ -306,6 +313,23 @@ pub fn parse_text_line(line: &str) -> RawLogEntry {
 
 /// One complete top-level JSON value → its entries (a page envelope expands to many).
 fn json_items(bytes: &[u8]) -> Vec<DownloadItem> {
+    let mut items = json_items_of(bytes);
+    if std::str::from_utf8(bytes).is_err() {
+        // Repaired on the way in: each entry holding U+FFFD says so (the others are as sent).
+        for item in &mut items {
+            if let Ok(entry) = &mut item.entry
+                && item.raw.contains(char::REPLACEMENT_CHARACTER)
+            {
+                entry.problems.push(crate::map::wire_checks::replaced_utf8(
+                    crate::map::vdc::LOG_RECORD,
+                ));
+            }
+        }
+    }
+    items
+}
+
+fn json_items_of(bytes: &[u8]) -> Vec<DownloadItem> {
     let raw = String::from_utf8_lossy(bytes).trim().to_string();
     let value: serde_json::Value = match serde_json::from_str(&raw) {
         Ok(v) => v,
@@ -861,6 +885,37 @@ mod tests {
             problems(0)
         );
         assert!(problems(1).is_empty());
+    }
+
+    /// Invalid UTF-8 is replaced (JSON can't carry it) and the entry says so, in a text
+    /// line and in a JSON one alike.
+    #[tokio::test]
+    async fn invalid_utf8_is_replaced_and_reported() {
+        let mut body = b"2025-03-03T02:00:00Z\t\t[Success] bad \xff utf8\n".to_vec();
+        body.extend_from_slice(b"2025-03-03T02:00:01Z\t\t[Success] fine\n");
+        let (items, _) = read_all(vec![body], None).await;
+        let entry = items[0].entry.as_ref().unwrap();
+        assert_eq!(entry.title.as_deref(), Some("[Success] bad \u{fffd} utf8"));
+        assert!(
+            entry
+                .problems
+                .iter()
+                .any(|p| p.field == "logEntry.record" && p.detail.contains("UTF-8")),
+            "{:?}",
+            entry.problems
+        );
+        assert!(items[1].entry.as_ref().unwrap().problems.is_empty());
+        let json = b"{\"id\":\"e1\",\"title\":\"[Success] bad \xff\",\"creationTime\":\"2025-03-03T02:00:00Z\"}\n".to_vec();
+        let (items, _) = read_all(vec![json], None).await;
+        let entry = items[0].entry.as_ref().unwrap();
+        assert!(
+            entry
+                .problems
+                .iter()
+                .any(|p| p.field == "logEntry.record" && p.detail.contains("U+FFFD")),
+            "{:?}",
+            entry.problems
+        );
     }
 
     #[tokio::test]

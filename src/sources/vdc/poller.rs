@@ -444,8 +444,8 @@ impl VdcPoller {
             job: &job.id,
             session: &session.id,
         };
-        let raws = match self.api.collection(endpoint).await {
-            Ok((_, raws)) => raws,
+        let (raws, replaced) = match self.api.collection_with_repairs(endpoint).await {
+            Ok((_, raws, replaced)) => (raws, replaced),
             Err(SourceError::Http {
                 error: error @ HttpError::TooLarge { .. },
                 ..
@@ -467,8 +467,17 @@ impl VdcPoller {
             Box<serde_json::value::RawValue>,
         )> = raws
             .into_iter()
-            .map(|raw| {
-                let entry = crate::map::vdc::decode_log_entry(raw.get()).map_err(|e| e.to_string());
+            .enumerate()
+            .map(|(at, raw)| {
+                let mut entry =
+                    crate::map::vdc::decode_log_entry(raw.get()).map_err(|e| e.to_string());
+                if let Ok(entry) = &mut entry
+                    && replaced.contains(&at)
+                {
+                    entry.problems.push(crate::map::wire_checks::replaced_utf8(
+                        crate::map::vdc::LOG_RECORD,
+                    ));
+                }
                 (entry, raw)
             })
             .collect();
