@@ -171,6 +171,8 @@ impl Target {
             // A receiver that closed before our FIN closed for its own reasons (shutting
             // down, an idle timeout), not because it read the batch: what it had not read
             // yet is gone, so the batch is not confirmed (re-sent: duplicates, never loss).
+            // The write may not have yielded: let the I/O driver take in what arrived.
+            tokio::task::yield_now().await;
             if peer_closed(stream.as_mut()) {
                 return Err(io::Error::other(
                     "it closed the connection before the end of the batch",
@@ -227,7 +229,9 @@ impl Target {
 
 /// Whether the receiver has closed (or reset) a connection we still hold. Syslog
 /// receivers never send application data, so anything readable is either TLS
-/// housekeeping (consumed by rustls), end of stream or an error. Does not wait.
+/// housekeeping (consumed by rustls), end of stream or an error. Does not wait, so it sees
+/// only what the I/O driver has taken in: callers yield once first (`yield_now` resumes
+/// after the driver has run).
 pub fn peer_closed(stream: &mut dyn Stream) -> bool {
     let mut scratch = [0u8; 512];
     for _ in 0..64 {

@@ -117,9 +117,15 @@ impl SyslogSink {
                 self.target.confirm_close(stream).await.map_err(sink_error)
             }
             Confirm::Flush => {
+                if self.stream.is_some() {
+                    // Let the I/O driver take in a close that arrived (see `peer_closed`).
+                    tokio::task::yield_now().await;
+                }
                 let kept = self.stream.take().and_then(|mut s| {
                     if peer_closed(&mut *s) {
-                        tracing::info!(sink_id = %self.target.sink_id, address = %self.target.address, "the receiver closed the connection; reconnecting");
+                        // What was written on it since the receiver last read is gone, and
+                        // flush can't tell how much: say so where an operator looks.
+                        tracing::warn!(sink_id = %self.target.sink_id, address = %self.target.address, "the receiver closed the connection; reconnecting. With confirm = \"flush\", batches written on it that the receiver had not read yet are lost; confirm = \"close\" re-sends them");
                         None
                     } else {
                         Some(s)
