@@ -65,13 +65,33 @@ pub enum TornTail {
     Close,
 }
 
-/// A failed file operation, naming the file: "cannot write /x/y.ndjson: No space left…".
+/// A failed file operation, naming the file and, for the failures a user can fix, what to
+/// do: "cannot write /x/y.ndjson: No space left… (free space on …)".
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {source}", path.display())]
+#[error("cannot {action} {}: {source}{}", path.display(), hint(source, path))]
 pub struct AppendError {
     action: &'static str,
     path: PathBuf,
     source: io::Error,
+}
+
+/// What to do about `error` on `path`, for the errors a user can act on.
+fn hint(error: &io::Error, path: &Path) -> String {
+    let dir = parent_or_dot(path).display();
+    match error.raw_os_error() {
+        #[cfg(unix)]
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => format!(
+            "; free space on the file system of {dir} (or raise the quota); nothing is acknowledged meanwhile, and the batch is written again once there is room"
+        ),
+        #[cfg(unix)]
+        Some(libc::EROFS) => format!(
+            "; {dir} is on a read-only file system: mount it read-write or choose another path"
+        ),
+        _ if error.kind() == io::ErrorKind::PermissionDenied => {
+            format!("; check that this user may write in {dir}")
+        }
+        _ => String::new(),
+    }
 }
 
 impl AppendError {
@@ -694,6 +714,22 @@ mod tests {
             libc::EACCES
         )));
         assert!(!lock_unsupported(&io::Error::from_raw_os_error(libc::EIO)));
+    }
+
+    /// A full disk says what to do, naming the directory.
+    #[cfg(unix)]
+    #[test]
+    fn a_full_disk_error_names_the_fix() {
+        let path = Path::new("/var/log/veeam-siem/out.ndjson");
+        let e = AppendError::new("write", path, io::Error::from_raw_os_error(libc::ENOSPC));
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot write /var/log/veeam-siem/out.ndjson: ")
+                && text.contains("free space on the file system of /var/log/veeam-siem"),
+            "{text}"
+        );
+        let e = AppendError::new("write", path, io::Error::from_raw_os_error(libc::EIO));
+        assert!(!e.to_string().contains(';'), "{e}");
     }
 
     #[test]

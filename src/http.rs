@@ -113,6 +113,11 @@ pub struct RetryPolicy {
     /// A `Retry-After` longer than this is capped (a server asking for an hour should not
     /// freeze a poller that long; the next attempt will just be told again).
     pub max_retry_after: Duration,
+    /// The waits of one request's retries add up to at most this: past it the request
+    /// fails with its last error (its caller retries on its own terms: a sink's batch is
+    /// delivered again, a source polls again). Without it eight `Retry-After`s of two
+    /// minutes kept a `--once` run 16 minutes on one request.
+    pub max_total_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -122,6 +127,7 @@ impl Default for RetryPolicy {
             min_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            max_total_wait: Duration::from_secs(180),
         }
     }
 }
@@ -592,6 +598,7 @@ where
 {
     let mut delays = policy.delays();
     let mut attempt = 0u32;
+    let mut waited = Duration::ZERO;
     loop {
         attempt += 1;
         let sent = make().await;
@@ -614,6 +621,11 @@ where
         } = &err
         {
             delay = delay.max((*ra).min(policy.max_retry_after));
+        }
+        waited = waited.saturating_add(delay);
+        if waited > policy.max_total_wait {
+            tracing::warn!(url, attempt, error = %err, max_total_wait_s = policy.max_total_wait.as_secs(), "request failed; not retrying it any longer (its retries would wait past the cap)");
+            return Err(err);
         }
         tracing::warn!(
             url,
@@ -832,6 +844,52 @@ mod tests {
         );
         task.abort();
         other_task.abort();
+    }
+
+    /// A server that keeps asking to come back later: one request's waits stop at
+    /// `max_total_wait`, whatever `max_retries` allows.
+    #[tokio::test]
+    async fn retries_stop_at_the_total_wait_cap() {
+        use axum::http::{StatusCode, header};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    "busy",
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = build_client("test", &TlsConfig::default(), Duration::from_secs(5)).unwrap();
+        let url = format!("http://{addr}/services/collector/event");
+        let policy = RetryPolicy {
+            max_retries: 50,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+            max_total_wait: Duration::from_millis(2500),
+            ..RetryPolicy::default()
+        };
+        let started = std::time::Instant::now();
+        let err = send_with_retry(&policy, &url, || client.post(&url).send())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(503));
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            3,
+            "two waits of 1 s, then the cap"
+        );
+        assert!(started.elapsed() < Duration::from_secs(4));
+        task.abort();
     }
 
     #[test]

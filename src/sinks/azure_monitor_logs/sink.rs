@@ -176,6 +176,9 @@ impl AzureMonitorLogsSink {
         let policy = RetryPolicy {
             max_retries: cfg.max_retries,
             max_delay: cfg.retry_max_delay,
+            max_total_wait: RetryPolicy::default()
+                .max_total_wait
+                .max(cfg.retry_max_delay),
             ..RetryPolicy::default()
         };
         let tokens = TokenCache::new(

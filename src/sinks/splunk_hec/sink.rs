@@ -905,6 +905,10 @@ impl HecSink {
         let policy = RetryPolicy {
             max_retries: cfg.max_retries,
             max_delay: cfg.retry_max_delay,
+            // A longer configured backoff than the default total is honoured once at least.
+            max_total_wait: RetryPolicy::default()
+                .max_total_wait
+                .max(cfg.retry_max_delay),
             ..RetryPolicy::default()
         };
         let conn = Conn {
