@@ -611,7 +611,7 @@ fn abandoned(id: &str, batch: Option<&Batch>, queued: usize, message: Option<&st
         seq = batch.map_or(0, |b| b.seq),
         events = batch.map_or(0, |b| b.events.len()),
         queued,
-        last_error = message.unwrap_or("-"),
+        last_error = message.unwrap_or("none returned yet (the sink was still in its own retries: see its warnings above)"),
         "sink abandoned at the drain timeout; its unacknowledged batches are sent again by the next run"
     );
     SinkEnd::Abandoned

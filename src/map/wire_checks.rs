@@ -341,10 +341,21 @@ impl Fields {
                 }
                 None if s.trim().is_empty() => None,
                 None => {
+                    // The shape may be right and only the size wrong (TimeSpan.MaxValue is
+                    // more nanoseconds than 64 bits hold): say which.
+                    let shaped = s
+                        .trim()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b".:-".contains(&b));
+                    let why = if shaped {
+                        "is out of range, or not a .NET TimeSpan [d.]hh:mm:ss[.fffffff]"
+                    } else {
+                        "is not a .NET TimeSpan [d.]hh:mm:ss[.fffffff]"
+                    };
                     self.report(
                         name,
                         format!(
-                            "{} is not a .NET TimeSpan [d.]hh:mm:ss[.fffffff] (left out)",
+                            "{} {why} (left out)",
                             excerpt(&Value::String(s).to_string())
                         ),
                     );
