@@ -105,6 +105,10 @@ async fn run_generations(
     mut reloads: Reloads,
 ) -> Result<RunReport, PipelineError> {
     let mut total = RunReport::default();
+    // The configuration that ran before the last reload: where a reloaded one that fails
+    // (a sink refusing its new token, a corrupt checkpoint of a new source) goes back to,
+    // once, instead of taking the daemon down.
+    let mut fallback: Option<Config> = None;
     loop {
         let generation = shutdown.child_token();
         let mut task = {
@@ -156,14 +160,29 @@ async fn run_generations(
                 }
             }
         };
-        let report =
-            finished.map_err(|e| PipelineError::Internal(format!("pipeline task: {e}")))??;
+        let report = match finished
+            .map_err(|e| PipelineError::Internal(format!("pipeline task: {e}")))?
+        {
+            Ok(report) => report,
+            Err(error) => match fallback.take() {
+                Some(previous) if !shutdown.is_cancelled() => {
+                    tracing::error!(
+                        config = %path.display(),
+                        %error,
+                        "the reloaded configuration failed; going back to the one that ran before it (fix the file and reload again)"
+                    );
+                    config = previous;
+                    continue;
+                }
+                _ => return Err(error),
+            },
+        };
         total.sources.extend(report.sources);
         total.abandoned_sinks.extend(report.abandoned_sinks);
         match next {
             Some(new) if !shutdown.is_cancelled() => {
-                config = new;
-                tracing::info!("configuration reloaded");
+                fallback = Some(std::mem::replace(&mut config, new));
+                tracing::info!("configuration reloaded; starting it");
             }
             _ => return Ok(total),
         }

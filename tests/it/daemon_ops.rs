@@ -344,6 +344,32 @@ async fn sighup_reload_keeps_old_config_on_error_and_switches_without_loss() {
     )
     .await;
 
+    // A config that is valid but can't start (a new source whose checkpoint is corrupt):
+    // the daemon goes back to the configuration that ran before, instead of exiting.
+    std::fs::write(env.state_dir().join("vbo_new.checkpoint.json"), "{not json").unwrap();
+    env.config()
+        .table(
+            env.vbo_source()
+                .set("api_version", "v8")
+                .set("page_size", 10),
+        )
+        .table(env.vbo_source_as("vbo_new"))
+        .table(Table::file("first", &["vbo_test", "vbo_new"], &out1))
+        .write(&cfg);
+    signal(&child, "-HUP");
+    wait_for("going back logged", Duration::from_secs(40), async || {
+        log_text(&log).contains("going back to the one that ran before it")
+    })
+    .await;
+    let before = read_ndjson(&out1).len();
+    wait_for(
+        "the previous configuration delivering again",
+        Duration::from_secs(30),
+        async || read_ndjson(&out1).len() > before,
+    )
+    .await;
+    std::fs::remove_file(env.state_dir().join("vbo_new.checkpoint.json")).unwrap();
+
     // A good new config: the first sink drains, the second takes over from the checkpoint.
     let new = write_sink_config(&env, "second", &out2);
     assert_eq!(new, cfg);
