@@ -98,24 +98,34 @@ pub fn plan(
         sink.inputs_mut().retain(|id| chosen(id));
         !sink.inputs().is_empty()
     });
+    // Whole seconds, widened outwards (never narrower than asked): the window's name and
+    // the resume command printed on an interruption (`--since 3d` resolves to another
+    // instant on every run) name it exactly.
+    use chrono::SubsecRound;
+    let since = opts.since.trunc_subsecs(0);
+    let until = opts.until.map(|u| {
+        let whole = u.trunc_subsecs(0);
+        if whole < u {
+            whole + chrono::TimeDelta::seconds(1)
+        } else {
+            whole
+        }
+    });
     let window_name = format!(
         "{}_{}",
-        stamp(opts.since),
-        opts.until.map_or_else(|| "open".to_string(), stamp)
+        stamp(since),
+        until.map_or_else(|| "open".to_string(), stamp)
     );
     let state_dir = live.state.dir.join("backfill").join(window_name);
     config.state.dir = state_dir.clone();
     Ok(Plan {
         config,
         state_dir,
-        window: TimeWindow {
-            since: opts.since,
-            until: opts.until,
-        },
+        window: TimeWindow { since, until },
     })
 }
 
-fn fmt_time(t: DateTime<Utc>) -> String {
+pub fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -170,7 +180,7 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<Outcome, Pip
     if interrupted {
         tracing::warn!(
             state_dir = %plan.state_dir.display(),
-            "backfill interrupted; run the same command again to resume where it stopped"
+            "backfill interrupted; run it again with the same window (the command is printed below) to resume where it stopped"
         );
     } else if let Err(e) = std::fs::remove_dir_all(&plan.state_dir) {
         tracing::warn!(state_dir = %plan.state_dir.display(), error = %e, "backfill done, but its state dir could not be removed");

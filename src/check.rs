@@ -198,7 +198,10 @@ fn check_state_dir(config: &Config, report: &mut Report) {
 
 async fn check_source(config: &Config, id: &str, source: &SourceConfig, report: &mut Report) {
     let component = format!("source {id}");
-    match CheckpointStore::at(&config.state.dir, id, source.type_name()).load() {
+    match CheckpointStore::at(&config.state.dir, id, source.type_name())
+        .for_server(source.url())
+        .load()
+    {
         Ok(Some(_)) => report.push(
             format!("  {id} checkpoint"),
             Status::Ok,

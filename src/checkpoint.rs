@@ -9,7 +9,10 @@
 //! a checkpoint written by an older version becomes 0600 on its next save.
 //!
 //! The state itself is opaque JSON owned by the source (`sources::*`); this module only
-//! wraps it with the source id and type so a checkpoint can't be loaded by the wrong source.
+//! wraps it with the source id and type so a checkpoint can't be loaded by the wrong source,
+//! and with the server it was read from: positions in one server's listings would skip
+//! another server's history, so a checkpoint is not used for a source whose `url` now
+//! names another server (the error says how to go on).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -40,6 +43,15 @@ pub enum CheckpointError {
         "checkpoint {path} is corrupt ({problem}); refusing to start from scratch. Fix or move the file away (the source then starts from its `start_time`)"
     )]
     Corrupt { path: PathBuf, problem: String },
+    #[error(
+        "checkpoint {path} holds the progress of source `{source_id}` on {written_for}, but the source now reads {now}: its positions would skip that server's history. If it is the same server under another name, set `server` in the file to {now:?}; if it is another server, move the file away (the source then starts from its `start_time`)"
+    )]
+    OtherServer {
+        path: PathBuf,
+        source_id: String,
+        written_for: String,
+        now: String,
+    },
     #[error("cannot write checkpoint {path}: {source}")]
     Write {
         path: PathBuf,
@@ -55,6 +67,10 @@ struct Envelope<S> {
     format: u32,
     source_id: String,
     source_type: String,
+    /// The source's server (its `url` without credentials); absent in files of earlier
+    /// versions, which are then not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server: Option<String>,
     updated: chrono::DateTime<chrono::Utc>,
     state: S,
 }
@@ -66,6 +82,7 @@ pub struct CheckpointStore {
     path: PathBuf,
     source_id: String,
     source_type: String,
+    server: Option<String>,
 }
 
 impl CheckpointStore {
@@ -86,7 +103,15 @@ impl CheckpointStore {
             path: dir.join(format!("{source_id}.checkpoint.json")),
             source_id: source_id.to_string(),
             source_type: source_type.to_string(),
+            server: None,
         }
+    }
+
+    /// The store of a source reading `url`: a checkpoint written for another server is
+    /// refused at [`Self::load`], and saves record it.
+    pub fn for_server(mut self, url: &str) -> Self {
+        self.server = Some(server_of(url));
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -123,6 +148,16 @@ impl CheckpointStore {
                 env.source_id, env.source_type, self.source_id, self.source_type
             )));
         }
+        if let (Some(written_for), Some(now)) = (&env.server, &self.server)
+            && written_for != now
+        {
+            return Err(CheckpointError::OtherServer {
+                path: self.path.clone(),
+                source_id: self.source_id.clone(),
+                written_for: written_for.clone(),
+                now: now.clone(),
+            });
+        }
         Ok(Some(env.state))
     }
 
@@ -132,6 +167,7 @@ impl CheckpointStore {
             format: FORMAT_VERSION,
             source_id: self.source_id.clone(),
             source_type: self.source_type.clone(),
+            server: self.server.clone(),
             updated: chrono::Utc::now(),
             state,
         };
@@ -161,8 +197,57 @@ impl CheckpointStore {
     }
 }
 
+/// A server's identity from a source `url`: scheme, host and port (lowercase, default ports
+/// left out by the URL parser), no credentials, no trailing `/`.
+fn server_of(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => url.trim().trim_end_matches('/').to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// A checkpoint written for one server is not used for another; one without a server
+    /// (an earlier version's) is, and the same server with a trailing `/` is the same.
+    #[test]
+    fn a_checkpoint_of_another_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = CheckpointStore::open(dir.path(), "vbo_main", "vbo")
+            .unwrap()
+            .for_server("https://VBO-1.example.net:4443/");
+        a.save(&serde_json::json!({"n": 1})).unwrap();
+        let same = CheckpointStore::at(dir.path(), "vbo_main", "vbo")
+            .for_server("https://vbo-1.example.net:4443");
+        assert_eq!(same.load().unwrap(), Some(serde_json::json!({"n": 1})));
+        let other = CheckpointStore::at(dir.path(), "vbo_main", "vbo")
+            .for_server("https://vbo-2.example.net:4443");
+        let e = other.load().unwrap_err().to_string();
+        assert!(
+            e.contains("https://vbo-1.example.net:4443")
+                && e.contains("https://vbo-2.example.net:4443")
+                && e.contains("move the file away"),
+            "{e}"
+        );
+        let unchecked = CheckpointStore::at(dir.path(), "vbo_main", "vbo");
+        assert!(unchecked.load().is_ok());
+        // A file of an earlier version (no `server`): used.
+        let old = CheckpointStore::open(dir.path(), "vdc", "vdc").unwrap();
+        old.save(&serde_json::json!({})).unwrap();
+        assert!(
+            CheckpointStore::at(dir.path(), "vdc", "vdc")
+                .for_server("https://x.example")
+                .load()
+                .is_ok()
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -426,10 +426,26 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
                 }
             };
             warn_cleartext(&plan.config);
+            // The window as absolute times: an age (`--since 3d`) means another instant on
+            // the next run, which would start over instead of resuming.
+            let mut resume = format!(
+                "veeam-siem backfill --config {} --since {}",
+                config.display(),
+                veeam_siem::backfill::fmt_time(plan.window.since)
+            );
+            if let Some(until) = plan.window.until {
+                resume.push_str(&format!(
+                    " --until {}",
+                    veeam_siem::backfill::fmt_time(until)
+                ));
+            }
+            if !opts.sources.is_empty() {
+                resume.push_str(&format!(" --sources {}", opts.sources.join(",")));
+            }
             match veeam_siem::backfill::run(plan, shutdown).await {
                 Ok(outcome) if outcome.interrupted => {
                     eprintln!(
-                        "backfill interrupted after {} events; run the same command again to resume",
+                        "backfill interrupted after {} events; to resume where it stopped, run: {resume}",
                         outcome.report.events_acked()
                     );
                     ExitCode::SUCCESS

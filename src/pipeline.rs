@@ -415,7 +415,8 @@ fn prepare_sources(
 ) -> Result<Vec<PreparedSource>, PipelineError> {
     let mut out = Vec::new();
     for (id, source) in &config.sources {
-        let store = CheckpointStore::open(&config.state.dir, id, source.type_name())?;
+        let store = CheckpointStore::open(&config.state.dir, id, source.type_name())?
+            .for_server(source.url());
         let stored = store.load()?;
         let sinks: Vec<usize> = config
             .sinks_of(id)

@@ -450,7 +450,13 @@ async fn backfill_resends_a_window_and_never_touches_live_checkpoints() {
         after_stop < 2 * expected,
         "the backfill was interrupted before the end ({after_stop})"
     );
-    assert!(log_text(&log).contains("run the same command again to resume"));
+    assert!(
+        log_text(&log).contains(&format!(
+            "to resume where it stopped, run: veeam-siem backfill --config {cfg_s} --since 2000-01-01T00:00:00Z"
+        )),
+        "{}",
+        log_text(&log)
+    );
     assert_eq!(std::fs::read(&checkpoint).unwrap(), live_state);
     let backfill_root = env.state_dir().join("backfill");
     assert_eq!(std::fs::read_dir(&backfill_root).unwrap().count(), 1);
