@@ -342,7 +342,14 @@ impl KafkaSink {
             seq: batch.seq,
             delivered,
         });
-        let fatal_session = self.producer.client().fatal_error();
+        let fatal_session = self.producer.client().fatal_error().or_else(|| {
+            failures.session_broken.then(|| {
+                (
+                    RDKafkaErrorCode::Fatal,
+                    "the broker no longer knows this producer session (restarted, lost its producer state, or fenced it)".to_string(),
+                )
+            })
+        });
         let reported_fatal = failures.first.as_ref().is_some_and(|(_, f)| *f);
         let (first, fatal) = match (enqueue_error, failures.first) {
             (Some(e), _) => (
@@ -505,10 +512,28 @@ fn is_fatal(e: &KafkaError) -> bool {
     )
 }
 
+/// Errors that mean the broker no longer knows this producer session (a broker that
+/// restarted or lost its producer state, or fenced us): the idempotent producer can't send
+/// again on it, even though librdkafka does not always declare it fatal. Only a new
+/// session sends again.
+fn breaks_session(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+        )
+    )
+}
+
 /// The result of waiting for one delivery report.
 enum Report {
     Delivered,
-    Failed(String, bool),
+    /// The error, whether it is fatal, whether it broke the producer session.
+    Failed(String, bool, bool),
 }
 
 async fn await_report(future: DeliveryFuture, bound: Option<Duration>) -> Report {
@@ -522,6 +547,7 @@ async fn await_report(future: DeliveryFuture, bound: Option<Duration>) -> Report
                         humantime::format_duration(b)
                     ),
                     false,
+                    false,
                 );
             }
         },
@@ -529,11 +555,8 @@ async fn await_report(future: DeliveryFuture, bound: Option<Duration>) -> Report
     };
     match outcome {
         Ok(Ok(_)) => Report::Delivered,
-        Ok(Err((e, _message))) => {
-            let fatal = is_fatal(&e);
-            Report::Failed(e.to_string(), fatal)
-        }
-        Err(_) => Report::Failed("the producer was closed".into(), false),
+        Ok(Err((e, _message))) => Report::Failed(e.to_string(), is_fatal(&e), breaks_session(&e)),
+        Err(_) => Report::Failed("the producer was closed".into(), false, false),
     }
 }
 
@@ -541,13 +564,16 @@ async fn await_report(future: DeliveryFuture, bound: Option<Duration>) -> Report
 struct Failures {
     /// First error text and whether it is fatal.
     first: Option<(String, bool)>,
+    /// An error said the broker no longer knows the producer session.
+    session_broken: bool,
 }
 
 impl Failures {
     fn record(&mut self, index: usize, report: Report, delivered: &mut [bool]) {
         match report {
             Report::Delivered => delivered[index] = true,
-            Report::Failed(text, fatal) => {
+            Report::Failed(text, fatal, breaks) => {
+                self.session_broken |= breaks;
                 match &mut self.first {
                     None => self.first = Some((text, fatal)),
                     // A fatal error anywhere makes the batch fatal.
