@@ -52,7 +52,9 @@ pub enum CheckpointError {
         written_for: String,
         now: String,
     },
-    #[error("cannot write checkpoint {path}: {source}")]
+    #[error(
+        "cannot write checkpoint {path}: {source}; check that `[state] dir` has free space and is writable by this user"
+    )]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -72,7 +74,19 @@ struct Envelope<S> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     server: Option<String>,
     updated: chrono::DateTime<chrono::Utc>,
+    /// `@timestamp` of the newest event the checkpoint covers, so the lag metrics are right
+    /// from the start of the next run; absent in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newest_event: Option<chrono::DateTime<chrono::Utc>>,
     state: S,
+}
+
+/// What a checkpoint file holds for its source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub state: serde_json::Value,
+    /// `@timestamp` of the newest event covered, when the writer knew it.
+    pub newest_event: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The checkpoint file of one source.
@@ -120,6 +134,12 @@ impl CheckpointStore {
 
     /// The stored state, `None` when there is no checkpoint yet.
     pub fn load(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
+        Ok(self.load_stored()?.map(|s| s.state))
+    }
+
+    /// The stored state with what the file says about it, `None` when there is no
+    /// checkpoint yet.
+    pub fn load_stored(&self) -> Result<Option<Stored>, CheckpointError> {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -158,17 +178,31 @@ impl CheckpointStore {
                 now: now.clone(),
             });
         }
-        Ok(Some(env.state))
+        Ok(Some(Stored {
+            state: env.state,
+            newest_event: env.newest_event,
+        }))
     }
 
     /// Atomically replace the checkpoint with `state`.
     pub fn save(&self, state: &serde_json::Value) -> Result<(), CheckpointError> {
+        self.save_covering(state, None)
+    }
+
+    /// Atomically replace the checkpoint with `state`, which covers events up to
+    /// `newest_event`.
+    pub fn save_covering(
+        &self,
+        state: &serde_json::Value,
+        newest_event: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), CheckpointError> {
         let env = Envelope {
             format: FORMAT_VERSION,
             source_id: self.source_id.clone(),
             source_type: self.source_type.clone(),
             server: self.server.clone(),
             updated: chrono::Utc::now(),
+            newest_event,
             state,
         };
         let write_err = |source| CheckpointError::Write {
@@ -250,6 +284,19 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_newest_event_covered_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path(), "vbo_main", "vbo").unwrap();
+        let t = "2026-01-02T03:04:05Z".parse().unwrap();
+        store.save_covering(&json!({"a": 1}), Some(t)).unwrap();
+        let stored = store.load_stored().unwrap().unwrap();
+        assert_eq!(stored.newest_event, Some(t));
+        assert_eq!(stored.state, json!({"a": 1}));
+        store.save(&json!({})).unwrap();
+        assert_eq!(store.load_stored().unwrap().unwrap().newest_event, None);
+    }
 
     #[test]
     fn round_trip_and_missing() {

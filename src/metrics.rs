@@ -9,7 +9,7 @@
 //! Must not: block, allocate per event (counters are bumped per batch), or carry secrets in
 //! labels (labels are component ids, hosts and status codes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -88,6 +88,8 @@ pub struct Metrics {
     /// Lines `/ready` adds to its answer without changing its status (the archive's
     /// upload backlog), by sink id.
     notes: Mutex<BTreeMap<String, String>>,
+    /// Sources whose last checkpoint write failed: not ready, whatever their polls do.
+    checkpoint_failing: Mutex<BTreeSet<String>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,6 +133,7 @@ impl Metrics {
             component_ready: Family::default(),
             ready: Mutex::new(BTreeMap::new()),
             notes: Mutex::new(BTreeMap::new()),
+            checkpoint_failing: Mutex::new(BTreeSet::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -344,6 +347,8 @@ impl Metrics {
     }
 
     fn set_ready(&self, kind: &str, id: &str, up: bool) {
+        let up = up
+            && !(kind == "source" && self.checkpoint_failing.lock().is_ok_and(|f| f.contains(id)));
         if let Ok(mut ready) = self.ready.lock()
             && let Some(v) = ready.get_mut(&(kind.to_string(), id.to_string()))
         {
@@ -363,11 +368,18 @@ impl Metrics {
         if ready.is_empty() {
             return None;
         }
+        let failing = self.checkpoint_failing.lock().ok()?;
         Some(
             ready
                 .iter()
                 .filter(|(_, up)| !**up)
-                .map(|((kind, id), _)| format!("{kind} `{id}`"))
+                .map(|((kind, id), _)| {
+                    if kind == "source" && failing.contains(id) {
+                        format!("source `{id}` (its checkpoint cannot be written, see the log)")
+                    } else {
+                        format!("{kind} `{id}`")
+                    }
+                })
                 .collect(),
         )
     }
@@ -533,6 +545,35 @@ impl Metrics {
         self.queue_depth
             .get_or_create(&sink_label(sink))
             .set(depth as i64);
+    }
+
+    /// A run starts from a checkpoint covering events up to `newest` (if it says): the lag
+    /// is right before the first new checkpoint.
+    pub fn checkpoint_loaded(&self, source: &str, newest: Option<DateTime<Utc>>) {
+        if let Some(t) = newest {
+            let gauge = self
+                .checkpoint_event_time
+                .get_or_create(&source_label(source));
+            let t = unix_seconds(t);
+            if t > gauge.get() {
+                gauge.set(t);
+            }
+        }
+    }
+
+    /// Writing the source's checkpoint failed (`true`: the source is not ready until a
+    /// write succeeds) or succeeded.
+    pub fn checkpoint_failing(&self, source: &str, failing: bool) {
+        let changed = self.checkpoint_failing.lock().is_ok_and(|mut f| {
+            if failing {
+                f.insert(source.to_string())
+            } else {
+                f.remove(source)
+            }
+        });
+        if changed {
+            self.set_ready("source", source, !failing);
+        }
     }
 
     /// The tracker persisted a checkpoint covering events up to `newest` (if known).

@@ -173,6 +173,8 @@ struct PreparedSource {
     id: Arc<str>,
     observer_hostname: Arc<str>,
     store: CheckpointStore,
+    /// `@timestamp` of the newest event the loaded checkpoint covers.
+    newest_event: Option<DateTime<Utc>>,
     poller: Box<dyn Source>,
     sinks: Vec<usize>,
 }
@@ -220,7 +222,20 @@ pub async fn run(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let stores: Vec<CheckpointStore> = sources.iter().map(|s| s.store.clone()).collect();
     let ids: Vec<Arc<str>> = sources.iter().map(|s| s.id.clone()).collect();
-    let tracker = tokio::spawn(track(ack_rx, stores, ids, stop_sources.clone()));
+    let covered: Vec<Option<DateTime<Utc>>> = sources.iter().map(|s| s.newest_event).collect();
+    for (id, newest) in ids.iter().zip(&covered) {
+        metrics::global().checkpoint_loaded(id, *newest);
+    }
+    let tracker = tokio::spawn(track(
+        ack_rx,
+        Checkpoints {
+            stores,
+            ids,
+            covered,
+            mode: opts.mode,
+        },
+        stop_sources.clone(),
+    ));
 
     let mut sink_txs = Vec::new();
     let mut sink_tasks = Vec::new();
@@ -417,7 +432,10 @@ fn prepare_sources(
     for (id, source) in &config.sources {
         let store = CheckpointStore::open(&config.state.dir, id, source.type_name())?
             .for_server(source.url());
-        let stored = store.load()?;
+        let (stored, newest_event) = match store.load_stored()? {
+            Some(s) => (Some(s.state), s.newest_event),
+            None => (None, None),
+        };
         let sinks: Vec<usize> = config
             .sinks_of(id)
             .iter()
@@ -431,6 +449,7 @@ fn prepare_sources(
             id: Arc::from(id.as_str()),
             observer_hostname: Arc::from(observer.as_str()),
             store,
+            newest_event,
             poller,
             sinks,
         });
@@ -885,14 +904,41 @@ fn register(pending: &mut BTreeMap<u64, Pending>, seq: u64, mut batch: Pending) 
     pending.insert(seq, batch);
 }
 
-/// Tracker: per source, persist the snapshot of the highest batch below which every batch
-/// is fully acknowledged. Writes are coalesced: all queued messages are applied first.
-async fn track(
-    mut rx: mpsc::UnboundedReceiver<TrackerMsg>,
+/// What the tracker checkpoints: per source, its store, id and the newest event time its
+/// loaded checkpoint covers.
+struct Checkpoints {
     stores: Vec<CheckpointStore>,
     ids: Vec<Arc<str>>,
+    covered: Vec<Option<DateTime<Utc>>>,
+    mode: RunMode,
+}
+
+/// First and longest wait before writing a checkpoint again after a failed write.
+const CHECKPOINT_RETRY_FIRST: Duration = Duration::from_secs(1);
+const CHECKPOINT_RETRY_MAX: Duration = Duration::from_secs(30);
+/// A `--once` run stops retrying a failed checkpoint write after this long.
+const CHECKPOINT_RETRY_ONCE: Duration = Duration::from_secs(30);
+
+/// Tracker: per source, persist the snapshot of the highest batch below which every batch
+/// is fully acknowledged. Writes are coalesced: all queued messages are applied first.
+///
+/// A failed write (a full or read-only state directory) is retried with a growing pause,
+/// keeping the newest snapshot: the sinks' acknowledgements wait for it, so their windows
+/// fill and the sources pause (at most a window of batches per sink is delivered but not
+/// checkpointed, the duplicates a restart would send). The source is not ready meanwhile.
+/// A `--once` run gives up after [`CHECKPOINT_RETRY_ONCE`]; at the end of any run the last
+/// write is tried once more and its failure is the run's error.
+async fn track(
+    mut rx: mpsc::UnboundedReceiver<TrackerMsg>,
+    checkpoints: Checkpoints,
     stop_sources: CancellationToken,
 ) -> Result<RunReport, PipelineError> {
+    let Checkpoints {
+        stores,
+        ids,
+        covered,
+        mode,
+    } = checkpoints;
     let n = stores.len();
     let mut pending: Vec<BTreeMap<u64, Pending>> = (0..n).map(|_| BTreeMap::new()).collect();
     let mut reports: Vec<SourceReport> = ids
@@ -903,85 +949,88 @@ async fn track(
         })
         .collect();
     let mut to_save: Vec<Option<serde_json::Value>> = vec![None; n];
-    let mut newest: Vec<Option<DateTime<Utc>>> = vec![None; n];
+    let mut newest: Vec<Option<DateTime<Utc>>> = covered;
     let metric = metrics::global();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut msg = Some(first);
+    // Set while a write failed: when to try again, the pause after that, since when.
+    let mut retry: Option<(tokio::time::Instant, Duration, tokio::time::Instant)> = None;
+    loop {
+        let first = match retry {
+            Some((at, _, _)) => tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => Some(m),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(at) => None,
+            },
+            None => match rx.recv().await {
+                Some(m) => Some(m),
+                None => break,
+            },
+        };
+        let mut msg = first;
         while let Some(m) = msg.take() {
-            match m {
-                TrackerMsg::Register {
-                    source,
-                    seq,
-                    sinks,
-                    events,
-                    newest: batch_newest,
-                    checkpoint,
-                } => {
-                    reports[source].events_sent += events;
-                    register(
-                        &mut pending[source],
-                        seq,
-                        Pending {
-                            remaining: sinks,
-                            events,
-                            newest: batch_newest,
-                            checkpoint,
-                        },
-                    );
-                }
-                TrackerMsg::Ack {
-                    source,
-                    seq,
-                    persisted,
-                } => {
-                    waiters.push(persisted);
-                    if let Some(p) = pending[source].get_mut(&seq) {
-                        p.remaining = p.remaining.saturating_sub(1);
-                    }
-                }
-            }
-            // Pop the fully acknowledged prefix.
-            for s in 0..n {
-                while let Some(entry) = pending[s].first_entry() {
-                    if entry.get().remaining > 0 {
-                        break;
-                    }
-                    let done = entry.remove();
-                    reports[s].events_acked += done.events;
-                    metric.events_acknowledged(&ids[s], done.events);
-                    newest[s] = newest[s].max(done.newest);
-                    if done.checkpoint.is_some() {
-                        to_save[s] = done.checkpoint;
-                    }
-                }
-            }
+            apply(m, &mut pending, &mut reports, &mut waiters);
             msg = rx.try_recv().ok();
         }
+        // Pop the fully acknowledged prefix.
         for s in 0..n {
-            if let Some(state) = to_save[s].take() {
-                let store = stores[s].clone();
-                let result = match tokio::task::spawn_blocking(move || store.save(&state)).await {
-                    Ok(result) => result,
-                    Err(e) => {
-                        // Without a tracker nothing is checkpointed again: stop, don't run on.
-                        tracing::error!(source_id = %ids[s], error = %e, "checkpoint task failed; stopping");
-                        stop_sources.cancel();
-                        return Err(PipelineError::Internal(format!("checkpoint task: {e}")));
-                    }
+            while let Some(entry) = pending[s].first_entry() {
+                if entry.get().remaining > 0 {
+                    break;
+                }
+                let done = entry.remove();
+                reports[s].events_acked += done.events;
+                metric.events_acknowledged(&ids[s], done.events);
+                newest[s] = newest[s].max(done.newest);
+                if done.checkpoint.is_some() {
+                    to_save[s] = done.checkpoint;
+                }
+            }
+        }
+        if retry.is_some_and(|(at, _, _)| tokio::time::Instant::now() < at) {
+            continue;
+        }
+        match save_all(&stores, &ids, &mut to_save, &newest, &mut reports).await? {
+            None => {
+                if let Some((_, _, since)) = retry.take() {
+                    tracing::info!(
+                        failing_for_s = since.elapsed().as_secs(),
+                        "checkpoints are written again"
+                    );
+                }
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            Some((s, e)) => {
+                let now = tokio::time::Instant::now();
+                let (pause, since) = match retry {
+                    Some((_, pause, since)) => (pause, since),
+                    None => (CHECKPOINT_RETRY_FIRST, now),
                 };
-                if let Err(e) = result {
+                if mode == RunMode::Once && now.duration_since(since) >= CHECKPOINT_RETRY_ONCE {
                     tracing::error!(source_id = %ids[s], error = %e, "cannot write checkpoint; stopping");
                     stop_sources.cancel();
                     return Err(e.into());
                 }
-                reports[s].checkpoints_written += 1;
-                metric.checkpoint_written(&ids[s], newest[s]);
+                tracing::error!(
+                    source_id = %ids[s],
+                    error = %e,
+                    retry_in_s = pause.as_secs(),
+                    "cannot write checkpoint; retrying. Delivery pauses once the sinks' windows are full (nothing is lost; a restart now re-sends what was delivered since the last checkpoint)"
+                );
+                metric.checkpoint_failing(&ids[s], true);
+                retry = Some((now + pause, (pause * 2).min(CHECKPOINT_RETRY_MAX), since));
             }
         }
-        for w in waiters.drain(..) {
-            let _ = w.send(());
-        }
+    }
+    // The last snapshot of a run whose writes were failing: one more try.
+    if retry.is_some()
+        && let Some((s, e)) = save_all(&stores, &ids, &mut to_save, &newest, &mut reports).await?
+    {
+        tracing::error!(source_id = %ids[s], error = %e, "cannot write checkpoint");
+        return Err(e.into());
     }
     // What is left was handed out but is not checkpointed: not acknowledged by every
     // sink, or behind a batch that is not.
@@ -993,6 +1042,84 @@ async fn track(
         sources: reports,
         abandoned_sinks: Vec::new(),
     })
+}
+
+/// Apply one tracker message.
+fn apply(
+    m: TrackerMsg,
+    pending: &mut [BTreeMap<u64, Pending>],
+    reports: &mut [SourceReport],
+    waiters: &mut Vec<oneshot::Sender<()>>,
+) {
+    match m {
+        TrackerMsg::Register {
+            source,
+            seq,
+            sinks,
+            events,
+            newest,
+            checkpoint,
+        } => {
+            reports[source].events_sent += events;
+            register(
+                &mut pending[source],
+                seq,
+                Pending {
+                    remaining: sinks,
+                    events,
+                    newest,
+                    checkpoint,
+                },
+            );
+        }
+        TrackerMsg::Ack {
+            source,
+            seq,
+            persisted,
+        } => {
+            waiters.push(persisted);
+            if let Some(p) = pending[source].get_mut(&seq) {
+                p.remaining = p.remaining.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Write every source's snapshot in `to_save`. On the first failure the snapshot is kept
+/// in `to_save` and the source's index and error are returned.
+async fn save_all(
+    stores: &[CheckpointStore],
+    ids: &[Arc<str>],
+    to_save: &mut [Option<serde_json::Value>],
+    newest: &[Option<DateTime<Utc>>],
+    reports: &mut [SourceReport],
+) -> Result<Option<(usize, CheckpointError)>, PipelineError> {
+    let metric = metrics::global();
+    for s in 0..stores.len() {
+        let Some(state) = to_save[s].take() else {
+            continue;
+        };
+        let store = stores[s].clone();
+        let covering = newest[s];
+        let (state, result) = tokio::task::spawn_blocking(move || {
+            let result = store.save_covering(&state, covering);
+            (state, result)
+        })
+        .await
+        .map_err(|e| {
+            // Without a tracker nothing is checkpointed again: stop, don't run on.
+            tracing::error!(source_id = %ids[s], error = %e, "checkpoint task failed; stopping");
+            PipelineError::Internal(format!("checkpoint task: {e}"))
+        })?;
+        if let Err(e) = result {
+            to_save[s] = Some(state);
+            return Ok(Some((s, e)));
+        }
+        reports[s].checkpoints_written += 1;
+        metric.checkpoint_written(&ids[s], newest[s]);
+        metric.checkpoint_failing(&ids[s], false);
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -296,6 +296,112 @@ async fn ready_is_503_and_names_the_source_while_login_fails() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A checkpoint that cannot be written (here: its temp file's name is taken by a
+/// directory, as good as a full or read-only state directory) stops nothing: the daemon
+/// keeps running, says so in the log and on `/ready`, delivers no further than its window
+/// and writes the checkpoint once it can. The checkpoint carries the newest event time, so after a restart the lag metrics
+/// are there before any new event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_written_is_retried_and_the_lag_survives_a_restart() {
+    let env = Env::start(SimConfig {
+        seed: 23,
+        sessions: 3,
+        events_per_session: 4,
+        ..SimConfig::default()
+    })
+    .await;
+    let state = env.state_dir();
+    let blocker = state.join(".vbo_test.checkpoint.json.tmp");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let port = free_port();
+    let cfg = config_with_ops(&env, "", port);
+    let log = env.dir.path().join("daemon.log");
+    let child = spawn_daemon(&cfg, &log);
+    let base = format!("http://127.0.0.1:{port}");
+    let expected = env.sim.event_count();
+
+    let start = Instant::now();
+    while !log_text(&log).contains("cannot write checkpoint; retrying")
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        log_text(&log).contains("cannot write checkpoint; retrying"),
+        "the failed write in the log: {}",
+        log_text(&log)
+    );
+    // Delivered, not checkpointed: the sink's window waits for the checkpoint.
+    assert!(!env.events().is_empty());
+    let (status, body) = get(&format!("{base}/ready")).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("checkpoint cannot be written"), "{body}");
+    let checkpoint = state.join("vbo_test.checkpoint.json");
+    assert!(!checkpoint.exists());
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    wait_for(
+        "every event in the file",
+        Duration::from_secs(60),
+        async || env.events().len() >= expected && checkpoint.exists(),
+    )
+    .await;
+    wait_for("/ready", Duration::from_secs(30), async || {
+        get(&format!("{base}/ready")).await.map(|r| r.0) == Some(200)
+    })
+    .await;
+    let status = stop(child).await;
+    assert_eq!(status.code(), Some(0), "{}", log_text(&log));
+    assert!(log_text(&log).contains("checkpoints are written again"));
+    let events = env.events();
+    assert_eq!(events.len(), expected, "each event once");
+
+    // The newest event time is in the file and back in the metrics after a restart.
+    let newest = events
+        .iter()
+        .filter_map(|e| e["@timestamp"].as_str())
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_millis()
+        })
+        .max()
+        .unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert!(stored["newest_event"].is_string(), "{stored}");
+    let log2 = env.dir.path().join("daemon2.log");
+    let child = spawn_daemon(&cfg, &log2);
+    let mut value = None;
+    wait_for("the restored lag", Duration::from_secs(30), async || {
+        let Some((_, body)) = get(&format!("{base}/metrics")).await else {
+            return false;
+        };
+        let scrape = parse_metrics(&body);
+        value = sample(
+            &scrape,
+            "veeam_siem_checkpoint_event_timestamp_seconds",
+            &[("source", "vbo_test")],
+        );
+        value.is_some_and(|v| v > 0.0)
+            && sample(
+                &scrape,
+                "veeam_siem_checkpoint_lag_seconds",
+                &[("source", "vbo_test")],
+            )
+            .is_some()
+    })
+    .await;
+    let value = value.unwrap();
+    assert!(
+        (value - newest as f64 / 1000.0).abs() < 0.002,
+        "{value} vs {newest} ms"
+    );
+    let status = stop(child).await;
+    assert_eq!(status.code(), Some(0), "{}", log_text(&log2));
+    assert_eq!(env.events().len(), expected, "nothing sent again");
+}
+
 fn write_sink_config(env: &Env, sink_id: &str, out: &Path) -> PathBuf {
     env.config()
         .table(
