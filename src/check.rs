@@ -27,7 +27,7 @@ use crate::durable::{self, Writable};
 use crate::escape::escape_controls;
 use crate::event::Event;
 use crate::map::{self, MapContext, Record};
-use crate::sinks::ProbeContext;
+use crate::sinks::{ProbeContext, Probed};
 
 /// Time allowed for one probe (login + one page, or one sink health check).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,7 +156,8 @@ pub async fn run(config: &Config) -> Report {
     let sinks = futures::future::join_all(config.sinks.iter().map(|(id, sink_cfg)| async move {
         let component = format!("sink {id}");
         match tokio::time::timeout(PROBE_TIMEOUT, sink_cfg.probe(id, ctx)).await {
-            Ok(Ok(detail)) => (component, Status::Ok, detail),
+            Ok(Ok(Probed::Ok(detail))) => (component, Status::Ok, detail),
+            Ok(Ok(Probed::Warn(detail))) => (component, Status::Warn, detail),
             Ok(Err(e)) => (component, Status::Fail, e),
             Err(_) => (component, Status::Fail, no_answer(&probe_targets(sink_cfg))),
         }

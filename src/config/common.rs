@@ -93,32 +93,45 @@ pub fn check_bounded(key: &str, values: &[(&str, Duration, Duration)]) -> Result
     Ok(())
 }
 
-/// An endpoint configured with plain `http://`: what would travel in clear text.
+/// A connection configured without TLS (an `http://` endpoint, SASL PLAIN over a plain
+/// Kafka connection): what would travel in clear text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cleartext {
     /// The config key, e.g. `sources.vbo_main.url`.
     pub key: String,
     /// What travels over it, e.g. "the password and access tokens".
     pub carries: &'static str,
+    /// How it is configured, e.g. "http://".
+    pub over: &'static str,
+    /// The fix, e.g. "use https://".
+    pub fix: &'static str,
 }
 
 impl Cleartext {
     /// `Some` when `url` (the value of config key `key`) is plain `http://`.
     pub fn of(key: String, url: &str, carries: &'static str) -> Option<Cleartext> {
         let plain = Url::parse(url.trim()).is_ok_and(|u| u.scheme() == "http");
-        plain.then_some(Cleartext { key, carries })
+        plain.then_some(Cleartext {
+            key,
+            carries,
+            over: "http://",
+            fix: "use https://",
+        })
     }
 
     /// What is wrong, without the key (for `check`, whose row names the key).
     pub fn problem(&self) -> String {
-        format!("http:// sends {} in clear text; use https://", self.carries)
+        format!(
+            "{} sends {} in clear text; {}",
+            self.over, self.carries, self.fix
+        )
     }
 
     /// One line for the startup log.
     pub fn message(&self) -> String {
         format!(
-            "{} uses http://: {} travel in clear text; use https://",
-            self.key, self.carries
+            "{} uses {}: {} travel in clear text; {}",
+            self.key, self.over, self.carries, self.fix
         )
     }
 }

@@ -221,7 +221,7 @@ impl Config {
         let sinks = self
             .sinks
             .iter()
-            .filter_map(|(id, sink)| sink.cleartext(&format!("sinks.{id}")));
+            .flat_map(|(id, sink)| sink.cleartext(&format!("sinks.{id}")));
         sources.chain(sinks).collect()
     }
 
@@ -759,12 +759,21 @@ mod tests {
     #[test]
     fn clear_text_endpoints_are_listed() {
         let text = format!(
-            "{}\n[sources.vdc]\ntype = \"vdc\"\nurl = \"https://vdc.example.net\"\napi_key = \"k\"\n[sinks.splunk]\ntype = \"splunk_hec\"\ninputs = [\"vdc\"]\nendpoint = \"HTTP://splunk:8088\"\ntoken = \"t\"\n",
+            "{}\n[sources.vdc]\ntype = \"vdc\"\nurl = \"https://vdc.example.net\"\napi_key = \"k\"\n[sinks.splunk]\ntype = \"splunk_hec\"\ninputs = [\"vdc\"]\nendpoint = \"HTTP://splunk:8088\"\ntoken = \"t\"\n[sinks.bus]\ntype = \"kafka\"\ninputs = [\"vdc\"]\nbrokers = \"k:9092\"\ntopic = \"t\"\nsasl = {{ mechanism = \"PLAIN\", username = \"u\", password = \"p\" }}\n[sinks.bus_tls]\ntype = \"kafka\"\ninputs = [\"vdc\"]\nbrokers = \"k:9092\"\ntopic = \"t\"\ntls = {{}}\nsasl = {{ mechanism = \"PLAIN\", username = \"u\", password = \"p\" }}\n[sinks.sentinel]\ntype = \"azure_monitor_logs\"\ninputs = [\"vdc\"]\nendpoint = \"http://dce:1\"\nauthority = \"http://login:2\"\ndcr_immutable_id = \"dcr-00000000000000000000000000000000\"\nstream = \"Custom-X_CL\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
             GOOD.replace("https://vbo", "http://vbo")
         );
         let c = parse(&text).unwrap();
         let keys: Vec<String> = c.cleartext_endpoints().into_iter().map(|c| c.key).collect();
-        assert_eq!(keys, ["sources.vbo_main.url", "sinks.splunk.endpoint"]);
+        assert_eq!(
+            keys,
+            [
+                "sources.vbo_main.url",
+                "sinks.bus.sasl",
+                "sinks.sentinel.authority",
+                "sinks.sentinel.endpoint",
+                "sinks.splunk.endpoint"
+            ]
+        );
         assert!(parse(GOOD).unwrap().cleartext_endpoints().is_empty());
     }
 

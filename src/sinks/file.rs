@@ -33,7 +33,7 @@ use futures::future::BoxFuture;
 
 use serde::Deserialize;
 
-use super::{Batch, ProbeContext, Sink, SinkContext, SinkError, SinkSettings};
+use super::{Batch, ProbeContext, Probed, Sink, SinkContext, SinkError, SinkSettings};
 use crate::config::common::{ConfigError, invalid};
 use crate::durable::{self, Appender, Modes, TornTail, Writable};
 
@@ -91,13 +91,16 @@ impl SinkSettings for FileSinkConfig {
         &'a self,
         id: &'a str,
         ctx: &'a ProbeContext,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<Probed, String>> {
         Box::pin(async move {
             let scratch = SinkContext {
                 state_dir: ctx.scratch.clone(),
             };
             self.build(id, &scratch).map_err(|e| e.to_string())?;
-            probe(id, &self.path).await.map_err(|e| e.to_string())
+            probe(id, &self.path)
+                .await
+                .map(Probed::Ok)
+                .map_err(|e| e.to_string())
         })
     }
 }

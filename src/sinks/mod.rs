@@ -43,9 +43,10 @@ pub trait SinkSettings: std::fmt::Debug + Send + Sync {
     fn read_secret_files(&mut self, _key: &str) -> Result<(), ConfigError> {
         Ok(())
     }
-    /// The endpoint, when this sink would send secrets or events over plain `http://`.
-    fn cleartext(&self, _key: &str) -> Option<Cleartext> {
-        None
+    /// The connections over which this sink would send secrets or events in clear text
+    /// (plain `http://`, SASL PLAIN without TLS).
+    fn cleartext(&self, _key: &str) -> Vec<Cleartext> {
+        Vec::new()
     }
     /// The local file or directory this sink writes (a `path` key), if any: two sinks of
     /// one config must not share it.
@@ -71,19 +72,31 @@ pub trait SinkSettings: std::fmt::Debug + Send + Sync {
         &'a self,
         id: &'a str,
         ctx: &'a ProbeContext,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<Probed, String>> {
         Box::pin(async move {
             let state = SinkContext {
                 state_dir: self.probe_state_dir(id, ctx),
             };
             let mut sink = self.build(id, &state).map_err(|e| e.to_string())?;
             sink.healthcheck().await.map_err(|e| e.to_string())?;
-            Ok(format!(
-                "{} sink is reachable and accepting",
-                self.type_name()
-            ))
+            Ok(match sink.probe_warning() {
+                Some(warning) => Probed::Warn(warning),
+                None => Probed::Ok(format!(
+                    "{} sink is reachable and accepting",
+                    self.type_name()
+                )),
+            })
         })
     }
+}
+
+/// What a `check` probe found at a destination that answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probed {
+    /// It would accept events; what was checked.
+    Ok(String),
+    /// It answered, but delivery may fail: what to fix (a `warn` row, not a failure).
+    Warn(String),
 }
 
 /// Where a `check` probe may keep files: the live state dir (read it, never change what
@@ -170,6 +183,12 @@ pub trait Sink: Send {
     /// startup (e.g. a rejected token); `Retryable` is logged and delivery retries later.
     fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// After a passing [`Sink::healthcheck`]: something it saw that may still make
+    /// deliveries fail (a Kafka topic that does not exist), for `check`'s `warn` row.
+    fn probe_warning(&self) -> Option<String> {
+        None
     }
 
     /// A clean stop after the last batch (SIGTERM, the end of `--once`, a reload): finish

@@ -81,3 +81,57 @@ async fn simulator_to_tansu_exactly_once_keys_headers_schema() {
     let again = consume(&tansu.brokers, TOPIC, Some(&expected)).await;
     assert_eq!(again.len(), expected.len(), "the second run re-sent events");
 }
+
+/// `check` against a real broker: a topic that does not exist is a `warn` row naming it
+/// (the brokers answer, but deliveries would fail unless topics are auto-created), and an
+/// `ok` row once it exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_about_a_topic_that_does_not_exist() {
+    if !require_tansu() {
+        return;
+    }
+    let env = Env::start(SimConfig {
+        seed: 32,
+        sessions: 1,
+        events_per_session: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let tansu = Tansu::start(env.dir.path());
+    let cfg = write_config(&env, &tansu.brokers, "audit.missing", 100, "");
+    let check = || async {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            harness::bin()
+                .args(["check", "--config"])
+                .arg(&cfg)
+                .env("TEST_VBO_PASSWORD", harness::PASSWORD)
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let out = check().await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("sink bus"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("warn") && row.contains("`audit.missing` does not exist"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "a warning is not a failure");
+
+    tansu.create_topic("audit.missing", 1).await;
+    let out = check().await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("sink bus"))
+        .unwrap_or_default();
+    assert!(row.contains(" ok ") && !row.contains("warn"), "{stdout}");
+}

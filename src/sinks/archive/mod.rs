@@ -46,7 +46,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 pub use config::ArchiveSinkConfig;
 
-use super::{Batch, ProbeContext, Sink, SinkContext, SinkError, SinkSettings};
+use super::{Batch, ProbeContext, Probed, Sink, SinkContext, SinkError, SinkSettings};
 use crate::config::common::{Cleartext, ConfigError, redact_userinfo};
 use crate::durable::{self, Writable};
 use s3::upload::Uploader;
@@ -76,13 +76,18 @@ impl SinkSettings for ArchiveSinkConfig {
         ArchiveSinkConfig::validate(self, key)
     }
 
-    fn cleartext(&self, key: &str) -> Option<Cleartext> {
-        let endpoint = self.s3.as_ref()?.endpoint.as_deref()?;
-        Cleartext::of(
-            format!("{key}.s3.endpoint"),
-            endpoint,
-            "the archive's segments and any AWS session token",
-        )
+    fn cleartext(&self, key: &str) -> Vec<Cleartext> {
+        let endpoint = self.s3.as_ref().and_then(|s3| s3.endpoint.as_deref());
+        endpoint
+            .and_then(|endpoint| {
+                Cleartext::of(
+                    format!("{key}.s3.endpoint"),
+                    endpoint,
+                    "the archive's segments and any AWS session token",
+                )
+            })
+            .into_iter()
+            .collect()
     }
 
     fn local_path(&self) -> Option<String> {
@@ -109,7 +114,7 @@ impl SinkSettings for ArchiveSinkConfig {
         &'a self,
         id: &'a str,
         _ctx: &'a ProbeContext,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<Probed, String>> {
         Box::pin(async move {
             let key = self
                 .signing_key(&format!("sinks.{id}"))
@@ -134,7 +139,7 @@ impl SinkSettings for ArchiveSinkConfig {
                 ),
                 Err(e) => return Err(format!("sinks.{id}.path: {e}")),
             };
-            Ok(format!("{dir}{bucket}"))
+            Ok(Probed::Ok(format!("{dir}{bucket}")))
         })
     }
 }

@@ -73,19 +73,18 @@ impl SinkSettings for AzureMonitorLogsConfig {
         )
     }
 
-    fn cleartext(&self, key: &str) -> Option<Cleartext> {
-        Cleartext::of(
+    fn cleartext(&self, key: &str) -> Vec<Cleartext> {
+        let authority = Cleartext::of(
             format!("{key}.authority"),
             &self.authority,
             "the client secret and the access token",
-        )
-        .or_else(|| {
-            Cleartext::of(
-                format!("{key}.endpoint"),
-                &self.endpoint,
-                "the access token and the events",
-            )
-        })
+        );
+        let endpoint = Cleartext::of(
+            format!("{key}.endpoint"),
+            &self.endpoint,
+            "the access token and the events",
+        );
+        authority.into_iter().chain(endpoint).collect()
     }
 
     /// The probe gets a token first (Entra ID), then asks the endpoint.

@@ -342,6 +342,14 @@ impl KafkaSinkConfig {
         Ok(())
     }
 
+    /// SASL PLAIN over a connection without TLS: the password travels in clear text.
+    pub(super) fn plain_password_in_clear(&self) -> bool {
+        self.sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanism == SaslMechanism::Plain)
+            && self.security_protocol() == "sasl_plaintext"
+    }
+
     pub(super) fn security_protocol(&self) -> &'static str {
         let tls = self.tls.as_ref().is_some_and(|t| t.enabled);
         match (tls, self.sasl.is_some()) {

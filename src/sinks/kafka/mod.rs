@@ -46,7 +46,7 @@ pub use sink::KafkaSink;
 pub use topic::TopicTemplate;
 
 use super::{Sink, SinkContext, SinkError, SinkSettings};
-use crate::config::common::{ConfigError, take_secret_file};
+use crate::config::common::{Cleartext, ConfigError, take_secret_file};
 
 impl SinkSettings for KafkaSinkConfig {
     fn type_name(&self) -> &'static str {
@@ -74,6 +74,18 @@ impl SinkSettings for KafkaSinkConfig {
             ),
             None => Ok(()),
         }
+    }
+
+    fn cleartext(&self, key: &str) -> Vec<Cleartext> {
+        if !self.plain_password_in_clear() {
+            return Vec::new();
+        }
+        vec![Cleartext {
+            key: format!("{key}.sasl"),
+            carries: "the SASL password and the events",
+            over: "SASL PLAIN without TLS",
+            fix: "add `tls = {}` (or use SCRAM)",
+        }]
     }
 
     fn probe_targets(&self) -> Vec<String> {

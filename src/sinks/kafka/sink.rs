@@ -55,6 +55,8 @@ pub struct KafkaSink {
     dead_letters: DeadLetters,
     /// The producer's `message.max.bytes` as configured (for the dead-letter line).
     max_message_bytes: String,
+    /// What the last health check saw that may make deliveries fail (for `check`).
+    probe_warning: Option<String>,
 }
 
 /// Why an event went to the Kafka sink's dead-letter file.
@@ -122,11 +124,6 @@ impl KafkaSink {
                 sasl.password_file.as_deref(),
             )
             .map_err(|e| SinkError::Fatal(e.to_string()))?;
-            if sasl.mechanism == SaslMechanism::Plain
-                && config.security_protocol() == "sasl_plaintext"
-            {
-                tracing::warn!(sink_id = id, brokers = %brokers, "SASL PLAIN without TLS sends the password in clear text; add `tls = {{}}`");
-            }
             cc.set("sasl.mechanisms", sasl.mechanism.as_str())
                 .set("sasl.username", &sasl.username)
                 .set("sasl.password", password.expose());
@@ -196,6 +193,7 @@ impl KafkaSink {
             retry: None,
             dead_letters: DeadLetters::new(id, state_dir),
             max_message_bytes,
+            probe_warning: None,
         })
     }
 
@@ -445,6 +443,7 @@ impl KafkaSink {
         let last = self.state.last_error().unwrap_or_default();
         match result {
             Ok((brokers, None)) => {
+                self.probe_warning = None;
                 tracing::info!(sink_id = &*self.id, brokers, "kafka cluster reachable");
                 Ok(())
             }
@@ -456,7 +455,11 @@ impl KafkaSink {
                         self.describe()
                     ))),
                     RDKafkaErrorCode::UnknownTopicOrPartition => {
-                        tracing::warn!(sink_id = &*self.id, topic = %topic, "topic does not exist (yet); deliveries fail unless the brokers auto-create topics: create it (see README for a recommended config)");
+                        let warning = format!(
+                            "the brokers answer, but topic `{topic}` does not exist: deliveries fail unless the brokers create topics on first use; create it (see the README for a recommended topic config)"
+                        );
+                        tracing::warn!(sink_id = &*self.id, topic = %topic, "{warning}");
+                        self.probe_warning = Some(warning);
                         Ok(())
                     }
                     other => Err(SinkError::Retryable(format!(
@@ -591,6 +594,10 @@ impl Sink for KafkaSink {
 
     fn healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(self.check_health())
+    }
+
+    fn probe_warning(&self) -> Option<String> {
+        self.probe_warning.clone()
     }
 }
 

@@ -97,12 +97,14 @@ impl SinkSettings for HecSinkConfig {
         check_header_secret(&key, self.token.as_ref())
     }
 
-    fn cleartext(&self, key: &str) -> Option<Cleartext> {
+    fn cleartext(&self, key: &str) -> Vec<Cleartext> {
         Cleartext::of(
             format!("{key}.endpoint"),
             &self.endpoint,
             "the HEC token and the events",
         )
+        .into_iter()
+        .collect()
     }
 
     fn probe_targets(&self) -> Vec<String> {
