@@ -74,6 +74,10 @@ pub struct SegmentEntry {
     pub sha256: String,
     pub uncompressed_bytes: u64,
     pub compressed_bytes: u64,
+    /// SHA-256 (hex) of the segment file's bytes as sealed (the gzip members): the same
+    /// content compressed again is another file. Absent in digests of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_sha256: Option<String>,
     pub events: u64,
     pub first_timestamp: Option<DateTime<Utc>>,
     pub last_timestamp: Option<DateTime<Utc>>,
@@ -190,6 +194,7 @@ mod tests {
                 sha256: sha256_hex(b"x\n"),
                 uncompressed_bytes: 2,
                 compressed_bytes: 22,
+                compressed_sha256: None,
                 events: 1,
                 first_timestamp: Some(t),
                 last_timestamp: Some(t),

@@ -21,8 +21,10 @@ use crate::durable::{self, PRIVATE_FILE};
 
 /// The head record's file name, in the archive root.
 pub const HEAD_FILE: &str = ".veeam-siem-head.json";
-/// The format name written into the record.
-pub const FORMAT: &str = "veeam-siem-archive-head/1";
+/// The format name written into the record. Records of format 2 also name the open
+/// segment; format 1 (earlier versions) is still read.
+pub const FORMAT: &str = "veeam-siem-archive-head/2";
+const FORMAT_1: &str = "veeam-siem-archive-head/1";
 /// Signed before the canonical JSON, so a digest's signature can't pass for a head's.
 const SIGNING_CONTEXT: &[u8] = b"veeam-siem-archive-head/1\n";
 /// Largest head file read (a real one is about 400 bytes).
@@ -39,6 +41,10 @@ pub struct Head {
     /// SHA-256 (hex) of the digest file's bytes.
     pub digest_sha256: String,
     pub written: DateTime<Utc>,
+    /// The segment the writer has open (path relative to the archive root), if any: the
+    /// only one a restart after a crash may seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<String>,
     pub key_fingerprint: String,
     /// Hex Ed25519 signature over [`Head::signed_bytes`]; absent in the canonical form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +60,7 @@ impl Head {
             digest: digest.to_string(),
             digest_sha256: digest_sha256.to_string(),
             written: Utc::now(),
+            open: None,
             key_fingerprint: String::new(),
             signature: None,
         }
@@ -83,13 +90,19 @@ impl Head {
     pub fn parse(bytes: &[u8]) -> Result<Head, String> {
         let head: Head =
             serde_json::from_slice(bytes).map_err(|e| format!("not a head record ({e})"))?;
-        if head.format != FORMAT {
+        if head.format != FORMAT && head.format != FORMAT_1 {
             return Err(format!(
                 "unknown head format `{}` (this version reads {FORMAT})",
                 head.format
             ));
         }
         Ok(head)
+    }
+
+    /// Whether the record names the open segment (format 2): if not, any segment after
+    /// the chain may be one a crash left open.
+    pub fn names_open_segment(&self) -> bool {
+        self.format == FORMAT
     }
 }
 

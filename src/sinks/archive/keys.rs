@@ -35,19 +35,39 @@ impl SigningKey {
     /// Read an Ed25519 private key (PKCS#8 PEM). Errors say what is wrong with the file,
     /// never its content.
     pub fn from_pem_file(path: &Path) -> Result<SigningKey, String> {
+        // A file that exists may be the key that signed an archive: never suggest
+        // writing over it.
+        let fix = |path: &Path| {
+            if path.exists() {
+                "it must be an unencrypted Ed25519 private key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), readable by this user; if it is the key that signed an existing archive, keep it and fix its permissions or format (`openssl pkey -in OLD -out NEW` removes a passphrase); a new key starts a new chain: write it to another file (`openssl genpkey -algorithm ed25519 -out NEW.pem`) and point the sink (and a new `path`) at it".to_string()
+            } else {
+                format!(
+                    "create one with `openssl genpkey -algorithm ed25519 -out {}`",
+                    path.display()
+                )
+            }
+        };
         let der = PrivatePkcs8KeyDer::from_pem_file(path).map_err(|e| {
+            let why = match &e {
+                rustls_pki_types::pem::Error::NoItemsFound => {
+                    "no unencrypted PKCS#8 private key in it (an encrypted key, a public key or another format?)".to_string()
+                }
+                other => other.to_string(),
+            };
             format!(
-                "cannot read a PKCS#8 PEM private key from {} ({e}); create one with `openssl genpkey -algorithm ed25519 -out {}`",
+                "cannot read a PKCS#8 PEM private key from {} ({why}); {}",
                 path.display(),
-                path.display()
+                fix(path)
             )
         })?;
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der()).map_err(|_| {
-            format!(
-                "{} is not an Ed25519 private key; create one with `openssl genpkey -algorithm ed25519`",
-                path.display()
-            )
-        })?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der()).map_err(|_| {
+                format!(
+                    "{} is not an Ed25519 private key; {}",
+                    path.display(),
+                    fix(path)
+                )
+            })?;
         let public = PublicKey::from_raw(pair.public_key().as_ref());
         Ok(SigningKey { pair, public })
     }

@@ -232,6 +232,9 @@ impl ArchiveSink {
         for segment in &opened.removed {
             tracing::info!(sink_id = id, segment = %segment, "archive: removed an empty segment left by an unclean stop");
         }
+        for segment in &opened.foreign {
+            tracing::error!(sink_id = id, segment = %segment, path = %config.path.display(), "archive: a segment this sink did not have open (the head record names another or none) was found after the chain: not sealed, left as it is (`verify` reports it as extra). Someone put it there; keep it as evidence and move it out of the archive");
+        }
         tracing::info!(sink_id = id, path = %config.path.display(), key = %fingerprint, "archive open");
         let writer = Arc::new(Mutex::new(writer));
         let uploads = Uploads::start(id, config)?;
@@ -258,7 +261,19 @@ async fn rotate(
     uploads: Option<Arc<Notify>>,
 ) {
     loop {
-        tokio::time::sleep(interval.min(TICK)).await;
+        // Until the open segment is due (a segment opened just after a check is sealed on
+        // time, not a whole interval late), checking at least every TICK.
+        // (A writer busy with a batch is not waited for here, on the runtime: ask again soon.)
+        let wait = match writer.try_lock() {
+            Ok(w) => w.due_in(Utc::now(), interval).unwrap_or(interval),
+            Err(std::sync::TryLockError::Poisoned(p)) => p
+                .into_inner()
+                .due_in(Utc::now(), interval)
+                .unwrap_or(interval),
+            Err(std::sync::TryLockError::WouldBlock) => Duration::from_secs(1),
+        };
+        let wait = wait.min(TICK).max(Duration::from_millis(50));
+        tokio::time::sleep(wait).await;
         let writer = writer.clone();
         let sealed = tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());

@@ -114,6 +114,8 @@ pub struct Scan {
     pub file_len: u64,
     /// SHA-256 (hex) over the uncompressed content of the complete members.
     pub sha256: String,
+    /// SHA-256 (hex) over the file's bytes as stored (all of them).
+    pub file_sha256: String,
     pub uncompressed_bytes: u64,
     /// Lines (events) in the complete members.
     pub events: u64,
@@ -127,6 +129,20 @@ pub struct Scan {
 struct Counting<R> {
     inner: R,
     pos: u64,
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Context,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 impl<R: BufRead> Read for Counting<R> {
@@ -167,7 +183,13 @@ pub fn scan(path: &Path, timestamps: bool) -> io::Result<Scan> {
 /// e.g. an object streamed from S3.
 pub fn scan_reader<R: Read>(reader: R, file_len: u64, timestamps: bool) -> io::Result<Scan> {
     let mut input = Counting {
-        inner: BufReader::with_capacity(256 * 1024, reader),
+        inner: BufReader::with_capacity(
+            256 * 1024,
+            Hashing {
+                inner: reader,
+                hash: Context::new(&SHA256),
+            },
+        ),
         pos: 0,
     };
     let mut hash = Context::new(&SHA256);
@@ -175,6 +197,7 @@ pub fn scan_reader<R: Read>(reader: R, file_len: u64, timestamps: bool) -> io::R
         valid_len: 0,
         file_len,
         sha256: String::new(),
+        file_sha256: String::new(),
         uncompressed_bytes: 0,
         events: 0,
         first_timestamp: None,
@@ -244,6 +267,9 @@ pub fn scan_reader<R: Read>(reader: R, file_len: u64, timestamps: bool) -> io::R
         }
     }
     out.sha256 = hex::encode(hash.finish().as_ref());
+    // The rest of a file whose reading stopped early, for the hash of all its bytes.
+    io::copy(&mut input, &mut io::sink())?;
+    out.file_sha256 = hex::encode(input.inner.into_inner().hash.finish().as_ref());
     Ok(out)
 }
 

@@ -260,6 +260,7 @@ fn check_head(
     record: io::Result<Option<Vec<u8>>>,
     keys: &[PublicKey],
     by_sequence: &BTreeMap<u64, Found>,
+    allow_open: bool,
     problem: &mut impl FnMut(&str, Kind, String),
 ) {
     use super::head::{HEAD_FILE, Head};
@@ -326,6 +327,21 @@ fn check_head(
         // Within the chain but not there: reported as missing by the chain walk.
         None => {}
     }
+    // A head behind the chain: an older record put back (from an earlier time, or a
+    // new archive's sequence-0 record) to hide removed digests, or a crash between a seal
+    // and its record (the next start of the sink brings it up to date). A running
+    // daemon's record may be one seal behind while it seals.
+    let behind = newest.saturating_sub(head.sequence);
+    if behind > u64::from(allow_open) {
+        problem(
+            HEAD_FILE,
+            Kind::Modified,
+            format!(
+                "stale: the head record names sequence {} as the newest digest, but the chain goes on to {newest}: an older head record was put back (hiding removed digests), or the sink stopped between a seal and its head record (then starting it once brings the record up to date; verify again after a clean stop)",
+                head.sequence
+            ),
+        );
+    }
 }
 
 /// The segment a digest seals, by name (the digest is named after it).
@@ -342,6 +358,10 @@ pub fn verify_archive(
     keys: &[PublicKey],
     options: Options,
 ) -> io::Result<Report> {
+    // The head record first: a running daemon that seals between the two reads then
+    // shows a chain that goes on past its head (allowed with --allow-open), never a head
+    // ahead of the chain it lists.
+    let head_record = source.head_record();
     let listing = source.list()?;
     let mut report = Report::default();
     let mut problems = Vec::new();
@@ -560,15 +580,28 @@ pub fn verify_archive(
                         scan.sha256
                     ),
                 );
-            } else if scan.file_len != entry.compressed_bytes {
+            } else if scan.file_len != entry.compressed_bytes
+                || entry
+                    .compressed_sha256
+                    .as_ref()
+                    .is_some_and(|h| *h != scan.file_sha256)
+            {
                 // Same content, other bytes: recompressed or rewritten, so not the file
                 // that was sealed (and stored under Object Lock).
                 problem(
                     &entry.file,
                     Kind::Modified,
                     format!(
-                        "modified: the content is intact but the file is {} bytes, not the {} that {} recorded (recompressed or rewritten)",
-                        scan.file_len, entry.compressed_bytes, found.name
+                        "modified: the content is intact but the file is not the one {} recorded ({} bytes{}; now {} bytes, sha256 {}): recompressed or rewritten",
+                        found.name,
+                        entry.compressed_bytes,
+                        entry
+                            .compressed_sha256
+                            .as_ref()
+                            .map(|h| format!(", sha256 {h}"))
+                            .unwrap_or_default(),
+                        scan.file_len,
+                        scan.file_sha256
                     ),
                 );
             }
@@ -598,8 +631,8 @@ pub fn verify_archive(
         }
     }
     // The head record: the chain must reach the digest it names.
-    if let Some(record) = source.head_record() {
-        check_head(record, keys, &by_sequence, &mut problem);
+    if let Some(record) = head_record {
+        check_head(record, keys, &by_sequence, options.allow_open, &mut problem);
     }
     // Nothing the sink writes: a note, a stray copy, an uncompressed "segment".
     if !(listing.segments.is_empty() && listing.digests.is_empty()) {
@@ -659,6 +692,52 @@ mod tests {
             .iter()
             .map(|p| (p.file.clone(), p.kind))
             .collect()
+    }
+
+    /// A head record behind the chain: an older one put back (here a new archive's
+    /// sequence-0 record, valid for any archive of the key) is found; one seal behind is
+    /// what a running daemon shows mid-seal, so only --allow-open lets that pass.
+    #[test]
+    fn a_head_record_behind_the_chain_is_stale() {
+        use super::super::head::{self, HEAD_FILE, Head};
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 3, false);
+        let signing = SigningKey::from_pem_file(&dir.path().join("k.pem")).unwrap();
+        let listing = segment::list(&root).unwrap();
+        let sha = |name: &str| {
+            super::super::digest::sha256_hex(&std::fs::read(path_of(&root, name)).unwrap())
+        };
+        let stale = vec![(HEAD_FILE.to_string(), Kind::Modified)];
+        head::write(&root, Head::new(0, "", ""), &signing).unwrap();
+        assert_eq!(kinds(&check(&root, &key, STRICT)), stale);
+        assert_eq!(kinds(&check(&root, &key, LIVE)), stale);
+        let second = &listing.digests[1];
+        head::write(&root, Head::new(2, second, &sha(second)), &signing).unwrap();
+        assert_eq!(kinds(&check(&root, &key, STRICT)), stale);
+        assert!(check(&root, &key, LIVE).ok);
+    }
+
+    /// The same content in other gzip bytes of the same size (here: another mtime in the
+    /// gzip header) is not the sealed file.
+    #[test]
+    fn a_segment_with_other_gzip_bytes_of_the_same_size_is_modified() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 2, false);
+        let listing = segment::list(&root).unwrap();
+        let path = path_of(&root, &listing.segments[0]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4] ^= 0x5a;
+        std::fs::write(&path, &bytes).unwrap();
+        let report = check(&root, &key, STRICT);
+        assert_eq!(
+            kinds(&report),
+            vec![(listing.segments[0].clone(), Kind::Modified)]
+        );
+        assert!(
+            report.problems[0]
+                .problem
+                .contains("recompressed or rewritten")
+        );
     }
 
     #[test]

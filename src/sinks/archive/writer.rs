@@ -44,6 +44,8 @@ struct Open {
     file: File,
     opened: DateTime<Utc>,
     hash: Context,
+    /// Over the file's bytes (the gzip members as written).
+    file_hash: Context,
     uncompressed: u64,
     compressed: u64,
     events: u64,
@@ -58,6 +60,16 @@ pub struct Opened {
     pub recovered: Vec<String>,
     /// Empty segments a crash had left, removed.
     pub removed: Vec<String>,
+    /// Segments with events that this archive's writer did not have open (put there by
+    /// hand): left as they are, unsealed; `verify` reports them.
+    pub foreign: Vec<String>,
+}
+
+/// What became of a segment found after the chain at open.
+enum Recovered {
+    Sealed,
+    Removed,
+    NotOurs,
 }
 
 /// The archive's lock file, in its root (`verify` knows it and ignores it).
@@ -90,15 +102,16 @@ fn keep_as_evidence(root: &Path) -> String {
 }
 
 /// Refuse to extend a chain shorter than its head record says (the newest digests were
-/// removed), one whose newest digest is not the one the record names, or one with digests
-/// but no record: the writer writes a record before the first seal (sequence 0), so a
-/// missing one means it was removed, with the newest digests it named, perhaps. A record
-/// one seal behind the chain (a crash between a digest and its record) is no problem.
-fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<()> {
+/// removed), one whose newest digest is not the one the record names, one whose record is
+/// more than a seal behind it (an older record put back), or one with digests but no
+/// record: the writer writes a record before the first seal (sequence 0), so a missing one
+/// means it was removed, with the newest digests it named, perhaps. A record one seal
+/// behind the chain (a crash between a digest and its record) is no problem.
+fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<Option<head::Head>> {
     let path = root.join(head::HEAD_FILE);
     let Some(bytes) = head::read(root)? else {
         return match newest {
-            None => Ok(()),
+            None => Ok(None),
             Some(newest) => Err(other(format!(
                 "the archive has digests (the newest is {}, sequence {}) but no head record {}: it was removed, perhaps with newer digests it named, and extending the chain would hide that. {}",
                 newest.file,
@@ -119,6 +132,17 @@ fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<()> {
     let gone = record.sequence > newest_sequence;
     let replaced =
         newest.is_some_and(|h| h.sequence == record.sequence && h.sha256 != record.digest_sha256);
+    // More than one seal behind: not a crash between a digest and its record, but an
+    // older record put back.
+    let stale = record.sequence.saturating_add(1) < newest_sequence;
+    if stale {
+        return Err(other(format!(
+            "the archive's head record {} names digest {}, but the chain goes on to {newest_sequence}: an older head record was put back, perhaps to hide digests removed after it; extending the chain would hide that. {}",
+            path.display(),
+            record.sequence,
+            keep_as_evidence(root)
+        )));
+    }
     if gone || replaced {
         return Err(other(format!(
             "the archive's head record {} names digest {} ({}), but {}: the chain can't be extended without hiding that. {}",
@@ -133,7 +157,7 @@ fn check_head_record(root: &Path, newest: Option<&Head>) -> io::Result<()> {
             keep_as_evidence(root)
         )));
     }
-    Ok(())
+    Ok(Some(record))
 }
 
 /// The chain's newest digest in `root`, `None` for an archive without digests.
@@ -171,7 +195,7 @@ pub fn check_extendable(root: &Path) -> io::Result<()> {
         return Ok(());
     }
     let listing = segment::list(root)?;
-    check_head_record(root, newest_digest(root, &listing)?.as_ref())
+    check_head_record(root, newest_digest(root, &listing)?.as_ref()).map(drop)
 }
 
 /// The archive's lock, waiting up to [`LOCK_WAIT`] for a busy one.
@@ -213,7 +237,7 @@ impl ArchiveWriter {
         let lock = lock_archive(root)?;
         let listing = segment::list(root)?;
         let head = newest_digest(root, &listing)?;
-        check_head_record(root, head.as_ref())?;
+        let record = check_head_record(root, head.as_ref())?;
         let mut writer = ArchiveWriter {
             root: root.to_path_buf(),
             _lock: lock,
@@ -232,10 +256,15 @@ impl ArchiveWriter {
             .collect();
         left_open.sort();
         for (sequence, name) in left_open {
-            if writer.recover(sequence, name)? {
-                opened.recovered.push(name.clone());
-            } else {
-                opened.removed.push(name.clone());
+            // Only the segment the head record names as open was being written here; any
+            // other is not sealed (signing it would vouch for a file put there by hand).
+            let ours = record
+                .as_ref()
+                .is_none_or(|r| !r.names_open_segment() || r.open.as_deref() == Some(name));
+            match writer.recover(sequence, name, ours)? {
+                Recovered::Sealed => opened.recovered.push(name.clone()),
+                Recovered::Removed => opened.removed.push(name.clone()),
+                Recovered::NotOurs => opened.foreign.push(name.clone()),
             }
         }
         // A record one seal behind (a crash between a digest and its record) is brought up
@@ -249,8 +278,9 @@ impl ArchiveWriter {
         self.head.as_ref().map_or(1, |h| h.sequence + 1)
     }
 
-    /// Seal (or remove, when empty) segment `name` that a crash left open.
-    fn recover(&mut self, sequence: u64, name: &str) -> io::Result<bool> {
+    /// Seal (or remove, when empty) segment `name` that a crash left open; one with events
+    /// that is not `ours` (not the one the head record names as open) is left alone.
+    fn recover(&mut self, sequence: u64, name: &str, ours: bool) -> io::Result<Recovered> {
         let path = path_of(&self.root, name);
         if sequence != self.next_sequence() {
             return Err(other(format!(
@@ -260,6 +290,9 @@ impl ArchiveWriter {
             )));
         }
         let scan = segment::scan(&path, true)?;
+        if !ours && scan.valid_len > 0 {
+            return Ok(Recovered::NotOurs);
+        }
         let truncated = scan.file_len - scan.valid_len;
         if truncated > 0 {
             let file = std::fs::OpenOptions::new().write(true).open(&path)?;
@@ -269,7 +302,7 @@ impl ArchiveWriter {
         if scan.events == 0 {
             std::fs::remove_file(&path)?;
             durable::sync_dir(durable::parent_or_dot(&path))?;
-            return Ok(false);
+            return Ok(Recovered::Removed);
         }
         let opened = name
             .rsplit('/')
@@ -277,11 +310,18 @@ impl ArchiveWriter {
             .and_then(|f| f.get(11..27))
             .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").ok())
             .map_or_else(Utc::now, |t| t.and_utc());
+        // The file as it is now: cut back to its complete members.
+        let file_sha256 = if truncated > 0 {
+            segment::scan(&path, false)?.file_sha256
+        } else {
+            scan.file_sha256
+        };
         let entry = SegmentEntry {
             file: name.to_string(),
             sha256: scan.sha256,
             uncompressed_bytes: scan.uncompressed_bytes,
             compressed_bytes: scan.valid_len,
+            compressed_sha256: Some(file_sha256),
             events: scan.events,
             first_timestamp: scan.first_timestamp,
             last_timestamp: scan.last_timestamp,
@@ -302,7 +342,7 @@ impl ArchiveWriter {
                 note,
             }),
         )?;
-        Ok(true)
+        Ok(Recovered::Sealed)
     }
 
     /// Append one batch (`lines`: NDJSON, `events` lines) as a gzip member; returns once
@@ -318,7 +358,16 @@ impl ArchiveWriter {
             return Ok(());
         }
         if self.open.is_none() {
-            self.open = Some(self.create_segment()?);
+            let open = self.create_segment()?;
+            let path = path_of(&self.root, &open.name);
+            self.open = Some(open);
+            // The head record names the new segment before anything is written to it: a
+            // restart after a crash seals only that one.
+            if let Err(e) = self.write_head_record() {
+                self.open = None;
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
         }
         let Some(open) = self.open.as_mut() else {
             unreachable!("opened above");
@@ -342,6 +391,7 @@ impl ArchiveWriter {
             return Err(e);
         }
         open.hash.update(lines);
+        open.file_hash.update(&member);
         open.uncompressed += lines.len() as u64;
         open.compressed += member.len() as u64;
         open.events += events;
@@ -375,6 +425,7 @@ impl ArchiveWriter {
             file,
             opened,
             hash: Context::new(&SHA256),
+            file_hash: Context::new(&SHA256),
             uncompressed: 0,
             compressed: 0,
             events: 0,
@@ -388,6 +439,19 @@ impl ArchiveWriter {
         self.open
             .as_ref()
             .is_some_and(|o| (now - o.opened).to_std().unwrap_or_default() >= interval)
+    }
+
+    /// How long until the open segment is older than `interval` (zero when it is);
+    /// `None` when no segment is open.
+    pub fn due_in(
+        &self,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        self.open.as_ref().map(|o| {
+            let age = (now - o.opened).to_std().unwrap_or_default();
+            interval.saturating_sub(age)
+        })
     }
 
     /// The open segment's name, if one is open.
@@ -407,14 +471,22 @@ impl ArchiveWriter {
             sha256: hex::encode(open.hash.clone().finish().as_ref()),
             uncompressed_bytes: open.uncompressed,
             compressed_bytes: open.compressed,
+            compressed_sha256: Some(hex::encode(open.file_hash.clone().finish().as_ref())),
             events: open.events,
             first_timestamp: open.first,
             last_timestamp: open.last,
         };
         let (sequence, opened) = (open.sequence, open.opened);
-        let name = self.write_digest(sequence, opened, entry, None)?;
-        self.open = None;
-        Ok(Some(name))
+        // Closed before the digest's head record is written, which then names no open
+        // segment; put back if the digest can't be written.
+        let open = self.open.take();
+        match self.write_digest(sequence, opened, entry, None) {
+            Ok(name) => Ok(Some(name)),
+            Err(e) => {
+                self.open = open;
+                Err(e)
+            }
+        }
     }
 
     /// Sign and durably write the digest of `entry`; it becomes the head.
@@ -462,10 +534,11 @@ impl ArchiveWriter {
     /// Replace the head record with the chain's newest digest (sequence 0 and no digest
     /// before the first seal).
     fn write_head_record(&self) -> io::Result<()> {
-        let record = match &self.head {
+        let mut record = match &self.head {
             Some(h) => head::Head::new(h.sequence, &h.file, &h.sha256),
             None => head::Head::new(0, "", ""),
         };
+        record.open = self.open.as_ref().map(|o| o.name.clone());
         head::write(&self.root, record, &self.key)
     }
 }
@@ -655,6 +728,66 @@ mod tests {
         ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
         let record = head::Head::parse(&head::read(&root).unwrap().unwrap()).unwrap();
         assert_eq!(record.sequence, 1);
+    }
+
+    #[test]
+    fn a_planted_segment_after_a_clean_stop_is_not_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = write_key_pair(dir.path(), "k");
+        let root = dir.path().join("a");
+        let key = || SigningKey::from_pem_file(&private).unwrap();
+        let (mut w, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        w.append(b"{\"n\":1}\n", 1, None, None).unwrap();
+        w.seal().unwrap();
+        drop(w);
+        // A segment with the next sequence, written by hand, after the clean stop.
+        let planted = segment_name(2, Utc::now() - chrono::TimeDelta::hours(1));
+        let path = path_of(&root, &planted);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(b"{\"forged\":true}\n").unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let (mut w, opened) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        assert_eq!(opened.foreign, vec![planted.clone()]);
+        assert!(opened.recovered.is_empty());
+        assert!(!path_of(&root, &digest_name(&planted)).exists());
+        // Archiving goes on; verify keeps reporting the planted file.
+        w.append(b"{\"n\":2}\n", 1, None, None).unwrap();
+        w.seal().unwrap();
+        drop(w);
+        let public = PublicKey::from_pem_file(&public).unwrap();
+        let report = verify_dir(&root, &[public], Options::default()).unwrap();
+        assert!(!report.ok);
+        assert!(
+            report
+                .problems
+                .iter()
+                .all(|p| p.file == planted && p.kind == Kind::Extra),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn a_head_record_put_back_from_earlier_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _) = write_key_pair(dir.path(), "k");
+        let root = dir.path().join("a");
+        let key = || SigningKey::from_pem_file(&private).unwrap();
+        let (mut w, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        let genesis = std::fs::read(root.join(head::HEAD_FILE)).unwrap();
+        for n in 0..3 {
+            w.append(format!("{{\"n\":{n}}}\n").as_bytes(), 1, None, None)
+                .unwrap();
+            w.seal().unwrap();
+        }
+        drop(w);
+        std::fs::write(root.join(head::HEAD_FILE), &genesis).unwrap();
+        let e = ArchiveWriter::open(&root, key(), 1 << 20)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("an older head record was put back"), "{e}");
     }
 
     #[test]

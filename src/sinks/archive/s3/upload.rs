@@ -288,6 +288,20 @@ fn save_state(root: &Path, state: &UploadState) -> std::io::Result<()> {
 fn pending(root: &Path, through: u64) -> Result<Vec<Pending>, String> {
     let listing =
         segment::list(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
+    // Digests are never pruned: progress past the newest one was not made here, and
+    // trusting it would prune segments that were never uploaded.
+    let newest = listing
+        .digests
+        .iter()
+        .filter_map(|d| sequence_of(d))
+        .max()
+        .unwrap_or(0);
+    if through > newest {
+        return Err(format!(
+            "the S3 upload progress file {} says every digest up to sequence {through} is confirmed, but the newest digest here is {newest}: it was edited or belongs to another archive. Nothing is uploaded or pruned until it is moved aside (then every digest still on disk is uploaded again; what the bucket holds already is skipped)",
+            root.join(STATE_FILE).display()
+        ));
+    }
     let mut digests: Vec<(u64, String)> = listing
         .digests
         .into_iter()
@@ -433,6 +447,11 @@ mod tests {
                 .all(|p| p.segments.len() == 1 && sequence_of(&p.segments[0]) == Some(p.sequence))
         );
         assert_eq!(pending(&root, 2).unwrap().len(), 1);
+        assert!(pending(&root, 3).unwrap().is_empty());
+        // Progress past the newest digest was not made here (an edited file): refused,
+        // so `pass` prunes nothing.
+        let past = pending(&root, 999).unwrap_err();
+        assert!(past.contains("the newest digest here is 3"), "{past}");
     }
 
     #[test]

@@ -249,8 +249,11 @@ async fn retention_problem(source: &Bucket, name: &str, days: u32) -> Option<Str
     };
     let stored: DateTime<Utc> = head.last_modified.unwrap_or_else(Utc::now);
     let wanted = stored + TimeDelta::days(i64::from(days));
+    // The uploader sets the date before the upload starts, so it falls short of
+    // `stored + days` by the upload's duration: an hour of slack, not more (one day would
+    // pass a retention a day too short).
     match (head.lock_mode, head.retain_until) {
-        (Some(_), Some(until)) if until + TimeDelta::days(1) >= wanted => None,
+        (Some(_), Some(until)) if until + TimeDelta::hours(1) >= wanted => None,
         (Some(mode), Some(until)) => Some(format!(
             "retention too short: {mode} until {until}, less than {days} days after it was stored ({stored})"
         )),
