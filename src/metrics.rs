@@ -303,6 +303,10 @@ impl Metrics {
                     kind: kind.clone(),
                     id: id.clone(),
                 });
+                if kind == "sink" {
+                    // A gauge of a sink that is gone would show its last depth forever.
+                    self.queue_depth.remove(&sink_label(id));
+                }
             }
         }
         for ((kind, id), up) in &next {

@@ -63,8 +63,38 @@ pub(super) fn typed<T: DeserializeOwned>(key: &str, value: toml::Value) -> Resul
             full = format!("{full}.{field}");
             return invalid(full, "is required but missing; add it");
         }
-        invalid(full, message.to_string())
+        invalid(full, plain_words(message))
     })
+}
+
+/// serde's and chrono's wording in the user's terms: a table, a whole number, an RFC 3339
+/// time (chrono's parse errors name no format).
+fn plain_words(message: &str) -> String {
+    const CHRONO: [&str; 6] = [
+        "input contains invalid characters",
+        "premature end of input",
+        "trailing input",
+        "input is out of range",
+        "input is not enough for unique date and time",
+        "no possible date and time matching input",
+    ];
+    if CHRONO.contains(&message) {
+        return format!(
+            "is not a time ({message}); write an RFC 3339 time with its zone, e.g. \"2024-01-01T00:00:00Z\""
+        );
+    }
+    let mut out = message.to_string();
+    if let Some(at) = out.find("expected struct ") {
+        out.replace_range(at.., "expected a table (`{ key = ... }` or a [section])");
+    }
+    for int in ["u8", "u16", "u32", "u64", "usize", "i32", "i64"] {
+        let serde = format!("expected {int}");
+        if out.ends_with(&serde) {
+            let at = out.len() - serde.len();
+            out.replace_range(at.., "expected a whole number (without quotes)");
+        }
+    }
+    out
 }
 
 /// The components of `sources` or `sinks`, each built by `build(key, type, table)` from

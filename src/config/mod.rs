@@ -273,14 +273,24 @@ impl Config {
             }
             sink.validate(&format!("sinks.{id}"))?;
         }
+        if self.state.dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "state.dir",
+                "is empty; set the directory for checkpoints, e.g. \"/var/lib/veeam-siem\"",
+            ));
+        }
         // Two writers on one file interleave and cut each other's lines; on one archive they
-        // fork the chain.
-        let mut paths: BTreeMap<String, &str> = BTreeMap::new();
+        // fork the chain. Paths are compared after `.`, `..` and `//` are resolved.
+        let state_dir = lexical(&self.state.dir);
+        let mut paths: BTreeMap<PathBuf, &str> = BTreeMap::new();
         for (id, sink) in &self.sinks {
             let Some(path) = sink.local_path() else {
                 continue;
             };
-            let normal = path.trim_end_matches('/').to_string();
+            let normal = lexical(Path::new(&path));
+            if let Some(problem) = state_file_clash(&normal, &state_dir) {
+                return Err(invalid(format!("sinks.{id}.path"), problem));
+            }
             if let Some(first) = paths.insert(normal, id) {
                 return Err(invalid(
                     format!("sinks.{id}.path"),
@@ -314,6 +324,54 @@ impl Config {
             .map(|(id, _)| id.clone())
             .collect()
     }
+}
+
+/// `path` made absolute (against the working directory) with `.`, `..` and repeated
+/// separators resolved, without touching the disk: two spellings of one file compare equal.
+fn lexical(path: &Path) -> PathBuf {
+    let absolute = if path.is_relative() {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    } else {
+        path.to_path_buf()
+    };
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if (out.file_name().is_none() || !out.pop()) && !out.has_root() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Why a sink's `path` (resolved) would overwrite the daemon's own state, if it would:
+/// a checkpoint, the lock, a HEC channel or dead-letter file, or the state dir itself.
+fn state_file_clash(path: &Path, state_dir: &Path) -> Option<String> {
+    if path == state_dir || state_dir.starts_with(path) {
+        return Some(format!(
+            "is (or holds) the state directory {}: the sink's files and the checkpoints would overwrite each other; give it a path outside `[state] dir`, or a subdirectory of it",
+            state_dir.display()
+        ));
+    }
+    let name = path.file_name()?.to_str()?;
+    let ours = name.ends_with(".checkpoint.json")
+        || name.ends_with(".checkpoint.json.tmp")
+        || name == "veeam-siem.lock"
+        || name.ends_with(".hec-channel")
+        || name.ends_with(".deadletter.ndjson");
+    (path.parent() == Some(state_dir) && ours).then(|| {
+        format!(
+            "names {name} in the state directory {}, a file the daemon keeps there (checkpoints, lock, HEC channel, dead letters); each checkpoint save would replace the sink's output. Give the sink another path",
+            state_dir.display()
+        )
+    })
 }
 
 /// Component ids become file names (checkpoints) and metric labels: keep them simple.
@@ -519,6 +577,68 @@ mod tests {
         let e = err_text(&two);
         assert!(e.contains("sinks.b.path") && e.contains("sinks.a"), "{e}");
         parse(&two.replace("v/out.ndjson\"\n[sinks.b]", "v/a.ndjson\"\n[sinks.b]")).unwrap();
+        // Other spellings of the same file.
+        for alias in ["/var/log/v/../v/out.ndjson", "/var/log//v/./out.ndjson"] {
+            let e = err_text(&two.replacen("/var/log/v/out.ndjson", alias, 1));
+            assert!(
+                e.contains("sinks.b.path") && e.contains("sinks.a"),
+                "{alias}: {e}"
+            );
+        }
+    }
+
+    /// A sink writing one of the daemon's own state files (or the state dir) would be
+    /// overwritten by every checkpoint save; an empty state dir is refused too.
+    #[test]
+    fn sink_paths_on_state_files_and_an_empty_state_dir_are_refused() {
+        let with_path = |path: &str| {
+            format!(
+                "{GOOD}\n[sinks.a]\ntype = \"file\"\ninputs = [\"vbo_main\"]\npath = \"{path}\"\n"
+            )
+        };
+        for path in [
+            "/tmp/x/vbo_main.checkpoint.json",
+            "/tmp/x/./veeam-siem.lock",
+            "/tmp/x",
+            "/tmp",
+        ] {
+            let e = err_text(&with_path(path));
+            assert!(
+                e.contains("sinks.a.path") && e.contains("/tmp/x"),
+                "{path}: {e}"
+            );
+        }
+        parse(&with_path("/tmp/x/out/events.ndjson")).unwrap();
+        parse(&with_path("/tmp/x/events.ndjson")).unwrap();
+        let e = err_text(&GOOD.replace("dir = \"/tmp/x\"", "dir = \"\""));
+        assert!(e.contains("state.dir") && e.contains("empty"), "{e}");
+    }
+
+    /// librdkafka quotes the value of a property it does not know: a misspelled secret
+    /// property must not reach the error.
+    #[test]
+    fn a_misspelled_kafka_secret_option_is_not_printed() {
+        let e = err_text(&format!(
+            "{GOOD}\n[sinks.bus]\ntype = \"kafka\"\ninputs = [\"vbo_main\"]\nbrokers = \"k:9092\"\ntopic = \"t\"\noptions = {{ \"sasl.pasword\" = \"KafkaOptSecret9\" }}\n"
+        ));
+        assert!(e.contains("sasl.pasword"), "{e}");
+        assert!(!e.contains("KafkaOptSecret9"), "{e}");
+    }
+
+    #[test]
+    fn type_and_time_errors_are_in_the_users_terms() {
+        let e = err_text(&GOOD.replace("poll_interval = \"45s\"", "start_time = \"yesterday\""));
+        assert!(
+            e.contains("sources.vbo_main.start_time") && e.contains("RFC 3339"),
+            "{e}"
+        );
+        let e = err_text(&GOOD.replace("poll_interval = \"45s\"", "page_size = \"500\""));
+        assert!(e.contains("expected a whole number"), "{e}");
+        let e = err_text(&GOOD.replace("poll_interval = \"45s\"", "tls = \"x\""));
+        assert!(
+            e.contains("expected a table") && !e.contains("struct"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -333,9 +333,23 @@ impl KafkaSinkConfig {
             let mut one = rdkafka::ClientConfig::new();
             one.set(name.as_str(), value.to_property());
             if let Err(e) = one.create_native_config() {
+                // librdkafka's message may quote the value, and a misspelled secret
+                // property (`sasl.pasword`) carries a secret: keep only its reason.
+                let why = match &e {
+                    rdkafka::error::KafkaError::ClientConfig(_, description, _, _) => {
+                        description.clone()
+                    }
+                    other => other.to_string(),
+                };
+                let value = value.to_property();
+                let why = if value.len() >= 3 {
+                    why.replace(value.as_str(), "<value>")
+                } else {
+                    why
+                };
                 return Err(invalid(
                     format!("{key}.options.\"{name}\""),
-                    format!("librdkafka refuses it: {e}; see librdkafka's CONFIGURATION.md"),
+                    format!("librdkafka refuses it: {why}; see librdkafka's CONFIGURATION.md"),
                 ));
             }
         }
