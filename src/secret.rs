@@ -35,10 +35,15 @@ fn known() -> std::sync::MutexGuard<'static, Vec<Weak<str>>> {
 }
 
 /// `text` with every live secret replaced by `***`: as sent, form-URL-encoded (`+` or
-/// `%20` for a space) and JSON-escaped.
+/// `%20` for a space) and JSON-escaped. JSON escapes other than serde_json's own (`\/`,
+/// `\u002B` as .NET writes `+`, `\u00e9` as Python writes `é`) are first rewritten the
+/// way serde_json writes them, so every JSON spelling of a secret is found.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let live: Vec<Arc<str>> = known().iter().filter_map(Weak::upgrade).collect();
-    let mut out = Cow::Borrowed(text);
+    if live.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = canonical_json_escapes(text);
     for secret in live {
         let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         let json = serde_json::to_string(&*secret).unwrap_or_default();
@@ -51,6 +56,78 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         }
     }
     out
+}
+
+/// `text` with `\/` and `\uXXXX` escapes (surrogate pairs included) written as serde_json
+/// writes the character: itself, or `\"`, `\\` and serde's escapes for control characters.
+/// Other text, and escapes that are not well formed, stay as they are.
+fn canonical_json_escapes(text: &str) -> Cow<'_, str> {
+    if !text.contains("\\/") && !text.contains("\\u") {
+        return Cow::Borrowed(text);
+    }
+    let hex4 = |s: &str| -> Option<u32> {
+        let h = s.get(..4)?;
+        h.bytes()
+            .all(|b| b.is_ascii_hexdigit())
+            .then(|| u32::from_str_radix(h, 16).ok())
+            .flatten()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (decoded, used) = match after.as_bytes().first() {
+            Some(b'/') => (Some('/'), 1),
+            Some(b'u') => match hex4(&after[1..]) {
+                Some(high @ 0xD800..=0xDBFF) => {
+                    let low = after
+                        .get(5..7)
+                        .filter(|s| *s == "\\u")
+                        .and_then(|_| hex4(&after[7..]))
+                        .filter(|low| (0xDC00..=0xDFFF).contains(low));
+                    match low {
+                        Some(low) => (
+                            char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)),
+                            11,
+                        ),
+                        None => (None, 0),
+                    }
+                }
+                Some(code) => (char::from_u32(code), 5),
+                None => (None, 0),
+            },
+            // `\\` and the short escapes: copied as they are (the escaped character too,
+            // so `\\u0041` stays an escaped backslash followed by text).
+            Some(_) => (None, 1),
+            None => (None, 0),
+        };
+        match decoded {
+            Some(c) => {
+                let mut buf = [0u8; 4];
+                let one: &str = c.encode_utf8(&mut buf);
+                let written = serde_json::to_string(one).unwrap_or_default();
+                // Without the quotes around it.
+                out.push_str(
+                    written
+                        .get(1..written.len().saturating_sub(1))
+                        .unwrap_or(one),
+                );
+                rest = &after[used..];
+            }
+            None => {
+                let copy = 1 + used.min(after.len());
+                let copy = (0..=copy)
+                    .rev()
+                    .find(|n| rest.is_char_boundary(at + n))
+                    .unwrap_or(1);
+                out.push_str(&rest[at..at + copy]);
+                rest = &rest[at + copy..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 impl Secret {
@@ -212,6 +289,28 @@ mod tests {
         let short = Secret::new("ab");
         assert_eq!(redact("abc"), "abc");
         drop(short);
+    }
+
+    /// Other JSON writers escape differently from serde_json: .NET writes `+` and `&` as
+    /// `\u002B` and `\u0026`, PHP `/` as `\/`, Python non-ASCII as `\u00e9` (and astral
+    /// characters as surrogate pairs). Each spelling is found.
+    #[test]
+    fn secrets_in_other_json_escapes_are_redacted() {
+        let password = Secret::new("Summer+2025&Co/é\"😀");
+        for echo in [
+            r#"{"error":"password=Summer\u002B2025\u0026Co\/\u00e9\"\ud83d\ude00"}"#,
+            r#"{"error":"password=Summer\u002b2025\u0026Co\/\u00E9\u0022\uD83D\uDE00"}"#,
+            r#"{"error":"password=Summer+2025&Co/é\"😀"}"#,
+        ] {
+            let shown = redact(echo);
+            assert!(!shown.contains("Summer"), "{echo} -> {shown}");
+            assert_eq!(shown, r#"{"error":"password=***"}"#);
+        }
+        // Escapes that are not a secret stay readable, and still parse.
+        let other = r#"{"a":"x\u002By \\u0041 \n \ud800 \u12"}"#;
+        let shown = redact(other);
+        assert_eq!(shown, r#"{"a":"x+y \\u0041 \n \ud800 \u12"}"#);
+        drop(password);
     }
 
     #[derive(Debug, serde::Deserialize)]
