@@ -16,7 +16,9 @@
 //!    has gaps or repeats a value still has each event read once; the listing is assumed
 //!    to grow at its end (VB365 numbers events 0, 1, 2… in the order they happen). The session's state was read
 //!    *before* its events, so when it said `Stopped`, the events we got are complete and
-//!    the session is marked done. A page is decoded on the blocking pool while the next
+//!    the session is marked done; one that stopped less than [`SETTLE`] ago is read once
+//!    more in the next cycle first (a server may show the state change before the last
+//!    event). A page is decoded on the blocking pool while the next
 //!    page, or after a session's last page the next listed session's first one, is
 //!    fetched: the server's answer time and our decoding overlap. Where paging goes next
 //!    depends on the page alone (count, fingerprint, `totalCount`/`_links`), never on its
@@ -145,7 +147,24 @@ pub struct SessionCursor {
     /// The session is `Stopped` and all its events were emitted.
     #[serde(default)]
     pub done: bool,
+    /// Times its events were read after the session said `Stopped`: a session that
+    /// stopped recently is read once more in the next cycle before it is done, for an
+    /// event the server shows only after the state change.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stopped_reads: u8,
+    /// Its `creationTime` was unusable, so `creation_time` is where the source placed it:
+    /// kept in the state past the lookback window, or the next listing would ship it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placed: bool,
 }
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+/// A session whose `endTime` is at most this old when it is first read as stopped is read
+/// once more in the next cycle (clocks of server and daemon may differ by minutes).
+const SETTLE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 impl SessionCursor {
     /// The offset of the session's events listing to read from.
@@ -658,7 +677,7 @@ impl VboPoller {
         let keep_from = minus(to, self.lookback);
         self.state
             .sessions
-            .retain(|_, c| !c.done || c.creation_time >= keep_from);
+            .retain(|_, c| !c.done || c.placed || c.creation_time >= keep_from);
     }
 
     /// Emit the events of one session that we haven't emitted yet.
@@ -685,6 +704,8 @@ impl VboPoller {
                 next_offset: Some(0),
                 last_event_id: None,
                 done: false,
+                stopped_reads: 0,
+                placed: !session.creation_time_known,
             });
         if cursor.done {
             return Ok(None);
@@ -863,7 +884,14 @@ impl VboPoller {
         if !session.is_working()
             && let Some(c) = self.state.sessions.get_mut(&sid)
         {
-            c.done = true;
+            // Stopped long ago (a backfill): done now. Stopped recently: the server may
+            // show the last event ("session stopped") only after the state change, so
+            // it is read once more in the next cycle.
+            let recent = session
+                .end_time
+                .is_some_and(|end| fetched_at.signed_duration_since(end) < SETTLE);
+            c.stopped_reads = c.stopped_reads.saturating_add(1);
+            c.done = !recent || c.stopped_reads >= 2;
         }
         Ok(handoff)
     }
@@ -1104,6 +1132,8 @@ mod tests {
                 next_offset: Some(4),
                 last_event_id: Some("e3".into()),
                 done: false,
+                stopped_reads: 1,
+                placed: true,
             },
         );
         let v = serde_json::to_value(&st).unwrap();
