@@ -100,6 +100,14 @@ impl Pager {
         }
     }
 
+    /// Go back `by` records (not before the start) without counting a page: records
+    /// before the current offset disappeared while the listing was paged, and what moved
+    /// down past the boundary must be read.
+    pub fn rewind(&mut self, by: u64) {
+        self.offset = self.offset.saturating_sub(by);
+        self.previous = None;
+    }
+
     /// The offset of the page to request now.
     pub fn offset(&self) -> u64 {
         self.offset

@@ -56,6 +56,8 @@ struct World {
     events_newest_first: bool,
     /// `startTimeFrom` ignored.
     ignore_start_time_from: bool,
+    /// Sessions deleted (oldest first) right after the first listing page is served.
+    delete_after_first_page: usize,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -140,7 +142,7 @@ async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
         .route(
             "/{version}/RestoreSessions",
             get(move |Query(q): Query<HashMap<String, String>>| {
-                let w = lw.lock().unwrap();
+                let mut w = lw.lock().unwrap();
                 let from = q
                     .get("startTimeFrom")
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
@@ -161,7 +163,14 @@ async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
                     listed.reverse();
                 }
                 let items = listed.into_iter().map(session_text).collect();
-                std::future::ready(page(items, &q, w.cap))
+                let answer = page(items, &q, w.cap);
+                if q.get("offset").is_none_or(|o| o == "0") && w.delete_after_first_page > 0 {
+                    let n = w.delete_after_first_page.min(w.sessions.len());
+                    w.sessions.sort_by(|a, b| a.created.cmp(&b.created));
+                    w.sessions.drain(..n);
+                    w.delete_after_first_page = 0;
+                }
+                std::future::ready(answer)
             }),
         )
         .route(
@@ -416,6 +425,33 @@ async fn a_session_without_a_usable_creation_time_is_shipped_once() {
         let out = case.run_once(&cfg).await;
         assert!(out.status.success(), "{version}: {}", text(&out));
         case.assert_exactly_once(&format!("{version}, after a new session"));
+    }
+}
+
+/// Older sessions deleted while the (v8, oldest first) listing is paged move the later ones
+/// down by more than the pages' overlap: the listing reads back instead of skipping the
+/// sessions that moved past the page boundary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_deleted_while_the_listing_is_paged_push_none_past_the_boundary() {
+    for deleted in [2, 5, 12] {
+        let sessions = (0..40)
+            .map(|i| {
+                let id = format!("s{i:02}");
+                let t = chrono::DateTime::parse_from_rfc3339("2025-06-01T00:00:00Z").unwrap()
+                    + chrono::TimeDelta::minutes(10 * i);
+                session(&id, &t.to_rfc3339(), true, &[0, 1])
+            })
+            .collect();
+        let case = Case::new(World {
+            sessions,
+            delete_after_first_page: deleted,
+            ..World::default()
+        })
+        .await;
+        let cfg = case.config("v8", 10);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{deleted}: {}", text(&out));
+        case.assert_exactly_once(&format!("{deleted} deleted"));
     }
 }
 

@@ -452,6 +452,10 @@ impl VboPoller {
         let mut unordered = !ordered;
         let mut last_listed: Option<DateTime<Utc>> = None;
         let mut held = Oldest::new(self.max_held);
+        // The overlap asked of the page being read (0: none), and how often the listing
+        // was read back because sessions before the boundary disappeared.
+        let mut overlap_asked = 0u64;
+        let mut rewinds = 0u32;
         let listing = loop {
             let mut query = vec![(
                 "startTimeFrom",
@@ -498,6 +502,24 @@ impl VboPoller {
                         || self.state.sessions.contains_key(&s.id)
                 })
                 .collect();
+            // An ordered page read with an overlap starts with sessions listed already.
+            // None of them there: more sessions before the boundary disappeared while we
+            // paged than the overlap covers, and the sessions that moved down past the
+            // boundary were never listed. Read back (further each time, at most to the start)
+            // until the page reaches what was listed; what is listed twice is skipped.
+            if !unordered
+                && overlap_asked > 0
+                && offset > 0
+                && rewinds < MAX_LISTING_REWINDS
+                && !sessions.is_empty()
+                && !sessions.iter().any(|s| listed.contains(&s.id))
+            {
+                let back = (page.count as u64).max(1) << rewinds.min(16);
+                rewinds += 1;
+                tracing::warn!(source_id = %self.id, url = %page.url, offset, back, "the restore session listing shifted while it was paged (sessions before this page were deleted); reading back so none is missed");
+                pager.rewind(back + overlap_asked);
+                continue;
+            }
             if !unordered && !listed_in_order(&sessions, listed, &mut last_listed) {
                 tracing::warn!(source_id = %self.id, "the server lists restore sessions out of order although asked for `orderAsc=true`; reading this listing whole before shipping it, oldest first");
                 unordered = true;
@@ -517,6 +539,7 @@ impl VboPoller {
             // move down an offset, and without the overlap the one at the page boundary
             // would never be listed (and the horizon would move past it).
             let overlap = listing_overlap(page.count) as u64;
+            overlap_asked = overlap;
             let print = fingerprint(&page.records);
             match pager.after_page(page.count, print, page.facts, overlap) {
                 Ok(Step::Next(_)) => {}
@@ -1053,6 +1076,9 @@ fn listed_in_order(
     }
     true
 }
+
+/// How often one listing pass reads back after sessions disappeared under it.
+const MAX_LISTING_REWINDS: u32 = 8;
 
 /// Listing records fetched again at the start of the next page (see `cycle`).
 fn listing_overlap(page_len: usize) -> usize {
