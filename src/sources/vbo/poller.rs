@@ -272,12 +272,24 @@ impl VboPoller {
     /// Poll once (`RunMode::Once`) or forever. Cancellation is by dropping the future:
     /// every emitted batch carries a consistent snapshot, so stopping anywhere is safe.
     pub async fn run(mut self, mode: RunMode, emitter: Emitter) -> Result<(), SourceError> {
+        // Logins refused in a row: each retry is a failed logon of the service account
+        // (lockout policies, VB365's own throttling), so the pause doubles up to
+        // MAX_LOGIN_BACKOFF.
+        let mut refused = 0u32;
         loop {
             let result = self.cycle(&emitter).await;
+            refused = match &result {
+                Err(SourceError::Auth { .. }) => refused.saturating_add(1),
+                _ => 0,
+            };
             if let Some(done) = crate::sources::after_cycle(&self.id, mode, result) {
                 return done;
             }
-            tokio::time::sleep(self.poll_interval).await;
+            let pause = login_backoff(self.poll_interval, refused);
+            if refused > 1 {
+                tracing::warn!(source_id = %self.id, refused, next_login_in_s = pause.as_secs(), "login refused again; waiting longer before the next try (a wrong password retried every poll can lock the account)");
+            }
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -1077,6 +1089,16 @@ fn listed_in_order(
     true
 }
 
+/// Longest pause between two logins after refusals.
+const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+/// The pause after a cycle: `poll_interval`, doubled for each login refused in a row after
+/// the first, up to [`MAX_LOGIN_BACKOFF`] (never below `poll_interval`).
+fn login_backoff(poll_interval: Duration, refused: u32) -> Duration {
+    let doubled = poll_interval.saturating_mul(1u32 << refused.saturating_sub(1).min(16));
+    doubled.min(MAX_LOGIN_BACKOFF).max(poll_interval)
+}
+
 /// How often one listing pass reads back after sessions disappeared under it.
 const MAX_LISTING_REWINDS: u32 = 8;
 
@@ -1164,5 +1186,17 @@ mod tests {
         );
         let v = serde_json::to_value(&st).unwrap();
         assert_eq!(serde_json::from_value::<VboState>(v).unwrap(), st);
+    }
+
+    #[test]
+    fn refused_logins_back_off_up_to_a_limit() {
+        let p = Duration::from_secs(30);
+        assert_eq!(login_backoff(p, 0), p);
+        assert_eq!(login_backoff(p, 1), p);
+        assert_eq!(login_backoff(p, 2), Duration::from_secs(60));
+        assert_eq!(login_backoff(p, 4), Duration::from_secs(240));
+        assert_eq!(login_backoff(p, 40), MAX_LOGIN_BACKOFF);
+        let long = Duration::from_secs(3600);
+        assert_eq!(login_backoff(long, 9), long, "never below poll_interval");
     }
 }
