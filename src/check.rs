@@ -125,6 +125,9 @@ pub async fn run(config: &Config) -> Report {
     for cleartext in config.cleartext_endpoints() {
         report.push(cleartext.key.clone(), Status::Warn, cleartext.problem());
     }
+    for problem in crate::http::unusable_proxy_variables() {
+        report.push("proxy", Status::Warn, problem);
+    }
     // Probes run side by side (each may wait up to its timeout); rows keep config order.
     let sources = futures::future::join_all(config.sources.iter().map(|(id, source)| async move {
         let mut rows = Report::default();
@@ -250,7 +253,14 @@ async fn check_source(config: &Config, id: &str, source: &SourceConfig, report: 
 
 /// What a sink's probe contacts, for the message when it got no answer.
 fn probe_targets(sink: &SinkConfig) -> String {
-    let targets = sink.probe_targets();
+    let targets: Vec<String> = sink
+        .probe_targets()
+        .into_iter()
+        .map(|t| match crate::http::proxy_for(&t) {
+            Some(proxy) => format!("{t} (sent through {proxy})"),
+            None => t,
+        })
+        .collect();
     if targets.is_empty() {
         "its destination".to_string()
     } else {

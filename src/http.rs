@@ -44,9 +44,14 @@ pub enum HttpError {
     Transport { url: String, message: String },
     /// The server's certificate was rejected: retrying can't help, configuration can.
     #[error(
-        "the TLS certificate of {url} is not trusted ({message}); set tls.ca_file to the server's CA or self-signed certificate (or, for testing only, tls.insecure_skip_verify = true)"
+        "the TLS certificate of {url} is not accepted ({message}); {}",
+        certificate_fix(message)
     )]
     Certificate { url: String, message: String },
+    /// The connection was refused in a way retrying can't change: a proxy that wants
+    /// credentials (407 to CONNECT), a server that speaks no TLS version we accept.
+    #[error("request to {url} failed: {message}")]
+    Refused { url: String, message: String },
     #[error("unexpected response from {url}: {message}")]
     Decode { url: String, message: String },
     #[error("TLS setup for {key} failed: {message}")]
@@ -67,6 +72,20 @@ pub enum HttpError {
         status: u16,
         location: String,
     },
+}
+
+/// What to do about a rejected certificate, by what was wrong with it.
+fn certificate_fix(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("not valid for name") || m.contains("notvalidforname") {
+        "the certificate was issued for other host names: use one of them in the URL (or have the certificate reissued with this name)"
+    } else if m.contains("expired") {
+        "the certificate has expired (or this machine's clock is wrong): have it renewed"
+    } else if m.contains("not valid yet") || m.contains("notvalidyet") {
+        "the certificate is not valid yet: check this machine's clock and the server's"
+    } else {
+        "set tls.ca_file to the server's CA or self-signed certificate (or, for testing only, tls.insecure_skip_verify = true)"
+    }
 }
 
 fn fmt_body(body: &str) -> String {
@@ -93,6 +112,7 @@ impl HttpError {
             HttpError::Decode { .. }
             | HttpError::Tls { .. }
             | HttpError::Certificate { .. }
+            | HttpError::Refused { .. }
             | HttpError::TooLarge { .. }
             | HttpError::Redirect { .. } => false,
         }
@@ -155,7 +175,11 @@ pub fn build_client(
     timeout: Duration,
 ) -> Result<reqwest::Client, HttpError> {
     let config = rustls_client_config(key, tls, None)?;
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if no_proxy_for_any_host() {
+        builder = builder.no_proxy();
+    }
+    builder
         .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -520,6 +544,9 @@ pub fn excerpt(body: &str, max: usize) -> String {
 /// set it: reqwest reads `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` (as curl
 /// does), and this asks the same matcher.
 pub fn proxy_for(url: &str) -> Option<String> {
+    if no_proxy_for_any_host() {
+        return None;
+    }
     let uri: http::Uri = url.parse().ok()?;
     let proxy = hyper_util::client::proxy::matcher::Matcher::from_env().intercept(&uri)?;
     let shown = redact_userinfo(&proxy.uri().to_string());
@@ -531,6 +558,54 @@ pub fn proxy_for(url: &str) -> Option<String> {
     Some(format!(
         "the proxy {shown} (from {var} or ALL_PROXY; NO_PROXY lists the hosts that bypass it)"
     ))
+}
+
+/// `NO_PROXY=*` (or `no_proxy`): no proxy for any host, as curl reads it (the matcher
+/// behind reqwest applies `*` to host names but not to IP addresses).
+fn no_proxy_for_any_host() -> bool {
+    ["NO_PROXY", "no_proxy"]
+        .iter()
+        .any(|var| std::env::var(var).is_ok_and(|v| v.trim() == "*"))
+}
+
+/// The proxy variables that are set but can't be used (reqwest then ignores them and
+/// connects directly, which a user behind a mandatory proxy would never guess): one line
+/// each, naming the variable, never its value (it may hold credentials).
+pub fn unusable_proxy_variables() -> Vec<String> {
+    let mut out = Vec::new();
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        let Ok(value) = std::env::var(var) else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let problem = if value.trim() != value {
+            Some("it has spaces around it")
+        } else {
+            match reqwest::Url::parse(&value) {
+                Err(_) => Some("it is not a URL (write http://host:port)"),
+                Ok(u) if !matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {
+                    Some("its scheme is not http, https, socks5 or socks5h")
+                }
+                Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("it names no host"),
+                Ok(_) => None,
+            }
+        };
+        if let Some(problem) = problem {
+            out.push(format!(
+                "{var} is set but can't be used ({problem}): requests do not go through it; fix or unset it"
+            ));
+        }
+    }
+    out
 }
 
 /// What to add to an error when a proxy was on the way: which one, and what to check.
@@ -575,6 +650,18 @@ pub fn transport_error(url: &str, err: reqwest::Error) -> HttpError {
     if let Some(hint) = proxy_hint(url, refused_407) {
         message.push_str("; ");
         message.push_str(&hint);
+    }
+    let old_tls = chain.contains("ProtocolVersion") || chain.contains("protocol version");
+    if old_tls {
+        message.push_str(
+            "; the server offers no TLS version accepted here (TLS 1.2 or 1.3): enable TLS 1.2+ on it",
+        );
+    }
+    if refused_407.is_some() || old_tls {
+        return HttpError::Refused {
+            url: url.to_string(),
+            message,
+        };
     }
     HttpError::Transport {
         url: url.to_string(),
@@ -700,6 +787,14 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_rejected_certificate_gets_the_fix_for_what_is_wrong() {
+        assert!(certificate_fix("invalid peer certificate: NotValidForName").contains("host name"));
+        assert!(certificate_fix("invalid peer certificate: Expired").contains("renewed"));
+        assert!(certificate_fix("certificate not valid yet").contains("clock"));
+        assert!(certificate_fix("invalid peer certificate: UnknownIssuer").contains("tls.ca_file"));
+    }
 
     #[test]
     fn classification() {

@@ -199,6 +199,9 @@ fn warn_cleartext(config: &Config) {
     for endpoint in config.cleartext_endpoints() {
         tracing::warn!(key = %endpoint.key, "{}", endpoint.message());
     }
+    for problem in veeam_siem::http::unusable_proxy_variables() {
+        tracing::warn!("{problem}");
+    }
 }
 
 /// `--since`/`--until`: RFC 3339, a UTC date, or an age before now. An age may reach back

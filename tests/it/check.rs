@@ -251,5 +251,42 @@ async fn check_names_the_proxy_that_failed() {
         );
     }
     assert!(connects.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+    // With the default retries: a 407 is not retried (asking again without credentials
+    // can't succeed), so the row says why at once instead of "no answer".
+    let retrying = env.write_config("v8", "").display().to_string();
+    let proxy_env = |port: u16, no_proxy: &str| {
+        vec![
+            (
+                "HTTPS_PROXY".to_string(),
+                format!("http://proxyuser:proxy-Pw-3321@127.0.0.1:{port}"),
+            ),
+            ("NO_PROXY".to_string(), no_proxy.to_string()),
+            ("no_proxy".to_string(), no_proxy.to_string()),
+        ]
+    };
+    connects.store(0, std::sync::atomic::Ordering::SeqCst);
+    let out = run_bin_async(
+        s(&["check", "--config", &retrying]),
+        proxy_env(auth_port, ""),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("wants credentials") && !stdout.contains("no answer"),
+        "{stdout}"
+    );
+    assert_eq!(
+        connects.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one CONNECT, no retry: {stdout}"
+    );
+    // `NO_PROXY=*` bypasses the proxy for every host, IP addresses included (curl's rule).
+    let out = run_bin_async(
+        s(&["check", "--config", &retrying]),
+        proxy_env(dead_port, "*"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     proxy.abort();
 }
