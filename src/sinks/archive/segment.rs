@@ -71,7 +71,7 @@ pub fn is_bookkeeping(name: &str) -> bool {
         || name.strip_prefix(STATE_FILE) == Some(".tmp")
         || name
             .strip_suffix(".tmp")
-            .is_some_and(|n| n.ends_with(DIGEST_SUFFIX))
+            .is_some_and(|n| n.ends_with(DIGEST_SUFFIX) && sequence_of(n).is_some())
 }
 
 /// Walk `root` (symbolic links are listed as files, never followed).

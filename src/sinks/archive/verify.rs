@@ -898,12 +898,18 @@ mod tests {
         }
         assert!(check(&root, &key, STRICT).ok);
         let forged = format!("{day}/0000000003-20991231T000000Z.ndjson");
-        for stray in ["notes.txt", ".hidden", forged.as_str()] {
+        for stray in [
+            "notes.txt",
+            ".hidden",
+            "anything.digest.json.tmp",
+            forged.as_str(),
+        ] {
             std::fs::write(path_of(&root, stray), "{\"n\":1}\n").unwrap();
         }
         let report = check(&root, &key, STRICT);
         let mut expected = vec![
             (".hidden".to_string(), Kind::Extra),
+            ("anything.digest.json.tmp".to_string(), Kind::Extra),
             (forged.clone(), Kind::Extra),
             ("notes.txt".to_string(), Kind::Extra),
         ];
