@@ -120,7 +120,7 @@ pub fn after_cycle(
             if mode == RunMode::Once || matches!(e, SourceError::ApiKey { .. }) {
                 return Some(Err(e));
             }
-            tracing::error!(source_id, error = %e, "poll cycle failed; retrying at the next poll interval");
+            tracing::error!(source_id, error = %e, "poll cycle failed; retrying after the poll interval (longer after refused logins)");
             None
         }
     }

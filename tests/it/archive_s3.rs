@@ -767,12 +767,28 @@ async fn an_outage_and_a_kill_lose_nothing_and_the_backlog_drains() {
         digests.len()
     );
 
+    // The upload progress file is not taken on trust: edited (or restored from a backup)
+    // to claim all but the newest digest confirmed, it must not get segments pruned that
+    // the bucket never got.
+    let lie = serde_json::json!({
+        "target": format!("{}|{BUCKET}|{PREFIX}", moto.url()),
+        "confirmed_through": sealed - 1,
+        "segments_of": null,
+    });
+    std::fs::write(root.join(STATE_FILE), lie.to_string()).unwrap();
+
     // The store is back; the restarted daemon drains the backlog (and prunes).
     moto.start().await;
     let resumed = Instant::now();
     let mut d = Daemon::spawn(&config, false, &AWS_ENV, "resume");
     let deadline = Instant::now() + Duration::from_secs(90);
-    while state(&root).is_none_or(|s| s.confirmed_through < sealed) {
+    loop {
+        let stored = moto.keys().await;
+        if state(&root).is_some_and(|s| s.confirmed_through >= sealed)
+            && digests.iter().all(|k| stored.contains(k))
+        {
+            break;
+        }
         assert!(
             Instant::now() < deadline && d.alive(),
             "the backlog did not drain: {:?}\n{}\nmoto: {}",
@@ -782,6 +798,16 @@ async fn an_outage_and_a_kill_lose_nothing_and_the_backlog_drains() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let log = d.stderr();
+    assert!(
+        !log.contains("the S3 destination changed"),
+        "the edited progress file was used"
+    );
+    assert!(
+        log.contains("not pruning a segment the upload progress says is in the bucket"),
+        "{}",
+        tail(&log, 30)
+    );
     eprintln!(
         "archive S3: {} digests and {} segments sealed during the outage; backlog drained {:?} after the restart",
         digests.len(),

@@ -390,6 +390,27 @@ async fn an_event_listed_after_its_session_stopped_arrives() {
             assert!(out.status.success(), "{version} {run}: {}", text(&out));
             case.assert_exactly_once(&format!("{version}, {run} run"));
         }
+
+        // A session read while working, then read as stopped (its `endTime` long ago, as
+        // in a server's test data), and only then given its last event.
+        let case = Case::new(World {
+            sessions: vec![session("s2", "2025-06-01T10:00:00Z", false, &[0, 1])],
+            cap: 2,
+            ..World::default()
+        })
+        .await;
+        let cfg = case.config(version, 500);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        grow(&case.world, 0, &[], true);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        grow(&case.world, 0, &[2], true);
+        for run in ["after the last event", "once more"] {
+            let out = case.run_once(&cfg).await;
+            assert!(out.status.success(), "{version} {run}: {}", text(&out));
+            case.assert_exactly_once(&format!("{version}, seen working, {run}"));
+        }
     }
 }
 

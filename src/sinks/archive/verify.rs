@@ -333,11 +333,16 @@ fn check_head(
     // daemon's record may be one seal behind while it seals.
     let behind = newest.saturating_sub(head.sequence);
     if behind > u64::from(allow_open) {
+        let why = if behind == 1 {
+            "an older head record was put back (hiding removed digests), or the sink stopped between a seal and its head record (then starting it once brings the record up to date; verify again after a clean stop)"
+        } else {
+            "an older head record was put back, hiding digests removed after it (the sink refuses to extend this chain)"
+        };
         problem(
             HEAD_FILE,
             Kind::Modified,
             format!(
-                "stale: the head record names sequence {} as the newest digest, but the chain goes on to {newest}: an older head record was put back (hiding removed digests), or the sink stopped between a seal and its head record (then starting it once brings the record up to date; verify again after a clean stop)",
+                "stale: the head record names sequence {} as the newest digest, but the chain goes on to {newest}: {why}",
                 head.sequence
             ),
         );
@@ -362,6 +367,14 @@ pub fn verify_archive(
     // shows a chain that goes on past its head (allowed with --allow-open), never a head
     // ahead of the chain it lists.
     let head_record = source.head_record();
+    // The head record's (format 2) newest sequence and open segment; `None` unknown.
+    let head_open: Option<(u64, Option<String>)> = match &head_record {
+        Some(Ok(Some(bytes))) => super::head::Head::parse(bytes)
+            .ok()
+            .filter(super::head::Head::names_open_segment)
+            .map(|h| (h.sequence, h.open)),
+        _ => None,
+    };
     let listing = source.list()?;
     let mut report = Report::default();
     let mut problems = Vec::new();
@@ -615,13 +628,30 @@ pub fn verify_archive(
         if covered.contains(name) {
             continue;
         }
-        if sequence_of(name) == Some(next) && !next_seen {
+        // The head record names the segment the sink has open: another one after the chain
+        // was not written by it (a running daemon may have opened one since the record was
+        // read, which --allow-open lets pass when the record names none).
+        // (A segment not after the head's digest is one whose digest is missing: that is
+        // reported as such.)
+        let ours = match &head_open {
+            Some((sealed, _)) if sequence_of(name).is_none_or(|s| s <= *sealed) => true,
+            None => true,
+            Some((_, Some(open))) => open == name,
+            Some((_, None)) => options.allow_open,
+        };
+        if sequence_of(name) == Some(next) && !next_seen && ours {
             next_seen = true;
             if options.allow_open {
                 report.open_segment = Some(name.clone());
             } else {
                 problem(name, Kind::Unsealed, UNSEALED.to_string());
             }
+        } else if sequence_of(name) == Some(next) && !ours {
+            problem(
+                name,
+                Kind::Extra,
+                "extra: a segment the sink did not have open (its head record names another or none), so it was not written by the sink and will not be sealed".to_string(),
+            );
         } else {
             problem(
                 name,
@@ -860,6 +890,20 @@ mod tests {
         assert_eq!(strict.digests, 0);
     }
 
+    /// A running daemon's head record names its open segment: another segment under the
+    /// same (next) sequence is extra even with --allow-open, and the real one passes.
+    #[test]
+    fn a_segment_planted_beside_the_open_one_is_extra() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 2, true);
+        let open = segment::list(&root).unwrap().segments[2].clone();
+        let planted = format!("{}0000000003-20991231T000000Z.ndjson.gz", &open[..11]);
+        std::fs::copy(path_of(&root, &open), path_of(&root, &planted)).unwrap();
+        let live = check(&root, &key, LIVE);
+        assert_eq!(kinds(&live), vec![(planted, Kind::Extra)]);
+        assert_eq!(live.open_segment.as_deref(), Some(open.as_str()));
+    }
+
     #[test]
     fn a_copied_segment_named_next_is_a_problem() {
         let dir = tempfile::tempdir().unwrap();
@@ -867,9 +911,11 @@ mod tests {
         let first = segment::list(&root).unwrap().segments[0].clone();
         let copy = format!("{}0000000004-20991231T000000Z.ndjson.gz", &first[..11]);
         std::fs::copy(path_of(&root, &first), path_of(&root, &copy)).unwrap();
+        // The head record names no open segment: not the sink's, so extra (not unsealed,
+        // which a start would seal).
         assert_eq!(
             kinds(&check(&root, &key, STRICT)),
-            vec![(copy.clone(), Kind::Unsealed)]
+            vec![(copy.clone(), Kind::Extra)]
         );
         // Beside a real open segment, it is extra even with --allow-open.
         let second = copy.replace("0000000004-2099", "0000000005-2099");

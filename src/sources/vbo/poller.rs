@@ -16,9 +16,9 @@
 //!    has gaps or repeats a value still has each event read once; the listing is assumed
 //!    to grow at its end (VB365 numbers events 0, 1, 2… in the order they happen). The session's state was read
 //!    *before* its events, so when it said `Stopped`, the events we got are complete and
-//!    the session is marked done; one that stopped less than [`SETTLE`] ago is read once
-//!    more in the next cycle first (a server may show the state change before the last
-//!    event). A page is decoded on the blocking pool while the next
+//!    the session is marked done; one we saw working, or that stopped less than
+//!    [`SETTLE`] ago, is read once more in the next cycle first (a server may show the
+//!    state change before the last event). A page is decoded on the blocking pool while the next
 //!    page, or after a session's last page the next listed session's first one, is
 //!    fetched: the server's answer time and our decoding overlap. Where paging goes next
 //!    depends on the page alone (count, fingerprint, `totalCount`/`_links`), never on its
@@ -156,6 +156,10 @@ pub struct SessionCursor {
     /// kept in the state past the lookback window, or the next listing would ship it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub placed: bool,
+    /// The session was read while it was still working: its stop is a change we saw
+    /// happen, so it is read once more after it (whatever its `endTime` says).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seen_working: bool,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -741,6 +745,7 @@ impl VboPoller {
                 done: false,
                 stopped_reads: 0,
                 placed: !session.creation_time_known,
+                seen_working: false,
             });
         if cursor.done {
             return Ok(None);
@@ -916,17 +921,21 @@ impl VboPoller {
                 }
             }
         }
-        if !session.is_working()
-            && let Some(c) = self.state.sessions.get_mut(&sid)
-        {
-            // Stopped long ago (a backfill): done now. Stopped recently: the server may
-            // show the last event ("session stopped") only after the state change, so
-            // it is read once more in the next cycle.
-            let recent = session
-                .end_time
-                .is_some_and(|end| fetched_at.signed_duration_since(end) < SETTLE);
-            c.stopped_reads = c.stopped_reads.saturating_add(1);
-            c.done = !recent || c.stopped_reads >= 2;
+        if let Some(c) = self.state.sessions.get_mut(&sid) {
+            if session.is_working() {
+                c.seen_working = true;
+            } else {
+                // Stopped long ago (a backfill): done now. Seen working before, or
+                // stopped recently: the server may show the last event ("session
+                // stopped") only after the state change, so it is read once more in the
+                // next cycle.
+                let recent = c.seen_working
+                    || session
+                        .end_time
+                        .is_some_and(|end| fetched_at.signed_duration_since(end) < SETTLE);
+                c.stopped_reads = c.stopped_reads.saturating_add(1);
+                c.done = !recent || c.stopped_reads >= 2;
+            }
         }
         Ok(handoff)
     }
@@ -1182,6 +1191,7 @@ mod tests {
                 done: false,
                 stopped_reads: 1,
                 placed: true,
+                seen_working: true,
             },
         );
         let v = serde_json::to_value(&st).unwrap();

@@ -161,10 +161,57 @@ impl Uploader {
             self.save().await?;
             self.report_backlog(&pending[i + 1..], Utc::now());
         }
-        let (sink, root) = (self.sink.clone(), self.root.clone());
-        let (through, keep) = (self.state.confirmed_through, self.config.keep_local);
-        blocking(move || prune(&sink, &root, through, keep, Utc::now())).await?;
+        self.prune().await?;
         Ok(confirmed)
+    }
+
+    /// Remove local copies of confirmed segments older than `keep_local`, each only after
+    /// the store is asked for it again (size and checksum): the progress file is not taken
+    /// on trust (edited, or restored from an older backup, it would prune segments that
+    /// were never uploaded). A segment the store does not hold moves the progress back
+    /// before it, so the next pass uploads it.
+    async fn prune(&mut self) -> Result<(), String> {
+        let root = self.root.clone();
+        let (through, keep) = (self.state.confirmed_through, self.config.keep_local);
+        let candidates =
+            blocking(move || prune_candidates(&root, through, keep, Utc::now())).await?;
+        for name in candidates {
+            if let Err(problem) = self.held_by_store(&name).await {
+                let sequence = sequence_of(&name).unwrap_or(0);
+                tracing::warn!(sink_id = %self.sink, segment = %name, problem = %problem, "archive: not pruning a segment the upload progress says is in the bucket: the bucket does not hold it as sealed; uploading again from it");
+                self.state.confirmed_through =
+                    self.state.confirmed_through.min(sequence.saturating_sub(1));
+                self.state.segments_of = None;
+                self.save().await?;
+                return Ok(());
+            }
+            let (sink, path) = (self.sink.clone(), path_of(&self.root, &name));
+            blocking(move || {
+                std::fs::remove_file(&path)
+                    .and_then(|()| durable::sync_dir(durable::parent_or_dot(&path)))
+                    .map_err(|e| format!("cannot prune {name}: {e}"))?;
+                tracing::info!(sink_id = %sink, segment = %name, "archive: local copy of an uploaded segment pruned (keep_local)");
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the store holds `name` as it is on disk (size, and checksum when it keeps
+    /// one).
+    async fn held_by_store(&self, name: &str) -> Result<(), String> {
+        let path = path_of(&self.root, name);
+        let (len, sha256) = tokio::task::spawn_blocking(move || hash_file(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        let head = self
+            .client
+            .head(&self.config.object_key(name))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.confirms(&head, len, &sha256, None)
     }
 
     /// Upload one archive file and confirm it; skipped when the store already holds it.
@@ -325,19 +372,21 @@ fn pending(root: &Path, through: u64) -> Result<Vec<Pending>, String> {
     Ok(out)
 }
 
-/// Remove local copies of segments confirmed (sequence up to `through`) and sealed (last
-/// written) at least `keep` before `now`.
-fn prune(
-    sink: &str,
+/// Local segments confirmed (sequence up to `through`) and sealed (last written) at least
+/// `keep` before `now`: what may be pruned, in chain order.
+fn prune_candidates(
     root: &Path,
     through: u64,
     keep: Duration,
     now: DateTime<Utc>,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let keep = TimeDelta::from_std(keep).unwrap_or(TimeDelta::MAX);
     let listing =
         segment::list(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
-    for name in listing.segments {
+    let mut out = Vec::new();
+    let mut segments = listing.segments;
+    segments.sort_by_key(|s| sequence_of(s));
+    for name in segments {
         if sequence_of(&name).is_none_or(|s| s > through) {
             continue;
         }
@@ -347,13 +396,10 @@ fn prune(
             .ok()
             .map(DateTime::from);
         if sealed.is_some_and(|t| now - t >= keep) {
-            std::fs::remove_file(&path)
-                .and_then(|()| durable::sync_dir(durable::parent_or_dot(&path)))
-                .map_err(|e| format!("cannot prune {name}: {e}"))?;
-            tracing::info!(sink_id = %sink, segment = %name, "archive: local copy of an uploaded segment pruned (keep_local)");
+            out.push(name);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn progress_error(root: &Path, e: std::io::Error) -> String {
@@ -460,20 +506,17 @@ mod tests {
         let root = dir.path().join("a");
         let count = || segment::list(&root).unwrap().segments.len();
         assert_eq!(count(), 4, "3 sealed + 1 open");
-        prune("t", &root, 3, Duration::from_secs(3600), Utc::now()).unwrap();
-        assert_eq!(count(), 4, "younger than keep_local");
-        prune("t", &root, 1, Duration::ZERO, Utc::now()).unwrap();
-        let left: Vec<u64> = segment::list(&root)
-            .unwrap()
-            .segments
-            .iter()
-            .filter_map(|s| sequence_of(s))
-            .collect();
-        assert_eq!(left, vec![2, 3, 4], "only the confirmed one went");
+        let candidates = prune_candidates(&root, 3, Duration::from_secs(3600), Utc::now()).unwrap();
+        assert!(candidates.is_empty(), "younger than keep_local");
+        let candidates = prune_candidates(&root, 1, Duration::ZERO, Utc::now()).unwrap();
+        let sequences: Vec<u64> = candidates.iter().filter_map(|s| sequence_of(s)).collect();
+        assert_eq!(sequences, vec![1], "only the confirmed one");
+        let candidates = prune_candidates(&root, 3, Duration::ZERO, Utc::now()).unwrap();
+        let sequences: Vec<u64> = candidates.iter().filter_map(|s| sequence_of(s)).collect();
         assert_eq!(
-            segment::list(&root).unwrap().digests.len(),
-            3,
-            "digests stay"
+            sequences,
+            vec![1, 2, 3],
+            "in chain order, never the open one"
         );
     }
 
