@@ -437,6 +437,22 @@ async fn a_session_without_a_usable_creation_time_is_shipped_once() {
             let out = case.run_once(&cfg).await;
             assert!(out.status.success(), "{version} {run}: {}", text(&out));
             case.assert_exactly_once(&format!("{version}, {run} run"));
+            // Where we place it says nothing about the server's order.
+            assert!(
+                !String::from_utf8_lossy(&out.stderr).contains("out of order"),
+                "{version} {run}: {}",
+                text(&out)
+            );
+            if run == "first" {
+                // A session that shows up late, inside the lookback: listed after the
+                // placed one (which the server sorts first), before the horizon.
+                case.world.lock().unwrap().sessions.push(session(
+                    "s-late",
+                    "2025-06-02T09:59:00Z",
+                    true,
+                    &[0],
+                ));
+            }
         }
         case.world
             .lock()

@@ -1088,7 +1088,12 @@ fn listed_in_order(
     listed: &HashSet<String>,
     last: &mut Option<DateTime<Utc>>,
 ) -> bool {
-    for s in sessions.iter().filter(|s| !listed.contains(&s.id)) {
+    // A session without a usable `creationTime` sits where the server puts such records
+    // and says nothing about the listing's order (its placement is ours).
+    for s in sessions
+        .iter()
+        .filter(|s| s.creation_time_known && !listed.contains(&s.id))
+    {
         let created = s.creation_time.with_timezone(&Utc);
         if last.is_some_and(|l| created < l) {
             return false;
