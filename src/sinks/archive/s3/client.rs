@@ -325,6 +325,50 @@ impl S3Client {
         }
     }
 
+    /// `ListObjectVersions` of `prefix`: the keys whose newest version is a delete marker
+    /// (a plain `DeleteObject` on a versioned bucket, Object Lock's included: the locked
+    /// versions stay, hidden behind the marker). All pages.
+    pub async fn deleted_keys(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+        use super::credentials::xml_text;
+        let mut out = Vec::new();
+        let mut markers: Option<(String, Option<String>)> = None;
+        let target = format!("s3://{}/{prefix}", self.bucket);
+        for _ in 0..100_000 {
+            let mut query = vec![("versions", ""), ("prefix", prefix)];
+            if let Some((key, version)) = &markers {
+                query.push(("key-marker", key.as_str()));
+                if let Some(v) = version {
+                    query.push(("version-id-marker", v.as_str()));
+                }
+            }
+            let resp = self
+                .send(Method::GET, "", &query, &[], EMPTY_SHA256, None)
+                .await?;
+            let resp = expect_ok("ListObjectVersions", &target, resp).await?;
+            let body = http::read_body_capped(&target, resp, 8 << 20).await?;
+            let body = String::from_utf8_lossy(&body);
+            for item in body.split("<DeleteMarker>").skip(1) {
+                let item = item.split("</DeleteMarker>").next().unwrap_or_default();
+                if xml_text(item, "IsLatest").is_some_and(|v| v == "true")
+                    && let Some(key) = xml_text(item, "Key")
+                {
+                    out.push(key);
+                }
+            }
+            let truncated = xml_text(&body, "IsTruncated").is_some_and(|v| v == "true");
+            let next_key = xml_text(&body, "NextKeyMarker");
+            match (truncated, next_key) {
+                (true, Some(key)) => {
+                    markers = Some((key, xml_text(&body, "NextVersionIdMarker")));
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(S3Error::Other(format!(
+            "ListObjectVersions {target}: did not end after 100000 pages"
+        )))
+    }
+
     /// `GetObject`: the response, its body still to be read (streamed); `len` (as listed)
     /// sets the timeout.
     pub async fn get(&self, object: &str, len: u64) -> Result<Response, S3Error> {

@@ -222,6 +222,28 @@ pub async fn run(
             return 2;
         }
     };
+    // Object Lock keeps versions, not keys: a plain delete hides the newest objects behind
+    // delete markers, and the chain listed is then shorter but valid on its own.
+    match source.client.deleted_keys(&source.prefix).await {
+        Ok(deleted) => {
+            for name in deleted
+                .iter()
+                .filter_map(|k| k.strip_prefix(&source.prefix))
+                .filter(|n| n.ends_with(SEGMENT_SUFFIX) || n.ends_with(DIGEST_SUFFIX))
+            {
+                report.problems.push(Problem {
+                    file: name.to_string(),
+                    kind: Kind::Missing,
+                    problem: "missing: deleted (its newest version is a delete marker; locked versions are still in the bucket, see `aws s3api list-object-versions`)".to_string(),
+                });
+            }
+            report.problems.sort();
+            report.ok = report.problems.is_empty();
+        }
+        Err(e) => eprintln!(
+            "warning: cannot look for deleted objects in {location} (ListObjectVersions: {e}); objects deleted behind a delete marker would not be found. Grant s3:ListBucketVersions to check for them"
+        ),
+    }
     if let Some(days) = check_retention_days {
         for name in names
             .iter()
