@@ -7,7 +7,8 @@
 //! What it can't show: a head copied back from an earlier time together with the files it
 //! matched, or anything done by someone holding the signing key. Keep an external record
 //! of the newest digest for that (README, "Compliance archive"). Only the local archive
-//! has a head: on S3, Object Lock keeps objects from being deleted.
+//! has a head: on S3, Object Lock keeps every version, and `verify` reports objects hidden
+//! behind a delete marker.
 
 use std::io::{self, Read};
 use std::path::Path;
