@@ -554,15 +554,7 @@ impl Metrics {
     /// A run starts from a checkpoint covering events up to `newest` (if it says): the lag
     /// is right before the first new checkpoint.
     pub fn checkpoint_loaded(&self, source: &str, newest: Option<DateTime<Utc>>) {
-        if let Some(t) = newest {
-            let gauge = self
-                .checkpoint_event_time
-                .get_or_create(&source_label(source));
-            let t = unix_seconds(t);
-            if t > gauge.get() {
-                gauge.set(t);
-            }
-        }
+        self.raise_checkpoint_event_time(&source_label(source), newest);
     }
 
     /// Writing the source's checkpoint failed (`true`: the source is not ready until a
@@ -584,8 +576,13 @@ impl Metrics {
     pub fn checkpoint_written(&self, source: &str, newest: Option<DateTime<Utc>>) {
         let label = source_label(source);
         self.checkpoints_written.get_or_create(&label).inc();
+        self.raise_checkpoint_event_time(&label, newest);
+    }
+
+    /// `checkpoint_event_timestamp_seconds` moves forward only.
+    fn raise_checkpoint_event_time(&self, label: &SourceLabel, newest: Option<DateTime<Utc>>) {
         if let Some(t) = newest {
-            let gauge = self.checkpoint_event_time.get_or_create(&label);
+            let gauge = self.checkpoint_event_time.get_or_create(label);
             let t = unix_seconds(t);
             if t > gauge.get() {
                 gauge.set(t);

@@ -60,8 +60,8 @@ pub struct Opened {
     pub recovered: Vec<String>,
     /// Empty segments a crash had left, removed.
     pub removed: Vec<String>,
-    /// Segments with events that this archive's writer did not have open (put there by
-    /// hand): left as they are, unsealed; `verify` reports them.
+    /// Non-empty segments this archive's writer did not have open (put there by hand):
+    /// left as they are, unsealed; `verify` reports them.
     pub foreign: Vec<String>,
 }
 
@@ -278,7 +278,7 @@ impl ArchiveWriter {
         self.head.as_ref().map_or(1, |h| h.sequence + 1)
     }
 
-    /// Seal (or remove, when empty) segment `name` that a crash left open; one with events
+    /// Seal (or remove, when empty) segment `name` that a crash left open; a non-empty one
     /// that is not `ours` (not the one the head record names as open) is left alone.
     fn recover(&mut self, sequence: u64, name: &str, ours: bool) -> io::Result<Recovered> {
         let path = path_of(&self.root, name);
@@ -290,7 +290,10 @@ impl ArchiveWriter {
             )));
         }
         let scan = segment::scan(&path, true)?;
-        if !ours && scan.valid_len > 0 {
+        // Not ours: left exactly as found (cutting or removing it would alter what someone
+        // put there). Only an empty file, what a crash between creating a segment and
+        // naming it in the head record leaves, is removed below.
+        if !ours && scan.file_len > 0 {
             return Ok(Recovered::NotOurs);
         }
         let truncated = scan.file_len - scan.valid_len;
@@ -766,6 +769,27 @@ mod tests {
             "{:?}",
             report.problems
         );
+    }
+
+    /// A planted file that is no gzip at all is not cut back or removed either: it stays
+    /// byte for byte as found, for `verify` to report.
+    #[test]
+    fn a_planted_file_that_is_not_a_segment_is_left_as_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _) = write_key_pair(dir.path(), "k");
+        let root = dir.path().join("a");
+        let key = || SigningKey::from_pem_file(&private).unwrap();
+        let (mut w, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        w.append(b"{\"n\":1}\n", 1, None, None).unwrap();
+        w.seal().unwrap();
+        drop(w);
+        let planted = segment_name(2, Utc::now() - chrono::TimeDelta::hours(1));
+        let path = path_of(&root, &planted);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"not gzip").unwrap();
+        let (_, opened) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
+        assert_eq!(opened.foreign, vec![planted]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"not gzip");
     }
 
     #[test]
