@@ -10,10 +10,11 @@
 //! Formats (the real one is undocumented; see README "Assumptions"):
 //! - **Text (our assumption, what the simulator serves)**: one entry per line,
 //!   `creationTime<TAB>endTime<TAB>title`; `endTime` may be empty. A line that doesn't have
-//!   that shape is shipped whole as the title. Blank lines and a `creationTime…` header
-//!   line are skipped (not counted).
-//! - **JSON**: a body starting with `[` is read as an array of log entries, element by
-//!   element; one starting with `{` as a sequence of objects (NDJSON, or pretty-printed), an
+//!   that shape is shipped whole as the title. Blank lines and a first line naming a
+//!   `creationTime` column (a header, in any column order) are skipped (not counted).
+//! - **JSON**: a body starting with `[` followed by what can start a JSON value is read as
+//!   an array of log entries, element by element (`[Success] …` is a text line); one
+//!   starting with `{` as a sequence of objects (NDJSON, or pretty-printed), an
 //!   object holding a `results`/`items`/`data`/`value`/`logs` array being a page of entries.
 
 use std::collections::VecDeque;
@@ -191,10 +192,11 @@ impl DownloadReader {
                     } else if b.is_ascii_whitespace() {
                         bom = BOM.len();
                     } else {
-                        decided = Some(if b == b'[' || b == b'{' {
-                            Format::Json
-                        } else {
-                            Format::Text
+                        decided = Some(match b {
+                            b'{' => Some(Format::Json),
+                            // `[Success] Job started…` is a text line, `[{…` an array.
+                            b'[' => None,
+                            _ => Some(Format::Text),
                         });
                         break;
                     }
@@ -203,11 +205,49 @@ impl DownloadReader {
                 (skip, decided)
             };
             self.reader.consume(skip);
-            if decided.is_some() {
-                self.format = decided;
-                return Ok(());
+            match decided {
+                Some(Some(format)) => {
+                    self.format = Some(format);
+                    return Ok(());
+                }
+                Some(None) => {
+                    self.format = Some(self.after_bracket().await?);
+                    return Ok(());
+                }
+                None => {}
             }
         }
+    }
+
+    /// The format of a body whose first significant byte is `[`: a JSON array when the
+    /// next significant byte can start a JSON value (or closes the array), else text whose
+    /// first line starts with a bracket, as VDC titles do (`[Success] …`). The bytes read
+    /// to decide are put back in front of the reader.
+    async fn after_bracket(&mut self) -> io::Result<Format> {
+        let mut head: Vec<u8> = Vec::new();
+        let next = loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                break None;
+            }
+            let take = available.len().min(256);
+            head.extend_from_slice(&available[..take]);
+            self.reader.consume(take);
+            if let Some(&b) = head[1..].iter().find(|b| !b.is_ascii_whitespace()) {
+                break Some(b);
+            }
+            if head.len() >= MAX_ENTRY_BYTES {
+                break None;
+            }
+        };
+        let rest = std::mem::replace(&mut self.reader, Box::new(tokio::io::empty()));
+        self.reader = Box::new(io::Cursor::new(head).chain(rest));
+        Ok(match next {
+            Some(b'{' | b'[' | b'"' | b']' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') | None => {
+                Format::Json
+            }
+            Some(_) => Format::Text,
+        })
     }
 
     async fn read_text_line(&mut self) -> io::Result<()> {
@@ -219,8 +259,9 @@ impl DownloadReader {
                 let text = text.into_owned();
                 let first = !std::mem::replace(&mut self.seen_text, true);
                 // Tab-separated (ours) or CSV (comma or semicolon) header.
+                // Any column order: `id,title,creationTime,endTime` is one too.
                 let is_header = first
-                    && text.split(['\t', ',', ';']).next().is_some_and(|f| {
+                    && text.split(['\t', ',', ';']).any(|f| {
                         f.trim()
                             .trim_matches('"')
                             .eq_ignore_ascii_case("creationTime")
@@ -945,10 +986,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn text_lines_that_start_with_a_bracket_are_not_json() {
+        let text = "[Success] Job started at 3/3/2025 2:00:00 AM\n[Warning] Processing mailbox: a@contoso.com\n[Failed] Job finished\n";
+        for chunk in [1, 2, 7, 4096] {
+            let (items, _) = read_all(chunked(text.as_bytes(), chunk), None).await;
+            assert_eq!(
+                titles(&items),
+                [
+                    "[Success] Job started at 3/3/2025 2:00:00 AM",
+                    "[Warning] Processing mailbox: a@contoso.com",
+                    "[Failed] Job finished"
+                ],
+                "chunks of {chunk}"
+            );
+        }
+        for json in [
+            "[ {\"title\":\"x\"} ]",
+            "[\n\n{\"title\":\"x\"}]",
+            "[]",
+            "[ ]",
+        ] {
+            let (items, _) = read_all(chunked(json.as_bytes(), 1), None).await;
+            assert!(items.iter().all(|i| i.entry.is_ok()), "{json}: {items:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_csv_header_is_not_an_entry() {
         for header in [
             "creationTime,endTime,title",
             "\"creationTime\";\"endTime\";\"title\"",
+            "id,title,creationTime,endTime",
         ] {
             let text = format!("{header}\n2025-03-03T02:00:00Z\t\tok\n");
             let (items, _) = read_all(vec![text.into_bytes()], None).await;
