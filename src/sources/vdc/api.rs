@@ -17,7 +17,11 @@
 //!   envelope is followed page by page with `offset`/`limit` until an empty page, or until
 //!   `totalCount` is reached and `_links` (if any) has no `next`, or a short page repeats
 //!   the previous one (a server ignoring `offset`). A bare `count` is a total only when it
-//!   exceeds the page (it is often the page's own length).
+//!   exceeds the page (it is often the page's own length). A non-empty bare array is
+//!   followed by `offset`/`limit` requests too (the length of the first array as the
+//!   limit), until an empty or shorter array, the same array again (a server that doesn't
+//!   page), or a 400/404/422 for the paging parameters: one more request per collection,
+//!   so that a server capping bare arrays loses nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -493,12 +497,31 @@ impl VdcApi {
         let mut query: Vec<(&str, String)> = Vec::new();
         let mut first_url = None;
         let mut previous: Option<u64> = None;
+        // The length of the first page when it was a bare array, once we ask what follows.
+        let mut bare_page: Option<usize> = None;
         for page_number in 0..MAX_PAGES {
-            let (url, page) = self.get_page(endpoint, &query).await?;
+            let (url, page) = match self.get_page(endpoint, &query).await {
+                Ok(answer) => answer,
+                // Asked for what follows a bare array, the server refused the paging
+                // parameters: it doesn't page, and the array was the whole collection.
+                Err(SourceError::Http { error, .. })
+                    if bare_page.is_some()
+                        && error.status().is_some_and(|s| matches!(s, 400 | 404 | 422)) =>
+                {
+                    tracing::debug!(source_id = %self.source_id, %error, "the server refused offset/limit after a bare array; taking the array as the whole collection");
+                    return Ok((first_url.unwrap_or_default(), all, replaced));
+                }
+                Err(e) => return Err(e),
+            };
             first_url.get_or_insert(url.clone());
             let count = page.items.len();
             let print = fingerprint(&page.items);
             let limit = page.limit.filter(|l| *l > 0);
+            if bare_page.is_some() && !page.enveloped && count > 0 && previous == Some(print) {
+                // The same array again for a new offset: the server ignores paging
+                // parameters, and what we have is the whole collection.
+                return Ok((first_url.unwrap_or_default(), all, replaced));
+            }
             if page_number > 0 && count > 0 && previous == Some(print) {
                 let more_said =
                     page.next_link == Some(true) || page.total.is_some_and(|t| t > count as u64);
@@ -541,14 +564,27 @@ impl VdcApi {
                     next == Some(true) || total.is_some_and(|t| (all.len() as u64) < t)
                 }
             };
-            let finished = !page.enveloped || count == 0 || !more;
-            if finished {
+            // A bare array may still be a page the server capped (the reference: "assume
+            // unpaged arrays, and add defensive support for offset/limit"): what follows it
+            // is asked for, and the listing ends on an empty or shorter array, or on the
+            // same array again (a server that doesn't page).
+            let more = if page.enveloped {
+                more
+            } else {
+                let first = *bare_page.get_or_insert(count);
+                count >= first
+            };
+            if count == 0 || !more {
                 return Ok((first_url.unwrap_or_default(), all, replaced));
             }
             previous = Some(print);
+            let page_size = match bare_page {
+                Some(first) if !page.enveloped => first as u64,
+                _ => limit.unwrap_or(count as u64),
+            };
             query = vec![
                 ("offset", all.len().to_string()),
-                ("limit", limit.unwrap_or(count as u64).to_string()),
+                ("limit", page_size.to_string()),
             ];
         }
         Err(self.paging_error(
@@ -561,6 +597,8 @@ impl VdcApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
 
     #[test]
     fn paths_as_published_and_flipped() {
@@ -790,6 +828,83 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(all.len(), 25, "{name}");
+            server.abort();
+        }
+    }
+
+    /// A server answering bare arrays: `cap` records at most per answer, paging by
+    /// `offset`/`limit` when `pages`, else always the whole array; `refuse` answers 400 to
+    /// any paging parameter. Counts the requests.
+    async fn bare_server(
+        total: u64,
+        cap: u64,
+        pages: bool,
+        refuse: bool,
+    ) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+        use axum::{Json, Router, extract::Query, http::StatusCode, routing::get};
+        use std::collections::HashMap;
+        let requests = Arc::new(AtomicUsize::new(0));
+        let seen = requests.clone();
+        let app = Router::new().route(
+            "/v1/reports/backup-jobs",
+            get(move |Query(q): Query<HashMap<String, u64>>| {
+                let seen = seen.clone();
+                async move {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if refuse && !q.is_empty() {
+                        return Err(StatusCode::BAD_REQUEST);
+                    }
+                    let (offset, limit) = if pages {
+                        (
+                            q.get("offset").copied().unwrap_or(0),
+                            q.get("limit").copied().unwrap_or(cap).min(cap),
+                        )
+                    } else {
+                        (0, cap)
+                    };
+                    let page: Vec<_> = (offset..(offset + limit).min(total))
+                        .map(|i| serde_json::json!({"id": i}))
+                        .collect();
+                    Ok(Json(serde_json::Value::Array(page)))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}"), requests, server)
+    }
+
+    #[tokio::test]
+    async fn bare_arrays_capped_by_the_server_are_paged_to_the_end() {
+        // (total, cap, pages, refuse) → records, requests
+        for (case, expected) in [
+            ((150, 100, true, false), (150, 2)),
+            ((200, 100, true, false), (200, 3)),
+            ((7, 3, true, false), (7, 3)),
+            ((40, 100, true, false), (40, 2)),
+            // A server that doesn't page: the same array again, then we stop.
+            ((40, 100, false, false), (40, 2)),
+            // A server refusing the parameters: the array was the whole collection.
+            ((40, 100, false, true), (40, 2)),
+            ((0, 100, true, false), (0, 1)),
+        ] {
+            let (total, cap, pages, refuse) = case;
+            let (base, requests, server) = bare_server(total, cap, pages, refuse).await;
+            let (_, all) = api(&base, "x-api-key")
+                .collection(Endpoint::Jobs)
+                .await
+                .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+            let ids: Vec<String> = all.iter().map(|r| r.get().to_string()).collect();
+            let unique: std::collections::HashSet<_> = ids.iter().collect();
+            assert_eq!(
+                (all.len(), requests.load(Ordering::SeqCst)),
+                expected,
+                "{case:?}"
+            );
+            assert_eq!(unique.len(), ids.len(), "{case:?}: duplicates");
             server.abort();
         }
     }
