@@ -345,6 +345,7 @@ impl VdcPoller {
             .collect();
         listed.extend(sessions.iter().map(|s| s.id.clone()));
         let start = self.state.start;
+        let first_sight = !self.state.jobs.contains_key(&job.id);
         let cursor = self
             .state
             .jobs
@@ -355,6 +356,14 @@ impl VdcPoller {
             });
         // New sessions count from `floor - lookback`, but never before the first-run horizon.
         let threshold = minus(cursor.floor, self.lookback).max(start);
+        let older = if first_sight {
+            sessions
+                .iter()
+                .filter(|s| s.creation_time.is_some_and(|t| t < start))
+                .count()
+        } else {
+            0
+        };
         let mut todo: Vec<RawJobSession> = sessions
             .into_iter()
             .filter(|s| match cursor.sessions.get(&s.id) {
@@ -362,6 +371,16 @@ impl VdcPoller {
                 None => s.creation_time.is_none_or(|t| t >= threshold),
             })
             .collect();
+        if older > 0 {
+            tracing::warn!(
+                source_id = %self.id,
+                job_id = %job.id,
+                sessions = older,
+                horizon = %start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "sessions of this job created before the first-run horizon are not shipped; to ship them, set sources.{}.start_time earlier before the first run (or remove the source's checkpoint)",
+                self.id
+            );
+        }
         todo.sort_by(|a, b| (a.creation_time, &a.id).cmp(&(b.creation_time, &b.id)));
         todo.dedup_by(|a, b| a.id == b.id);
         for session in todo {
