@@ -13,11 +13,20 @@ use super::format::{self, Encoder, Fit, Framing, MAX_SEQUENCE_ID};
 use crate::http::{ClientCertFiles, rustls_client_config};
 use crate::sinks::{Batch, Sink, SinkError};
 
+/// How long the default `confirm = "close"` waits for a receiver to close before it takes
+/// the receiver for one that never does (and moves to `flush`). rsyslog and syslog-ng
+/// close within milliseconds.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The syslog sink. See the module docs for what an acknowledgement means per mode.
 pub struct SyslogSink {
     target: Target,
     framing: Framing,
     confirm: Confirm,
+    /// `confirm` is the default, not the config's: a receiver that never closes moves the
+    /// sink to `flush` (after [`CLOSE_GRACE`]) instead of failing every batch.
+    confirm_defaulted: bool,
+    close_grace: std::time::Duration,
     max_message_bytes: usize,
     encoder: Encoder,
     /// The long-lived connection (`confirm = "flush"`).
@@ -73,6 +82,8 @@ impl SyslogSink {
             },
             framing: c.framing.unwrap_or_default(),
             confirm: c.confirm.unwrap_or_default(),
+            confirm_defaulted: c.confirm.is_none(),
+            close_grace: CLOSE_GRACE,
             max_message_bytes: c.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             encoder: Encoder {
                 format: c.format,
@@ -114,7 +125,16 @@ impl SyslogSink {
                     .write(&mut *stream, &self.buf)
                     .await
                     .map_err(sink_error)?;
-                self.target.confirm_close(stream).await.map_err(sink_error)
+                let grace = self.confirm_defaulted.then_some(self.close_grace);
+                let closed = self
+                    .target
+                    .confirm_close(stream, grace)
+                    .await
+                    .map_err(sink_error)?;
+                if !closed {
+                    self.move_to_flush();
+                }
+                Ok(())
             }
             Confirm::Flush => {
                 if self.stream.is_some() {
@@ -144,6 +164,18 @@ impl SyslogSink {
                 Ok(())
             }
         }
+    }
+
+    /// The receiver kept a connection open past [`CLOSE_GRACE`] after our end of stream
+    /// (the default `close` only): confirm by flush from now on.
+    fn move_to_flush(&mut self) {
+        tracing::warn!(
+            sink_id = %self.target.sink_id,
+            address = %self.target.address,
+            "the receiver keeps the connection open after veeam-siem's end of stream, so closing cannot confirm a batch; batches now count as delivered once written and flushed (confirm = \"flush\"). Set sinks.{}.confirm to choose explicitly",
+            self.target.sink_id
+        );
+        self.confirm = Confirm::Flush;
     }
 
     async fn deliver_udp(&mut self, batch: &Batch) -> Result<(), SinkError> {
@@ -240,11 +272,17 @@ impl Sink for SyslogSink {
                     let stream = self.target.connect().await.map_err(sink_error)?;
                     match self.confirm {
                         Confirm::Flush => self.stream = Some(stream),
-                        Confirm::Close => self
-                            .target
-                            .confirm_close(stream)
-                            .await
-                            .map_err(sink_error)?,
+                        Confirm::Close => {
+                            let grace = self.confirm_defaulted.then_some(self.close_grace);
+                            let closed = self
+                                .target
+                                .confirm_close(stream, grace)
+                                .await
+                                .map_err(sink_error)?;
+                            if !closed {
+                                self.move_to_flush();
+                            }
+                        }
                     }
                 }
             }
@@ -542,6 +580,58 @@ mod tests {
             message.contains("sink `siem`") && message.contains(&format!("127.0.0.1:{port}")),
             "{message}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_default_close_confirm_moves_to_flush_for_a_receiver_that_never_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let c = parse(&format!("address = \"127.0.0.1:{port}\"\nmode = \"tcp\"")).unwrap();
+        let mut sink = SyslogSink::new("siem", syslog(&c)).unwrap();
+        sink.close_grace = Duration::from_millis(300);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let receiver = tokio::spawn(async move {
+            // Reads each connection to its end and never closes one.
+            let mut kept = Vec::new();
+            let mut messages = 0;
+            while messages < 6 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                if kept.is_empty() {
+                    let mut all = Vec::new();
+                    s.read_to_end(&mut all).await.unwrap();
+                    messages += frames(&all).len();
+                } else {
+                    messages += read_frames(&mut s, 3).await.len();
+                }
+                kept.push(s);
+            }
+            let _ = done_tx.send(kept.len());
+            std::future::pending::<()>().await;
+        });
+        sink.deliver(&batch(3)).await.unwrap();
+        sink.deliver(&batch(3)).await.unwrap();
+        let connections = tokio::time::timeout(Duration::from_secs(10), done_rx)
+            .await
+            .expect("both batches arrive")
+            .unwrap();
+        assert_eq!(
+            connections, 2,
+            "the second batch went on one kept connection"
+        );
+        assert_eq!(sink.confirm, Confirm::Flush);
+        receiver.abort();
+
+        // Chosen explicitly, `close` stays strict: the batch is not confirmed.
+        let (mut strict, listener) = tcp_sink("close").await;
+        strict.target.timeout = Duration::from_millis(300);
+        let receiver = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        assert!(strict.deliver(&batch(3)).await.is_err());
+        receiver.abort();
     }
 
     /// Read `n` octet-counted messages off a stream.
