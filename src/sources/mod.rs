@@ -166,6 +166,14 @@ pub enum SourceError {
         #[source]
         error: HttpError,
     },
+    /// An endpoint the configuration points at does not exist on the server.
+    #[error("source `{source_id}`: {url} answered HTTP {status}: {fix}")]
+    Endpoint {
+        source_id: String,
+        url: String,
+        status: u16,
+        fix: String,
+    },
     #[error("source `{source_id}`: stored checkpoint is unusable: {problem}")]
     State { source_id: String, problem: String },
     #[error(

@@ -318,6 +318,17 @@ impl TokenManager {
                     "server said \"{reason}\" (HTTP {status})"
                 )));
             }
+            Err(HttpError::Status { status, .. }) if status == 404 || status == 405 => {
+                let id = &self.source_id;
+                return Err(SourceError::Endpoint {
+                    source_id: id.clone(),
+                    url: url.clone(),
+                    status,
+                    fix: format!(
+                        "this server has no such token endpoint. Check sources.{id}.url (the REST base, such as https://vb365.example.net:4443, with no path) and sources.{id}.api_version (`v6`, `v7` or `v8`: a server that does not offer that version answers 404 here)"
+                    ),
+                });
+            }
             Err(error) => {
                 return Err(SourceError::Http {
                     source_id: self.source_id.clone(),
@@ -475,6 +486,45 @@ mod tests {
         };
         assert!(
             e.contains("larger than") && e.contains(&TOKEN_BODY_LIMIT.to_string()),
+            "{e}"
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_missing_token_endpoint_names_url_and_api_version() {
+        // A v6-only server: /v8/token does not exist.
+        let app = axum::Router::new().route("/v6/token", axum::routing::post(|| async { "" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = http::build_client(
+            "t",
+            &crate::config::common::TlsConfig::default(),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let tm = TokenManager::new(
+            "vbo_main",
+            client,
+            format!("http://{addr}/v8/token"),
+            ApiVersion::V8,
+            Credentials {
+                username: "u".into(),
+                password: Secret::new("p"),
+            },
+            RetryPolicy::default(),
+        );
+        let e = match tm.bearer().await {
+            Ok(_) => panic!("a missing endpoint gave a token"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains("/v8/token answered HTTP 404")
+                && e.contains("sources.vbo_main.url")
+                && e.contains("sources.vbo_main.api_version"),
             "{e}"
         );
         task.abort();
