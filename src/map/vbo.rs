@@ -751,11 +751,28 @@ pub fn event_action(
 
 /// Start/stop/other for a `None` (marker) event, from its wording.
 ///
-/// The title is consulted before the message; within one text, stop wording wins (a stop
+/// The title is consulted before the message; within one text, stop wording (stopped,
+/// ended, finished, completed, closed, terminated, canceled, aborted, exited, dismounted,
+/// or "session" with "failed") wins (a stop
 /// message may well mention when the session started, the reverse is unlikely). With no
 /// wording either way, the first event of a session (order 0) is its start.
 fn marker_action(title: Option<&str>, message: Option<&str>, order: Option<i64>) -> &'static str {
-    const STOP_WORDS: [&str; 4] = ["stopped", "ended", "finished", "completed"];
+    const STOP_WORDS: [&str; 14] = [
+        "stopped",
+        "stop",
+        "ended",
+        "end",
+        "finished",
+        "completed",
+        "closed",
+        "close",
+        "terminated",
+        "canceled",
+        "cancelled",
+        "aborted",
+        "exited",
+        "dismounted",
+    ];
     const START_WORDS: [&str; 3] = ["started", "starting", "start"];
     for text in [title, message].into_iter().flatten() {
         let lower = text.to_lowercase();
@@ -763,7 +780,10 @@ fn marker_action(title: Option<&str>, message: Option<&str>, order: Option<i64>)
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .collect();
-        if words.iter().any(|w| STOP_WORDS.contains(w)) {
+        // "failed" ends a session only when the text is about the session ("Restore
+        // session failed"), not about a step of it ("Failed to mount the database").
+        let session_failed = words.contains(&"session") && words.contains(&"failed");
+        if session_failed || words.iter().any(|w| STOP_WORDS.contains(w)) {
             return action::SESSION_STOPPED;
         }
         if words.iter().any(|w| START_WORDS.contains(w)) {
@@ -977,6 +997,42 @@ mod tests {
                 "restore-session-stopped",
                 "session",
                 "end",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Restore session closed",
+                7,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Explorer terminated by the user",
+                7,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Restore session failed",
+                7,
+                "restore-session-stopped",
+                "session",
+                "end",
+            ),
+            (
+                "Vex",
+                Some("None"),
+                "Failed to mount the database",
+                7,
+                "restore-session-event",
+                "session",
+                "info",
             ),
             (
                 "Vex",
