@@ -497,8 +497,10 @@ impl VdcApi {
         let mut query: Vec<(&str, String)> = Vec::new();
         let mut first_url = None;
         let mut previous: Option<u64> = None;
-        // The length of the first page when it was a bare array, once we ask what follows.
+        // The length of the first page when it was a bare array, once we ask what follows,
+        // and its first record.
         let mut bare_page: Option<usize> = None;
+        let mut bare_first: Option<String> = None;
         for page_number in 0..MAX_PAGES {
             let (url, page) = match self.get_page(endpoint, &query).await {
                 Ok(answer) => answer,
@@ -517,9 +519,13 @@ impl VdcApi {
             let count = page.items.len();
             let print = fingerprint(&page.items);
             let limit = page.limit.filter(|l| *l > 0);
-            if bare_page.is_some() && !page.enveloped && count > 0 && previous == Some(print) {
-                // The same array again for a new offset: the server ignores paging
-                // parameters, and what we have is the whole collection.
+            if bare_page.is_some()
+                && !page.enveloped
+                && page.items.first().map(|r| r.get()) == bare_first.as_deref()
+            {
+                // The array from its start again (longer, if it grew meanwhile): the server
+                // ignores paging parameters, and what we have is the whole collection as
+                // it was; the next cycle reads what was added.
                 return Ok((first_url.unwrap_or_default(), all, replaced));
             }
             if page_number > 0 && count > 0 && previous == Some(print) {
@@ -552,6 +558,9 @@ impl VdcApi {
                 });
             }
             replaced.extend(page.replaced.iter().map(|i| all.len() + i));
+            if !page.enveloped && bare_page.is_none() {
+                bare_first = page.items.first().map(|r| r.get().to_string());
+            }
             all.extend(page.items);
             // Read on while any fact says there is more: a `next` link, a total not yet
             // reached, or (with neither) a `limit`, since a page may be capped below it. A
@@ -834,12 +843,9 @@ mod tests {
 
     /// A server answering bare arrays: `cap` records at most per answer, paging by
     /// `offset`/`limit` when `pages`, else always the whole array; `refuse` answers 400 to
-    /// any paging parameter. Counts the requests.
+    /// any paging parameter; `grow` records more at each request. Counts the requests.
     async fn bare_server(
-        total: u64,
-        cap: u64,
-        pages: bool,
-        refuse: bool,
+        (total, cap, pages, refuse, grow): (u64, u64, bool, bool, u64),
     ) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
         use axum::{Json, Router, extract::Query, http::StatusCode, routing::get};
         use std::collections::HashMap;
@@ -850,7 +856,8 @@ mod tests {
             get(move |Query(q): Query<HashMap<String, u64>>| {
                 let seen = seen.clone();
                 async move {
-                    seen.fetch_add(1, Ordering::SeqCst);
+                    // A running session's log: `grow` more records at every request.
+                    let total = total + grow * seen.fetch_add(1, Ordering::SeqCst) as u64;
                     if refuse && !q.is_empty() {
                         return Err(StatusCode::BAD_REQUEST);
                     }
@@ -879,20 +886,21 @@ mod tests {
 
     #[tokio::test]
     async fn bare_arrays_capped_by_the_server_are_paged_to_the_end() {
-        // (total, cap, pages, refuse) → records, requests
+        // (total, cap, pages, refuse, grow) → records, requests
         for (case, expected) in [
-            ((150, 100, true, false), (150, 2)),
-            ((200, 100, true, false), (200, 3)),
-            ((7, 3, true, false), (7, 3)),
-            ((40, 100, true, false), (40, 2)),
+            ((150, 100, true, false, 0), (150, 2)),
+            ((200, 100, true, false, 0), (200, 3)),
+            ((7, 3, true, false, 0), (7, 3)),
+            ((40, 100, true, false, 0), (40, 2)),
             // A server that doesn't page: the same array again, then we stop.
-            ((40, 100, false, false), (40, 2)),
+            ((40, 100, false, false, 0), (40, 2)),
+            // ... also when it grew in between: nothing is taken twice.
+            ((40, 100, false, false, 2), (40, 2)),
             // A server refusing the parameters: the array was the whole collection.
-            ((40, 100, false, true), (40, 2)),
-            ((0, 100, true, false), (0, 1)),
+            ((40, 100, false, true, 0), (40, 2)),
+            ((0, 100, true, false, 0), (0, 1)),
         ] {
-            let (total, cap, pages, refuse) = case;
-            let (base, requests, server) = bare_server(total, cap, pages, refuse).await;
+            let (base, requests, server) = bare_server(case).await;
             let (_, all) = api(&base, "x-api-key")
                 .collection(Endpoint::Jobs)
                 .await
