@@ -19,8 +19,8 @@
 //!   the previous one (a server ignoring `offset`). A bare `count` is a total only when it
 //!   exceeds the page (it is often the page's own length). A non-empty bare array is
 //!   followed by `offset`/`limit` requests too (the length of the first array as the
-//!   limit), until an empty or shorter array, the same array again (a server that doesn't
-//!   page), or a 400/404/422 for the paging parameters: one more request per collection,
+//!   limit), until an empty or shorter array, the array from its first record again (a
+//!   server that doesn't page), or a 400/404/422 for the paging parameters: one more request per collection,
 //!   so that a server capping bare arrays loses nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
