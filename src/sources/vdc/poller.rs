@@ -65,6 +65,10 @@ pub struct VdcState {
     pub start: DateTime<Utc>,
     #[serde(default)]
     pub jobs: BTreeMap<String, JobCursor>,
+    /// A job session log was read from this server once: a log that answers 404 is then
+    /// gone, not an endpoint the server lacks (see [`MISSING_CYCLES`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs_read: bool,
 }
 
 /// Progress inside one backup job.
@@ -99,7 +103,19 @@ pub struct SessionCursor {
     /// id, so new ones are shipped wherever the server put them. At most [`MAX_SHIPPED_IDS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shipped_ids: Vec<String>,
+    /// Cycles in a row whose request for this session's log answered 404 or 410.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing: u32,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Cycles in a row an ended session's log may answer 404/410 (while this server has
+/// served other logs) before the session is passed over: the log is gone (retention),
+/// and retrying it forever would fail every `--once` run.
+const MISSING_CYCLES: u32 = 3;
 
 /// In which order a `/logs` list comes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +247,7 @@ impl VdcPoller {
             None => VdcState {
                 start: s.start_time.unwrap_or_else(|| Utc::now() - DEFAULT_HISTORY),
                 jobs: BTreeMap::new(),
+                logs_read: false,
             },
         };
         Ok(VdcPoller {
@@ -413,8 +430,10 @@ impl VdcPoller {
                     done: false,
                     order: None,
                     shipped_ids: Vec::new(),
+                    missing: 0,
                 });
         }
+        let missing_before = self.missing_of(&job.id, &session.id);
         let complete = match self.log_mode {
             LogMode::Json => {
                 self.ship_json_log(job, &session, emitter, fetched_at)
@@ -425,6 +444,13 @@ impl VdcPoller {
                     .await?
             }
         };
+        let passed_over = self.missing_of(&job.id, &session.id) > missing_before;
+        if complete && !passed_over {
+            self.state.logs_read = true;
+            if let Some(c) = self.session_cursor(&job.id, &session.id) {
+                c.missing = 0;
+            }
+        }
         if complete
             && !running
             && let Some(c) = self.session_cursor(&job.id, &session.id)
@@ -433,6 +459,44 @@ impl VdcPoller {
             c.shipped_ids = Vec::new();
         }
         Ok(())
+    }
+
+    fn missing_of(&self, job_id: &str, session_id: &str) -> u32 {
+        self.state
+            .jobs
+            .get(job_id)
+            .and_then(|j| j.sessions.get(session_id))
+            .map_or(0, |c| c.missing)
+    }
+
+    /// A request for a session's log failed. Returns whether the session is passed over
+    /// as having no log any more (an ended session whose log answered 404/410 in
+    /// [`MISSING_CYCLES`] cycles in a row, on a server that has served logs); otherwise the
+    /// failure counts as a problem of this cycle and the log is read again next cycle.
+    fn log_request_failed(
+        &mut self,
+        job: &RawJob,
+        session: &RawJobSession,
+        error: &HttpError,
+        what: &str,
+    ) -> bool {
+        let gone = error.status().is_some_and(|s| s == 404 || s == 410);
+        let logs_read = self.state.logs_read;
+        let source_id = self.id.clone();
+        let missing = match self.session_cursor(&job.id, &session.id) {
+            Some(c) if gone => {
+                c.missing = c.missing.saturating_add(1);
+                c.missing
+            }
+            _ => 0,
+        };
+        if missing >= MISSING_CYCLES && logs_read && !session.is_running() {
+            tracing::warn!(source_id = %source_id, job_id = %job.id, session_id = %session.id, error = %error, cycles = missing, "this ended job session's log is not there any more (other sessions' logs were read from this server); passing the session over");
+            return true;
+        }
+        self.problems += 1;
+        tracing::warn!(source_id = %source_id, job_id = %job.id, session_id = %session.id, error = %error, "cannot {what} the job session log; will retry next cycle");
+        false
     }
 
     fn session_cursor(&mut self, job_id: &str, session_id: &str) -> Option<&mut SessionCursor> {
@@ -475,9 +539,7 @@ impl VdcPoller {
                 return Ok(false);
             }
             Err(SourceError::Http { error, .. }) => {
-                self.problems += 1;
-                tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, "cannot read the job session log; will retry next cycle");
-                return Ok(false);
+                return Ok(self.log_request_failed(job, session, &error, "read"));
             }
             Err(other) => return Err(other),
         };
@@ -623,9 +685,7 @@ impl VdcPoller {
             match self.download_once(job, session, emitter, fetched_at).await {
                 Ok(()) => return Ok(true),
                 Err(DownloadFailure::Request(SourceError::Http { error, .. })) => {
-                    self.problems += 1;
-                    tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, error = %error, "cannot download the job session log; will retry next cycle");
-                    return Ok(false);
+                    return Ok(self.log_request_failed(job, session, &error, "download"));
                 }
                 Err(DownloadFailure::Request(other)) => return Err(other),
                 Err(DownloadFailure::Body { error, retry }) => {
@@ -972,6 +1032,7 @@ mod tests {
             done,
             order: None,
             shipped_ids: Vec::new(),
+            missing: 0,
         }
     }
 
@@ -1013,6 +1074,7 @@ mod tests {
         let mut st = VdcState {
             start: t("2025-03-01T00:00:00Z"),
             jobs: BTreeMap::new(),
+            logs_read: true,
         };
         let mut job = JobCursor {
             floor: st.start,
@@ -1248,6 +1310,81 @@ mod tests {
         runs.iter()
             .map(|r| r.iter().map(|(_, id)| id.as_str()).collect())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn an_ended_sessions_log_that_stays_404_is_passed_over_after_three_cycles() {
+        use axum::{Json, Router, http::StatusCode, routing::get};
+        use serde_json::json;
+        // s1's log is gone (404); s2's log reads. Also without s2, on a server that never
+        // served a log, s1 is never passed over (the endpoint may be what is missing).
+        for with_s2 in [true, false] {
+            let app = Router::new()
+                .route(
+                    "/v1/Reports/backup-jobs",
+                    get(|| async { Json(json!([{"id": "j1", "name": "J"}])) }),
+                )
+                .route(
+                    "/v1/Reports/backup-jobs/j1/job-sessions",
+                    get(move || async move {
+                        let mut sessions =
+                            vec![json!({"id": "s1", "creationTime": "2025-03-03T02:00:00Z",
+                             "endTime": "2025-03-03T03:00:00Z", "status": "Success"})];
+                        if with_s2 {
+                            sessions
+                                .push(json!({"id": "s2", "creationTime": "2025-03-03T04:00:00Z",
+                             "endTime": "2025-03-03T05:00:00Z", "status": "Success"}));
+                        }
+                        Json(json!(sessions))
+                    }),
+                )
+                .route(
+                    "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs",
+                    get(|| async { (StatusCode::NOT_FOUND, "Session not found") }),
+                )
+                .route(
+                    "/v1/reports/backup-jobs/j1/job-sessions/s1/logs",
+                    get(|| async { (StatusCode::NOT_FOUND, "Session not found") }),
+                )
+                .route(
+                    "/v1/Reports/backup-jobs/j1/job-sessions/s2/logs",
+                    get(|| async {
+                        Json(json!([{"id": "m1", "title": "[Success] Job finished"}]))
+                    }),
+                );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            let cfg =
+                parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0")
+                    .unwrap();
+            let src = VdcSource {
+                url: Url::parse(&format!("http://{addr}")).unwrap(),
+                ..VdcSource::resolve("vdc_t", &cfg).unwrap()
+            };
+            let mut stored = None;
+            let mut outcomes = Vec::new();
+            for _ in 0..4 {
+                // One `--once` run each: a new poller from the stored checkpoint.
+                let mut poller = VdcPoller::new(&src, stored.take()).unwrap();
+                let (tx, _rx) = tokio::sync::mpsc::channel(64);
+                let result = poller.cycle(&Emitter::new(tx)).await;
+                outcomes.push(matches!(result, Err(SourceError::Incomplete { .. })));
+                stored = Some(serde_json::to_value(poller.state()).unwrap());
+            }
+            let expected = if with_s2 {
+                [true, true, false, false]
+            } else {
+                [true; 4]
+            };
+            assert_eq!(
+                outcomes, expected,
+                "runs that ended incomplete (s2: {with_s2})"
+            );
+            server.abort();
+        }
     }
 
     #[tokio::test]
