@@ -80,7 +80,7 @@ struct Head<'a> {
 }
 
 /// Writes HEC envelopes: `{"time":<s.ms>,"host":…,"source":…,"sourcetype":…[,"index":…],
-/// "fields":{…},"event":<the pre-encoded event>}`. `fields` are indexed fields, flat and
+/// "fields":{…},"event":<the pre-encoded event>}` and a line end. `fields` are indexed fields, flat and
 /// string-valued only (HEC rejects nested values): `event_id`, `dataset`, `action`,
 /// `outcome`, `source_id` and, when known, `organization`. What the events of one source
 /// and dataset share (`host` … `index`) is encoded once and copied, since a batch's events
@@ -125,7 +125,9 @@ impl<'m> Envelopes<'m> {
         }
         out.extend_from_slice(b"},\"event\":");
         out.extend_from_slice(e.json.as_bytes());
-        out.push(b'}');
+        // One envelope per line: HEC takes whitespace between events, and a receiver
+        // that reads a body line by line (as many HEC stand-ins do) reads it too.
+        out.extend_from_slice(b"}\n");
         Ok(())
     }
 
@@ -712,9 +714,11 @@ mod tests {
             for e in &events {
                 let mut out = Vec::new();
                 envelopes.encode(e, &mut out).unwrap();
+                let mut reference = reference_envelope(&meta, e);
+                reference.push(b'\n');
                 assert_eq!(
                     String::from_utf8(out).unwrap(),
-                    String::from_utf8(reference_envelope(&meta, e)).unwrap()
+                    String::from_utf8(reference).unwrap()
                 );
             }
         }
