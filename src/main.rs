@@ -323,7 +323,24 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// SIGHUP is ignored from the start of `main` until `run` has its reload handler: one sent
+/// right after exec, before the runtime exists, would otherwise end the process. The other
+/// commands get the default disposition back once their handlers are installed.
+#[cfg(unix)]
+fn hold_sighup(held: bool) {
+    let disposition = if held { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: sets a standard disposition (no handler code runs); before any thread is
+    // started when holding, and for the main thread's process when releasing.
+    unsafe {
+        libc::signal(libc::SIGHUP, disposition);
+    }
+}
+
+#[cfg(not(unix))]
+fn hold_sighup(_: bool) {}
+
 fn main() -> ExitCode {
+    hold_sighup(true);
     limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -341,6 +358,9 @@ fn main() -> ExitCode {
         let _context = runtime.enter();
         Signals::install(&cli.command)
     };
+    if !matches!(cli.command, Command::Run { .. }) {
+        hold_sighup(false);
+    }
     init_logging(cli.log_format, &cli.log_level);
     runtime.block_on(dispatch(cli.command, signals))
 }
