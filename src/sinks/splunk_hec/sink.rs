@@ -1175,24 +1175,23 @@ impl HecSink {
                         status,
                         verdict: Verdict::Poison { index, code, text },
                     } => {
-                        self.format
-                            .rejected(index.filter(|_| chunk.events.len() > 1));
-                        let bad = match (index, chunk.events.as_slice()) {
-                            (_, [only]) => Some(*only),
-                            (Some(n), events) => {
-                                let Some(&i) = usize::try_from(n).ok().and_then(|n| events.get(n))
-                                else {
-                                    return (
-                                        waiting,
-                                        Err(SinkError::Fatal(format!(
-                                            "HEC at {} named invalid event number {n} in a request of {} events; cannot tell which event is bad",
-                                            self.conn.endpoint,
-                                            events.len()
-                                        ))),
-                                    );
-                                };
-                                Some(i)
+                        // A number that names no event of the request (negative, past
+                        // its end) says nothing: as if HEC had named none.
+                        let position = index.filter(|&n| {
+                            let inside = usize::try_from(n).is_ok_and(|n| n < chunk.events.len());
+                            if !inside {
+                                tracing::warn!(sink_id = %self.conn.id, invalid_event_number = n, events = chunk.events.len(), "HEC named an event number outside the request; sending its events one by one");
                             }
+                            inside
+                        });
+                        let named = position
+                            .and_then(|n| usize::try_from(n).ok())
+                            .and_then(|n| chunk.events.get(n).copied());
+                        self.format
+                            .rejected(position.filter(|_| chunk.events.len() > 1));
+                        let bad = match (named, chunk.events.as_slice()) {
+                            (_, [only]) => Some(*only),
+                            (Some(i), _) => Some(i),
                             (None, events) => {
                                 // HEC didn't say which event is bad: send each alone.
                                 tracing::warn!(sink_id = %self.conn.id, http_status = status, code = code.unwrap_or(-1), text, events = events.len(), "HEC rejected a request without naming the bad event; sending its events one by one");

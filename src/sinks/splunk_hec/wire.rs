@@ -406,8 +406,21 @@ pub struct Reply {
     pub code: Option<i64>,
     #[serde(default, rename = "ackId")]
     pub ack_id: Option<u64>,
-    #[serde(default, rename = "invalid-event-number")]
+    /// A number, or a number in a string; anything else counts as not given.
+    #[serde(
+        default,
+        rename = "invalid-event-number",
+        deserialize_with = "lenient_number"
+    )]
     pub invalid_event_number: Option<i64>,
+}
+
+fn lenient_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// Parse a HEC reply; `None` when the body is not one (a proxy's HTML page, a truncated
@@ -855,6 +868,27 @@ mod tests {
         let r = parse_reply(r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#)
             .unwrap();
         assert_eq!(r.invalid_event_number, Some(3));
+        for (body, n) in [
+            (
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":"2"}"#,
+                Some(2),
+            ),
+            (
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":"x"}"#,
+                None,
+            ),
+            (
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":1.5}"#,
+                None,
+            ),
+            (
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":null}"#,
+                None,
+            ),
+        ] {
+            let r = parse_reply(body).expect("still a HEC reply");
+            assert_eq!((r.code, r.invalid_event_number), (Some(6), n), "{body}");
+        }
         assert!(parse_reply("<html>bad gateway</html>").is_none());
         assert!(parse_reply(r#"{"text":"x"}"#).is_none());
         let acks = parse_ack_reply(r#"{"acks":{"1":true,"2":false,"3":true}}"#).unwrap();
