@@ -59,6 +59,9 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric the daemon exports. Names get the `veeam_siem_` prefix (and counters the
 /// `_total` suffix) from the registry.
+/// Failed poll cycles in a row after which a source is reported not ready.
+pub const FAILED_CYCLES_NOT_READY: u32 = 3;
+
 pub struct Metrics {
     registry: Registry,
     pub records_read: Family<SourceLabel, Counter>,
@@ -90,6 +93,8 @@ pub struct Metrics {
     notes: Mutex<BTreeMap<String, String>>,
     /// Sources whose last checkpoint write failed: not ready, whatever their polls do.
     checkpoint_failing: Mutex<BTreeSet<String>>,
+    /// Poll cycles in a row that failed, per source.
+    failed_cycles: Mutex<std::collections::BTreeMap<String, u32>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,6 +139,7 @@ impl Metrics {
             ready: Mutex::new(BTreeMap::new()),
             notes: Mutex::new(BTreeMap::new()),
             checkpoint_failing: Mutex::new(BTreeSet::new()),
+            failed_cycles: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -352,7 +358,12 @@ impl Metrics {
 
     fn set_ready(&self, kind: &str, id: &str, up: bool) {
         let up = up
-            && !(kind == "source" && self.checkpoint_failing.lock().is_ok_and(|f| f.contains(id)));
+            && !(kind == "source"
+                && (self.checkpoint_failing.lock().is_ok_and(|f| f.contains(id))
+                    || self
+                        .failed_cycles
+                        .lock()
+                        .is_ok_and(|f| f.get(id).is_some_and(|n| *n >= FAILED_CYCLES_NOT_READY))));
         if let Ok(mut ready) = self.ready.lock()
             && let Some(v) = ready.get_mut(&(kind.to_string(), id.to_string()))
         {
@@ -393,15 +404,31 @@ impl Metrics {
         self.last_successful_poll
             .get_or_create(&source_label(source))
             .set(unix_seconds(at));
+        if let Ok(mut failed) = self.failed_cycles.lock() {
+            failed.remove(source);
+        }
         self.set_ready("source", source, true);
     }
 
-    /// A source's poll cycle failed or was incomplete. A source that authenticated once
-    /// stays ready (its failures show here and in the poll timestamp).
-    pub fn poll_failed(&self, source: &str) {
+    /// A source's poll cycle failed or was incomplete. The source is not ready when its
+    /// credentials were refused (`refused`), or after [`FAILED_CYCLES_NOT_READY`] failed
+    /// cycles in a row; one or two failures (a server restarting) leave it ready. The next
+    /// completed cycle makes it ready again.
+    pub fn poll_failed(&self, source: &str, refused: bool) {
         self.poll_failures
             .get_or_create(&source_label(source))
             .inc();
+        let in_a_row = self.failed_cycles.lock().map_or(0, |mut failed| {
+            let n = failed.entry(source.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            if refused {
+                *n = (*n).max(FAILED_CYCLES_NOT_READY);
+            }
+            *n
+        });
+        if in_a_row >= FAILED_CYCLES_NOT_READY {
+            self.set_ready("source", source, false);
+        }
     }
 
     /// A source fetched and decoded records (including ones it skipped).
@@ -645,6 +672,31 @@ mod tests {
         let lag: f64 = lag_line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!((89.0..200.0).contains(&lag), "{lag_line}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_source_failing_its_polls_or_refused_is_not_ready_until_a_cycle_completes() {
+        let m = Metrics::new();
+        m.expect_components(&["a".into(), "b".into()], &[]);
+        m.poll_succeeded("a", Utc::now());
+        m.poll_succeeded("b", Utc::now());
+        // Two failed cycles (a server restarting) leave it ready; the third does not.
+        m.poll_failed("a", false);
+        m.poll_failed("a", false);
+        assert!(m.not_ready().unwrap().is_empty());
+        m.poll_failed("a", false);
+        assert_eq!(m.not_ready().unwrap(), vec!["source `a`".to_string()]);
+        // Refused credentials: at once. A checkpoint write recovering does not hide it.
+        m.poll_failed("b", true);
+        m.checkpoint_failing("b", true);
+        m.checkpoint_failing("b", false);
+        assert_eq!(
+            m.not_ready().unwrap(),
+            vec!["source `a`".to_string(), "source `b`".to_string()]
+        );
+        m.poll_succeeded("a", Utc::now());
+        m.poll_succeeded("b", Utc::now());
+        assert!(m.not_ready().unwrap().is_empty());
     }
 
     #[test]

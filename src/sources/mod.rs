@@ -116,7 +116,13 @@ pub fn after_cycle(
             (mode == RunMode::Once).then_some(Ok(()))
         }
         Err(e) => {
-            metrics.poll_failed(source_id);
+            let refused = matches!(
+                e,
+                SourceError::Auth { .. }
+                    | SourceError::ApiKey { .. }
+                    | SourceError::Endpoint { .. }
+            );
+            metrics.poll_failed(source_id, refused);
             if mode == RunMode::Once || matches!(e, SourceError::ApiKey { .. }) {
                 return Some(Err(e));
             }
