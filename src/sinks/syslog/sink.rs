@@ -125,16 +125,7 @@ impl SyslogSink {
                     .write(&mut *stream, &self.buf)
                     .await
                     .map_err(sink_error)?;
-                let grace = self.confirm_defaulted.then_some(self.close_grace);
-                let closed = self
-                    .target
-                    .confirm_close(stream, grace)
-                    .await
-                    .map_err(sink_error)?;
-                if !closed {
-                    self.move_to_flush();
-                }
-                Ok(())
+                self.confirm_close(stream).await
             }
             Confirm::Flush => {
                 if self.stream.is_some() {
@@ -164,6 +155,22 @@ impl SyslogSink {
                 Ok(())
             }
         }
+    }
+
+    /// Close confirmation of what was written on `stream`. With `confirm` not configured,
+    /// a receiver that keeps the connection open past [`CLOSE_GRACE`] moves the sink to
+    /// `flush` (the batch was written and flushed).
+    async fn confirm_close(&mut self, stream: Box<dyn Stream>) -> Result<(), SinkError> {
+        let grace = self.confirm_defaulted.then_some(self.close_grace);
+        let closed = self
+            .target
+            .confirm_close(stream, grace)
+            .await
+            .map_err(sink_error)?;
+        if !closed {
+            self.move_to_flush();
+        }
+        Ok(())
     }
 
     /// The receiver kept a connection open past [`CLOSE_GRACE`] after our end of stream
@@ -272,17 +279,7 @@ impl Sink for SyslogSink {
                     let stream = self.target.connect().await.map_err(sink_error)?;
                     match self.confirm {
                         Confirm::Flush => self.stream = Some(stream),
-                        Confirm::Close => {
-                            let grace = self.confirm_defaulted.then_some(self.close_grace);
-                            let closed = self
-                                .target
-                                .confirm_close(stream, grace)
-                                .await
-                                .map_err(sink_error)?;
-                            if !closed {
-                                self.move_to_flush();
-                            }
-                        }
+                        Confirm::Close => self.confirm_close(stream).await?,
                     }
                 }
             }

@@ -446,18 +446,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_endless_token_answer_is_cut_off() {
-        use axum::routing::post;
-        let app = axum::Router::new().route(
-            "/v8/token",
-            post(|| async {
-                let chunk = bytes::Bytes::from(vec![b' '; 16 * 1024]);
-                let stream =
-                    futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
-                axum::body::Body::from_stream(stream)
-            }),
-        );
+    /// `app` served locally, and a v8 token manager of source `source_id` logging in there.
+    async fn v8_manager(
+        source_id: &str,
+        app: axum::Router,
+    ) -> (TokenManager, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -470,7 +463,7 @@ mod tests {
         )
         .unwrap();
         let tm = TokenManager::new(
-            "t",
+            source_id,
             client,
             format!("http://{addr}/v8/token"),
             ApiVersion::V8,
@@ -480,6 +473,22 @@ mod tests {
             },
             RetryPolicy::default(),
         );
+        (tm, task)
+    }
+
+    #[tokio::test]
+    async fn an_endless_token_answer_is_cut_off() {
+        use axum::routing::post;
+        let app = axum::Router::new().route(
+            "/v8/token",
+            post(|| async {
+                let chunk = bytes::Bytes::from(vec![b' '; 16 * 1024]);
+                let stream =
+                    futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                axum::body::Body::from_stream(stream)
+            }),
+        );
+        let (tm, task) = v8_manager("t", app).await;
         let e = match tm.bearer().await {
             Ok(_) => panic!("an endless answer gave a token"),
             Err(e) => e.to_string(),
@@ -495,28 +504,7 @@ mod tests {
     async fn a_missing_token_endpoint_names_url_and_api_version() {
         // A v6-only server: /v8/token does not exist.
         let app = axum::Router::new().route("/v6/token", axum::routing::post(|| async { "" }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let client = http::build_client(
-            "t",
-            &crate::config::common::TlsConfig::default(),
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        let tm = TokenManager::new(
-            "vbo_main",
-            client,
-            format!("http://{addr}/v8/token"),
-            ApiVersion::V8,
-            Credentials {
-                username: "u".into(),
-                password: Secret::new("p"),
-            },
-            RetryPolicy::default(),
-        );
+        let (tm, task) = v8_manager("vbo_main", app).await;
         let e = match tm.bearer().await {
             Ok(_) => panic!("a missing endpoint gave a token"),
             Err(e) => e.to_string(),
