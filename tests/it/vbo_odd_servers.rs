@@ -304,6 +304,18 @@ impl Case {
             "{what}: missing {missing:?}, repeated {repeated:?}, unknown {extra:?}"
         );
     }
+    /// A new stopped session created at `created`, one more `--once` run, and every event
+    /// exactly once.
+    async fn after_a_new_session(&self, config: &Path, created: &str, version: &str) {
+        self.world
+            .lock()
+            .unwrap()
+            .sessions
+            .push(session("s3", created, true, &[0]));
+        let out = self.run_once(config).await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        self.assert_exactly_once(&format!("{version}, after a new session"));
+    }
 }
 
 fn session(id: &str, created: &str, stopped: bool, orders: &[i64]) -> Session {
@@ -454,14 +466,8 @@ async fn a_session_without_a_usable_creation_time_is_shipped_once() {
                 ));
             }
         }
-        case.world
-            .lock()
-            .unwrap()
-            .sessions
-            .push(session("s3", "2025-06-05T10:00:00Z", true, &[0]));
-        let out = case.run_once(&cfg).await;
-        assert!(out.status.success(), "{version}: {}", text(&out));
-        case.assert_exactly_once(&format!("{version}, after a new session"));
+        case.after_a_new_session(&cfg, "2025-06-05T10:00:00Z", version)
+            .await;
     }
 }
 
@@ -577,14 +583,8 @@ async fn a_server_ignoring_start_time_from_repeats_nothing() {
             assert!(out.status.success(), "{version} {run}: {}", text(&out));
             case.assert_exactly_once(&format!("{version}, {run} run"));
         }
-        case.world
-            .lock()
-            .unwrap()
-            .sessions
-            .push(session("s3", "2025-06-04T10:00:00Z", true, &[0]));
-        let out = case.run_once(&cfg).await;
-        assert!(out.status.success(), "{version}: {}", text(&out));
-        case.assert_exactly_once(&format!("{version}, after a new session"));
+        case.after_a_new_session(&cfg, "2025-06-04T10:00:00Z", version)
+            .await;
     }
 }
 

@@ -733,23 +733,34 @@ mod tests {
         assert_eq!(record.sequence, 1);
     }
 
+    /// One sealed segment in an archive at `root`, then a file with the next sequence's
+    /// segment name and `bytes` written by hand: its name and path.
+    fn plant_after_a_clean_stop(
+        root: &Path,
+        key: SigningKey,
+        bytes: &[u8],
+    ) -> (String, std::path::PathBuf) {
+        let (mut w, _) = ArchiveWriter::open(root, key, 1 << 20).unwrap();
+        w.append(b"{\"n\":1}\n", 1, None, None).unwrap();
+        w.seal().unwrap();
+        drop(w);
+        let planted = segment_name(2, Utc::now() - chrono::TimeDelta::hours(1));
+        let path = path_of(root, &planted);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        (planted, path)
+    }
+
     #[test]
     fn a_planted_segment_after_a_clean_stop_is_not_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let (private, public) = write_key_pair(dir.path(), "k");
         let root = dir.path().join("a");
         let key = || SigningKey::from_pem_file(&private).unwrap();
-        let (mut w, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
-        w.append(b"{\"n\":1}\n", 1, None, None).unwrap();
-        w.seal().unwrap();
-        drop(w);
         // A segment with the next sequence, written by hand, after the clean stop.
-        let planted = segment_name(2, Utc::now() - chrono::TimeDelta::hours(1));
-        let path = path_of(&root, &planted);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
         gz.write_all(b"{\"forged\":true}\n").unwrap();
-        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let (planted, _) = plant_after_a_clean_stop(&root, key(), &gz.finish().unwrap());
         let (mut w, opened) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
         assert_eq!(opened.foreign, vec![planted.clone()]);
         assert!(opened.recovered.is_empty());
@@ -779,14 +790,7 @@ mod tests {
         let (private, _) = write_key_pair(dir.path(), "k");
         let root = dir.path().join("a");
         let key = || SigningKey::from_pem_file(&private).unwrap();
-        let (mut w, _) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
-        w.append(b"{\"n\":1}\n", 1, None, None).unwrap();
-        w.seal().unwrap();
-        drop(w);
-        let planted = segment_name(2, Utc::now() - chrono::TimeDelta::hours(1));
-        let path = path_of(&root, &planted);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, b"not gzip").unwrap();
+        let (planted, path) = plant_after_a_clean_stop(&root, key(), b"not gzip");
         let (_, opened) = ArchiveWriter::open(&root, key(), 1 << 20).unwrap();
         assert_eq!(opened.foreign, vec![planted]);
         assert_eq!(std::fs::read(&path).unwrap(), b"not gzip");
