@@ -471,7 +471,9 @@ async fn dispatch(command: Command, signals: Signals) -> ExitCode {
                         "backfill interrupted after {} events; to resume where it stopped, run: {resume}",
                         outcome.report.events_acked()
                     );
-                    ExitCode::SUCCESS
+                    // Not done: a script must not take an interrupted backfill for a
+                    // complete one (`backfill … && next-step`).
+                    ExitCode::from(1)
                 }
                 Ok(outcome) => {
                     tracing::info!(events = outcome.report.events_acked(), "backfill complete");

@@ -535,7 +535,8 @@ async fn backfill_resends_a_window_and_never_touches_live_checkpoints() {
     let checkpoint = env.state_dir().join("vbo_test.checkpoint.json");
     let live_state = std::fs::read(&checkpoint).unwrap();
 
-    // SIGTERM mid-backfill: exit 0, says how to resume, live checkpoint byte-identical.
+    // SIGTERM mid-backfill: exit 1 (not complete), says how to resume, live checkpoint
+    // byte-identical.
     let log = env.dir.path().join("backfill.log");
     let child = harness::bin()
         .args(["backfill", "--config", &cfg_s, "--since", "2000-01-01"])
@@ -550,7 +551,7 @@ async fn backfill_resends_a_window_and_never_touches_live_checkpoints() {
     })
     .await;
     let status = stop(child).await;
-    assert_eq!(status.code(), Some(0), "{}", log_text(&log));
+    assert_eq!(status.code(), Some(1), "{}", log_text(&log));
     let after_stop = env.events().len();
     assert!(
         after_stop < 2 * expected,
