@@ -462,23 +462,30 @@ pub fn read_record<W: serde::de::DeserializeOwned>(
     };
     let (value, repaired) = match serde_json::from_str::<Value>(raw) {
         Ok(value) => (value, None),
-        Err(e) => match replace_lone_surrogates(raw) {
-            Some(text) => match serde_json::from_str::<Value>(&text) {
-                Ok(value) => (value, Some(e)),
-                Err(_) => {
+        Err(e) => {
+            // What serde_json refuses in text that is still evidence, each made readable.
+            let surrogates = replace_lone_surrogates(raw);
+            let tamed = tame_values(surrogates.as_deref().unwrap_or(raw));
+            let mut done = Vec::new();
+            if surrogates.is_some() {
+                done.push("each lone UTF-16 surrogate escape was read as U+FFFD");
+            }
+            if tamed.is_some() {
+                done.push(TAMED);
+            }
+            let parsed = tamed
+                .or(surrogates)
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+            match parsed {
+                Some(value) => (value, Some(format!("{e}: {}", done.join("; ")))),
+                None => {
                     return Err(Unusable(format!(
                         "{}: not JSON: {e}",
                         fields.path("record")
                     )));
                 }
-            },
-            None => {
-                return Err(Unusable(format!(
-                    "{}: not JSON: {e}",
-                    fields.path("record")
-                )));
             }
-        },
+        }
     };
     let Value::Object(map) = value else {
         return Err(Unusable(format!(
@@ -490,10 +497,7 @@ pub fn read_record<W: serde::de::DeserializeOwned>(
     let wire = serde_json::from_value::<W>(Value::Object(map))
         .map_err(|e| Unusable(format!("{}: {e}", fields.path("record"))))?;
     match repaired {
-        Some(e) => fields.report(
-            "record",
-            format!("{e}: each lone UTF-16 surrogate escape was read as U+FFFD"),
-        ),
+        Some(why) => fields.report("record", why),
         None => {
             if let Some(strict) = strict {
                 fields.report(
@@ -504,6 +508,108 @@ pub fn read_record<W: serde::de::DeserializeOwned>(
         }
     }
     Ok(wire)
+}
+
+/// Deepest nesting [`tame_values`] leaves as JSON: serde_json refuses more than 128 levels,
+/// and the wire structs add a few of their own.
+const MAX_DEPTH: usize = 100;
+
+/// What [`read_record`] reports when [`tame_values`] changed a record.
+const TAMED: &str = "numbers beyond the range of a 64-bit float, and values nested deeper than 100 levels, were kept as their JSON text";
+
+/// `text` with the two kinds of valid JSON serde_json refuses turned into strings of their
+/// own text: a number beyond the range of an `f64` (`1e400`; RFC 8259 lets a parser refuse
+/// it, and serde_json does), and a value nested deeper than [`MAX_DEPTH`] (serde_json's
+/// recursion limit). A field read as a number then reports the string, and a text field
+/// keeps the value's text. `None` when there is neither, or when the text is not JSON that
+/// this scan can follow (an unbalanced bracket or quote): the caller's error stands.
+pub fn tame_values(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut changed = false;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(bytes, i)?,
+            b'{' | b'[' if depth == MAX_DEPTH => {
+                let end = value_end(bytes, i)?;
+                out.push_str(&text[copied..i]);
+                out.push_str(&serde_json::to_string(&text[i..end]).ok()?);
+                copied = end;
+                changed = true;
+                i = end;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = bytes[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(bytes.len(), |n| i + n);
+                let number = &text[i..end];
+                if number.parse::<f64>().is_ok_and(f64::is_infinite) {
+                    out.push_str(&text[copied..i]);
+                    out.push('"');
+                    out.push_str(number);
+                    out.push('"');
+                    copied = end;
+                    changed = true;
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// The index after the string that opens at `bytes[start]` (a `"`).
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index after the object or array that opens at `bytes[start]`.
+fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i = string_end(bytes, i)?;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `text` with every `\uXXXX` escape of a UTF-16 surrogate that is not half of a
@@ -793,6 +899,58 @@ mod tests {
         // Still not JSON after the repair: unusable, as before.
         let mut f = Fields::new("restoreSession");
         assert!(read_record::<Wire>(r#"{"id":"\ud83d"#, &mut f).is_err());
+    }
+
+    #[test]
+    fn numbers_beyond_f64_and_deep_nesting_cost_only_their_own_field() {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            id: Option<Value>,
+            name: Option<Value>,
+            details: Option<Value>,
+        }
+        let deep = format!("{}1{}", "[".repeat(250), "]".repeat(250));
+        let raw = format!(
+            r#"{{"id":"s-1","name":1e400,"details":{deep},"state":"-1.8e309 \"1e400\"","etag":-1e400,"order":[1e-400,12]}}"#
+        );
+        let mut f = Fields::new("restoreSession");
+        let wire: Wire = read_record(&raw, &mut f).unwrap();
+        assert_eq!(wire.id, Some(json!("s-1")));
+        assert_eq!(wire.name, Some(json!("1e400")));
+        // The deep value is kept: JSON down to the depth limit, its text below it.
+        let mut details = wire.details.unwrap();
+        let mut levels = 0;
+        while let Value::Array(mut inner) = details {
+            details = inner.pop().unwrap();
+            levels += 1;
+        }
+        assert_eq!(levels, MAX_DEPTH - 1);
+        let rest = format!("{}1{}", "[".repeat(250 - levels), "]".repeat(250 - levels));
+        assert_eq!(details, json!(rest));
+        assert_eq!(f.problems.len(), 1, "{:?}", f.problems);
+        assert!(f.problems[0].detail.contains("kept as their JSON text"));
+        // Strings, tiny numbers and ordinary JSON are left alone.
+        assert_eq!(
+            tame_values(r#"{"a":"1e400","b":[1e-400,-0,9223372036854775808]}"#),
+            None
+        );
+        assert_eq!(
+            tame_values(r#"{"a":"x\"1e400","b":1E+999}"#).as_deref(),
+            Some(r#"{"a":"x\"1e400","b":"1E+999"}"#)
+        );
+        // Unbalanced text is not guessed at.
+        assert_eq!(
+            tame_values(r#"{"a":1e400"#).as_deref(),
+            Some(r#"{"a":"1e400""#)
+        );
+        assert_eq!(tame_values(&format!("{}", "[".repeat(300))), None);
+        // Lone surrogates and a huge number in one record: both repaired, one report.
+        let mut f = Fields::new("restoreSession");
+        let wire: Wire =
+            read_record(r#"{"id":"s-2","name":"\ud83d","etag":1e999}"#, &mut f).unwrap();
+        assert_eq!(wire.name, Some(json!("\u{FFFD}")));
+        assert_eq!(f.problems.len(), 1, "{:?}", f.problems);
+        assert!(f.problems[0].detail.contains("U+FFFD") && f.problems[0].detail.contains("64-bit"));
     }
 
     #[test]
