@@ -15,6 +15,12 @@
 
 use serde_json::value::RawValue;
 
+/// `body` without a leading UTF-8 byte order mark, which some .NET serializers and proxies
+/// write before JSON (RFC 8259 lets a parser ignore it; serde_json doesn't).
+pub fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
 /// A record that could not be read, for the caller's log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable {
@@ -35,6 +41,8 @@ pub struct SplitPage {
     /// Which of `records` had bytes that were not valid UTF-8 replaced with U+FFFD: their
     /// text is not what the server sent, and their events say so.
     pub replaced: Vec<usize>,
+    /// Where the records' array opens (`[`) and closes (`]`) in the body.
+    pub array: (usize, usize),
 }
 
 impl SplitPage {
@@ -48,10 +56,19 @@ impl SplitPage {
     }
 }
 
-/// Split `body` into records and parse each alone; `None` if the array can't be delimited.
+/// Split `body` (a bare array, or an object with a `results` array) into records and parse
+/// each alone; `None` if the array can't be delimited.
 pub fn split(body: &[u8]) -> Option<SplitPage> {
-    let spans = record_spans(body)?;
-    let mut page = SplitPage::default();
+    split_at_keys(body, &["results"])
+}
+
+/// [`split`] for an object whose records are under the first of `keys` (any case).
+pub fn split_at_keys(body: &[u8], keys: &[&str]) -> Option<SplitPage> {
+    let (spans, array) = record_spans(body, keys)?;
+    let mut page = SplitPage {
+        array,
+        ..SplitPage::default()
+    };
     for (position, span) in spans.into_iter().enumerate() {
         match serde_json::from_slice::<Box<RawValue>>(span) {
             Ok(raw) => page.records.push(raw),
@@ -147,12 +164,15 @@ pub fn repair_syntax(text: &str) -> Option<String> {
     Some(o)
 }
 
-/// The byte spans of the records in `{"results": [...]}` or `[...]`.
-fn record_spans(body: &[u8]) -> Option<Vec<&[u8]>> {
+/// The byte spans of the records in a page, and where their array opens and closes.
+type Spans<'a> = (Vec<&'a [u8]>, (usize, usize));
+
+/// The records of `{"<key>": [...]}` or `[...]`.
+fn record_spans<'a>(body: &'a [u8], keys: &[&str]) -> Option<Spans<'a>> {
     let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
     let open = match body[start] {
         b'[' => start,
-        b'{' => results_array(body, start)?,
+        b'{' => records_array(body, start, keys)?,
         _ => return None,
     };
     let mut spans = Vec::new();
@@ -184,7 +204,7 @@ fn record_spans(body: &[u8]) -> Option<Vec<&[u8]>> {
                 if let Some(s) = element_start.take() {
                     spans.push(trim(&body[s..i]));
                 }
-                return Some(spans);
+                return Some((spans, (open, i)));
             }
             b'}' => return None,
             b',' if depth == 0 => {
@@ -203,8 +223,9 @@ fn record_spans(body: &[u8]) -> Option<Vec<&[u8]>> {
     None
 }
 
-/// Index of the `[` opening the top-level `"results"` array of the object at `open`.
-fn results_array(body: &[u8], open: usize) -> Option<usize> {
+/// Index of the `[` opening the first top-level array of the object at `open` whose key is
+/// one of `keys` (any case).
+fn records_array(body: &[u8], open: usize, keys: &[&str]) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = open;
     let mut last_key: Option<(usize, usize)> = None;
@@ -225,7 +246,9 @@ fn results_array(body: &[u8], open: usize) -> Option<usize> {
             b'{' | b'[' => {
                 if body[i] == b'[' && depth == 1 {
                     let key = last_key.map(|(s, e)| &body[s..e]);
-                    if key.is_some_and(|k| k.eq_ignore_ascii_case(b"results")) {
+                    if key
+                        .is_some_and(|k| keys.iter().any(|n| k.eq_ignore_ascii_case(n.as_bytes())))
+                    {
                         return Some(i);
                     }
                 }

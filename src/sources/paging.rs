@@ -87,6 +87,9 @@ pub struct Pager {
     offset: u64,
     pages: u64,
     previous: Option<(u64, u64)>,
+    /// A repeated page was met and one page skipped to tell a listing that grew at its
+    /// front from a server that ignores `offset`.
+    skipped_ahead: bool,
 }
 
 impl Pager {
@@ -97,6 +100,7 @@ impl Pager {
             offset,
             pages: 0,
             previous: None,
+            skipped_ahead: false,
         }
     }
 
@@ -106,6 +110,7 @@ impl Pager {
     pub fn rewind(&mut self, by: u64) {
         self.offset = self.offset.saturating_sub(by);
         self.previous = None;
+        self.skipped_ahead = false;
     }
 
     /// The offset of the page to request now.
@@ -117,6 +122,7 @@ impl Pager {
     pub fn restart(&mut self, offset: u64) {
         self.offset = offset;
         self.previous = None;
+        self.skipped_ahead = false;
     }
 
     /// Account for the page just read at [`Self::offset`]: `count` records (readable or
@@ -147,6 +153,17 @@ impl Pager {
             if count != self.asked_limit && !more_said {
                 return Ok(Step::Done);
             }
+            // The same page also comes back when as many records as the pager moved were
+            // added at the front of the listing between two requests (a newest-first
+            // listing of a busy server): one whole page further on tells the two apart.
+            if !self.skipped_ahead {
+                self.skipped_ahead = true;
+                if self.pages >= MAX_PAGES {
+                    return Err(PagingError::TooManyPages);
+                }
+                self.offset = self.offset.saturating_add(count);
+                return Ok(Step::Next(self.offset));
+            }
             return Err(PagingError::Repeated {
                 offset: self.offset,
                 previous,
@@ -165,6 +182,7 @@ impl Pager {
         if self.pages >= MAX_PAGES {
             return Err(PagingError::TooManyPages);
         }
+        self.skipped_ahead = false;
         self.previous = Some((self.offset, print));
         let back = if step_back < count { step_back } else { 0 };
         self.offset = end - back;
@@ -279,6 +297,11 @@ mod tests {
             p.after_page(n(0..100), fp(0..100), facts(None, None), 0),
             Ok(Step::Next(100))
         );
+        // The same page once: maybe the listing grew at its front; a page further on.
+        assert_eq!(
+            p.after_page(n(0..100), fp(0..100), facts(None, None), 0),
+            Ok(Step::Next(200))
+        );
         let e = p
             .after_page(n(0..100), fp(0..100), facts(None, None), 0)
             .unwrap_err();
@@ -286,7 +309,7 @@ mod tests {
             matches!(
                 e,
                 PagingError::Repeated {
-                    offset: 100,
+                    offset: 200,
                     previous: 0,
                     ..
                 }
@@ -310,8 +333,9 @@ mod tests {
         for more in [facts(None, Some(true)), facts(Some(5), None)] {
             let mut p = Pager::new(0, 10);
             assert_eq!(p.after_page(n(0..3), fp(0..3), more, 1), Ok(Step::Next(2)));
+            assert_eq!(p.after_page(n(0..3), fp(0..3), more, 1), Ok(Step::Next(5)));
             let e = p.after_page(n(0..3), fp(0..3), more, 1).unwrap_err();
-            assert!(matches!(e, PagingError::Repeated { offset: 2, .. }), "{e}");
+            assert!(matches!(e, PagingError::Repeated { offset: 5, .. }), "{e}");
         }
 
         // `limit` ignored as well: asked 2, served all 3 every time.
@@ -323,6 +347,34 @@ mod tests {
         assert_eq!(
             p.after_page(n(0..3), fp(0..3), facts(None, None), 0),
             Ok(Step::Done)
+        );
+    }
+
+    #[test]
+    fn a_listing_that_grew_at_its_front_is_not_taken_for_one_ignoring_offset() {
+        // Newest first, pages of 2 overlapping by 1: [9,8] at 0; one record added at the
+        // front, so offset 1 is [9,8] again; the page after that is new.
+        let mut p = Pager::new(0, 2);
+        assert_eq!(
+            p.after_page(n(8..10), fp(8..10), facts(None, None), 1),
+            Ok(Step::Next(1))
+        );
+        assert_eq!(
+            p.after_page(n(8..10), fp(8..10), facts(None, None), 1),
+            Ok(Step::Next(3))
+        );
+        assert_eq!(
+            p.after_page(n(6..8), fp(6..8), facts(None, None), 1),
+            Ok(Step::Next(4))
+        );
+        // It can happen again later in the same listing.
+        assert_eq!(
+            p.after_page(n(6..8), fp(6..8), facts(None, None), 1),
+            Ok(Step::Next(6))
+        );
+        assert_eq!(
+            p.after_page(n(4..6), fp(4..6), facts(None, None), 1),
+            Ok(Step::Next(7))
         );
     }
 

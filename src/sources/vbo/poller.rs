@@ -399,6 +399,7 @@ impl VboPoller {
         session_id: Option<&str>,
         offset: u64,
     ) -> Result<ReadPage, String> {
+        let body = crate::sources::page::without_bom(body);
         let strict = match parse_page_with_facts(body) {
             Ok((records, facts)) => {
                 return Ok(ReadPage {
@@ -1137,6 +1138,7 @@ pub fn parse_page_with_facts(body: &[u8]) -> Result<(Vec<Box<RawValue>>, PageFac
         #[serde(flatten)]
         rest: serde_json::Map<String, serde_json::Value>,
     }
+    let body = crate::sources::page::without_bom(body);
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'[') => serde_json::from_slice(body)
@@ -1172,6 +1174,13 @@ mod tests {
         assert_eq!(parse_page(b" [ {\"id\":1} ]").unwrap().len(), 1);
         assert!(parse_page(b"<html>").unwrap_err().contains("<html>"));
         assert!(parse_page(b"{\"results\": [1,").is_err());
+        // A UTF-8 byte order mark before the JSON is skipped.
+        assert_eq!(
+            parse_page(b"\xEF\xBB\xBF{\"results\":[{\"id\":1}]}")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

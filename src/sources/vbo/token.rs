@@ -295,6 +295,56 @@ impl TokenManager {
 
     async fn request(&self, form: &[(&'static str, String)]) -> Result<Grant, SourceError> {
         let url = &self.token_url;
+        let auth_err = |reason: String| SourceError::Auth {
+            source_id: self.source_id.clone(),
+            url: url.clone(),
+            username: self.creds.username.clone(),
+            reason,
+        };
+        // The connection can break (or stall past `request_timeout`) after the status line:
+        // asking for a token again is safe, so that is retried like a failed send.
+        let mut body_failures = 0u32;
+        let bytes = loop {
+            let resp = self.send(form).await?;
+            match http::read_body_capped(url, resp, TOKEN_BODY_LIMIT).await {
+                Ok(bytes) => break bytes,
+                Err(error @ HttpError::Transport { .. })
+                    if body_failures < self.policy.max_retries =>
+                {
+                    body_failures += 1;
+                    tracing::warn!(source_id = %self.source_id, url = %url, error = %error, "token response interrupted; asking again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(body_failures))).await;
+                }
+                Err(error) => {
+                    return Err(SourceError::Http {
+                        source_id: self.source_id.clone(),
+                        error,
+                    });
+                }
+            }
+        };
+        // A syntax error's message names a position, never the content (it holds tokens).
+        let value: serde_json::Value =
+            serde_json::from_slice(crate::sources::page::without_bom(&bytes)).map_err(|e| {
+                auth_err(format!(
+                    "the token response is not JSON ({e}); is `url` a VB365 REST endpoint?"
+                ))
+            })?;
+        let parsed = TokenResponse::from_json(value).ok_or_else(|| {
+            auth_err(
+                "the token response is not a JSON object; is `url` a VB365 REST endpoint?".into(),
+            )
+        })?;
+        self.grant(parsed, auth_err)
+    }
+
+    /// POST `form` to the token endpoint (with the send retries of `policy`); a refusal or
+    /// a missing endpoint becomes the error that says what to fix.
+    async fn send(
+        &self,
+        form: &[(&'static str, String)],
+    ) -> Result<reqwest::Response, SourceError> {
+        let url = &self.token_url;
         let result = http::send_with_retry(&self.policy, url, || {
             self.client.post(url).form(form).send()
         })
@@ -305,8 +355,8 @@ impl TokenManager {
             username: self.creds.username.clone(),
             reason,
         };
-        let resp = match result {
-            Ok(resp) => resp,
+        match result {
+            Ok(resp) => Ok(resp),
             Err(HttpError::Status { status, body, .. }) if status == 400 || status == 401 => {
                 let parsed: TokenErrorBody = serde_json::from_str(&body).unwrap_or_default();
                 let reason = parsed
@@ -314,46 +364,26 @@ impl TokenManager {
                     .or(parsed.message)
                     .or(parsed.error)
                     .unwrap_or_else(|| "no reason given".to_string());
-                return Err(auth_err(format!(
+                Err(auth_err(format!(
                     "server said \"{reason}\" (HTTP {status})"
-                )));
+                )))
             }
             Err(HttpError::Status { status, .. }) if status == 404 || status == 405 => {
                 let id = &self.source_id;
-                return Err(SourceError::Endpoint {
+                Err(SourceError::Endpoint {
                     source_id: id.clone(),
                     url: url.clone(),
                     status,
                     fix: format!(
                         "this server has no such token endpoint. Check sources.{id}.url (the REST base, such as https://vb365.example.net:4443, with no path) and sources.{id}.api_version (`v6`, `v7` or `v8`: a server that does not offer that version answers 404 here)"
                     ),
-                });
+                })
             }
-            Err(error) => {
-                return Err(SourceError::Http {
-                    source_id: self.source_id.clone(),
-                    error,
-                });
-            }
-        };
-        let bytes = http::read_body_capped(url, resp, TOKEN_BODY_LIMIT)
-            .await
-            .map_err(|error| SourceError::Http {
+            Err(error) => Err(SourceError::Http {
                 source_id: self.source_id.clone(),
                 error,
-            })?;
-        // A syntax error's message names a position, never the content (it holds tokens).
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            auth_err(format!(
-                "the token response is not JSON ({e}); is `url` a VB365 REST endpoint?"
-            ))
-        })?;
-        let parsed = TokenResponse::from_json(value).ok_or_else(|| {
-            auth_err(
-                "the token response is not a JSON object; is `url` a VB365 REST endpoint?".into(),
-            )
-        })?;
-        self.grant(parsed, auth_err)
+            }),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use super::download::ENVELOPE_KEYS;
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::secret::Secret;
 use crate::sources::SourceError;
-use crate::sources::page::repair_syntax;
+use crate::sources::page::{self, Unreadable, repair_syntax};
 use crate::sources::paging::{MAX_PAGES, PageFacts, PagingError, fingerprint};
 
 /// Largest collection page body read; a hostile or broken server can't grow memory past it.
@@ -120,6 +120,20 @@ pub struct Page {
     /// Items that hold U+FFFD where the body had bytes that were not valid UTF-8: their
     /// text is not what the server sent.
     pub replaced: Vec<usize>,
+    /// Records that are not JSON even after [`repair_syntax`], left out of `items` (the
+    /// page was split into its records: [`page::split_at_keys`]).
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Page {
+    /// Records on the page, readable or not: what paging offsets count.
+    pub fn len(&self) -> usize {
+        self.items.len() + self.unreadable.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A bare JSON array, or an envelope holding one under a known key (case-insensitive).
@@ -128,9 +142,12 @@ pub struct Page {
 /// whitespace are skipped. Records stay raw text, so one with a lone surrogate escape
 /// reaches the mapping (which reports it) instead of failing the page. A page that isn't
 /// JSON is read again after [`repair_syntax`] (raw control characters in strings, `NaN`)
-/// and invalid UTF-8 replaced: [`Page::repaired`].
+/// and invalid UTF-8 replaced: [`Page::repaired`]. One that still isn't is split into its
+/// records, each read alone, so that a record broken beyond repair costs only itself
+/// ([`Page::unreadable`]); the paging facts are then read from the envelope with its
+/// records' array emptied.
 pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
-    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    let body = page::without_bom(body);
     let start = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -143,11 +160,13 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
     let lossy = String::from_utf8_lossy(body);
     let replaced_utf8 = matches!(lossy, std::borrow::Cow::Owned(_));
     let fixed = match repair_syntax(&lossy) {
-        Some(text) => text,
-        None if replaced_utf8 => lossy.into_owned(),
-        None => return Err(strict),
+        Some(text) => Some(text),
+        None if replaced_utf8 => Some(lossy.into_owned()),
+        None => None,
     };
-    let mut page = parse_collection_json(fixed.as_bytes()).map_err(|_| strict)?;
+    let Some(mut page) = fixed.and_then(|text| parse_collection_json(text.as_bytes()).ok()) else {
+        return split_collection(body).ok_or(strict);
+    };
     page.repaired = true;
     if replaced_utf8 {
         page.replaced = (0..page.items.len())
@@ -155,6 +174,32 @@ pub fn parse_collection(body: &[u8]) -> Result<Page, String> {
             .collect();
     }
     Ok(page)
+}
+
+/// A collection whose records are read one by one ([`page::split_at_keys`]); `None` when
+/// its array can't be delimited.
+fn split_collection(body: &[u8]) -> Option<Page> {
+    let split = page::split_at_keys(body, &ENVELOPE_KEYS)?;
+    let mut page = if body.first() == Some(&b'{') {
+        let (open, close) = split.array;
+        let mut envelope = body[..=open].to_vec();
+        envelope.extend_from_slice(&body[close..]);
+        let envelope = String::from_utf8_lossy(&envelope).into_owned();
+        let envelope = repair_syntax(&envelope).unwrap_or(envelope);
+        // An envelope that is broken outside its records too gives no paging facts: the
+        // collection is then read as this one page.
+        parse_collection_json(envelope.as_bytes()).unwrap_or(Page {
+            enveloped: true,
+            ..Page::default()
+        })
+    } else {
+        Page::default()
+    };
+    page.items = split.records;
+    page.replaced = split.replaced;
+    page.unreadable = split.unreadable;
+    page.repaired = true;
+    Some(page)
 }
 
 fn parse_collection_json(body: &[u8]) -> Result<Page, String> {
@@ -211,8 +256,7 @@ fn parse_collection_json(body: &[u8]) -> Result<Page, String> {
                     on_page,
                 ),
                 next_link: PageFacts::from_envelope(&map).next_link,
-                repaired: false,
-                replaced: Vec::new(),
+                ..Page::default()
             })
         }
         _ => Err(format!(
@@ -221,9 +265,6 @@ fn parse_collection_json(body: &[u8]) -> Result<Page, String> {
         )),
     }
 }
-
-/// The UTF-8 byte order mark.
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The collection's total from an envelope: `totalCount` (or `total`, OData's
 /// `@odata.count`) when present. A bare `count` is ambiguous: many APIs send the number of
@@ -435,6 +476,22 @@ impl VdcApi {
                     if page.repaired {
                         tracing::warn!(source_id = %self.source_id, url, "page read after repairing it: invalid UTF-8 replaced with U+FFFD, raw control characters in strings escaped, NaN/Infinity kept as strings");
                     }
+                    let offset = query
+                        .iter()
+                        .find(|(k, _)| *k == "offset")
+                        .and_then(|(_, v)| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    for bad in &page.unreadable {
+                        tracing::warn!(
+                            source_id = %self.source_id,
+                            url,
+                            record_id = %bad.id,
+                            offset = offset.saturating_add(bad.position as u64),
+                            error = %bad.error,
+                            "skipping unreadable record; the rest of its page is read"
+                        );
+                        crate::metrics::global().record_skipped(&self.source_id);
+                    }
                     return Ok((url, page));
                 }
                 Err(message) => match delays.next() {
@@ -501,6 +558,8 @@ impl VdcApi {
         // and its first record.
         let mut bare_page: Option<usize> = None;
         let mut bare_first: Option<String> = None;
+        // Records listed so far, unreadable ones included: what offsets count.
+        let mut listed = 0usize;
         for page_number in 0..MAX_PAGES {
             let (url, page) = match self.get_page(endpoint, &query).await {
                 Ok(answer) => answer,
@@ -516,7 +575,7 @@ impl VdcApi {
                 Err(e) => return Err(e),
             };
             first_url.get_or_insert(url.clone());
-            let count = page.items.len();
+            let count = page.len();
             let print = fingerprint(&page.items);
             let limit = page.limit.filter(|l| *l > 0);
             if bare_page.is_some()
@@ -538,8 +597,8 @@ impl VdcApi {
                 return Err(self.paging_error(
                     url,
                     PagingError::Repeated {
-                        offset: all.len() as u64,
-                        previous: (all.len() - count) as u64,
+                        offset: listed as u64,
+                        previous: listed.saturating_sub(count) as u64,
                         count,
                     },
                 ));
@@ -562,6 +621,7 @@ impl VdcApi {
                 bare_first = page.items.first().map(|r| r.get().to_string());
             }
             all.extend(page.items);
+            listed = listed.saturating_add(count);
             // Read on while any fact says there is more: a `next` link, a total not yet
             // reached, or (with neither) a `limit`, since a page may be capped below it. A
             // listing ends on an empty page, or when every fact it gives says so; an
@@ -569,9 +629,7 @@ impl VdcApi {
             // but a `next` link) cost one more request, never a record.
             let more = match (page.total, page.next_link) {
                 (None, None) => limit.is_some(),
-                (total, next) => {
-                    next == Some(true) || total.is_some_and(|t| (all.len() as u64) < t)
-                }
+                (total, next) => next == Some(true) || total.is_some_and(|t| (listed as u64) < t),
             };
             // A bare array may still be a page the server capped (the reference: "assume
             // unpaged arrays, and add defensive support for offset/limit"): what follows it
@@ -592,7 +650,7 @@ impl VdcApi {
                 _ => limit.unwrap_or(count as u64),
             };
             query = vec![
-                ("offset", all.len().to_string()),
+                ("offset", listed.to_string()),
                 ("limit", page_size.to_string()),
             ];
         }
@@ -736,6 +794,49 @@ mod tests {
         assert!(p.enveloped && p.items.len() == 1);
         let e = parse_collection(b"\xEF\xBB\xBF<html>").unwrap_err();
         assert!(e.starts_with("expected a JSON array or object"), "{e}");
+    }
+
+    #[test]
+    fn a_record_broken_beyond_repair_costs_only_itself() {
+        for broken in [r#"str"#, r#"{"id":"x","t":"a\qb"}"#, r#"{"id":"y",}"#] {
+            let body = format!(r#"[{{"id":"1"}},{{"id":"2"}},{broken},{{"id":"3"}},{{"id":"4"}}]"#);
+            let p = parse_collection(body.as_bytes()).unwrap();
+            let ids: Vec<&str> = p.items.iter().map(|r| r.get()).collect();
+            assert_eq!(
+                ids,
+                [
+                    r#"{"id":"1"}"#,
+                    r#"{"id":"2"}"#,
+                    r#"{"id":"3"}"#,
+                    r#"{"id":"4"}"#
+                ],
+                "{broken}"
+            );
+            assert_eq!(
+                (p.len(), p.unreadable[0].position, p.repaired),
+                (5, 2, true)
+            );
+            assert!(!p.enveloped);
+        }
+        // In an envelope, its paging facts are still read.
+        let p = parse_collection(
+            br#"{"offset":0,"limit":3,"totalCount":7,"items":[{"id":"1"},{"id":"2","t":"\q"},{"id":"3"}],"_links":{"next":{"href":"/x?offset=3"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                p.items.len(),
+                p.len(),
+                p.enveloped,
+                p.limit,
+                p.total,
+                p.next_link
+            ),
+            (2, 3, true, Some(3), Some(7), Some(true))
+        );
+        assert_eq!(p.unreadable[0].id, "2");
+        // Brackets that don't balance can't be split: the page stays unreadable.
+        assert!(parse_collection(br#"[{"id":"1"},{"id":"2""#).is_err());
     }
 
     #[test]
