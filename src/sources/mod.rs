@@ -25,6 +25,11 @@ use crate::config::common::ConfigError;
 use crate::http::HttpError;
 use crate::map::Record;
 
+/// How far ahead of this host's clock a session's creation time may be before it is logged.
+/// Whatever the distance, a source's horizon (VB365) or job floor (VDC) never passes the
+/// clock: one session stamped in the future would otherwise hide every later one.
+pub const CLOCK_AHEAD_WARNING: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// What the config root, the pipeline, `check` and `backfill` need from a source's config
 /// (each source type's config implements it in its own directory).
 pub trait SourceSettings: std::fmt::Debug + Send + Sync {

@@ -27,7 +27,8 @@
 //! 3. Sessions still open in our state but not in this listing (they started before the
 //!    listing window) are re-read by id and shipped the same way; a 404 means the server
 //!    dropped the session and we forget it (logged).
-//! 4. The horizon moves to the newest `creationTime` seen, after every session: v8 lists
+//! 4. The horizon moves to the newest `creationTime` seen (never past this host's clock: a
+//!    session stamped in the future must not hide the ones after it), after every session: v8 lists
 //!    oldest first; a v6/v7 listing (no order) is read whole first, keeping its oldest
 //!    `max_held_sessions` sessions not yet shipped ([`Oldest`]), which are shipped oldest
 //!    first; when it had more, it is listed again from the new horizon for the rest (a
@@ -613,8 +614,18 @@ impl VboPoller {
                 continue;
             }
             let created = session.creation_time.with_timezone(&Utc);
+            // The horizon never passes this host's clock: one session stamped in the future
+            // (a server clock set ahead, then corrected) would otherwise hide every session
+            // created after it, for good. A future session stays in the state (so it is
+            // not shipped twice) until the clock reaches it.
+            let now = Utc::now();
+            if created > now + crate::sources::CLOCK_AHEAD_WARNING
+                && !self.state.sessions.contains_key(&session.id)
+            {
+                tracing::warn!(source_id = %self.id, session_id = %session.id, creation_time = %created, "restore session created in the future by this host's clock; shipped, but the listing horizon stays at the current time so that later sessions are still listed. Check the clocks of this host and the VB365 server");
+            }
             listed.insert(session.id.clone());
-            *newest = (*newest).max(created);
+            *newest = (*newest).max(created.min(now));
             let then = sessions.peek().and_then(|next| self.first_page_at(next));
             ahead = self
                 .ship_session(Arc::new(session), emitter, fetched_at, ahead.take(), then)

@@ -400,6 +400,15 @@ impl VdcPoller {
         }
         todo.sort_by(|a, b| (a.creation_time, &a.id).cmp(&(b.creation_time, &b.id)));
         todo.dedup_by(|a, b| a.id == b.id);
+        let ahead = Utc::now() + crate::sources::CLOCK_AHEAD_WARNING;
+        for session in &todo {
+            if let Some(created) = session.creation_time
+                && created > ahead
+                && !cursor.sessions.contains_key(&session.id)
+            {
+                tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, creation_time = %created, "job session created in the future by this host's clock; shipped, but the job's floor stays at the current time so that later sessions are still read. Check the clocks of this host and the VDC API");
+            }
+        }
         for session in todo {
             self.ship_session(&job, Arc::new(session), emitter, fetched_at)
                 .await?;
@@ -1004,7 +1013,9 @@ fn advance_floor(
         .filter(|c| c.done)
         .filter_map(|c| c.creation_time)
         .max();
-    if let Some(candidate) = open.or(done)
+    // Never past this host's clock: a session stamped in the future must not put the
+    // sessions created after it below the floor (it stays in the cursor meanwhile).
+    if let Some(candidate) = open.or(done).map(|t| t.min(Utc::now()))
         && candidate > cursor.floor
     {
         cursor.floor = candidate;
@@ -1063,6 +1074,22 @@ mod tests {
         advance_floor(&mut job, &listed, chrono::Duration::hours(1), "s", "j");
         assert_eq!(job.floor, t("2025-03-03T02:00:00Z"));
         assert!(job.sessions.contains_key("open"));
+        // A done session in the future: the floor stops at the clock, the session stays
+        // known (not shipped again) and a session created after the clock corrected
+        // itself is still above the floor.
+        job.sessions
+            .insert("f".into(), cursor("9999-12-31T23:59:59Z", 3, true));
+        let listed_f: HashSet<String> = job.sessions.keys().cloned().collect();
+        let before = Utc::now();
+        advance_floor(&mut job, &listed_f, chrono::Duration::hours(1), "s", "j");
+        assert!(
+            job.floor >= before && job.floor <= Utc::now(),
+            "{}",
+            job.floor
+        );
+        assert!(job.sessions.contains_key("f"));
+        job.sessions.remove("f");
+        job.floor = t("2025-03-03T02:00:00Z");
         // The floor never goes down.
         job.sessions.clear();
         advance_floor(&mut job, &listed, chrono::Duration::hours(1), "s", "j");
