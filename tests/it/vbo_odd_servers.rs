@@ -471,6 +471,34 @@ async fn a_session_without_a_usable_creation_time_is_shipped_once() {
     }
 }
 
+/// A session stamped in the future (a server clock set ahead and corrected, a bogus
+/// 9999-12-31) is shipped once and hides none of the sessions created after it with the
+/// right time: the horizon stops at this host's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stamped_in_the_future_hides_no_later_session() {
+    for version in ["v7", "v8"] {
+        let case = Case::new(World {
+            sessions: vec![
+                session("s1", "2025-06-01T10:00:00Z", true, &[0, 1]),
+                session("s-future", "9999-12-31T23:59:59.0000000Z", true, &[0, 1]),
+            ],
+            ..World::default()
+        })
+        .await;
+        let cfg = case.config(version, 500);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("created in the future"),
+            "{version}: {}",
+            text(&out)
+        );
+        case.assert_exactly_once(&format!("{version}, first run"));
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        case.after_a_new_session(&cfg, &now, version).await;
+    }
+}
+
 /// Older sessions deleted while the (v8, oldest first) listing is paged move the later ones
 /// down by more than the pages' overlap: the listing reads back instead of skipping the
 /// sessions that moved past the page boundary.
