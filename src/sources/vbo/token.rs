@@ -531,6 +531,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_token_answer_that_breaks_off_is_asked_for_again() {
+        use std::sync::atomic::AtomicUsize;
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let app = axum::Router::new().route(
+            "/v8/token",
+            axum::routing::post(move || {
+                let first = counter.fetch_add(1, Relaxed) == 0;
+                async move {
+                    let good: &'static [u8] =
+                        br#"{"access_token":"tok","token_type":"bearer","expires_in":3600}"#;
+                    // The first answer's connection breaks after half of its body (its
+                    // status line and first bytes already sent).
+                    let parts: Vec<Result<bytes::Bytes, std::io::Error>> = if first {
+                        vec![
+                            Ok(bytes::Bytes::from_static(&good[..20])),
+                            Err(std::io::Error::other("connection reset")),
+                        ]
+                    } else {
+                        vec![Ok(bytes::Bytes::from_static(good))]
+                    };
+                    let paced =
+                        futures::StreamExt::then(futures::stream::iter(parts), |part| async {
+                            if part.is_err() {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            part
+                        });
+                    axum::body::Body::from_stream(paced)
+                }
+            }),
+        );
+        let (tm, task) = v8_manager("t", app).await;
+        let bearer = tm.bearer().await.expect("the second answer gives a token");
+        assert_eq!(asked.load(Relaxed), 2);
+        drop(bearer);
+        task.abort();
+    }
+
+    #[tokio::test]
     async fn a_missing_token_endpoint_names_url_and_api_version() {
         // A v6-only server: /v8/token does not exist.
         let app = axum::Router::new().route("/v6/token", axum::routing::post(|| async { "" }));
