@@ -53,7 +53,9 @@ pub enum CheckpointError {
         now: String,
     },
     #[error(
-        "cannot write checkpoint {path}: {source}; check that `[state] dir` has free space and is writable by this user"
+        "cannot write checkpoint {path}: {source}{}",
+        crate::durable::descriptor_hint(source)
+            .unwrap_or("; check that `[state] dir` has free space and is writable by this user")
     )]
     Write {
         path: PathBuf,

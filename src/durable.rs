@@ -75,8 +75,23 @@ pub struct AppendError {
     source: io::Error,
 }
 
+/// What to do when `error` is the process running out of file descriptors (which no
+/// amount of free space fixes); `None` for any other error.
+pub fn descriptor_hint(error: &io::Error) -> Option<&'static str> {
+    match error.raw_os_error() {
+        #[cfg(unix)]
+        Some(libc::EMFILE) | Some(libc::ENFILE) => Some(
+            "; too many open files: raise the limit of this process (`ulimit -n`, systemd `LimitNOFILE=`)",
+        ),
+        _ => None,
+    }
+}
+
 /// What to do about `error` on `path`, for the errors a user can act on.
 fn hint(error: &io::Error, path: &Path) -> String {
+    if let Some(hint) = descriptor_hint(error) {
+        return hint.to_string();
+    }
     let dir = parent_or_dot(path).display();
     match error.raw_os_error() {
         #[cfg(unix)]
@@ -730,6 +745,16 @@ mod tests {
         );
         let e = AppendError::new("write", path, io::Error::from_raw_os_error(libc::EIO));
         assert!(!e.to_string().contains(';'), "{e}");
+        // Out of file descriptors: the limit is the fix, not the disk.
+        let emfile = || io::Error::from_raw_os_error(libc::EMFILE);
+        let e = AppendError::new("open", path, emfile()).to_string();
+        assert!(e.contains("ulimit -n") && !e.contains("free space"), "{e}");
+        let e = crate::checkpoint::CheckpointError::Write {
+            path: path.into(),
+            source: emfile(),
+        }
+        .to_string();
+        assert!(e.contains("LimitNOFILE") && !e.contains("free space"), "{e}");
     }
 
     #[test]
