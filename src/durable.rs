@@ -754,7 +754,10 @@ mod tests {
             source: emfile(),
         }
         .to_string();
-        assert!(e.contains("LimitNOFILE") && !e.contains("free space"), "{e}");
+        assert!(
+            e.contains("LimitNOFILE") && !e.contains("free space"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! dead letters. The lock is an `flock` on the file, not the file's existence: the kernel
 //! releases it when the process dies (even by `kill -9`), so a stale file never blocks a
 //! restart, and the file is left in place. The holder writes its PID into it so the
-//! refused instance can say who holds it. A SIGHUP reload runs inside the same process
-//! and never takes it again.
+//! refused instance can say who holds it. The directory itself is locked too (an `flock`
+//! on an open descriptor of it): a lock file deleted while the daemon runs (a tmp cleaner,
+//! an operator) would otherwise let a second process lock a new file and share the dir.
+//! A SIGHUP reload runs inside the same process and never takes it again.
 //!
 //! Must not: be taken by `check` or `demo` (they must work next to a running daemon), or
 //! be released before the process ends.
@@ -62,6 +64,8 @@ impl LockError {
 #[derive(Debug)]
 pub struct StateLock {
     _file: File,
+    /// The directory's own lock, where the file system has `flock` on directories.
+    _dir: Option<File>,
     path: PathBuf,
 }
 
@@ -87,15 +91,48 @@ impl StateLock {
                 });
             }
         };
+        let dir_lock = match lock_dir(dir) {
+            Ok(held) => held,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LockError::Held {
+                    dir: dir.to_path_buf(),
+                    lock,
+                    pid: "unknown: its lock file was removed while it ran".to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(io_err(error)),
+        };
         tracing::debug!(lock = %lock.display(), "state dir locked");
         Ok(StateLock {
             _file: file,
+            _dir: dir_lock,
             path: lock,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// An exclusive `flock` on `dir` itself; `Ok(None)` where directories can't be opened or
+/// locked (the lock file still stands).
+fn lock_dir(dir: &Path) -> Result<Option<File>, std::fs::TryLockError> {
+    let Ok(handle) = File::open(dir) else {
+        return Ok(None);
+    };
+    match handle.try_lock() {
+        Ok(()) => Ok(Some(handle)),
+        Err(std::fs::TryLockError::Error(e)) if durable::lock_unsupported(&e) => Ok(None),
+        Err(std::fs::TryLockError::Error(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Unsupported | io::ErrorKind::IsADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(other) => Err(other),
     }
 }
 
@@ -121,6 +158,20 @@ mod tests {
         // Released with the holder; the file stays and is simply taken again.
         let again = StateLock::acquire(&state).unwrap();
         assert!(again.path().exists());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_removed_lock_file_does_not_let_a_second_holder_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = StateLock::acquire(&state).unwrap();
+        std::fs::remove_file(first.path()).unwrap();
+        let e = StateLock::acquire(&state).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("lock file was removed"), "{e}");
+        drop(first);
+        StateLock::acquire(&state).unwrap();
     }
 
     #[cfg(unix)]
