@@ -174,6 +174,28 @@ pub fn build_client(
     tls: &TlsConfig,
     timeout: Duration,
 ) -> Result<reqwest::Client, HttpError> {
+    build(key, tls, timeout, false)
+}
+
+/// [`build_client`] for reading the Veeam APIs: it also asks for compressed answers
+/// (`Accept-Encoding: gzip`; JSON pages shrink about tenfold) and reads them decompressed,
+/// as it does an answer a proxy compressed unasked. Body caps ([`read_body_capped`]) count
+/// the decompressed bytes. Sinks and the S3 client don't: what they read back (an archive
+/// segment, for one) must stay the bytes that were stored.
+pub fn build_api_client(
+    key: &str,
+    tls: &TlsConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, HttpError> {
+    build(key, tls, timeout, true)
+}
+
+fn build(
+    key: &str,
+    tls: &TlsConfig,
+    timeout: Duration,
+    gzip: bool,
+) -> Result<reqwest::Client, HttpError> {
     let config = rustls_client_config(key, tls, None)?;
     let mut builder = reqwest::Client::builder();
     if no_proxy_for_any_host() {
@@ -182,6 +204,7 @@ pub fn build_client(
     builder
         .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
+        .gzip(gzip)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("veeam-siem/", env!("CARGO_PKG_VERSION")))
@@ -939,6 +962,61 @@ mod tests {
         );
         task.abort();
         other_task.abort();
+    }
+
+    /// Answers compressed with `Content-Encoding: gzip` (asked for with `Accept-Encoding`,
+    /// and sent by some proxies anyway) are read decompressed, and the body cap counts the
+    /// decompressed bytes: a small compressed bomb is refused, not inflated in memory.
+    #[tokio::test]
+    async fn gzip_answers_are_read_and_capped_after_decompression() {
+        use axum::http::{HeaderMap, header};
+        use axum::response::IntoResponse;
+        use std::io::Write;
+        let gz = |raw: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(raw).unwrap();
+            e.finish().unwrap()
+        };
+        let page = gz(br#"{"results":[{"id":"a"}]}"#);
+        let bomb = gz(&vec![b' '; 8 * 1024 * 1024]);
+        let app = axum::Router::new()
+            .route(
+                "/page",
+                axum::routing::get(move |headers: HeaderMap| {
+                    let page = page.clone();
+                    async move {
+                        let asked = headers
+                            .get(header::ACCEPT_ENCODING)
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|v| v.contains("gzip"));
+                        assert!(asked, "no Accept-Encoding: gzip");
+                        ([(header::CONTENT_ENCODING, "gzip")], page).into_response()
+                    }
+                }),
+            )
+            .route(
+                "/bomb",
+                axum::routing::get(move || {
+                    let bomb = bomb.clone();
+                    async move { ([(header::CONTENT_ENCODING, "gzip")], bomb).into_response() }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client =
+            build_api_client("test", &TlsConfig::default(), Duration::from_secs(5)).unwrap();
+        let url = format!("http://{addr}/page");
+        let resp = client.get(&url).send().await.unwrap();
+        let body = read_body_capped(&url, resp, 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"results":[{"id":"a"}]}"#);
+        let url = format!("http://{addr}/bomb");
+        let resp = client.get(&url).send().await.unwrap();
+        let e = read_body_capped(&url, resp, 1024 * 1024).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge { .. }), "{e}");
+        task.abort();
     }
 
     /// A server that keeps asking to come back later: one request's waits stop at

@@ -215,7 +215,7 @@ impl VboPoller {
     pub fn new(src: &VboSource, stored: Option<serde_json::Value>) -> Result<Self, SourceError> {
         let s = &src.settings;
         let key = format!("sources.{}.tls", src.id);
-        let client = http::build_client(&key, &s.tls, s.request_timeout).map_err(|error| {
+        let client = http::build_api_client(&key, &s.tls, s.request_timeout).map_err(|error| {
             SourceError::Http {
                 source_id: src.id.clone(),
                 error,

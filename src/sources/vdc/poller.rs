@@ -217,7 +217,7 @@ impl VdcPoller {
             error,
         };
         let key = format!("sources.{}.tls", src.id);
-        let client = http::build_client(&key, &s.tls, s.request_timeout).map_err(http_error)?;
+        let client = http::build_api_client(&key, &s.tls, s.request_timeout).map_err(http_error)?;
         let header = KeyHeader::parse(&s.api_key_header).ok_or_else(|| {
             http_error(HttpError::Decode {
                 url: src.url.to_string(),
