@@ -202,6 +202,22 @@ impl Config {
         interpolate(&mut value, &mut Vec::new(), env)?;
         let mut config = load::from_value(value)?;
         config.validate()?;
+        // A sink appending to the config file itself would corrupt it for the next start.
+        let own = lexical(path);
+        for (id, sink) in &config.sinks {
+            if sink
+                .local_path()
+                .is_some_and(|p| lexical(Path::new(&p)) == own)
+            {
+                return Err(invalid(
+                    format!("sinks.{id}.path"),
+                    format!(
+                        "is this config file ({}): the sink would append its events to it; give the sink another path",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         for (id, source) in &mut config.sources {
             source.read_secret_files(&format!("sources.{id}"))?;
         }
@@ -405,6 +421,18 @@ fn interpolate(
             *s = interpolate_str(s, env, !secret)
                 .map_err(|problem| invalid(path.join("."), problem))?;
         }
+        // An unquoted TOML date-time would be read as its text: a password or user name
+        // that looks like a date must be quoted, as every other non-string value must.
+        toml::Value::Datetime(_)
+            if path
+                .last()
+                .is_some_and(|k| SECRET_KEYS.contains(&k.as_str()) || k == "username") =>
+        {
+            return Err(invalid(
+                path.join("."),
+                "expected a string, got a TOML date-time (the value is not shown); quote it, e.g. \"${NAME}\"",
+            ));
+        }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push(i.to_string());
@@ -456,7 +484,9 @@ fn interpolate_str(
                     "holds an invalid `${...}` variable reference (the value is not shown); write ${NAME}, ${NAME:-default}, or $$ for a literal $".to_string()
                 });
             }
+            // As in a shell, `:-` gives the default for a variable that is unset or empty.
             match (env(name), default) {
+                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
@@ -657,6 +687,31 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_may_not_write_into_the_config_file() {
+        let text = format!(
+            "{GOOD}\n[sinks.own]\ntype = \"file\"\ninputs = [\"vbo_main\"]\npath = \"/etc/veeam-siem/./config.toml\"\n"
+        );
+        let env = |name: &str| (name == "VBO_PASSWORD").then(|| "pw".to_string());
+        let e = Config::from_toml(&text, Path::new("/etc/veeam-siem/config.toml"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sinks.own.path") && e.contains("config file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_date_time_is_not_taken_for_a_password() {
+        let e = err_text(&GOOD.replace("\"${VBO_PASSWORD}\"", "1979-05-27T07:32:00Z"));
+        assert!(
+            e.contains("sources.vbo_main.password") && e.contains("date-time"),
+            "{e}"
+        );
+        assert!(!e.contains("1979"), "{e}");
+    }
+
+    #[test]
     fn missing_env_is_named() {
         let e = err_text(&GOOD.replace("VBO_PASSWORD", "NOPE_NOT_SET"));
         assert!(e.contains("sources.vbo_main.password"), "{e}");
@@ -668,6 +723,13 @@ mod tests {
         let env = |n: &str| (n == "A").then(|| "x".to_string());
         assert_eq!(interpolate_str("a${A}b", &env, true).unwrap(), "axb");
         assert_eq!(interpolate_str("${B:-dflt}", &env, true).unwrap(), "dflt");
+        // Set but empty: the default too, as in a shell.
+        let with_empty = |n: &str| (n == "E").then(String::new);
+        assert_eq!(
+            interpolate_str("${E:-dflt}", &with_empty, true).unwrap(),
+            "dflt"
+        );
+        assert_eq!(interpolate_str("[${E}]", &with_empty, true).unwrap(), "[]");
         assert_eq!(interpolate_str("$${A}", &env, true).unwrap(), "${A}");
         assert_eq!(interpolate_str("cost $5", &env, true).unwrap(), "cost $5");
         assert!(interpolate_str("${A", &env, true).is_err());

@@ -814,8 +814,7 @@ pub fn map_log_entry(
             log.object_name = object_name.clone();
             // Mailboxes and OneDrives are named by the owner's UPN: pivot on it.
             if let Some(name) = object_name
-                && name.contains('@')
-                && !name.contains(char::is_whitespace)
+                && is_upn(name)
             {
                 push_unique(&mut related.user, name);
             }
@@ -906,12 +905,36 @@ pub fn map_log_entry(
     }
 }
 
+/// Whether `name` reads as a UPN: `local@domain`, both parts non-empty, no whitespace.
+fn is_upn(name: &str) -> bool {
+    name.rsplit_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !name.contains(char::is_whitespace)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     //! Whole records mapped field by field are the fixtures in `tests/fixtures/mapping/vdc/`
     //! (run by `map::fixtures`). Here: the title grammar and transfer tables, loops over
     //! garbage, the derived-id formula, and what decoding decides that no event shows.
     use super::*;
+
+    #[test]
+    fn only_a_whole_upn_is_a_related_user() {
+        for upn in ["adams@contoso.com", "a@b", "first.last@sub.contoso.com"] {
+            assert!(is_upn(upn), "{upn}");
+        }
+        for not in [
+            "@",
+            "a@",
+            "@contoso.com",
+            "Team site",
+            "a b@contoso.com",
+            "plain",
+        ] {
+            assert!(!is_upn(not), "{not}");
+        }
+    }
     use chrono::TimeZone;
 
     const JOBS: &str = include_str!("../../tests/fixtures/vdc/backup-jobs.json");

@@ -134,7 +134,7 @@ pub fn parse_file_mode(text: &str) -> Result<u32, String> {
     }
     if mode & 0o022 != 0 {
         return Err(format!(
-            "\"{text}\" lets group or others write; an archive must be writable by its owner only (use e.g. \"0640\")"
+            "\"{text}\" lets group or others write; the file must be writable by its owner only, so that no other account can alter or forge events in it (use e.g. \"0640\")"
         ));
     }
     if mode & 0o111 != 0 {
