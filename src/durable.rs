@@ -301,6 +301,27 @@ pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
 /// Open `path` for reading and writing (appending when `append`), creating it with exactly
 /// `mode` when it does not exist. Returns whether it was created (its directory then needs
 /// an fsync, done here).
+/// Open `path` for reading only if it is a regular file itself: a symbolic link, a FIFO
+/// (whose open would wait forever for a writer), a directory or a device is refused with
+/// an error saying so. For the compliance archive, which holds only regular files.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() {
+        let what = if meta.file_type().is_symlink() {
+            "a symbolic link"
+        } else if meta.is_dir() {
+            "a directory"
+        } else {
+            "a FIFO, socket or device"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is {what}, not a regular file"),
+        ));
+    }
+    File::open(path)
+}
+
 pub fn open_or_create(path: &Path, mode: u32, append: bool) -> io::Result<(File, bool)> {
     let mut options = OpenOptions::new();
     options.read(true);

@@ -23,7 +23,7 @@ pub const MAX_DIGEST_BYTES: u64 = 1 << 20;
 pub fn read_digest_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
+    crate::durable::open_regular(path)?
         .take(MAX_DIGEST_BYTES + 1)
         .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_DIGEST_BYTES {

@@ -109,7 +109,7 @@ impl Head {
 
 /// The head record's bytes, `None` when there is none.
 pub fn read(root: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match std::fs::File::open(root.join(HEAD_FILE)) {
+    let file = match crate::durable::open_regular(&root.join(HEAD_FILE)) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),

@@ -6,7 +6,6 @@
 //! `.ndjson.gz` for the segment and `.digest.json` for its digest, the date being the
 //! segment's opening time (UTC).
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -174,7 +173,7 @@ struct Stamp {
 /// `@timestamp` is read (recovery needs the range; `verify` doesn't and stays at disk
 /// speed). Memory is constant apart from the longest line when `timestamps` is set.
 pub fn scan(path: &Path, timestamps: bool) -> io::Result<Scan> {
-    let file = File::open(path)?;
+    let file = crate::durable::open_regular(path)?;
     let file_len = file.metadata()?.len();
     scan_reader(file, file_len, timestamps)
 }

@@ -770,6 +770,44 @@ mod tests {
         );
     }
 
+    /// A symbolic link (to an identical copy outside the archive) or a FIFO in place of a
+    /// segment, a digest or the head record is a problem naming the file; a FIFO never
+    /// makes `verify` wait for a writer.
+    #[cfg(unix)]
+    #[test]
+    fn links_and_fifos_in_place_of_archive_files_are_problems() {
+        use super::super::head::HEAD_FILE;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key) = archive(dir.path(), 2, false);
+        let listing = segment::list(&root).unwrap();
+        let segment = listing.segments[0].clone();
+        let digest = listing.digests[1].clone();
+        let outside = dir.path().join("copy.ndjson.gz");
+        std::fs::rename(path_of(&root, &segment), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, path_of(&root, &segment)).unwrap();
+        let fifo = |path: &Path| {
+            std::fs::remove_file(path).unwrap();
+            let status = std::process::Command::new("mkfifo")
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        fifo(&path_of(&root, &digest));
+        fifo(&root.join(HEAD_FILE));
+        let report = check(&root, &key, STRICT);
+        let named = |file: &str, what: &str| {
+            report
+                .problems
+                .iter()
+                .any(|p| p.file == file && p.problem.contains(what))
+        };
+        assert!(!report.ok);
+        assert!(named(&segment, "symbolic link"), "{}", report.render_text());
+        assert!(named(&digest, "FIFO"), "{}", report.render_text());
+        assert!(named(HEAD_FILE, "FIFO"), "{}", report.render_text());
+    }
+
     #[test]
     fn a_sealed_archive_verifies_strictly() {
         let dir = tempfile::tempdir().unwrap();

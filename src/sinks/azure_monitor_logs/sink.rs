@@ -303,6 +303,7 @@ impl AzureMonitorLogsSink {
             })?);
         let request_id = uuid::Uuid::new_v4().hyphenated().to_string();
         let mut renewed = false;
+        let mut stale_renewals = 0u32;
         loop {
             let auth = self.bearer().await?;
             let result = http::send_with_retry(&self.policy, &self.url, || {
@@ -356,6 +357,13 @@ impl AzureMonitorLogsSink {
                 crate::escape::escape_controls(&string_field(&text, "message").unwrap_or_default())
                     .into_owned();
             match status {
+                // The token aged past its renewal time while this request waited out 429s
+                // and 5xx: it expired, it was not refused. A new one, not counted.
+                401 if self.tokens.stale() && stale_renewals < 3 => {
+                    stale_renewals += 1;
+                    tracing::info!(sink_id = %self.id, request_id, "the Logs Ingestion API answered 401 after the token aged during retries; getting a new token");
+                    self.tokens.invalidate();
+                }
                 401 if !renewed => {
                     renewed = true;
                     tracing::info!(sink_id = %self.id, request_id, "the Logs Ingestion API answered 401; getting a new token");
@@ -542,7 +550,12 @@ impl AzureMonitorLogsSink {
         let Some(first) = kept.first() else {
             return Ok(());
         };
-        let why = if first.status == 413 {
+        let why = if first.status == 413 && !self.accepted_any {
+            format!(
+                "HTTP 413 for a single row of {} bytes, and the endpoint has accepted no request from this sink yet: what refuses even one row is likely a proxy in front of {}.endpoint with a very low body limit (raise it); lowering {}.max_bytes cannot help",
+                first.bytes, self.key, self.key
+            )
+        } else if first.status == 413 {
             format!(
                 "HTTP 413 for a single row of {} bytes, no larger than requests it accepted before ({} bytes): a proxy in front of the endpoint has a lower body limit; raise it or lower {}.max_bytes",
                 first.bytes, self.largest_accepted, self.key

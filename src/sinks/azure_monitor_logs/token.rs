@@ -94,6 +94,14 @@ impl TokenCache {
         Ok(token)
     }
 
+    /// Whether the cached token is past the time it is renewed at (or there is none): a
+    /// request that waited that long may have carried an expired token.
+    pub fn stale(&self) -> bool {
+        self.token
+            .as_ref()
+            .is_none_or(|(_, until)| Instant::now() >= *until)
+    }
+
     /// The endpoint refused the token: forget it, so the next [`bearer`](Self::bearer)
     /// gets a new one.
     pub fn invalidate(&mut self) {
