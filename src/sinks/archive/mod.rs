@@ -260,6 +260,9 @@ async fn rotate(
     interval: Duration,
     uploads: Option<Arc<Notify>>,
 ) {
+    // Failed seals in a row: the next attempt waits 1 s, 2 s, 4 s… up to 30 s (a full disk
+    // would otherwise be retried, and logged, 20 times a second).
+    let mut failures = 0u32;
     loop {
         // Until the open segment is due (a segment opened just after a check is sealed on
         // time, not a whole interval late), checking at least every TICK.
@@ -272,7 +275,11 @@ async fn rotate(
                 .unwrap_or(interval),
             Err(std::sync::TryLockError::WouldBlock) => Duration::from_secs(1),
         };
-        let wait = wait.min(TICK).max(Duration::from_millis(50));
+        let backoff = match failures {
+            0 => Duration::ZERO,
+            n => Duration::from_secs(1u64 << (n - 1).min(5)).min(Duration::from_secs(30)),
+        };
+        let wait = wait.min(TICK).max(Duration::from_millis(50)).max(backoff);
         tokio::time::sleep(wait).await;
         let writer = writer.clone();
         let sealed = tokio::task::spawn_blocking(move || {
@@ -286,6 +293,7 @@ async fn rotate(
         .await;
         match sealed {
             Ok(Ok(Some(digest))) => {
+                failures = 0;
                 tracing::info!(sink_id = %id, digest = %digest, "archive segment sealed");
                 if let Some(wake) = &uploads {
                     wake.notify_one();
@@ -293,7 +301,8 @@ async fn rotate(
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(sink_id = %id, error = %e, "archive: sealing failed; will retry")
+                failures = failures.saturating_add(1);
+                tracing::warn!(sink_id = %id, error = %e, failures, "archive: sealing failed; will retry")
             }
             Err(e) => tracing::error!(sink_id = %id, error = %e, "archive: rotation task failed"),
         }
