@@ -383,6 +383,24 @@ pub const ERROR_EXCERPT_BYTES: usize = 4 * 1024;
 /// Read a response body, failing with [`HttpError::TooLarge`] as soon as it passes
 /// `limit` bytes, so a hostile or broken server can't grow memory without bound.
 /// A body cut short is a [`HttpError::Transport`] error (safe to request again).
+/// After a failed body read: how long to pause before sending the request again, or `None`
+/// when it must not be. A transport error (the connection broke, or stalled past the
+/// timeout, after the status line) is answered by sending again, up to
+/// `policy.max_retries` times per request (`failures` counts them), 200 ms longer each
+/// time; any other error (a body over its cap) is final. Only for requests that are safe
+/// to repeat (GETs, token grants).
+pub fn resend_pause(
+    error: &HttpError,
+    failures: &mut u32,
+    policy: &RetryPolicy,
+) -> Option<Duration> {
+    if !matches!(error, HttpError::Transport { .. }) || *failures >= policy.max_retries {
+        return None;
+    }
+    *failures += 1;
+    Some(Duration::from_millis(200 * u64::from(*failures)))
+}
+
 pub async fn read_body_capped(
     url: &str,
     mut resp: Response,
@@ -962,6 +980,33 @@ mod tests {
         );
         task.abort();
         other_task.abort();
+    }
+
+    #[test]
+    fn only_a_broken_connection_is_answered_by_sending_again() {
+        let policy = RetryPolicy {
+            max_retries: 2,
+            ..RetryPolicy::default()
+        };
+        let broken = HttpError::Transport {
+            url: "u".into(),
+            message: "reset".into(),
+        };
+        let mut failures = 0;
+        assert_eq!(
+            resend_pause(&broken, &mut failures, &policy),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            resend_pause(&broken, &mut failures, &policy),
+            Some(Duration::from_millis(400))
+        );
+        assert_eq!(resend_pause(&broken, &mut failures, &policy), None);
+        let too_large = HttpError::TooLarge {
+            url: "u".into(),
+            limit: 1,
+        };
+        assert_eq!(resend_pause(&too_large, &mut 0, &policy), None);
     }
 
     /// Answers compressed with `Content-Encoding: gzip` (asked for with `Accept-Encoding`,

@@ -1058,20 +1058,17 @@ impl VboPoller {
             match result {
                 Ok(resp) => match http::read_body_capped(&shown, resp, MAX_PAGE_BYTES).await {
                     Ok(body) => return Ok((shown, body)),
-                    // The connection broke mid-body: the request is safe to repeat.
-                    Err(error @ HttpError::Transport { .. })
-                        if body_failures < self.policy.max_retries =>
-                    {
-                        body_failures += 1;
-                        tracing::warn!(source_id = %self.id, url = %shown, error = %error, "response body interrupted; retrying");
-                        tokio::time::sleep(Duration::from_millis(200 * u64::from(body_failures)))
-                            .await;
-                    }
                     Err(error) => {
-                        return Err(SourceError::Http {
-                            source_id: self.id.clone(),
-                            error,
-                        });
+                        let Some(pause) =
+                            http::resend_pause(&error, &mut body_failures, &self.policy)
+                        else {
+                            return Err(SourceError::Http {
+                                source_id: self.id.clone(),
+                                error,
+                            });
+                        };
+                        tracing::warn!(source_id = %self.id, url = %shown, error = %error, "response body interrupted; retrying");
+                        tokio::time::sleep(pause).await;
                     }
                 },
                 Err(e) if http::is_unauthorized(&e) && rejected < 2 => {

@@ -306,22 +306,18 @@ impl TokenManager {
         let mut body_failures = 0u32;
         let bytes = loop {
             let resp = self.send(form).await?;
-            match http::read_body_capped(url, resp, TOKEN_BODY_LIMIT).await {
+            let error = match http::read_body_capped(url, resp, TOKEN_BODY_LIMIT).await {
                 Ok(bytes) => break bytes,
-                Err(error @ HttpError::Transport { .. })
-                    if body_failures < self.policy.max_retries =>
-                {
-                    body_failures += 1;
-                    tracing::warn!(source_id = %self.source_id, url = %url, error = %error, "token response interrupted; asking again");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(body_failures))).await;
-                }
-                Err(error) => {
-                    return Err(SourceError::Http {
-                        source_id: self.source_id.clone(),
-                        error,
-                    });
-                }
-            }
+                Err(error) => error,
+            };
+            let Some(pause) = http::resend_pause(&error, &mut body_failures, &self.policy) else {
+                return Err(SourceError::Http {
+                    source_id: self.source_id.clone(),
+                    error,
+                });
+            };
+            tracing::warn!(source_id = %self.source_id, url = %url, error = %error, "token response interrupted; asking again");
+            tokio::time::sleep(pause).await;
         };
         // A syntax error's message names a position, never the content (it holds tokens).
         let value: serde_json::Value =

@@ -24,7 +24,6 @@
 //!   so that a server capping bare arrays loses nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use reqwest::header::{self, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
@@ -438,23 +437,18 @@ impl VdcApi {
             let (shown, response) = self
                 .send(endpoint, query, "application/json", false)
                 .await?;
-            match http::read_body_capped(&shown, response, MAX_PAGE_BYTES).await {
+            let error = match http::read_body_capped(&shown, response, MAX_PAGE_BYTES).await {
                 Ok(body) => return Ok((shown, body)),
-                // The connection broke mid-body: the request is safe to repeat.
-                Err(error @ HttpError::Transport { .. })
-                    if body_failures < self.policy.max_retries =>
-                {
-                    body_failures += 1;
-                    tracing::warn!(source_id = %self.source_id, url = %shown, error = %error, "response body interrupted; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(body_failures))).await;
-                }
-                Err(error) => {
-                    return Err(SourceError::Http {
-                        source_id: self.source_id.clone(),
-                        error,
-                    });
-                }
-            }
+                Err(error) => error,
+            };
+            let Some(pause) = http::resend_pause(&error, &mut body_failures, &self.policy) else {
+                return Err(SourceError::Http {
+                    source_id: self.source_id.clone(),
+                    error,
+                });
+            };
+            tracing::warn!(source_id = %self.source_id, url = %shown, error = %error, "response body interrupted; retrying");
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -666,6 +660,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
 
     #[test]
     fn paths_as_published_and_flipped() {
