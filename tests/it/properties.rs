@@ -692,8 +692,15 @@ proptest! {
         let e = map_log_entry(&ctx("vdc"), &a_job(), &a_job_session(), &entry, 0, None);
         let log = e.veeam.log.expect("log");
         prop_assert_eq!(log.object_type, Some(type_want));
-        if let Some(n) = name_want.filter(|n| n.contains('@') && !n.contains(char::is_whitespace)) {
-            prop_assert_eq!(&e.related.user, &vec![n.to_string()]);
+        // A UPN (`local@domain`, both parts, no whitespace) is the related user; nothing
+        // else is.
+        let upn = name_want.filter(|n| {
+            n.rsplit_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+                && !n.contains(char::is_whitespace)
+        });
+        match upn {
+            Some(n) => prop_assert_eq!(&e.related.user, &vec![n.to_string()]),
+            None => prop_assert!(e.related.user.is_empty(), "{:?}", e.related.user),
         }
     }
 

@@ -185,12 +185,9 @@ fn split_collection(body: &[u8]) -> Option<Page> {
         envelope.extend_from_slice(&body[close..]);
         let envelope = String::from_utf8_lossy(&envelope).into_owned();
         let envelope = repair_syntax(&envelope).unwrap_or(envelope);
-        // An envelope that is broken outside its records too gives no paging facts: the
-        // collection is then read as this one page.
-        parse_collection_json(envelope.as_bytes()).unwrap_or(Page {
-            enveloped: true,
-            ..Page::default()
-        })
+        // An envelope broken outside its records too (a body cut short after the array)
+        // is not a page: its paging facts may be what was lost. Asked for again.
+        parse_collection_json(envelope.as_bytes()).ok()?
     } else {
         Page::default()
     };
@@ -832,6 +829,8 @@ mod tests {
         assert_eq!(p.unreadable[0].id, "2");
         // Brackets that don't balance can't be split: the page stays unreadable.
         assert!(parse_collection(br#"[{"id":"1"},{"id":"2""#).is_err());
+        // Nor is an envelope cut short after its array: its paging facts may be lost.
+        assert!(parse_collection(br#"{"items":[{"id":"1"},{"id":"\q"}],"totalCount":9"#).is_err());
     }
 
     #[test]
