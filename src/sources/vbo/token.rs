@@ -293,14 +293,19 @@ impl TokenManager {
         })
     }
 
-    async fn request(&self, form: &[(&'static str, String)]) -> Result<Grant, SourceError> {
-        let url = &self.token_url;
-        let auth_err = |reason: String| SourceError::Auth {
+    /// The login was refused (or its answer is no token): names the URL and the user.
+    fn auth_error(&self, reason: String) -> SourceError {
+        SourceError::Auth {
             source_id: self.source_id.clone(),
-            url: url.clone(),
+            url: self.token_url.clone(),
             username: self.creds.username.clone(),
             reason,
-        };
+        }
+    }
+
+    async fn request(&self, form: &[(&'static str, String)]) -> Result<Grant, SourceError> {
+        let url = &self.token_url;
+        let auth_err = |reason: String| self.auth_error(reason);
         // The connection can break (or stall past `request_timeout`) after the status line:
         // asking for a token again is safe, so that is retried like a failed send.
         let mut body_failures = 0u32;
@@ -345,12 +350,7 @@ impl TokenManager {
             self.client.post(url).form(form).send()
         })
         .await;
-        let auth_err = |reason: String| SourceError::Auth {
-            source_id: self.source_id.clone(),
-            url: url.clone(),
-            username: self.creds.username.clone(),
-            reason,
-        };
+        let auth_err = |reason: String| self.auth_error(reason);
         match result {
             Ok(resp) => Ok(resp),
             Err(HttpError::Status { status, body, .. }) if status == 400 || status == 401 => {
