@@ -13,7 +13,7 @@ use veeam_siem_simulator::SimConfig;
 
 use crate::support::config::Table;
 use crate::support::harness;
-use harness::{Env, id_counts, read_ndjson, run_bin_async, s, text};
+use harness::{Env, Reaped, id_counts, read_ndjson, run_bin_async, s, text};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -23,15 +23,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_daemon(config: &Path, log: &Path) -> Child {
-    harness::bin()
-        .args(["run", "--config", &config.display().to_string()])
-        .env("TEST_VBO_PASSWORD", harness::PASSWORD)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+fn spawn_daemon(config: &Path, log: &Path) -> Reaped {
+    Reaped::spawn(
+        harness::bin()
+            .args(["run", "--config", &config.display().to_string()])
+            .env("TEST_VBO_PASSWORD", harness::PASSWORD)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap()),
+    )
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -44,7 +44,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 /// SIGTERM and wait (bounded) for a clean exit.
-async fn stop(mut child: Child) -> std::process::ExitStatus {
+async fn stop(mut child: Reaped) -> std::process::ExitStatus {
     signal(&child, "-TERM");
     tokio::task::spawn_blocking(move || {
         for _ in 0..600 {
@@ -255,14 +255,14 @@ async fn ready_is_503_and_names_the_source_while_login_fails() {
     let port = free_port();
     let cfg = config_with_ops(&env, "", port);
     let log = env.dir.path().join("daemon.log");
-    let child = harness::bin()
-        .args(["run", "--config", &cfg.display().to_string()])
-        .env("TEST_VBO_PASSWORD", "wrong-password")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = Reaped::spawn(
+        harness::bin()
+            .args(["run", "--config", &cfg.display().to_string()])
+            .env("TEST_VBO_PASSWORD", "wrong-password")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let mut ready = None;
     wait_for("/ready answers", Duration::from_secs(30), async || {
@@ -538,14 +538,14 @@ async fn backfill_resends_a_window_and_never_touches_live_checkpoints() {
     // SIGTERM mid-backfill: exit 1 (not complete), says how to resume, live checkpoint
     // byte-identical.
     let log = env.dir.path().join("backfill.log");
-    let child = harness::bin()
-        .args(["backfill", "--config", &cfg_s, "--since", "2000-01-01"])
-        .env("TEST_VBO_PASSWORD", harness::PASSWORD)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = Reaped::spawn(
+        harness::bin()
+            .args(["backfill", "--config", &cfg_s, "--since", "2000-01-01"])
+            .env("TEST_VBO_PASSWORD", harness::PASSWORD)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     wait_for("backfill delivering", Duration::from_secs(30), async || {
         env.events().len() > expected + 40
     })

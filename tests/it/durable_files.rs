@@ -88,22 +88,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A child process killed when the test ends, even by a panic.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Poll `done` every 200 ms until it holds; panic with `what` after [`WAIT`].
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -467,16 +451,14 @@ async fn a_second_backfill_of_the_same_window_exits_2() {
     let window = state
         .join("backfill")
         .join("20260101T000000Z_20260102T000000Z");
-    let mut first = KillOnDrop(
+    let first = harness::Reaped::spawn(
         Command::new(env!("CARGO_BIN_EXE_veeam-siem"))
             .args(&args)
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(std::process::Stdio::null()),
     );
-    let pid = first.0.id().to_string();
+    let pid = first.id().to_string();
     let lock = window.join("veeam-siem.lock");
     wait_until("the first backfill's lock", || {
         std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid)
@@ -484,7 +466,7 @@ async fn a_second_backfill_of_the_same_window_exits_2() {
     .await;
 
     let second = run_bin_async(args.to_vec(), vec![]).await;
-    first.stop();
+    drop(first); // SIGKILL
     assert_eq!(second.status.code(), Some(2), "{}", text(&second));
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(

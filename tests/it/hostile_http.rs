@@ -765,14 +765,14 @@ async fn sighup_while_starting_is_not_fatal() {
     let fifo_s = fifo.display().to_string();
     let log_c = log.clone();
     tokio::task::spawn_blocking(move || {
-        let mut child = bin()
-            .args(["run", "--config", &fifo_s])
-            .env("HOSTILE_PW", PASSWORD)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_c).unwrap())
-            .spawn()
-            .unwrap();
+        let mut child = harness::Reaped::spawn(
+            bin()
+                .args(["run", "--config", &fifo_s])
+                .env("HOSTILE_PW", PASSWORD)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log_c).unwrap()),
+        );
         let pid = child.id();
         let start = Instant::now();
         while !catches_sighup(pid) && start.elapsed() < Duration::from_secs(10) {

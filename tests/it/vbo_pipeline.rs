@@ -380,13 +380,13 @@ async fn sigterm_drains_checkpoints_and_exits_zero() {
     let cfg = env.write_config("v8", "page_size = 20");
     let cfg_s = cfg.display().to_string();
     let status = tokio::task::spawn_blocking(move || {
-        let mut child = harness::bin()
-            .args(["run", "--config", &cfg_s])
-            .env("TEST_VBO_PASSWORD", harness::PASSWORD)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = harness::Reaped::spawn(
+            harness::bin()
+                .args(["run", "--config", &cfg_s])
+                .env("TEST_VBO_PASSWORD", harness::PASSWORD)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
         std::thread::sleep(Duration::from_millis(1200));
         let pid = child.id().to_string();
         let sent = std::process::Command::new("kill")

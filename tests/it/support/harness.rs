@@ -2,8 +2,9 @@
 //! with [`super::config`]), the binary under test, and readers for what the sinks wrote.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
 use veeam_siem_simulator::{SimConfig, SimHandle};
 
@@ -92,6 +93,43 @@ impl Env {
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veeam-siem"))
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a test that fails
+/// half-way leaves no daemon running behind it.
+pub struct Reaped(Child);
+
+impl Reaped {
+    /// Spawn `command`; panics naming the program when it cannot start.
+    pub fn spawn(command: &mut Command) -> Reaped {
+        match command.spawn() {
+            Ok(child) => Reaped(child),
+            Err(e) => panic!("cannot start {:?}: {e}", command.get_program()),
+        }
+    }
+}
+
+impl Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Nothing to do when it has exited and been waited for already.
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Every line must be one JSON object: a torn or broken line fails the test.
