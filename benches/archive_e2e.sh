@@ -11,6 +11,7 @@
 # overrides it. Prints `RESULT key=value …` lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SESSIONS=${1:-200}
 EVENTS=${2:-1000}
 PAGE=${3:-1000}
@@ -20,27 +21,14 @@ PORT=${PORT:-18445}
 WORK=$(mktemp -d)
 trap 'kill "${SIM_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-"$BIN" simulate --listen "127.0.0.1:$PORT" --sessions "$SESSIONS" \
-  --events-per-session "$EVENTS" --write-ca "$WORK/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-SIM_PID=$!
-for _ in $(seq 1 600); do grep -q "events:" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "events:" "$WORK/sim.out" || { echo "simulator did not start:" >&2; cat "$WORK/sim.err" >&2; exit 1; }
-TOTAL=$(sed -n 's/.*events: \([0-9]*\) in.*/\1/p' "$WORK/sim.out")
+start_simulator "$BIN" "$PORT" "$SESSIONS" "$EVENTS" "$WORK"
+TOTAL=$SIM_TOTAL
 echo "simulator: $TOTAL events in $SESSIONS sessions; page_size $PAGE; $(nproc) cores"
 
 openssl genpkey -algorithm ed25519 -out "$WORK/archive.pem" 2>/dev/null
 openssl pkey -in "$WORK/archive.pem" -pubout -out "$WORK/archive.pub.pem"
-cat >"$WORK/bench.toml" <<TOML
-[state]
-dir = "$WORK/state"
-[sources.bench]
-type = "vbo"
-url = "https://127.0.0.1:$PORT"
-username = "svc-siem"
-password = "sim-password"
-page_size = $PAGE
-start_time = "2000-01-01T00:00:00Z"
-tls = { ca_file = "$WORK/ca.pem" }
+source_toml "$WORK/state" "$PORT" "$PAGE" >"$WORK/bench.toml"
+cat >>"$WORK/bench.toml" <<TOML
 [sinks.evidence]
 type = "archive"
 inputs = ["bench"]

@@ -12,6 +12,7 @@
 # HEC, bytes on the wire per event. `callgrind_annotate --inclusive=yes OUT` shows where.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 MODE=${1:-file+hec}
 OUT=${2:-/dev/null}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -30,21 +31,9 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-"$BIN" simulate --listen "127.0.0.1:$SIM_PORT" --sessions 20 --events-per-session 1000 \
-  --write-ca "$W/ca.pem" >"$W/sim.out" 2>&1 &
-SIM_PID=$!
-for _ in $(seq 100); do grep -q events: "$W/sim.out" && break; sleep 0.1; done
-cat >"$W/c.toml" <<TOML
-[state]
-dir = "$W/state"
-[sources.bench]
-type = "vbo"
-url = "https://127.0.0.1:$SIM_PORT"
-username = "svc-siem"
-password = "sim-password"
-page_size = 1000
-start_time = "2000-01-01T00:00:00Z"
-tls = { ca_file = "$W/ca.pem" }
+start_simulator "$BIN" "$SIM_PORT" 20 1000 "$W"
+source_toml "$W/state" "$SIM_PORT" 1000 >"$W/c.toml"
+cat >>"$W/c.toml" <<TOML
 [sinks.file]
 type = "file"
 inputs = ["bench"]

@@ -15,6 +15,7 @@
 # and the ratio pipeline/fetch. Release builds; BIN / FETCH override them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SESSIONS=${1:-1000}
 EVENTS=${2:-1000}
 PAGE=${3:-1000}
@@ -26,15 +27,11 @@ PORT=${PORT:-18443}
 WORK=$(mktemp -d)
 trap 'kill "${SIM_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-"$BIN" simulate --listen "127.0.0.1:$PORT" --sessions "$SESSIONS" \
-  --events-per-session "$EVENTS" --write-ca "$WORK/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-SIM_PID=$!
-for _ in $(seq 1 600); do grep -q "events:" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "events:" "$WORK/sim.out" || { echo "simulator did not start:" >&2; cat "$WORK/sim.err" >&2; exit 1; }
-TOTAL=$(sed -n 's/.*events: \([0-9]*\) in.*/\1/p' "$WORK/sim.out")
+start_simulator "$BIN" "$PORT" "$SESSIONS" "$EVENTS" "$WORK"
+TOTAL=$SIM_TOTAL
 echo "simulator: $TOTAL events in $SESSIONS sessions; page_size $PAGE; $(nproc) cores"
 
-/usr/bin/time -v "$FETCH" "https://127.0.0.1:$PORT" svc-siem sim-password "$PAGE" "$WORK/ca.pem" \
+/usr/bin/time -v "$FETCH" "https://127.0.0.1:$PORT" svc-siem sim-password "$PAGE" "$SIM_CA" \
   >"$WORK/fetch.out" 2>"$WORK/fetch.time"
 fetch_s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$WORK/fetch.out")
 fetch_n=$(sed -n 's/.*events=\([0-9]*\).*/\1/p' "$WORK/fetch.out")
@@ -42,17 +39,8 @@ fetch_rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$
 awk -v n="$fetch_n" -v t="$fetch_s" -v r="$fetch_rss" 'BEGIN {
   printf "RESULT run=fetch events=%d seconds=%.2f events_per_s=%.0f peak_rss_mib=%.1f\n", n, t, n / t, r / 1024 }'
 
-cat >"$WORK/bench.toml" <<TOML
-[state]
-dir = "$WORK/state"
-[sources.bench]
-type = "vbo"
-url = "https://127.0.0.1:$PORT"
-username = "svc-siem"
-password = "sim-password"
-page_size = $PAGE
-start_time = "2000-01-01T00:00:00Z"
-tls = { ca_file = "$WORK/ca.pem" }
+source_toml "$WORK/state" "$PORT" "$PAGE" >"$WORK/bench.toml"
+cat >>"$WORK/bench.toml" <<TOML
 [sinks.archive]
 type = "file"
 inputs = ["bench"]

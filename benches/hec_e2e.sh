@@ -24,6 +24,7 @@
 # binaries (default: release builds, built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SESSIONS=${1:-200}
 EVENTS=${2:-1000}
 PAGE=${3:-1000}
@@ -50,11 +51,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$SIM_BIN" simulate --listen "127.0.0.1:$SIM_PORT" --sessions "$SESSIONS" \
-  --events-per-session "$EVENTS" --write-ca "$WORK/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-SIM_PID=$!
-for _ in $(seq 1 600); do grep -q "events:" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "events:" "$WORK/sim.out" || { echo "simulator did not start:" >&2; cat "$WORK/sim.err" >&2; exit 1; }
+start_simulator "$SIM_BIN" "$SIM_PORT" "$SESSIONS" "$EVENTS" "$WORK"
 grep -m1 "events:" "$WORK/sim.out"
 echo "page_size $PAGE; ack delay $ACK_DELAY; ack poll ${ACK_POLL:-default}; extra HEC keys: ${HEC_EXTRA:-none}; $(nproc) cores"
 
@@ -69,18 +66,7 @@ run() { # name
     *) echo "unknown run $name" >&2; exit 2 ;;
   esac
   rm -rf "$WORK/state" "$WORK/out.ndjson" "$WORK/peer.json" "$WORK/peer.time"
-  cat >"$WORK/bench.toml" <<TOML
-[state]
-dir = "$WORK/state"
-[sources.bench]
-type = "vbo"
-url = "https://127.0.0.1:$SIM_PORT"
-username = "svc-siem"
-password = "sim-password"
-page_size = $PAGE
-start_time = "2000-01-01T00:00:00Z"
-tls = { ca_file = "$WORK/ca.pem" }
-TOML
+  source_toml "$WORK/state" "$SIM_PORT" "$PAGE" >"$WORK/bench.toml"
   if [ "$file" = true ]; then
     printf '[sinks.file]\ntype = "file"\ninputs = ["bench"]\npath = "%s"\n' "$WORK/out.ndjson" >>"$WORK/bench.toml"
   fi

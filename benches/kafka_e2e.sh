@@ -11,6 +11,7 @@
 # --features dynostore`; set TANSU to override) and the release build (set BIN to override).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SESSIONS=${1:-100}
 EVENTS=${2:-1000}
 PAGE=${3:-1000}
@@ -27,24 +28,13 @@ trap 'kill "${SIM_PID:-}" "${TANSU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' 
 "$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" \
   --storage-engine memory://tansu/ >"$WORK/tansu.out" 2>&1 &
 TANSU_PID=$!
-"$BIN" simulate --listen "127.0.0.1:$PORT" --sessions "$SESSIONS" \
-  --events-per-session "$EVENTS" --write-ca "$WORK/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-SIM_PID=$!
-for _ in $(seq 1 100); do [ -s "$WORK/ca.pem" ] && (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null && break; sleep 0.1; done
-grep -m1 "events:" "$WORK/sim.out" || true
+start_simulator "$BIN" "$PORT" "$SESSIONS" "$EVENTS" "$WORK"
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null && break; sleep 0.1; done
+grep -m1 "events:" "$WORK/sim.out"
 "$TANSU" topic create --broker "tcp://127.0.0.1:$KPORT" --partitions 6 veeam.vbo_restore >/dev/null
 
-cat >"$WORK/bench.toml" <<TOML
-[state]
-dir = "$WORK/state"
-[sources.bench]
-type = "vbo"
-url = "https://127.0.0.1:$PORT"
-username = "svc-siem"
-password = "sim-password"
-page_size = $PAGE
-start_time = "2000-01-01T00:00:00Z"
-tls = { ca_file = "$WORK/ca.pem" }
+source_toml "$WORK/state" "$PORT" "$PAGE" >"$WORK/bench.toml"
+cat >>"$WORK/bench.toml" <<TOML
 [sinks.bus]
 type = "kafka"
 inputs = ["bench"]

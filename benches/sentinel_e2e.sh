@@ -15,6 +15,7 @@
 # binaries (default: release builds, built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SESSIONS=${1:-100}
 EVENTS=${2:-1000}
 PAGE=${3:-1000}
@@ -38,28 +39,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" simulate --listen "127.0.0.1:$SIM_PORT" --sessions "$SESSIONS" \
-  --events-per-session "$EVENTS" --write-ca "$WORK/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-SIM_PID=$!
-for _ in $(seq 1 100); do [ -s "$WORK/ca.pem" ] && break; sleep 0.1; done
-grep -m1 "events:" "$WORK/sim.out" || true
+start_simulator "$BIN" "$SIM_PORT" "$SESSIONS" "$EVENTS" "$WORK"
+grep -m1 "events:" "$WORK/sim.out"
 echo "page_size $PAGE, max_bytes $MAX_BYTES"
 
 "$PEER" --listen "127.0.0.1:$AZ_PORT" --template examples/siem/sentinel/veeam-siem-dcr.json \
   >"$WORK/peer.json" 2>"$WORK/peer.err" &
 PEER_PID=$!
 for _ in $(seq 1 100); do grep -q listening "$WORK/peer.err" 2>/dev/null && break; sleep 0.1; done
-cat >"$WORK/bench.toml" <<TOML
-[state]
-dir = "$WORK/state"
-[sources.bench]
-type = "vbo"
-url = "https://127.0.0.1:$SIM_PORT"
-username = "svc-siem"
-password = "sim-password"
-page_size = $PAGE
-start_time = "2000-01-01T00:00:00Z"
-tls = { ca_file = "$WORK/ca.pem" }
+source_toml "$WORK/state" "$SIM_PORT" "$PAGE" >"$WORK/bench.toml"
+cat >>"$WORK/bench.toml" <<TOML
 [sinks.sentinel]
 type = "azure_monitor_logs"
 inputs = ["bench"]

@@ -12,6 +12,7 @@
 # openssl; uses the release build (set BIN to override, CONFIRMS="close" to skip flush).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SESSIONS=${1:-100}
 EVENTS=${2:-1000}
 PAGE=${3:-1000}
@@ -33,11 +34,9 @@ trap cleanup EXIT
 
 # --- simulator
 SIM_PORT=$(free_port)
-"$BIN" simulate --listen "127.0.0.1:$SIM_PORT" --sessions "$SESSIONS" \
-  --events-per-session "$EVENTS" --write-ca "$WORK/sim-ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q "events:" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
-TOTAL=$(sed -n 's/.*events: \([0-9]*\) in.*/\1/p' "$WORK/sim.out")
+start_simulator "$BIN" "$SIM_PORT" "$SESSIONS" "$EVENTS" "$WORK"
+PIDS+=("$SIM_PID")
+TOTAL=$SIM_TOTAL
 [ -n "$TOTAL" ] || { echo "simulator did not start:" >&2; cat "$WORK/sim.err" >&2; exit 1; }
 
 # --- a CA and a server certificate for rsyslog's TLS listener
@@ -86,17 +85,8 @@ bench() { # mode port confirm
   mkdir -p "$run"
   local tls=""
   [ "$mode" = tls ] && tls="tls = { ca_file = \"$WORK/ca.pem\" }"
-  cat >"$run/bench.toml" <<TOML
-[state]
-dir = "$run/state"
-[sources.bench]
-type = "vbo"
-url = "https://127.0.0.1:$SIM_PORT"
-username = "svc-siem"
-password = "sim-password"
-page_size = $PAGE
-start_time = "2000-01-01T00:00:00Z"
-tls = { ca_file = "$WORK/sim-ca.pem" }
+  source_toml "$run/state" "$SIM_PORT" "$PAGE" >"$run/bench.toml"
+  cat >>"$run/bench.toml" <<TOML
 [sinks.siem]
 type = "syslog"
 inputs = ["bench"]
