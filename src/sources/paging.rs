@@ -1,21 +1,23 @@
 //! When a paged listing has more pages: one rule for every source, strict about ending.
 //!
-//! Owns: the paging facts a page reports (`offset`, `limit`, `totalCount`, HAL
-//! `_links.next`), the decision "ask for the next page or stop", and the two refusals that
+//! Owns: the paging facts a page reports (`totalCount`, HAL `_links.next`), the decision
+//! "ask for the next page or stop", and the two refusals that
 //! keep a hostile or broken server from running a poll cycle forever: a page that repeats
 //! the one before (a server ignoring `offset`) and more than [`MAX_PAGES`] pages in one
 //! listing. Must not: do HTTP, decode records, or log (callers name the source and URL).
 //!
-//! The rule (README "How it polls"): a short page is **not** taken as the last one, because
-//! servers and proxies cap `limit` (asked 500, got 100). A listing ends on
-//! 1. an empty page;
-//! 2. a reported `totalCount` reached by `offset + count`;
-//! 3. HAL `_links` without a `next` link (VB365 adds `next` whenever more pages exist);
-//! 4. a page repeating the previous one when it is short, or longer than asked (a server
-//!    ignoring `offset`, and maybe `limit`, whose whole collection is in one page), unless
-//!    that page says there is more (`next`, a larger `totalCount`): then the listing fails.
-//!
-//! Without any of these facts, the next page is requested until one comes back empty.
+//! The rule (README "How it polls"): a listing is read on by `offset` until a page comes
+//! back **empty**. Nothing a page says ends it: a short page may be capped (asked 500, got
+//! 100), and a `totalCount` or HAL `_links` without `next` can be wrong (the reference:
+//! "never rely on `totalCount`", "do not depend on `next` being present"), so trusting
+//! them could leave records unread for good. That costs one request per listing. Two
+//! refusals keep a broken server from running a cycle forever:
+//! 1. a page repeating the previous one for a new offset (a server ignoring `offset`) ends
+//!    the listing when it is all there is (shorter or longer than asked, or the page itself
+//!    says it is the last: a server that answers past the end with its last page), else
+//!    one page is skipped to tell a listing that grew at its front, and a second repeat
+//!    fails the listing;
+//! 2. more than [`MAX_PAGES`] pages.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -150,7 +152,13 @@ impl Pager {
             // when the page itself says there is more (a `next` link, a larger total): then
             // the server caps its pages too, and the rest can't be reached.
             let more_said = facts.next_link == Some(true) || facts.total.is_some_and(|t| t > count);
-            if count != self.asked_limit && !more_said {
+            // ... or past the end of its listing it answers with the last page again, which
+            // says so itself (no `next`, or a total the first read of it reached).
+            let last_said = facts.next_link == Some(false)
+                || facts
+                    .total
+                    .is_some_and(|t| t <= previous.saturating_add(count));
+            if (count != self.asked_limit && !more_said) || last_said {
                 return Ok(Step::Done);
             }
             // The same page also comes back when as many records as the pager moved were
@@ -171,14 +179,6 @@ impl Pager {
             });
         }
         let end = self.offset.saturating_add(count);
-        let more = match (facts.total, facts.next_link) {
-            (Some(total), _) => end < total,
-            (None, Some(next)) => next,
-            (None, None) => true,
-        };
-        if !more {
-            return Ok(Step::Done);
-        }
         if self.pages >= MAX_PAGES {
             return Err(PagingError::TooManyPages);
         }
@@ -263,30 +263,68 @@ mod tests {
         );
     }
 
+    /// A `totalCount` or `_links` without `next` that says "last page" is not believed:
+    /// servers get both wrong (a total equal to the page's count, a stale one, only `self`
+    /// on a full page), and the rest of the listing would be lost for good.
     #[test]
-    fn total_and_links_end_a_listing_without_an_empty_page() {
-        let mut p = Pager::new(0, 500);
+    fn totals_and_links_never_end_a_listing_before_an_empty_page() {
+        for says_last in [
+            facts(Some(100), None),
+            facts(Some(0), Some(true)),
+            facts(None, Some(false)),
+            facts(Some(100), Some(false)),
+        ] {
+            let mut p = Pager::new(0, 100);
+            assert_eq!(
+                p.after_page(n(0..100), fp(0..100), says_last, 0),
+                Ok(Step::Next(100)),
+                "{says_last:?}"
+            );
+            assert_eq!(
+                p.after_page(n(100..150), fp(100..150), says_last, 0),
+                Ok(Step::Next(150)),
+                "{says_last:?}"
+            );
+            assert_eq!(
+                p.after_page(n(0..0), fp(0..0), says_last, 0),
+                Ok(Step::Done)
+            );
+        }
+    }
+
+    /// Past the end, some servers answer with their last page again instead of an empty
+    /// one: when that page says it is the last, the listing is done, full page or not.
+    #[test]
+    fn the_last_page_served_again_past_the_end_ends_the_listing() {
+        for last in [facts(Some(200), None), facts(None, Some(false))] {
+            let mut p = Pager::new(0, 100);
+            assert_eq!(
+                p.after_page(n(0..100), fp(0..100), facts(Some(200), Some(true)), 0),
+                Ok(Step::Next(100))
+            );
+            assert_eq!(
+                p.after_page(n(100..200), fp(100..200), last, 0),
+                Ok(Step::Next(200))
+            );
+            assert_eq!(
+                p.after_page(n(100..200), fp(100..200), last, 0),
+                Ok(Step::Done),
+                "{last:?}"
+            );
+        }
+        // Without such a fact, a full page served again is a server ignoring `offset`.
+        let mut p = Pager::new(0, 100);
         assert_eq!(
-            p.after_page(n(0..100), fp(0..100), facts(Some(250), None), 0),
+            p.after_page(n(0..100), fp(0..100), facts(None, None), 0),
             Ok(Step::Next(100))
         );
         assert_eq!(
-            p.after_page(n(100..200), fp(100..200), facts(Some(250), None), 0),
+            p.after_page(n(0..100), fp(0..100), facts(None, None), 0),
             Ok(Step::Next(200))
         );
-        assert_eq!(
-            p.after_page(n(200..250), fp(200..250), facts(Some(250), None), 0),
-            Ok(Step::Done)
-        );
-
-        let mut p = Pager::new(0, 500);
-        assert_eq!(
-            p.after_page(n(0..100), fp(0..100), facts(None, Some(true)), 0),
-            Ok(Step::Next(100))
-        );
-        assert_eq!(
-            p.after_page(n(100..150), fp(100..150), facts(None, Some(false)), 0),
-            Ok(Step::Done)
+        assert!(
+            p.after_page(n(0..100), fp(0..100), facts(None, None), 0)
+                .is_err()
         );
     }
 

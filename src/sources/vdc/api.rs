@@ -581,7 +581,10 @@ impl VdcApi {
             if page_number > 0 && count > 0 && previous == Some(print) {
                 let more_said =
                     page.next_link == Some(true) || page.total.is_some_and(|t| t > count as u64);
-                if limit.is_some_and(|l| (count as u64) < l) && !more_said {
+                // The last page served again past the end, saying it is the last.
+                let last_said =
+                    page.next_link == Some(false) || page.total.is_some_and(|t| t <= listed as u64);
+                if (limit.is_some_and(|l| (count as u64) < l) && !more_said) || last_said {
                     // Offset ignored, but the page we have is the whole collection.
                     return Ok((first_url.unwrap_or_default(), all, replaced));
                 }
@@ -613,15 +616,14 @@ impl VdcApi {
             }
             all.extend(page.items);
             listed = listed.saturating_add(count);
-            // Read on while any fact says there is more: a `next` link, a total not yet
-            // reached, or (with neither) a `limit`, since a page may be capped below it. A
-            // listing ends on an empty page, or when every fact it gives says so; an
-            // envelope with none of these doesn't page. Facts that disagree (a total reached
-            // but a `next` link) cost one more request, never a record.
-            let more = match (page.total, page.next_link) {
-                (None, None) => limit.is_some(),
-                (total, next) => next == Some(true) || total.is_some_and(|t| (listed as u64) < t),
-            };
+            // Read on while anything says the envelope pages: a `limit` (a page may be
+            // capped below it), a `next` link, a total not yet reached. A paged listing
+            // ends on an empty page only: a total or `_links` without `next` that says
+            // "last page" may be wrong (`paging` explains), and believing it could leave
+            // entries unread for good. An envelope with none of these doesn't page.
+            let more = limit.is_some()
+                || page.next_link == Some(true)
+                || page.total.is_some_and(|t| (listed as u64) < t);
             // A bare array may still be a page the server capped (the reference: "assume
             // unpaged arrays, and add defensive support for offset/limit"): what follows it
             // is asked for, and the listing ends on an empty or shorter array, or on the
