@@ -72,7 +72,6 @@ pub struct Metrics {
     pub events_delivered: Family<SinkSourceLabels, Counter>,
     pub events_failed: Family<SinkLabel, Counter>,
     pub events_quarantined: Family<SinkLabel, Counter>,
-    pub events_dropped: Family<SinkLabel, Counter>,
     pub events_acknowledged: Family<SourceLabel, Counter>,
     pub checkpoints_written: Family<SourceLabel, Counter>,
     pub checkpoint_event_time: Family<SourceLabel, FloatGauge>,
@@ -121,7 +120,6 @@ impl Metrics {
             events_delivered: Family::default(),
             events_failed: Family::default(),
             events_quarantined: Family::default(),
-            events_dropped: Family::default(),
             events_acknowledged: Family::default(),
             checkpoints_written: Family::default(),
             checkpoint_event_time: Family::default(),
@@ -179,13 +177,8 @@ impl Metrics {
         );
         registry.register(
             "sink_events_quarantined",
-            "Events a sink's receiver rejected as malformed, written to the dead-letter file",
+            "Events a sink's receiver can never take (refused as malformed, or too large to send), written to the dead-letter file",
             m.events_quarantined.clone(),
-        );
-        registry.register(
-            "sink_events_dropped",
-            "Events a best-effort sink (syslog over UDP) could not send at all",
-            m.events_dropped.clone(),
         );
         registry.register(
             "source_events_acknowledged",
@@ -345,11 +338,7 @@ impl Metrics {
         }
         for sink in sinks {
             let label = SinkLabel { sink: sink.clone() };
-            for family in [
-                &self.events_failed,
-                &self.events_quarantined,
-                &self.events_dropped,
-            ] {
+            for family in [&self.events_failed, &self.events_quarantined] {
                 drop(family.get_or_create(&label));
             }
             drop(self.queue_depth.get_or_create(&label));
@@ -520,12 +509,6 @@ impl Metrics {
 
     pub fn quarantined(&self, sink: &str, events: u64) {
         self.events_quarantined
-            .get_or_create(&sink_label(sink))
-            .inc_by(events);
-    }
-
-    pub fn dropped(&self, sink: &str, events: u64) {
-        self.events_dropped
             .get_or_create(&sink_label(sink))
             .inc_by(events);
     }

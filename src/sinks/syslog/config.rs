@@ -107,6 +107,8 @@ pub struct SyslogSinkConfig {
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 2048;
 /// RFC 5426 §3.2: every receiver accepts 480 bytes; 65507 is the largest UDP/IPv4 payload.
 const UDP_MESSAGE_RANGE: std::ops::RangeInclusive<usize> = 480..=65_507;
+/// Below this, many events do not fit one datagram even with their free text cut.
+const SMALL_UDP_MESSAGE: usize = 2048;
 
 fn default_facility() -> Facility {
     Facility::LOCAL0
@@ -179,6 +181,8 @@ impl SyslogSinkConfig {
                         UDP_MESSAGE_RANGE.end()
                     ),
                 ));
+            } else if max < SMALL_UDP_MESSAGE {
+                tracing::warn!(key = %format!("{key}.max_message_bytes"), max, "below {SMALL_UDP_MESSAGE} bytes many events do not fit one datagram even with their free text cut (their other fields alone take 1.2-1.9 kB); those go to the dead-letter file in the state directory, not to the receiver. A receiver limited to 1024 bytes should be sent to over mode = \"tcp\"");
             }
         }
         // RFC 3164 §4.1.3: the TAG is at most 32 characters; RFC 5424's APP-NAME 48.

@@ -12,9 +12,9 @@
 //!   once it is written and flushed on a connection the receiver had not closed. Bytes the
 //!   receiver had not read yet when it restarts are lost.
 //! - UDP: best effort. Each message is one datagram of at most `max_message_bytes`
-//!   (oversized events have free text cut, see [`format::fit`]); a batch is
-//!   acknowledged once every datagram was handed to the OS. Nothing tells us whether it
-//!   arrived.
+//!   (oversized events have free text cut, see [`format::fit`]; one that still does not
+//!   fit goes to the dead-letter file, `sinks::dead_letters`); a batch is acknowledged
+//!   once every datagram was handed to the OS. Nothing tells us whether it arrived.
 //!
 //! Any failure drops the connection and returns [`SinkError::Retryable`] (except a receiver
 //! certificate the configured CA rejects: [`SinkError::Fatal`]): the pipeline retries the
@@ -58,7 +58,7 @@ impl SinkSettings for SyslogSinkConfig {
         vec![self.address.clone()]
     }
 
-    fn build(&self, id: &str, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(SyslogSink::new(id, self)?))
+    fn build(&self, id: &str, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(SyslogSink::new(id, self, &ctx.state_dir)?))
     }
 }

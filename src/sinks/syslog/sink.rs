@@ -1,6 +1,7 @@
 //! The syslog sink itself: connections per the `confirm` rule, encoding each batch, and
 //! when a batch counts as delivered (see the module docs of `sinks::syslog`).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -11,6 +12,7 @@ use super::config::*;
 use super::conn::{ConnError, Stream, Target, TlsTarget, peer_closed};
 use super::format::{self, Encoder, Fit, Framing, MAX_SEQUENCE_ID};
 use crate::http::{ClientCertFiles, rustls_client_config};
+use crate::sinks::dead_letters::DeadLetters;
 use crate::sinks::{Batch, Sink, SinkError};
 
 /// How long the default `confirm = "close"` waits for a receiver to close before it takes
@@ -36,14 +38,24 @@ pub struct SyslogSink {
     /// The framed batch (TCP/TLS) or one datagram (UDP).
     buf: Vec<u8>,
     msg: Vec<u8>,
-    /// UDP messages whose free text was cut / that could not fit at all.
+    /// UDP messages whose free text was cut.
     truncated_total: u64,
-    dropped_total: u64,
+    /// Where a UDP event that cannot fit a datagram at all is kept.
+    dead_letters: DeadLetters,
+}
+
+/// Why a UDP event went to the dead-letter file.
+#[derive(serde::Serialize)]
+struct TooLarge {
+    reason: &'static str,
+    bytes: usize,
+    max_message_bytes: usize,
 }
 
 impl SyslogSink {
-    /// Build from a validated config; TLS files are read here (errors are fatal).
-    pub fn new(id: &str, c: &SyslogSinkConfig) -> Result<Self, SinkError> {
+    /// Build from a validated config; TLS files are read here (errors are fatal). UDP
+    /// events that cannot fit a datagram go to `<state_dir>/<id>.deadletter.ndjson`.
+    pub fn new(id: &str, c: &SyslogSinkConfig, state_dir: &Path) -> Result<Self, SinkError> {
         let address = c.address.trim().to_string();
         let fatal = |m: String| SinkError::Fatal(format!("sink `{id}`: {m}"));
         let (host, _) = split_address(&address).map_err(|e| fatal(format!("address: {e}")))?;
@@ -100,7 +112,7 @@ impl SyslogSink {
             buf: Vec::new(),
             msg: Vec::new(),
             truncated_total: 0,
-            dropped_total: 0,
+            dead_letters: DeadLetters::new(id, state_dir),
         })
     }
 
@@ -209,16 +221,25 @@ impl SyslogSink {
                     self.buf.extend_from_slice(json.as_bytes());
                 }
                 Fit::TooLarge { needed } => {
-                    self.dropped_total += 1;
-                    crate::metrics::global().dropped(&self.target.sink_id, 1);
+                    // Evidence is kept: the event goes to the dead-letter file (fsynced
+                    // before the batch counts as delivered), not to the receiver.
+                    let why = TooLarge {
+                        reason: "does not fit one UDP datagram of max_message_bytes, even with its free text cut",
+                        bytes: needed,
+                        max_message_bytes: self.max_message_bytes,
+                    };
+                    self.dead_letters
+                        .quarantine_for_batch(&why, &e.json)
+                        .await?;
                     tracing::error!(
                         sink_id = %self.target.sink_id,
                         address = %self.target.address,
                         event_id = %e.event.event.id,
                         needed,
                         max_message_bytes = self.max_message_bytes,
-                        dropped_total = self.dropped_total,
-                        "event dropped: it does not fit max_message_bytes even with its free text cut; raise max_message_bytes or use mode = \"tcp\""
+                        path = %self.dead_letters.path().display(),
+                        quarantined_total = self.dead_letters.count(),
+                        "event too large for one UDP datagram even with its free text cut: written to the dead-letter file instead; raise max_message_bytes or use mode = \"tcp\""
                     );
                     continue;
                 }
@@ -358,7 +379,7 @@ mod tests {
         assert_eq!(s.facility.code(), 4);
         assert_eq!(s.severity.failure.code(), 2);
         assert_eq!(s.severity.unknown, SeverityMap::default().unknown);
-        let sink = SyslogSink::new("siem", s).unwrap();
+        let sink = SyslogSink::new("siem", s, Path::new("/nonexistent")).unwrap();
         assert!(sink.target.tls.is_some());
     }
 
@@ -480,7 +501,7 @@ mod tests {
     #[test]
     fn sequence_ids_wrap_to_one() {
         let c = parse("address = \"h:514\"\nmode = \"udp\"").unwrap();
-        let mut sink = SyslogSink::new("siem", syslog(&c)).unwrap();
+        let mut sink = SyslogSink::new("siem", syslog(&c), Path::new("/nonexistent")).unwrap();
         sink.next_sequence_id = MAX_SEQUENCE_ID;
         assert_eq!(sink.sequence_id(), MAX_SEQUENCE_ID);
         assert_eq!(sink.sequence_id(), 1);
@@ -528,7 +549,10 @@ mod tests {
             "address = \"127.0.0.1:{port}\"\nmode = \"tcp\"\nconfirm = \"{confirm}\"\ntimeout = \"10s\""
         ))
         .unwrap();
-        (SyslogSink::new("siem", syslog(&c)).unwrap(), listener)
+        (
+            SyslogSink::new("siem", syslog(&c), Path::new("/nonexistent")).unwrap(),
+            listener,
+        )
     }
 
     /// Split an octet-counted stream into messages.
@@ -579,12 +603,52 @@ mod tests {
         );
     }
 
+    /// An event that cannot fit one datagram even with its free text cut is kept in the
+    /// dead-letter file (fsynced before the batch counts), never dropped; when that file
+    /// cannot be written, the batch fails and is sent again.
+    #[tokio::test]
+    async fn udp_events_that_cannot_fit_go_to_the_dead_letter_file() {
+        let receiver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = receiver.local_addr().unwrap().port();
+        let state = tempfile::tempdir().unwrap();
+        let c = parse(&format!("address = \"127.0.0.1:{port}\"\nmode = \"udp\"")).unwrap();
+        let mut sink = SyslogSink::new("siem", syslog(&c), state.path()).unwrap();
+        sink.max_message_bytes = 120; // below any event's fields, past what validation allows
+        sink.deliver(&batch(3)).await.unwrap();
+        let lines = std::fs::read_to_string(state.path().join("siem.deadletter.ndjson")).unwrap();
+        let lines: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l["sink_id"], "siem");
+            assert_eq!(l["max_message_bytes"], 120);
+            assert!(l["bytes"].as_u64().unwrap() > 120, "{l}");
+            assert_eq!(l["event"]["message"], format!("event {i}"));
+        }
+        let mut buf = [0u8; 64];
+        assert!(
+            receiver.try_recv(&mut buf).is_err(),
+            "nothing was sent to the receiver"
+        );
+
+        let mut sink = SyslogSink::new("siem", syslog(&c), state.path()).unwrap();
+        sink.max_message_bytes = 120;
+        sink.dead_letters = DeadLetters::at("siem", "/dev/full".into());
+        let err = sink.deliver(&batch(1)).await.unwrap_err();
+        assert!(
+            matches!(&err, SinkError::Retryable(m) if m.contains("dead-letter")),
+            "{err:?}"
+        );
+    }
+
     #[tokio::test]
     async fn the_default_close_confirm_moves_to_flush_for_a_receiver_that_never_closes() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let c = parse(&format!("address = \"127.0.0.1:{port}\"\nmode = \"tcp\"")).unwrap();
-        let mut sink = SyslogSink::new("siem", syslog(&c)).unwrap();
+        let mut sink = SyslogSink::new("siem", syslog(&c), Path::new("/nonexistent")).unwrap();
         sink.close_grace = Duration::from_millis(300);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let receiver = tokio::spawn(async move {
