@@ -56,6 +56,7 @@ enum Command {
     Demo(cli::DemoArgs),
     /// Run the daemon with a config file.
     Run {
+        /// The TOML config file (sources, sinks, state dir; see the README).
         #[arg(long, short)]
         config: PathBuf,
         /// Poll every source to completion once, deliver, checkpoint, exit.
@@ -64,6 +65,7 @@ enum Command {
     },
     /// Re-read history from --since into the configured sinks; live checkpoints are untouched.
     Backfill {
+        /// The TOML config file (sources, sinks, state dir; see the README).
         #[arg(long, short)]
         config: PathBuf,
         /// Start of the window: RFC 3339 (2026-01-01T00:00:00Z), a date (2026-01-01, UTC),
@@ -79,6 +81,7 @@ enum Command {
     },
     /// Validate the config, log in to every source, probe every sink; non-zero on failure.
     Check {
+        /// The TOML config file (sources, sinks, state dir; see the README).
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -362,8 +365,17 @@ fn main() -> ExitCode {
         hold_sighup(false);
     }
     init_logging(cli.log_format, &cli.log_level);
-    runtime.block_on(dispatch(cli.command, signals))
+    let code = runtime.block_on(dispatch(cli.command, signals));
+    // Whatever counts is written by now (checkpoints, the drain's last deliveries). A task
+    // still blocked in a write (stdout into a pipe nobody reads, abandoned at the drain
+    // timeout) must not keep the process from exiting, as dropping the runtime would: it
+    // waits for every blocking thread. What such a write leaves is what `kill -9` leaves.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
+
+/// How long the exit waits for tasks that outlived their run (see `main`).
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn dispatch(command: Command, signals: Signals) -> ExitCode {
     let Signals { shutdown, reload } = signals;

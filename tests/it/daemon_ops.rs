@@ -630,3 +630,53 @@ async fn backfill_resends_a_window_and_never_touches_live_checkpoints() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sources"));
 }
+
+/// A stdout sink whose reader stopped reading (the pipe is full, a write blocks for
+/// good): SIGTERM still ends the daemon at its drain timeout with exit 0, instead of the
+/// blocked write keeping the process alive; the abandoned batches are sent by the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_stdout_does_not_keep_the_daemon_from_exiting() {
+    let env = Env::start(SimConfig {
+        seed: 29,
+        sessions: 6,
+        events_per_session: 40,
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = env
+        .config()
+        .table(env.vbo_source().set("api_version", "v8"))
+        .table(Table::stdout("con", &[harness::SOURCE_ID]))
+        .write(&env.dir.path().join("config.toml"));
+    let log = env.dir.path().join("daemon.log");
+    // stdout is a pipe this test never reads: 240 events of ~1.5 kB fill its 64 KiB.
+    let mut child = Reaped::spawn(
+        harness::bin()
+            .args(["run", "--config", &cfg.display().to_string()])
+            .env("TEST_VBO_PASSWORD", harness::PASSWORD)
+            .env("VEEAM_SIEM_DRAIN_TIMEOUT", "2s")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let _unread = child.stdout.take();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running: {}",
+        log_text(&log)
+    );
+    let start = Instant::now();
+    let status = stop(child).await;
+    assert_eq!(status.code(), Some(0), "{}", log_text(&log));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "exited {:?} after SIGTERM (drain timeout 2 s)",
+        start.elapsed()
+    );
+    assert!(
+        log_text(&log).contains("drain timeout reached"),
+        "the write was still blocked at the drain timeout: {}",
+        log_text(&log)
+    );
+}
