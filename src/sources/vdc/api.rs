@@ -104,6 +104,20 @@ impl Endpoint<'_> {
     }
 }
 
+/// A whole collection as [`VdcApi::collection_with_repairs`] read it.
+#[derive(Debug, Default)]
+pub struct Collection {
+    /// The first page's URL.
+    pub url: String,
+    /// The readable records, in listing order.
+    pub records: Vec<Box<RawValue>>,
+    /// Indices into `records` whose text holds U+FFFD for bytes that were not UTF-8.
+    pub replaced: Vec<usize>,
+    /// Positions in the listing (readable and unreadable records counted, ascending) of
+    /// records left out as unreadable: a log entry's position is its `event.sequence`.
+    pub gaps: Vec<usize>,
+}
+
 /// One page of a collection, records kept raw so a bad one can be skipped alone.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -530,17 +544,26 @@ impl VdcApi {
     ) -> Result<(String, Vec<Box<RawValue>>), SourceError> {
         self.collection_with_repairs(endpoint)
             .await
-            .map(|(url, records, _)| (url, records))
+            .map(|c| (c.url, c.records))
     }
 
-    /// [`Self::collection`], and which records (positions in it) had bytes that were not
-    /// valid UTF-8 replaced ([`Page::replaced`]).
+    /// [`Self::collection`], with which records had bytes that were not valid UTF-8
+    /// replaced and where unreadable records sat ([`Collection`]).
     pub async fn collection_with_repairs(
         &self,
         endpoint: Endpoint<'_>,
-    ) -> Result<(String, Vec<Box<RawValue>>, Vec<usize>), SourceError> {
+    ) -> Result<Collection, SourceError> {
         let mut all: Vec<Box<RawValue>> = Vec::new();
         let mut replaced: Vec<usize> = Vec::new();
+        let mut gaps: Vec<usize> = Vec::new();
+        let done = |url: Option<String>, records, replaced, gaps| {
+            Ok(Collection {
+                url: url.unwrap_or_default(),
+                records,
+                replaced,
+                gaps,
+            })
+        };
         let mut held_bytes = 0usize;
         let mut query: Vec<(&str, String)> = Vec::new();
         let mut first_url = None;
@@ -561,7 +584,7 @@ impl VdcApi {
                         && error.status().is_some_and(|s| matches!(s, 400 | 404 | 422)) =>
                 {
                     tracing::debug!(source_id = %self.source_id, %error, "the server refused offset/limit after a bare array; taking the array as the whole collection");
-                    return Ok((first_url.unwrap_or_default(), all, replaced));
+                    return done(first_url, all, replaced, gaps);
                 }
                 Err(e) => return Err(e),
             };
@@ -576,7 +599,7 @@ impl VdcApi {
                 // The array from its start again (longer, if it grew meanwhile): the server
                 // ignores paging parameters, and what we have is the whole collection as
                 // it was; the next cycle reads what was added.
-                return Ok((first_url.unwrap_or_default(), all, replaced));
+                return done(first_url, all, replaced, gaps);
             }
             if page_number > 0 && count > 0 && previous == Some(print) {
                 let more_said =
@@ -586,7 +609,7 @@ impl VdcApi {
                     page.next_link == Some(false) || page.total.is_some_and(|t| t <= listed as u64);
                 if (limit.is_some_and(|l| (count as u64) < l) && !more_said) || last_said {
                     // Offset ignored, but the page we have is the whole collection.
-                    return Ok((first_url.unwrap_or_default(), all, replaced));
+                    return done(first_url, all, replaced, gaps);
                 }
                 return Err(self.paging_error(
                     url,
@@ -611,6 +634,7 @@ impl VdcApi {
                 });
             }
             replaced.extend(page.replaced.iter().map(|i| all.len() + i));
+            gaps.extend(page.unreadable.iter().map(|u| listed + u.position));
             if !page.enveloped && bare_page.is_none() {
                 bare_first = page.items.first().map(|r| r.get().to_string());
             }
@@ -635,7 +659,7 @@ impl VdcApi {
                 count >= first
             };
             if count == 0 || !more {
-                return Ok((first_url.unwrap_or_default(), all, replaced));
+                return done(first_url, all, replaced, gaps);
             }
             previous = Some(print);
             let page_size = match bare_page {

@@ -536,8 +536,8 @@ impl VdcPoller {
             job: &job.id,
             session: &session.id,
         };
-        let (raws, replaced) = match self.api.collection_with_repairs(endpoint).await {
-            Ok((_, raws, replaced)) => (raws, replaced),
+        let collection = match self.api.collection_with_repairs(endpoint).await {
+            Ok(collection) => collection,
             Err(SourceError::Http {
                 error: error @ HttpError::TooLarge { .. },
                 ..
@@ -552,10 +552,12 @@ impl VdcPoller {
             }
             Err(other) => return Err(other),
         };
+        let replaced = &collection.replaced;
         let mut entries: Vec<(
             Result<RawLogEntry, String>,
             Box<serde_json::value::RawValue>,
-        )> = raws
+        )> = collection
+            .records
             .into_iter()
             .enumerate()
             .map(|(at, raw)| {
@@ -571,6 +573,15 @@ impl VdcPoller {
                 (entry, raw)
             })
             .collect();
+        // An unreadable entry (logged as the page was read) still holds its position, so
+        // the entries after it keep theirs (`event.sequence`, and derived ids).
+        for &gap in &collection.gaps {
+            let placeholder = serde_json::value::to_raw_value(&()).expect("null serializes");
+            let unreadable = Err(
+                "not JSON even after repair (see the warning when its page was read)".to_string(),
+            );
+            entries.insert(gap.min(entries.len()), (unreadable, placeholder));
+        }
         // Positions count oldest first. The list's order is the one remembered for the
         // session, else what its times tell (then remembered); newest first is turned round.
         let detected = detect_order(
@@ -1138,12 +1149,15 @@ mod tests {
             )
             .route(
                 "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs",
+                // A record that is JSON but not an entry, and one that is not JSON at all.
                 get(|| async {
-                    Json(json!([
-                        {"id": "l3", "title": "[Success] Job finished", "creationTime": "2025-03-03T02:59:00Z"},
-                        42,
-                        {"id": "l1", "title": "[Success] Job started", "creationTime": "2025-03-03T02:00:01Z"},
-                    ]))
+                    (
+                        [("content-type", "application/json")],
+                        r#"[{"id": "l3", "title": "[Success] Job finished", "creationTime": "2025-03-03T02:59:00Z"},
+                            42,
+                            [Success] not JSON,
+                            {"id": "l1", "title": "[Success] Job started", "creationTime": "2025-03-03T02:00:01Z"}]"#,
+                    )
                 }),
             )
             .route(
@@ -1183,10 +1197,10 @@ mod tests {
             shipped,
             [
                 ("s1".to_string(), 0, "l1".to_string()),
-                ("s1".to_string(), 2, "l3".to_string()),
+                ("s1".to_string(), 3, "l3".to_string()),
                 ("s2".to_string(), 0, "m1".to_string()),
             ],
-            "oldest first; the bad record is skipped but keeps its position"
+            "oldest first; the bad records are skipped but keep their positions"
         );
         let job = &poller.state().jobs["j1"];
         assert_eq!(
