@@ -37,8 +37,19 @@ pub const SESSION_RECORD: &str = "restoreSession";
 pub const EVENT_RECORD: &str = "restoreEvent";
 
 /// The spec's enums (v6–v8), compared case-insensitively; other values are kept and reported.
-const SESSION_TYPES: [&str; 4] = ["Vex", "Veod", "Vesp", "Vet"];
-const SESSION_STATES: [&str; 2] = ["Working", "Stopped"];
+/// Types and states also in the names Veeam's PowerShell `VBORestoreSession` uses for the
+/// same values (the reference, §1.5), which a server or proxy may send instead.
+const SESSION_TYPES: [&str; 8] = [
+    "Vex",
+    "Veod",
+    "Vesp",
+    "Vet",
+    "Exchange",
+    "OneDrive",
+    "SharePoint",
+    "Teams",
+];
+const SESSION_STATES: [&str; 3] = ["Working", "Stopped", "Running"];
 const SESSION_RESULTS: [&str; 3] = ["Success", "Warning", "Failed"];
 const EVENT_TYPES: [&str; 6] = ["None", "Save", "Export", "Send", "Restore", "View"];
 const EVENT_STATUSES: [&str; 6] = [
@@ -179,7 +190,7 @@ impl RawRestoreSession {
         let state = self.state.trim();
         if state.eq_ignore_ascii_case("Stopped") {
             false
-        } else if state.eq_ignore_ascii_case("Working") {
+        } else if state.eq_ignore_ascii_case("Working") || state.eq_ignore_ascii_case("Running") {
             true
         } else {
             self.end_time.is_none()
@@ -809,7 +820,7 @@ fn categorize(session_type: &str, item_type: Option<&str>, action: &str) -> (Vec
                 _ => "info",
             },
         ),
-        Some(_) if session_type.trim().eq_ignore_ascii_case("Vex") => ("email", "info"),
+        Some(_) if is_mail(session_type) => ("email", "info"),
         // Veod / Vesp / Vet, and any explorer type Veeam adds: documents, not mail.
         Some(_) => (
             "file",
@@ -821,6 +832,12 @@ fn categorize(session_type: &str, item_type: Option<&str>, action: &str) -> (Vec
         ),
     };
     (vec![Text::Borrowed(category)], vec![Text::Borrowed(kind)])
+}
+
+/// An Exchange explorer session: `Vex`, or `Exchange` as PowerShell names it.
+fn is_mail(session_type: &str) -> bool {
+    let t = session_type.trim();
+    t.eq_ignore_ascii_case("Vex") || t.eq_ignore_ascii_case("Exchange")
 }
 
 /// `event.outcome` from the event status (case-insensitive).
@@ -1326,6 +1343,30 @@ mod tests {
             let e = map_restore_event(&ctx(), &session, &event, None);
             assert_eq!(e.event.duration, Some(1_000_000_000), "{duration}");
             assert_eq!(e.veeam.restore_event.unwrap().item_size_bytes, None);
+        }
+    }
+
+    /// PowerShell's names for the same enums: `Exchange` is mail like `Vex`, `Running` is
+    /// `Working`, and neither is reported as odd.
+    #[test]
+    fn powershell_names_of_types_and_states_mean_the_rest_names() {
+        let mut raw = spec_json(SESSIONS_PAGE, 0);
+        raw["type"] = serde_json::json!("Exchange");
+        raw["state"] = serde_json::json!("Running");
+        raw["endTime"] = Value::Null;
+        let session = decode_session(raw.to_string(), placement()).unwrap();
+        assert!(session.is_working());
+        assert!(!session.is_degraded(), "{:?}", session.problems);
+        assert_eq!(
+            categorize(&session.session_type, Some("Item"), action::ITEM_RESTORED),
+            (vec![Text::Borrowed("email")], vec![Text::Borrowed("info")])
+        );
+        for files in ["OneDrive", "SharePoint", "Teams", "Vesp"] {
+            assert_eq!(
+                categorize(files, Some("Item"), action::ITEM_RESTORED).0,
+                vec![Text::Borrowed("file")],
+                "{files}"
+            );
         }
     }
 

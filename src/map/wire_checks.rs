@@ -198,15 +198,16 @@ impl Fields {
         Some(text)
     }
 
-    /// A time (see [`read_time`]): usable, or left out and reported. `MinValue` is "no
-    /// value" (reported only when `required`); a time without an offset is read as UTC and
-    /// reported (with [`TAG_ASSUMED_UTC`]).
+    /// A time (see [`read_time`]): usable, or left out and reported. A blank string is no
+    /// value, as null is, and `MinValue` too (each reported only when `required`); a time
+    /// without an offset is read as UTC and reported (with [`TAG_ASSUMED_UTC`]).
     pub fn time(
         &mut self,
         name: &str,
         value: Option<Value>,
         required: bool,
     ) -> Option<DateTime<FixedOffset>> {
+        let value = value.filter(|v| !v.as_str().is_some_and(|s| s.trim().is_empty()));
         let Some(value) = value else {
             self.missing(name, required);
             return None;
@@ -985,6 +986,23 @@ mod tests {
             let err = read_time(&input).unwrap_err();
             assert!(err.contains(says), "{input}: {err}");
         }
+    }
+
+    /// A blank time is no value, like null: not odd when optional, missing when required.
+    #[test]
+    fn blank_times_are_no_value() {
+        let mut f = Fields::new("restoreEvent");
+        for blank in [json!(""), json!("   "), json!("\t")] {
+            assert_eq!(f.time("endTime", Some(blank), false), None);
+        }
+        assert!(f.problems().is_empty(), "{:?}", f.problems());
+        assert_eq!(f.time("startTime", Some(json!(" ")), true), None);
+        assert_eq!(f.problems().len(), 1);
+        assert!(
+            f.problems()[0].detail.contains("missing"),
+            "{:?}",
+            f.problems()
+        );
     }
 
     #[test]
