@@ -879,10 +879,16 @@ impl VboPoller {
                 events.retain(|(e, _)| e.order.is_none_or(|o| o >= floor));
             }
             let last_id = events.last().map(|(e, _)| e.id.clone());
+            // Only records the page before had: an answer past the end of the listing (a
+            // server serving its last page, or the last record, again). The next cycle
+            // must not start beyond it.
+            let only_repeated =
+                !events.is_empty() && events.iter().all(|(e, _)| previous_ids.contains(&e.id));
             // A record served again (a page starting early, repeating the end of the one
-            // before; the same id twice on a page) is the same event: shipped once.
+            // before; the same id twice on a page) is the same event: shipped once. Every id
+            // of this page is remembered for the next one, shipped now or before.
             let mut page_ids = HashSet::with_capacity(events.len());
-            events.retain(|(e, _)| !previous_ids.contains(&e.id) && page_ids.insert(e.id.clone()));
+            events.retain(|(e, _)| page_ids.insert(e.id.clone()) && !previous_ids.contains(&e.id));
             previous_ids = page_ids;
             // Within a page, oldest first; events sharing an `order` are all kept. A page
             // with an event without one stays in the server's order.
@@ -894,7 +900,9 @@ impl VboPoller {
             }
             if let Some(c) = self.state.sessions.get_mut(&sid) {
                 c.next_order = next_order;
-                c.next_offset = Some(page_end);
+                if !only_repeated {
+                    c.next_offset = Some(page_end);
+                }
                 if last_id.is_some() {
                     c.last_event_id = last_id;
                 }
