@@ -509,7 +509,8 @@ fn shown_location(base: &reqwest::Url, location: &str) -> String {
 /// `text` as one URL path segment: every byte but RFC 3986's unreserved characters
 /// (`A-Z a-z 0-9 - . _ ~`) percent-encoded, so an id from the network with `/ ? # % \\`
 /// in it stays one segment of the path it was meant for. (`.` and `..` alone still read
-/// as dot segments to any URL parser: no encoding can address them.)
+/// as dot segments to any URL parser: no encoding can address them, so the mapping
+/// refuses such ids, `map::wire_checks::Fields::path_id`.)
 pub fn path_segment(text: &str) -> std::borrow::Cow<'_, str> {
     let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
     if text.bytes().all(plain) {

@@ -131,7 +131,7 @@ impl RawRestoreSession {
         mut f: Fields,
         placement: Option<DateTime<Utc>>,
     ) -> Result<Self, Unusable> {
-        let id = f.id("id", w.id)?;
+        let id = f.path_id("id", w.id)?;
         let name = f.text("name", w.name, false);
         let organization = f.text("organization", w.organization, false);
         let session_type = f

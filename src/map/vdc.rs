@@ -392,9 +392,10 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     }
 }
 
-/// A VDC id: kept trimmed (VDC is a preview without a schema; ids were always trimmed).
+/// A VDC job's or job session's id (a URL path segment): kept trimmed (VDC is a preview
+/// without a schema; ids were always trimmed).
 fn essential_id(f: &mut Fields, value: Option<Value>) -> Result<String, Unusable> {
-    f.id("id", value).map(|id| id.trim().to_string())
+    f.path_id("id", value).map(|id| id.trim().to_string())
 }
 
 /// Free text; blank is absent.

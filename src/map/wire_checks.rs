@@ -401,6 +401,22 @@ impl Fields {
         }
     }
 
+    /// An id that becomes a URL path segment (a VB365 restore session's, a VDC job's or
+    /// job session's): [`Self::id`], except that `.` and `..` are unusable. Every URL
+    /// parser reads them as dot segments, percent-encoded or not, so the request would
+    /// reach another endpoint (`/v8/RestoreSessions/../Events` is the change feed).
+    pub fn path_id(&mut self, name: &str, value: Option<Value>) -> Result<String, Unusable> {
+        let id = self.id(name, value)?;
+        if matches!(id.trim(), "." | "..") {
+            return Err(Unusable(format!(
+                "{}: the id \"{}\" cannot be used in a URL path (it reads as a dot segment), so the record's details can't be requested",
+                self.path(name),
+                id.trim()
+            )));
+        }
+        Ok(id)
+    }
+
     /// A position (VB365 `order`): a non-negative whole number (an integral float or a
     /// string holding one is used and reported). Anything else, missing included, is
     /// reported and left out: the record is still placed (by its id and its place in the
@@ -1097,6 +1113,12 @@ mod tests {
                 .contains("blank id")
         );
         assert!(f.id("id", None).is_err());
+        assert_eq!(f.id("id", Some(json!(".."))), Ok("..".into()));
+        for dots in [".", "..", " .. "] {
+            let err = f.path_id("id", Some(json!(dots))).unwrap_err();
+            assert!(err.0.contains("dot segment"), "{err:?}");
+        }
+        assert_eq!(f.path_id("id", Some(json!("..."))), Ok("...".into()));
         assert!(f.id("id", Some(json!({"a": 1}))).is_err());
     }
 
