@@ -7,8 +7,8 @@
 # Defaults: 100 sessions × 1000 events (≈100k events), page_size 1000, compression none.
 # Prints events/s of the `run --once` process (wall clock, includes TLS login, every page
 # fetch and waiting for every delivery report: acks=all, idempotent) and its peak RSS (GNU
-# time's "Maximum resident set size"). Needs tansu (`cargo install tansu --locked
-# --features dynostore`; set TANSU to override) and the release build (set BIN to override).
+# time's "Maximum resident set size"). Needs tansu (`cargo install tansu --version 0.6.0
+# --locked --features dynostore`; set TANSU to override) and the release build (set BIN to override).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -18,7 +18,7 @@ PAGE=${3:-1000}
 COMPRESSION=${4:-none}
 BIN=${BIN:-target/release/veeam-siem}
 TANSU=${TANSU:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}
-[ -x "$TANSU" ] || { echo "tansu not found: cargo install tansu --locked --features dynostore" >&2; exit 1; }
+[ -x "$TANSU" ] || { echo "tansu not found: cargo install tansu --version 0.6.0 --locked --features dynostore" >&2; exit 1; }
 [ -x "$BIN" ] || cargo build --release --quiet
 PORT=${PORT:-18443}
 KPORT=${KPORT:-19092}

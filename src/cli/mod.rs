@@ -28,25 +28,32 @@ pub struct DemoArgs {
     /// Keep tailing live simulated activity until Ctrl-C.
     #[arg(long)]
     pub follow: bool,
+    /// Seed of the generated data: the same seed gives the same events.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
 
 #[derive(Args)]
 pub struct SimulateArgs {
+    /// Address and port to serve on.
     #[arg(long, default_value = "127.0.0.1:4443")]
     pub listen: SocketAddr,
     /// Serve plain HTTP instead of HTTPS with a self-signed certificate.
     #[arg(long)]
     pub plain_http: bool,
+    /// Seed of the generated data: the same seed gives the same sessions and events.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Number of VB365 restore sessions at start.
     #[arg(long, default_value_t = 20)]
     pub sessions: usize,
+    /// Average number of item events per restore session (start/end markers come on top).
     #[arg(long, default_value_t = 10)]
     pub events_per_session: usize,
+    /// The VB365 user name the simulator accepts at /token.
     #[arg(long, default_value = "svc-siem")]
     pub username: String,
+    /// The VB365 password the simulator accepts at /token (not a secret).
     #[arg(long, default_value = "sim-password")]
     pub password: String,
     /// Access-token lifetime (e.g. "3s", "60m").

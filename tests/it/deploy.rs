@@ -14,7 +14,8 @@
 //! - the daemon runs under umask 0077 everywhere: the image's entrypoint and the
 //!   Deployment's command are run through `/bin/sh` with a stand-in `veeam-siem` that
 //!   reports the umask and arguments it got; the unit sets `UMask=0077`;
-//! - the systemd unit passes `systemd-analyze verify` (skipped, with a note on stderr,
+//! - the verify unit runs as the daemon's dynamic user, read-only on its state directory;
+//! - the systemd units pass `systemd-analyze verify` (skipped, with a note on stderr,
 //!   where `systemd-analyze` is not installed).
 
 use std::collections::BTreeMap;
@@ -991,36 +992,46 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 }
 
 #[test]
-fn systemd_unit_passes_systemd_analyze_verify() {
+fn systemd_units_pass_systemd_analyze_verify() {
     let Some(tool) = find_tool("systemd-analyze") else {
         eprintln!(
-            "skipped: systemd-analyze is not installed, deploy/veeam-siem.service was not verified"
+            "skipped: systemd-analyze is not installed, the units in deploy/ were not verified"
         );
         return;
     };
     // `verify` checks that ExecStart's binary exists: point it at the one just built.
-    let unit = read("deploy/veeam-siem.service");
     let binary = env!("CARGO_BIN_EXE_veeam-siem");
-    let mut replaced = 0;
-    let text: String = unit
-        .lines()
-        .map(|line| match line.strip_prefix("ExecStart=") {
-            Some(command) => {
-                replaced += 1;
-                let args = command.split_once(' ').map_or("", |(_, rest)| rest);
-                format!("ExecStart={binary} {args}\n")
-            }
-            None => format!("{line}\n"),
-        })
-        .collect();
-    assert_eq!(replaced, 1, "expected one ExecStart line");
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("veeam-siem.service");
-    std::fs::write(&copy, text).unwrap();
+    let units = [
+        "veeam-siem.service",
+        "veeam-siem-verify.service",
+        "veeam-siem-verify.timer",
+    ];
+    for name in units {
+        let unit = read(&format!("deploy/{name}"));
+        let mut replaced = 0;
+        let text: String = unit
+            .lines()
+            .map(|line| match line.strip_prefix("ExecStart=") {
+                Some(command) => {
+                    replaced += 1;
+                    let args = command.split_once(' ').map_or("", |(_, rest)| rest);
+                    format!("ExecStart={binary} {args}\n")
+                }
+                None => format!("{line}\n"),
+            })
+            .collect();
+        let expected = usize::from(name.ends_with(".service"));
+        assert_eq!(
+            replaced, expected,
+            "{name}: expected {expected} ExecStart line"
+        );
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
 
     let out = Command::new(&tool)
         .arg("verify")
-        .arg(&copy)
+        .args(units.iter().map(|name| dir.path().join(name)))
         .output()
         .unwrap();
     let report = format!(
@@ -1037,12 +1048,72 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     // only loads by ignoring a line does not do what it says, so any remark on it fails.
     let remarks: Vec<&str> = report
         .lines()
-        .filter(|line| line.contains("veeam-siem.service"))
+        .filter(|line| line.contains("veeam-siem.service") || line.contains("veeam-siem-verify."))
         .collect();
     assert!(
         remarks.is_empty(),
-        "systemd-analyze verify has remarks on the unit:\n{}",
+        "systemd-analyze verify has remarks on the units:\n{}",
         remarks.join("\n")
+    );
+}
+
+/// The `Key=value` settings of a unit file, in order.
+fn unit_settings(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    settings
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The verify unit reads the daemon's archive as the daemon's dynamic user: the same user
+/// name (the daemon's `User=`, or its unit name when unset), the same `StateDirectory=`
+/// and mode (which is how a unit reaches `/var/lib/private/<dir>`), read-only there, and
+/// the archive path of `ExecStart` inside that directory.
+#[test]
+fn the_verify_unit_shares_the_daemons_dynamic_user_and_state_directory() {
+    let daemon = unit_settings(&read("deploy/veeam-siem.service"));
+    let verify = unit_settings(&read("deploy/veeam-siem-verify.service"));
+    assert_eq!(setting(&daemon, "DynamicUser"), Some("yes"));
+    assert_eq!(setting(&verify, "DynamicUser"), Some("yes"));
+    let daemon_user = setting(&daemon, "User").unwrap_or("veeam-siem");
+    assert_eq!(
+        setting(&verify, "User"),
+        Some(daemon_user),
+        "the verify unit must name the daemon's dynamic user"
+    );
+    assert_eq!(setting(&verify, "Group"), setting(&daemon, "Group"));
+    let state = setting(&daemon, "StateDirectory").expect("the daemon has a StateDirectory");
+    assert_eq!(setting(&verify, "StateDirectory"), Some(state));
+    assert_eq!(
+        setting(&verify, "StateDirectoryMode"),
+        setting(&daemon, "StateDirectoryMode"),
+        "a different mode would be applied to the daemon's directory on every verify run"
+    );
+    let read_only: Vec<&str> = verify
+        .iter()
+        .filter(|(k, _)| k == "ReadOnlyPaths")
+        .flat_map(|(_, v)| v.split_whitespace())
+        .collect();
+    assert!(
+        read_only.contains(&format!("/var/lib/private/{state}").as_str()),
+        "the state directory must be read-only in the verify unit: {read_only:?}"
+    );
+    assert!(setting(&verify, "ReadWritePaths").is_none());
+    let exec = setting(&verify, "ExecStart").expect("ExecStart");
+    let archive = exec.split_whitespace().nth(2).expect("verify PATH");
+    assert!(
+        archive.starts_with(&format!("/var/lib/{state}/")),
+        "the archive {archive} is not in the state directory"
     );
 }
 

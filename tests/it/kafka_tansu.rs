@@ -1,5 +1,5 @@
 //! The kafka sink against a real Kafka-protocol broker: tansu (`cargo install tansu
-//! --locked --features dynostore`), started on a free loopback port with in-memory storage.
+//! --version 0.6.0 --locked --features dynostore`), started on a free loopback port with in-memory storage.
 //! Simulator → `veeam-siem run --once` (the real binary) → tansu → read back by explicit
 //! partition assignment.
 //!

@@ -142,28 +142,15 @@ pub(super) fn base_url(key: &str, text: &str) -> Result<String, ConfigError> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// The DCR's `immutableId` property: `dcr-` and (in Azure) 32 hex digits. The prefix and a
-/// path-safe rest are required (a resource id or a name is refused); another length is a
-/// warning, so a test double's short id works.
+/// The DCR's `immutableId` property: exactly `dcr-` and 32 hex digits (either case), the
+/// form Azure gives it. Anything else (a resource id, a name, a truncated copy) is refused.
 fn check_dcr_id(key: &str, id: &str) -> Result<(), ConfigError> {
     let rest = id.strip_prefix("dcr-").unwrap_or_default();
-    let usable = !rest.is_empty()
-        && rest.len() <= 128
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !usable {
+    if rest.len() != 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid(
             key,
             "must be the DCR's immutable id, \"dcr-\" and 32 hex digits (az monitor data-collection rule show --query immutableId), not its resource id or name",
         ));
-    }
-    if rest.len() != 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        tracing::warn!(
-            key,
-            id,
-            "not the form of an Azure DCR immutable id (\"dcr-\" and 32 hex digits); used as given"
-        );
     }
     Ok(())
 }

@@ -182,4 +182,34 @@ client_id = "00000000-0000-0000-0000-000000000001"
         let e = load(&format!("{bad_stream}client_secret = \"s\"")).unwrap_err();
         assert!(e.contains("sinks.sentinel.stream"), "{e}");
     }
+
+    /// `dcr_immutable_id` is exactly `dcr-` and 32 hex digits, in either case.
+    #[test]
+    fn the_dcr_id_must_be_dcr_and_32_hex_digits() {
+        let with = |id: &str| {
+            let text = OK.replace("dcr-0123456789abcdef0123456789abcdef", id);
+            load(&format!("{text}client_secret = \"s\""))
+        };
+        for good in [
+            "dcr-0123456789abcdef0123456789abcdef",
+            "dcr-0123456789ABCDEF0123456789ABCDEF",
+        ] {
+            assert!(with(good).is_ok(), "{good}: {:?}", with(good).err());
+        }
+        for bad in [
+            "dcr-",
+            "dcr-xyz",
+            "dcr-0123456789abcdef0123456789abcde",
+            "dcr-0123456789abcdef0123456789abcdef0",
+            "dcr-0123456789abcdef0123456789abcdeg",
+            "dcr-0123456789abcdef-0123456789abcde",
+            "DCR-0123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcdef",
+            "/subscriptions/x/resourceGroups/y/providers/Microsoft.Insights/dataCollectionRules/z",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("sinks.sentinel.dcr_immutable_id"), "{bad}: {e}");
+            assert!(e.contains("32 hex digits"), "{bad}: {e}");
+        }
+    }
 }
