@@ -2,12 +2,13 @@
 //! one JSON line per event the receiver can never take, `time`, `sink_id`, the sink's own
 //! fields saying why (HEC: `http_status`, `code`, `text`; Kafka: `reason`, `bytes`,
 //! `message_max_bytes`; Sentinel: `http_status`, `code`,
-//! `reason`), then the whole `event`. Each line is appended and fsynced through
+//! `reason`; syslog over UDP: `reason`, `bytes`, `max_message_bytes`), then the whole `event`. Each line is appended and fsynced through
 //! [`durable::append_blocking`] before the batch it belongs to is acknowledged: a write
 //! error fails that batch (a failed write is cut back off the file), and an unterminated
 //! last line left by a crash is closed with a newline before anything is appended.
 //!
-//! Shared by the sinks that quarantine (`splunk_hec`, `azure_monitor_logs`, `kafka`).
+//! Shared by the sinks that quarantine (`splunk_hec`, `azure_monitor_logs`, `kafka`,
+//! `syslog`).
 //! Must not: decide what is poison (each sink does), or lose or tear a line.
 
 use std::path::{Path, PathBuf};
