@@ -402,6 +402,13 @@ async fn an_event_listed_after_its_session_stopped_arrives() {
             assert!(out.status.success(), "{version} {run}: {}", text(&out));
             case.assert_exactly_once(&format!("{version}, {run} run"));
         }
+        // Cycles closer together than the server takes to list that event (a short
+        // `poll_interval`): the session is read again until 30 s after it was first read
+        // as stopped, not just once.
+        grow(&case.world, 0, &[4], true);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        case.assert_exactly_once(&format!("{version}, several quick cycles later"));
 
         // A session read while working, then read as stopped (its `endTime` long ago, as
         // in a server's test data), and only then given its last event.

@@ -153,6 +153,9 @@ pub struct SessionCursor {
     /// event the server shows only after the state change.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stopped_reads: u8,
+    /// When its events were first read after it said `Stopped` (see [`STOPPED_GRACE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_since: Option<DateTime<Utc>>,
     /// Its `creationTime` was unusable, so `creation_time` is where the source placed it:
     /// kept in the state past the lookback window, or the next listing would ship it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -170,6 +173,11 @@ fn is_zero(n: &u8) -> bool {
 /// A session whose `endTime` is at most this old when it is first read as stopped is read
 /// once more in the next cycle (clocks of server and daemon may differ by minutes).
 const SETTLE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// ... and in every cycle until this long after that first read, so that the time a
+/// server takes to list the last event is covered whatever `poll_interval` is (one cycle
+/// of the default 30 s).
+const STOPPED_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 impl SessionCursor {
     /// The offset of the session's events listing to read from.
@@ -756,6 +764,7 @@ impl VboPoller {
                 last_event_id: None,
                 done: false,
                 stopped_reads: 0,
+                stopped_since: None,
                 placed: !session.creation_time_known,
                 seen_working: false,
             });
@@ -954,7 +963,10 @@ impl VboPoller {
                         .end_time
                         .is_some_and(|end| fetched_at.signed_duration_since(end) < SETTLE);
                 c.stopped_reads = c.stopped_reads.saturating_add(1);
-                c.done = !recent || c.stopped_reads >= 2;
+                let since = *c.stopped_since.get_or_insert(fetched_at);
+                c.done = !recent
+                    || (c.stopped_reads >= 2
+                        && fetched_at.signed_duration_since(since) >= STOPPED_GRACE);
             }
         }
         Ok(handoff)
@@ -1220,6 +1232,7 @@ mod tests {
                 last_event_id: Some("e3".into()),
                 done: false,
                 stopped_reads: 1,
+                stopped_since: Some(Utc::now()),
                 placed: true,
                 seen_working: true,
             },
