@@ -557,6 +557,46 @@ async fn events_listed_newest_first_all_arrive() {
     }
 }
 
+/// Events listed newest first while the session runs: new events appear at the front, so
+/// offsets say nothing. The source sees the `order`s fall, warns, reads the listing whole
+/// from then on and ships what is above the highest order shipped: every event once,
+/// the last ones (and the stop marker) included, on v6 and v8, in pages of 2 and of 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_session_listed_newest_first_loses_and_repeats_nothing() {
+    for (version, page) in [("v8", 2), ("v6", 500), ("v8", 500)] {
+        let case = Case::new(World {
+            sessions: vec![session("s1", "2025-06-01T10:00:00Z", false, &[0, 1])],
+            cap: page,
+            events_newest_first: true,
+            ..World::default()
+        })
+        .await;
+        let cfg = case.config(version, 500);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        case.assert_exactly_once(&format!("{version}/{page}, first run"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("newest first"),
+            "{version}/{page}: {}",
+            text(&out)
+        );
+        grow(&case.world, 0, &[2, 3], false);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{version}/{page}: {}", text(&out));
+        case.assert_exactly_once(&format!("{version}/{page}, grown"));
+        grow(&case.world, 0, &[4, 5, 6], true);
+        for run in ["stopped", "once more"] {
+            let out = case.run_once(&cfg).await;
+            assert!(
+                out.status.success(),
+                "{version}/{page} {run}: {}",
+                text(&out)
+            );
+            case.assert_exactly_once(&format!("{version}/{page}, {run}"));
+        }
+    }
+}
+
 /// A v8 server that lists sessions newest first although asked for `orderAsc=true`, in
 /// pages of 2: no session is lost (the horizon doesn't follow a listing out of order), the
 /// warning says what the server does, and a second run repeats nothing.

@@ -164,6 +164,11 @@ pub struct SessionCursor {
     /// happen, so it is read once more after it (whatever its `endTime` says).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub seen_working: bool,
+    /// The server lists this session's events newest first (their `order`s fall): new
+    /// events appear at the front, so offsets say nothing. Its listing is read whole
+    /// every cycle and events below `next_order` are the ones shipped already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub newest_first: bool,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -182,6 +187,9 @@ const STOPPED_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 impl SessionCursor {
     /// The offset of the session's events listing to read from.
     fn start_offset(&self) -> u64 {
+        if self.newest_first {
+            return 0;
+        }
         self.next_offset
             .unwrap_or_else(|| u64::try_from(self.next_order).unwrap_or(0))
     }
@@ -767,14 +775,20 @@ impl VboPoller {
                 stopped_since: None,
                 placed: !session.creation_time_known,
                 seen_working: false,
+                newest_first: false,
             });
         if cursor.done {
             return Ok(None);
         }
         let mut next_order = cursor.next_order;
         // A checkpoint from before `next_offset` resumes at `offset = next_order` (what it
-        // assumed) and skips events below that order once, as it did.
-        let legacy_floor = cursor.next_offset.is_none().then_some(next_order);
+        // assumed) and skips events below that order once, as it did. A newest-first
+        // listing, read whole, skips those below it every time.
+        let mut floor = (cursor.next_offset.is_none() || cursor.newest_first).then_some(next_order);
+        let cycle_floor = next_order;
+        // The last `order` of the page before, to see a listing fall across pages.
+        let mut last_order: Option<i64> = None;
+        let mut turned = false;
         let start = cursor.start_offset();
         let mut previous_ids: HashSet<String> = cursor.last_event_id.iter().cloned().collect();
         let mut pager = Pager::new(start, u64::from(self.page_size));
@@ -884,7 +898,18 @@ impl VboPoller {
                     }
                 })
                 .collect();
-            if let Some(floor) = legacy_floor {
+            if floor.is_none() && falls(last_order, &events) {
+                // Newest first: what this and later pages hold below the cycle's floor
+                // was shipped before (or moved down past the offset we read from: the
+                // next cycle reads the listing whole).
+                tracing::warn!(source_id = %self.id, session_id = %sid, "the server lists this restore session's events newest first (their order falls); reading its listing whole from now on and shipping the events above the highest order shipped");
+                floor = Some(cycle_floor);
+                turned = true;
+            }
+            if let Some(o) = events.iter().rev().find_map(|(e, _)| e.order) {
+                last_order = Some(o);
+            }
+            if let Some(floor) = floor {
                 events.retain(|(e, _)| e.order.is_none_or(|o| o >= floor));
             }
             let last_id = events.last().map(|(e, _)| e.id.clone());
@@ -951,7 +976,11 @@ impl VboPoller {
             }
         }
         if let Some(c) = self.state.sessions.get_mut(&sid) {
-            if session.is_working() {
+            if turned {
+                // Read whole next cycle: events above the offset this cycle read from
+                // are there, whatever the session's state.
+                c.newest_first = true;
+            } else if session.is_working() {
                 c.seen_working = true;
             } else {
                 // Stopped long ago (a backfill): done now. Seen working before, or
@@ -1142,6 +1171,16 @@ fn login_backoff(poll_interval: Duration, refused: u32) -> Duration {
     doubled.min(MAX_LOGIN_BACKOFF).max(poll_interval)
 }
 
+/// Whether a page of events shows a newest-first listing: its `order`s fall strictly from
+/// one event to the next (at least two of them), or its first is below the last `order`
+/// of the page before. Pages that repeat a value or rise are oldest first (or odd).
+fn falls(before: Option<i64>, events: &[(RawRestoreEvent, Box<RawValue>)]) -> bool {
+    let orders: Vec<i64> = events.iter().filter_map(|(e, _)| e.order).collect();
+    let within = orders.len() >= 2 && orders.windows(2).all(|w| w[0] > w[1]);
+    let across = matches!((before, orders.first()), (Some(b), Some(&first)) if first < b);
+    within || across
+}
+
 /// How often one listing pass reads back after sessions disappeared under it.
 const MAX_LISTING_REWINDS: u32 = 8;
 
@@ -1235,6 +1274,7 @@ mod tests {
                 stopped_since: Some(Utc::now()),
                 placed: true,
                 seen_working: true,
+                newest_first: true,
             },
         );
         let v = serde_json::to_value(&st).unwrap();
