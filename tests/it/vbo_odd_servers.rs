@@ -58,6 +58,8 @@ struct World {
     ignore_start_time_from: bool,
     /// Sessions deleted (oldest first) right after the first listing page is served.
     delete_after_first_page: usize,
+    /// An events page with nothing in it is answered 204 No Content.
+    no_content_when_empty: bool,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -207,7 +209,13 @@ async fn start(world: Shared) -> (String, tokio::task::JoinHandle<()>) {
                                 items.reverse();
                             }
                             items.extend(s.junk_events.iter().map(|j| j.to_string()));
-                            page(items, &q, w.cap)
+                            let offset: usize =
+                                q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+                            if w.no_content_when_empty && offset >= items.len() {
+                                StatusCode::NO_CONTENT.into_response()
+                            } else {
+                                page(items, &q, w.cap)
+                            }
                         }
                         None => StatusCode::NOT_FOUND.into_response(),
                     };
@@ -594,6 +602,31 @@ async fn a_running_session_listed_newest_first_loses_and_repeats_nothing() {
             );
             case.assert_exactly_once(&format!("{version}/{page}, {run}"));
         }
+    }
+}
+
+/// A server answering 204 No Content for an events page with nothing in it (outside the
+/// spec, which answers an empty page): read as that empty page, so runs succeed and every
+/// event arrives once as a running session grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_content_for_an_empty_events_page_is_an_empty_page() {
+    let case = Case::new(World {
+        sessions: vec![session("s1", "2025-06-01T10:00:00Z", false, &[0, 1, 2])],
+        cap: 2,
+        no_content_when_empty: true,
+        ..World::default()
+    })
+    .await;
+    let cfg = case.config("v8", 500);
+    for (run, grown) in [
+        ("first", &[][..]),
+        ("grown", &[3, 4][..]),
+        ("quiet", &[][..]),
+    ] {
+        grow(&case.world, 0, grown, false);
+        let out = case.run_once(&cfg).await;
+        assert!(out.status.success(), "{run}: {}", text(&out));
+        case.assert_exactly_once(run);
     }
 }
 

@@ -1105,6 +1105,11 @@ impl VboPoller {
             })
             .await;
             match result {
+                // "No Content" (outside the spec, which answers an empty page): nothing is
+                // listed there, read as that empty page rather than as a broken one.
+                Ok(resp) if resp.status() == reqwest::StatusCode::NO_CONTENT => {
+                    return Ok((shown, bytes::Bytes::from_static(br#"{"results":[]}"#)));
+                }
                 Ok(resp) => match http::read_body_capped(&shown, resp, MAX_PAGE_BYTES).await {
                     Ok(body) => return Ok((shown, body)),
                     Err(error) => {
