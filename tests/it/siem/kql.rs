@@ -9,21 +9,28 @@
 //! - the analytics rules (`analytics/*.yaml`, the Azure-Sentinel repository's
 //!   scheduled-rule format): they parse, carry every required key with a sane value, have
 //!   unique ids and names, read `VeeamRestore`, and every column their query names is a
-//!   table column or one the query made (`x = ...`, `let`);
+//!   table column or one the query or the parser made (`x = ...`, `let`, `IngestedAt`);
 //! - behaviour: each rule's query runs, through the parser function, over rows made by the
 //!   sink's own row function from the events `veeam-siem demo` prints (with some rows
-//!   delivered twice, as at-least-once delivery may), and finds exactly what the same logic
-//!   written in Rust finds; the mass-restore and new-client-host rules also fire on a
-//!   scenario built for them and not on the baseline.
+//!   delivered twice, as at-least-once delivery may), as Sentinel runs it ([`Scheduled`]:
+//!   at a time `now`, over the rows stored by then whose `TimeGenerated` is within
+//!   `queryPeriod`; each row has an ingestion time, by default its `TimeGenerated`), and
+//!   finds exactly what the same logic written in Rust finds; the mass-restore and
+//!   new-client-host rules also fire on a scenario built for them and not on the baseline;
+//!   an event stored late (days after it happened) is found by the run after it is stored
+//!   and by no other run, and a mass-restore bin whose items arrive in two ingestion
+//!   windows alerts once, counting all of them.
 //!
 //! The evaluator knows the subset of KQL the rules and the parser use: `let` of scalars
-//! and tables; `where`, `extend`, `summarize ... by` (`count`, `dcount`, `sum`, `min`,
-//! `max`, `make_set`, `arg_max(col, *)`, `bin`), `distinct`, `project`,
-//! `join kind=leftanti`; `and`, `or`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`,
-//! `startswith`, `endswith`, `contains`, `has` (the last four case-insensitive, `has` as a
-//! substring); `isempty`, `isnotempty`, `hourofday`, `dayofweek`, `ago`; strings, verbatim
-//! strings, integers, booleans and timespans. Anything else is an error, so a rule
-//! written outside the subset fails the tests instead of being skipped.
+//! and tables; `where`, `extend`, `summarize ... by` (`count`, `countif`, `dcount`, `sum`,
+//! `min`, `max`, `make_set`, `arg_max(col, *)`, `arg_min(col, *)`, `bin`), `distinct`,
+//! `project`, `join kind=leftanti`; `and`, `or`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`,
+//! `+`, `-` (datetimes, timespans, integers), `startswith`, `endswith`, `contains`, `has`
+//! (the last four case-insensitive, `has` as a substring); `isempty`, `isnotempty`,
+//! `hourofday`, `dayofweek`, `ago`, `now`, `bin`, `ingestion_time` (a table row's; none
+//! after a `summarize`); strings, verbatim strings, integers, booleans and timespans.
+//! Anything else is an error, so a rule written outside the subset fails the tests instead
+//! of being skipped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -104,17 +111,6 @@ fn rules() -> Vec<(String, Value)> {
             )
         })
         .collect()
-}
-
-fn rule_named(fragment: &str) -> String {
-    rules()
-        .into_iter()
-        .find(|(_, r)| r["name"].as_str().unwrap_or("").contains(fragment))
-        .unwrap_or_else(|| panic!("no rule named like {fragment:?}"))
-        .1["query"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn parser_query() -> String {
@@ -247,6 +243,8 @@ fn lex(text: &str) -> Result<Vec<Tok>, String> {
                 ';' => ";",
                 '*' => "*",
                 '.' => ".",
+                '+' => "+",
+                '-' => "-",
                 other => return Err(format!("unexpected character {other:?}")),
             };
             out.push(Tok::Op(op));
@@ -389,10 +387,10 @@ fn parse_and(p: &mut P) -> Result<Expr, String> {
 }
 
 fn parse_cmp(p: &mut P) -> Result<Expr, String> {
-    let left = parse_primary(p)?;
+    let left = parse_add(p)?;
     for op in ["==", "!=", "<=", ">=", "<", ">"] {
         if p.eat_op(op) {
-            let right = parse_primary(p)?;
+            let right = parse_add(p)?;
             return Ok(Expr::Bin(op.into(), Box::new(left), Box::new(right)));
         }
     }
@@ -412,6 +410,22 @@ fn parse_cmp(p: &mut P) -> Result<Expr, String> {
         return Ok(Expr::In(Box::new(left), list));
     }
     Ok(left)
+}
+
+/// `a + b`, `a - b` (left to right) over datetimes, timespans and integers.
+fn parse_add(p: &mut P) -> Result<Expr, String> {
+    let mut left = parse_primary(p)?;
+    loop {
+        let op = if p.eat_op("+") {
+            "+"
+        } else if p.eat_op("-") {
+            "-"
+        } else {
+            return Ok(left);
+        };
+        let right = parse_primary(p)?;
+        left = Expr::Bin(op.into(), Box::new(left), Box::new(right));
+    }
 }
 
 fn parse_primary(p: &mut P) -> Result<Expr, String> {
@@ -482,6 +496,21 @@ fn eval(e: &Expr, row: &Row, ctx: &Ctx) -> Result<V, String> {
         Expr::Bin(op, a, b) if op == "or" => {
             V::Bool(eval(a, row, ctx)?.truthy() || eval(b, row, ctx)?.truthy())
         }
+        Expr::Bin(op, a, b) if op == "+" || op == "-" => {
+            let (l, r) = (eval(a, row, ctx)?, eval(b, row, ctx)?);
+            let plus = op == "+";
+            match (l, r) {
+                (V::Null, _) | (_, V::Null) => V::Null,
+                (V::Time(t), V::Span(s)) => {
+                    V::Time(t + ChronoDuration::seconds(if plus { s } else { -s }))
+                }
+                (V::Span(s), V::Time(t)) if plus => V::Time(t + ChronoDuration::seconds(s)),
+                (V::Time(a), V::Time(b)) if !plus => V::Span((a - b).num_seconds()),
+                (V::Span(a), V::Span(b)) => V::Span(if plus { a + b } else { a - b }),
+                (V::Int(a), V::Int(b)) => V::Int(if plus { a + b } else { a - b }),
+                (l, r) => return Err(format!("{l:?} {op} {r:?}")),
+            }
+        }
         Expr::Bin(op, a, b) => {
             let (l, r) = (eval(a, row, ctx)?, eval(b, row, ctx)?);
             let lower = |v: &V| v.text().map(str::to_lowercase);
@@ -533,6 +562,17 @@ fn eval(e: &Expr, row: &Row, ctx: &Ctx) -> Result<V, String> {
                     V::Span(s) => V::Time(ctx.now - ChronoDuration::seconds(s)),
                     other => return Err(format!("ago({other:?})")),
                 },
+                "now" if args.is_empty() => V::Time(ctx.now),
+                "bin" => match (arg(0)?, arg(1)?) {
+                    (V::Time(t), V::Span(s)) if s > 0 => bin_time(t, s),
+                    (V::Null, _) => V::Null,
+                    (v, s) => return Err(format!("bin({v:?}, {s:?})")),
+                },
+                // The time the row was stored: only a table's own rows have it (after a
+                // `summarize` there is none, as in Log Analytics).
+                "ingestion_time" if args.is_empty() => {
+                    row.get(INGESTION_TIME).cloned().unwrap_or(V::Null)
+                }
                 other => {
                     return Err(format!(
                         "function {other} is outside the evaluator's subset"
@@ -541,6 +581,16 @@ fn eval(e: &Expr, row: &Row, ctx: &Ctx) -> Result<V, String> {
             }
         }
     })
+}
+
+/// Where the evaluator keeps a table row's ingestion time (read by `ingestion_time()`);
+/// not a column: queries cannot name it.
+const INGESTION_TIME: &str = "$ingestion_time";
+
+/// `bin(t, span)`: `t` rounded down to a multiple of `span` (from the Unix epoch, as KQL).
+fn bin_time(t: DateTime<Utc>, span: i64) -> V {
+    let secs = t.timestamp().div_euclid(span) * span;
+    V::Time(Utc.timestamp_opt(secs, 0).unwrap())
 }
 
 /// A `summarize` aggregate over a group.
@@ -553,6 +603,13 @@ fn aggregate(f: &str, args: &[Expr], rows: &[&Row], ctx: &Ctx) -> Result<V, Stri
     };
     Ok(match f {
         "count" => V::Int(rows.len() as i64),
+        "countif" => {
+            let mut n = 0;
+            for r in rows {
+                n += i64::from(eval(&args[0], r, ctx)?.truthy());
+            }
+            V::Int(n)
+        }
         "dcount" => V::Int(values(0)?.into_iter().collect::<BTreeSet<_>>().len() as i64),
         "sum" => V::Int(
             values(0)?
@@ -723,10 +780,7 @@ fn run_tabular(toks: &[Tok], ctx: &Ctx) -> Result<Vec<Row>, String> {
                     for (_, e, bin) in &keys {
                         let v = eval(e, r, ctx)?;
                         k.push(match (v, bin) {
-                            (V::Time(t), Some(s)) => {
-                                let secs = t.timestamp().div_euclid(*s) * s;
-                                V::Time(Utc.timestamp_opt(secs, 0).unwrap())
-                            }
+                            (V::Time(t), Some(s)) => bin_time(t, *s),
                             (v, _) => v,
                         });
                     }
@@ -734,24 +788,30 @@ fn run_tabular(toks: &[Tok], ctx: &Ctx) -> Result<Vec<Row>, String> {
                 }
                 let mut out = Vec::new();
                 for (k, members) in groups {
-                    // arg_max(col, *): the whole row with the largest col.
+                    // arg_max(col, *) / arg_min(col, *): the whole row with the largest
+                    // (smallest) col; the first such row on a tie.
                     if let [(_, f, args)] = aggs.as_slice()
-                        && f == "arg_max"
+                        && (f == "arg_max" || f == "arg_min")
                     {
                         let [by, Expr::Col(star)] = args.as_slice() else {
-                            return Err("arg_max(column, *)".into());
+                            return Err(format!("{f}(column, *)"));
                         };
                         if star != "*" {
-                            return Err("arg_max(column, *)".into());
+                            return Err(format!("{f}(column, *)"));
                         }
                         let mut best: Option<(&Row, V)> = None;
                         for r in members {
                             let v = eval(by, r, ctx)?;
-                            if best.as_ref().is_none_or(|(_, b)| v > *b) {
+                            let better = |b: &V| if f == "arg_max" { v > *b } else { v < *b };
+                            if best.as_ref().is_none_or(|(_, b)| better(b)) {
                                 best = Some((r, v));
                             }
                         }
-                        out.extend(best.map(|(r, _)| r.clone()));
+                        out.extend(best.map(|(r, _)| {
+                            let mut r = r.clone();
+                            r.remove(INGESTION_TIME);
+                            r
+                        }));
                         continue;
                     }
                     let mut row = Row::new();
@@ -811,14 +871,100 @@ fn run_query(
 }
 
 /// Run a rule over raw table rows: `VeeamRestore_CL` is `rows`, `VeeamRestore` the
-/// parser function's result over them.
+/// parser function's result over them. A row's ingestion time is the one [`ingested`]
+/// gave it, else its `TimeGenerated` (delivered as it happened).
 fn run_rule(query: &str, rows: &[Row], now: DateTime<Utc>) -> Vec<Row> {
+    let table: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if !r.contains_key(INGESTION_TIME) {
+                let t = r.get("TimeGenerated").cloned().unwrap_or(V::Null);
+                r.insert(INGESTION_TIME.into(), t);
+            }
+            r
+        })
+        .collect();
     let mut tables = HashMap::new();
-    tables.insert("VeeamRestore_CL".to_string(), rows.to_vec());
+    tables.insert("VeeamRestore_CL".to_string(), table);
     let parsed = run_query(&parser_query(), tables.clone(), now)
         .unwrap_or_else(|e| panic!("VeeamRestore.kql: {e}"));
     tables.insert("VeeamRestore".to_string(), parsed);
     run_query(query, tables, now).unwrap_or_else(|e| panic!("{e}\nin query:\n{query}"))
+}
+
+/// The rows as stored at `at`: each with ingestion time `at`.
+fn ingested(rows: &[Row], at: DateTime<Utc>) -> Vec<Row> {
+    rows.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.insert(INGESTION_TIME.into(), V::Time(at));
+            r
+        })
+        .collect()
+}
+
+fn span_secs(text: &str) -> i64 {
+    match lex(text).as_deref() {
+        Ok([Tok::Span(s)]) => *s,
+        other => panic!("{text:?} is not a timespan: {other:?}"),
+    }
+}
+
+/// A scheduled rule as Sentinel runs it.
+struct Scheduled {
+    query: String,
+    frequency: i64,
+    period: i64,
+}
+
+fn scheduled(fragment: &str) -> Scheduled {
+    let (_, r) = rules()
+        .into_iter()
+        .find(|(_, r)| r["name"].as_str().unwrap_or("").contains(fragment))
+        .unwrap_or_else(|| panic!("no rule named like {fragment:?}"));
+    Scheduled {
+        query: r["query"].as_str().unwrap().to_string(),
+        frequency: span_secs(r["queryFrequency"].as_str().unwrap()),
+        period: span_secs(r["queryPeriod"].as_str().unwrap()),
+    }
+}
+
+/// The ingestion delay the rules allow (`now() - 5m` in their queries).
+const LAG_SECS: i64 = 300;
+
+impl Scheduled {
+    /// One run at `now`, as Sentinel makes it: over the rows stored by then whose
+    /// `TimeGenerated` is within `queryPeriod`.
+    fn run(&self, rows: &[Row], now: DateTime<Utc>) -> Vec<Row> {
+        let from = now - ChronoDuration::seconds(self.period);
+        let visible: Vec<Row> = rows
+            .iter()
+            .filter(|r| {
+                let stored = match r.get(INGESTION_TIME).or_else(|| r.get("TimeGenerated")) {
+                    Some(V::Time(t)) => *t <= now,
+                    _ => false,
+                };
+                stored
+                    && matches!(r.get("TimeGenerated"), Some(V::Time(t)) if *t >= from && *t <= now)
+            })
+            .cloned()
+            .collect();
+        run_rule(&self.query, &visible, now)
+    }
+
+    /// When the run that evaluates rows ingested at `at` starts: after the end of `at`'s
+    /// `queryFrequency` slot plus the lag, a couple of minutes into the schedule.
+    fn run_after(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let V::Time(slot) = bin_time(at, self.frequency) else {
+            unreachable!()
+        };
+        slot + ChronoDuration::seconds(self.frequency + LAG_SECS + 120)
+    }
+
+    fn next_run(&self, run: DateTime<Utc>) -> DateTime<Utc> {
+        run + ChronoDuration::seconds(self.frequency)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -853,11 +999,13 @@ fn unknown_columns(query: &str) -> Result<Vec<String>, String> {
     let toks = lex(query)?;
     let columns: BTreeSet<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
     let mut made: BTreeSet<String> = BTreeSet::new();
-    for (i, t) in toks.iter().enumerate() {
-        if let Tok::Ident(name) = t
-            && matches!(toks.get(i + 1), Some(Tok::Op("=")))
-        {
-            made.insert(name.clone());
+    // Columns the parser function adds (`IngestedAt`) are columns of `VeeamRestore`.
+    let parser = lex(&parser_query())?;
+    for stream in [&toks, &parser] {
+        for w in stream.windows(2) {
+            if let (Tok::Ident(name), Tok::Op("=")) = (&w[0], &w[1]) {
+                made.insert(name.clone());
+            }
         }
     }
     let mut unknown = Vec::new();
@@ -974,7 +1122,8 @@ fn the_template_declares_the_sinks_columns() {
         function["properties"]["query"].as_str().unwrap(),
         file.trim()
     );
-    assert!(file.contains("arg_max(TimeGenerated, *) by EventId"));
+    assert!(file.contains("extend IngestedAt = ingestion_time()"));
+    assert!(file.contains("arg_min(IngestedAt, *) by EventId"));
 }
 
 #[test]
@@ -1223,9 +1372,14 @@ fn the_parser_keeps_one_row_per_event_id() {
 
 #[test]
 fn single_event_rules_find_what_the_detection_means() {
+    // The demo's history, stored in one batch: the run after it evaluates all of it.
     let rows = demo_rows();
-    let now = now_after(&rows);
-    let run = |name: &str| run_rule(&rule_named(name), &rows, now);
+    let at = now_after(&rows);
+    let rows = ingested(&rows, at);
+    let run = |name: &str| {
+        let rule = scheduled(name);
+        rule.run(&rows, rule.run_after(at))
+    };
 
     let provider = run("not attributed to a named user");
     let want = expected_set(
@@ -1337,8 +1491,10 @@ fn burst(template: &Row, client: &str, start: DateTime<Utc>, n: usize, tag: &str
 #[test]
 fn mass_restore_fires_on_fifty_distinct_items_from_one_host_only() {
     let rows = demo_rows();
-    let now = now_after(&rows);
-    let query = rule_named("mass restore");
+    let at = now_after(&rows);
+    let rule = scheduled("mass restore");
+    let now = rule.run_after(at);
+    let run = |rows: &[Row]| rule.run(&ingested(rows, at), now);
     // Baseline: what the detection means, computed directly.
     let mut buckets: BTreeMap<(String, i64), BTreeSet<String>> = BTreeMap::new();
     for e in demo_events().iter().filter(|e| is_item(e)) {
@@ -1359,21 +1515,20 @@ fn mass_restore_fires_on_fifty_distinct_items_from_one_host_only() {
         .filter(|(_, ids)| ids.len() >= 50)
         .map(|((c, _), _)| c.clone())
         .collect();
-    assert_eq!(
-        column_set(&run_rule(&query, &rows, now), "ClientAddress"),
-        want
-    );
+    assert_eq!(column_set(&run(&rows), "ClientAddress"), want);
 
     let template = rows
         .iter()
         .find(|r| matches!(r.get("EventAction"), Some(V::Str(a)) if a == "item-restored"))
         .expect("a restored item in the demo")
         .clone();
-    let start = Utc.with_ymd_and_hms(2026, 3, 4, 10, 0, 0).unwrap();
+    let V::Time(start) = bin_time(at - ChronoDuration::hours(3), 900) else {
+        unreachable!()
+    };
     // 60 distinct items in 5 minutes from one host: fires, counting 60.
     let mut scenario = rows.clone();
     scenario.extend(burst(&template, "ws-mass-01", start, 60, "mass"));
-    let hits = run_rule(&query, &scenario, now);
+    let hits = run(&scenario);
     let hit = hits
         .iter()
         .find(|r| r.get("ClientAddress") == Some(&V::Str("ws-mass-01".into())))
@@ -1384,7 +1539,7 @@ fn mass_restore_fires_on_fifty_distinct_items_from_one_host_only() {
     let items = burst(&template, "ws-mass-02", start, 49, "dup");
     below.extend(items.clone());
     below.extend(items);
-    let hits = run_rule(&query, &below, now);
+    let hits = run(&below);
     assert!(
         !column_set(&hits, "ClientAddress").contains("ws-mass-02"),
         "duplicates are not items"
@@ -1393,10 +1548,15 @@ fn mass_restore_fires_on_fifty_distinct_items_from_one_host_only() {
 
 #[test]
 fn new_client_host_fires_only_on_a_host_first_seen_in_the_last_hour() {
+    // Rows stored as they happen; the run after the demo's last hour of ingestion: hosts
+    // whose first restore is in that hour count.
     let rows = demo_rows();
-    let query = rule_named("new client host");
-    // Put "now" just after the demo: hosts whose first restore is in the last hour count.
-    let now = now_after(&rows);
+    let rule = scheduled("new client host");
+    let last = now_after(&rows) - ChronoDuration::minutes(5);
+    let now = rule.run_after(last);
+    let V::Time(window_start) = bin_time(last, rule.frequency) else {
+        unreachable!()
+    };
     let mut first_seen: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for r in &rows {
         if let (Some(V::Str(c)), Some(V::Time(t)), Some(V::Str(d))) = (
@@ -1412,13 +1572,10 @@ fn new_client_host_fires_only_on_a_host_first_seen_in_the_last_hour() {
     }
     let want: BTreeSet<String> = first_seen
         .iter()
-        .filter(|(_, t)| **t >= now - ChronoDuration::hours(1))
+        .filter(|(_, t)| **t >= window_start)
         .map(|(c, _)| c.clone())
         .collect();
-    assert_eq!(
-        column_set(&run_rule(&query, &rows, now), "ClientAddress"),
-        want
-    );
+    assert_eq!(column_set(&rule.run(&rows, now), "ClientAddress"), want);
 
     let template = rows
         .iter()
@@ -1429,26 +1586,192 @@ fn new_client_host_fires_only_on_a_host_first_seen_in_the_last_hour() {
     scenario.extend(burst(
         &template,
         "ws-new-77",
-        now - ChronoDuration::minutes(20),
+        window_start + ChronoDuration::minutes(1),
         2,
         "new",
     ));
     // A known host restoring again in the last hour is not new.
     let known = first_seen
         .iter()
-        .find(|(_, t)| **t < now - ChronoDuration::hours(2))
+        .find(|(_, t)| **t < window_start - ChronoDuration::hours(1))
         .map(|(c, _)| c.clone())
         .expect("the demo has hosts seen long ago");
     scenario.extend(burst(
         &template,
         &known,
-        now - ChronoDuration::minutes(10),
+        window_start + ChronoDuration::minutes(2),
         1,
         "old",
     ));
-    let hits = column_set(&run_rule(&query, &scenario, now), "ClientAddress");
+    let hits = column_set(&rule.run(&scenario, now), "ClientAddress");
     assert!(hits.contains("ws-new-77"), "{hits:?}");
     assert!(!hits.contains(&known), "{known} is not new: {hits:?}");
+}
+
+/// A demo row of `action`, re-made as a distinct event of its own session, `TimeGenerated`
+/// at `at`.
+fn late_copy(rows: &[Row], action: &str, at: DateTime<Utc>, tag: &str) -> Row {
+    let mut r = rows
+        .iter()
+        .find(|r| r.get("EventAction") == Some(&V::Str(action.into())))
+        .unwrap_or_else(|| panic!("a demo row of {action}"))
+        .clone();
+    r.insert("EventId".into(), V::Str(format!("{tag}-event")));
+    r.insert("RestoreSessionId".into(), V::Str(format!("{tag}-session")));
+    r.insert("TimeGenerated".into(), V::Time(at));
+    r
+}
+
+#[test]
+fn a_late_event_is_evaluated_by_the_run_after_it_is_stored_and_only_that_one() {
+    // The demo, stored as it happened; then, at `arrival`, events of three days ago (a
+    // backfill, a sink outage): the rules select by ingestion time, so the run after
+    // `arrival` finds them, the next run does not, and a copy re-sent later does not
+    // bring them back.
+    let rows = demo_rows();
+    let arrival = now_after(&rows) + ChronoDuration::hours(2);
+    let three_days_ago = arrival - ChronoDuration::days(3);
+    let rule = scheduled("PST file or a local path");
+    let mut late = late_copy(&rows, "item-exported", three_days_ago, "late");
+    late.insert("ItemTarget".into(), V::Str(r"D:\out\mailbox.pst".into()));
+    let stored = |r: &Row, at: DateTime<Utc>| ingested(std::slice::from_ref(r), at);
+    let mut table = rows.clone();
+    table.extend(stored(&late, arrival));
+    // The same event delivered again twenty minutes later (at least once).
+    table.extend(stored(&late, arrival + ChronoDuration::minutes(20)));
+    // An event older than the query period when it arrives is not evaluated (README).
+    let mut too_old = late_copy(
+        &rows,
+        "item-exported",
+        arrival - ChronoDuration::days(8),
+        "too-old",
+    );
+    too_old.insert("ItemTarget".into(), V::Str(r"D:\out\old.pst".into()));
+    table.extend(stored(&too_old, arrival));
+
+    let first = rule.run_after(arrival);
+    let sessions = |now| column_set(&rule.run(&table, now), "RestoreSessionId");
+    let before = sessions(first - ChronoDuration::seconds(rule.frequency));
+    assert!(
+        !before.contains("late-session"),
+        "not stored yet: {before:?}"
+    );
+    let found = sessions(first);
+    assert!(found.contains("late-session"), "{found:?}");
+    assert!(!found.contains("too-old-session"), "{found:?}");
+    for k in 1..=4 {
+        let mut now = first;
+        for _ in 0..k {
+            now = rule.next_run(now);
+        }
+        let again = sessions(now);
+        assert!(
+            !again.contains("late-session"),
+            "run {k} after: found again: {again:?}"
+        );
+    }
+    // Event-time logic stays on event time: a late restore at 03:00 UTC is off hours.
+    let off_hours = scheduled("outside business hours");
+    let V::Time(night) = bin_time(three_days_ago, 86_400) else {
+        unreachable!()
+    };
+    let night_restore = late_copy(
+        &rows,
+        "item-restored",
+        night + ChronoDuration::hours(3),
+        "night",
+    );
+    let mut table = rows.clone();
+    table.extend(stored(&night_restore, arrival));
+    let first = off_hours.run_after(arrival);
+    let found = column_set(&off_hours.run(&table, first), "RestoreSessionId");
+    assert!(found.contains("night-session"), "{found:?}");
+    let again = column_set(
+        &off_hours.run(&table, off_hours.next_run(first)),
+        "RestoreSessionId",
+    );
+    assert!(!again.contains("night-session"), "{again:?}");
+}
+
+#[test]
+fn mass_restore_counts_a_bin_across_ingestion_windows_and_alerts_once() {
+    // 60 items of one 15-minute bin two days ago, arriving 30 in one ingestion slot and 30
+    // in the next: the first run sees 30 (below 50), the second counts all 60 of the bin
+    // (the 30 stored earlier too) and alerts, the third does not alert again.
+    let rows = demo_rows();
+    let rule = scheduled("mass restore");
+    let template = rows
+        .iter()
+        .find(|r| matches!(r.get("EventAction"), Some(V::Str(a)) if a == "item-restored"))
+        .expect("a restored item in the demo")
+        .clone();
+    let arrival = now_after(&rows) + ChronoDuration::hours(2);
+    let V::Time(bin_start) = bin_time(arrival - ChronoDuration::days(2), 900) else {
+        unreachable!()
+    };
+    let items = burst(&template, "ws-late-01", bin_start, 60, "late-mass");
+    let mut table = rows.clone();
+    table.extend(ingested(&items[..30], arrival));
+    let second_arrival = arrival + ChronoDuration::seconds(rule.frequency);
+    table.extend(ingested(&items[30..], second_arrival));
+    let hosts = |now| column_set(&rule.run(&table, now), "ClientAddress");
+
+    let first = rule.run_after(arrival);
+    assert!(!hosts(first).contains("ws-late-01"), "30 items are not 50");
+    let second = rule.run_after(second_arrival);
+    assert_eq!(second, rule.next_run(first));
+    let hits = rule.run(&table, second);
+    let hit = hits
+        .iter()
+        .find(|r| r.get("ClientAddress") == Some(&V::Str("ws-late-01".into())))
+        .expect("the bin reaches 50 with the second half");
+    assert_eq!(hit.get("Items"), Some(&V::Int(60)));
+    assert_eq!(hit.get("ItemsBefore"), Some(&V::Int(30)));
+    assert!(
+        !hosts(rule.next_run(second)).contains("ws-late-01"),
+        "the bin alerts once"
+    );
+}
+
+#[test]
+fn the_evaluator_computes_windows_and_ingestion_times() {
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 4, 10, 7, 30).unwrap();
+    let mut row = Row::new();
+    row.insert("A".into(), V::Int(1));
+    row.insert(INGESTION_TIME.into(), V::Time(t0));
+    let mut tables = HashMap::new();
+    tables.insert("T".to_string(), vec![row]);
+    let now = Utc.with_ymd_and_hms(2026, 3, 4, 10, 27, 0).unwrap();
+    let out = run_query(
+        "let w = bin(now() - 5m, 15m); T | extend I = ingestion_time(), S = w - 15m, B = bin(ingestion_time(), 1h) + 1m \
+         | where I >= S and I < w | summarize arg_min(I, *), N = countif(A == 1) by A",
+        tables.clone(),
+        now,
+    );
+    assert!(
+        out.is_err(),
+        "arg_min(col, *) with other aggregates is not in the subset"
+    );
+    let out = run_query(
+        "let w = bin(now() - 5m, 15m); T | extend I = ingestion_time(), S = w - 15m, B = bin(ingestion_time(), 1h) + 1m \
+         | where I >= S and I < w | summarize arg_min(I, *) by A",
+        tables.clone(),
+        now,
+    )
+    .unwrap();
+    assert_eq!(out.len(), 1);
+    let at = |h, m| V::Time(Utc.with_ymd_and_hms(2026, 3, 4, h, m, 0).unwrap());
+    assert_eq!(out[0].get("S"), Some(&at(10, 0)));
+    assert_eq!(out[0].get("B"), Some(&at(10, 1)));
+    assert_eq!(out[0].get(INGESTION_TIME), None, "gone after a summarize");
+    let counted = run_query(
+        "T | summarize N = countif(A == 1), M = countif(A == 2) by A",
+        tables,
+        now,
+    )
+    .unwrap();
+    assert_eq!(counted[0].get("N"), Some(&V::Int(1)));
+    assert_eq!(counted[0].get("M"), Some(&V::Int(0)));
 }
 
 #[test]
