@@ -422,7 +422,36 @@ pub async fn read_body_capped(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    undeclared_gzip(url, body.freeze(), limit)
+}
+
+/// A body that starts with gzip's magic bytes although its answer declared no encoding (a
+/// proxy that dropped `Content-Encoding`, or compressed without saying so): no JSON or text
+/// answer starts with those bytes, so it is decompressed, within the same `limit`. One that
+/// doesn't decompress is returned as it came (the caller reports what it got).
+fn undeclared_gzip(url: &str, body: bytes::Bytes, limit: usize) -> Result<bytes::Bytes, HttpError> {
+    use std::io::Read;
+    if !body.starts_with(&[0x1f, 0x8b]) {
+        return Ok(body);
+    }
+    let mut out = Vec::new();
+    let read = flate2::read::MultiGzDecoder::new(&body[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out);
+    match read {
+        Ok(_) if out.len() > limit => Err(HttpError::TooLarge {
+            url: url.to_string(),
+            limit,
+        }),
+        Ok(_) => {
+            tracing::debug!(
+                url,
+                "the answer was gzip-compressed without saying so; read decompressed"
+            );
+            Ok(out.into())
+        }
+        Err(_) => Ok(body),
+    }
 }
 
 /// At most `limit` bytes of a body, then stop reading (no error: used for excerpts).
@@ -1012,7 +1041,8 @@ mod tests {
 
     /// Answers compressed with `Content-Encoding: gzip` (asked for with `Accept-Encoding`,
     /// and sent by some proxies anyway) are read decompressed, and the body cap counts the
-    /// decompressed bytes: a small compressed bomb is refused, not inflated in memory.
+    /// decompressed bytes: a small compressed bomb is refused, not inflated in memory. The
+    /// same for a compressed body whose answer doesn't say so.
     #[tokio::test]
     async fn gzip_answers_are_read_and_capped_after_decompression() {
         use axum::http::{HeaderMap, header};
@@ -1025,7 +1055,23 @@ mod tests {
         };
         let page = gz(br#"{"results":[{"id":"a"}]}"#);
         let bomb = gz(&vec![b' '; 8 * 1024 * 1024]);
+        let (undeclared, undeclared_bomb) = (page.clone(), bomb.clone());
         let app = axum::Router::new()
+            // Compressed without `Content-Encoding` (a proxy that dropped the header).
+            .route(
+                "/undeclared",
+                axum::routing::get(move || {
+                    let body = undeclared.clone();
+                    async move { body }
+                }),
+            )
+            .route(
+                "/undeclared-bomb",
+                axum::routing::get(move || {
+                    let body = undeclared_bomb.clone();
+                    async move { body }
+                }),
+            )
             .route(
                 "/page",
                 axum::routing::get(move |headers: HeaderMap| {
@@ -1059,6 +1105,14 @@ mod tests {
         let body = read_body_capped(&url, resp, 1024).await.unwrap();
         assert_eq!(&body[..], br#"{"results":[{"id":"a"}]}"#);
         let url = format!("http://{addr}/bomb");
+        let resp = client.get(&url).send().await.unwrap();
+        let e = read_body_capped(&url, resp, 1024 * 1024).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge { .. }), "{e}");
+        let url = format!("http://{addr}/undeclared");
+        let resp = client.get(&url).send().await.unwrap();
+        let body = read_body_capped(&url, resp, 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"results":[{"id":"a"}]}"#);
+        let url = format!("http://{addr}/undeclared-bomb");
         let resp = client.get(&url).send().await.unwrap();
         let e = read_body_capped(&url, resp, 1024 * 1024).await.unwrap_err();
         assert!(matches!(e, HttpError::TooLarge { .. }), "{e}");
