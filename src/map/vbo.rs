@@ -254,7 +254,7 @@ fn report_odd_client_host(f: &mut Fields, raw: &str) {
 /// Decode one restore session record (JSON) leniently.
 ///
 /// `placement` is where the source puts a session whose `creationTime` is unusable
-/// (missing, not a time, `DateTime.MinValue`, outside years 0000–9999): the source passes
+/// (missing, not a time, `DateTime.MinValue`, outside years 0001–9999): the source passes
 /// its current horizon (or the session's stored cursor time), which never moves the horizon
 /// and keeps the session inside the listing window; the session is shipped with its
 /// problems reported. `Err` only when the `id` is unusable.

@@ -673,8 +673,9 @@ pub fn replace_lone_surrogates(text: &str) -> Option<String> {
 /// nanoseconds) fraction digits; ISO 8601's offset without a colon (`+0200`); the same without an offset (or with a space for `T`),
 /// read as UTC (`assumed_utc`). `.NET`'s `DateTime.MinValue` (`0001-01-01T00:00:00`, with or
 /// without an offset) is [`WireTime::NoValue`]. Refused, with the reason: anything that is
-/// not a string or not a time, and a time whose year in UTC falls outside 0000–9999 (RFC
-/// 3339 can't write it).
+/// not a string or not a time, and a time whose year in UTC falls outside 0001–9999 (RFC
+/// 3339 can't write other years; year 0000 can, but ISO 8601 reads it as 1 BC and most
+/// date-time checkers, e.g. Python's, refuse it).
 pub fn read_time(value: &Value) -> Result<WireTime, String> {
     match value {
         Value::String(text) => read_time_text(text),
@@ -724,9 +725,9 @@ pub fn read_time_text(text: &str) -> Result<WireTime, String> {
         return Ok(WireTime::NoValue);
     }
     let year = time.with_timezone(&Utc).year();
-    if !(0..=9999).contains(&year) {
+    if !(1..=9999).contains(&year) {
         return Err(format!(
-            "time {} is outside years 0000-9999 in UTC",
+            "time {} is outside years 0001-9999 in UTC",
             shown()
         ));
     }
@@ -831,7 +832,7 @@ mod tests {
             ),
             ("2025-03-04 08:00:00.5", "2025-03-04T08:00:00.5Z", true),
             (" 2025-03-04T08:00:00Z ", "2025-03-04T08:00:00Z", false),
-            ("0000-01-01T05:00:00+05:00", "0000-01-01T00:00:00Z", false),
+            ("0001-01-01T05:00:00+05:00", "0001-01-01T00:00:00Z", false),
             ("2025-03-04T10:00:00+0200", "2025-03-04T08:00:00Z", false),
             (
                 "2025-03-04 10:00:00.25-0130",
@@ -993,6 +994,9 @@ mod tests {
     fn unusable_times_say_why() {
         for (input, says) in [
             (json!("0000-01-01T00:00:00+05:00"), "outside years"),
+            // Year 0000 itself: RFC 3339 allows it, most date-time checkers do not.
+            (json!("0000-12-31T23:59:59+01:00"), "outside years"),
+            (json!("0000-06-01T00:00:00Z"), "outside years"),
             (json!("9999-12-31T23:00:00-05:00"), "outside years"),
             (json!("yesterday"), "not an RFC 3339 time"),
             (json!(""), "not an RFC 3339 time"),

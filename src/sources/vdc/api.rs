@@ -448,6 +448,11 @@ impl VdcApi {
             let (shown, response) = self
                 .send(endpoint, query, "application/json", false)
                 .await?;
+            // "No Content": nothing is listed there. Read as the empty page it means, not
+            // as a broken one retried until the cycle fails (as the VB365 source does).
+            if response.status() == reqwest::StatusCode::NO_CONTENT {
+                return Ok((shown, bytes::Bytes::from_static(br#"{"results":[]}"#)));
+            }
             let error = match http::read_body_capped(&shown, response, MAX_PAGE_BYTES).await {
                 Ok(body) => return Ok((shown, body)),
                 Err(error) => error,
@@ -1036,5 +1041,40 @@ mod tests {
             assert_eq!(unique.len(), ids.len(), "{case:?}: duplicates");
             server.abort();
         }
+    }
+
+    /// A listing past its end answered "204 No Content" (outside what VB365's spec answers,
+    /// and VDC has none): the listing ends there, whole, instead of failing the cycle.
+    #[tokio::test]
+    async fn a_204_past_the_end_ends_the_listing() {
+        use axum::{
+            Json, Router, extract::Query, http::StatusCode, response::IntoResponse, routing::get,
+        };
+        use std::collections::HashMap;
+        let app = Router::new().route(
+            "/v1/reports/backup-jobs",
+            get(|Query(q): Query<HashMap<String, u64>>| async move {
+                let offset = q.get("offset").copied().unwrap_or(0);
+                let limit = q.get("limit").copied().unwrap_or(100).min(10);
+                if offset >= 25 {
+                    return StatusCode::NO_CONTENT.into_response();
+                }
+                let page: Vec<_> = (offset..(offset + limit).min(25))
+                    .map(|i| serde_json::json!({"id": i}))
+                    .collect();
+                Json(serde_json::json!({"results": page, "limit": limit})).into_response()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let (_, all) = api(&format!("http://{addr}"), "x-api-key")
+            .collection(Endpoint::Jobs)
+            .await
+            .expect("a 204 is an empty page");
+        assert_eq!(all.len(), 25);
+        server.abort();
     }
 }

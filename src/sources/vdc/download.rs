@@ -3,8 +3,9 @@
 //!
 //! Owns: turning a byte stream into [`DownloadItem`]s without ever holding the whole body.
 //! The body is read through a bounded buffer; gzip is decompressed on the fly (detected by
-//! its magic bytes `1f 8b`, whether or not the server says `Content-Encoding: gzip`); each
-//! entry is capped at [`MAX_ENTRY_BYTES`]. Must not: do HTTP, map, log secrets, or decide
+//! its magic bytes `1f 8b`, whether or not the server says `Content-Encoding: gzip`); a body
+//! in another character set (a UTF-16 BOM, or `Content-Type`'s `charset`) is read as UTF-8
+//! ([`super::charset`]); each entry is capped at [`MAX_ENTRY_BYTES`]. Must not: do HTTP, map, log secrets, or decide
 //! which entries were already shipped (the poller counts them).
 //!
 //! Formats (the real one is undocumented; see README "Assumptions"):
@@ -79,12 +80,21 @@ pub struct DownloadReader {
     eof: bool,
     /// Text lines cut at [`MAX_ENTRY_BYTES`] so far.
     pub truncated_lines: u64,
+    /// The body is decoded from another character set: what could not be read there is
+    /// already U+FFFD in the text.
+    transcoded: bool,
 }
 
 impl DownloadReader {
     /// Start reading `body`. `content_encoding` is the response header, if any: `gzip` and
     /// `identity` are accepted (the bytes decide), anything else is refused with a clear error.
-    pub async fn open<S>(body: S, content_encoding: Option<&str>) -> io::Result<DownloadReader>
+    /// `content_type` is the response header, if any: its `charset` says how to read a body
+    /// that is not UTF-8 (a UTF-16 byte-order mark says so too).
+    pub async fn open<S>(
+        body: S,
+        content_encoding: Option<&str>,
+        content_type: Option<&str>,
+    ) -> io::Result<DownloadReader>
     where
         S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
     {
@@ -127,20 +137,45 @@ impl DownloadReader {
             );
         }
         let whole = io::Cursor::new(prefix).chain(raw);
-        let (reader, encoding): (Reader, Encoding) = if gzip {
+        let (mut reader, encoding): (Reader, Encoding) = if gzip {
             let mut decoder = GzipDecoder::new(whole);
             decoder.multiple_members(true);
             (Box::new(BufReader::new(decoder)), Encoding::Gzip)
         } else {
             (Box::new(whole), Encoding::Identity)
         };
-        Ok(DownloadReader::from_reader(reader, encoding))
+        // The first bytes of the content, for a byte-order mark.
+        let mut head = Vec::with_capacity(3);
+        while head.len() < 3 {
+            let available = reader.fill_buf().await?;
+            if available.is_empty() {
+                break;
+            }
+            let take = (3 - head.len()).min(available.len());
+            head.extend_from_slice(&available[..take]);
+            reader.consume(take);
+        }
+        let charset = super::charset::choose(content_type, &head);
+        let mut reader: Reader = Box::new(io::Cursor::new(head).chain(reader));
+        if let Some(charset) = charset {
+            tracing::debug!(
+                charset = charset.name(),
+                "reading the log download as UTF-8"
+            );
+            reader = Box::new(BufReader::new(super::charset::Transcode::new(
+                reader, charset,
+            )));
+        }
+        let mut out = DownloadReader::from_reader(reader, encoding);
+        out.transcoded = charset.is_some();
+        Ok(out)
     }
 
     fn from_reader(reader: Reader, encoding: Encoding) -> DownloadReader {
         DownloadReader {
             reader,
             encoding,
+            transcoded: false,
             format: None,
             json: JsonSplitter::default(),
             queue: VecDeque::new(),
@@ -255,7 +290,8 @@ impl DownloadReader {
             None => self.eof = true,
             Some((truncated, terminated)) => {
                 let text = String::from_utf8_lossy(&self.line);
-                let replaced = matches!(text, std::borrow::Cow::Owned(_));
+                let replaced = matches!(text, std::borrow::Cow::Owned(_))
+                    || (self.transcoded && text.contains(char::REPLACEMENT_CHARACTER));
                 let text = text.into_owned();
                 let first = !std::mem::replace(&mut self.seen_text, true);
                 // Tab-separated (ours) or CSV (comma or semicolon) header.
@@ -335,7 +371,7 @@ impl DownloadReader {
     fn queue_json(&mut self, values: Vec<Result<Vec<u8>, String>>) {
         for value in values {
             match value {
-                Ok(bytes) => self.queue.extend(json_items(&bytes)),
+                Ok(bytes) => self.queue.extend(json_items(&bytes, self.transcoded)),
                 Err(problem) => self.queue.push_back(DownloadItem {
                     entry: Err(problem),
                     raw: String::new(),
@@ -353,9 +389,9 @@ pub fn parse_text_line(line: &str) -> RawLogEntry {
 }
 
 /// One complete top-level JSON value → its entries (a page envelope expands to many).
-fn json_items(bytes: &[u8]) -> Vec<DownloadItem> {
+fn json_items(bytes: &[u8], transcoded: bool) -> Vec<DownloadItem> {
     let mut items = json_items_of(bytes);
-    if std::str::from_utf8(bytes).is_err() {
+    if transcoded || std::str::from_utf8(bytes).is_err() {
         // Repaired on the way in: each entry holding U+FFFD says so (the others are as sent).
         for item in &mut items {
             if let Ok(entry) = &mut item.entry
@@ -729,7 +765,7 @@ mod tests {
     }
 
     async fn read_all(body: Vec<Vec<u8>>, encoding: Option<&str>) -> (Vec<DownloadItem>, Encoding) {
-        let mut r = DownloadReader::open(stream_of(body), encoding)
+        let mut r = DownloadReader::open(stream_of(body), encoding, None)
             .await
             .expect("opens");
         let mut items = Vec::new();
@@ -884,7 +920,7 @@ mod tests {
     async fn oversized_entries_are_cut_or_skipped() {
         let long = "x".repeat(MAX_ENTRY_BYTES + 10);
         let text = format!("first\n{long}\nlast\n");
-        let mut r = DownloadReader::open(stream_of(chunked(text.as_bytes(), 4096)), None)
+        let mut r = DownloadReader::open(stream_of(chunked(text.as_bytes(), 4096)), None, None)
             .await
             .unwrap();
         let mut items = Vec::new();
@@ -926,6 +962,50 @@ mod tests {
             problems(0)
         );
         assert!(problems(1).is_empty());
+    }
+
+    /// A body in another character set (declared, or a UTF-16 BOM), gzipped or not, reads
+    /// as the same entries as its UTF-8 form, with nothing reported.
+    #[tokio::test]
+    async fn a_body_in_another_charset_reads_as_utf8() {
+        let text = "2025-03-03T02:00:01Z\t\t[Success] Processing mailbox: m\u{fc}ller@x.de\n\
+            2025-03-03T02:00:02Z\t\t[Success] Processing site: Caf\u{e9} \u{20ac}\n";
+        let (latin1, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+        let mut utf16 = vec![0xFE, 0xFF];
+        for unit in text.encode_utf16() {
+            utf16.extend_from_slice(&unit.to_be_bytes());
+        }
+        let want = [
+            "[Success] Processing mailbox: m\u{fc}ller@x.de",
+            "[Success] Processing site: Caf\u{e9} \u{20ac}",
+        ];
+        for (body, content_type) in [
+            (latin1.to_vec(), Some("text/plain; charset=ISO-8859-1")),
+            (utf16.clone(), None),
+            (utf16, Some("text/plain; charset=iso-8859-1")),
+        ] {
+            for gzipped in [false, true] {
+                let bytes = if gzipped {
+                    gzip(&body).await
+                } else {
+                    body.clone()
+                };
+                let mut r = DownloadReader::open(stream_of(chunked(&bytes, 3)), None, content_type)
+                    .await
+                    .expect("opens");
+                let mut items = Vec::new();
+                while let Some(item) = r.next().await.expect("reads") {
+                    items.push(item);
+                }
+                assert_eq!(titles(&items), want, "{content_type:?} gzip {gzipped}");
+                assert!(
+                    items
+                        .iter()
+                        .all(|i| i.entry.as_ref().is_ok_and(|e| e.problems.is_empty())),
+                    "{content_type:?}: {items:?}"
+                );
+            }
+        }
     }
 
     /// Invalid UTF-8 is replaced (JSON can't carry it) and the entry says so, in a text
@@ -1026,9 +1106,10 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_zip_and_unknown_encodings() {
-        let zip = DownloadReader::open(stream_of(vec![b"PK\x03\x04rest".to_vec()]), None).await;
+        let zip =
+            DownloadReader::open(stream_of(vec![b"PK\x03\x04rest".to_vec()]), None, None).await;
         assert!(zip.err().unwrap().to_string().contains("log_mode"));
-        let br = DownloadReader::open(stream_of(vec![b"x".to_vec()]), Some("br")).await;
+        let br = DownloadReader::open(stream_of(vec![b"x".to_vec()]), Some("br"), None).await;
         assert!(br.err().unwrap().to_string().contains("`br`"));
         // Content-Encoding: gzip on a body that isn't: read as is.
         let (items, enc) = read_all(vec![b"plain line\n".to_vec()], Some("gzip")).await;
@@ -1043,7 +1124,7 @@ mod tests {
         let mut gz = gzip(b"one\ntwo\n").await;
         let len = gz.len();
         gz.truncate(len - 6); // cut the trailer
-        let mut r = DownloadReader::open(stream_of(vec![gz]), None)
+        let mut r = DownloadReader::open(stream_of(vec![gz]), None, None)
             .await
             .unwrap();
         let mut seen = Vec::new();

@@ -3,6 +3,7 @@
 //! download stream, `poller` the algorithm and the resumable state.
 
 pub mod api;
+mod charset;
 mod config;
 pub mod download;
 mod poller;

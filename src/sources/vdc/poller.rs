@@ -746,6 +746,7 @@ impl VdcPoller {
                 .map(str::to_string)
         };
         let encoding = header(reqwest::header::CONTENT_ENCODING);
+        let content_type = header(reqwest::header::CONTENT_TYPE);
         // A proxy's or portal's HTML page is not a log: shipping its lines would be wrong.
         if let Some(kind) = header(reqwest::header::CONTENT_TYPE)
             .filter(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"))
@@ -767,10 +768,13 @@ impl VdcPoller {
             retry: error.kind() != std::io::ErrorKind::InvalidData,
             error: std::io::Error::new(error.kind(), format!("{url}: {error}")),
         };
-        let mut reader =
-            DownloadReader::open(Box::pin(response.bytes_stream()), encoding.as_deref())
-                .await
-                .map_err(body_error)?;
+        let mut reader = DownloadReader::open(
+            Box::pin(response.bytes_stream()),
+            encoding.as_deref(),
+            content_type.as_deref(),
+        )
+        .await
+        .map_err(body_error)?;
         tracing::debug!(source_id = %self.id, url, encoding = ?reader.encoding(), "reading log download");
         let mut out = Progress::new(self.next_of(&job.id, &session.id));
         let mut index = 0u64;
