@@ -455,16 +455,28 @@ async fn expect_ok(op: &'static str, target: &str, resp: Response) -> Result<Res
     }
     if resp.status().is_redirection() {
         // Said like every other client of ours says it: where to, and why not followed
-        // (a bucket in another region answers 301 with the endpoint to use).
+        // (a bucket in another region answers 301 with the endpoint to use, and AWS names
+        // the bucket's region in `x-amz-bucket-region`).
+        let region = resp
+            .headers()
+            .get("x-amz-bucket-region")
+            .and_then(|v| v.to_str().ok())
+            .filter(|r| {
+                !r.is_empty()
+                    && r.len() <= 40
+                    && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            .map(|r| format!(" (the store says the bucket is in `{r}`)"))
+            .unwrap_or_default();
         return Err(S3Error::Status {
             op,
             target: target.to_string(),
             status,
             message: match http::redirect_error(target, &resp) {
                 HttpError::Redirect { location, .. } => format!(
-                    "a redirect to {location}; redirects are not followed (they would carry the signed request wherever the store points): for a 301, set the bucket's own `region` (or `endpoint`)"
+                    "a redirect to {location}; redirects are not followed (they would carry the signed request wherever the store points): for a 301, set the bucket's own `region`{region} (or `endpoint`)"
                 ),
-                other => other.to_string(),
+                other => format!("{other}{region}"),
             },
         });
     }
@@ -530,6 +542,36 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), want);
         }
+    }
+
+    /// A bucket in another region: the redirect is refused, and the region the store names
+    /// is passed on (a header that is not a region name is not).
+    #[tokio::test]
+    async fn a_redirect_names_the_region_the_store_gives() {
+        let answer = |region: &str| {
+            reqwest::Response::from(
+                ::http::Response::builder()
+                    .status(301)
+                    .header("location", "https://b.s3.us-west-2.amazonaws.com/k")
+                    .header("x-amz-bucket-region", region)
+                    .body("")
+                    .unwrap(),
+            )
+        };
+        let shown = |e: S3Error| e.to_string();
+        let said = shown(
+            expect_ok("PutObject", "s3://b/k", answer("us-west-2"))
+                .await
+                .unwrap_err(),
+        );
+        assert!(said.contains("not followed"), "{said}");
+        assert!(said.contains("bucket is in `us-west-2`"), "{said}");
+        let said = shown(
+            expect_ok("PutObject", "s3://b/k", answer("<x> y"))
+                .await
+                .unwrap_err(),
+        );
+        assert!(!said.contains("bucket is in"), "{said}");
     }
 
     #[test]

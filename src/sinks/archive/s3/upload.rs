@@ -266,7 +266,12 @@ impl Uploader {
             .map_err(fail)?;
         let head = self.client.head(&object).await.map_err(fail)?;
         self.confirms(&head, len, &sha256, lock)
-            .map_err(|problem| format!("uploading {name}: the store accepted it but {problem}"))?;
+            .map_err(|problem| {
+                format!(
+                    "uploading {name} to s3://{}/{object}: the store accepted it but {problem}",
+                    self.config.bucket
+                )
+            })?;
         tracing::info!(sink_id = %self.sink, object = %object, bytes = len, "archive: uploaded and confirmed");
         metrics::global().archive_uploaded(&self.sink);
         Ok(())
