@@ -89,10 +89,16 @@ pub fn descriptor_hint(error: &io::Error) -> Option<&'static str> {
 
 /// What to do about `error` on `path`, for the errors a user can act on.
 fn hint(error: &io::Error, path: &Path) -> String {
+    dir_hint(error, parent_or_dot(path))
+}
+
+/// What to do about `error` writing in `dir` ("; free space on the file system of …"),
+/// for the errors a user can act on; empty for any other error.
+pub fn dir_hint(error: &io::Error, dir: &Path) -> String {
     if let Some(hint) = descriptor_hint(error) {
         return hint.to_string();
     }
-    let dir = parent_or_dot(path).display();
+    let dir = dir.display();
     match error.raw_os_error() {
         #[cfg(unix)]
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => format!(
@@ -609,10 +615,32 @@ pub enum Writable {
 pub enum ProbeError {
     #[error("{} cannot be created: {} is not a directory", dir.display(), blocker.display())]
     Blocked { dir: PathBuf, blocker: PathBuf },
-    #[error("{} is not writable by this user: {source}", dir.display())]
+    #[error("{}", not_writable(dir, source))]
     NotWritable { dir: PathBuf, source: io::Error },
     #[error("cannot inspect {}: {source}", dir.display())]
     Inspect { dir: PathBuf, source: io::Error },
+}
+
+/// Why files cannot be written in `dir`: no space (the file system or a quota is full),
+/// or no permission.
+fn not_writable(dir: &Path, source: &io::Error) -> String {
+    if is_out_of_space(source) {
+        format!(
+            "{} has no free space ({source}): free space on its file system (or raise the quota)",
+            dir.display()
+        )
+    } else {
+        format!("{} is not writable by this user: {source}", dir.display())
+    }
+}
+
+/// The file system (or a quota) is full.
+pub fn is_out_of_space(error: &io::Error) -> bool {
+    match error.raw_os_error() {
+        #[cfg(unix)]
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => true,
+        _ => error.kind() == io::ErrorKind::StorageFull,
+    }
 }
 
 impl ProbeError {
@@ -634,8 +662,9 @@ impl ProbeError {
 }
 
 /// Whether files can be created in `dir`, without creating `dir` or leaving anything
-/// behind: a temp file is created and deleted in `dir` or, when `dir` is missing, in its
-/// nearest existing ancestor.
+/// behind: a temp file is created, written (4 KiB, synced: creating an empty file needs no
+/// free space) and deleted in `dir` or, when `dir` is missing, in its nearest existing
+/// ancestor.
 pub fn probe_dir(dir: &Path) -> Result<Writable, ProbeError> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -673,12 +702,18 @@ pub fn probe_dir(dir: &Path) -> Result<Writable, ProbeError> {
         dir: existing.to_path_buf(),
         source,
     };
-    tempfile::Builder::new()
+    let mut probe = tempfile::Builder::new()
         .prefix(".veeam-siem-probe-")
         .tempfile_in(existing)
-        .map_err(not_writable)?
-        .close()
         .map_err(not_writable)?;
+    {
+        use std::io::Write;
+        let file = probe.as_file_mut();
+        file.write_all(&[0u8; 4096])
+            .and_then(|()| file.sync_data())
+            .map_err(not_writable)?;
+    }
+    probe.close().map_err(not_writable)?;
     if existing == dir {
         Ok(Writable::Exists)
     } else {
@@ -869,6 +904,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second\n");
+    }
+
+    /// A full file system is told apart from a permission problem, with its own fix.
+    #[cfg(unix)]
+    #[test]
+    fn a_full_file_system_says_so() {
+        let full = ProbeError::NotWritable {
+            dir: PathBuf::from("/var/lib/veeam-siem"),
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let text = full.to_string();
+        assert!(
+            text.contains("/var/lib/veeam-siem has no free space")
+                && text.contains("free space on its file system")
+                && !full.needs_a_human(),
+            "{text}"
+        );
+        let denied = ProbeError::NotWritable {
+            dir: PathBuf::from("/x"),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert!(denied.to_string().contains("not writable by this user"));
+        let hint = dir_hint(&io::Error::from_raw_os_error(libc::EDQUOT), Path::new("/a"));
+        assert!(
+            hint.contains("free space on the file system of /a"),
+            "{hint}"
+        );
     }
 
     #[test]

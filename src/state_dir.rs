@@ -37,9 +37,14 @@ pub enum LockError {
         pid: String,
     },
     #[error(
-        "cannot lock state dir {} ({}): {source}; check that `[state] dir` is writable by this user",
+        "cannot lock state dir {} ({}): {source}; {}",
         dir.display(),
-        lock.display()
+        lock.display(),
+        if durable::is_out_of_space(source) {
+            "free space on its file system (or raise the quota): checkpoints are written there"
+        } else {
+            "check that `[state] dir` is writable by this user"
+        }
     )]
     Io {
         dir: PathBuf,
@@ -139,6 +144,23 @@ fn lock_dir(dir: &Path) -> Result<Option<File>, std::fs::TryLockError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_full_file_system_is_not_called_a_permission_problem() {
+        let error = |errno| LockError::Io {
+            dir: PathBuf::from("/s"),
+            lock: PathBuf::from("/s/veeam-siem.lock"),
+            source: io::Error::from_raw_os_error(errno),
+        };
+        let full = error(libc::ENOSPC).to_string();
+        assert!(
+            full.contains("free space on its file system") && !full.contains("writable"),
+            "{full}"
+        );
+        let denied = error(libc::EACCES).to_string();
+        assert!(denied.contains("is writable by this user"), "{denied}");
+    }
 
     #[test]
     fn a_second_holder_is_refused_with_the_pid_and_the_dir() {

@@ -522,9 +522,19 @@ fn syntax_message(text: &str, error: &toml::de::Error) -> String {
     let what = if line.starts_with('[') {
         line.split(']').next().map(|h| format!("{h}]"))
     } else {
+        // The key with its table (`sources.vbo.page_size`): the nearest header above it.
+        let table = before[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .and_then(|h| h.trim_start_matches('[').split(']').next())
+            .map(|t| format!("{}.", t.trim()))
+            .unwrap_or_default();
         line.split_once('=')
-            .map(|(key, _)| format!("`{}`", key.trim()))
-            .filter(|k| k.len() > 2)
+            .map(|(key, _)| key.trim())
+            .filter(|k| !k.is_empty())
+            .map(|key| format!("`{table}{key}`"))
     };
     match what {
         Some(what) => format!("{message} (line {line_number}, column {column}, at {what})"),
@@ -566,8 +576,27 @@ mod tests {
         let e = parse("[sources.v]\ntype = \"vbo\"\npassword = hunter2-secret\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 3") && e.contains("`password`"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("`sources.v.password`"),
+            "{e}"
+        );
         assert!(!e.contains("hunter2"), "{e}");
+        // A duplicate key is named with its table.
+        let e = parse("[sources.v]\ntype = \"vbo\"\n  # note [x]\npage_size = 5\npage_size = 6\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("duplicate") && e.contains("`sources.v.page_size`"),
+            "{e}"
+        );
+        let e = parse(
+            "page_size = 5
+page_size = 6
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at `page_size`"), "{e}");
     }
 
     const GOOD: &str = r#"

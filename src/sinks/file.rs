@@ -159,11 +159,10 @@ fn probe_blocking(id: &str, path: &std::path::Path) -> Result<String, SinkError>
     let dir = durable::parent_or_dot(path);
     let hint = "check that the directory exists or can be created and is writable by this user";
     let found = durable::probe_dir(dir).map_err(|e| {
-        let message = format!("sink `{id}`: {e}; {hint}");
         if e.needs_a_human() {
-            SinkError::Fatal(message)
+            SinkError::Fatal(format!("sink `{id}`: {e}; {hint}"))
         } else {
-            SinkError::Retryable(message)
+            SinkError::Retryable(format!("sink `{id}`: {e}"))
         }
     })?;
     match found {

@@ -177,6 +177,8 @@ async fn probe_bucket(id: &str, s3: &s3::S3Config) -> Result<String, String> {
 /// rotation timer.
 pub struct ArchiveSink {
     id: Arc<str>,
+    /// The archive directory (named in errors).
+    path: std::path::PathBuf,
     writer: Arc<Mutex<ArchiveWriter>>,
     uploads: Option<Uploads>,
     _ticker: AbortOnDropHandle<()>,
@@ -240,12 +242,14 @@ impl ArchiveSink {
         let uploads = Uploads::start(id, config)?;
         let ticker = tokio::spawn(rotate(
             Arc::from(id),
+            config.path.clone(),
             writer.clone(),
             config.rotate_interval,
             uploads.as_ref().map(|u| u.wake.clone()),
         ));
         Ok(ArchiveSink {
             id: Arc::from(id),
+            path: config.path.clone(),
             writer,
             uploads,
             _ticker: AbortOnDropHandle::new(ticker),
@@ -256,6 +260,7 @@ impl ArchiveSink {
 /// Seal the open segment once it is `interval` old, even when no batch comes.
 async fn rotate(
     id: Arc<str>,
+    path: std::path::PathBuf,
     writer: Arc<Mutex<ArchiveWriter>>,
     interval: Duration,
     uploads: Option<Arc<Notify>>,
@@ -302,7 +307,8 @@ async fn rotate(
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 failures = failures.saturating_add(1);
-                tracing::warn!(sink_id = %id, error = %e, failures, "archive: sealing failed; will retry")
+                let hint = durable::dir_hint(&e, &path);
+                tracing::warn!(sink_id = %id, path = %path.display(), error = %format!("{e}{hint}"), failures, "archive: sealing failed; will retry")
             }
             Err(e) => tracing::error!(sink_id = %id, error = %e, "archive: rotation task failed"),
         }
@@ -330,9 +336,11 @@ impl Sink for ArchiveSink {
             .await
             .map_err(|e| SinkError::Retryable(format!("sink `{}`: {e}", self.id)))?;
             let sealed = written.map_err(|e| {
+                let hint = durable::dir_hint(&e, &self.path);
                 SinkError::Retryable(format!(
-                    "sink `{}`: cannot write the archive segment: {e}; the batch is retried",
-                    self.id
+                    "sink `{}`: cannot write the archive segment in {}: {e}{hint}; the batch is retried",
+                    self.id,
+                    self.path.display(),
                 ))
             })?;
             if sealed && let Some(u) = &self.uploads {
