@@ -93,6 +93,7 @@ pub fn plan(
     let read_from = opts.since - SESSION_LEAD;
     for source in config.sources.values_mut() {
         source.set_start_time(read_from);
+        source.ship_in_progress();
     }
     config.sinks.retain(|_, sink| {
         sink.inputs_mut().retain(|id| chosen(id));

@@ -72,6 +72,11 @@ pub struct SimulateArgs {
     /// Add live activity at this interval (e.g. "5s").
     #[arg(long, value_parser = humantime::parse_duration)]
     pub live_interval: Option<Duration>,
+    /// Serve the newest item event of a working restore session as `Running` (no
+    /// `endTime`) until a newer event follows it or the session stops, when it gets its
+    /// final status in place (as VB365 updates an event while its item is restored).
+    #[arg(long)]
+    pub running_items: bool,
     /// Throttle /token like VB365 does (1/s, 5/min, 1500/h per client IP).
     #[arg(long)]
     pub throttle: bool,

@@ -24,6 +24,7 @@ pub async fn command(args: SimulateArgs, shutdown: CancellationToken) -> ExitCod
         drift_rate,
         latency,
         live_interval,
+        running_items,
         throttle,
         write_ca,
     } = args;
@@ -48,6 +49,7 @@ pub async fn command(args: SimulateArgs, shutdown: CancellationToken) -> ExitCod
         error_rate,
         latency,
         live_interval,
+        running_items,
         drift: DriftConfig { rate: drift_rate },
         ..SimConfig::default()
     };

@@ -95,6 +95,36 @@ pub struct RawRestoreSession {
     pub problems: Vec<Problem>,
 }
 
+impl RawRestoreSession {
+    /// A session the server no longer has, as far as its id and creation time are known:
+    /// for events of it read before it went (every other field is absent, and reported).
+    pub fn gone(id: &str, creation_time: DateTime<FixedOffset>, known: bool) -> RawRestoreSession {
+        RawRestoreSession {
+            id: id.to_string(),
+            name: None,
+            organization: None,
+            session_type: String::new(),
+            creation_time,
+            creation_time_known: known,
+            end_time: None,
+            state: String::new(),
+            result: None,
+            initiated_by: None,
+            details: None,
+            scope_name: None,
+            client_host: None,
+            reason: None,
+            etag: None,
+            problems: vec![Problem {
+                field: format!("{SESSION_RECORD}.record"),
+                detail: "the session was no longer on the server when this event of it was shipped; its other fields are unknown".to_string(),
+                assumed_utc: false,
+                time_missing: false,
+            }],
+        }
+    }
+}
+
 /// A restore session as it arrives: every field any JSON value.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -838,6 +868,13 @@ fn categorize(session_type: &str, item_type: Option<&str>, action: &str) -> (Vec
 fn is_mail(session_type: &str) -> bool {
     let t = session_type.trim();
     t.eq_ignore_ascii_case("Vex") || t.eq_ignore_ascii_case("Exchange")
+}
+
+/// Whether an event's status says its item is still in progress (`Running`; also
+/// `InProgress`), so VB365 will complete the event in place later.
+pub fn in_progress(status: &str) -> bool {
+    let status = status.trim();
+    status.eq_ignore_ascii_case("Running") || status.eq_ignore_ascii_case("InProgress")
 }
 
 /// `event.outcome` from the event status (case-insensitive).

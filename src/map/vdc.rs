@@ -377,6 +377,16 @@ fn report_no_time(f: &mut Fields) {
     );
 }
 
+/// Whether a log entry's title says its step is still in progress (`[Running] …`; also
+/// `InProgress`): Veeam completes such an entry in place later.
+pub fn in_progress(entry: &RawLogEntry) -> bool {
+    entry.title.as_deref().is_some_and(|t| {
+        parse_title(t).status.is_some_and(|s| {
+            s.eq_ignore_ascii_case("Running") || s.eq_ignore_ascii_case("InProgress")
+        })
+    })
+}
+
 /// Whether the event shipped for this log entry reports odd values (of the job, the
 /// session or the entry): the source then keeps the raw record and counts it.
 pub fn is_degraded(job: &RawJob, session: &RawJobSession, entry: &RawLogEntry) -> bool {

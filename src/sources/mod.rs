@@ -45,6 +45,9 @@ pub trait SourceSettings: std::fmt::Debug + Send + Sync {
     fn read_secret_files(&mut self, key: &str) -> Result<(), ConfigError>;
     /// Where a first run starts reading (backfill sets it).
     fn set_start_time(&mut self, at: DateTime<Utc>);
+    /// Ship records still in progress as they are read instead of holding them back for
+    /// their final state (backfill: its state does not outlive the run).
+    fn ship_in_progress(&mut self) {}
     /// The runnable source `id`, resuming from `stored` state (`None`: first run).
     fn build(
         &self,

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use veeam_siem_simulator::SimConfig;
+use veeam_siem_simulator::{SimConfig, Vanish};
 
 use crate::support::config::Table;
 use crate::support::event_schema;
@@ -459,4 +459,117 @@ async fn corrupt_checkpoint_is_a_clear_error() {
         env.events().is_empty(),
         "nothing shipped from a guessed position"
     );
+}
+
+/// VB365 completes an event in place: read while `Running` (its item still being
+/// restored), it later has its final status, `endTime` and `duration`. Asserts over
+/// `--once` runs with live activity in between: no event ships as `Running` while its
+/// session goes on; each ships once, with the status it ended with; what is `Running`
+/// now waits in the checkpoint; a backfill ships what is in progress as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_in_progress_ship_once_with_their_final_status() {
+    let env = Env::start(SimConfig {
+        seed: 31,
+        sessions: 9,
+        events_per_session: 6,
+        running_items: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = env.write_config("v8", "page_size = 4");
+    let cfg = cfg.display().to_string();
+    for round in 0..6 {
+        if round > 0 {
+            env.sim.tick();
+            env.sim.tick();
+        }
+        let out = run_bin_async(s(&["run", "--config", &cfg, "--once"]), vec![]).await;
+        assert!(out.status.success(), "round {round}: {}", text(&out));
+        let events = env.events();
+        let running: HashSet<String> = env.sim.running_event_ids().into_iter().collect();
+        assert!(
+            !running.is_empty() || round > 0,
+            "the knob serves running events"
+        );
+        let expected: HashSet<String> = env
+            .sim
+            .event_ids()
+            .into_iter()
+            .filter(|id| !running.contains(id))
+            .collect();
+        let counts = id_counts(&events);
+        assert_eq!(
+            counts.keys().cloned().collect::<HashSet<_>>(),
+            expected,
+            "round {round}: everything but what is running now"
+        );
+        assert!(counts.values().all(|&c| c == 1), "round {round}: once each");
+        let statuses: std::collections::HashMap<String, &str> =
+            env.sim.event_statuses().into_iter().collect();
+        for e in &events {
+            let id = e["event"]["id"].as_str().unwrap();
+            let shipped = e["veeam"]["restore_event"]["status"].as_str().unwrap_or("");
+            assert_eq!(
+                shipped, statuses[id],
+                "round {round}: {id} ships its final status"
+            );
+            assert!(
+                e["event"]["end"].is_string(),
+                "round {round}: {id} has its end"
+            );
+        }
+    }
+    // What is running now is held in the checkpoint, not lost.
+    let running = env.sim.running_event_ids();
+    let state = std::fs::read_to_string(env.state_dir().join("vbo_test.checkpoint.json"))
+        .expect("checkpoint");
+    for id in &running {
+        assert!(
+            state.contains(id.as_str()),
+            "{id} is held in the checkpoint"
+        );
+    }
+    // A session deleted while an event of it is in progress: that event ships, as last
+    // read, and says its session's fields are unknown.
+    let gone = env
+        .sim
+        .working_session_ids()
+        .into_iter()
+        .find(|sid| {
+            env.sim
+                .session_event_ids(sid)
+                .last()
+                .is_some_and(|e| running.contains(e))
+        })
+        .expect("a working session with an event in progress");
+    let gone_event = env.sim.session_event_ids(&gone).last().cloned().unwrap();
+    env.sim.hide_session(&gone, Some(Vanish::Deleted));
+    let out = run_bin_async(s(&["run", "--config", &cfg, "--once"]), vec![]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let shipped: Vec<_> = env
+        .events()
+        .into_iter()
+        .filter(|e| e["event"]["id"] == gone_event.as_str())
+        .collect();
+    assert_eq!(shipped.len(), 1, "{gone_event} ships once");
+    assert_eq!(shipped[0]["veeam"]["restore_event"]["status"], "Running");
+    assert!(
+        shipped[0]["veeam"]["degraded_fields"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "restoreSession.record")),
+        "{}",
+        shipped[0]
+    );
+    // A backfill (its state is thrown away) ships events in progress as they are.
+    let since = "2000-01-01T00:00:00Z";
+    let out = run_bin_async(s(&["backfill", "--config", &cfg, "--since", since]), vec![]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let events = env.events();
+    for id in running.iter().filter(|id| **id != gone_event) {
+        assert!(
+            events.iter().any(|e| e["event"]["id"] == id.as_str()
+                && e["veeam"]["restore_event"]["status"] == "Running"),
+            "the backfill shipped {id} as Running"
+        );
+    }
 }

@@ -161,6 +161,9 @@ pub(crate) struct Event {
     pub(crate) message: String,
     /// `None` for the start/stop markers.
     pub(crate) item: Option<Item>,
+    /// Still in progress: served as `Running`, without `endTime` (`status` is what it
+    /// will end as).
+    pub(crate) running: bool,
 }
 
 impl Event {
@@ -200,6 +203,8 @@ pub(crate) struct Dataset {
     sessions: Vec<Session>,
     by_id: HashMap<Uuid, usize>,
     ticks: u64,
+    /// See `SimConfig::running_items`.
+    running_items: bool,
 }
 
 impl Dataset {
@@ -216,6 +221,7 @@ impl Dataset {
             sessions: Vec::with_capacity(count),
             by_id: HashMap::new(),
             ticks: 0,
+            running_items: false,
         };
         let working_from = count - (count / 3).min(2);
         for index in 0..count {
@@ -230,6 +236,12 @@ impl Dataset {
             data.push(session);
         }
         data
+    }
+
+    /// See `SimConfig::running_items`.
+    pub(crate) fn with_running_items(mut self, on: bool) -> Dataset {
+        self.running_items = on;
+        self
     }
 
     fn push(&mut self, session: Session) {
@@ -316,6 +328,7 @@ impl Dataset {
             title,
             message,
             item: Some(item),
+            running: self.running_items && session.is_working() && order + 1 == session.events,
         })
     }
 
@@ -374,6 +387,7 @@ fn marker(id: Uuid, order: u32, at: DateTime<Utc>, title: &str) -> Event {
         title: title.to_string(),
         message: title.to_string(),
         item: None,
+        running: false,
     }
 }
 

@@ -96,6 +96,10 @@ pub struct SimConfig {
     pub latency: Duration,
     /// When set, a background task calls `tick()` at this interval.
     pub live_interval: Option<Duration>,
+    /// VB365: the newest item event of a working session is served as `Running` (no
+    /// `endTime`) until a newer event follows it or the session stops; it then gets its
+    /// final status in place, with the same id and `order`.
+    pub running_items: bool,
     /// VDC: the API key accepted in `x-api-key` or `Authorization: Bearer`.
     pub vdc_api_key: String,
     /// VDC: number of backup jobs.
@@ -137,6 +141,7 @@ impl Default for SimConfig {
             error_rate: 0.0,
             latency: Duration::ZERO,
             live_interval: None,
+            running_items: false,
             vdc_api_key: "sim-vdc-key".to_string(),
             vdc_jobs: 3,
             vdc_sessions_per_job: 4,
@@ -389,6 +394,29 @@ impl SimHandle {
             .iter()
             .filter(|s| s.is_working())
             .map(|s| s.profile.id.to_string())
+            .collect()
+    }
+
+    /// Ids of the events served as `Running` now, with their final status (see
+    /// [`SimConfig::running_items`]; empty when it is off).
+    pub fn running_event_ids(&self) -> Vec<String> {
+        let data = self.shared.data();
+        data.sessions()
+            .iter()
+            .filter_map(|s| data.event(s, s.events.checked_sub(1)?))
+            .filter(|e| e.running)
+            .map(|e| e.id.to_string())
+            .collect()
+    }
+
+    /// (event id, status) of every event; one served as `Running` now comes with the
+    /// status it will end with.
+    pub fn event_statuses(&self) -> Vec<(String, &'static str)> {
+        let data = self.shared.data();
+        data.sessions()
+            .iter()
+            .flat_map(|s| (0..s.events).filter_map(|o| data.event(s, o)))
+            .map(|e| (e.id.to_string(), e.status.as_str()))
             .collect()
     }
 

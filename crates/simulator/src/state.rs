@@ -33,12 +33,10 @@ impl Shared {
         let started = started.trunc_subsecs(0);
         Shared {
             installation_id: Rng::keyed(cfg.seed, Tag::Installation, &[]).uuid(),
-            data: RwLock::new(Dataset::new(
-                cfg.seed,
-                cfg.sessions,
-                cfg.events_per_session,
-                started,
-            )),
+            data: RwLock::new(
+                Dataset::new(cfg.seed, cfg.sessions, cfg.events_per_session, started)
+                    .with_running_items(cfg.running_items),
+            ),
             vdc: RwLock::new(VdcData::new(
                 cfg.seed,
                 cfg.vdc_jobs,

@@ -217,7 +217,25 @@ pub(crate) fn event(version: Version, s: &Session, e: Event) -> RestoreSessionEv
     let mut links = Links::new();
     links.insert("self", link(format!("{session_href}/events/{}", e.id)));
     links.insert("restoreSession", link(session_href));
-    let duration = timespan(e.duration());
+    let duration = if e.running {
+        timespan(TimeDelta::zero())
+    } else {
+        timespan(e.duration())
+    };
+    let (status, end_time) = if e.running {
+        ("Running", None)
+    } else {
+        (e.status.as_str(), Some(timestamp(e.end)))
+    };
+    let (title, message) = if e.running {
+        let name = e.item.as_ref().map_or("", |i| i.name.as_str());
+        (
+            "Item restore is in progress.".to_string(),
+            format!("Processing item {name}"),
+        )
+    } else {
+        (e.title, e.message)
+    };
     let item = e.item;
     let v8 = match &item {
         Some(item) if version.is_v8() => Some(V8EventIds {
@@ -248,12 +266,12 @@ pub(crate) fn event(version: Version, s: &Session, e: Event) -> RestoreSessionEv
         target,
         id: e.id,
         kind: e.kind.as_str(),
-        status: e.status.as_str(),
+        status,
         start_time: timestamp(e.start),
-        end_time: Some(timestamp(e.end)),
+        end_time,
         duration,
-        title: e.title,
-        message: e.message,
+        title,
+        message,
         order: e.order,
         v8,
         links,

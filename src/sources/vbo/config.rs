@@ -71,6 +71,10 @@ pub struct VboSourceConfig {
     /// read again from the new horizon for the rest.
     #[serde(default = "default_max_held_sessions")]
     pub max_held_sessions: usize,
+    /// Not a config key: set by `backfill`, whose state is thrown away when it completes,
+    /// so events still in progress are shipped as read instead of held back.
+    #[serde(skip)]
+    pub ship_in_progress: bool,
 }
 
 fn default_api_version() -> ApiVersion {

@@ -36,6 +36,15 @@
 //!    older than `horizon - lookback` are pruned (the next listing can't return them), which
 //!    keeps the state, written with every batch, to the lookback window.
 //!
+//! An event read while its status is `Running` (its item is still being restored) is not
+//! shipped then: VB365 completes an event in place, with its final status, `endTime` and
+//! `duration`, so shipping it at once would leave the SIEM with "outcome unknown" for
+//! good. It is held in the cursor ([`HeldEvent`], raw JSON) and read again by id
+//! (`…/Events/{id}`) at every later read of its session; it ships once, when it has a
+//! final status, when the server no longer has it (as last read), or on the session's
+//! last read (as it is). At most [`MAX_HELD_PER_SESSION`] per session and [`MAX_HELD`]
+//! per source are held (they travel with every checkpoint); more ship as read.
+//!
 //! Duplicates are avoided by the per-session cursor, not by time bounds, so it doesn't
 //! matter whether the server's `startTimeFrom` is inclusive or not. A bad record is logged
 //! with its session id and skipped; the rest of its page still flows. A page that is not a
@@ -116,6 +125,22 @@ fn decode_events(
 /// sessions, so this only stops a server that never stops listing new ones).
 const MAX_LISTING_PASSES: usize = 10_000;
 
+/// Events held back while `Running`, per session and per source (see the module docs).
+const MAX_HELD_PER_SESSION: usize = 64;
+const MAX_HELD: usize = 256;
+
+/// An event read while still `Running`, waiting for its final status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldEvent {
+    pub id: String,
+    /// The event's JSON as last read.
+    pub raw: String,
+    /// Its place in the listing, for an event without a usable `order`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+}
+
 /// The checkpointed state of a VB365 source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +194,9 @@ pub struct SessionCursor {
     /// every cycle and events below `next_order` are the ones shipped already.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub newest_first: bool,
+    /// Events read while `Running`, not shipped yet (see the module docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldEvent>,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -219,6 +247,8 @@ pub struct VboPoller {
     lookback: chrono::Duration,
     poll_interval: Duration,
     keep_original: bool,
+    /// Hold events in progress back for their final status (not in a backfill).
+    hold_in_progress: bool,
     /// v6/v7: sessions one listing pass holds to ship oldest first.
     max_held: usize,
     state: VboState,
@@ -275,6 +305,7 @@ impl VboPoller {
             lookback: to_chrono(s.lookback),
             poll_interval: s.poll_interval,
             keep_original: s.keep_original,
+            hold_in_progress: !s.ship_in_progress,
             max_held: s.max_held_sessions,
             state,
             problems: 0,
@@ -379,7 +410,8 @@ impl VboPoller {
                 },
                 Err(SourceError::Http { error, .. }) if error.status() == Some(404) => {
                     tracing::warn!(source_id = %self.id, session_id, "open restore session no longer exists on the server; forgetting it");
-                    self.state.sessions.remove(&session_id);
+                    self.forget_session(&session_id, None, emitter, fetched_at)
+                        .await?;
                 }
                 Err(SourceError::Http { error, .. }) => {
                     self.problems += 1;
@@ -776,10 +808,39 @@ impl VboPoller {
                 placed: !session.creation_time_known,
                 seen_working: false,
                 newest_first: false,
+                held: Vec::new(),
             });
         if cursor.done {
             return Ok(None);
         }
+        // Whether this is the session's last read (it is done after it): then nothing is
+        // held back any longer.
+        let last_read = !session.is_working() && {
+            let recent = cursor.seen_working
+                || session
+                    .end_time
+                    .is_some_and(|end| fetched_at.signed_duration_since(end) < SETTLE);
+            let since = cursor.stopped_since.unwrap_or(fetched_at);
+            !recent
+                || (cursor.stopped_reads.saturating_add(1) >= 2
+                    && fetched_at.signed_duration_since(since) >= STOPPED_GRACE)
+        };
+        let released = if cursor.held.is_empty() {
+            HashSet::new()
+        } else {
+            self.recheck_held(&session, emitter, fetched_at, last_read)
+                .await?
+        };
+        let held_elsewhere: usize = self
+            .state
+            .sessions
+            .iter()
+            .filter(|(id, _)| **id != sid)
+            .map(|(_, c)| c.held.len())
+            .sum();
+        let Some(cursor) = self.state.sessions.get(&sid) else {
+            return Ok(None);
+        };
         let mut next_order = cursor.next_order;
         // A checkpoint from before `next_offset` resumes at `offset = next_order` (what it
         // assumed) and skips events below that order once, as it did. A newest-first
@@ -815,7 +876,8 @@ impl VboPoller {
                 Ok(page) => page,
                 Err(SourceError::Http { error, .. }) if error.status() == Some(404) => {
                     tracing::warn!(source_id = %self.id, session_id = %sid, "restore session disappeared while reading its events; forgetting it");
-                    self.state.sessions.remove(&sid);
+                    self.forget_session(&sid, Some(session.clone()), emitter, fetched_at)
+                        .await?;
                     return Ok(None);
                 }
                 Err(SourceError::Http { error, .. }) => {
@@ -929,11 +991,44 @@ impl VboPoller {
             if events.iter().all(|(e, _)| e.order.is_some()) {
                 events.sort_by_key(|(e, _)| e.order);
             }
+            // Shipped this cycle from the held ones, or held already (read again by id).
+            let mut newly_held = Vec::new();
+            if let Some(c) = self.state.sessions.get(&sid) {
+                let mut room = MAX_HELD_PER_SESSION
+                    .saturating_sub(c.held.len())
+                    .min(MAX_HELD.saturating_sub(held_elsewhere + c.held.len()));
+                events.retain(|(e, raw)| {
+                    if released.contains(&e.id) || c.held.iter().any(|h| h.id == e.id) {
+                        return false;
+                    }
+                    if last_read
+                        || !self.hold_in_progress
+                        || !crate::map::vbo::in_progress(&e.status)
+                    {
+                        return true;
+                    }
+                    if room == 0 {
+                        tracing::debug!(source_id = %self.id, session_id = %sid, event_id = %e.id, "too many events in progress are held already; shipping this one as it is");
+                        return true;
+                    }
+                    room -= 1;
+                    newly_held.push(HeldEvent {
+                        id: e.id.clone(),
+                        raw: raw.get().to_string(),
+                        position: e.position,
+                    });
+                    false
+                });
+            }
+            if !newly_held.is_empty() {
+                tracing::debug!(source_id = %self.id, session_id = %sid, held = newly_held.len(), "events in progress held back until they have their final status");
+            }
             if let Some(max) = events.iter().filter_map(|(e, _)| e.order).max() {
                 next_order = next_order.max(max.saturating_add(1));
             }
             if let Some(c) = self.state.sessions.get_mut(&sid) {
                 c.next_order = next_order;
+                c.held.extend(newly_held);
                 if !only_repeated {
                     c.next_offset = Some(page_end);
                 }
@@ -944,18 +1039,7 @@ impl VboPoller {
             if !events.is_empty() {
                 let records = events
                     .into_iter()
-                    .map(|(event, raw)| {
-                        // Odd values: keep the raw record as evidence, and count it.
-                        let degraded = crate::map::vbo::is_degraded(&session, &event);
-                        if degraded {
-                            crate::metrics::global().record_degraded(&self.id);
-                        }
-                        Record::VboEvent {
-                            session: session.clone(),
-                            event,
-                            original: (self.keep_original || degraded).then(|| raw.get().into()),
-                        }
-                    })
+                    .map(|(event, raw)| self.event_record(&session, event, raw.get()))
                     .collect();
                 emitter
                     .emit(SourceBatch {
@@ -987,18 +1071,185 @@ impl VboPoller {
                 // stopped recently: the server may show the last event ("session
                 // stopped") only after the state change, so it is read once more in the
                 // next cycle.
-                let recent = c.seen_working
-                    || session
-                        .end_time
-                        .is_some_and(|end| fetched_at.signed_duration_since(end) < SETTLE);
+                // (`last_read`, worked out before the read, says which.)
                 c.stopped_reads = c.stopped_reads.saturating_add(1);
-                let since = *c.stopped_since.get_or_insert(fetched_at);
-                c.done = !recent
-                    || (c.stopped_reads >= 2
-                        && fetched_at.signed_duration_since(since) >= STOPPED_GRACE);
+                c.stopped_since.get_or_insert(fetched_at);
+                // Not done while an event is still held (its read failed): the next cycle
+                // reads it again.
+                c.done = last_read && c.held.is_empty();
             }
         }
         Ok(handoff)
+    }
+
+    /// The record of one event; odd values keep the raw record as evidence, and count.
+    fn event_record(
+        &self,
+        session: &Arc<RawRestoreSession>,
+        event: RawRestoreEvent,
+        raw: &str,
+    ) -> Record {
+        let degraded = crate::map::vbo::is_degraded(session, &event);
+        if degraded {
+            crate::metrics::global().record_degraded(&self.id);
+        }
+        Record::VboEvent {
+            session: session.clone(),
+            event,
+            original: (self.keep_original || degraded).then(|| raw.into()),
+        }
+    }
+
+    /// Forget a session the server no longer has. Its events held while in progress ship
+    /// first, as last read: with `session` when we have it, else with what the cursor
+    /// knows (its id and creation time; the rest went with it, and the events say so).
+    async fn forget_session(
+        &mut self,
+        sid: &str,
+        session: Option<Arc<RawRestoreSession>>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        let Some(cursor) = self.state.sessions.remove(sid) else {
+            return Ok(());
+        };
+        if cursor.held.is_empty() {
+            return Ok(());
+        }
+        let session = session.unwrap_or_else(|| {
+            Arc::new(RawRestoreSession::gone(
+                sid,
+                cursor.creation_time.fixed_offset(),
+                !cursor.placed,
+            ))
+        });
+        let records: Vec<Record> = cursor
+            .held
+            .iter()
+            .filter_map(|h| match crate::map::vbo::decode_event(&h.raw) {
+                Ok(mut event) => {
+                    if event.order.is_none() {
+                        event.position = h.position;
+                    }
+                    Some(self.event_record(&session, event, &h.raw))
+                }
+                Err(error) => {
+                    tracing::warn!(source_id = %self.id, session_id = sid, event_id = %h.id, %error, "skipping a held restore event that no longer decodes");
+                    crate::metrics::global().record_skipped(&self.id);
+                    None
+                }
+            })
+            .collect();
+        tracing::warn!(source_id = %self.id, session_id = sid, events = records.len(), "shipping the forgotten session's events that were still in progress, as last read");
+        emitter
+            .emit(SourceBatch {
+                records,
+                checkpoint: Some(self.snapshot()),
+                fetched_at,
+            })
+            .await
+    }
+
+    /// Read every held event of `session` again by id and ship those that have their
+    /// final status (all of them on the session's `last_read`) and those the server no
+    /// longer has (as last read), in one batch. Returns their ids.
+    async fn recheck_held(
+        &mut self,
+        session: &Arc<RawRestoreSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+        last_read: bool,
+    ) -> Result<HashSet<String>, SourceError> {
+        let sid = session.id.clone();
+        let held = match self.state.sessions.get(&sid) {
+            Some(c) => c.held.clone(),
+            None => return Ok(HashSet::new()),
+        };
+        let mut keep = Vec::new();
+        let mut ship = Vec::new();
+        for h in held {
+            let path = format!("{}/{}", events_path(&sid), http::path_segment(&h.id));
+            let fresh = match self.get(&path, &[]).await {
+                Ok((_, body)) => Some(
+                    String::from_utf8_lossy(crate::sources::page::without_bom(&body))
+                        .trim()
+                        .to_string(),
+                ),
+                Err(SourceError::Http { error, .. })
+                    if matches!(error.status(), Some(404 | 410)) =>
+                {
+                    tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, "a restore event in progress is no longer on the server; shipping it as last read");
+                    None
+                }
+                Err(SourceError::Http { error, .. }) => {
+                    self.problems += 1;
+                    tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, error = %error, "cannot read a restore event in progress again; will retry next cycle");
+                    keep.push(h);
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let gone = fresh.is_none();
+            let read = fresh
+                .and_then(|raw| {
+                    match crate::map::vbo::decode_event(&raw) {
+                        Ok(e) if e.id == h.id => Some((e, raw)),
+                        Ok(e) => {
+                            tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, answered = %e.id, "reading a restore event by id answered another event; keeping it as last read");
+                            None
+                        }
+                        Err(error) => {
+                            tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, %error, "a restore event in progress read again is unusable; keeping it as last read");
+                            None
+                        }
+                    }
+                });
+            let fresh = read.is_some();
+            let (mut event, raw) = match read {
+                Some(read) => read,
+                None => match crate::map::vbo::decode_event(&h.raw) {
+                    Ok(e) => (e, h.raw.clone()),
+                    Err(error) => {
+                        // Read and decoded before; only a change of our own decoding
+                        // could get here.
+                        tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, %error, "skipping a held restore event that no longer decodes");
+                        crate::metrics::global().record_skipped(&self.id);
+                        continue;
+                    }
+                },
+            };
+            if event.order.is_none() {
+                event.position = h.position;
+            }
+            if !last_read && !gone && (!fresh || crate::map::vbo::in_progress(&event.status)) {
+                keep.push(HeldEvent { raw, ..h });
+                continue;
+            }
+            ship.push((event, raw));
+        }
+        let released: HashSet<String> = ship.iter().map(|(e, _)| e.id.clone()).collect();
+        if let Some(c) = self.state.sessions.get_mut(&sid) {
+            c.held = keep;
+            if let Some(max) = ship.iter().filter_map(|(e, _)| e.order).max() {
+                c.next_order = c.next_order.max(max.saturating_add(1));
+            }
+        }
+        if ship.is_empty() {
+            return Ok(released);
+        }
+        tracing::debug!(source_id = %self.id, session_id = %sid, shipped = ship.len(), "held restore events shipped with their final status");
+        let records = ship
+            .into_iter()
+            .map(|(event, raw)| self.event_record(session, event, &raw))
+            .collect();
+        emitter
+            .emit(SourceBatch {
+                records,
+                checkpoint: Some(self.snapshot()),
+                fetched_at,
+            })
+            .await?;
+        Ok(released)
     }
 
     /// `check`: log in, read the newest restore session and a few of its events.
@@ -1280,6 +1531,11 @@ mod tests {
                 placed: true,
                 seen_working: true,
                 newest_first: true,
+                held: vec![HeldEvent {
+                    id: "e2".into(),
+                    raw: r#"{"id":"e2","status":"Running"}"#.into(),
+                    position: Some(2),
+                }],
             },
         );
         let v = serde_json::to_value(&st).unwrap();

@@ -60,6 +60,9 @@ pub struct VdcSourceConfig {
     /// Keep the raw record in `event.original`.
     #[serde(default)]
     pub keep_original: bool,
+    /// Not a config key: set by `backfill` (see the VB365 source's).
+    #[serde(skip)]
+    pub ship_in_progress: bool,
 }
 
 fn default_header() -> String {

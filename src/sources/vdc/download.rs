@@ -190,6 +190,11 @@ impl DownloadReader {
         self.encoding
     }
 
+    /// The body is read as text lines (not JSON), as far as read.
+    pub fn is_text(&self) -> bool {
+        self.format == Some(Format::Text)
+    }
+
     /// The next entry, `None` at the end of the body. An `Err` is a broken stream (transport,
     /// bad gzip): entries already returned stay valid.
     pub async fn next(&mut self) -> io::Result<Option<DownloadItem>> {

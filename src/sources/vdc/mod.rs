@@ -45,6 +45,10 @@ impl SourceSettings for VdcSourceConfig {
         self.start_time = Some(at);
     }
 
+    fn ship_in_progress(&mut self) {
+        self.ship_in_progress = true;
+    }
+
     fn build(
         &self,
         id: &str,

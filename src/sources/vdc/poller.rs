@@ -20,6 +20,14 @@
 //!    newest done one); done sessions older than `floor - lookback` and sessions the server
 //!    no longer lists are forgotten. The state stays a handful of entries per job.
 //!
+//! An entry whose title says `[Running]` while its session runs is not shipped then: Veeam
+//! completes a job log entry in place (`[Running] Processing mailbox: x` becomes
+//! `[Warning] Processing mailbox: x`), and shipping it at once would keep the SIEM's copy
+//! at "unknown" for good. Its position is held in the cursor ([`SessionCursor::held`]) and,
+//! as the log is read whole every cycle, it ships once it has its final status, or as it
+//! is once the session has ended (as last read when the log is gone by then). Lists
+//! recognised by id (see below) ship as read.
+//!
 //! Log entries are identified by their position in the session log (oldest first), so
 //! de-duplication is by cursor, not by time or id: this assumes a session log only grows at
 //! its end, which is how job logs work. A `/logs` list's order is told by its entries'
@@ -51,6 +59,9 @@ pub const BATCH: usize = 500;
 /// Most ids a session cursor holds while its `/logs` order is unknown (see
 /// [`SessionCursor::shipped_ids`]); a longer log of that kind falls back to positions.
 pub const MAX_SHIPPED_IDS: usize = 1000;
+/// Entries a session cursor holds back while in progress (see [`SessionCursor::held`]);
+/// more ship as read.
+pub const MAX_HELD_ENTRIES: usize = 64;
 /// Default horizon of the first run.
 const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
 /// What a download request accepts: our assumed text format first, JSON too.
@@ -106,6 +117,32 @@ pub struct SessionCursor {
     /// Cycles in a row whose request for this session's log answered 404 or 410.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub missing: u32,
+    /// Entries read while in progress (`[Running] …`) as the session ran, not shipped yet
+    /// (see the module docs), with their text as last read. At most [`MAX_HELD_ENTRIES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldEntry>,
+}
+
+/// A log entry held back while in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldEntry {
+    /// Its position in the session log.
+    pub position: u64,
+    /// As last read: a download line (`text`) or the entry's JSON.
+    pub raw: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub text: bool,
+}
+
+/// What becomes of one log entry as it is read (see [`VdcPoller::hold_or_ship`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Shipped before.
+    Skip,
+    Ship,
+    /// In progress: held (again).
+    Held,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -202,6 +239,8 @@ pub struct VdcPoller {
     poll_interval: Duration,
     lookback: chrono::Duration,
     keep_original: bool,
+    /// Hold entries in progress back for their final status (not in a backfill).
+    hold_in_progress: bool,
     max_retries: u32,
     state: VdcState,
     /// Failed requests in the current cycle.
@@ -257,6 +296,7 @@ impl VdcPoller {
             poll_interval: s.poll_interval,
             lookback: to_chrono(s.lookback),
             keep_original: s.keep_original,
+            hold_in_progress: !s.ship_in_progress,
             max_retries: s.max_retries,
             state,
             problems: 0,
@@ -440,6 +480,7 @@ impl VdcPoller {
                     order: None,
                     shipped_ids: Vec::new(),
                     missing: 0,
+                    held: Vec::new(),
                 });
         }
         let missing_before = self.missing_of(&job.id, &session.id);
@@ -460,14 +501,94 @@ impl VdcPoller {
                 c.missing = 0;
             }
         }
-        if complete
-            && !running
-            && let Some(c) = self.session_cursor(&job.id, &session.id)
-        {
-            c.done = true;
-            c.shipped_ids = Vec::new();
+        if complete && !running {
+            self.ship_stored_held(job, &session, emitter, fetched_at)
+                .await?;
+            if let Some(c) = self.session_cursor(&job.id, &session.id) {
+                c.done = true;
+                c.shipped_ids = Vec::new();
+            }
         }
         Ok(())
+    }
+
+    /// Whether the entry at `position` is skipped (shipped before), shipped, or held
+    /// while in progress; keeps [`SessionCursor::held`] up to date. `hold`: the session
+    /// runs and its entries are read by position.
+    #[allow(clippy::too_many_arguments)]
+    fn hold_or_ship(
+        &mut self,
+        job: &RawJob,
+        session: &RawJobSession,
+        position: u64,
+        from: u64,
+        entry: &Result<RawLogEntry, String>,
+        raw: &str,
+        text: bool,
+        hold: bool,
+    ) -> Fate {
+        let source_id = self.id.clone();
+        let Some(c) = self.session_cursor(&job.id, &session.id) else {
+            return if position < from {
+                Fate::Skip
+            } else {
+                Fate::Ship
+            };
+        };
+        let running = hold && entry.as_ref().is_ok_and(crate::map::vdc::in_progress);
+        match c.held.iter().position(|h| h.position == position) {
+            Some(at) if running => {
+                c.held[at].raw = raw.to_string();
+                c.held[at].text = text;
+                Fate::Held
+            }
+            Some(at) => {
+                c.held.remove(at);
+                Fate::Ship
+            }
+            None if position < from => Fate::Skip,
+            None if running && c.held.len() < MAX_HELD_ENTRIES => {
+                c.held.push(HeldEntry {
+                    position,
+                    raw: raw.to_string(),
+                    text,
+                });
+                tracing::debug!(source_id = %source_id, job_id = %job.id, session_id = %session.id, position, "log entry in progress held back until it has its final status");
+                Fate::Held
+            }
+            None => Fate::Ship,
+        }
+    }
+
+    /// Ship, as last read, the entries still held when the session is done (its log was
+    /// passed over as gone, or no longer reached their positions).
+    async fn ship_stored_held(
+        &mut self,
+        job: &Arc<RawJob>,
+        session: &Arc<RawJobSession>,
+        emitter: &Emitter,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        let held = match self.session_cursor(&job.id, &session.id) {
+            Some(c) if !c.held.is_empty() => std::mem::take(&mut c.held),
+            _ => return Ok(()),
+        };
+        tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, entries = held.len(), "the session ended without its log showing these entries again; shipping them as last read");
+        let mut out = Progress::new(self.next_of(&job.id, &session.id));
+        for h in held {
+            let entry = if h.text {
+                Ok(crate::map::vdc::decode_text_line(&h.raw))
+            } else {
+                crate::map::vdc::decode_log_entry(&h.raw).map_err(|e| e.to_string())
+            };
+            let degraded = entry
+                .as_ref()
+                .is_ok_and(|e| crate::map::vdc::is_degraded(job, session, e));
+            let original = (self.keep_original || degraded).then(|| h.raw.as_str().into());
+            self.collect(&mut out, job, session, h.position, entry, original);
+        }
+        self.flush(&mut out, job, session, emitter, fetched_at)
+            .await
     }
 
     fn missing_of(&self, job_id: &str, session_id: &str) -> u32 {
@@ -633,6 +754,7 @@ impl VdcPoller {
             HashSet::new()
         };
         let mut out = Progress::new(self.next_of(&job.id, &session.id));
+        let hold = self.hold_in_progress && session.is_running() && !by_id;
         // Where new and already shipped entries sit in a list read by id: where a list grows
         // tells its order when its times can't.
         let mut growth = Growth::default();
@@ -653,7 +775,17 @@ impl VdcPoller {
                 }
             } else {
                 let position = position as u64;
-                if position < out.from {
+                let fate = self.hold_or_ship(
+                    job,
+                    session,
+                    position,
+                    out.from,
+                    &entry,
+                    raw.get(),
+                    false,
+                    hold,
+                );
+                if fate != Fate::Ship {
                     continue;
                 }
                 position
@@ -779,6 +911,7 @@ impl VdcPoller {
         let mut out = Progress::new(self.next_of(&job.id, &session.id));
         let mut index = 0u64;
         let running = session.is_running();
+        let hold = running && self.hold_in_progress;
         while let Some(item) = reader.next().await.map_err(body_error)? {
             if item.unterminated && running {
                 // A running session's log may be caught mid-write: what the body ended
@@ -788,7 +921,17 @@ impl VdcPoller {
             }
             let position = index;
             index += 1;
-            if position < out.from {
+            let fate = self.hold_or_ship(
+                job,
+                session,
+                position,
+                out.from,
+                &item.entry,
+                &item.raw,
+                reader.is_text(),
+                hold,
+            );
+            if fate != Fate::Ship {
                 continue;
             }
             let degraded = item
@@ -1059,6 +1202,7 @@ mod tests {
             order: None,
             shipped_ids: Vec::new(),
             missing: 0,
+            held: Vec::new(),
         }
     }
 
@@ -1547,6 +1691,75 @@ mod tests {
                     "[Success] Processing mailbox: u3@contoso.com".to_string()
                 )]
             ]
+        );
+    }
+
+    /// Veeam completes a log entry in place (`[Running] …` → `[Warning] …`): it ships once,
+    /// with its final status, and the entries after it are not held up. Both log modes.
+    #[tokio::test]
+    async fn an_entry_in_progress_ships_once_with_its_final_status() {
+        fn titles(phase: usize) -> Vec<&'static str> {
+            let mut t = vec![
+                "[Success] Job started",
+                if phase < 2 {
+                    "[Running] Processing mailbox: a@contoso.com"
+                } else {
+                    "[Warning] Processing mailbox: a@contoso.com"
+                },
+                "[Success] Processing mailbox: b@contoso.com",
+            ];
+            if phase >= 1 {
+                t.push(if phase < 2 {
+                    "[Running] Processing mailbox: c@contoso.com"
+                } else {
+                    "[Success] Processing mailbox: c@contoso.com"
+                });
+            }
+            if phase >= 2 {
+                t.push("[Success] Job finished");
+            }
+            t
+        }
+        fn text(phase: usize) -> serde_json::Value {
+            let body: String = titles(phase)
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("2025-03-03T02:00:0{i}Z\t\t{t}\n"))
+                .collect();
+            serde_json::Value::String(body)
+        }
+        fn json(phase: usize) -> serde_json::Value {
+            titles(phase)
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    serde_json::json!({"title": t, "creationTime": format!("2025-03-03T02:00:0{i}Z")})
+                })
+                .collect()
+        }
+        let want = [
+            vec![
+                (0, "[Success] Job started".to_string()),
+                (2, "[Success] Processing mailbox: b@contoso.com".into()),
+            ],
+            vec![],
+            vec![
+                (1, "[Warning] Processing mailbox: a@contoso.com".to_string()),
+                (3, "[Success] Processing mailbox: c@contoso.com".into()),
+                (4, "[Success] Job finished".into()),
+            ],
+        ];
+        let (runs, state) = runs_while_running(text, 3, 2, "log_mode = \"download\"").await;
+        assert_eq!(runs, want, "download");
+        let (runs, _) = runs_while_running(json, 3, 2, "").await;
+        assert_eq!(runs, want, "json");
+        // Nothing stays held once the session is done.
+        assert!(
+            state
+                .jobs
+                .values()
+                .flat_map(|j| j.sessions.values())
+                .all(|c| c.held.is_empty())
         );
     }
 
