@@ -164,15 +164,9 @@ impl Target {
 
     /// Close our sending side and wait for the receiver to close its side. A receiver
     /// only sees our end of stream after it has read every byte before it, so a clean
-    /// close proves it read the whole batch (`Ok(true)`); a reset means it went away
-    /// without reading all of it. With `grace`, a receiver that keeps the connection open
-    /// that long without a reset gives `Ok(false)`: the batch was written and flushed,
-    /// which is all `confirm = "flush"` asks.
-    pub async fn confirm_close(
-        &self,
-        mut stream: Box<dyn Stream>,
-        grace: Option<Duration>,
-    ) -> Result<bool, ConnError> {
+    /// close proves it read the whole batch; a reset means it went away without reading
+    /// all of it, and no close within `timeout` proves nothing (an error either way).
+    pub async fn confirm_close(&self, mut stream: Box<dyn Stream>) -> Result<(), ConnError> {
         let confirm = async {
             // A receiver that closed before our FIN closed for its own reasons (shutting
             // down, an idle timeout), not because it read the batch: what it had not read
@@ -201,15 +195,13 @@ impl Target {
                 "the receiver keeps sending data instead of closing",
             ))
         };
-        let wait = grace.map_or(self.timeout, |g| g.min(self.timeout));
-        match tokio::time::timeout(wait, confirm).await {
-            Ok(Ok(())) => Ok(true),
-            Err(_) if grace.is_some() => Ok(false),
+        match tokio::time::timeout(self.timeout, confirm).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.err(format!(
                 "the receiver did not confirm the batch ({e}): it went away before reading all of it (restarted?) or dropped the connection (TLS: does it require a client certificate, `tls.client_cert_file`? see its log); the batch will be sent again"
             ))),
             Err(_) => Err(self.err(format!(
-                "the receiver did not close the connection within {:?} after the batch (overloaded, or it keeps half-closed connections open); raise `timeout` or set `confirm = \"flush\"`",
+                "the receiver did not close the connection within {:?} after the batch: it is overloaded or stuck (the batch will be sent again; raise `timeout` for a slow one), or it keeps half-closed connections open (then set `confirm = \"flush\"`)",
                 self.timeout
             ))),
         }

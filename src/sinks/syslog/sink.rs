@@ -15,20 +15,19 @@ use crate::http::{ClientCertFiles, rustls_client_config};
 use crate::sinks::dead_letters::DeadLetters;
 use crate::sinks::{Batch, Sink, SinkError};
 
-/// How long the default `confirm = "close"` waits for a receiver to close before it takes
-/// the receiver for one that never does (and moves to `flush`). rsyslog and syslog-ng
-/// close within milliseconds.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Close confirmations that timed out in a row, with none ever confirmed, before the sink
+/// says that the receiver may be one that keeps connections open (see `confirm_close`).
+const NEVER_CLOSED_HINT_AFTER: u32 = 3;
 
 /// The syslog sink. See the module docs for what an acknowledgement means per mode.
 pub struct SyslogSink {
     target: Target,
     framing: Framing,
     confirm: Confirm,
-    /// `confirm` is the default, not the config's: a receiver that never closes moves the
-    /// sink to `flush` (after [`CLOSE_GRACE`]) instead of failing every batch.
-    confirm_defaulted: bool,
-    close_grace: std::time::Duration,
+    /// A batch was confirmed by the receiver's close since the sink started.
+    closed_once: bool,
+    /// Close confirmations that failed in a row.
+    close_failures: u32,
     max_message_bytes: usize,
     encoder: Encoder,
     /// The long-lived connection (`confirm = "flush"`).
@@ -94,8 +93,8 @@ impl SyslogSink {
             },
             framing: c.framing.unwrap_or_default(),
             confirm: c.confirm.unwrap_or_default(),
-            confirm_defaulted: c.confirm.is_none(),
-            close_grace: CLOSE_GRACE,
+            closed_once: false,
+            close_failures: 0,
             max_message_bytes: c.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             encoder: Encoder {
                 format: c.format,
@@ -169,32 +168,31 @@ impl SyslogSink {
         }
     }
 
-    /// Close confirmation of what was written on `stream`. With `confirm` not configured,
-    /// a receiver that keeps the connection open past [`CLOSE_GRACE`] moves the sink to
-    /// `flush` (the batch was written and flushed).
+    /// Close confirmation of what was written on `stream`: only the receiver's close
+    /// confirms a batch. A receiver that keeps the connection open cannot be told from one
+    /// that stopped reading (overloaded, stuck), and counting the batch as delivered then
+    /// would lose it when that receiver restarts; so the batch fails and is sent again,
+    /// and a receiver that never closed any connection gets a hint about `flush`.
     async fn confirm_close(&mut self, stream: Box<dyn Stream>) -> Result<(), SinkError> {
-        let grace = self.confirm_defaulted.then_some(self.close_grace);
-        let closed = self
-            .target
-            .confirm_close(stream, grace)
-            .await
-            .map_err(sink_error)?;
-        if !closed {
-            self.move_to_flush();
+        match self.target.confirm_close(stream).await {
+            Ok(()) => {
+                self.closed_once = true;
+                self.close_failures = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.close_failures = self.close_failures.saturating_add(1);
+                if !self.closed_once && self.close_failures == NEVER_CLOSED_HINT_AFTER {
+                    tracing::error!(
+                        sink_id = %self.target.sink_id,
+                        address = %self.target.address,
+                        "the receiver has not closed any connection after veeam-siem's end of stream, so no batch is confirmed (each is sent again). If it is overloaded or stuck, nothing is lost and delivery resumes when it reads again. If it is a receiver that keeps connections open, set sinks.{}.confirm = \"flush\" (batches it has not read when it restarts are then lost)",
+                        self.target.sink_id
+                    );
+                }
+                Err(sink_error(e))
+            }
         }
-        Ok(())
-    }
-
-    /// The receiver kept a connection open past [`CLOSE_GRACE`] after our end of stream
-    /// (the default `close` only): confirm by flush from now on.
-    fn move_to_flush(&mut self) {
-        tracing::warn!(
-            sink_id = %self.target.sink_id,
-            address = %self.target.address,
-            "the receiver keeps the connection open after veeam-siem's end of stream, so closing cannot confirm a batch; batches now count as delivered once written and flushed (confirm = \"flush\"). Set sinks.{}.confirm to choose explicitly",
-            self.target.sink_id
-        );
-        self.confirm = Confirm::Flush;
     }
 
     async fn deliver_udp(&mut self, batch: &Batch) -> Result<(), SinkError> {
@@ -643,56 +641,39 @@ mod tests {
         );
     }
 
+    /// The default `close` confirms a batch only by the receiver's close. A receiver that
+    /// stops reading (overloaded, frozen) and one that reads but keeps the connection open
+    /// look the same from here, so neither confirms anything: every batch fails (and is
+    /// sent again); nothing counts as delivered that the receiver may not have read.
     #[tokio::test]
-    async fn the_default_close_confirm_moves_to_flush_for_a_receiver_that_never_closes() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let c = parse(&format!("address = \"127.0.0.1:{port}\"\nmode = \"tcp\"")).unwrap();
-        let mut sink = SyslogSink::new("siem", syslog(&c), Path::new("/nonexistent")).unwrap();
-        sink.close_grace = Duration::from_millis(300);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let receiver = tokio::spawn(async move {
-            // Reads each connection to its end and never closes one.
-            let mut kept = Vec::new();
-            let mut messages = 0;
-            while messages < 6 {
-                let (mut s, _) = listener.accept().await.unwrap();
-                if kept.is_empty() {
-                    let mut all = Vec::new();
-                    s.read_to_end(&mut all).await.unwrap();
-                    messages += frames(&all).len();
-                } else {
-                    messages += read_frames(&mut s, 3).await.len();
+    async fn only_a_close_confirms_a_batch_by_default() {
+        for reads in [false, true] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let c = parse(&format!("address = \"127.0.0.1:{port}\"\nmode = \"tcp\"")).unwrap();
+            let mut sink = SyslogSink::new("siem", syslog(&c), Path::new("/nonexistent")).unwrap();
+            assert_eq!(sink.confirm, Confirm::Close);
+            sink.target.timeout = Duration::from_millis(300);
+            let receiver = tokio::spawn(async move {
+                let mut kept = Vec::new();
+                loop {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    if reads {
+                        let mut all = Vec::new();
+                        s.read_to_end(&mut all).await.unwrap();
+                    }
+                    kept.push(s);
                 }
-                kept.push(s);
+            });
+            for attempt in 0..4 {
+                assert!(
+                    sink.deliver(&batch(3)).await.is_err(),
+                    "reads {reads}, attempt {attempt}: not confirmed"
+                );
             }
-            let _ = done_tx.send(kept.len());
-            std::future::pending::<()>().await;
-        });
-        sink.deliver(&batch(3)).await.unwrap();
-        sink.deliver(&batch(3)).await.unwrap();
-        let connections = tokio::time::timeout(Duration::from_secs(10), done_rx)
-            .await
-            .expect("both batches arrive")
-            .unwrap();
-        assert_eq!(
-            connections, 2,
-            "the second batch went on one kept connection"
-        );
-        assert_eq!(sink.confirm, Confirm::Flush);
-        receiver.abort();
-
-        // Chosen explicitly, `close` stays strict: the batch is not confirmed.
-        let (mut strict, listener) = tcp_sink("close").await;
-        strict.target.timeout = Duration::from_millis(300);
-        let receiver = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut all = Vec::new();
-            s.read_to_end(&mut all).await.unwrap();
-            std::future::pending::<()>().await;
-        });
-        assert!(strict.deliver(&batch(3)).await.is_err());
-        receiver.abort();
+            assert_eq!(sink.confirm, Confirm::Close, "never moves to flush");
+            receiver.abort();
+        }
     }
 
     /// Read `n` octet-counted messages off a stream.
