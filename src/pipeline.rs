@@ -239,6 +239,11 @@ pub async fn run(
 
     let mut sink_txs = Vec::new();
     let mut sink_tasks = Vec::new();
+    // Each sink says when its start-up check is done; the sources poll only after every
+    // sink's: a sink that refuses to start (a wrong token, an untrusted certificate) then
+    // stops the run before any other sink was given an event that is never checkpointed
+    // (sent again, as a duplicate, by every restart or fallback after a reload).
+    let mut checks = Vec::new();
     for (id, sink_cfg) in &config.sinks {
         let ctx = sinks::SinkContext {
             state_dir: config.state.dir.clone(),
@@ -249,20 +254,33 @@ pub async fn run(
         })?;
         let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
         sink_txs.push((Arc::<str>::from(id.as_str()), tx));
+        let (checked, check) = oneshot::channel();
+        checks.push(check);
         sink_tasks.push((
             id.clone(),
             tokio::spawn(sink_task(
-                id.clone(),
+                SinkTaskCtx {
+                    id: id.clone(),
+                    acks: ack_tx.clone(),
+                    opts: opts.clone(),
+                    stop_sources: stop_sources.clone(),
+                    abandon: abandon.clone(),
+                },
                 sink,
+                checked,
                 rx,
-                ack_tx.clone(),
-                opts.clone(),
-                stop_sources.clone(),
-                abandon.clone(),
             )),
         ));
     }
 
+    let sinks_checked = CancellationToken::new();
+    let _checks = AbortOnDropHandle::new(tokio::spawn({
+        let sinks_checked = sinks_checked.clone();
+        async move {
+            futures::future::join_all(checks).await;
+            sinks_checked.cancel();
+        }
+    }));
     let mut routers = Vec::new();
     let mut source_tasks: Vec<JoinHandle<Result<(), SourceError>>> = Vec::new();
     for (index, src) in sources.into_iter().enumerate() {
@@ -283,7 +301,13 @@ pub async fn run(
         let stop = stop_sources.clone();
         let mode = opts.mode;
         let poller = src.poller;
+        let sinks_checked = sinks_checked.clone();
         source_tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                _ = sinks_checked.cancelled() => {}
+            }
             tokio::select! {
                 r = poller.run(mode, Emitter::new(tx)) => r,
                 _ = stop.cancelled() => Ok(()),
@@ -761,24 +785,14 @@ type Confirming =
 /// again (`Sink::deliver`, retried) before later ones are acknowledged. Either way at most
 /// `window` batches are delivered but not checkpointed: what a crash may send twice.
 async fn sink_task(
-    id: String,
+    ctx: SinkTaskCtx,
     mut sink: Box<dyn sinks::Sink>,
+    checked: oneshot::Sender<()>,
     mut rx: mpsc::Receiver<Arc<Batch>>,
-    acks: mpsc::UnboundedSender<TrackerMsg>,
-    opts: RunOptions,
-    stop_sources: CancellationToken,
-    abandon: CancellationToken,
 ) -> Result<SinkEnd, PipelineError> {
     use futures::StreamExt;
     use futures::stream::{FuturesOrdered, FuturesUnordered};
 
-    let ctx = SinkTaskCtx {
-        id,
-        acks,
-        opts,
-        stop_sources,
-        abandon,
-    };
     let id = ctx.id.clone();
     let m = metrics::global();
     let health = tokio::select! {
@@ -799,6 +813,8 @@ async fn sink_task(
             return Err(PipelineError::OutputClosed { sink_id: id });
         }
     }
+    // (A sink that failed its check drops `checked` having stopped the sources first.)
+    let _ = checked.send(());
     let window = sink.window().max(1);
     let how = if window > 1 {
         HandOver::Submit

@@ -635,6 +635,45 @@ async fn invalid_or_disabled_token_fails_clearly_and_loses_nothing() {
     eprintln!("duplicates after the token was disabled mid-run: {dups}");
 }
 
+/// A HEC that refuses the token at start-up stops the run before anything is polled: no
+/// other sink (here a file sink) gets an event that is never checkpointed, which every
+/// supervisor restart (or a reload falling back to its old config) would send again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_the_run_before_any_sink_gets_an_event() {
+    let env = Env::start(SimConfig {
+        seed: 54,
+        sessions: 6,
+        events_per_session: 12,
+        ..SimConfig::default()
+    })
+    .await;
+    let peer = HecPeer::start(PeerConfig::default())
+        .await
+        .expect("HEC peer starts");
+    let mut sink = Table::hec("splunk", &["vbo_test"], &peer.url()).set("retry_max_delay", "500ms");
+    if let Some(pem) = peer.ca_pem() {
+        let ca = env.dir.path().join("hec-ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        sink = sink.tls_ca(&ca);
+    }
+    let config = env
+        .config()
+        .table(env.vbo_source().raw("page_size = 10"))
+        .table(sink)
+        .table(env.file_sink())
+        .write(&env.dir.path().join("config.toml"));
+    for run in 0..2 {
+        let out = run_bounded(&config, "0f0f0f0f-dead-beef-0000-wrongtoken42", RUN_TIMEOUT).await;
+        assert_eq!(out.status.code(), Some(1), "run {run}: {}", text(&out));
+        assert!(
+            env.events().is_empty(),
+            "run {run}: the file sink got {} events",
+            env.events().len()
+        );
+    }
+    assert_eq!(peer.stats().events_indexed, 0);
+}
+
 /// `indexer_ack = true` against a token without acknowledgement: fail at startup (code
 /// 14), never fall back to unacknowledged delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
