@@ -135,3 +135,84 @@ async fn check_warns_about_a_topic_that_does_not_exist() {
         .unwrap_or_default();
     assert!(row.contains(" ok ") && !row.contains("warn"), "{stdout}");
 }
+
+/// A broker that restarts without its producer state (tansu with memory storage: a new
+/// broker on the same port): librdkafka may keep retrying the old producer session's
+/// records until they time out, without declaring it broken. The sink starts a new
+/// session after 2 deliveries without one acknowledged record, and what the source
+/// polled meanwhile arrives, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_without_producer_state_gets_a_new_session() {
+    if !require_tansu() {
+        return;
+    }
+    let env = Env::start(SimConfig {
+        seed: 32,
+        sessions: 4,
+        events_per_session: 10,
+        ..SimConfig::default()
+    })
+    .await;
+    let first = Tansu::start(env.dir.path());
+    first.create_topic(TOPIC, 1).await;
+    let port: u16 = first.brokers.rsplit(':').next().unwrap().parse().unwrap();
+    let cfg = env
+        .config()
+        .table(
+            env.vbo_source()
+                .set("page_size", 20)
+                .set("poll_interval", "1s"),
+        )
+        .table(
+            crate::support::config::Table::kafka(
+                "bus",
+                &["vbo_test"],
+                &first.brokers,
+                TOPIC_TEMPLATE,
+            )
+            .set("message_timeout", "3s"),
+        )
+        .write(&env.dir.path().join("kafka.toml"));
+    let mut daemon = crate::support::faults::Daemon::spawn(&cfg, false, &[], "follow");
+    let before: HashSet<String> = env.sim.event_ids().into_iter().collect();
+    let got = wait_for(&first.brokers, &before, Duration::from_secs(30)).await;
+    assert_eq!(got, before.len(), "the first broker got everything");
+
+    drop(first);
+    let second = Tansu::start_on(env.dir.path(), port, "tansu2.log");
+    second.create_topic(TOPIC, 1).await;
+    env.sim.tick();
+    env.sim.tick();
+    let after: HashSet<String> = env
+        .sim
+        .event_ids()
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert!(!after.is_empty());
+    let got = wait_for(&second.brokers, &after, Duration::from_secs(60)).await;
+    let log = std::fs::read_to_string(&daemon.stderr_path).unwrap_or_default();
+    daemon.terminate(Duration::from_secs(30));
+    assert_eq!(
+        got,
+        after.len(),
+        "the restarted broker got what was polled after the restart\n{log}"
+    );
+}
+
+/// How many of `want` are on the topic, polling until all are or `limit` passes.
+async fn wait_for(brokers: &str, want: &HashSet<String>, limit: Duration) -> usize {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let records = consume(brokers, TOPIC, Some(want)).await;
+        let have: HashSet<&str> = records
+            .iter()
+            .filter_map(|r| r.value["event"]["id"].as_str())
+            .filter(|id| want.contains(*id))
+            .collect();
+        if have.len() == want.len() || std::time::Instant::now() > deadline {
+            return have.len();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -53,14 +53,20 @@ impl Tansu {
     /// Start tansu (in-memory storage) on a free loopback port, its log in `dir`, and wait
     /// until it listens. Panics when tansu is missing: check [`require_tansu`] first.
     pub fn start(dir: &Path) -> Tansu {
-        let bin = find_tool("tansu").unwrap_or_else(|| panic!("{TANSU_MISSING}"));
         // A free port: bind :0, note it, release it for tansu.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
+        Tansu::start_on(dir, port, "tansu.log")
+    }
+
+    /// [`Tansu::start`] on `port` (e.g. a broker that restarts where the last one was),
+    /// logging to `dir/log`.
+    pub fn start_on(dir: &Path, port: u16, log: &str) -> Tansu {
+        let bin = find_tool("tansu").unwrap_or_else(|| panic!("{TANSU_MISSING}"));
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = dir.join("tansu.log");
+        let log = dir.join(log);
         let child = Command::new(&bin)
             .args([
                 "broker",

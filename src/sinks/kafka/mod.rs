@@ -21,8 +21,10 @@
 //!   the dead-letter file (`sinks::dead_letters`) and the rest of the batch is sent.
 //! - A full producer queue is backpressure: we wait for the oldest outstanding delivery
 //!   report and enqueue again, bounded by `message_timeout`.
-//! - A fatal idempotence error (librdkafka's `_FATAL`) ends the producer session; the sink
-//!   builds a fresh producer and the batch is retried.
+//! - A fatal idempotence error (librdkafka's `_FATAL`), a broker that no longer knows the
+//!   producer session, or 2 deliveries in a row without one acknowledged record (a broker
+//!   that lost the session can make librdkafka retry until timeout without saying so) end
+//!   the producer session; the sink builds a fresh producer and the batch is retried.
 //!
 //! Record layout: value = the event's JSON; key = `event.id` (default; `key = "none"` for
 //! none); headers `source_id`, `dataset`, `schema_version` (the event's `ecs.version`); the

@@ -51,6 +51,9 @@ pub struct KafkaSink {
     healthcheck_timeout: Duration,
     flush_timeout: Duration,
     retry: Option<RetryState>,
+    /// Deliveries in a row in which not one record was acknowledged (see
+    /// [`STALLED_SESSION_AFTER`]).
+    stalled: u32,
     /// Events larger than the producer's `message.max.bytes`: no retry can send them.
     dead_letters: DeadLetters,
     /// The producer's `message.max.bytes` as configured (for the dead-letter line).
@@ -191,6 +194,7 @@ impl KafkaSink {
             healthcheck_timeout: config.healthcheck_timeout,
             flush_timeout: config.flush_timeout,
             retry: None,
+            stalled: 0,
             dead_letters: DeadLetters::new(id, state_dir),
             max_message_bytes,
             probe_warning: None,
@@ -333,21 +337,40 @@ impl KafkaSink {
 
         let missing = delivered.iter().filter(|d| !**d).count();
         if missing == 0 {
+            self.stalled = 0;
             return Ok(());
         }
+        let progressed = failures.delivered > 0;
+        self.stalled = if progressed { 0 } else { self.stalled + 1 };
         self.retry = Some(RetryState {
             source_index: batch.source_index,
             seq: batch.seq,
             delivered,
         });
-        let fatal_session = self.producer.client().fatal_error().or_else(|| {
-            failures.session_broken.then(|| {
-                (
-                    RDKafkaErrorCode::Fatal,
-                    "the broker no longer knows this producer session (restarted, lost its producer state, or fenced it)".to_string(),
-                )
+        let fatal_session = self
+            .producer
+            .client()
+            .fatal_error()
+            .or_else(|| {
+                failures.session_broken.then(|| {
+                    (
+                        RDKafkaErrorCode::Fatal,
+                        "the broker no longer knows this producer session (restarted, lost its producer state, or fenced it)".to_string(),
+                    )
+                })
             })
-        });
+            .or_else(|| {
+                // A broker that restarted without its producer state may answer every
+                // produce with an error librdkafka keeps retrying until the records time
+                // out, never declaring the session broken: only a new session sends again.
+                (self.stalled >= STALLED_SESSION_AFTER).then(|| {
+                    self.stalled = 0;
+                    (
+                        RDKafkaErrorCode::Fatal,
+                        format!("no record acknowledged in {STALLED_SESSION_AFTER} deliveries in a row (the broker may have lost this producer session)"),
+                    )
+                })
+            });
         let reported_fatal = failures.first.as_ref().is_some_and(|(_, f)| *f);
         let (first, fatal) = match (enqueue_error, failures.first) {
             (Some(e), _) => (
@@ -369,9 +392,7 @@ impl KafkaSink {
         let mut restarted = String::new();
         if let Some((_, reason)) = fatal_session {
             self.rebuild(&reason)?;
-            restarted = format!(
-                " (librdkafka ended the producer session: {reason}; a new session was started)"
-            );
+            restarted = format!(" (the producer session was replaced by a new one: {reason})");
         }
         // Records queued while the brokers refuse our credentials or TLS time out like an
         // outage; librdkafka told the context why.
@@ -499,6 +520,11 @@ fn create_producer(
     })
 }
 
+/// Deliveries in a row without one acknowledged record after which the producer session
+/// is replaced. Records of a replaced session that the broker did store are sent again:
+/// duplicates within the batches not yet checkpointed, never loss.
+const STALLED_SESSION_AFTER: u32 = 2;
+
 /// Errors that retrying will not fix.
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(
@@ -569,12 +595,17 @@ struct Failures {
     first: Option<(String, bool)>,
     /// An error said the broker no longer knows the producer session.
     session_broken: bool,
+    /// Records acknowledged in this delivery.
+    delivered: usize,
 }
 
 impl Failures {
     fn record(&mut self, index: usize, report: Report, delivered: &mut [bool]) {
         match report {
-            Report::Delivered => delivered[index] = true,
+            Report::Delivered => {
+                delivered[index] = true;
+                self.delivered += 1;
+            }
             Report::Failed(text, fatal, breaks) => {
                 self.session_broken |= breaks;
                 match &mut self.first {
