@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::common::url_host;
@@ -258,18 +259,22 @@ pub async fn run(
         checks.push(check);
         sink_tasks.push((
             id.clone(),
-            tokio::spawn(sink_task(
-                SinkTaskCtx {
-                    id: id.clone(),
-                    acks: ack_tx.clone(),
-                    opts: opts.clone(),
-                    stop_sources: stop_sources.clone(),
-                    abandon: abandon.clone(),
-                },
-                sink,
-                checked,
-                rx,
-            )),
+            tokio::spawn(
+                sink_task(
+                    SinkTaskCtx {
+                        id: id.clone(),
+                        acks: ack_tx.clone(),
+                        opts: opts.clone(),
+                        stop_sources: stop_sources.clone(),
+                        abandon: abandon.clone(),
+                    },
+                    sink,
+                    checked,
+                    rx,
+                )
+                // Every line logged by the sink (the shared HTTP layer's retries too) names it.
+                .instrument(tracing::info_span!("sink", sink_id = %id)),
+            ),
         ));
     }
 
@@ -302,17 +307,21 @@ pub async fn run(
         let mode = opts.mode;
         let poller = src.poller;
         let sinks_checked = sinks_checked.clone();
-        source_tasks.push(tokio::spawn(async move {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Ok(()),
-                _ = sinks_checked.cancelled() => {}
+        let span = tracing::info_span!("source", source_id = %src.id);
+        source_tasks.push(tokio::spawn(
+            async move {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = sinks_checked.cancelled() => {}
+                }
+                tokio::select! {
+                    r = poller.run(mode, Emitter::new(tx)) => r,
+                    _ = stop.cancelled() => Ok(()),
+                }
             }
-            tokio::select! {
-                r = poller.run(mode, Emitter::new(tx)) => r,
-                _ = stop.cancelled() => Ok(()),
-            }
-        }));
+            .instrument(span),
+        ));
     }
     // Only tasks hold senders now, so channels close as stages finish.
     drop(sink_txs);

@@ -392,7 +392,9 @@ impl KafkaSink {
         let mut restarted = String::new();
         if let Some((_, reason)) = fatal_session {
             self.rebuild(&reason)?;
-            restarted = format!(" (the producer session was replaced by a new one: {reason})");
+            restarted = format!(
+                " (the producer session was ended and a new session was started: {reason})"
+            );
         }
         // Records queued while the brokers refuse our credentials or TLS time out like an
         // outage; librdkafka told the context why.
