@@ -41,8 +41,8 @@
 //! `duration`, so shipping it at once would leave the SIEM with "outcome unknown" for
 //! good. It is held in the cursor ([`HeldEvent`], raw JSON) and read again by id
 //! (`…/Events/{id}`) at every later read of its session; it ships once, when it has a
-//! final status, when the server no longer has it (as last read), or on the session's
-//! last read (as it is). At most [`MAX_HELD_PER_SESSION`] per session and [`MAX_HELD`]
+//! final status, when the server no longer has it (as last read), or once the session
+//! has stopped (as it is then: only events of working sessions are held). At most [`MAX_HELD_PER_SESSION`] per session and [`MAX_HELD`]
 //! per source are held (they travel with every checkpoint); more ship as read.
 //!
 //! Duplicates are avoided by the per-session cursor, not by time bounds, so it doesn't
@@ -429,6 +429,10 @@ impl VboPoller {
                 fetched_at,
             })
             .await?;
+        let held: usize = self.state.sessions.values().map(|c| c.held.len()).sum();
+        if held > 0 {
+            tracing::info!(source_id = %self.id, held, "restore events still in progress are held back; each ships with its final status in a later cycle");
+        }
         if self.problems > 0 {
             return Err(SourceError::Incomplete {
                 source_id: self.id.clone(),
@@ -825,10 +829,14 @@ impl VboPoller {
                 || (cursor.stopped_reads.saturating_add(1) >= 2
                     && fetched_at.signed_duration_since(since) >= STOPPED_GRACE)
         };
+        // Events are held back only while their session works: once it has stopped, what
+        // its events say is what they end with (a server that leaves one `Running` would
+        // otherwise have it wait out the stopped grace).
+        let hold = self.hold_in_progress && session.is_working();
         let released = if cursor.held.is_empty() {
             HashSet::new()
         } else {
-            self.recheck_held(&session, emitter, fetched_at, last_read)
+            self.recheck_held(&session, emitter, fetched_at, hold)
                 .await?
         };
         let held_elsewhere: usize = self
@@ -1001,10 +1009,7 @@ impl VboPoller {
                     if released.contains(&e.id) || c.held.iter().any(|h| h.id == e.id) {
                         return false;
                     }
-                    if last_read
-                        || !self.hold_in_progress
-                        || !crate::map::vbo::in_progress(&e.status)
-                    {
+                    if !hold || !crate::map::vbo::in_progress(&e.status) {
                         return true;
                     }
                     if room == 0 {
@@ -1151,14 +1156,14 @@ impl VboPoller {
     }
 
     /// Read every held event of `session` again by id and ship those that have their
-    /// final status (all of them on the session's `last_read`) and those the server no
+    /// final status (all of them unless `hold`: the session stopped) and those the server no
     /// longer has (as last read), in one batch. Returns their ids.
     async fn recheck_held(
         &mut self,
         session: &Arc<RawRestoreSession>,
         emitter: &Emitter,
         fetched_at: DateTime<Utc>,
-        last_read: bool,
+        hold: bool,
     ) -> Result<HashSet<String>, SourceError> {
         let sid = session.id.clone();
         let held = match self.state.sessions.get(&sid) {
@@ -1221,7 +1226,7 @@ impl VboPoller {
             if event.order.is_none() {
                 event.position = h.position;
             }
-            if !last_read && !gone && (!fresh || crate::map::vbo::in_progress(&event.status)) {
+            if hold && !gone && (!fresh || crate::map::vbo::in_progress(&event.status)) {
                 keep.push(HeldEvent { raw, ..h });
                 continue;
             }
