@@ -839,13 +839,6 @@ impl VboPoller {
             self.recheck_held(&session, emitter, fetched_at, hold)
                 .await?
         };
-        let held_elsewhere: usize = self
-            .state
-            .sessions
-            .iter()
-            .filter(|(id, _)| **id != sid)
-            .map(|(_, c)| c.held.len())
-            .sum();
         let Some(cursor) = self.state.sessions.get(&sid) else {
             return Ok(None);
         };
@@ -1002,9 +995,20 @@ impl VboPoller {
             // Shipped this cycle from the held ones, or held already (read again by id).
             let mut newly_held = Vec::new();
             if let Some(c) = self.state.sessions.get(&sid) {
-                let mut room = MAX_HELD_PER_SESSION
-                    .saturating_sub(c.held.len())
-                    .min(MAX_HELD.saturating_sub(held_elsewhere + c.held.len()));
+                // (Counted over all sessions only for a page with an event in progress.)
+                let mut room = if hold
+                    && events
+                        .iter()
+                        .any(|(e, _)| crate::map::vbo::in_progress(&e.status))
+                {
+                    let held_here = c.held.len();
+                    let held_all: usize = self.state.sessions.values().map(|c| c.held.len()).sum();
+                    MAX_HELD_PER_SESSION
+                        .saturating_sub(held_here)
+                        .min(MAX_HELD.saturating_sub(held_all))
+                } else {
+                    0
+                };
                 events.retain(|(e, raw)| {
                     if released.contains(&e.id) || c.held.iter().any(|h| h.id == e.id) {
                         return false;

@@ -527,8 +527,13 @@ impl VdcPoller {
         text: bool,
         hold: bool,
     ) -> Fate {
-        let source_id = self.id.clone();
-        let Some(c) = self.session_cursor(&job.id, &session.id) else {
+        // (The field, not `session_cursor`: `self.id` stays readable for the log line.)
+        let cursor = self
+            .state
+            .jobs
+            .get_mut(&job.id)
+            .and_then(|j| j.sessions.get_mut(&session.id));
+        let Some(c) = cursor else {
             return if position < from {
                 Fate::Skip
             } else {
@@ -553,7 +558,7 @@ impl VdcPoller {
                     raw: raw.to_string(),
                     text,
                 });
-                tracing::debug!(source_id = %source_id, job_id = %job.id, session_id = %session.id, position, "log entry in progress held back until it has its final status");
+                tracing::debug!(source_id = %self.id, job_id = %job.id, session_id = %session.id, position, "log entry in progress held back until it has its final status");
                 Fate::Held
             }
             None => Fate::Ship,
