@@ -47,6 +47,10 @@ use crate::sources::{Emitter, RunMode, Source, SourceBatch, SourceError};
 
 /// Batches buffered between a source and its router.
 const SOURCE_QUEUE: usize = 2;
+/// Longest the sources wait for the sinks' start-up checks before they poll (a check that
+/// hangs on an unanswering receiver must not hold up the other sinks for long).
+const SINK_CHECK_WAIT: Duration = Duration::from_secs(30);
+
 /// Batches buffered in front of each sink. A sink works on at most its window of batches
 /// at a time (invariant 3), so two queued keep it busy; more would only hold memory.
 const SINK_QUEUE: usize = 2;
@@ -282,7 +286,13 @@ pub async fn run(
     let _checks = AbortOnDropHandle::new(tokio::spawn({
         let sinks_checked = sinks_checked.clone();
         async move {
-            futures::future::join_all(checks).await;
+            let all = futures::future::join_all(checks);
+            if tokio::time::timeout(SINK_CHECK_WAIT, all).await.is_err() {
+                tracing::warn!(
+                    wait_s = SINK_CHECK_WAIT.as_secs(),
+                    "a sink's start-up check is still running; the sources start polling without waiting for it any longer"
+                );
+            }
             sinks_checked.cancel();
         }
     }));
