@@ -43,6 +43,8 @@ struct Session {
     /// The session's `creationTime` as listed, when not `created` (which its events still
     /// use): a value without a usable time, which the server lists whatever the filter.
     listed_created: Option<Value>,
+    /// Events listed as `Running` (no `endTime`). The server has no `…/Events/{id}`.
+    running: Vec<String>,
 }
 
 #[derive(Default)]
@@ -93,12 +95,13 @@ fn session_json(s: &Session) -> Value {
 }
 
 fn event_json(s: &Session, id: &str, order: i64) -> Value {
+    let running = s.running.iter().any(|r| r == id);
     json!({
         "id": id,
         "type": "Restore",
-        "status": "Success",
+        "status": if running { "Running" } else { "Success" },
         "startTime": s.created,
-        "endTime": s.created,
+        "endTime": if running { Value::Null } else { json!(s.created) },
         "duration": "00:00:01",
         "title": "Item is successfully restored.",
         "message": format!("Item {id} was restored successfully"),
@@ -758,4 +761,32 @@ async fn odd_json_and_odd_session_ids_lose_nothing() {
         !events.iter().any(|e| e["event"]["id"] == "arr-ev"),
         "an array is never an event"
     );
+}
+
+/// A server without `GET …/Events/{id}` (404), and an event listed `Running` in a working
+/// session: held by the first run, it can't be read again by id, so the next run ships it
+/// as last read. Nothing is lost, nothing repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_in_progress_on_a_server_without_events_by_id_still_arrives() {
+    let mut working = session("s1", "2025-03-04T08:00:00Z", false, &[0, 1, 2]);
+    working.running = vec![working.events[2].0.clone()];
+    let case = Case::new(World {
+        sessions: vec![working],
+        ..World::default()
+    })
+    .await;
+    let config = case.config("v8", 10);
+    let out = case.run_once(&config).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let first = id_counts(&read_ndjson(&case.out()));
+    assert_eq!(first.len(), 2, "the event in progress is held: {first:?}");
+    let out = case.run_once(&config).await;
+    assert!(out.status.success(), "{}", text(&out));
+    case.assert_exactly_once("after the second run");
+    let shipped = read_ndjson(&case.out());
+    let held = shipped
+        .iter()
+        .find(|e| e["event"]["id"] == case.world.lock().unwrap().sessions[0].running[0].as_str())
+        .unwrap();
+    assert_eq!(held["veeam"]["restore_event"]["status"], "Running");
 }

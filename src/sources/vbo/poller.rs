@@ -1187,7 +1187,15 @@ impl VboPoller {
                 Err(SourceError::Http { error, .. })
                     if matches!(error.status(), Some(404 | 410)) =>
                 {
-                    tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, "a restore event in progress is no longer on the server; shipping it as last read");
+                    tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, "a restore event in progress is no longer on the server (or it can't be read by id); shipping it as last read");
+                    None
+                }
+                // A request the server refuses for good (it has no such endpoint: 400,
+                // 405, 501, ...), or any failure once the session stopped: as last read.
+                Err(SourceError::Http { error, .. })
+                    if !hold || error.status().is_some_and(refused_for_good) =>
+                {
+                    tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, error = %error, "cannot read a restore event in progress again; shipping it as last read");
                     None
                 }
                 Err(SourceError::Http { error, .. }) => {
@@ -1424,6 +1432,12 @@ fn listed_in_order(
         *last = Some(created);
     }
     true
+}
+
+/// A status a repeated request gets again (the server has no such endpoint, or refuses
+/// it): a client error other than a timeout or throttling, or "not implemented".
+fn refused_for_good(status: u16) -> bool {
+    ((400..500).contains(&status) && status != 408 && status != 429) || matches!(status, 501 | 505)
 }
 
 /// Longest pause between two logins after refusals.
