@@ -763,30 +763,50 @@ async fn odd_json_and_odd_session_ids_lose_nothing() {
     );
 }
 
-/// A server without `GET …/Events/{id}` (404), and an event listed `Running` in a working
-/// session: held by the first run, it can't be read again by id, so the next run ships it
-/// as last read. Nothing is lost, nothing repeated.
+/// A server without `GET …/Events/{id}` (404), with events listed `Running` in a working
+/// session: held by the first run, each is looked for where the listing had it; one that
+/// completed ships with its final status, one still running once the session stopped
+/// ships as it is. Nothing is lost, nothing repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_in_progress_on_a_server_without_events_by_id_still_arrives() {
-    let mut working = session("s1", "2025-03-04T08:00:00Z", false, &[0, 1, 2]);
-    working.running = vec![working.events[2].0.clone()];
+async fn events_in_progress_on_a_server_without_events_by_id_arrive_final() {
+    let mut working = session("s1", "2025-03-04T08:00:00Z", false, &[0, 1, 2, 3]);
+    let (e2, e3) = (working.events[2].0.clone(), working.events[3].0.clone());
+    working.running = vec![e2.clone(), e3.clone()];
     let case = Case::new(World {
         sessions: vec![working],
         ..World::default()
     })
     .await;
     let config = case.config("v8", 10);
+    let status_of = |id: &str| -> Vec<String> {
+        read_ndjson(&case.out())
+            .iter()
+            .filter(|e| e["event"]["id"] == id)
+            .map(|e| {
+                e["veeam"]["restore_event"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
     let out = case.run_once(&config).await;
     assert!(out.status.success(), "{}", text(&out));
-    let first = id_counts(&read_ndjson(&case.out()));
-    assert_eq!(first.len(), 2, "the event in progress is held: {first:?}");
+    assert_eq!(
+        read_ndjson(&case.out()).len(),
+        2,
+        "both in progress are held"
+    );
+    // e2 completes in place; e3 goes on.
+    case.world.lock().unwrap().sessions[0].running = vec![e3.clone()];
     let out = case.run_once(&config).await;
     assert!(out.status.success(), "{}", text(&out));
-    case.assert_exactly_once("after the second run");
-    let shipped = read_ndjson(&case.out());
-    let held = shipped
-        .iter()
-        .find(|e| e["event"]["id"] == case.world.lock().unwrap().sessions[0].running[0].as_str())
-        .unwrap();
-    assert_eq!(held["veeam"]["restore_event"]["status"], "Running");
+    assert_eq!(status_of(&e2), ["Success"], "{}", text(&out));
+    assert!(status_of(&e3).is_empty());
+    // The session stops with e3 still listed as running: it ships as it is.
+    case.world.lock().unwrap().sessions[0].stopped = true;
+    let out = case.run_once(&config).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(status_of(&e3), ["Running"]);
+    case.assert_exactly_once("after the session stopped");
 }

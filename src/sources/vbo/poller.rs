@@ -52,7 +52,7 @@
 //! it fails its session (or, for the listing, the cycle); bodies are capped at
 //! [`MAX_PAGE_BYTES`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,6 +139,10 @@ pub struct HeldEvent {
     /// Its place in the listing, for an event without a usable `order`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// The listing offset it was read at: where to look for it again when the server
+    /// can't give it by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// The checkpointed state of a VB365 source.
@@ -249,6 +253,9 @@ pub struct VboPoller {
     keep_original: bool,
     /// Hold events in progress back for their final status (not in a backfill).
     hold_in_progress: bool,
+    /// The server answered a held event's by-id read with 404 while its listing still had
+    /// it: it has no `…/Events/{id}`, so held events are looked up in the listing.
+    no_events_by_id: bool,
     /// v6/v7: sessions one listing pass holds to ship oldest first.
     max_held: usize,
     state: VboState,
@@ -306,6 +313,7 @@ impl VboPoller {
             poll_interval: s.poll_interval,
             keep_original: s.keep_original,
             hold_in_progress: !s.ship_in_progress,
+            no_events_by_id: false,
             max_held: s.max_held_sessions,
             state,
             problems: 0,
@@ -938,11 +946,16 @@ impl VboPoller {
                     return Ok(None);
                 }
             };
+            // Listing offsets of the events in progress (where to look for them again).
+            let mut progress_at: HashMap<String, u64> = HashMap::new();
             let mut events: Vec<(RawRestoreEvent, Box<RawValue>)> = decoded
                 .into_iter()
                 .enumerate()
                 .filter_map(|(at, (decoded, raw))| match decoded {
                     Ok(mut e) => {
+                        if hold && crate::map::vbo::in_progress(&e.status) {
+                            progress_at.insert(e.id.clone(), offset.saturating_add(at as u64));
+                        }
                         if replaced.contains(&at) {
                             e.problems.push(crate::map::wire_checks::replaced_utf8(
                                 crate::map::vbo::EVENT_RECORD,
@@ -994,6 +1007,10 @@ impl VboPoller {
             }
             // Shipped this cycle from the held ones, or held already (read again by id).
             let mut newly_held = Vec::new();
+            // Held events this page lists again: still in progress (their text as read
+            // now), or done (shipped with this page, no longer held).
+            let mut still_held: Vec<(String, String)> = Vec::new();
+            let mut done_held: Vec<String> = Vec::new();
             if let Some(c) = self.state.sessions.get(&sid) {
                 // (Counted over all sessions only for a page with an event in progress.)
                 let mut room = if hold
@@ -1010,8 +1027,16 @@ impl VboPoller {
                     0
                 };
                 events.retain(|(e, raw)| {
-                    if released.contains(&e.id) || c.held.iter().any(|h| h.id == e.id) {
+                    if released.contains(&e.id) {
                         return false;
+                    }
+                    if c.held.iter().any(|h| h.id == e.id) {
+                        if hold && crate::map::vbo::in_progress(&e.status) {
+                            still_held.push((e.id.clone(), raw.get().to_string()));
+                            return false;
+                        }
+                        done_held.push(e.id.clone());
+                        return true;
                     }
                     if !hold || !crate::map::vbo::in_progress(&e.status) {
                         return true;
@@ -1025,6 +1050,7 @@ impl VboPoller {
                         id: e.id.clone(),
                         raw: raw.get().to_string(),
                         position: e.position,
+                        offset: progress_at.get(&e.id).copied(),
                     });
                     false
                 });
@@ -1037,6 +1063,12 @@ impl VboPoller {
             }
             if let Some(c) = self.state.sessions.get_mut(&sid) {
                 c.next_order = next_order;
+                c.held.retain(|h| !done_held.contains(&h.id));
+                for (id, raw) in still_held {
+                    if let Some(h) = c.held.iter_mut().find(|h| h.id == id) {
+                        h.raw = raw;
+                    }
+                }
                 c.held.extend(newly_held);
                 if !only_repeated {
                     c.next_offset = Some(page_end);
@@ -1159,6 +1191,29 @@ impl VboPoller {
             .await
     }
 
+    /// A held event looked up where its session's listing had it (`offset`, one page):
+    /// its JSON as listed now, or `None` when it is not there; an error when the page
+    /// can't be read.
+    async fn find_listed(
+        &self,
+        sid: &str,
+        held: &HeldEvent,
+    ) -> Result<Option<String>, SourceError> {
+        let Some(offset) = held.offset else {
+            return Ok(None);
+        };
+        let mut limit = self.page_size.min(10);
+        let page = self
+            .fetch_page(&events_path(sid), &[], offset, &mut limit, Some(sid))
+            .await?;
+        Ok(page.records.into_iter().find_map(|raw| {
+            crate::map::vbo::decode_event(raw.get())
+                .ok()
+                .filter(|e| e.id == held.id)
+                .map(|_| raw.get().to_string())
+        }))
+    }
+
     /// Read every held event of `session` again by id and ship those that have their
     /// final status (all of them unless `hold`: the session stopped) and those the server no
     /// longer has (as last read), in one batch. Returns their ids.
@@ -1178,33 +1233,68 @@ impl VboPoller {
         let mut ship = Vec::new();
         for h in held {
             let path = format!("{}/{}", events_path(&sid), http::path_segment(&h.id));
-            let fresh = match self.get(&path, &[]).await {
-                Ok((_, body)) => Some(
+            let by_id = if self.no_events_by_id {
+                None
+            } else {
+                Some(self.get(&path, &[]).await)
+            };
+            let refused = |error: &HttpError| {
+                error
+                    .status()
+                    .is_some_and(|s| matches!(s, 404 | 410) || refused_for_good(s))
+            };
+            let fresh = match by_id {
+                Some(Ok((_, body))) => Some(
                     String::from_utf8_lossy(crate::sources::page::without_bom(&body))
                         .trim()
                         .to_string(),
                 ),
-                Err(SourceError::Http { error, .. })
-                    if matches!(error.status(), Some(404 | 410)) =>
-                {
-                    tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, "a restore event in progress is no longer on the server (or it can't be read by id); shipping it as last read");
-                    None
-                }
-                // A request the server refuses for good (it has no such endpoint: 400,
-                // 405, 501, ...), or any failure once the session stopped: as last read.
-                Err(SourceError::Http { error, .. })
-                    if !hold || error.status().is_some_and(refused_for_good) =>
-                {
-                    tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, error = %error, "cannot read a restore event in progress again; shipping it as last read");
-                    None
-                }
-                Err(SourceError::Http { error, .. }) => {
+                // A 5xx or a broken connection while the session works: next cycle.
+                Some(Err(SourceError::Http { error, .. })) if hold && !refused(&error) => {
                     self.problems += 1;
                     tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, error = %error, "cannot read a restore event in progress again; will retry next cycle");
                     keep.push(h);
                     continue;
                 }
-                Err(other) => return Err(other),
+                // Not readable by id (gone, or a server without `…/Events/{id}`), or the
+                // session stopped: where its listing had it, else as last read.
+                Some(Err(SourceError::Http { error, .. })) => {
+                    let listed = match self.find_listed(&sid, &h).await {
+                        Ok(listed) => listed,
+                        Err(SourceError::Http { .. }) if hold => {
+                            self.problems += 1;
+                            keep.push(h);
+                            continue;
+                        }
+                        Err(SourceError::Http { .. }) => None,
+                        Err(other) => return Err(other),
+                    };
+                    if listed.is_some() && refused(&error) {
+                        tracing::info!(source_id = %self.id, error = %error, "the server does not give restore events by id; events in progress are looked for in their session's listing instead");
+                        self.no_events_by_id = true;
+                    } else if listed.is_none() {
+                        tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, error = %error, "a restore event in progress can't be read again (no longer on the server?); shipping it as last read");
+                    }
+                    listed
+                }
+                None => {
+                    let listed = match self.find_listed(&sid, &h).await {
+                        Ok(listed) => listed,
+                        Err(SourceError::Http { error, .. }) if hold => {
+                            self.problems += 1;
+                            tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, error = %error, "cannot read a restore event in progress again; will retry next cycle");
+                            keep.push(h);
+                            continue;
+                        }
+                        Err(SourceError::Http { .. }) => None,
+                        Err(other) => return Err(other),
+                    };
+                    if listed.is_none() {
+                        tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %h.id, "a restore event in progress is no longer where its session's listing had it; shipping it as last read");
+                    }
+                    listed
+                }
+                Some(Err(other)) => return Err(other),
             };
             let gone = fresh.is_none();
             let read = fresh
@@ -1558,6 +1648,7 @@ mod tests {
                     id: "e2".into(),
                     raw: r#"{"id":"e2","status":"Running"}"#.into(),
                     position: Some(2),
+                    offset: Some(2),
                 }],
             },
         );
