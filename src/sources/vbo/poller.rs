@@ -256,6 +256,8 @@ pub struct VboPoller {
     /// The server answered a held event's by-id read with 404 while its listing still had
     /// it: it has no `…/Events/{id}`, so held events are looked up in the listing.
     no_events_by_id: bool,
+    /// Events in progress shipped as read this cycle because the hold limits were reached.
+    over_hold_limit: usize,
     /// v6/v7: sessions one listing pass holds to ship oldest first.
     max_held: usize,
     state: VboState,
@@ -314,6 +316,7 @@ impl VboPoller {
             keep_original: s.keep_original,
             hold_in_progress: !s.ship_in_progress,
             no_events_by_id: false,
+            over_hold_limit: 0,
             max_held: s.max_held_sessions,
             state,
             problems: 0,
@@ -356,6 +359,7 @@ impl VboPoller {
     /// One complete poll cycle.
     pub async fn cycle(&mut self, emitter: &Emitter) -> Result<(), SourceError> {
         self.problems = 0;
+        self.over_hold_limit = 0;
         let fetched_at = Utc::now();
         let mut newest = self.state.horizon;
         let mut listed = HashSet::new();
@@ -439,7 +443,7 @@ impl VboPoller {
             .await?;
         let held: usize = self.state.sessions.values().map(|c| c.held.len()).sum();
         if held > 0 {
-            tracing::info!(source_id = %self.id, held, "restore events still in progress are held back; each ships with its final status in a later cycle");
+            tracing::info!(source_id = %self.id, held, shipped_in_progress = self.over_hold_limit, "restore events still in progress are held back; each ships with its final status in a later cycle");
         }
         if self.problems > 0 {
             return Err(SourceError::Incomplete {
@@ -1011,6 +1015,7 @@ impl VboPoller {
             // now), or done (shipped with this page, no longer held).
             let mut still_held: Vec<(String, String)> = Vec::new();
             let mut done_held: Vec<String> = Vec::new();
+            let mut over_limit = 0usize;
             if let Some(c) = self.state.sessions.get(&sid) {
                 // (Counted over all sessions only for a page with an event in progress.)
                 let mut room = if hold
@@ -1042,7 +1047,7 @@ impl VboPoller {
                         return true;
                     }
                     if room == 0 {
-                        tracing::debug!(source_id = %self.id, session_id = %sid, event_id = %e.id, "too many events in progress are held already; shipping this one as it is");
+                        over_limit += 1;
                         return true;
                     }
                     room -= 1;
@@ -1058,6 +1063,10 @@ impl VboPoller {
             if !newly_held.is_empty() {
                 tracing::debug!(source_id = %self.id, session_id = %sid, held = newly_held.len(), "events in progress held back until they have their final status");
             }
+            if over_limit > 0 && self.over_hold_limit == 0 {
+                tracing::warn!(source_id = %self.id, session_id = %sid, per_session = MAX_HELD_PER_SESSION, per_source = MAX_HELD, "more restore events are in progress than are held back at most; the others ship as they are now (outcome unknown), once");
+            }
+            self.over_hold_limit += over_limit;
             if let Some(max) = events.iter().filter_map(|(e, _)| e.order).max() {
                 next_order = next_order.max(max.saturating_add(1));
             }

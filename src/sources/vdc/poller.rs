@@ -552,7 +552,11 @@ impl VdcPoller {
                 Fate::Ship
             }
             None if position < from => Fate::Skip,
-            None if running && c.held.len() < MAX_HELD_ENTRIES => {
+            None if running && c.held.len() >= MAX_HELD_ENTRIES => {
+                tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, position, limit = MAX_HELD_ENTRIES, "more log entries of this session are in progress than are held back at most; this one ships as it is now");
+                Fate::Ship
+            }
+            None if running => {
                 c.held.push(HeldEntry {
                     position,
                     raw: raw.to_string(),
@@ -759,7 +763,12 @@ impl VdcPoller {
             HashSet::new()
         };
         let mut out = Progress::new(self.next_of(&job.id, &session.id));
-        let hold = self.hold_in_progress && session.is_running() && !by_id;
+        let running = self.hold_in_progress && session.is_running();
+        let hold = running && !by_id;
+        // Read by id, an entry in progress is neither shipped nor its id kept: the next read
+        // finds it new again, and ships it once final. (Entries held so are not in `held`:
+        // the list switches to positions only after a read that held none.)
+        let mut held_by_id = 0usize;
         // Where new and already shipped entries sit in a list read by id: where a list grows
         // tells its order when its times can't.
         let mut growth = Growth::default();
@@ -769,6 +778,13 @@ impl VdcPoller {
                 match id {
                     Some(id) if !shipped.contains(&id) => {
                         growth.new.add(position);
+                        if running
+                            && entry.as_ref().is_ok_and(crate::map::vdc::in_progress)
+                            && shipped.len() + out.ids.len() < MAX_SHIPPED_IDS
+                        {
+                            held_by_id += 1;
+                            continue;
+                        }
                         out.ids.push(id);
                         out.next
                     }
@@ -811,6 +827,7 @@ impl VdcPoller {
         if let Some(c) = self.session_cursor(&job.id, &session.id)
             && !c.shipped_ids.is_empty()
             && (c.order.is_some() || c.shipped_ids.len() > MAX_SHIPPED_IDS)
+            && held_by_id == 0
         {
             // Known now (or too long to hold): every listed entry is shipped, so from here
             // on positions count them. Too long while the times can't tell the order: the
@@ -1765,6 +1782,86 @@ mod tests {
                 .values()
                 .flat_map(|j| j.sessions.values())
                 .all(|c| c.held.is_empty())
+        );
+    }
+
+    /// The same in a `/logs` list read by id (its first read had one entry, so its order
+    /// could not be told): an entry in progress is not shipped until it is final, and the
+    /// list turns to positions only after a read that held none.
+    #[tokio::test]
+    async fn an_entry_in_progress_in_a_list_read_by_id_ships_once_final() {
+        fn logs(phase: usize) -> serde_json::Value {
+            let mut list = vec![("e0", "[Success] Job started")];
+            if phase >= 1 {
+                list.push((
+                    "e1",
+                    if phase < 2 {
+                        "[Running] Processing mailbox: a@contoso.com"
+                    } else {
+                        "[Warning] Processing mailbox: a@contoso.com"
+                    },
+                ));
+                list.push(("e2", "[Success] Processing mailbox: b@contoso.com"));
+            }
+            if phase >= 2 {
+                list.push((
+                    "e3",
+                    if phase < 3 {
+                        "[Running] Processing mailbox: c@contoso.com"
+                    } else {
+                        "[Success] Processing mailbox: c@contoso.com"
+                    },
+                ));
+            }
+            if phase >= 3 {
+                list.push(("e4", "[Success] Job finished"));
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, (id, t))| {
+                    serde_json::json!({"id": id, "title": t, "creationTime": format!("2025-03-03T02:00:0{i}Z")})
+                })
+                .collect()
+        }
+        let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (url, server) = phased_server(phase.clone(), logs, 3).await;
+        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0")
+            .unwrap();
+        let src = VdcSource {
+            url,
+            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
+        };
+        let mut stored = None;
+        let mut runs = Vec::new();
+        for p in 0..5 {
+            phase.store(p.min(3), std::sync::atomic::Ordering::SeqCst);
+            let mut poller = VdcPoller::new(&src, stored.take()).unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            poller.cycle(&Emitter::new(tx)).await.unwrap();
+            let mut shipped = Vec::new();
+            while let Ok(batch) = rx.try_recv() {
+                for r in batch.records {
+                    if let Record::VdcLog { entry, .. } = r {
+                        shipped.push(entry.title.unwrap_or_default());
+                    }
+                }
+            }
+            runs.push(shipped);
+            stored = Some(serde_json::to_value(poller.state()).unwrap());
+        }
+        server.abort();
+        assert_eq!(
+            runs,
+            [
+                vec!["[Success] Job started"],
+                vec!["[Success] Processing mailbox: b@contoso.com"],
+                vec!["[Warning] Processing mailbox: a@contoso.com"],
+                vec![
+                    "[Success] Processing mailbox: c@contoso.com",
+                    "[Success] Job finished"
+                ],
+                vec![],
+            ]
         );
     }
 
