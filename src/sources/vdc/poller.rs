@@ -141,6 +141,8 @@ enum Fate {
     /// Shipped before.
     Skip,
     Ship,
+    /// Held before, and now to ship: it leaves `held` with the batch that ships it.
+    ShipHeld,
     /// In progress: held (again).
     Held,
 }
@@ -547,10 +549,7 @@ impl VdcPoller {
                 c.held[at].text = text;
                 Fate::Held
             }
-            Some(at) => {
-                c.held.remove(at);
-                Fate::Ship
-            }
+            Some(_) => Fate::ShipHeld,
             None if position < from => Fate::Skip,
             None if running && c.held.len() >= MAX_HELD_ENTRIES => {
                 tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, position, limit = MAX_HELD_ENTRIES, "more log entries of this session are in progress than are held back at most; this one ships as it is now");
@@ -806,8 +805,10 @@ impl VdcPoller {
                     false,
                     hold,
                 );
-                if fate != Fate::Ship {
-                    continue;
+                match fate {
+                    Fate::Ship => {}
+                    Fate::ShipHeld => out.released.push(position),
+                    Fate::Skip | Fate::Held => continue,
                 }
                 position
             };
@@ -953,8 +954,10 @@ impl VdcPoller {
                 reader.is_text(),
                 hold,
             );
-            if fate != Fate::Ship {
-                continue;
+            match fate {
+                Fate::Ship => {}
+                Fate::ShipHeld => out.released.push(position),
+                Fate::Skip | Fate::Held => continue,
             }
             let degraded = item
                 .entry
@@ -1025,9 +1028,13 @@ impl VdcPoller {
             return Ok(());
         }
         let ids = std::mem::take(&mut out.ids);
+        let released = std::mem::take(&mut out.released);
         if let Some(c) = self.session_cursor(&job.id, &session.id) {
             c.next = c.next.max(out.next);
             c.shipped_ids.extend(ids);
+            // Held entries leave `held` with the snapshot of the batch that ships them: a
+            // download that breaks off before then reads them as held again.
+            c.held.retain(|h| !released.contains(&h.position));
         }
         out.pending = 0;
         emitter
@@ -1135,6 +1142,8 @@ struct Progress {
     pending: usize,
     /// Ids of the collected entries, when they are recognised by id.
     ids: Vec<String>,
+    /// Positions of held entries collected (see [`Fate::ShipHeld`]).
+    released: Vec<u64>,
 }
 
 impl Progress {
@@ -1145,6 +1154,7 @@ impl Progress {
             records: Vec::new(),
             pending: 0,
             ids: Vec::new(),
+            released: Vec::new(),
         }
     }
 }
