@@ -1875,6 +1875,114 @@ mod tests {
         );
     }
 
+    /// A download that breaks off right after a held entry that is now final (before the
+    /// batch with it went out) is downloaded again: the entry still ships, once.
+    #[tokio::test]
+    async fn a_held_entry_survives_a_download_that_breaks_off() {
+        use axum::{Json, Router, body::Body, routing::get};
+        use serde_json::json;
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        const RUNNING: &str = "2025-03-03T02:00:00Z\t\t[Success] Job started\n\
+            2025-03-03T02:00:01Z\t\t[Running] Processing mailbox: a@contoso.com\n\
+            2025-03-03T02:00:02Z\t\t[Success] Processing mailbox: b@contoso.com\n";
+        const DONE: &str = "2025-03-03T02:00:00Z\t\t[Success] Job started\n\
+            2025-03-03T02:00:01Z\t\t[Warning] Processing mailbox: a@contoso.com\n\
+            2025-03-03T02:00:02Z\t\t[Success] Processing mailbox: b@contoso.com\n\
+            2025-03-03T02:00:03Z\t\t[Success] Job finished\n";
+        let downloads = Arc::new(AtomicUsize::new(0));
+        let seen = downloads.clone();
+        let phase = Arc::new(AtomicUsize::new(0));
+        let (p1, p2) = (phase.clone(), phase.clone());
+        let app = Router::new()
+            .route(
+                "/v1/reports/backup-jobs",
+                get(|| async { Json(json!([{"id": "j1", "name": "J"}])) }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions",
+                get(move || async move {
+                    Json(if p1.load(SeqCst) == 0 {
+                        json!([{"id": "s1", "creationTime": "2025-03-03T02:00:00Z", "status": "Running"}])
+                    } else {
+                        json!([{"id": "s1", "creationTime": "2025-03-03T02:00:00Z",
+                                "endTime": "2025-03-03T03:00:00Z", "status": "Warning"}])
+                    })
+                }),
+            )
+            .route(
+                "/v1/Reports/backup-jobs/j1/job-sessions/s1/logs/download",
+                get(move || async move {
+                    if p2.load(SeqCst) == 0 {
+                        return Body::from(RUNNING);
+                    }
+                    // The first download of the ended log breaks off after entry 1.
+                    if seen.fetch_add(1, SeqCst) == 0 {
+                        let cut = DONE.find("b@").unwrap();
+                        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+                            Ok(bytes::Bytes::from(&DONE[..cut])),
+                            Err(std::io::Error::other("connection reset")),
+                        ];
+                        // The error a moment later, once the client has read the first part.
+                        let stream = futures::StreamExt::then(futures::stream::iter(chunks), |c| async move {
+                            if c.is_err() {
+                                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            }
+                            c
+                        });
+                        return Body::from_stream(stream);
+                    }
+                    Body::from(DONE)
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 2\nlog_mode = \"download\"")
+            .unwrap();
+        let src = VdcSource {
+            url: Url::parse(&format!("http://{addr}")).unwrap(),
+            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
+        };
+        let mut stored = None;
+        let mut runs = Vec::new();
+        for p in 0..2 {
+            phase.store(p, SeqCst);
+            let mut poller = VdcPoller::new(&src, stored.take()).unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            poller.cycle(&Emitter::new(tx)).await.unwrap();
+            let mut shipped = Vec::new();
+            while let Ok(batch) = rx.try_recv() {
+                for r in batch.records {
+                    if let Record::VdcLog { entry, index, .. } = r {
+                        shipped.push((index, entry.title.unwrap_or_default()));
+                    }
+                }
+            }
+            runs.push(shipped);
+            stored = Some(serde_json::to_value(poller.state()).unwrap());
+        }
+        server.abort();
+        assert!(
+            downloads.load(SeqCst) >= 2,
+            "the broken download was asked for again"
+        );
+        assert_eq!(
+            runs,
+            [
+                vec![
+                    (0, "[Success] Job started".to_string()),
+                    (2, "[Success] Processing mailbox: b@contoso.com".into())
+                ],
+                vec![
+                    (1, "[Warning] Processing mailbox: a@contoso.com".to_string()),
+                    (3, "[Success] Job finished".into())
+                ],
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn one_entry_with_an_odd_offset_does_not_turn_an_oldest_first_log_round() {
         let (runs, _) = runs_per_phase(
