@@ -264,6 +264,11 @@ impl Case {
     }
 
     fn config(&self, api_version: &str, page_size: u32) -> PathBuf {
+        self.config_with(api_version, page_size, "")
+    }
+
+    /// [`Case::config`] with extra source keys.
+    fn config_with(&self, api_version: &str, page_size: u32, extra: &str) -> PathBuf {
         ConfigBuilder::new(self.dir.path().join("state"))
             .table(
                 Table::vbo("vbo_odd", &self.url)
@@ -272,7 +277,8 @@ impl Case {
                     .set("password", "pw")
                     .set("page_size", i64::from(page_size))
                     .set("start_time", "2025-01-01T00:00:00Z")
-                    .set("max_retries", 1),
+                    .set("max_retries", 1)
+                    .raw(extra),
             )
             .table(Table::file("out", &["vbo_odd"], &self.out()))
             .write(&self.dir.path().join("config.toml"))
@@ -777,7 +783,7 @@ async fn events_in_progress_on_a_server_without_events_by_id_arrive_final() {
         ..World::default()
     })
     .await;
-    let config = case.config("v8", 10);
+    let config = case.config_with("v8", 10, "hold_in_progress = true");
     let status_of = |id: &str| -> Vec<String> {
         read_ndjson(&case.out())
             .iter()

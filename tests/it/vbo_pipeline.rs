@@ -461,7 +461,45 @@ async fn corrupt_checkpoint_is_a_clear_error() {
     );
 }
 
-/// VB365 completes an event in place: read while `Running` (its item still being
+/// By default an event read while `Running` ships as read, at once (outcome unknown):
+/// every event the server shows is delivered by one `--once` run, and is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_in_progress_ship_as_read_by_default() {
+    let env = Env::start(SimConfig {
+        seed: 33,
+        sessions: 9,
+        events_per_session: 6,
+        running_items: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = env.write_config("v8", "page_size = 4");
+    let cfg = cfg.display().to_string();
+    let running: HashSet<String> = env.sim.running_event_ids().into_iter().collect();
+    assert!(!running.is_empty());
+    let out = run_bin_async(s(&["run", "--config", &cfg, "--once"]), vec![]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let events = env.events();
+    let expected: HashSet<String> = env.sim.event_ids().into_iter().collect();
+    let counts = id_counts(&events);
+    assert_eq!(counts.keys().cloned().collect::<HashSet<_>>(), expected);
+    for e in events
+        .iter()
+        .filter(|e| running.contains(e["event"]["id"].as_str().unwrap()))
+    {
+        assert_eq!(e["veeam"]["restore_event"]["status"], "Running");
+        assert_eq!(e["event"]["outcome"], "unknown");
+    }
+    env.sim.tick();
+    let out = run_bin_async(s(&["run", "--config", &cfg, "--once"]), vec![]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        id_counts(&env.events()).values().all(|&c| c == 1),
+        "none sent again"
+    );
+}
+
+/// With `hold_in_progress = true`. VB365 completes an event in place: read while `Running` (its item still being
 /// restored), it later has its final status, `endTime` and `duration`. Asserts over
 /// `--once` runs with live activity in between: no event ships as `Running` while its
 /// session goes on; each ships once, with the status it ended with; what is `Running`
@@ -476,7 +514,7 @@ async fn events_in_progress_ship_once_with_their_final_status() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = env.write_config("v8", "page_size = 4");
+    let cfg = env.write_config("v8", "page_size = 4\nhold_in_progress = true");
     let cfg = cfg.display().to_string();
     for round in 0..6 {
         if round > 0 {

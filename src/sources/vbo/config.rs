@@ -71,6 +71,10 @@ pub struct VboSourceConfig {
     /// read again from the new horizon for the rest.
     #[serde(default = "default_max_held_sessions")]
     pub max_held_sessions: usize,
+    /// Hold events read while `Running` back until they have their final status (one
+    /// copy, with its result, shipped later) instead of shipping them as read.
+    #[serde(default)]
+    pub hold_in_progress: bool,
     /// Not a config key: set by `backfill`, whose state is thrown away when it completes,
     /// so events still in progress are shipped as read instead of held back.
     #[serde(skip)]

@@ -36,8 +36,9 @@
 //!    older than `horizon - lookback` are pruned (the next listing can't return them), which
 //!    keeps the state, written with every batch, to the lookback window.
 //!
-//! An event read while its status is `Running` (its item is still being restored) is not
-//! shipped then: VB365 completes an event in place, with its final status, `endTime` and
+//! With `hold_in_progress` (off by default: then every event ships as read), an event
+//! read while its status is `Running` (its item is still being restored) is not shipped
+//! then: VB365 completes an event in place, with its final status, `endTime` and
 //! `duration`, so shipping it at once would leave the SIEM with "outcome unknown" for
 //! good. It is held in the cursor ([`HeldEvent`], raw JSON) and read again by id
 //! (`…/Events/{id}`) at every later read of its session; it ships once, when it has a
@@ -314,7 +315,7 @@ impl VboPoller {
             lookback: to_chrono(s.lookback),
             poll_interval: s.poll_interval,
             keep_original: s.keep_original,
-            hold_in_progress: !s.ship_in_progress,
+            hold_in_progress: s.hold_in_progress && !s.ship_in_progress,
             no_events_by_id: false,
             over_hold_limit: 0,
             max_held: s.max_held_sessions,

@@ -60,6 +60,10 @@ pub struct VdcSourceConfig {
     /// Keep the raw record in `event.original`.
     #[serde(default)]
     pub keep_original: bool,
+    /// Hold log entries whose title says `[Running]` back while their session runs, until
+    /// they have their final status, instead of shipping them as read.
+    #[serde(default)]
+    pub hold_in_progress: bool,
     /// Not a config key: set by `backfill` (see the VB365 source's).
     #[serde(skip)]
     pub ship_in_progress: bool,

@@ -20,7 +20,8 @@
 //!    newest done one); done sessions older than `floor - lookback` and sessions the server
 //!    no longer lists are forgotten. The state stays a handful of entries per job.
 //!
-//! An entry whose title says `[Running]` while its session runs is not shipped then: Veeam
+//! With `hold_in_progress` (off by default: then every entry ships as read), an entry
+//! whose title says `[Running]` while its session runs is not shipped then: Veeam
 //! completes a job log entry in place (`[Running] Processing mailbox: x` becomes
 //! `[Warning] Processing mailbox: x`), and shipping it at once would keep the SIEM's copy
 //! at "unknown" for good. Its position is held in the cursor ([`SessionCursor::held`]) and,
@@ -298,7 +299,7 @@ impl VdcPoller {
             poll_interval: s.poll_interval,
             lookback: to_chrono(s.lookback),
             keep_original: s.keep_original,
-            hold_in_progress: !s.ship_in_progress,
+            hold_in_progress: s.hold_in_progress && !s.ship_in_progress,
             max_retries: s.max_retries,
             state,
             problems: 0,
@@ -1781,9 +1782,15 @@ mod tests {
                 (4, "[Success] Job finished".into()),
             ],
         ];
-        let (runs, state) = runs_while_running(text, 3, 2, "log_mode = \"download\"").await;
+        let (runs, state) = runs_while_running(
+            text,
+            3,
+            2,
+            "log_mode = \"download\"\nhold_in_progress = true",
+        )
+        .await;
         assert_eq!(runs, want, "download");
-        let (runs, _) = runs_while_running(json, 3, 2, "").await;
+        let (runs, _) = runs_while_running(json, 3, 2, "hold_in_progress = true").await;
         assert_eq!(runs, want, "json");
         // Nothing stays held once the session is done.
         assert!(
@@ -1835,8 +1842,10 @@ mod tests {
         }
         let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (url, server) = phased_server(phase.clone(), logs, 3).await;
-        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0")
-            .unwrap();
+        let cfg = parse(
+            "api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0\nhold_in_progress = true",
+        )
+        .unwrap();
         let src = VdcSource {
             url,
             ..VdcSource::resolve("vdc_t", &cfg).unwrap()
@@ -1939,7 +1948,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 2\nlog_mode = \"download\"")
+        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 2\nlog_mode = \"download\"\nhold_in_progress = true")
             .unwrap();
         let src = VdcSource {
             url: Url::parse(&format!("http://{addr}")).unwrap(),
