@@ -435,13 +435,7 @@ impl VboPoller {
         }
 
         self.advance_horizon(newest);
-        emitter
-            .emit(SourceBatch {
-                records: Vec::new(),
-                checkpoint: Some(self.snapshot()),
-                fetched_at,
-            })
-            .await?;
+        self.emit(emitter, Vec::new(), fetched_at).await?;
         let held: usize = self.state.sessions.values().map(|c| c.held.len()).sum();
         if held > 0 {
             tracing::info!(source_id = %self.id, held, shipped_in_progress = self.over_hold_limit, "restore events still in progress are held back; each ships with its final status in a later cycle");
@@ -1092,13 +1086,7 @@ impl VboPoller {
                     .into_iter()
                     .map(|(event, raw)| self.event_record(&session, event, raw.get()))
                     .collect();
-                emitter
-                    .emit(SourceBatch {
-                        records,
-                        checkpoint: Some(self.snapshot()),
-                        fetched_at,
-                    })
-                    .await?;
+                self.emit(emitter, records, fetched_at).await?;
             }
             match step {
                 Ok(Step::Next(_)) => {}
@@ -1131,6 +1119,22 @@ impl VboPoller {
             }
         }
         Ok(handoff)
+    }
+
+    /// Emit `records` with a snapshot of the state after them.
+    async fn emit(
+        &self,
+        emitter: &Emitter,
+        records: Vec<Record>,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        emitter
+            .emit(SourceBatch {
+                records,
+                checkpoint: Some(self.snapshot()),
+                fetched_at,
+            })
+            .await
     }
 
     /// The record of one event; odd values keep the raw record as evidence, and count.
@@ -1192,13 +1196,7 @@ impl VboPoller {
             })
             .collect();
         tracing::warn!(source_id = %self.id, session_id = sid, events = records.len(), "shipping the forgotten session's events that were still in progress, as last read");
-        emitter
-            .emit(SourceBatch {
-                records,
-                checkpoint: Some(self.snapshot()),
-                fetched_at,
-            })
-            .await
+        self.emit(emitter, records, fetched_at).await
     }
 
     /// A held event looked up where its session's listing had it (`offset`, one page):
@@ -1359,13 +1357,7 @@ impl VboPoller {
             .into_iter()
             .map(|(event, raw)| self.event_record(session, event, &raw))
             .collect();
-        emitter
-            .emit(SourceBatch {
-                records,
-                checkpoint: Some(self.snapshot()),
-                fetched_at,
-            })
-            .await?;
+        self.emit(emitter, records, fetched_at).await?;
         Ok(released)
     }
 

@@ -1424,6 +1424,28 @@ mod tests {
         assert_eq!(detect_order([a, c, b]), None, "as many steps up as down");
     }
 
+    /// `app` served on a loopback port.
+    async fn serve(app: axum::Router) -> (Url, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (Url::parse(&format!("http://{addr}")).unwrap(), server)
+    }
+
+    /// A VDC source at `url` reading from 2025 on, with `extra` config keys.
+    fn source_at(url: Url, extra: &str) -> VdcSource {
+        let cfg = parse(&format!(
+            "api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\n{extra}"
+        ))
+        .unwrap();
+        VdcSource {
+            url,
+            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
+        }
+    }
+
     /// A VDC with one job and one session whose `/logs` answer is `logs(phase)` (and
     /// `/logs/download` the text of it, when it is a JSON string); the session runs in
     /// the first `running` phases and has ended from then on.
@@ -1463,12 +1485,7 @@ mod tests {
                     logs(p2.load(SeqCst)).as_str().unwrap_or_default().to_string()
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (Url::parse(&format!("http://{addr}")).unwrap(), server)
+        serve(app).await
     }
 
     /// One `--once` run per phase, each a new poller resuming from the previous one's
@@ -1496,14 +1513,7 @@ mod tests {
     ) -> (Vec<Vec<(u64, String)>>, VdcState) {
         let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (url, server) = phased_server(phase.clone(), logs, running).await;
-        let cfg = parse(&format!(
-            "api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0\n{extra}"
-        ))
-        .unwrap();
-        let src = VdcSource {
-            url,
-            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
-        };
+        let src = source_at(url, &format!("max_retries = 0\n{extra}"));
         let mut stored = None;
         let mut runs = Vec::new();
         for p in 0..phases {
@@ -1842,14 +1852,7 @@ mod tests {
         }
         let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (url, server) = phased_server(phase.clone(), logs, 3).await;
-        let cfg = parse(
-            "api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 0\nhold_in_progress = true",
-        )
-        .unwrap();
-        let src = VdcSource {
-            url,
-            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
-        };
+        let src = source_at(url, "max_retries = 0\nhold_in_progress = true");
         let mut stored = None;
         let mut runs = Vec::new();
         for p in 0..5 {
@@ -1943,17 +1946,11 @@ mod tests {
                     Body::from(DONE)
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let cfg = parse("api_key = \"k\"\nstart_time = \"2025-01-01T00:00:00Z\"\nmax_retries = 2\nlog_mode = \"download\"\nhold_in_progress = true")
-            .unwrap();
-        let src = VdcSource {
-            url: Url::parse(&format!("http://{addr}")).unwrap(),
-            ..VdcSource::resolve("vdc_t", &cfg).unwrap()
-        };
+        let (url, server) = serve(app).await;
+        let src = source_at(
+            url,
+            "max_retries = 2\nlog_mode = \"download\"\nhold_in_progress = true",
+        );
         let mut stored = None;
         let mut runs = Vec::new();
         for p in 0..2 {
