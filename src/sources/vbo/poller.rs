@@ -129,6 +129,9 @@ const MAX_LISTING_PASSES: usize = 10_000;
 /// Events held back while `Running`, per session and per source (see the module docs).
 const MAX_HELD_PER_SESSION: usize = 64;
 const MAX_HELD: usize = 256;
+/// Longest event JSON held back (the checkpoint carries it, rewritten with every batch);
+/// a longer event in progress ships as read.
+const MAX_HELD_BYTES: usize = 64 * 1024;
 
 /// An event read while still `Running`, waiting for its final status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1039,6 +1042,9 @@ impl VboPoller {
                         return true;
                     }
                     if !hold || !crate::map::vbo::in_progress(&e.status) {
+                        return true;
+                    }
+                    if raw.get().len() > MAX_HELD_BYTES {
                         return true;
                     }
                     if room == 0 {

@@ -63,6 +63,9 @@ pub const MAX_SHIPPED_IDS: usize = 1000;
 /// Entries a session cursor holds back while in progress (see [`SessionCursor::held`]);
 /// more ship as read.
 pub const MAX_HELD_ENTRIES: usize = 64;
+/// Longest entry text held back (the checkpoint carries it, rewritten with every batch);
+/// a longer entry in progress ships as read.
+pub const MAX_HELD_BYTES: usize = 64 * 1024;
 /// Default horizon of the first run.
 const DEFAULT_HISTORY: chrono::Duration = chrono::Duration::days(7);
 /// What a download request accepts: our assumed text format first, JSON too.
@@ -556,6 +559,7 @@ impl VdcPoller {
                 tracing::warn!(source_id = %self.id, job_id = %job.id, session_id = %session.id, position, limit = MAX_HELD_ENTRIES, "more log entries of this session are in progress than are held back at most; this one ships as it is now");
                 Fate::Ship
             }
+            None if running && raw.len() > MAX_HELD_BYTES => Fate::Ship,
             None if running => {
                 c.held.push(HeldEntry {
                     position,
@@ -1803,6 +1807,30 @@ mod tests {
         let (runs, _) = runs_while_running(json, 3, 2, "hold_in_progress = true").await;
         assert_eq!(runs, want, "json");
         // Nothing stays held once the session is done.
+        assert!(
+            state
+                .jobs
+                .values()
+                .flat_map(|j| j.sessions.values())
+                .all(|c| c.held.is_empty())
+        );
+    }
+
+    /// An entry in progress too long to carry in the checkpoint ships as read, at once.
+    #[tokio::test]
+    async fn an_entry_in_progress_too_long_to_hold_ships_as_read() {
+        fn json(_: usize) -> serde_json::Value {
+            let long = format!(
+                "[Running] Processing mailbox: {}@contoso.com",
+                "a".repeat(70_000)
+            );
+            serde_json::json!([
+                {"title": "[Success] Job started", "creationTime": "2025-03-03T02:00:00Z"},
+                {"title": long, "creationTime": "2025-03-03T02:00:01Z"},
+            ])
+        }
+        let (runs, state) = runs_while_running(json, 1, 1, "hold_in_progress = true").await;
+        assert_eq!(runs[0].len(), 2, "both shipped at once");
         assert!(
             state
                 .jobs
