@@ -380,20 +380,13 @@ fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Duratio
 /// page must not grow memory).
 pub const ERROR_EXCERPT_BYTES: usize = 4 * 1024;
 
-/// Read a response body, failing with [`HttpError::TooLarge`] as soon as it passes
-/// `limit` bytes, so a hostile or broken server can't grow memory without bound.
-/// A body cut short is a [`HttpError::Transport`] error (safe to request again).
 /// After a failed body read: how long to pause before sending the request again, or `None`
 /// when it must not be. A transport error (the connection broke, or stalled past the
 /// timeout, after the status line) is answered by sending again, up to
 /// `policy.max_retries` times per request (`failures` counts them), 200 ms longer each
 /// time; any other error (a body over its cap) is final. Only for requests that are safe
 /// to repeat (GETs, token grants).
-pub fn resend_pause(
-    error: &HttpError,
-    failures: &mut u32,
-    policy: &RetryPolicy,
-) -> Option<Duration> {
+fn resend_pause(error: &HttpError, failures: &mut u32, policy: &RetryPolicy) -> Option<Duration> {
     if !matches!(error, HttpError::Transport { .. }) || *failures >= policy.max_retries {
         return None;
     }
@@ -401,6 +394,80 @@ pub fn resend_pause(
     Some(Duration::from_millis(200 * u64::from(*failures)))
 }
 
+/// A request safe to repeat (a GET, a token grant) whose whole body is wanted, at most
+/// `limit` bytes of it. `send` sends the request, with whatever its caller needs around
+/// [`send_with_retry`] (a token renewed after a 401, another path after a 404), and
+/// returns the URL to name in messages (without secrets) with the answer. A body that
+/// breaks off after the status line is asked for again (see [`resend_pause`]); a body over
+/// its cap is final (`fail` turns it into the caller's error), as is every error of
+/// `send`. A `204 No Content` answer reads as `no_content`.
+pub async fn fetch_body<E, F, Fut>(
+    policy: &RetryPolicy,
+    limit: usize,
+    no_content: &'static [u8],
+    mut send: F,
+    fail: impl Fn(HttpError) -> E,
+) -> Result<(String, bytes::Bytes), E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(String, Response), E>>,
+{
+    let mut failures = 0u32;
+    loop {
+        let (url, resp) = send().await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok((url, bytes::Bytes::from_static(no_content)));
+        }
+        let error = match read_body_capped(&url, resp, limit).await {
+            Ok(body) => return Ok((url, body)),
+            Err(error) => error,
+        };
+        let Some(pause) = resend_pause(&error, &mut failures, policy) else {
+            return Err(fail(error));
+        };
+        tracing::warn!(url, error = %error, "response body interrupted; retrying");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Fetch a body with `fetch` until `parse` can read it. A body that is not what was asked
+/// for at all (a proxy's HTML page with status 200, a page cut short without the transport
+/// noticing) is asked for again with the policy's backoff and `max_retries`, as a 5xx is,
+/// before it counts as failed: then `fail` gets an [`HttpError::Decode`] naming the URL,
+/// what `parse` said and how many attempts were made. Errors of `fetch` are final.
+pub async fn fetch_parsed<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    mut fetch: F,
+    mut parse: impl FnMut(&str, &[u8]) -> Result<T, String>,
+    fail: impl Fn(HttpError) -> E,
+) -> Result<(String, T), E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(String, bytes::Bytes), E>>,
+{
+    let mut delays = policy.delays();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let (url, body) = fetch().await?;
+        let message = match parse(&url, &body) {
+            Ok(parsed) => return Ok((url, parsed)),
+            Err(message) => message,
+        };
+        let Some(delay) = delays.next() else {
+            return Err(fail(HttpError::Decode {
+                url,
+                message: format!("{message} (still after {attempt} attempts)"),
+            }));
+        };
+        tracing::warn!(url, attempt, delay_ms = delay.as_millis() as u64, error = %message, "unreadable page; requesting it again");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Read a response body, failing with [`HttpError::TooLarge`] as soon as it passes
+/// `limit` bytes, so a hostile or broken server can't grow memory without bound.
+/// A body cut short is a [`HttpError::Transport`] error (safe to request again).
 pub async fn read_body_capped(
     url: &str,
     mut resp: Response,

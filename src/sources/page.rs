@@ -15,6 +15,9 @@
 
 use serde_json::value::RawValue;
 
+/// The page a `204 No Content` answer to a listing stands for: nothing is listed there.
+pub const EMPTY_PAGE: &[u8] = br#"{"results":[]}"#;
+
 /// `body` without a leading UTF-8 byte order mark, which some .NET serializers and proxies
 /// write before JSON (RFC 8259 lets a parser ignore it; serde_json doesn't).
 pub fn without_bom(body: &[u8]) -> &[u8] {

@@ -55,6 +55,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -67,6 +69,7 @@ use super::token::{Credentials, TokenManager};
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::map::Record;
 use crate::map::vbo::{RawRestoreEvent, RawRestoreSession};
+use crate::sources::page::EMPTY_PAGE;
 use crate::sources::paging::{PageFacts, Pager, PagingError, Step, fingerprint};
 use crate::sources::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
 
@@ -728,42 +731,25 @@ impl VboPoller {
         limit: &mut u32,
         session_id: Option<&str>,
     ) -> Result<ReadPage, SourceError> {
-        let mut delays = self.policy.delays();
-        let mut attempt = 0u32;
+        let read = |url: &str, body: &[u8]| self.read_page(body, url, session_id, offset);
+        let failed = |error| SourceError::Http {
+            source_id: self.id.clone(),
+            error,
+        };
         loop {
-            attempt += 1;
             let mut full = query.to_vec();
             full.push(("limit", limit.to_string()));
             full.push(("offset", offset.to_string()));
-            let (url, body) = match self.get(path, &full).await {
-                Ok(ok) => ok,
+            match http::fetch_parsed(&self.policy, || self.get(path, &full), read, failed).await {
+                Ok((_, page)) => return Ok(page),
                 Err(SourceError::Http {
                     error: HttpError::TooLarge { url, limit: cap },
                     ..
                 }) if *limit > 1 => {
                     *limit /= 2;
                     tracing::warn!(source_id = %self.id, session_id = session_id.unwrap_or("-"), url, cap, limit = *limit, "page larger than the body limit; asking for fewer records per page");
-                    continue;
                 }
                 Err(e) => return Err(e),
-            };
-            match self.read_page(&body, &url, session_id, offset) {
-                Ok(page) => return Ok(page),
-                Err(message) => match delays.next() {
-                    Some(delay) => {
-                        tracing::warn!(source_id = %self.id, session_id = session_id.unwrap_or("-"), url, attempt, delay_ms = delay.as_millis() as u64, error = %message, "unreadable page; requesting it again");
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => {
-                        return Err(SourceError::Http {
-                            source_id: self.id.clone(),
-                            error: HttpError::Decode {
-                                url,
-                                message: format!("{message} (still after {attempt} attempts)"),
-                            },
-                        });
-                    }
-                },
             }
         }
     }
@@ -1458,54 +1444,39 @@ impl VboPoller {
                 },
             })?;
         let shown = url.to_string();
-        let mut rejected = 0;
-        let mut body_failures = 0;
-        loop {
-            let bearer = self.tokens.bearer().await?;
-            let result = http::send_with_retry(&self.policy, &shown, || {
-                self.client
-                    .get(url.clone())
-                    .bearer_auth(bearer.token.expose())
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .send()
-            })
-            .await;
-            match result {
-                // "No Content" (outside the spec, which answers an empty page): nothing is
-                // listed there, read as that empty page rather than as a broken one.
-                Ok(resp) if resp.status() == reqwest::StatusCode::NO_CONTENT => {
-                    return Ok((shown, bytes::Bytes::from_static(br#"{"results":[]}"#)));
-                }
-                Ok(resp) => match http::read_body_capped(&shown, resp, MAX_PAGE_BYTES).await {
-                    Ok(body) => return Ok((shown, body)),
-                    Err(error) => {
-                        let Some(pause) =
-                            http::resend_pause(&error, &mut body_failures, &self.policy)
-                        else {
-                            return Err(SourceError::Http {
-                                source_id: self.id.clone(),
-                                error,
-                            });
-                        };
-                        tracing::warn!(source_id = %self.id, url = %shown, error = %error, "response body interrupted; retrying");
-                        tokio::time::sleep(pause).await;
+        let http_error = |error| SourceError::Http {
+            source_id: self.id.clone(),
+            error,
+        };
+        // Shared by every send of this request (the body may be asked for again).
+        let rejected = AtomicU32::new(0);
+        let send = || async {
+            loop {
+                let bearer = self.tokens.bearer().await?;
+                let result = http::send_with_retry(&self.policy, &shown, || {
+                    self.client
+                        .get(url.clone())
+                        .bearer_auth(bearer.token.expose())
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .send()
+                })
+                .await;
+                match result {
+                    Ok(resp) => return Ok((shown.clone(), resp)),
+                    Err(e) if http::is_unauthorized(&e) && rejected.load(Relaxed) < 2 => {
+                        let rejected = rejected.fetch_add(1, Relaxed) + 1;
+                        tracing::debug!(source_id = %self.id, url = %shown, rejected, "401 from data endpoint; renewing token");
+                        self.tokens
+                            .invalidate(bearer.generation, rejected >= 2)
+                            .await;
                     }
-                },
-                Err(e) if http::is_unauthorized(&e) && rejected < 2 => {
-                    rejected += 1;
-                    tracing::debug!(source_id = %self.id, url = %shown, rejected, "401 from data endpoint; renewing token");
-                    self.tokens
-                        .invalidate(bearer.generation, rejected >= 2)
-                        .await;
-                }
-                Err(error) => {
-                    return Err(SourceError::Http {
-                        source_id: self.id.clone(),
-                        error,
-                    });
+                    Err(error) => return Err(http_error(error)),
                 }
             }
-        }
+        };
+        // "No Content" (outside the spec, which answers an empty page): nothing is listed
+        // there, read as that empty page rather than as a broken one.
+        http::fetch_body(&self.policy, MAX_PAGE_BYTES, EMPTY_PAGE, send, http_error).await
     }
 }
 

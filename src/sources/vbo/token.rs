@@ -308,22 +308,17 @@ impl TokenManager {
         let auth_err = |reason: String| self.auth_error(reason);
         // The connection can break (or stall past `request_timeout`) after the status line:
         // asking for a token again is safe, so that is retried like a failed send.
-        let mut body_failures = 0u32;
-        let bytes = loop {
-            let resp = self.send(form).await?;
-            let error = match http::read_body_capped(url, resp, TOKEN_BODY_LIMIT).await {
-                Ok(bytes) => break bytes,
-                Err(error) => error,
-            };
-            let Some(pause) = http::resend_pause(&error, &mut body_failures, &self.policy) else {
-                return Err(SourceError::Http {
-                    source_id: self.source_id.clone(),
-                    error,
-                });
-            };
-            tracing::warn!(source_id = %self.source_id, url = %url, error = %error, "token response interrupted; asking again");
-            tokio::time::sleep(pause).await;
-        };
+        let (_, bytes) = http::fetch_body(
+            &self.policy,
+            TOKEN_BODY_LIMIT,
+            b"",
+            || async move { Ok((url.clone(), self.send(form).await?)) },
+            |error| SourceError::Http {
+                source_id: self.source_id.clone(),
+                error,
+            },
+        )
+        .await?;
         // A syntax error's message names a position, never the content (it holds tokens).
         let value: serde_json::Value =
             serde_json::from_slice(crate::sources::page::without_bom(&bytes)).map_err(|e| {

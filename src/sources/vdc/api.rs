@@ -33,7 +33,7 @@ use super::download::ENVELOPE_KEYS;
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::secret::Secret;
 use crate::sources::SourceError;
-use crate::sources::page::{self, Unreadable, repair_syntax};
+use crate::sources::page::{self, EMPTY_PAGE, Unreadable, repair_syntax};
 use crate::sources::paging::{MAX_PAGES, PageFacts, PagingError, fingerprint};
 
 /// Largest collection page body read; a hostile or broken server can't grow memory past it.
@@ -443,29 +443,19 @@ impl VdcApi {
         endpoint: Endpoint<'_>,
         query: &[(&str, String)],
     ) -> Result<(String, bytes::Bytes), SourceError> {
-        let mut body_failures = 0;
-        loop {
-            let (shown, response) = self
-                .send(endpoint, query, "application/json", false)
-                .await?;
-            // "No Content": nothing is listed there. Read as the empty page it means, not
-            // as a broken one retried until the cycle fails (as the VB365 source does).
-            if response.status() == reqwest::StatusCode::NO_CONTENT {
-                return Ok((shown, bytes::Bytes::from_static(br#"{"results":[]}"#)));
-            }
-            let error = match http::read_body_capped(&shown, response, MAX_PAGE_BYTES).await {
-                Ok(body) => return Ok((shown, body)),
-                Err(error) => error,
-            };
-            let Some(pause) = http::resend_pause(&error, &mut body_failures, &self.policy) else {
-                return Err(SourceError::Http {
-                    source_id: self.source_id.clone(),
-                    error,
-                });
-            };
-            tracing::warn!(source_id = %self.source_id, url = %shown, error = %error, "response body interrupted; retrying");
-            tokio::time::sleep(pause).await;
-        }
+        // "No Content": nothing is listed there. Read as the empty page it means, not as a
+        // broken one retried until the cycle fails.
+        http::fetch_body(
+            &self.policy,
+            MAX_PAGE_BYTES,
+            EMPTY_PAGE,
+            || self.send(endpoint, query, "application/json", false),
+            |error| SourceError::Http {
+                source_id: self.source_id.clone(),
+                error,
+            },
+        )
+        .await
     }
 
     /// GET one collection page and parse it. A body that is not a collection at all (a
@@ -476,51 +466,40 @@ impl VdcApi {
         endpoint: Endpoint<'_>,
         query: &[(&str, String)],
     ) -> Result<(String, Page), SourceError> {
-        let mut delays = self.policy.delays();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let (url, body) = self.get_json(endpoint, query).await?;
-            match parse_collection(&body) {
-                Ok(page) => {
-                    if page.repaired {
-                        tracing::warn!(source_id = %self.source_id, url, "page read after repairing it: invalid UTF-8 replaced with U+FFFD, raw control characters in strings escaped, NaN/Infinity kept as strings");
-                    }
-                    let offset = query
-                        .iter()
-                        .find(|(k, _)| *k == "offset")
-                        .and_then(|(_, v)| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                    for bad in &page.unreadable {
-                        tracing::warn!(
-                            source_id = %self.source_id,
-                            url,
-                            record_id = %bad.id,
-                            offset = offset.saturating_add(bad.position as u64),
-                            error = %bad.error,
-                            "skipping unreadable record; the rest of its page is read"
-                        );
-                        crate::metrics::global().record_skipped(&self.source_id);
-                    }
-                    return Ok((url, page));
-                }
-                Err(message) => match delays.next() {
-                    Some(delay) => {
-                        tracing::warn!(source_id = %self.source_id, url, attempt, delay_ms = delay.as_millis() as u64, error = %message, "unreadable page; requesting it again");
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => {
-                        return Err(SourceError::Http {
-                            source_id: self.source_id.clone(),
-                            error: HttpError::Decode {
-                                url,
-                                message: format!("{message} (still after {attempt} attempts)"),
-                            },
-                        });
-                    }
-                },
+        let offset = query
+            .iter()
+            .find(|(k, _)| *k == "offset")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let read = |url: &str, body: &[u8]| {
+            let page = parse_collection(body)?;
+            if page.repaired {
+                tracing::warn!(source_id = %self.source_id, url, "page read after repairing it: invalid UTF-8 replaced with U+FFFD, raw control characters in strings escaped, NaN/Infinity kept as strings");
             }
-        }
+            for bad in &page.unreadable {
+                tracing::warn!(
+                    source_id = %self.source_id,
+                    url,
+                    record_id = %bad.id,
+                    offset = offset.saturating_add(bad.position as u64),
+                    error = %bad.error,
+                    "skipping unreadable record; the rest of its page is read"
+                );
+                crate::metrics::global().record_skipped(&self.source_id);
+            }
+            Ok(page)
+        };
+        let failed = |error| SourceError::Http {
+            source_id: self.source_id.clone(),
+            error,
+        };
+        http::fetch_parsed(
+            &self.policy,
+            || self.get_json(endpoint, query),
+            read,
+            failed,
+        )
+        .await
     }
 
     fn paging_error(&self, url: String, error: PagingError) -> SourceError {
