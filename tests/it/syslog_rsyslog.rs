@@ -324,6 +324,53 @@ async fn tls_with_client_certificate_delivers_every_event_once() {
     assert_exactly_once(&check_5424(&rs), &expected);
 }
 
+/// A receiver that requires a client certificate refuses each batch with a TLS alert: the
+/// error points at `tls.client_cert_file`, never at `confirm = "flush"` (the advice for
+/// receivers that hold connections open, which would make this one lose batches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_requiring_a_client_certificate_is_not_advised_flush() {
+    if !rsyslog::require_rsyslogd(true) {
+        return;
+    }
+    let env = Env::start(small_sim(64)).await;
+    let pki = make_pki(env.dir.path());
+    let rs = start_rsyslog(
+        env.dir.path(),
+        Listen::Tls {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            client_ca: Some(pki.ca.clone()),
+        },
+    );
+    let cfg = write_config(
+        &env,
+        25,
+        false,
+        &format!(
+            "address = \"127.0.0.1:{}\"\nmode = \"tls\"\ntls = {{ ca_file = {:?} }}",
+            rs.port,
+            pki.ca.display().to_string()
+        ),
+    );
+    let mut child = command(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Retries at 0, 0.4, 1.2, 2.8 and 6 s: more than the 3 failures the hint waits for.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    child.start_kill().ok();
+    let out = child.wait_with_output().await.expect("the binary ran");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let refused = log.matches("client certificate").count();
+    assert!(refused >= 3, "each refused batch names the fix: {log}");
+    assert!(
+        !log.contains("has not closed any connection"),
+        "a refusing receiver is not one that holds connections open: {log}"
+    );
+    assert!(rs.raw_messages().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_refuses_an_unknown_certificate_authority() {
     if !rsyslog::require_rsyslogd(true) {

@@ -367,7 +367,7 @@ impl KafkaSink {
                     self.stalled = 0;
                     (
                         RDKafkaErrorCode::Fatal,
-                        format!("no record acknowledged in {STALLED_SESSION_AFTER} deliveries in a row (the broker may have lost this producer session)"),
+                        format!("no record was acknowledged in {STALLED_SESSION_AFTER} deliveries in a row, in case a restarted broker lost the old session; an unreachable broker or a missing topic looks the same"),
                     )
                 })
             });

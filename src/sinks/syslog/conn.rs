@@ -27,10 +27,14 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// A transport failure. `fatal` ones need a human (e.g. a certificate the receiver's CA
-/// did not sign); the others may pass (receiver restarting, network blip).
+/// did not sign); the others may pass (receiver restarting, network blip). `held_open`:
+/// the receiver neither closed nor reset the connection within `timeout` after our end
+/// of stream (stuck, or one that keeps connections open); not set for a receiver that
+/// refused or dropped the connection (a TLS alert, a reset), which is no sign of that.
 #[derive(Debug)]
 pub struct ConnError {
     pub fatal: bool,
+    pub held_open: bool,
     pub message: String,
 }
 
@@ -38,6 +42,7 @@ impl ConnError {
     fn retryable(message: String) -> Self {
         ConnError {
             fatal: false,
+            held_open: false,
             message,
         }
     }
@@ -200,10 +205,13 @@ impl Target {
             Ok(Err(e)) => Err(self.err(format!(
                 "the receiver did not confirm the batch ({e}): it went away before reading all of it (restarted?) or dropped the connection (TLS: does it require a client certificate, `tls.client_cert_file`? see its log); the batch will be sent again"
             ))),
-            Err(_) => Err(self.err(format!(
-                "the receiver did not close the connection within {:?} after the batch: it is overloaded or stuck (the batch will be sent again; raise `timeout` for a slow one), or it keeps half-closed connections open (then set `confirm = \"flush\"`)",
-                self.timeout
-            ))),
+            Err(_) => Err(ConnError {
+                held_open: true,
+                ..self.err(format!(
+                    "the receiver did not close the connection within {:?} after the batch: it is overloaded or stuck (the batch will be sent again; raise `timeout` for a slow one), or it keeps half-closed connections open (then set `confirm = \"flush\"`)",
+                    self.timeout
+                ))
+            }),
         }
     }
 

@@ -172,7 +172,8 @@ impl SyslogSink {
     /// confirms a batch. A receiver that keeps the connection open cannot be told from one
     /// that stopped reading (overloaded, stuck), and counting the batch as delivered then
     /// would lose it when that receiver restarts; so the batch fails and is sent again,
-    /// and a receiver that never closed any connection gets a hint about `flush`.
+    /// and a receiver that never closed any connection, but held them open, gets a hint
+    /// about `flush`.
     async fn confirm_close(&mut self, stream: Box<dyn Stream>) -> Result<(), SinkError> {
         match self.target.confirm_close(stream).await {
             Ok(()) => {
@@ -180,8 +181,15 @@ impl SyslogSink {
                 self.close_failures = 0;
                 Ok(())
             }
+            // Only a receiver that held the connection open counts: one that refused the
+            // batch (a TLS alert for a missing client certificate, a reset) is no case
+            // for `flush`, which would then lose batches.
             Err(e) => {
-                self.close_failures = self.close_failures.saturating_add(1);
+                self.close_failures = if e.held_open {
+                    self.close_failures.saturating_add(1)
+                } else {
+                    0
+                };
                 if !self.closed_once && self.close_failures == NEVER_CLOSED_HINT_AFTER {
                     tracing::error!(
                         sink_id = %self.target.sink_id,
