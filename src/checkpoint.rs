@@ -44,6 +44,10 @@ pub enum CheckpointError {
     )]
     Corrupt { path: PathBuf, problem: String },
     #[error(
+        "checkpoint {path} was written by a newer veeam-siem ({what}): run that version (or a newer one) again. Do not move the file away: the source would then send its history again"
+    )]
+    Newer { path: PathBuf, what: String },
+    #[error(
         "checkpoint {path} holds the progress of source `{source_id}` on {written_for}, but the source now reads {now}: its positions would skip that server's history. If it is the same server under another name, set `server` in the file to {now:?}; if it is another server, move the file away (the source then starts from its `start_time`)"
     )]
     OtherServer {
@@ -156,8 +160,22 @@ impl CheckpointStore {
             path: self.path.clone(),
             problem,
         };
-        let env: Envelope<serde_json::Value> =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+        let env: Envelope<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
+            if e.is_data() && e.to_string().contains("unknown field") {
+                CheckpointError::Newer {
+                    path: self.path.clone(),
+                    what: format!("it has a field this version does not know: {e}"),
+                }
+            } else {
+                corrupt(format!("not valid JSON: {e}"))
+            }
+        })?;
+        if env.format > FORMAT_VERSION {
+            return Err(CheckpointError::Newer {
+                path: self.path.clone(),
+                what: format!("format {}; this version reads {FORMAT_VERSION}", env.format),
+            });
+        }
         if env.format != FORMAT_VERSION {
             return Err(corrupt(format!(
                 "format {} is not supported by this version (expects {FORMAT_VERSION})",
@@ -298,6 +316,44 @@ mod tests {
         assert_eq!(stored.state, json!({"a": 1}));
         store.save(&json!({})).unwrap();
         assert_eq!(store.load_stored().unwrap().unwrap().newest_event, None);
+    }
+
+    /// A checkpoint a newer version wrote (a higher format, or an envelope field this
+    /// version does not know) is refused with advice not to move it away; a source state
+    /// with a field this version does not know says the same.
+    #[test]
+    fn a_checkpoint_of_a_newer_version_is_refused_without_advice_to_move_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path(), "vbo_main", "vbo").unwrap();
+        store.save(&json!({})).unwrap();
+        let path = dir.path().join("vbo_main.checkpoint.json");
+        let mut written: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let original = written.clone();
+        written["format"] = json!(FORMAT_VERSION + 1);
+        fs::write(&path, written.to_string()).unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(
+            e.contains("newer veeam-siem") && e.contains("Do not move the file away"),
+            "{e}"
+        );
+        let mut written = original;
+        written["shard"] = json!(3);
+        fs::write(&path, written.to_string()).unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(
+            e.contains("newer veeam-siem") && e.contains("`shard`"),
+            "{e}"
+        );
+        let bad = serde_json::from_value::<crate::sources::vbo::VboState>(
+            json!({"horizon": "2025-01-01T00:00:00Z", "sessions": {}, "shard": 3}),
+        )
+        .unwrap_err();
+        let e = crate::sources::unusable_state("vbo_main", "vbo", &bad).to_string();
+        assert!(
+            e.contains("newer veeam-siem") && e.contains("`shard`"),
+            "{e}"
+        );
     }
 
     #[test]

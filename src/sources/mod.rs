@@ -153,6 +153,22 @@ pub fn to_chrono(d: std::time::Duration) -> chrono::Duration {
 }
 
 /// Why a source stopped or a poll cycle failed.
+/// A stored state that does not parse as this source's (`kind`: "vbo", "vdc"). A field
+/// this version does not know is most likely one a newer version wrote (a downgrade):
+/// the error says to run that version rather than move the file away, which would send
+/// the source's history again.
+pub fn unusable_state(source_id: &str, kind: &str, error: &serde_json::Error) -> SourceError {
+    let newer = if error.to_string().contains("unknown field") {
+        "; it was probably written by a newer veeam-siem: run that version (or a newer one) again, as moving the file away would send the source's history again"
+    } else {
+        ""
+    };
+    SourceError::State {
+        source_id: source_id.to_string(),
+        problem: format!("not a {kind} checkpoint: {error}{newer}"),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(

@@ -301,10 +301,8 @@ impl VboPoller {
             policy.clone(),
         );
         let state = match stored {
-            Some(value) => serde_json::from_value(value).map_err(|e| SourceError::State {
-                source_id: src.id.clone(),
-                problem: format!("not a vbo checkpoint: {e}"),
-            })?,
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| crate::sources::unusable_state(&src.id, "vbo", &e))?,
             None => VboState {
                 horizon: s.start_time.unwrap_or_else(|| Utc::now() - DEFAULT_HISTORY),
                 sessions: BTreeMap::new(),

@@ -20,7 +20,7 @@
 //!   exceeds the page (it is often the page's own length). A non-empty bare array is
 //!   followed by `offset`/`limit` requests too (the length of the first array as the
 //!   limit), until an empty or shorter array, the array from its first record again (a
-//!   server that doesn't page), or a 400/404/422 for the paging parameters: one more request per collection,
+//!   server that doesn't page; also behind records added at its front meanwhile), or a 400/404/422 for the paging parameters: one more request per collection,
 //!   so that a server capping bare arrays loses nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -576,13 +576,20 @@ impl VdcApi {
             let count = page.len();
             let print = fingerprint(&page.items);
             let limit = page.limit.filter(|l| *l > 0);
-            if bare_page.is_some()
+            if let (Some(first_len), Some(first)) = (bare_page, bare_first.as_deref())
                 && !page.enveloped
-                && page.items.first().map(|r| r.get()) == bare_first.as_deref()
+                && page
+                    .items
+                    .iter()
+                    .position(|r| r.get() == first)
+                    .is_some_and(|at| at == 0 || count >= first_len + at)
             {
-                // The array from its start again (longer, if it grew meanwhile): the server
-                // ignores paging parameters, and what we have is the whole collection as
-                // it was; the next cycle reads what was added.
+                // The array from its start again: the server ignores paging parameters,
+                // and what we have is the whole collection as it was; the next cycle reads
+                // what was added. Added at the front of a newest-first listing between two
+                // requests (a job that just ran), the records before that start are new,
+                // and the array is longer than the first by as many: a server that pages
+                // would have answered with at most a page.
                 return done(first_url, all, replaced, gaps);
             }
             if page_number > 0 && count > 0 && previous == Some(print) {
@@ -948,9 +955,11 @@ mod tests {
 
     /// A server answering bare arrays: `cap` records at most per answer, paging by
     /// `offset`/`limit` when `pages`, else always the whole array; `refuse` answers 400 to
-    /// any paging parameter; `grow` records more at each request. Counts the requests.
+    /// any paging parameter; `grow` records more at each request, at the end (a running
+    /// session's log), or at the front when `front` (a newest-first listing of job
+    /// sessions whose job just ran). Counts the requests.
     async fn bare_server(
-        (total, cap, pages, refuse, grow): (u64, u64, bool, bool, u64),
+        (total, cap, pages, refuse, grow, front): (u64, u64, bool, bool, u64, bool),
     ) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
         use axum::{Json, Router, extract::Query, http::StatusCode, routing::get};
         use std::collections::HashMap;
@@ -961,8 +970,12 @@ mod tests {
             get(move |Query(q): Query<HashMap<String, u64>>| {
                 let seen = seen.clone();
                 async move {
-                    // A running session's log: `grow` more records at every request.
-                    let total = total + grow * seen.fetch_add(1, Ordering::SeqCst) as u64;
+                    let added = grow * seen.fetch_add(1, Ordering::SeqCst) as u64;
+                    let listing: Vec<u64> = if front {
+                        (0..added).rev().map(|i| 1000 + i).chain(0..total).collect()
+                    } else {
+                        (0..total + added).collect()
+                    };
                     if refuse && !q.is_empty() {
                         return Err(StatusCode::BAD_REQUEST);
                     }
@@ -974,7 +987,10 @@ mod tests {
                     } else {
                         (0, cap)
                     };
-                    let page: Vec<_> = (offset..(offset + limit).min(total))
+                    let page: Vec<_> = listing
+                        .iter()
+                        .skip(offset as usize)
+                        .take(limit as usize)
                         .map(|i| serde_json::json!({"id": i}))
                         .collect();
                     Ok(Json(serde_json::Value::Array(page)))
@@ -991,19 +1007,23 @@ mod tests {
 
     #[tokio::test]
     async fn bare_arrays_capped_by_the_server_are_paged_to_the_end() {
-        // (total, cap, pages, refuse, grow) → records, requests
+        // (total, cap, pages, refuse, grow, front) → records, requests
         for (case, expected) in [
-            ((150, 100, true, false, 0), (150, 2)),
-            ((200, 100, true, false, 0), (200, 3)),
-            ((7, 3, true, false, 0), (7, 3)),
-            ((40, 100, true, false, 0), (40, 2)),
+            ((150, 100, true, false, 0, false), (150, 2)),
+            ((200, 100, true, false, 0, false), (200, 3)),
+            ((7, 3, true, false, 0, false), (7, 3)),
+            ((40, 100, true, false, 0, false), (40, 2)),
             // A server that doesn't page: the same array again, then we stop.
-            ((40, 100, false, false, 0), (40, 2)),
+            ((40, 100, false, false, 0, false), (40, 2)),
             // ... also when it grew in between: nothing is taken twice.
-            ((40, 100, false, false, 2), (40, 2)),
+            ((40, 100, false, false, 2, false), (40, 2)),
+            // ... also when it grew at its front (r8 c, `vdc_prepend.py`: the cycle failed
+            // with "it ignores `offset`" before).
+            ((8, 100, false, false, 1, true), (8, 2)),
+            ((8, 100, false, false, 3, true), (8, 2)),
             // A server refusing the parameters: the array was the whole collection.
-            ((40, 100, false, true, 0), (40, 2)),
-            ((0, 100, true, false, 0), (0, 1)),
+            ((40, 100, false, true, 0, false), (40, 2)),
+            ((0, 100, true, false, 0, false), (0, 1)),
         ] {
             let (base, requests, server) = bare_server(case).await;
             let (_, all) = api(&base, "x-api-key")

@@ -285,10 +285,8 @@ impl VdcPoller {
             },
         )?;
         let state = match stored {
-            Some(value) => serde_json::from_value(value).map_err(|e| SourceError::State {
-                source_id: src.id.clone(),
-                problem: format!("not a vdc checkpoint: {e}"),
-            })?,
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| crate::sources::unusable_state(&src.id, "vdc", &e))?,
             None => VdcState {
                 start: s.start_time.unwrap_or_else(|| Utc::now() - DEFAULT_HISTORY),
                 jobs: BTreeMap::new(),
