@@ -193,6 +193,7 @@ impl Conn {
             index: self.index.as_deref(),
             channel: &self.channel,
             channel_file: &self.channel_file,
+            hec_seen: self.hec_seen.load(Ordering::Relaxed),
         }
     }
 
@@ -495,13 +496,26 @@ struct BookState {
 }
 
 impl BookState {
-    /// Confirm the requests whose `(ackId, registration)` is still waiting.
+    /// Confirm the requests whose `(ackId, registration)` is still waiting. A `true` for
+    /// an ackId another request was given since the query (HEC numbered again) may be
+    /// that request's, and HEC reports a `true` once: that request could then never be
+    /// confirmed and would wait out `ack_timeout`, holding the sink's window. It is sent
+    /// again now instead (a duplicate if the `true` was its own).
     fn apply(&mut self, trues: &[(u64, u64)]) {
         for &(id, reg) in trues {
-            if self.waiting.get(&id).is_some_and(|w| w.reg == reg)
-                && let Some(w) = self.waiting.remove(&id)
-            {
+            let Some(w) = self.waiting.remove(&id) else {
+                continue;
+            };
+            if w.reg == reg {
                 let _ = w.tx.send(AckOutcome::Confirmed);
+            } else {
+                tracing::debug!(
+                    ack_id = id,
+                    "a true for an ackId handed out again since the query; its new holder is sent again"
+                );
+                let _ = w.tx.send(AckOutcome::Superseded(format!(
+                    "HEC reported ackId {id} true while it handed the id out again; that true may have been this request's, and HEC reports one only once"
+                )));
             }
         }
     }
@@ -1787,7 +1801,9 @@ mod tests {
     }
 
     /// A query answered while a POST is in flight: its `true`s wait for that POST's
-    /// answer, which may carry the same ackId (then the `true` may be that request's).
+    /// answer, which may carry the same ackId (then the `true` may be that request's, and
+    /// HEC reports it only once: the new holder is sent again rather than left to wait out
+    /// `ack_timeout`, r8 a `t15_stall_after_reuse.py`).
     #[test]
     fn trues_wait_for_the_posts_in_flight_during_the_query() {
         for other_id in [5, 0] {
@@ -1803,12 +1819,38 @@ mod tests {
             let (_, mut other) = answered(in_flight, other_id);
             if other_id == 0 {
                 assert_eq!(outcome(&mut waiting), Some("superseded"));
-                assert_eq!(outcome(&mut other), None, "the newer holder waits on");
+                assert_eq!(
+                    outcome(&mut other),
+                    Some("superseded"),
+                    "the true may have been the newer holder's"
+                );
+                assert!(book.is_empty());
             } else {
                 assert_eq!(outcome(&mut waiting), Some("confirmed"));
                 assert_eq!(outcome(&mut other), None);
             }
         }
+    }
+
+    /// A query whose answer arrives after a POST sent meanwhile was answered with the
+    /// same ackId (HEC numbered again): the `true` may be the new holder's, which HEC will
+    /// not report again, so the new holder is sent again too instead of waiting out
+    /// `ack_timeout`; a later holder of that id is confirmed as usual.
+    #[test]
+    fn a_true_for_an_ack_id_handed_out_again_since_the_query_resends_the_new_holder() {
+        let book = Arc::new(AckBook::default());
+        let (old_reg, mut old) = answered(book.post_started(), 4);
+        let snapshot = book.snapshot();
+        assert_eq!(snapshot, vec![(4, old_reg)]);
+        let (_, mut new) = answered(book.post_started(), 4);
+        assert_eq!(outcome(&mut old), Some("superseded"));
+        assert_eq!(outcome(&mut new), None);
+        book.reported(snapshot);
+        assert_eq!(outcome(&mut new), Some("superseded"));
+        assert!(book.is_empty());
+        let (reg, mut next) = answered(book.post_started(), 4);
+        book.reported(vec![(4, reg)]);
+        assert_eq!(outcome(&mut next), Some("confirmed"));
     }
 
     /// Three requests in flight together all get ackId 0 (two restarts): the third answer

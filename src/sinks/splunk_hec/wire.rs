@@ -455,6 +455,10 @@ pub struct ErrCtx<'a> {
     pub index: Option<&'a str>,
     pub channel: &'a str,
     pub channel_file: &'a std::path::Path,
+    /// The endpoint has answered like HEC since startup: an error page without a HEC
+    /// reply is then a balancer's or proxy's passing by (a rolling restart), retried,
+    /// not a wrong `endpoint`.
+    pub hec_seen: bool,
 }
 
 /// What to do about a failed request.
@@ -545,13 +549,16 @@ pub fn classify(status: u16, reply: Option<&Reply>, ctx: &ErrCtx<'_>) -> Verdict
             408 | 429 | 500..=599 => Verdict::Retry(format!(
                 "HEC at {at} is unavailable ({what}); retrying with backoff"
             )),
+            413 => Verdict::TooLarge,
+            _ if reply.is_none() && ctx.hec_seen => Verdict::Retry(format!(
+                "HEC at {at} answered {what} without a HEC reply, after answering like HEC before: a load balancer, WAF or proxy in front of it answered instead; retrying with backoff"
+            )),
             401 | 403 => fatal(format!(
                 "the request was not authorized: check sinks.{id}.token / token_file and any proxy in front of Splunk"
             )),
             404 => fatal(format!(
                 "there is no HEC at this address: set sinks.{id}.endpoint to the HEC base URL (e.g. https://splunk.example.net:8088), not Splunk Web or the management port"
             )),
-            413 => Verdict::TooLarge,
             _ => fatal(format!(
                 "unexpected answer: check sinks.{id}.endpoint points at Splunk's HTTP Event Collector"
             )),
@@ -571,6 +578,7 @@ mod tests {
             index: Some("veeam"),
             channel: "0b0e9ec6-5cc3-4a3c-a0b7-6c6c5f1a2b3c",
             channel_file: std::path::Path::new("/var/lib/veeam-siem/splunk.hec-channel"),
+            hec_seen: false,
         }
     }
 
@@ -939,6 +947,20 @@ mod tests {
         assert!(matches!(classify(502, None, &c), Verdict::Retry(_)));
         assert!(matches!(classify(429, None, &c), Verdict::Retry(_)));
         assert!(matches!(classify(404, None, &c), Verdict::Fatal(_)));
+        // After HEC answered like HEC: a proxy's page passing by (r8 a, an HTML 404 from
+        // the ack endpoint during a rolling restart stopped the daemon), but HEC's own 404
+        // (a reply with its code) is still a wrong address.
+        let seen = ErrCtx {
+            hec_seen: true,
+            ..ctx()
+        };
+        assert!(matches!(classify(404, None, &seen), Verdict::Retry(_)));
+        assert!(matches!(classify(403, None, &seen), Verdict::Retry(_)));
+        assert!(matches!(
+            classify(404, Some(&r(404)), &seen),
+            Verdict::Fatal(_)
+        ));
+        assert_eq!(classify(413, None, &seen), Verdict::TooLarge);
         // A 413 without a HEC code is about size, never a dead letter by itself.
         assert_eq!(classify(413, None, &c), Verdict::TooLarge);
         assert_eq!(classify(413, Some(&r(99)), &c), Verdict::TooLarge);
