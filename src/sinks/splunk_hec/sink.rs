@@ -19,8 +19,9 @@
 //! `true` counts only for a request answered before the query was sent, and only once
 //! every POST in flight during the query is answered; an ackId handed out again
 //! supersedes the unconfirmed holder, and when the two requests were in flight together
-//! (answers may arrive in another order than HEC gave the ids) both; a lost answer
-//! supersedes every waiting request. Superseded requests are sent again: duplicates, never
+//! (answers may arrive in another order than HEC gave the ids) both; a `true` for an
+//! ackId handed out again since its query supersedes the new holder (HEC reports a `true`
+//! once, and it may have been that one's); a lost answer supersedes every waiting request. Superseded requests are sent again: duplicates, never
 //! a loss.
 //!
 //! Never trusting an answer that is not HEC's: an HTTP 200 without a HEC reply is retried
