@@ -20,8 +20,9 @@
 //!   exceeds the page (it is often the page's own length). A non-empty bare array is
 //!   followed by `offset`/`limit` requests too (the length of the first array as the
 //!   limit), until an empty or shorter array, the array from its first record again (a
-//!   server that doesn't page; also behind records added at its front meanwhile), or a 400/404/422 for the paging parameters: one more request per collection,
-//!   so that a server capping bare arrays loses nothing.
+//!   server that doesn't page; also behind records added at its front meanwhile), or a
+//!   400/404/422 for the paging parameters: one more request per collection, so that a
+//!   server capping bare arrays loses nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
