@@ -497,6 +497,14 @@ impl AzureMonitorLogsSink {
                                 code,
                                 message,
                             });
+                        } else if !self.accepted_any && !refused.is_empty() {
+                            // A row was refused alone and nothing has been accepted from
+                            // this sink: so far every row is refused (a DCR that matches
+                            // none), and halving this request too would cost about two
+                            // requests per row before the batch fails anyway. Its rows
+                            // stay pending: the batch fails below, or, once the API
+                            // accepts something, they are halved on the next pass.
+                            tracing::debug!(sink_id = %self.id, rows = chunk.events.len(), "request refused while no row has been accepted; not halving it");
                         } else if let Some((a, b)) = chunk.split() {
                             // The API names no row: halve until the bad one is alone.
                             tracing::warn!(sink_id = %self.id, http_status = status, code = code.as_deref().unwrap_or(""), message, "the Logs Ingestion API refused a request; sending it again in halves to find the row it refuses");
