@@ -289,6 +289,19 @@ fn make_pki(dir: &Path) -> Pki {
     }
 }
 
+/// rsyslog over TLS with the test PKI's server certificate, requiring a client
+/// certificate signed by the test CA when `client_cert_required`.
+fn tls_rsyslog(dir: &Path, pki: &Pki, client_cert_required: bool) -> Rsyslog {
+    start_rsyslog(
+        dir,
+        Listen::Tls {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            client_ca: client_cert_required.then(|| pki.ca.clone()),
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificate_delivers_every_event_once() {
     if !rsyslog::require_rsyslogd(true) {
@@ -296,14 +309,7 @@ async fn tls_with_client_certificate_delivers_every_event_once() {
     }
     let env = Env::start(small_sim(62)).await;
     let pki = make_pki(env.dir.path());
-    let mut rs = start_rsyslog(
-        env.dir.path(),
-        Listen::Tls {
-            cert: pki.server_cert.clone(),
-            key: pki.server_key.clone(),
-            client_ca: Some(pki.ca.clone()),
-        },
-    );
+    let mut rs = tls_rsyslog(env.dir.path(), &pki, true);
     let cfg = write_config(
         &env,
         25,
@@ -334,14 +340,7 @@ async fn a_receiver_requiring_a_client_certificate_is_not_advised_flush() {
     }
     let env = Env::start(small_sim(64)).await;
     let pki = make_pki(env.dir.path());
-    let rs = start_rsyslog(
-        env.dir.path(),
-        Listen::Tls {
-            cert: pki.server_cert.clone(),
-            key: pki.server_key.clone(),
-            client_ca: Some(pki.ca.clone()),
-        },
-    );
+    let rs = tls_rsyslog(env.dir.path(), &pki, true);
     let cfg = write_config(
         &env,
         25,
@@ -378,14 +377,7 @@ async fn tls_refuses_an_unknown_certificate_authority() {
     }
     let env = Env::start(small_sim(63)).await;
     let pki = make_pki(env.dir.path());
-    let rs = start_rsyslog(
-        env.dir.path(),
-        Listen::Tls {
-            cert: pki.server_cert.clone(),
-            key: pki.server_key.clone(),
-            client_ca: None,
-        },
-    );
+    let rs = tls_rsyslog(env.dir.path(), &pki, false);
     // No ca_file: the test CA is not trusted.
     let cfg = write_config(
         &env,
