@@ -1805,13 +1805,16 @@ mod tests {
         let (runs, _) = runs_while_running(json, 3, 2, "hold_in_progress = true").await;
         assert_eq!(runs, want, "json");
         // Nothing stays held once the session is done.
-        assert!(
-            state
-                .jobs
-                .values()
-                .flat_map(|j| j.sessions.values())
-                .all(|c| c.held.is_empty())
-        );
+        assert!(nothing_held(&state));
+    }
+
+    /// No session cursor of `state` holds an entry back.
+    fn nothing_held(state: &VdcState) -> bool {
+        state
+            .jobs
+            .values()
+            .flat_map(|j| j.sessions.values())
+            .all(|c| c.held.is_empty())
     }
 
     /// An entry in progress too long to carry in the checkpoint ships as read, at once.
@@ -1829,13 +1832,7 @@ mod tests {
         }
         let (runs, state) = runs_while_running(json, 1, 1, "hold_in_progress = true").await;
         assert_eq!(runs[0].len(), 2, "both shipped at once");
-        assert!(
-            state
-                .jobs
-                .values()
-                .flat_map(|j| j.sessions.values())
-                .all(|c| c.held.is_empty())
-        );
+        assert!(nothing_held(&state));
     }
 
     /// The same in a `/logs` list read by id (its first read had one entry, so its order
