@@ -18,6 +18,8 @@
 #   hec-gzip-ack   HEC, gzip, indexer ack; the peer confirms each ackId after ACK_DELAY
 #
 # Environment: RUNS (space-separated subset of the above), ACK_DELAY (default 100ms),
+# ANSWER_DELAY (default 0s: the peer answers each event POST this much later, a HEC far
+# away; e.g. `ANSWER_DELAY=100ms benches/hec_e2e.sh 1000 12` for many small sessions),
 # SIM_BIN (the simulator's binary, default BIN),
 # ACK_POLL (sink: ack_poll_interval, default: the sink's default), HEC_EXTRA (extra TOML
 # lines for the HEC sink, e.g. 'compression_level = 1'), BIN / PEER to override the
@@ -30,6 +32,7 @@ EVENTS=${2:-1000}
 PAGE=${3:-1000}
 RUNS=${RUNS:-file hec-none hec-gzip file+hec-gzip hec-gzip-ack}
 ACK_DELAY=${ACK_DELAY:-100ms}
+ANSWER_DELAY=${ANSWER_DELAY:-0s}
 ACK_POLL=${ACK_POLL:-}
 HEC_EXTRA=${HEC_EXTRA:-}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -53,7 +56,7 @@ trap cleanup EXIT
 
 start_simulator "$SIM_BIN" "$SIM_PORT" "$SESSIONS" "$EVENTS" "$WORK"
 grep -m1 "events:" "$WORK/sim.out"
-echo "page_size $PAGE; ack delay $ACK_DELAY; ack poll ${ACK_POLL:-default}; extra HEC keys: ${HEC_EXTRA:-none}; $(nproc) cores"
+echo "page_size $PAGE; ack delay $ACK_DELAY; answer delay $ANSWER_DELAY; ack poll ${ACK_POLL:-default}; extra HEC keys: ${HEC_EXTRA:-none}; $(nproc) cores"
 
 run() { # name
   local name=$1 compression=none ack=false file=false hec=true
@@ -71,8 +74,8 @@ run() { # name
     printf '[sinks.file]\ntype = "file"\ninputs = ["bench"]\npath = "%s"\n' "$WORK/out.ndjson" >>"$WORK/bench.toml"
   fi
   if [ "$hec" = true ]; then
-    local peer_args=()
-    [ "$ack" = true ] && peer_args=(--ack --ack-delay "$ACK_DELAY")
+    local peer_args=(--answer-delay "$ANSWER_DELAY")
+    [ "$ack" = true ] && peer_args+=(--ack --ack-delay "$ACK_DELAY")
     /usr/bin/time -v -o "$WORK/peer.time" "$PEER" --listen "127.0.0.1:$HEC_PORT" "${peer_args[@]}" >"$WORK/peer.json" 2>"$WORK/peer.err" &
     PEER_PID=$!
     for _ in $(seq 1 100); do grep -q listening "$WORK/peer.err" 2>/dev/null && break; sleep 0.1; done

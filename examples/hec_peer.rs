@@ -28,6 +28,9 @@ struct Args {
     /// Time until an ackId reports true (e.g. "2s").
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     ack_delay: Duration,
+    /// Time before each event request is answered: a HEC far away (e.g. "100ms").
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    answer_delay: Duration,
     /// Fraction of event/ack requests answered 503 code 9.
     #[arg(long, default_value_t = 0.0)]
     busy_rate: f64,
@@ -51,6 +54,7 @@ async fn main() -> std::process::ExitCode {
         token: args.token.clone(),
         ack_enabled: args.ack,
         ack_delay: args.ack_delay,
+        answer_delay: args.answer_delay,
         busy_rate: args.busy_rate,
         max_content_length: args.max_content_length,
         record_events: args.record,

@@ -714,7 +714,7 @@ enum HandOver {
 async fn hand_over(
     ctx: &SinkTaskCtx,
     sink: &mut Box<dyn sinks::Sink>,
-    batch: &Batch,
+    batch: &Arc<Batch>,
     how: HandOver,
     queued: &(dyn Fn() -> usize + Sync),
 ) -> Result<Result<sinks::Confirmation, SinkEnd>, PipelineError> {

@@ -167,10 +167,12 @@ pub trait Sink: Send {
 
     /// Send `batch` without waiting until the receiver made it durable; the returned
     /// [`Confirmation`] says when it did. The default delivers (durable on return) and
-    /// confirms at once.
+    /// confirms at once. A sink whose confirmation still sends (HEC) runs that in a task
+    /// of its own holding the `Arc`: the pipeline does not poll confirmations while it
+    /// delivers a failed batch again.
     fn submit<'a>(
         &'a mut self,
-        batch: &'a Batch,
+        batch: &'a Arc<Batch>,
     ) -> BoxFuture<'a, Result<Confirmation, SinkError>> {
         Box::pin(async move {
             self.deliver(batch).await?;

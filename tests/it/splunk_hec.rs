@@ -858,6 +858,48 @@ async fn batches_wait_for_their_acks_side_by_side() {
     }
 }
 
+/// Against a HEC far away (every answer takes 400 ms), the requests of consecutive
+/// batches are in flight together, up to `in_flight_requests`; with
+/// `in_flight_batches = 1` one at a time. Either way everything arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_batches_requests_overlap_against_a_far_hec() {
+    for (window, requests) in [(16usize, 3u64), (1, 3)] {
+        let s = Setup::start(
+            SimConfig {
+                seed: 44,
+                sessions: 10,
+                events_per_session: 6,
+                ..SimConfig::default()
+            },
+            PeerConfig {
+                answer_delay: Duration::from_millis(400),
+                ..PeerConfig::default()
+            },
+            "page_size = 6",
+            &format!("in_flight_requests = {requests}\nin_flight_batches = {window}"),
+        )
+        .await;
+        let out = s.run_once(TOKEN).await;
+        assert!(out.status.success(), "{}", text(&out));
+        let dups = assert_complete(&s, &HashSet::new());
+        assert_eq!(dups, 0, "window {window}: zero duplicates");
+        let stats = s.peer.stats();
+        eprintln!("window {window}: {stats:?}");
+        if window == 1 {
+            assert_eq!(
+                stats.max_concurrent_event_requests, 1,
+                "one batch at a time"
+            );
+        } else {
+            assert!(
+                stats.max_concurrent_event_requests >= 2,
+                "batches of one request each overlapped: {stats:?}"
+            );
+        }
+        assert!(stats.max_concurrent_event_requests <= requests, "{stats:?}");
+    }
+}
+
 /// Behind a load balancer with sticky sessions, the ack query must reach the indexer
 /// that issued the ackIds: the sink sends the balancer's cookie back on every request of
 /// its channel, so every ack query lands there and everything is confirmed once.

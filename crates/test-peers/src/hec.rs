@@ -120,6 +120,8 @@ pub struct PeerConfig {
     /// channel's data not yet acknowledged is lost (never indexed, never reported `true`)
     /// and its ackId numbering starts at 0 again.
     pub ack_restart_every: Option<u64>,
+    /// Time before an event request is answered (or read further): a HEC far away.
+    pub answer_delay: Duration,
 }
 
 /// Which endpoint an [`Endless`] fault hits.
@@ -161,6 +163,7 @@ impl Default for PeerConfig {
             endless: None,
             sticky_cookie: false,
             ack_restart_every: None,
+            answer_delay: Duration::ZERO,
         }
     }
 }
@@ -201,6 +204,8 @@ pub struct PeerStats {
     /// Restarts of HEC (`ack_restart_every`), and the events they lost.
     pub ack_restarts: u64,
     pub events_lost_on_restart: u64,
+    /// Most event requests being answered at once (each takes at least `answer_delay`).
+    pub max_concurrent_event_requests: u64,
     pub violations: Vec<String>,
 }
 
@@ -234,6 +239,8 @@ struct Channel {
 
 struct Inner {
     stats: PeerStats,
+    /// Event requests being answered now.
+    answering: u64,
     strip_content_encoding: bool,
     waf_pages: u64,
     rng: u64,
@@ -260,6 +267,28 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An event request being answered: counted while it lives (see
+/// [`PeerStats::max_concurrent_event_requests`]).
+struct Answering<'a>(&'a Shared);
+
+impl<'a> Answering<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        let mut inner = shared.lock();
+        inner.answering += 1;
+        inner.stats.max_concurrent_event_requests = inner
+            .stats
+            .max_concurrent_event_requests
+            .max(inner.answering);
+        Answering(shared)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.lock().answering -= 1;
     }
 }
 
@@ -627,6 +656,10 @@ async fn handle_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _answering = Answering::start(&shared);
+    if !shared.cfg.answer_delay.is_zero() {
+        tokio::time::sleep(shared.cfg.answer_delay).await;
+    }
     if let Some(refused) = proxy_refusal(&shared, body.len()) {
         return refused;
     }
@@ -1111,6 +1144,7 @@ impl HecPeer {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 stats: PeerStats::default(),
+                answering: 0,
                 strip_content_encoding: false,
                 waf_pages: 0,
                 rng: cfg.seed,

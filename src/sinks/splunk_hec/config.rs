@@ -56,7 +56,8 @@ pub struct HecSinkConfig {
     /// gzip level, 1 (fastest) to 9 (smallest), with `compression = "gzip"`.
     #[serde(default = "default_compression_level")]
     pub compression_level: u32,
-    /// HEC requests of one batch sent at the same time.
+    /// HEC requests in flight at the same time (across batches with `in_flight_batches`
+    /// above 1).
     #[serde(default = "default_in_flight_requests")]
     pub in_flight_requests: usize,
     /// Batches sent and not yet confirmed (indexer ack) or checkpointed at the same time:

@@ -32,9 +32,10 @@
 //!    sent again (see `sink.rs`, `AckBook`);
 //! 5. only then is the batch acknowledged to the pipeline, which may move the checkpoint.
 //!
-//! Steps 1–3 run for up to `in_flight_requests` requests at a time, and with
+//! Steps 1–3 run for up to `in_flight_requests` requests of the sink at a time, and with
 //! `in_flight_batches` above 1 the pipeline hands over the next batches ([`Sink::submit`])
-//! while earlier ones wait in step 4 (see `sink.rs`).
+//! while earlier ones are still in steps 2–4: their requests share those permits (see
+//! `sink.rs`).
 //!
 //! Progress inside a batch is kept across the pipeline's retries of that batch, so a
 //! retry re-sends only what was not confirmed. Token, index and channel errors are

@@ -2,13 +2,16 @@
 //! polling and the health probe (the algorithm is described in `sinks::splunk_hec`).
 //!
 //! Speed without giving up durability (issue 17):
-//! - the requests of a batch go out up to `in_flight_requests` at a time, each compressed
-//!   on the blocking pool (`spawn_blocking`), so gzip never stalls the runtime's threads
-//!   and one request compresses while others travel;
-//! - with `in_flight_batches` above 1 the pipeline hands over the next batch while earlier
-//!   ones wait for their indexer acknowledgement ([`Sink::submit`]); one ack poller per
-//!   sink ([`AckPoller`]) asks about every outstanding ackId in one query per
-//!   `ack_poll_interval`, so batches don't wait behind each other's polls;
+//! - up to `in_flight_requests` requests are in flight at a time, each compressed on the
+//!   blocking pool (`spawn_blocking`), so gzip never stalls the runtime's threads and one
+//!   request compresses while others travel;
+//! - with `in_flight_batches` above 1 each batch is sent by a task of its own
+//!   ([`Sink::submit`]): the next batch's requests go out while earlier ones are still
+//!   answered (the request permits, a [`Semaphore`] of `in_flight_requests`, are shared
+//!   by the sink's batches, and `submit` returns only once a batch has its first
+//!   permits, so what is held stays bounded) or wait for their indexer acknowledgement;
+//!   one ack poller per sink ([`AckPoller`]) asks about every outstanding ackId in one
+//!   query per `ack_poll_interval`, so batches don't wait behind each other's polls;
 //! - answers' `Set-Cookie` are sent back on every request of the channel
 //!   ([`CookieJar`]): behind a load balancer the ack query reaches the indexer that
 //!   issued the ackId.
@@ -31,7 +34,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,7 +43,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, HeaderValue};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -870,24 +873,52 @@ async fn confirm(
     })
 }
 
-pub struct HecSink {
+/// What sending a batch needs, shared by the batches whose requests are in flight
+/// together: [`HecSink::submit`] sends each batch in a task of its own.
+struct Sender {
     conn: Arc<Conn>,
     meta: wire::Meta,
     max_events: usize,
     max_bytes: usize,
-    in_flight_requests: usize,
-    in_flight_batches: usize,
-    ack: Option<AckSettings>,
-    poller: Option<AckPoller>,
-    dead_letters: files::DeadLetters,
-    /// Progress of batches that failed (by `(source index, seq)`), for their retry.
-    saved: Arc<Mutex<HashMap<(usize, u64), Progress>>>,
+    /// `in_flight_requests`: the requests in flight across all the sink's batches.
+    requests: Arc<Semaphore>,
+    most_requests: usize,
+    dead_letters: tokio::sync::Mutex<files::DeadLetters>,
+    quarantined: AtomicU64,
+    evidence: Mutex<Evidence>,
+    /// The first fatal error a submitted batch met: later submissions are refused with it
+    /// at once instead of being sent first (the pipeline stops on it once the batches
+    /// before that one are confirmed).
+    fatal: Mutex<Option<String>>,
+}
+
+/// What HEC's answers so far say about the receiver, across the sink's batches.
+#[derive(Default)]
+struct Evidence {
     /// Sizes of the requests HEC accepted: decides whether a 413 for a single event means
     /// the event is too large (see [`SizeEvidence`]).
     sizes: SizeEvidence,
     /// The order of HEC's acceptances and per-event rejections: decides whether rejected
     /// events are malformed or the receiver rejects everything (see [`FormatEvidence`]).
     format: FormatEvidence,
+}
+
+/// The requests of one pass over a batch, packed, and the permits to send them: at most
+/// `in_flight_requests` of the sink's requests are in flight at a time, whichever batch
+/// they belong to.
+struct Pass {
+    chunks: Vec<Chunk>,
+    permits: OwnedSemaphorePermit,
+}
+
+pub struct HecSink {
+    sender: Arc<Sender>,
+    dead_letter_path: PathBuf,
+    in_flight_batches: usize,
+    ack: Option<AckSettings>,
+    poller: Option<AckPoller>,
+    /// Progress of batches that failed (by `(source index, seq)`), for their retry.
+    saved: Arc<Mutex<HashMap<(usize, u64), Progress>>>,
 }
 
 impl HecSink {
@@ -948,67 +979,60 @@ impl HecSink {
             book: Arc::default(),
             hec_seen: AtomicBool::new(false),
         };
+        let dead_letter_path = dead_letters.path().to_path_buf();
+        let most_requests = cfg.in_flight_requests.max(1);
         Ok(HecSink {
-            conn: Arc::new(conn),
-            meta: wire::Meta {
-                index: cfg.index.clone(),
-                sourcetype: cfg.sourcetype.clone(),
-                source: cfg.source.clone(),
-                host: cfg.host.clone(),
-            },
-            max_events: cfg.max_events,
-            max_bytes: cfg.max_bytes,
-            in_flight_requests: cfg.in_flight_requests,
+            sender: Arc::new(Sender {
+                conn: Arc::new(conn),
+                meta: wire::Meta {
+                    index: cfg.index.clone(),
+                    sourcetype: cfg.sourcetype.clone(),
+                    source: cfg.source.clone(),
+                    host: cfg.host.clone(),
+                },
+                max_events: cfg.max_events,
+                max_bytes: cfg.max_bytes,
+                requests: Arc::new(Semaphore::new(most_requests)),
+                most_requests,
+                dead_letters: tokio::sync::Mutex::new(dead_letters),
+                quarantined: AtomicU64::new(0),
+                evidence: Mutex::default(),
+                fatal: Mutex::default(),
+            }),
+            dead_letter_path,
             in_flight_batches: cfg.in_flight_batches,
             ack: cfg.indexer_ack.then_some(AckSettings {
                 timeout: cfg.ack_timeout,
                 poll_interval: cfg.ack_poll_interval,
             }),
             poller: None,
-            dead_letters,
             saved: Arc::default(),
-            sizes: SizeEvidence::default(),
-            format: FormatEvidence::default(),
         })
     }
 
     /// The data channel GUID (stable across restarts).
     pub fn channel(&self) -> &str {
-        &self.conn.channel
+        &self.sender.conn.channel
     }
 
     /// Events sent to the dead-letter file by this process.
     pub fn dead_letter_count(&self) -> u64 {
-        self.dead_letters.count()
+        self.sender.quarantined.load(Ordering::Relaxed)
     }
 
     pub fn dead_letter_path(&self) -> &Path {
-        self.dead_letters.path()
+        &self.dead_letter_path
     }
 
     /// The ack book, its poller started on first use (needs the runtime).
     fn ack_book(&mut self) -> Option<(Arc<AckBook>, Duration)> {
         let ack = self.ack.as_ref()?;
         let (timeout, interval) = (ack.timeout, ack.poll_interval);
+        let conn = &self.sender.conn;
         let poller = self
             .poller
-            .get_or_insert_with(|| AckPoller::start(self.conn.clone(), interval));
+            .get_or_insert_with(|| AckPoller::start(conn.clone(), interval));
         Some((poller.book.clone(), timeout))
-    }
-
-    /// Wait for the acknowledgements of `waiting` (see [`confirm`]).
-    async fn await_acks(
-        &mut self,
-        waiting: Waiting,
-        progress: &mut Progress,
-    ) -> Result<(), SinkError> {
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        let Some((book, timeout)) = self.ack_book() else {
-            return Ok(());
-        };
-        confirm(book, waiting, progress, timeout, &self.conn.endpoint).await
     }
 
     /// The progress kept from an earlier attempt at `batch`, or a fresh one.
@@ -1026,9 +1050,32 @@ impl HecSink {
             s.insert(progress.key, progress);
         }
     }
+}
+
+impl Sender {
+    /// Refuse a submission once a submitted batch met a fatal error (see [`Sender::fatal`]).
+    fn check_fatal(&self) -> Result<(), SinkError> {
+        match &*self.fatal.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(m) => Err(SinkError::Fatal(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn note_fatal(&self, result: &Result<(), SinkError>) {
+        if let Err(SinkError::Fatal(m)) = result {
+            self.fatal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| m.clone());
+        }
+    }
+
+    fn evidence(&self) -> std::sync::MutexGuard<'_, Evidence> {
+        self.evidence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
     async fn quarantine(
-        &mut self,
+        &self,
         batch: &Batch,
         index: usize,
         status: u16,
@@ -1046,17 +1093,17 @@ impl HecSink {
             code,
             text,
         };
-        self.dead_letters
-            .quarantine_for_batch(&why, &event.json)
-            .await?;
+        let mut dead_letters = self.dead_letters.lock().await;
+        dead_letters.quarantine_for_batch(&why, &event.json).await?;
+        self.quarantined.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             sink_id = %id,
             event_id = %event.event.event.id,
             http_status = status,
             code = code.unwrap_or(-1),
             text,
-            path = %self.dead_letters.path().display(),
-            quarantined_total = self.dead_letters.count(),
+            path = %dead_letters.path().display(),
+            quarantined_total = dead_letters.count(),
             "HEC refused an event for good (malformed, or too large); it went to the dead-letter file, the rest is sent again"
         );
         Ok(())
@@ -1088,34 +1135,68 @@ impl HecSink {
         Ok(packer.finish())
     }
 
+    /// The next pass over `batch`: its pending events packed into requests, once permits
+    /// to send them are free (as many as the requests, up to `in_flight_requests`).
+    /// `None`: nothing is pending.
+    async fn start_pass(
+        &self,
+        batch: &Batch,
+        progress: &Progress,
+        held: &[Held],
+    ) -> Result<Option<Pass>, SinkError> {
+        let chunks = self.pack_pending(batch, progress, held)?;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        // Never more than the semaphore holds (`most_requests` fits in u32: validated).
+        let wanted = chunks.len().min(self.most_requests) as u32;
+        let permits = self
+            .requests
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| {
+                SinkError::Fatal(format!(
+                    "internal error: sink `{}` stopped handing out request permits",
+                    self.conn.id
+                ))
+            })?;
+        Ok(Some(Pass { chunks, permits }))
+    }
+
     /// Send every pending event of the batch (see the module docs of `sinks::splunk_hec`),
-    /// up to `in_flight_requests` requests at a time. Returns the accepted requests whose
-    /// ackIds are still to be confirmed, and whether everything was sent (an error leaves
-    /// the events it concerns pending).
+    /// as many requests at a time as its pass holds permits; `first` is the first pass when
+    /// the caller already started it. Returns the accepted requests whose ackIds are still
+    /// to be confirmed, and whether everything was sent (an error leaves the events it
+    /// concerns pending).
     async fn send_pending(
-        &mut self,
+        &self,
         batch: &Batch,
         progress: &mut Progress,
+        mut first: Option<Pass>,
     ) -> (Waiting, Result<(), SinkError>) {
         let mut waiting: Waiting = Vec::new();
         // Events HEC rejected as malformed, judged once the rest of the batch was sent
         // (their neighbours' answers are the evidence, see `FormatEvidence`).
         let mut held: Vec<Held> = Vec::new();
         loop {
-            let chunks = match self.pack_pending(batch, progress, &held) {
-                Ok(c) => c,
+            let pass = match first.take() {
+                Some(pass) => Ok(Some(pass)),
+                None => self.start_pass(batch, progress, &held).await,
+            };
+            let Pass { chunks, permits } = match pass {
+                Ok(Some(pass)) => pass,
+                // Nothing left to send: judge what HEC rejected, if anything.
+                Ok(None) if held.is_empty() => return (waiting, Ok(())),
+                Ok(None) => {
+                    if let Err(e) = self.judge_rejected(batch, progress, &held).await {
+                        return (waiting, Err(e));
+                    }
+                    held.clear();
+                    continue;
+                }
                 Err(e) => return (waiting, Err(e)),
             };
-            if chunks.is_empty() {
-                if held.is_empty() {
-                    return (waiting, Ok(()));
-                }
-                if let Err(e) = self.judge_rejected(batch, progress, &held).await {
-                    return (waiting, Err(e));
-                }
-                held.clear();
-                continue;
-            }
             let mut queue: VecDeque<Chunk> = chunks.into();
             let mut flying = FuturesUnordered::new();
             let mut stop: Option<SinkError> = None;
@@ -1124,7 +1205,7 @@ impl HecSink {
             let mut refused: Vec<(usize, usize, usize)> = Vec::new();
             let mut splits = 0usize;
             loop {
-                while stop.is_none() && flying.len() < self.in_flight_requests.max(1) {
+                while stop.is_none() && flying.len() < permits.num_permits() {
                     let Some(chunk) = queue.pop_front() else {
                         break;
                     };
@@ -1143,8 +1224,9 @@ impl HecSink {
                 };
                 match posted {
                     Posted::Accepted { ack } => {
-                        self.sizes.accepted(chunk.body.len(), sent);
-                        self.format.accepted();
+                        let mut evidence = self.evidence();
+                        evidence.sizes.accepted(chunk.body.len(), sent);
+                        evidence.format.accepted();
                         match ack {
                             Some(mut wait) => {
                                 progress.set(&chunk.events, State::Sent);
@@ -1202,7 +1284,8 @@ impl HecSink {
                         let named = position
                             .and_then(|n| usize::try_from(n).ok())
                             .and_then(|n| chunk.events.get(n).copied());
-                        self.format
+                        self.evidence()
+                            .format
                             .rejected(position.filter(|_| chunk.events.len() > 1));
                         let bad = match (named, chunk.events.as_slice()) {
                             (_, [only]) => Some(*only),
@@ -1225,12 +1308,14 @@ impl HecSink {
                     }
                 }
             }
+            // The other batches' requests may go while this pass's rejections are judged.
+            drop(permits);
             if splits > 0 {
                 tracing::warn!(
                     sink_id = %self.conn.id,
                     endpoint = %self.conn.endpoint,
                     requests = splits,
-                    largest_accepted_bytes = self.sizes.raw,
+                    largest_accepted_bytes = self.evidence().sizes.raw,
                     "HEC (or a proxy in front of it) refused requests as too large (HTTP 413); they were split and sent again. Lower sinks.{}.max_bytes below the body limit to avoid the extra requests",
                     self.conn.id
                 );
@@ -1250,7 +1335,7 @@ impl HecSink {
     /// else the batch fails (retried, nothing quarantined) with an error saying what is
     /// likely wrong in front of HEC.
     async fn judge_rejected(
-        &mut self,
+        &self,
         batch: &Batch,
         progress: &mut Progress,
         held: &[Held],
@@ -1258,7 +1343,8 @@ impl HecSink {
         let Some(first) = held.first() else {
             return Ok(());
         };
-        if self.format.believable() {
+        let format = self.evidence().format;
+        if format.believable() {
             for h in held {
                 self.quarantine(batch, h.index, h.status, h.code, &h.text)
                     .await?;
@@ -1266,10 +1352,10 @@ impl HecSink {
             }
             return Ok(());
         }
-        let why = if self.format.accepted_any {
+        let why = if format.accepted_any {
             format!(
                 "{} requests in a row were rejected like this with none accepted in between",
-                self.format.streak
+                format.streak
             )
         } else {
             "it has accepted no request from this sink since startup".to_string()
@@ -1291,12 +1377,12 @@ impl HecSink {
     /// them (a proxy refusing every POST) and the batch fails, to be retried, with an
     /// error that says what to change.
     async fn judge_refused(
-        &mut self,
+        &self,
         batch: &Batch,
         progress: &mut Progress,
         refused: &[(usize, usize, usize)],
     ) -> Result<(), SinkError> {
-        let seen = self.sizes;
+        let seen = self.evidence().sizes;
         let mut kept: Vec<(usize, usize)> = Vec::new();
         for &(index, raw, sent) in refused {
             if seen.too_large(raw, sent) {
@@ -1328,10 +1414,12 @@ impl HecSink {
             self.conn.id
         )))
     }
+}
 
+impl HecSink {
     async fn healthcheck_inner(&mut self) -> Result<(), SinkError> {
         let mut retryable: Vec<String> = Vec::new();
-        let conn = self.conn.clone();
+        let conn = self.sender.conn.clone();
         let ctx = conn.err_ctx();
 
         // 1. Health endpoint (no token needed): reachable, TLS trusted, queues not full.
@@ -1443,23 +1531,43 @@ impl HecSink {
     }
 }
 
+/// Send `batch` (from `first`, its first pass, when the caller started it) and, with
+/// indexer ack, wait until HEC confirmed what it accepted; on failure keep its progress
+/// for the pipeline's next attempt at it.
+async fn send_batch(
+    sender: &Sender,
+    batch: &Batch,
+    mut progress: Progress,
+    first: Option<Pass>,
+    ack: Option<(Arc<AckBook>, Duration)>,
+    saved: &Mutex<HashMap<(usize, u64), Progress>>,
+) -> Result<(), SinkError> {
+    let (waiting, sent) = sender.send_pending(batch, &mut progress, first).await;
+    // Wait for the acknowledgements of what was accepted, even when something must be
+    // sent again: confirmed requests are then never re-sent.
+    let confirmed = match ack {
+        Some((book, timeout)) => {
+            confirm(book, waiting, &mut progress, timeout, &sender.conn.endpoint).await
+        }
+        None => Ok(()),
+    };
+    let result = sent.and(confirmed);
+    if result.is_err() {
+        // The pipeline retries this batch: only what is not done goes again.
+        HecSink::keep_progress(saved, progress);
+    }
+    result
+}
+
 impl Sink for HecSink {
     fn deliver<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             if batch.events.is_empty() {
                 return Ok(());
             }
-            let mut progress = self.progress_for(batch);
-            let (waiting, sent) = self.send_pending(batch, &mut progress).await;
-            // Wait for the acknowledgements of what was accepted, even when something
-            // must be sent again: confirmed requests are then never re-sent.
-            let confirmed = self.await_acks(waiting, &mut progress).await;
-            let result = sent.and(confirmed);
-            if result.is_err() {
-                // The pipeline retries this batch: only what is not done goes again.
-                Self::keep_progress(&self.saved, progress);
-            }
-            result
+            let progress = self.progress_for(batch);
+            let ack = self.ack_book();
+            send_batch(&self.sender, batch, progress, None, ack, &self.saved).await
         })
     }
 
@@ -1467,36 +1575,44 @@ impl Sink for HecSink {
         self.in_flight_batches
     }
 
-    /// Send the batch; with indexer ack, its confirmation waits for the ackIds (the
-    /// shared poller asks about them) while the pipeline hands over the next batches.
+    /// Start sending the batch in a task of its own and hand back its confirmation: it
+    /// resolves once HEC accepted every event (with indexer ack: confirmed them). Returns
+    /// once the batch's first requests have their permits, so the pipeline's next batch
+    /// waits while `in_flight_requests` are in flight: consecutive batches' requests
+    /// overlap (a far-away HEC costs one round trip per `in_flight_requests` requests,
+    /// not per batch), and what is held stays bounded by the requests in flight.
     fn submit<'a>(
         &'a mut self,
-        batch: &'a Batch,
+        batch: &'a Arc<Batch>,
     ) -> BoxFuture<'a, Result<Confirmation, SinkError>> {
         Box::pin(async move {
             let done: Confirmation = Box::pin(async { Ok(()) });
             if batch.events.is_empty() {
                 return Ok(done);
             }
-            let mut progress = self.progress_for(batch);
-            let (waiting, sent) = self.send_pending(batch, &mut progress).await;
-            if let Err(e) = sent {
-                let _ = self.await_acks(waiting, &mut progress).await;
-                Self::keep_progress(&self.saved, progress);
-                return Err(e);
-            }
-            let Some((book, timeout)) = self.ack_book().filter(|_| !waiting.is_empty()) else {
-                return Ok(done);
-            };
-            let saved = self.saved.clone();
-            let endpoint = self.conn.endpoint.clone();
-            let confirmation: Confirmation = Box::pin(async move {
-                let result = confirm(book, waiting, &mut progress, timeout, &endpoint).await;
-                if result.is_err() {
-                    // The pipeline delivers this batch again: only what is not done goes.
-                    Self::keep_progress(&saved, progress);
+            self.sender.check_fatal()?;
+            let progress = self.progress_for(batch);
+            let first = match self.sender.start_pass(batch, &progress, &[]).await {
+                Ok(first) => first,
+                Err(e) => {
+                    Self::keep_progress(&self.saved, progress);
+                    return Err(e);
                 }
+            };
+            let ack = self.ack_book();
+            let (sender, saved, batch) = (self.sender.clone(), self.saved.clone(), batch.clone());
+            let id = sender.conn.id.clone();
+            let task = AbortOnDropHandle::new(tokio::spawn(async move {
+                let result = send_batch(&sender, &batch, progress, first, ack, &saved).await;
+                sender.note_fatal(&result);
                 result
+            }));
+            let confirmation: Confirmation = Box::pin(async move {
+                task.await.unwrap_or_else(|e| {
+                    Err(SinkError::Retryable(format!(
+                        "sink `{id}`: sending a batch ended unexpectedly ({e}); it is sent again"
+                    )))
+                })
             });
             Ok(confirmation)
         })
@@ -1669,9 +1785,10 @@ mod tests {
         let b = HecSink::new("splunk", hec(&c), &ctx).unwrap();
         assert_eq!(a.channel(), b.channel());
         assert!(dir.path().join("splunk.hec-channel").exists());
-        assert!(!format!("{:?}", a.conn.auth).contains("tok-Secret-123"));
+        assert!(!format!("{:?}", a.sender.conn.auth).contains("tok-Secret-123"));
         assert!(
-            a.conn
+            a.sender
+                .conn
                 .ack_url
                 .ends_with(&format!("channel={}", a.channel()))
         );
