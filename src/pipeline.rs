@@ -709,65 +709,119 @@ enum HandOver {
     Submit,
 }
 
-/// Give `batch` to the sink, retrying with backoff what may pass. `Ok(Err(end))`: the drain
-/// timeout ran out meanwhile.
+/// An attempt at a batch that failed before [`hand_over`] was called: a submitted batch
+/// whose confirmation failed. It counts towards a `--once` run's attempts.
+struct FailedAttempt {
+    since: std::time::Instant,
+    message: String,
+}
+
+/// Give `batch` to the sink, retrying with backoff what may pass; `failed`: the attempt
+/// already made. `Ok(Err(end))`: the drain timeout ran out meanwhile.
 async fn hand_over(
     ctx: &SinkTaskCtx,
     sink: &mut Box<dyn sinks::Sink>,
     batch: &Arc<Batch>,
     how: HandOver,
+    failed: Option<FailedAttempt>,
     queued: &(dyn Fn() -> usize + Sync),
 ) -> Result<Result<sinks::Confirmation, SinkEnd>, PipelineError> {
     let (id, m) = (&ctx.id, metrics::global());
     let events = batch.events.len() as u64;
-    let mut attempt = 0u32;
-    let first_attempt = std::time::Instant::now();
+    let (mut attempt, first_attempt) = match &failed {
+        Some(f) => (1u32, f.since),
+        None => (0, std::time::Instant::now()),
+    };
+    let mut failed = failed.map(|f| f.message);
     loop {
-        attempt += 1;
-        let handed = tokio::select! {
-            biased;
-            _ = ctx.abandon.cancelled() => {
-                return Ok(Err(abandoned(id, Some(batch), queued(), None)));
+        if let Some(message) = failed.take() {
+            // Counted (metrics, log) where it failed; only the retry budget is left.
+            if let Some(e) = once_budget_spent(ctx, attempt, first_attempt, &message) {
+                return Err(e);
             }
-            r = async {
-                match how {
-                    HandOver::Deliver => sink.deliver(batch).await.map(|()| {
-                        let done: sinks::Confirmation = Box::pin(async { Ok(()) });
-                        done
-                    }),
-                    HandOver::Submit => sink.submit(batch).await,
+        } else {
+            attempt += 1;
+            let message = match try_hand_over(ctx, sink, batch, how, queued).await? {
+                Tried::Handed(confirmation) => return Ok(Ok(confirmation)),
+                Tried::Abandoned(end) => return Ok(Err(end)),
+                Tried::Failed(message) => message,
+            };
+            m.batch_failed(id, events);
+            m.sink_health(id, false);
+            if let Some(e) = once_budget_spent(ctx, attempt, first_attempt, &message) {
+                return Err(e);
+            }
+            // Capped at 10 s: a receiver back from an outage is used again soon.
+            let delay =
+                Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(10));
+            tracing::warn!(sink_id = %id, attempt, delay_ms = delay.as_millis() as u64, error = %message, "delivery failed; retrying");
+            tokio::select! {
+                biased;
+                _ = ctx.abandon.cancelled() => {
+                    return Ok(Err(abandoned(id, Some(batch), queued(), Some(&message))));
                 }
-            } => r,
-        };
-        let message = match handed {
-            Ok(confirmation) => return Ok(Ok(confirmation)),
-            Err(SinkError::Retryable(message)) => message,
-            Err(e) => return Err(stop_on(ctx, e, events)),
-        };
-        m.batch_failed(id, events);
-        m.sink_health(id, false);
-        // A `--once` run gives up after a few quick tries, or once it has tried for
-        // ONCE_RETRY_WINDOW: a sink that retries by itself (HEC, Sentinel, Kafka) has
-        // already spent its own `max_retries` (or `message_timeout`) in each attempt.
-        if ctx.opts.mode == RunMode::Once
-            && (attempt >= ctx.opts.once_sink_attempts
-                || first_attempt.elapsed() >= ONCE_RETRY_WINDOW)
-        {
-            return Err(ctx.fail(format!(
-                "{message} (gave up after {attempt} attempts in {} s)",
-                first_attempt.elapsed().as_secs()
-            )));
-        }
-        // Capped at 10 s: a receiver back from an outage is used again soon.
-        let delay = Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(10));
-        tracing::warn!(sink_id = %id, attempt, delay_ms = delay.as_millis() as u64, error = %message, "delivery failed; retrying");
-        tokio::select! {
-            biased;
-            _ = ctx.abandon.cancelled() => {
-                return Ok(Err(abandoned(id, Some(batch), queued(), Some(&message))));
+                _ = tokio::time::sleep(delay) => {}
             }
-            _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// A `--once` run gives up after a few quick tries, or once it has tried for
+/// ONCE_RETRY_WINDOW: a sink that retries by itself (HEC, Sentinel, Kafka) has already
+/// spent its own `max_retries` (or `message_timeout`) in each attempt.
+fn once_budget_spent(
+    ctx: &SinkTaskCtx,
+    attempt: u32,
+    first_attempt: std::time::Instant,
+    message: &str,
+) -> Option<PipelineError> {
+    if ctx.opts.mode == RunMode::Once
+        && (attempt >= ctx.opts.once_sink_attempts || first_attempt.elapsed() >= ONCE_RETRY_WINDOW)
+    {
+        return Some(ctx.fail(format!(
+            "{message} (gave up after {attempt} attempts in {} s)",
+            first_attempt.elapsed().as_secs()
+        )));
+    }
+    None
+}
+
+/// How one attempt at handing a batch over went (a failure that is not retried is the
+/// `Err` beside it).
+enum Tried {
+    Handed(sinks::Confirmation),
+    /// The drain timeout ran out meanwhile.
+    Abandoned(SinkEnd),
+    /// Retryable, with the sink's message.
+    Failed(String),
+}
+
+async fn try_hand_over(
+    ctx: &SinkTaskCtx,
+    sink: &mut Box<dyn sinks::Sink>,
+    batch: &Arc<Batch>,
+    how: HandOver,
+    queued: &(dyn Fn() -> usize + Sync),
+) -> Result<Tried, PipelineError> {
+    let handed = tokio::select! {
+        biased;
+        _ = ctx.abandon.cancelled() => {
+            return Ok(Tried::Abandoned(abandoned(&ctx.id, Some(batch), queued(), None)));
+        }
+        r = async {
+            match how {
+                HandOver::Deliver => sink.deliver(batch).await.map(|()| {
+                    let done: sinks::Confirmation = Box::pin(async { Ok(()) });
+                    done
+                }),
+                HandOver::Submit => sink.submit(batch).await,
+            }
+        } => r,
+    };
+    match handed {
+        Ok(confirmation) => Ok(Tried::Handed(confirmation)),
+        Err(SinkError::Retryable(message)) => Ok(Tried::Failed(message)),
+        Err(e) => Err(stop_on(ctx, e, batch.events.len() as u64)),
     }
 }
 
@@ -881,7 +935,8 @@ async fn sink_task(
                         m.batch_failed(&id, events);
                         tracing::warn!(sink_id = %id, source_id = %batch.source_id, seq = batch.seq, error = %message, "a batch sent earlier was not confirmed; delivering it again");
                         let queued = || rx.len() + held.len();
-                        match hand_over(&ctx, &mut sink, &batch, HandOver::Deliver, &queued).await? {
+                        let failed = FailedAttempt { since: started, message };
+                        match hand_over(&ctx, &mut sink, &batch, HandOver::Deliver, Some(failed), &queued).await? {
                             Ok(_) => {}
                             Err(end) => return Ok(end),
                         }
@@ -904,7 +959,7 @@ async fn sink_task(
                     m.queue_depth(&id, rx.len());
                     let started = std::time::Instant::now();
                     let queued = || rx.len() + held.len();
-                    let confirmation = match hand_over(&ctx, &mut sink, &batch, how, &queued).await? {
+                    let confirmation = match hand_over(&ctx, &mut sink, &batch, how, None, &queued).await? {
                         Ok(c) => c,
                         Err(end) => return Ok(end),
                     };

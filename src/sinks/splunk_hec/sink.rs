@@ -65,6 +65,16 @@ const ACK_QUERY_MAX: usize = 1000;
 /// answers are read for an excerpt only ([`http::ERROR_EXCERPT_BYTES`]).
 pub const HEC_REPLY_LIMIT: usize = 1024 * 1024;
 
+/// About what a HEC envelope adds to an event's JSON (time, host, source, sourcetype,
+/// index, indexed fields), for [`Sender::requests_for`].
+const ENVELOPE_GUESS: usize = 300;
+
+/// Whether event `i` goes in the next pass: pending, and not rejected and waiting to be
+/// judged (`held`).
+fn is_pending(progress: &Progress, held: &[Held], i: usize) -> bool {
+    progress.state.get(i) == Some(&State::Pending) && !held.iter().any(|h| h.index == i)
+}
+
 /// Where one event of the batch in progress stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -1120,7 +1130,7 @@ impl Sender {
         let mut packer = wire::Packer::new(self.max_events, self.max_bytes, &progress.alone);
         let mut envelopes = wire::Envelopes::new(&self.meta);
         for (i, e) in batch.events.iter().enumerate() {
-            if progress.state.get(i) != Some(&State::Pending) || held.iter().any(|h| h.index == i) {
+            if !is_pending(progress, held, i) {
                 continue;
             }
             packer
@@ -1135,22 +1145,23 @@ impl Sender {
         Ok(packer.finish())
     }
 
-    /// The next pass over `batch`: its pending events packed into requests, once permits
-    /// to send them are free (as many as the requests, up to `in_flight_requests`).
-    /// `None`: nothing is pending.
+    /// The next pass over `batch`: once permits to send it are free (as many as its
+    /// requests, up to `in_flight_requests`), its pending events packed into requests.
+    /// Packed only then, so a batch waiting for its turn holds no request bodies. `None`:
+    /// nothing is pending.
     async fn start_pass(
         &self,
         batch: &Batch,
         progress: &Progress,
         held: &[Held],
     ) -> Result<Option<Pass>, SinkError> {
-        let chunks = self.pack_pending(batch, progress, held)?;
-        if chunks.is_empty() {
+        let requests = self.requests_for(batch, progress, held);
+        if requests == 0 {
             return Ok(None);
         }
         // Never more than the semaphore holds (`most_requests` fits in u32: validated).
-        let wanted = chunks.len().min(self.most_requests) as u32;
-        let permits = self
+        let wanted = requests.min(self.most_requests) as u32;
+        let mut permits = self
             .requests
             .clone()
             .acquire_many_owned(wanted)
@@ -1161,7 +1172,36 @@ impl Sender {
                     self.conn.id
                 ))
             })?;
+        let chunks = self.pack_pending(batch, progress, held)?;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        // The estimate was high: give the permits this pass cannot use back at once.
+        if let Some(spare) = permits.num_permits().checked_sub(chunks.len()) {
+            drop(permits.split(spare));
+        }
         Ok(Some(Pass { chunks, permits }))
+    }
+
+    /// About how many requests the pending events of `batch` make ([`Self::pack_pending`]
+    /// decides; a wrong guess only changes how many of them go out together).
+    fn requests_for(&self, batch: &Batch, progress: &Progress, held: &[Held]) -> usize {
+        let (mut alone, mut together, mut bytes) = (0usize, 0usize, 0usize);
+        for (i, e) in batch.events.iter().enumerate() {
+            if !is_pending(progress, held, i) {
+                continue;
+            }
+            if progress.alone.contains(&i) {
+                alone += 1;
+            } else {
+                together += 1;
+                bytes += e.json.len() + ENVELOPE_GUESS;
+            }
+        }
+        alone
+            + together
+                .div_ceil(self.max_events.max(1))
+                .max(bytes.div_ceil(self.max_bytes.max(1)))
     }
 
     /// Send every pending event of the batch (see the module docs of `sinks::splunk_hec`),
