@@ -815,6 +815,17 @@ fn the_example_config_is_valid() {
     assert!(config.is_ok(), "{:?}", config.err().map(|e| e.to_string()));
 }
 
+/// Run once; every event must arrive exactly once. Returns the peer's counters.
+async fn run_once_exactly(s: &Setup, label: &str) -> hec_peer::PeerStats {
+    let out = s.run_once(TOKEN).await;
+    assert!(out.status.success(), "{label}: {}", text(&out));
+    let dups = assert_complete(s, &HashSet::new());
+    assert_eq!(dups, 0, "{label}: zero duplicates");
+    let stats = s.peer.stats();
+    eprintln!("{label}: {stats:?}");
+    stats
+}
+
 /// Several batches wait for their indexer acknowledgement side by side (the in-flight
 /// window), one poller asks about all of them, and nothing arrives twice; with
 /// `in_flight_batches = 1` only one request ever waits.
@@ -839,12 +850,7 @@ async fn batches_wait_for_their_acks_side_by_side() {
             ),
         )
         .await;
-        let out = s.run_once(TOKEN).await;
-        assert!(out.status.success(), "{}", text(&out));
-        let dups = assert_complete(&s, &HashSet::new());
-        assert_eq!(dups, 0, "window {window}: zero duplicates");
-        let stats = s.peer.stats();
-        eprintln!("window {window}: {stats:?}");
+        let stats = run_once_exactly(&s, &format!("window {window}")).await;
         assert_eq!(stats.acks_reported_true, stats.ack_ids_issued);
         if window == 1 {
             assert_eq!(stats.max_pending_acks, 1, "one batch at a time");
@@ -879,12 +885,7 @@ async fn consecutive_batches_requests_overlap_against_a_far_hec() {
             &format!("in_flight_requests = {requests}\nin_flight_batches = {window}"),
         )
         .await;
-        let out = s.run_once(TOKEN).await;
-        assert!(out.status.success(), "{}", text(&out));
-        let dups = assert_complete(&s, &HashSet::new());
-        assert_eq!(dups, 0, "window {window}: zero duplicates");
-        let stats = s.peer.stats();
-        eprintln!("window {window}: {stats:?}");
+        let stats = run_once_exactly(&s, &format!("window {window}")).await;
         if window == 1 {
             assert_eq!(
                 stats.max_concurrent_event_requests, 1,
