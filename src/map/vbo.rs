@@ -336,10 +336,12 @@ pub struct RawRestoreEvent {
     pub problems: Vec<Problem>,
 }
 
-/// A restore-session event as it arrives: every field any JSON value.
+/// A restore-session event as it arrives: every field any JSON value. The source reads a
+/// well-formed page straight into these ([`crate::sources::typed_page`]);
+/// `RawRestoreEvent::try_from` then decodes one as [`decode_event`] decodes its text.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct WireEvent {
+pub struct WireEvent {
     id: Option<Value>,
     #[serde(rename = "type")]
     event_type: Option<Value>,

@@ -14,6 +14,7 @@
 
 pub mod page;
 pub mod paging;
+pub mod typed_page;
 pub mod vbo;
 pub mod vdc;
 

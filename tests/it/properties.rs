@@ -15,7 +15,8 @@
 //! - the RFC 5424 syslog encoder: every message parses under RFC 5424's ABNF (PRI,
 //!   VERSION, TIMESTAMP, header field lengths and characters, NILVALUE, SD escaping) and
 //!   carries the event's JSON, unchanged, as MSG.
-//! - page decoders: VB365 pages (`sources::vbo::parse_page`), VDC collections
+//! - page decoders: VB365 pages (`sources::vbo::parse_page`, and the one-pass reading of a
+//!   well-formed events page, `sources::typed_page`, against it), VDC collections
 //!   (`sources::vdc::api::parse_collection`), VDC downloads (`sources::vdc::download`) and
 //!   the record types behind them never panic on arbitrary input, and what decodes maps
 //!   to an event that serializes and reads back.
@@ -43,7 +44,9 @@ use serde_json::{Map, Value, json};
 use veeam_siem::event::Event;
 use veeam_siem::map::Record;
 use veeam_siem::map::client_host::{InitiatedBy, parse_client_host, parse_initiated_by};
-use veeam_siem::map::vbo::{RawRestoreEvent, RawRestoreSession, map_restore_event};
+use veeam_siem::map::vbo::{
+    RawRestoreEvent, RawRestoreSession, WireEvent, decode_event, map_restore_event,
+};
 use veeam_siem::map::vdc::{
     RawJob, RawJobSession, RawLogEntry, TitleKind, action, map_log_entry, parse_title,
 };
@@ -52,7 +55,8 @@ use veeam_siem::sinks::syslog::format::{
     BOM, Encoder, Facility, Format, Framing, MAX_APP_NAME, MAX_HOSTNAME, MAX_MSGID, MAX_SD_NAME,
     MAX_SEQUENCE_ID, NILVALUE, SOFTWARE, SeverityMap, frame,
 };
-use veeam_siem::sources::vbo::parse_page;
+use veeam_siem::sources::typed_page;
+use veeam_siem::sources::vbo::{parse_page, parse_page_with_facts};
 use veeam_siem::sources::vdc::api::parse_collection;
 use veeam_siem::sources::vdc::download::{
     DownloadItem, DownloadReader, ENVELOPE_KEYS, parse_text_line,
@@ -1184,6 +1188,42 @@ proptest! {
         let scalar = format!("{ws}{}", items.first().map_or("null".to_string(), Value::to_string));
         if !scalar.trim_start().starts_with(['[', '{']) {
             prop_assert!(parse_page(scalar.as_bytes()).is_err());
+        }
+    }
+
+    /// The one-pass reading of a VB365 events page takes only pages the strict reading
+    /// takes, and gives what it gives: the same record texts, the same paging facts, and
+    /// each record decoded as `decode_event` decodes its text.
+    #[test]
+    fn vbo_one_pass_page_reads_as_the_careful_path(
+        body in prop_oneof![
+            body(vbo_item()),
+            (prop::collection::vec(event_object(), 0..6), "[ \t\r\n]{0,2}", any::<bool>())
+                .prop_map(|(items, ws, bare)| {
+                    let texts: Vec<String> = items.iter().map(Value::to_string).collect();
+                    let list = format!("[{ws}{}{ws}]", texts.join(&format!("{ws},{ws}")));
+                    if bare {
+                        format!("{ws}{list}{ws}").into_bytes()
+                    } else {
+                        format!("{ws}{{{ws}\"totalCount\"{ws}:{ws}9,\"results\"{ws}:{ws}{list},\"_links\":{{\"next\":{{}}}}}}{ws}")
+                            .into_bytes()
+                    }
+                }),
+        ],
+    ) {
+        let Some(page) = typed_page::read::<WireEvent>(&body) else {
+            return Ok(());
+        };
+        let (raws, facts) = parse_page_with_facts(&body).map_err(TestCaseError::fail)?;
+        let texts: Vec<&str> = page.records.iter().map(|(_, t)| &**t).collect();
+        prop_assert_eq!(&texts, &raws.iter().map(|r| r.get()).collect::<Vec<_>>());
+        let envelope_facts = page
+            .envelope
+            .map(|e| veeam_siem::sources::paging::PageFacts::from_envelope(&e))
+            .unwrap_or_default();
+        prop_assert_eq!(envelope_facts, facts);
+        for (wire, text) in page.records {
+            prop_assert_eq!(RawRestoreEvent::try_from(wire), decode_event(&text));
         }
     }
 

@@ -68,9 +68,9 @@ use super::oldest::Oldest;
 use super::token::{Credentials, TokenManager};
 use crate::http::{self, HttpError, RetryPolicy};
 use crate::map::Record;
-use crate::map::vbo::{RawRestoreEvent, RawRestoreSession};
+use crate::map::vbo::{RawRestoreEvent, RawRestoreSession, WireEvent};
 use crate::sources::page::EMPTY_PAGE;
-use crate::sources::paging::{PageFacts, Pager, PagingError, Step, fingerprint};
+use crate::sources::paging::{PageFacts, Pager, PagingError, Step, fingerprint_texts};
 use crate::sources::{Emitter, RunMode, SourceBatch, SourceError, minus, to_chrono};
 
 /// Default horizon of the first run.
@@ -83,7 +83,11 @@ pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 /// One page as read: its records (readable ones), how many it held, its paging facts.
 struct ReadPage {
     url: String,
-    records: Vec<Box<RawValue>>,
+    /// Each record's text as sent (or as repaired: `replaced`).
+    records: Vec<Box<str>>,
+    /// An events page read in one pass ([`crate::sources::typed_page`]): its records
+    /// decoded already, one for each of `records`.
+    decoded: Option<Vec<Decoded>>,
     /// Which records had invalid UTF-8 replaced ([`crate::sources::page::SplitPage::replaced`]).
     replaced: Vec<usize>,
     /// Records on the page, readable or not (for paging).
@@ -111,17 +115,15 @@ fn events_path(session_id: &str) -> String {
     format!("RestoreSessions/{}/Events", http::path_segment(session_id))
 }
 
+/// One event record decoded.
+type Decoded = Result<RawRestoreEvent, crate::map::wire_checks::Unusable>;
+
 /// Decode a page's event records (CPU work, run on the blocking pool), each with its raw
 /// text (kept as the original of a degraded record, or to name a skipped one).
-fn decode_events(
-    records: Vec<Box<RawValue>>,
-) -> Vec<(
-    Result<RawRestoreEvent, crate::map::wire_checks::Unusable>,
-    Box<RawValue>,
-)> {
+fn decode_events(records: Vec<Box<str>>) -> Vec<(Decoded, Box<str>)> {
     records
         .into_iter()
-        .map(|raw| (crate::map::vbo::decode_event(raw.get()), raw))
+        .map(|raw| (crate::map::vbo::decode_event(&raw), raw))
         .collect()
 }
 
@@ -464,12 +466,34 @@ impl VboPoller {
         offset: u64,
     ) -> Result<ReadPage, String> {
         let body = crate::sources::page::without_bom(body);
+        // An events page that is well-formed (nearly all): read and decoded in one pass.
+        if session_id.is_some()
+            && let Some(page) = crate::sources::typed_page::read::<WireEvent>(body)
+        {
+            let (decoded, records): (Vec<Decoded>, Vec<Box<str>>) = page
+                .records
+                .into_iter()
+                .map(|(wire, text)| (RawRestoreEvent::try_from(wire), text))
+                .unzip();
+            return Ok(ReadPage {
+                url: url.to_string(),
+                count: records.len(),
+                records,
+                decoded: Some(decoded),
+                replaced: Vec::new(),
+                facts: page
+                    .envelope
+                    .map(|e| PageFacts::from_envelope(&e))
+                    .unwrap_or_default(),
+            });
+        }
         let strict = match parse_page_with_facts(body) {
             Ok((records, facts)) => {
                 return Ok(ReadPage {
                     url: url.to_string(),
                     count: records.len(),
-                    records,
+                    records: records.into_iter().map(Box::from).collect(),
+                    decoded: None,
                     replaced: Vec::new(),
                     facts,
                 });
@@ -501,7 +525,8 @@ impl VboPoller {
         Ok(ReadPage {
             url: url.to_string(),
             count: page.len(),
-            records: page.records,
+            records: page.records.into_iter().map(Box::from).collect(),
+            decoded: None,
             replaced: page.replaced,
             facts: PageFacts::default(),
         })
@@ -558,7 +583,7 @@ impl VboPoller {
                 .records
                 .iter()
                 .enumerate()
-                .filter_map(|(at, raw)| match crate::map::vbo::decode_session(raw.get(), self.state.horizon) {
+                .filter_map(|(at, raw)| match crate::map::vbo::decode_session(raw, self.state.horizon) {
                     Ok(mut s) => {
                         if page.replaced.contains(&at) {
                             s.problems.push(crate::map::wire_checks::replaced_utf8(
@@ -568,7 +593,7 @@ impl VboPoller {
                         Some(s)
                     }
                     Err(e) => {
-                        tracing::warn!(source_id = %self.id, session_id = %record_id(raw.get()), error = %e, "skipping malformed restore session");
+                        tracing::warn!(source_id = %self.id, session_id = %record_id(raw), error = %e, "skipping malformed restore session");
                         crate::metrics::global().record_skipped(&self.id);
                         None
                     }
@@ -621,7 +646,7 @@ impl VboPoller {
             // would never be listed (and the horizon would move past it).
             let overlap = listing_overlap(page.count) as u64;
             overlap_asked = overlap;
-            let print = fingerprint(&page.records);
+            let print = fingerprint_texts(&page.records);
             match pager.after_page(page.count, print, page.facts, overlap) {
                 Ok(Step::Next(_)) => {}
                 Ok(Step::Done) => break Ok(()),
@@ -884,15 +909,22 @@ impl VboPoller {
             };
             // Where paging goes next depends on the page alone, not on its decoded events;
             // a paging error is acted on once this page's events are shipped.
-            let step = pager.after_page(page.count, fingerprint(&page.records), page.facts, 0);
+            let step =
+                pager.after_page(page.count, fingerprint_texts(&page.records), page.facts, 0);
             let page_end = offset.saturating_add(page.count as u64);
             let ReadPage {
                 url,
                 records,
+                decoded,
                 replaced,
                 ..
             } = page;
-            let decoding = tokio::task::spawn_blocking(move || decode_events(records));
+            let decoding = async move {
+                match decoded {
+                    Some(decoded) => Ok(decoded.into_iter().zip(records).collect()),
+                    None => tokio::task::spawn_blocking(move || decode_events(records)).await,
+                }
+            };
             let next_page = async {
                 match (&step, &then) {
                     (Ok(Step::Next(at)), _) => {
@@ -934,7 +966,7 @@ impl VboPoller {
             };
             // Listing offsets of the events in progress (where to look for them again).
             let mut progress_at: HashMap<String, u64> = HashMap::new();
-            let mut events: Vec<(RawRestoreEvent, Box<RawValue>)> = decoded
+            let mut events: Vec<(RawRestoreEvent, Box<str>)> = decoded
                 .into_iter()
                 .enumerate()
                 .filter_map(|(at, (decoded, raw))| match decoded {
@@ -954,7 +986,7 @@ impl VboPoller {
                         Some((e, raw))
                     }
                     Err(e) => {
-                        tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %record_id(raw.get()), error = %e, "skipping malformed restore event");
+                        tracing::warn!(source_id = %self.id, session_id = %sid, event_id = %record_id(&raw), error = %e, "skipping malformed restore event");
                         crate::metrics::global().record_skipped(&self.id);
                         None
                     }
@@ -1019,7 +1051,7 @@ impl VboPoller {
                     }
                     if c.held.iter().any(|h| h.id == e.id) {
                         if hold && crate::map::vbo::in_progress(&e.status) {
-                            still_held.push((e.id.clone(), raw.get().to_string()));
+                            still_held.push((e.id.clone(), raw.to_string()));
                             return false;
                         }
                         done_held.push(e.id.clone());
@@ -1028,7 +1060,7 @@ impl VboPoller {
                     if !hold || !crate::map::vbo::in_progress(&e.status) {
                         return true;
                     }
-                    if raw.get().len() > MAX_HELD_BYTES {
+                    if raw.len() > MAX_HELD_BYTES {
                         return true;
                     }
                     if room == 0 {
@@ -1038,7 +1070,7 @@ impl VboPoller {
                     room -= 1;
                     newly_held.push(HeldEvent {
                         id: e.id.clone(),
-                        raw: raw.get().to_string(),
+                        raw: raw.to_string(),
                         position: e.position,
                         offset: progress_at.get(&e.id).copied(),
                     });
@@ -1074,7 +1106,7 @@ impl VboPoller {
             if !events.is_empty() {
                 let records = events
                     .into_iter()
-                    .map(|(event, raw)| self.event_record(&session, event, raw.get()))
+                    .map(|(event, raw)| self.event_record(&session, event, &raw))
                     .collect();
                 self.emit(emitter, records, fetched_at).await?;
             }
@@ -1205,10 +1237,10 @@ impl VboPoller {
             .fetch_page(&events_path(sid), &[], offset, &mut limit, Some(sid))
             .await?;
         Ok(page.records.into_iter().find_map(|raw| {
-            crate::map::vbo::decode_event(raw.get())
+            crate::map::vbo::decode_event(&raw)
                 .ok()
                 .filter(|e| e.id == held.id)
-                .map(|_| raw.get().to_string())
+                .map(|_| raw.into())
         }))
     }
 
@@ -1520,7 +1552,7 @@ fn login_backoff(poll_interval: Duration, refused: u32) -> Duration {
 /// Whether a page of events shows a newest-first listing: its `order`s fall strictly from
 /// one event to the next (at least two of them), or its first is below the last `order`
 /// of the page before. Pages that repeat a value or rise are oldest first (or odd).
-fn falls(before: Option<i64>, events: &[(RawRestoreEvent, Box<RawValue>)]) -> bool {
+fn falls(before: Option<i64>, events: &[(RawRestoreEvent, Box<str>)]) -> bool {
     let orders: Vec<i64> = events.iter().filter_map(|(e, _)| e.order).collect();
     let within = orders.len() >= 2 && orders.windows(2).all(|w| w[0] > w[1]);
     let across = matches!((before, orders.first()), (Some(b), Some(&first)) if first < b);
