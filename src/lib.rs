@@ -29,6 +29,7 @@ pub mod durable;
 pub mod escape;
 pub mod event;
 pub mod http;
+pub mod json;
 pub mod map;
 pub mod metrics;
 pub mod ops;

@@ -547,7 +547,7 @@ fn map_batch(
     for record in records {
         let event = mapper.map(record);
         let mut buf = Vec::with_capacity(size_hint + size_hint / 4);
-        match serde_json::to_writer(&mut buf, &event) {
+        match crate::json::to_writer(&mut buf, &event) {
             Ok(()) => {
                 size_hint = buf.len();
                 match String::from_utf8(buf) {

@@ -110,18 +110,18 @@ impl<'m> Envelopes<'m> {
         )
         .map_err(serde_json::Error::io)?;
         out.extend_from_slice(self.head_of(e)?);
-        serde_json::to_writer(&mut *out, &*ev.event.id)?;
+        crate::json::write_str(out, &ev.event.id);
         out.extend_from_slice(b",\"dataset\":");
-        serde_json::to_writer(&mut *out, &*ev.event.dataset)?;
+        crate::json::write_str(out, &ev.event.dataset);
         out.extend_from_slice(b",\"action\":");
-        serde_json::to_writer(&mut *out, &*ev.event.action)?;
+        crate::json::write_str(out, &ev.event.action);
         out.extend_from_slice(b",\"outcome\":");
-        serde_json::to_writer(&mut *out, &*ev.event.outcome)?;
+        crate::json::write_str(out, &ev.event.outcome);
         out.extend_from_slice(b",\"source_id\":");
-        serde_json::to_writer(&mut *out, &*ev.labels.source_id)?;
+        crate::json::write_str(out, &ev.labels.source_id);
         if let Some(organization) = ev.organization.as_ref().and_then(|o| o.name.as_deref()) {
             out.extend_from_slice(b",\"organization\":");
-            serde_json::to_writer(&mut *out, organization)?;
+            crate::json::write_str(out, organization);
         }
         out.extend_from_slice(b"},\"event\":");
         out.extend_from_slice(e.json.as_bytes());
