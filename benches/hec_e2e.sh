@@ -8,7 +8,7 @@
 # set-up of issue 17. Runs the configurations in RUNS (default: all of them) against a
 # fresh peer each, and prints one `RESULT` line per run: events/s of the `run --once`
 # process (wall clock, includes the TLS login to the simulator and every page fetch), the
-# daemon's CPU (user + system) and peak RSS (GNU time), bytes on the wire per event
+# daemon's CPU (user + system; `sys_s` the system part) and peak RSS (GNU time), bytes on the wire per event
 # (request bodies as received by the peer) and the peer's duplicate count.
 #
 #   file           the file sink alone (the rest of the pipeline, for comparison)
@@ -114,6 +114,7 @@ def field(text, label):
 def cpu_of(text):
     return field(text, "User time (seconds)") + field(text, "System time (seconds)")
 cpu = cpu_of(timed)
+sys_s = field(timed, "System time (seconds)")
 rss = field(timed, "Maximum resident set size (kbytes)") / 1024
 line = f"RESULT run={name} seconds={t:.2f}"
 peer = os.path.join(work, "peer.json")
@@ -131,6 +132,7 @@ if os.path.exists(peer) and os.path.getsize(peer) > 0:
 else:
     n = sum(1 for _ in open(os.path.join(work, "out.ndjson")))
     line += f" events={n} events_per_s={n / t:.0f} cpu_s={cpu:.2f} peak_rss_mib={rss:.1f}"
+line += f" sys_s={sys_s:.2f}"
 print(line, flush=True)
 PY
 }

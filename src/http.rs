@@ -465,6 +465,10 @@ where
     }
 }
 
+/// Most a body buffer is sized to up front from the answer's `Content-Length` (the rest
+/// grows as it arrives, so a length that lies costs at most this).
+const PRESIZE_MAX: u64 = 16 * 1024 * 1024;
+
 /// Read a response body, failing with [`HttpError::TooLarge`] as soon as it passes
 /// `limit` bytes, so a hostile or broken server can't grow memory without bound.
 /// A body cut short is a [`HttpError::Transport`] error (safe to request again).
@@ -479,7 +483,10 @@ pub async fn read_body_capped(
             limit,
         });
     }
-    let mut body = bytes::BytesMut::new();
+    // Sized from the declared length (up to 16 MiB): a 2 MB page is then copied once
+    // instead of into buffers doubling from 8 KB (~1 % of a VB365 run's instructions).
+    let declared = resp.content_length().unwrap_or(0);
+    let mut body = bytes::BytesMut::with_capacity(declared.min(PRESIZE_MAX) as usize);
     while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(url, e))? {
         if body.len() + chunk.len() > limit {
             return Err(HttpError::TooLarge {
