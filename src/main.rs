@@ -308,11 +308,32 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     }
 }
 
-/// At most two glibc malloc arenas. glibc gives threads up to 8 per core, and memory freed
-/// in one (a request body compressed on a blocking-pool thread, a batch dropped on
-/// another worker) stays mapped there: measured on 200k events to file + HEC, peak RSS
-/// 66–75 MiB with the default and 52–61 MiB with two arenas, at the same CPU
-/// (BENCHMARKS.md). `MALLOC_ARENA_MAX` in the environment still wins (it is read first).
+/// The daemon's memory comes from jemalloc: a batch is built on one thread and freed on
+/// another (the last sink to finish with it), request bodies are compressed on the
+/// blocking pool, and glibc's malloc spent ~15 % of the CPU time of a VB365 → file + HEC
+/// run in `_int_free`, `malloc_consolidate` and friends. Measured on the issue-17 set-up
+/// (200k events, BENCHMARKS.md, ninth round): 3.7–4.2 CPU s with glibc, 3.0–3.2 with
+/// jemalloc as configured by [`malloc_conf`].
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read once at its start (`_RJEM_MALLOC_CONF` in the environment
+/// overrides them): one arena, since each thread's cache takes the contention and more
+/// arenas keep more memory mapped (peak RSS 52–59 MiB with one, 64–66 with two, 77–80
+/// with jemalloc's default of four per core); unused pages given back after a second
+/// (`dirty_decay_ms`, default 10 s) and at once from there (`muzzy_decay_ms`). Giving
+/// them back at once (`dirty_decay_ms:0`) cost 2.5 s more system time.
+#[cfg(not(target_env = "msvc"))]
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
+/// At most two glibc malloc arenas, for what C libraries (librdkafka) allocate with
+/// glibc's malloc. glibc gives threads up to 8 per core, and memory freed in one stays
+/// mapped there: with glibc as the Rust allocator too, 200k events to file + HEC peaked at
+/// 66–75 MiB RSS with the default and 52–61 MiB with two arenas (BENCHMARKS.md).
+/// `MALLOC_ARENA_MAX` in the environment still wins (it is read first).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
