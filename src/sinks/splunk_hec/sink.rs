@@ -1716,7 +1716,7 @@ mod tests {
                 h.in_flight_requests,
                 h.in_flight_batches
             ),
-            (5, 4, 16)
+            (6, 4, 16)
         );
         assert_eq!(
             base_url("sinks.splunk", &h.endpoint).unwrap(),
