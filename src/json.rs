@@ -365,49 +365,28 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
+/// The four kinds of sequence serde has: each element written after a comma.
+macro_rules! elements {
+    ($($kind:ident::$method:ident),* $(,)?) => {
+        $(impl ser::$kind for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.close()
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
@@ -422,8 +401,9 @@ impl ser::SerializeStruct for Compound<'_> {
                 return Err(Error("not a RawValue".to_string()));
             }
             self.first = false;
-            return value.serialize(RawWriter {
+            return value.serialize(StrOnly {
                 out: &mut *self.out,
+                raw: true,
             });
         }
         self.field(key, value)
@@ -453,8 +433,9 @@ impl ser::SerializeMap for Compound<'_> {
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
         self.comma();
-        key.serialize(KeyWriter {
+        key.serialize(StrOnly {
             out: &mut *self.out,
+            raw: false,
         })?;
         self.out.push(b':');
         Ok(())
@@ -469,24 +450,33 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-fn not_raw() -> Error {
-    Error("a RawValue's field is not its text".to_string())
+/// A serializer that takes a string only: a map key (written as a JSON string; serde_json's
+/// other key forms make [`to_writer`] fall back), or a `RawValue`'s text (written as is:
+/// it is JSON already).
+struct StrOnly<'a> {
+    out: &'a mut Vec<u8>,
+    raw: bool,
 }
 
-macro_rules! refuse_raw {
+impl StrOnly<'_> {
+    fn refused(&self) -> Error {
+        Error(if self.raw {
+            "a RawValue's field is not its text".to_string()
+        } else {
+            "map key is not a string".to_string()
+        })
+    }
+}
+
+macro_rules! refuse {
     ($($method:ident($ty:ty)),* $(,)?) => {
         $(fn $method(self, _v: $ty) -> Result<(), Error> {
-            Err(not_raw())
+            Err(self.refused())
         })*
     };
 }
 
-/// The text of a `RawValue`, written as is (it is JSON already).
-struct RawWriter<'a> {
-    out: &'a mut Vec<u8>,
-}
-
-impl ser::Serializer for RawWriter<'_> {
+impl ser::Serializer for StrOnly<'_> {
     type Ok = ();
     type Error = Error;
     type SerializeSeq = Impossible<(), Error>;
@@ -498,138 +488,18 @@ impl ser::Serializer for RawWriter<'_> {
     type SerializeStructVariant = Impossible<(), Error>;
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        self.out.extend_from_slice(v.as_bytes());
-        Ok(())
-    }
-    refuse_raw!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_bytes(&[u8]),
-    );
-    fn serialize_none(self) -> Result<(), Error> {
-        Err(not_raw())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), Error> {
-        Err(not_raw())
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        Err(not_raw())
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
-        Err(not_raw())
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-    ) -> Result<(), Error> {
-        Err(not_raw())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _value: &T,
-    ) -> Result<(), Error> {
-        Err(not_raw())
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<(), Error> {
-        Err(not_raw())
-    }
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(not_raw())
-    }
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(not_raw())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(not_raw())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(not_raw())
-    }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(not_raw())
-    }
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStruct, Error> {
-        Err(not_raw())
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(not_raw())
-    }
-}
-
-/// Map keys: strings only (serde_json's other key forms make [`to_writer`] fall back).
-struct KeyWriter<'a> {
-    out: &'a mut Vec<u8>,
-}
-
-fn not_a_string_key() -> Error {
-    Error("map key is not a string".to_string())
-}
-
-macro_rules! refuse_keys {
-    ($($method:ident($ty:ty)),* $(,)?) => {
-        $(fn $method(self, _v: $ty) -> Result<(), Error> {
-            Err(not_a_string_key())
-        })*
-    };
-}
-
-impl ser::Serializer for KeyWriter<'_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    type SerializeTuple = Impossible<(), Error>;
-    type SerializeTupleStruct = Impossible<(), Error>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
-    type SerializeStruct = Impossible<(), Error>;
-    type SerializeStructVariant = Impossible<(), Error>;
-
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
-        write_str(self.out, v);
+        if self.raw {
+            self.out.extend_from_slice(v.as_bytes());
+        } else {
+            write_str(self.out, v);
+        }
         Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), Error> {
-        write_str(self.out, v.encode_utf8(&mut [0u8; 4]));
-        Ok(())
+        if self.raw {
+            return Err(self.refused());
+        }
+        self.serialize_str(v.encode_utf8(&mut [0u8; 4]))
     }
     fn serialize_unit_variant(
         self,
@@ -637,17 +507,22 @@ impl ser::Serializer for KeyWriter<'_> {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), Error> {
-        write_str(self.out, variant);
-        Ok(())
+        if self.raw {
+            return Err(self.refused());
+        }
+        self.serialize_str(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
+        if self.raw {
+            return Err(self.refused());
+        }
         value.serialize(self)
     }
-    refuse_keys!(
+    refuse!(
         serialize_bool(bool),
         serialize_i8(i8),
         serialize_i16(i16),
@@ -662,16 +537,16 @@ impl ser::Serializer for KeyWriter<'_> {
         serialize_bytes(&[u8]),
     );
     fn serialize_none(self) -> Result<(), Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_unit(self) -> Result<(), Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -680,20 +555,20 @@ impl ser::Serializer for KeyWriter<'_> {
         _variant: &'static str,
         _value: &T,
     ) -> Result<(), Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_tuple_struct(
         self,
         _name: &'static str,
         _len: usize,
     ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_tuple_variant(
         self,
@@ -702,17 +577,17 @@ impl ser::Serializer for KeyWriter<'_> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_struct(
         self,
         _name: &'static str,
         _len: usize,
     ) -> Result<Self::SerializeStruct, Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
     fn serialize_struct_variant(
         self,
@@ -721,7 +596,7 @@ impl ser::Serializer for KeyWriter<'_> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(not_a_string_key())
+        Err(self.refused())
     }
 }
 
