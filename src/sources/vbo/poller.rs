@@ -466,25 +466,33 @@ impl VboPoller {
         offset: u64,
     ) -> Result<ReadPage, String> {
         let body = crate::sources::page::without_bom(body);
-        // An events page that is well-formed (nearly all): read and decoded in one pass.
-        if session_id.is_some()
-            && let Some(page) = crate::sources::typed_page::read::<WireEvent>(body)
-        {
+        // An events page that is well-formed (nearly all): read and decoded in one pass. A
+        // panic while decoding (a bug) leaves the page to the careful path, which decodes on
+        // the blocking pool, where a panic costs this cycle's read of the session, not the
+        // source.
+        let one_pass = || {
+            let page = crate::sources::typed_page::read::<WireEvent>(body)?;
             let (decoded, records): (Vec<Decoded>, Vec<Box<str>>) = page
                 .records
                 .into_iter()
                 .map(|(wire, text)| (RawRestoreEvent::try_from(wire), text))
                 .unzip();
+            let facts = page
+                .envelope
+                .map(|e| PageFacts::from_envelope(&e))
+                .unwrap_or_default();
+            Some((decoded, records, facts))
+        };
+        if session_id.is_some()
+            && let Ok(Some((decoded, records, facts))) = std::panic::catch_unwind(one_pass)
+        {
             return Ok(ReadPage {
                 url: url.to_string(),
                 count: records.len(),
                 records,
                 decoded: Some(decoded),
                 replaced: Vec::new(),
-                facts: page
-                    .envelope
-                    .map(|e| PageFacts::from_envelope(&e))
-                    .unwrap_or_default(),
+                facts,
             });
         }
         let strict = match parse_page_with_facts(body) {
