@@ -18,9 +18,11 @@
 //!    *before* its events, so when it said `Stopped`, the events we got are complete and
 //!    the session is marked done; one we saw working, or that stopped less than
 //!    [`SETTLE`] ago, is read once more in the next cycle first (a server may show the
-//!    state change before the last event). A page is decoded on the blocking pool while the next
-//!    page, or after a session's last page the next listed session's first one, is
-//!    fetched: the server's answer time and our decoding overlap. Where paging goes next
+//!    state change before the last event). A well-formed events page is decoded as it is
+//!    read, in one pass ([`crate::sources::typed_page`]); one that needs the careful path is
+//!    decoded on the blocking pool. Either way the next page, or after a session's last page
+//!    the next listed session's first one, is asked for before the current page's events
+//!    are shipped: the server's answer time and our work overlap. Where paging goes next
 //!    depends on the page alone (count, fingerprint, `totalCount`/`_links`), never on its
 //!    decoded events; a page fetched ahead is used only for the session and offset it was
 //!    asked for, and batches still go out strictly in order.
@@ -883,8 +885,9 @@ impl VboPoller {
         let mut pager = Pager::new(start, u64::from(self.page_size));
         let mut limit = self.page_size;
         let path = events_path(&sid);
-        // The next page, asked for while the current one is decoded (on the blocking pool):
-        // a server's answer time and our decoding overlap instead of adding up.
+        // The next page, asked for before the current one is shipped (and while it is decoded
+        // on the blocking pool, if it needed the careful path): a server's answer time and
+        // our work overlap instead of adding up.
         let mut prefetched: Option<(u64, Result<ReadPage, SourceError>)> = None;
         if let Some(first) = first.filter(|p| p.at.path == path && p.at.offset == start) {
             limit = first.limit;
